@@ -194,17 +194,22 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     " FROM up LEFT JOIN prev ON true",
 
     /* CLAIM: $1 node $2 names[] $3 max $4 channel. One row always comes back (the info
-       row); claimed rows fill the job columns. */
-    "WITH c AS (SELECT s.name, s.key, nextval('{Q}') AS v FROM (SELECT name, key FROM {J} "
-    "WHERE status = 'pending' AND next_run <= now() AND name = ANY($2::text[]) "
-    "ORDER BY next_run LIMIT $3::int4 FOR UPDATE SKIP LOCKED) s), "
+       row); claimed rows fill the job columns. Each type is read through its own
+       (name, next_run) index range, so neither a million future rows nor a backlog of due
+       rows of any type makes a claim slower: it touches at most max rows per type. */
+    "WITH c AS (SELECT s.name, s.key, nextval('{Q}') AS v FROM (SELECT l.name, l.key "
+    "FROM (SELECT DISTINCT unnest($2::text[]) AS name) n CROSS JOIN LATERAL "
+    "(SELECT x.name, x.key, x.next_run FROM {J} x WHERE x.name = n.name "
+    "AND x.status = 'pending' AND x.next_run <= now() ORDER BY x.next_run "
+    "LIMIT $3::int4 FOR UPDATE SKIP LOCKED) l ORDER BY l.next_run LIMIT $3::int4) s), "
     "u AS (UPDATE {J} j SET status = 'running', owner = $1::text, lease = c.v, version = c.v, "
     "attempt = j.attempt + 1, cancel_requested = false, started_at = now(), "
     "heartbeat_at = now(), updated_at = now() FROM c WHERE j.name = c.name AND j.key = c.key "
     "RETURNING j.*), "
     "info AS (SELECT now() AS now, (SELECT min(t.next_run) FROM unnest($2::text[]) AS n(name) "
     "CROSS JOIN LATERAL (SELECT x.next_run FROM {J} x WHERE x.name = n.name "
-    "AND x.status = 'pending' AND x.next_run > now() ORDER BY x.next_run LIMIT 1) t) AS next_due) "
+    "AND x.status = 'pending' AND x.next_run > now() ORDER BY x.next_run LIMIT 1) t) "
+    "AS next_due) "
     "SELECT info.now, info.next_due, " PGSCHED__JOB_COLS("u.")
     "{NOTIFY, CASE WHEN u.name IS NULL THEN NULL ELSE (SELECT " PGSCHED__NOTIFY(
         "$4::text", "concat_ws(E'\\t', 'C', u.name, u.key, 'pending', 'running', "
@@ -426,8 +431,9 @@ static const char *const pgsched__pg_migration_1 =
     " updated_at timestamptz NOT NULL DEFAULT now(),"
     " PRIMARY KEY (name, key)"
     ") WITH (fillfactor = 85);"
-    /* claims walk due rows in due order; next-due looks up each type's earliest row */
-    "CREATE INDEX {I:jobs_due} ON {J} (next_run) WHERE status = 'pending';"
+    /* Claims and next-due look-ups walk each type's pending rows in due order. There is
+       deliberately no index on next_run alone: given one, the planner scans it and filters
+       by type, which with many rows of other types costs a full scan. */
     "CREATE INDEX {I:jobs_type_due} ON {J} (name, next_run) WHERE status = 'pending';"
     /* running rows for take-back; heartbeat_at is deliberately not indexed so that the
        heartbeat's update stays HOT */
