@@ -216,13 +216,15 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
                     "u.version::text, $1::text, " PGSCHED__PG_US("u.next_run") "::text)") ") END}"
     " FROM info LEFT JOIN u ON true ORDER BY u.next_run",
 
-    /* HEARTBEAT: $1 node $2 names[] $3 keys[] $4 tokens[] $5 renew. Returns the held leases. */
+    /* HEARTBEAT: $1 node $2 names[] $3 keys[] $4 tokens[] $5 renew. Returns the held leases.
+       The owner condition lets it read only this node's running rows (the owner index). */
     "WITH l AS (SELECT * FROM unnest($2::text[], $3::text[], $4::int8[]) AS l(name, key, token)), "
     "h AS (UPDATE {J} j SET heartbeat_at = now() FROM l WHERE $5::bool AND j.name = l.name "
-    "AND j.key = l.key AND j.lease = l.token AND j.status = 'running' "
+    "AND j.key = l.key AND j.lease = l.token AND j.status = 'running' AND j.owner = $1::text "
     "RETURNING j.name, j.key, j.cancel_requested), "
     "r AS (SELECT j.name, j.key, j.cancel_requested FROM {J} j JOIN l ON j.name = l.name "
-    "AND j.key = l.key AND j.lease = l.token WHERE NOT $5::bool AND j.status = 'running'), "
+    "AND j.key = l.key AND j.lease = l.token WHERE NOT $5::bool AND j.status = 'running' "
+    "AND j.owner = $1::text), "
     "n AS (UPDATE {N} SET last_seen = now() WHERE id = $1::text RETURNING 1) "
     "SELECT now(), x.name, x.key, x.cancel_requested FROM (SELECT 1) one LEFT JOIN "
     "(SELECT * FROM h UNION ALL SELECT * FROM r) x ON true",

@@ -1,0 +1,182 @@
+/* test_pg_plans.c - the hot statements touch only the rows they need (SPEC §7, §11).
+
+   Fills a table with many future rows of another type and of the claimed type, then checks
+   with EXPLAIN that claim, next-due, heartbeat, outcome and take-back statements use their
+   indexes and never scan the jobs table, both as custom plans and as the generic plans
+   PostgreSQL switches prepared statements to after a few executions. */
+#define PGSCHED_IMPLEMENTATION
+#include "pgsched.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+static PGconn *admin;
+static pgsched_store *store;
+
+static void sql(const char *q)
+{
+    PGresult *r = PQexec(admin, q);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s in %.200s", PQerrorMessage(admin), q);
+    PQclear(r);
+}
+
+static int setup(void **state)
+{
+    const char *dsn = getenv("PGSCHED_TEST_DSN");
+    pgsched_pg_config pc;
+    pgsched_error e;
+    (void)state;
+    if (!dsn) {
+        fprintf(stderr, "test_pg_plans: PGSCHED_TEST_DSN is not set (run through make test)\n");
+        return -1;
+    }
+    admin = PQconnectdb(dsn);
+    if (PQstatus(admin) != CONNECTION_OK) return -1;
+    PQsetNoticeProcessor(admin, pgsched__pg_quiet, NULL);
+    sql("DROP SCHEMA IF EXISTS plans CASCADE");
+    memset(&pc, 0, sizeof pc);
+    pc.conninfo = dsn;
+    pc.schema = "plans";
+    if (pgsched_pg_store_create(&pc, &store, &e) != PGSCHED_OK) return -1;
+    if (pgsched_store_setup(store, &e) != PGSCHED_OK) return -1;
+    /* 30,000 future rows of a type nobody claims here, 30,000 future and 50 due rows of
+       ours, 20 running rows */
+    sql("INSERT INTO plans.pgsched_jobs (name, key, status, kind, params, max_retries, next_run, "
+        "version) SELECT 'other', 'k' || g, 'pending', 'once', '{}', 0, "
+        "now() + g * interval '1 second', nextval('plans.pgsched_seq') "
+        "FROM generate_series(1, 30000) g");
+    sql("INSERT INTO plans.pgsched_jobs (name, key, status, kind, params, max_retries, next_run, "
+        "version) SELECT 'mine', 'f' || g, 'pending', 'once', '{}', 0, "
+        "now() + interval '1 hour' + g * interval '1 second', nextval('plans.pgsched_seq') "
+        "FROM generate_series(1, 30000) g");
+    sql("INSERT INTO plans.pgsched_jobs (name, key, status, kind, params, max_retries, next_run, "
+        "version) SELECT 'mine', 'd' || g, 'pending', 'once', '{}', 0, "
+        "now() - g * interval '1 second', nextval('plans.pgsched_seq') "
+        "FROM generate_series(1, 50) g");
+    sql("INSERT INTO plans.pgsched_jobs (name, key, status, kind, params, max_retries, next_run, "
+        "version, owner, lease, heartbeat_at) SELECT 'mine', 'r' || g, 'running', 'once', '{}', "
+        "0, now(), nextval('plans.pgsched_seq'), 'n1', g, now() FROM generate_series(1, 20) g");
+    sql("ANALYZE plans.pgsched_jobs");
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    if (admin) {
+        sql("DROP SCHEMA IF EXISTS plans CASCADE");
+        PQfinish(admin);
+    }
+    if (store) pgsched_store_destroy(store);
+    return 0;
+}
+
+/* EXPLAIN of statement q with the given parameters, one line per plan node. */
+static char *plan(int q, int nparams, const char *args, int generic)
+{
+    static char out[16384];
+    char buf[16384];
+    PGresult *r;
+    int i;
+    size_t o = 0;
+    snprintf(buf, sizeof buf, "PREPARE plan_q(%s) AS %s",
+             nparams == 1   ? "text"
+             : nparams == 2 ? "text, text"
+             : nparams == 3 ? "text, text, text"
+             : nparams == 4 ? "text, text, text, text"
+             : nparams == 5 ? "text, text, text, text, text"
+                            : "text, text, text, text, text, text, text, text, text, text, text",
+             ((pgsched__pg *)store)->sql[q]);
+    sql(generic ? "SET plan_cache_mode = force_generic_plan" : "SET plan_cache_mode = auto");
+    sql(buf);
+    snprintf(buf, sizeof buf, "EXPLAIN (COSTS OFF) EXECUTE plan_q(%s)", args);
+    r = PQexec(admin, buf);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("%s", PQerrorMessage(admin));
+    out[0] = '\0';
+    for (i = 0; i < PQntuples(r); i++)
+        o += (size_t)snprintf(out + o, sizeof out - o, "%s\n", PQgetvalue(r, i, 0));
+    PQclear(r);
+    sql("DEALLOCATE plan_q");
+    return out;
+}
+
+/* No sequential scan of the jobs table anywhere in the plan, and one of the expected indexes
+   used (`index` lists them separated by '|'). */
+static void assert_indexed(const char *p, const char *index, const char *what)
+{
+    char names[128], *tok, *save = NULL;
+    int found = 0;
+    if (strstr(p, "Seq Scan on pgsched_jobs") || strstr(p, "Bitmap Heap Scan on pgsched_jobs"))
+        fail_msg("%s scans the jobs table:\n%s", what, p);
+    snprintf(names, sizeof names, "%s", index);
+    for (tok = strtok_r(names, "|", &save); tok; tok = strtok_r(NULL, "|", &save))
+        if (strstr(p, tok)) found = 1;
+    if (!found) fail_msg("%s does not use %s:\n%s", what, index, p);
+}
+
+static void claim_reads_only_due_rows_of_its_types_through_the_type_due_index(void **state)
+{
+    int g;
+    (void)state;
+    for (g = 0; g < 2; g++)
+        assert_indexed(plan(PGSCHED__Q_CLAIM, 4, "'n1', '{mine}', '10', 'plans.pgsched_events'", g),
+                       "pgsched_jobs_type_due", g ? "the claim (generic plan)" : "the claim");
+}
+
+static void next_due_looks_up_one_index_entry_per_type(void **state)
+{
+    int g;
+    (void)state;
+    for (g = 0; g < 2; g++)
+        assert_indexed(plan(PGSCHED__Q_NEXT_DUE, 1, "'{mine,other}'", g),
+                       "pgsched_jobs_type_due", g ? "next-due (generic plan)" : "next-due");
+}
+
+static void heartbeat_touches_only_this_nodes_leases(void **state)
+{
+    int g;
+    (void)state;
+    for (g = 0; g < 2; g++)
+        assert_indexed(plan(PGSCHED__Q_HEARTBEAT, 5, "'n1', '{mine,mine}', '{r1,r2}', '{1,2}', 'true'", g),
+                       "Index Cond: (owner =|pgsched_jobs_pkey",
+                       g ? "heartbeat (generic plan)" : "heartbeat");
+}
+
+static void outcomes_are_written_by_primary_key(void **state)
+{
+    int g;
+    (void)state;
+    for (g = 0; g < 2; g++)
+        assert_indexed(plan(PGSCHED__Q_FINISH, 11,
+                            "'{mine}', '{r1}', '{1}', '{success}', '{completed}', '{0}', '{0}', "
+                            "'{0}', '{NULL}', '{n1}', 'plans.pgsched_events'",
+                            g),
+                       "pgsched_jobs_pkey", g ? "finish (generic plan)" : "finish");
+}
+
+static void take_back_reads_only_running_rows(void **state)
+{
+    int g;
+    (void)state;
+    for (g = 0; g < 2; g++)
+        assert_indexed(plan(PGSCHED__Q_TAKE_BACK, 4, "'n2', '30000000', '100', 'plans.pgsched_events'", g),
+                       "pgsched_jobs_running", g ? "take-back (generic plan)" : "take-back");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(claim_reads_only_due_rows_of_its_types_through_the_type_due_index),
+        cmocka_unit_test(next_due_looks_up_one_index_entry_per_type),
+        cmocka_unit_test(heartbeat_touches_only_this_nodes_leases),
+        cmocka_unit_test(outcomes_are_written_by_primary_key),
+        cmocka_unit_test(take_back_reads_only_running_rows),
+    };
+    return cmocka_run_group_tests_name("pg_plans", tests, setup, teardown);
+}
