@@ -7,7 +7,8 @@ PGSCHED_DEF size_t pgsched_conninfo_redact(const char *conninfo, char *buf, size
     size_t o = 0;
 #define PGSCHED__PUT(c)                                                                           \
     do {                                                                                          \
-        if (o + 1 < size) buf[o] = (c);                                                           \
+        char c_ = (c); /* evaluated once, buffer full or not */                                   \
+        if (o + 1 < size) buf[o] = c_;                                                            \
         o++;                                                                                      \
     } while (0)
 #define PGSCHED__PUTS(str)                                                                        \
@@ -474,8 +475,10 @@ static const char *pgsched__pg_migration(int v)
     return NULL;
 }
 
-/* The longest suffix of an object name ("schema_version"); prefix + suffix <= 63 bytes. */
-#define PGSCHED__PG_SUFFIX_MAX 17
+/* The longest suffix of an object name ("schema_version"); prefix + suffix <= 63 bytes.
+   (PostgreSQL shortens the automatic constraint names such as "..._schema_version_pkey"
+   itself, without error.) */
+#define PGSCHED__PG_SUFFIX_MAX 14
 #define PGSCHED__PG_CHANNEL_SUFFIX "events"
 
 typedef struct pgsched__pgc {

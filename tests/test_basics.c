@@ -1,0 +1,264 @@
+/* test_basics.c - result sentences, input validation, owned lists, password redaction. */
+#define PGSCHED_IMPLEMENTATION
+#include "pgsched.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+static void every_result_code_has_its_own_sentence(void **state)
+{
+    int c, d;
+    (void)state;
+    for (c = 0; c >= PGSCHED_ERR_TOO_LARGE; c--) {
+        const char *s = pgsched_result_string((pgsched_result)c);
+        assert_non_null(s);
+        assert_string_not_equal(s, "unknown result code");
+        for (d = c + 1; d <= 0; d++) assert_string_not_equal(s, pgsched_result_string((pgsched_result)d));
+    }
+    assert_string_equal(pgsched_result_string((pgsched_result)-999), "unknown result code");
+}
+
+static void json_validator_accepts_rfc8259_texts(void **state)
+{
+    static const char *const good[] = {
+        "{}", "[]", "null", "true", "false", "0", "-0", "12.5e-3", "\"x\"", " { \"a\" : [1, 2, {\"b\": null}] } ",
+        "{\"s\": \"\\u00e9\\ud83d\\ude00\\n\\t\\\"\\\\\\/\"}", "[[[[[]]]]]", "\"\xc3\xa9\"", "1E+2",
+    };
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof good / sizeof good[0]; i++) {
+        pgsched_error e;
+        if (pgsched_validate_json(good[i], &e) != PGSCHED_OK) fail_msg("%s: %s", good[i], e.message);
+    }
+}
+
+static void json_validator_rejects_each_malformed_form_with_a_reason(void **state)
+{
+    static const struct { const char *text, *why; } bad[] = {
+        {"", "ends early"},
+        {"{", "ends early"},
+        {"{\"a\" 1}", "not followed by ':'"},
+        {"{a: 1}", "key is not a string"},
+        {"[1,]", "not a string, number"},
+        {"[1 2]", "expected ','"},
+        {"01", "text after"},
+        {"1.", "after its decimal point"},
+        {"1e", "in its exponent"},
+        {"-", "no digits"},
+        {"\"abc", "not closed"},
+        {"\"a\x01\"", "control character"},
+        {"\"\\x\"", "invalid escape"},
+        {"\"\\u12\"", "four hex digits"},
+        {"\"\\udc00\"", "lone low surrogate"},
+        {"\"\\ud800x\"", "not followed by a low surrogate"},
+        {"{} {}", "text after"},
+        {"tru", "not a string, number"},
+        {"[}", "not a string, number"},
+    };
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        pgsched_error e;
+        if (pgsched_validate_json(bad[i].text, &e) != PGSCHED_ERR_JSON)
+            fail_msg("accepted: %s", bad[i].text);
+        if (!strstr(e.message, bad[i].why)) fail_msg("%s: message \"%s\" lacks \"%s\"", bad[i].text, e.message, bad[i].why);
+    }
+}
+
+static void json_nesting_deeper_than_the_limit_is_refused_not_crashed(void **state)
+{
+    static char deep[5000];
+    pgsched_error e;
+    (void)state;
+    memset(deep, '[', 2000);
+    memset(deep + 2000, ']', 2000);
+    assert_int_equal(pgsched_validate_json(deep, &e), PGSCHED_ERR_JSON);
+    assert_non_null(strstr(e.message, "1000 levels"));
+    memset(deep, 0, sizeof deep);
+    memset(deep, '[', 1000);
+    memset(deep + 1000, ']', 1000);
+    assert_int_equal(pgsched_validate_json(deep, &e), PGSCHED_OK);
+}
+
+static void invalid_utf8_is_its_own_error_in_names_keys_and_params(void **state)
+{
+    static const char *const bad[] = {"\xff", "a\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82"};
+    size_t i;
+    pgsched_error e;
+    (void)state;
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char json[32];
+        assert_int_equal(pgsched_validate_name(bad[i], &e), PGSCHED_ERR_UTF8);
+        assert_int_equal(pgsched_validate_key(bad[i], &e), PGSCHED_ERR_UTF8);
+        snprintf(json, sizeof json, "\"%s\"", bad[i]);
+        assert_int_equal(pgsched_validate_json(json, &e), PGSCHED_ERR_UTF8);
+    }
+    assert_int_equal(pgsched_validate_name("r\xc3\xa9sum\xc3\xa9 \xf0\x9f\x98\x80", &e), PGSCHED_OK);
+}
+
+static void names_and_keys_have_length_and_character_limits(void **state)
+{
+    char longer[300];
+    pgsched_error e;
+    (void)state;
+    assert_int_equal(pgsched_validate_name(NULL, &e), PGSCHED_ERR_NAME);
+    assert_int_equal(pgsched_validate_name("", &e), PGSCHED_ERR_NAME);
+    assert_string_equal(e.message, "the job name is empty");
+    assert_int_equal(pgsched_validate_key("", &e), PGSCHED_ERR_KEY);
+    assert_int_equal(pgsched_validate_name("tab\there", &e), PGSCHED_ERR_NAME);
+    assert_non_null(strstr(e.message, "0x09"));
+    memset(longer, 'n', sizeof longer);
+    longer[PGSCHED_NAME_MAX] = '\0';
+    assert_int_equal(pgsched_validate_name(longer, &e), PGSCHED_OK);
+    longer[PGSCHED_NAME_MAX] = 'n';
+    longer[PGSCHED_NAME_MAX + 1] = '\0';
+    assert_int_equal(pgsched_validate_name(longer, &e), PGSCHED_ERR_NAME);
+    assert_string_equal(e.message, "the job name is 129 bytes long; the limit is 128");
+    memset(longer, 'k', sizeof longer);
+    longer[PGSCHED_KEY_MAX] = '\0';
+    assert_int_equal(pgsched_validate_key(longer, &e), PGSCHED_OK);
+    longer[PGSCHED_KEY_MAX] = 'k';
+    longer[PGSCHED_KEY_MAX + 1] = '\0';
+    assert_int_equal(pgsched_validate_key(longer, &e), PGSCHED_ERR_KEY);
+}
+
+static void identifiers_must_be_plain_sql_names(void **state)
+{
+    static const char *const bad[] = {"", "1abc", "a-b", "a b", "a\"b", "a;DROP TABLE x", "caf\xc3\xa9", "a.b"};
+    size_t i;
+    pgsched_error e;
+    (void)state;
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_int_equal(pgsched_validate_identifier("schema", bad[i], 63, &e), PGSCHED_ERR_IDENTIFIER);
+    assert_int_equal(pgsched_validate_identifier("prefix", "My_Prefix_2", 46, &e), PGSCHED_OK);
+    assert_int_equal(pgsched_validate_identifier("prefix", "abcdefghij", 9, &e), PGSCHED_ERR_IDENTIFIER);
+    assert_non_null(strstr(e.message, "prefix"));
+}
+
+static void job_lists_own_deep_copies_that_survive_growth(void **state)
+{
+    pgsched_job_list l;
+    pgsched_job j;
+    char key[32];
+    int i;
+    (void)state;
+    pgsched_job_list_init(&l, NULL);
+    for (i = 0; i < 100; i++) {
+        memset(&j, 0, sizeof j);
+        snprintf(key, sizeof key, "key-%d", i);
+        j.name = "type";
+        j.key = key;
+        j.params = "{\"i\": 1}";
+        j.attempt = i;
+        assert_int_equal(pgsched_job_list_push(&l, &j), PGSCHED_OK);
+        key[0] = 'X'; /* the list holds its own copy */
+    }
+    assert_int_equal(l.count, 100);
+    for (i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "key-%d", i);
+        assert_string_equal(l.items[i].key, key);
+        assert_int_equal(l.items[i].attempt, i);
+        assert_null(l.items[i].cron);
+    }
+    pgsched_job_list_clear(&l);
+    assert_int_equal(l.count, 0);
+    pgsched_job_list_free(&l);
+}
+
+static void passwords_never_survive_conninfo_redaction(void **state)
+{
+    static const struct { const char *in, *out; } cases[] = {
+        {"host=db password=s3cret user=app", "host=db password=******** user=app"},
+        {"password='with space \\' quote' dbname=x", "password=******** dbname=x"},
+        {"host = db password = hunter2", "host = db password = ********"},
+        {"postgresql://app:s3cret@db:5432/x?sslmode=require", "postgresql://app:********@db:5432/x?sslmode=require"},
+        {"postgres://db/x?user=a&password=p&x=1", "postgres://db/x?user=a&password=********&x=1"},
+        {"postgresql://app@db/x", "postgresql://app@db/x"},
+        {"host=db dbname=x", "host=db dbname=x"},
+    };
+    char buf[256];
+    size_t i;
+    (void)state;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pgsched_conninfo_redact(cases[i].in, buf, sizeof buf);
+        assert_string_equal(buf, cases[i].out);
+    }
+    /* truncation keeps the buffer terminated and still hides the secret */
+    pgsched_conninfo_redact("password=abcdefghijklmnop", buf, 12);
+    assert_int_equal(strlen(buf), 11);
+    assert_null(strstr(buf, "abc"));
+}
+
+static void store_wrappers_refuse_null_pointers_with_a_sentence(void **state)
+{
+    pgsched_error e;
+    pgsched_store *s;
+    pgsched_job_list l;
+    (void)state;
+    assert_int_equal(pgsched_store_setup(NULL, &e), PGSCHED_ERR_INVALID_ARGUMENT);
+    assert_string_equal(e.message, "the store is missing (NULL)");
+    assert_int_equal(pgsched_memory_store_create(NULL, &s, &e), PGSCHED_OK);
+    assert_int_equal(pgsched_store_schedule(s, NULL, NULL, &e), PGSCHED_ERR_INVALID_ARGUMENT);
+    assert_int_equal(pgsched_store_get(s, "a", "b", NULL, &e), PGSCHED_ERR_INVALID_ARGUMENT);
+    pgsched_job_list_init(&l, NULL);
+    assert_int_equal(pgsched_store_get(s, "a", "b", &l, &e), PGSCHED_ERR_NOT_FOUND);
+    assert_string_equal(e.message, "job a/b does not exist");
+    pgsched_job_list_free(&l);
+    pgsched_store_destroy(s);
+}
+
+#ifndef PGSCHED_NO_LIBPQ
+static void pg_store_rejects_identifiers_that_are_not_plain_names(void **state)
+{
+    pgsched_pg_config pc;
+    pgsched_store *s = NULL;
+    pgsched_error e;
+    char prefix[64];
+    (void)state;
+    memset(&pc, 0, sizeof pc);
+    pc.conninfo = "host=/nonexistent";
+    pc.schema = "x\"; DROP TABLE t; --";
+    assert_int_equal(pgsched_pg_store_create(&pc, &s, &e), PGSCHED_ERR_IDENTIFIER);
+    assert_null(s);
+    assert_non_null(strstr(e.message, "schema"));
+    pc.schema = NULL;
+    memset(prefix, 'p', sizeof prefix);
+    prefix[47] = '\0'; /* 47 + "schema_version" (14) fits 63, but the channel must fit too */
+    pc.schema = NULL;
+    pc.prefix = prefix;
+    assert_int_equal(pgsched_pg_store_create(&pc, &s, &e), PGSCHED_OK);
+    pgsched_store_destroy(s);
+    prefix[50] = '\0';
+    memset(prefix + 47, 'p', 3);
+    assert_int_equal(pgsched_pg_store_create(&pc, &s, &e), PGSCHED_ERR_IDENTIFIER);
+    prefix[47] = '\0';
+    pc.prefix = prefix;
+    pc.schema = "public_schema_name";
+    assert_int_equal(pgsched_pg_store_create(&pc, &s, &e), PGSCHED_ERR_IDENTIFIER);
+    assert_non_null(strstr(e.message, "63 bytes"));
+}
+#endif
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(every_result_code_has_its_own_sentence),
+        cmocka_unit_test(json_validator_accepts_rfc8259_texts),
+        cmocka_unit_test(json_validator_rejects_each_malformed_form_with_a_reason),
+        cmocka_unit_test(json_nesting_deeper_than_the_limit_is_refused_not_crashed),
+        cmocka_unit_test(invalid_utf8_is_its_own_error_in_names_keys_and_params),
+        cmocka_unit_test(names_and_keys_have_length_and_character_limits),
+        cmocka_unit_test(identifiers_must_be_plain_sql_names),
+        cmocka_unit_test(job_lists_own_deep_copies_that_survive_growth),
+        cmocka_unit_test(passwords_never_survive_conninfo_redaction),
+        cmocka_unit_test(store_wrappers_refuse_null_pointers_with_a_sentence),
+#ifndef PGSCHED_NO_LIBPQ
+        cmocka_unit_test(pg_store_rejects_identifiers_that_are_not_plain_names),
+#endif
+    };
+    return cmocka_run_group_tests_name("basics", tests, NULL, NULL);
+}
