@@ -948,8 +948,13 @@ static void pgsched__claim(pgsched_node *n)
     }
     n->offset = info.now - (before + (pgsched__monotonic() - before) / 2);
     for (i = 0; i < got.count; i++) pgsched__assign(n, &got.items[i]);
-    /* A full batch may have left due rows behind: claim again as soon as a slot frees. */
-    n->known_due = (int)got.count == want ? info.now : info.next_due;
+    /* A full batch may have left due rows behind: claim again as soon as a slot frees.
+       A partial batch with due rows left means other nodes' claims hold those rows: look
+       again shortly rather than at once. */
+    if ((int)got.count == want) n->known_due = info.now;
+    else if (info.next_due && info.next_due <= info.now)
+        n->known_due = info.now + 20 * PGSCHED_MILLISECOND;
+    else n->known_due = info.next_due;
     pthread_mutex_unlock(&n->mu);
     for (i = 0; i < got.count; i++)
         pgsched__cb_push(n, got.items[i].name, got.items[i].key, PGSCHED_PENDING,
@@ -1226,7 +1231,7 @@ static pgsched_result pgsched__check_duration_field(const char *field, pgsched_d
     if (v == PGSCHED_NEVER && !allow_never)
         return pgsched__fail(err, PGSCHED_ERR_CONFIG, "%s: PGSCHED_NEVER is not allowed here",
                              field);
-    if (v != PGSCHED_NEVER && v > 100 * 366 * PGSCHED_DAY)
+    if (v != PGSCHED_NEVER && v > PGSCHED__DURATION_MAX)
         return pgsched__fail(err, PGSCHED_ERR_CONFIG, "%s: more than 100 years", field);
     return PGSCHED_OK;
 }

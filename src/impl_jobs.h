@@ -314,7 +314,8 @@ static pgsched_result pgsched__validate_node_id(const char *id, pgsched_error *e
 /* ---- JSON ----
    An RFC 8259 validator without recursion (an explicit stack of open containers), so deep
    nesting cannot overflow the C stack. It accepts what PostgreSQL's json type accepts, except
-   that it is stricter about nesting depth. */
+   that it limits nesting depth and refuses \u escapes of unpaired surrogates (which no JSON
+   reader can turn into text). */
 
 #define PGSCHED__JSON_MAX_DEPTH 1000
 

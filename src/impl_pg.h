@@ -131,8 +131,9 @@ enum {
     PGSCHED__Q_COUNT
 };
 
-/* Times travel as int8 microseconds since the epoch, in and out of SQL. */
-#define PGSCHED__PG_TS(p) "(timestamptz 'epoch' + (" p ")::int8 * interval '1 microsecond')"
+/* Times go into SQL as RFC 3339 text (exact to the microsecond; arithmetic on intervals would
+   pass through a double and drift after year 2255) and come out as binary timestamptz.
+   Notification payloads carry them as int8 microseconds since the epoch. */
 #define PGSCHED__PG_US(x) "((extract(epoch from " x ") * 1000000)::int8)"
 
 /* The columns of a job row, in the order pgsched__pg_job() reads them. */
@@ -156,9 +157,9 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "SELECT now()",
 
     /* SCHEDULE: $1 name $2 key $3 kind $4 cron $5 every_us $6 params $7 max_retries
-       $8 next_run_us (0 = now) $9 apply_after_run $10 node $11 channel */
+       $8 next_run (NULL = now) $9 apply_after_run $10 node $11 channel */
     "WITH prev AS (SELECT status FROM {J} WHERE name = $1::text AND key = $2::text), "
-    "nr AS (SELECT CASE WHEN $8::int8 = 0 THEN now() ELSE " PGSCHED__PG_TS("$8") " END AS t), "
+    "nr AS (SELECT coalesce($8::timestamptz, now()) AS t), "
     "up AS (INSERT INTO {J} AS j (name, key, status, kind, cron, every_us, params, max_retries, "
     "attempt, next_run, version, created_at, updated_at) "
     "SELECT $1::text, $2::text, 'pending', $3::text, $4::text, $5::int8, $6::json, $7::int4, 0, "
@@ -183,7 +184,9 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "ch_max_retries = CASE WHEN j.status = 'running' THEN EXCLUDED.max_retries END, "
     "ch_next_run = CASE WHEN j.status = 'running' THEN EXCLUDED.next_run END, "
     "status = CASE WHEN j.status = 'running' THEN j.status ELSE 'pending' END, "
-    "version = EXCLUDED.version, updated_at = now() "
+    /* nextval here, after the row lock, not in the proposed row: a version taken before
+       waiting for a concurrent writer could be older than the one that writer stored */
+    "version = nextval('{Q}'), updated_at = now() "
     "WHERE j.status <> 'running' OR $9::bool "
     "RETURNING j.status, j.next_run, j.version, (j.xmax = 0) AS created) "
     "SELECT up.status, up.next_run, up.version, up.created, prev.status"
@@ -207,10 +210,12 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "attempt = j.attempt + 1, cancel_requested = false, started_at = now(), "
     "heartbeat_at = now(), updated_at = now() FROM c WHERE j.name = c.name AND j.key = c.key "
     "RETURNING j.*), "
-    "info AS (SELECT now() AS now, (SELECT min(t.next_run) FROM unnest($2::text[]) AS n(name) "
-    "CROSS JOIN LATERAL (SELECT x.next_run FROM {J} x WHERE x.name = n.name "
-    "AND x.status = 'pending' AND x.next_run > now() ORDER BY x.next_run LIMIT 1) t) "
-    "AS next_due) "
+    /* next_due: the earliest pending row this claim did not take (the statement's snapshot
+       still shows the claimed rows as pending, hence the anti-join with c) */
+    "info AS (SELECT now() AS now, (SELECT min(t.next_run) FROM (SELECT DISTINCT "
+    "unnest($2::text[]) AS name) n CROSS JOIN LATERAL (SELECT x.next_run FROM {J} x "
+    "WHERE x.name = n.name AND x.status = 'pending' AND NOT EXISTS (SELECT 1 FROM c "
+    "WHERE c.name = x.name AND c.key = x.key) ORDER BY x.next_run LIMIT 1) t) AS next_due) "
     "SELECT info.now, info.next_due, " PGSCHED__JOB_COLS("u.")
     "{NOTIFY, CASE WHEN u.name IS NULL THEN NULL ELSE (SELECT " PGSCHED__NOTIFY(
         "$4::text", "concat_ws(E'\\t', 'C', u.name, u.key, 'pending', 'running', "
@@ -230,13 +235,13 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "SELECT now(), x.name, x.key, x.cancel_requested FROM (SELECT 1) one LEFT JOIN "
     "(SELECT * FROM h UNION ALL SELECT * FROM r) x ON true",
 
-    /* FINISH: $1 names[] $2 keys[] $3 tokens[] $4 outcomes[] $5 statuses[] $6 next_us[]
+    /* FINISH: $1 names[] $2 keys[] $3 tokens[] $4 outcomes[] $5 statuses[] $6 next_runs[]
        $7 delay_us[] $8 rules[] $9 errors[] $10 nodes[] $11 channel.
        `cur` locks the rows whose lease still holds; everything else derives from it, so a
        stale token changes nothing, history included. */
     "WITH o AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], "
-    "$5::text[], $6::int8[], $7::int8[], $8::int4[], $9::text[], $10::text[]) WITH ORDINALITY "
-    "AS o(name, key, token, outcome, status, next_us, delay_us, rule, error, node, idx)), "
+    "$5::text[], $6::timestamptz[], $7::int8[], $8::int4[], $9::text[], $10::text[]) WITH "
+    "ORDINALITY AS o(name, key, token, outcome, status, next_at, delay_us, rule, error, node, idx)), "
     "cur AS (SELECT j.name, j.key, j.attempt, j.started_at, j.remove_requested, o.idx "
     "FROM {J} j JOIN o ON j.name = o.name AND j.key = o.key AND j.lease = o.token "
     "WHERE j.status = 'running' FOR UPDATE OF j), "
@@ -248,11 +253,10 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "upd AS (UPDATE {J} j SET "
     "status = CASE WHEN j.ch_kind IS NOT NULL THEN 'pending' ELSE o.status END, "
     "next_run = CASE WHEN j.ch_kind IS NOT NULL AND o.status = 'pending' THEN LEAST(j.ch_next_run, "
-    "CASE WHEN o.next_us <> 0 THEN " PGSCHED__PG_TS("o.next_us")
-    " ELSE now() + o.delay_us * interval '1 microsecond' END) "
+    "coalesce(o.next_at, now() + o.delay_us * interval '1 microsecond')) "
     "WHEN j.ch_kind IS NOT NULL THEN j.ch_next_run "
-    "WHEN o.status = 'pending' THEN CASE WHEN o.next_us <> 0 THEN " PGSCHED__PG_TS("o.next_us")
-    " ELSE now() + o.delay_us * interval '1 microsecond' END ELSE NULL END, "
+    "WHEN o.status = 'pending' THEN coalesce(o.next_at, now() + o.delay_us * interval "
+    "'1 microsecond') ELSE NULL END, "
     "attempt = CASE WHEN j.ch_kind IS NOT NULL OR o.rule = 0 THEN 0 "
     "WHEN o.rule = 2 THEN greatest(j.attempt - 1, 0) ELSE j.attempt END, "
     "kind = coalesce(j.ch_kind, j.kind), "
@@ -1062,13 +1066,13 @@ static pgsched_result pgsched__pg_schedule(pgsched_store *s, const pgsched_sched
                                            pgsched_error *err)
 {
     pgsched__pg *p = (pgsched__pg *)s;
-    char every[32], retries[16], next[32];
+    char every[32], retries[16], next[PGSCHED_TIME_STRING_MAX];
     const char *vals[11];
     PGresult *res;
     pgsched_result r;
     pgsched__i64(every, sizeof every, q->every);
     pgsched__i64(retries, sizeof retries, q->max_retries);
-    pgsched__i64(next, sizeof next, q->next_run);
+    pgsched_time_format(q->next_run, 0, 1, next, sizeof next);
     vals[0] = q->name;
     vals[1] = q->key;
     vals[2] = pgsched__kind_string(q->kind);
@@ -1076,7 +1080,7 @@ static pgsched_result pgsched__pg_schedule(pgsched_store *s, const pgsched_sched
     vals[4] = q->kind == PGSCHED_INTERVAL ? every : NULL;
     vals[5] = q->params;
     vals[6] = retries;
-    vals[7] = next;
+    vals[7] = q->next_run ? next : NULL;
     vals[8] = q->apply_after_run ? "true" : "false";
     vals[9] = q->node_id;
     vals[10] = p->channel;
@@ -1249,7 +1253,13 @@ static pgsched_result pgsched__pg_finish(pgsched_store *s, const pgsched_outcome
         pgsched__pg_array_int(&b[2], o[i].token, first);
         pgsched__pg_array_add(&b[3], pgsched_outcome_string(o[i].outcome), first);
         pgsched__pg_array_add(&b[4], pgsched_status_string(o[i].status), first);
-        pgsched__pg_array_int(&b[5], o[i].next_run, first);
+        if (o[i].next_run) {
+            char t[PGSCHED_TIME_STRING_MAX];
+            pgsched_time_format(o[i].next_run, 0, 1, t, sizeof t);
+            pgsched__pg_array_add(&b[5], t, first);
+        } else {
+            pgsched__pg_array_add(&b[5], NULL, first);
+        }
         pgsched__pg_array_int(&b[6], o[i].retry_delay, first);
         pgsched__pg_array_int(&b[7], (int64_t)o[i].attempt_rule, first);
         pgsched__pg_array_add(&b[8], o[i].error, first);
@@ -1294,7 +1304,7 @@ static pgsched_result pgsched__pg_take_back(pgsched_store *s, const char *node_i
     pgsched_result r;
     int i, n;
     /* An interval holds about 290,000 years; a "never" timeout becomes a century. */
-    if (stall_timeout > 100 * 366 * PGSCHED_DAY) stall_timeout = 100 * 366 * PGSCHED_DAY;
+    if (stall_timeout > PGSCHED__DURATION_MAX) stall_timeout = PGSCHED__DURATION_MAX;
     pgsched__i64(stall, sizeof stall, stall_timeout);
     snprintf(mx, sizeof mx, "%d", max);
     vals[0] = node_id;
@@ -1567,7 +1577,7 @@ static pgsched_result pgsched__pg_cleanup(pgsched_store *s, const pgsched_cleanu
                                           pgsched_cleanup_outcome *out, pgsched_error *err)
 {
     pgsched__pg *p = (pgsched__pg *)s;
-    const pgsched_duration cap = 100 * 366 * PGSCHED_DAY;
+    const pgsched_duration cap = PGSCHED__DURATION_MAX;
     char a[32], b[32], lim[32];
     const char *vals[3];
     pgsched_result r = PGSCHED_OK;
@@ -1846,11 +1856,6 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
     if ((r = pgsched_validate_identifier("prefix", prefix, 63 - PGSCHED__PG_SUFFIX_MAX, err)) !=
         PGSCHED_OK)
         return r;
-    if (strlen(schema) + 1 + strlen(prefix) + strlen(PGSCHED__PG_CHANNEL_SUFFIX) > 63)
-        return pgsched__fail(err, PGSCHED_ERR_IDENTIFIER,
-                             "schema and prefix together are too long: the notification channel "
-                             "\"%s.%s%s\" would exceed 63 bytes",
-                             schema, prefix, PGSCHED__PG_CHANNEL_SUFFIX);
     if (cfg->pool_size < 0 || cfg->pool_size > 64)
         return pgsched__fail(err, PGSCHED_ERR_CONFIG, "pool_size: %d is outside 0..64",
                              cfg->pool_size);
@@ -1870,6 +1875,12 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
     snprintf(p->names_sql[PGSCHED__PGN_VERSION], sizeof p->names_sql[0], "\"%s\".\"%sschema_version\"",
              schema, prefix);
     snprintf(p->channel, sizeof p->channel, "%s.%s%s", schema, prefix, PGSCHED__PG_CHANNEL_SUFFIX);
+    if (strlen(p->channel) > 63) {
+        /* A channel name is an identifier (63 bytes): long schema+prefix pairs get a name
+           derived from a hash of both, the same in every process. */
+        snprintf(p->channel, sizeof p->channel, "pgsched_%016llx",
+                 (unsigned long long)pgsched__hash(schema, prefix));
+    }
     snprintf(p->listen_sql, sizeof p->listen_sql, "LISTEN \"%s\"", p->channel);
     snprintf(p->lock_key, sizeof p->lock_key, "pgsched migrate %s.%s", schema, prefix);
     p->notify = !cfg->no_notifications;

@@ -5,6 +5,8 @@
 #define PGSCHED__CRON_TEXT_MAX 1024
 #define PGSCHED__MAX_RETRIES 1000000
 #define PGSCHED__CLAIM_MAX 10000
+/* The longest duration anything accepts: a century keeps every sum with a time in range. */
+#define PGSCHED__DURATION_MAX ((pgsched_duration)100 * 366 * PGSCHED_DAY)
 
 static pgsched_result pgsched__check_store(pgsched_store *s, pgsched_error *err)
 {
@@ -228,6 +230,8 @@ PGSCHED_DEF pgsched_result pgsched_store_finish(pgsched_store *s, const pgsched_
                                  "attempt rule %d is unknown", (int)o[i].attempt_rule);
         if ((r = pgsched__check_duration("the retry delay", o[i].retry_delay, err)) != PGSCHED_OK)
             return r;
+        if (o[i].retry_delay > PGSCHED__DURATION_MAX)
+            return pgsched__fail(err, PGSCHED_ERR_DURATION, "the retry delay exceeds 100 years");
         if (o[i].next_run < 0 ||
             (r = pgsched__check_time("the next run time", o[i].next_run, err)) != PGSCHED_OK)
             return r != PGSCHED_OK ? r

@@ -1,0 +1,549 @@
+/* store_suite_pg.h - what only the PostgreSQL store has: identifiers pasted into SQL (SPEC §7,
+   §12), hostile values, schema versions and privileges, concurrent migrations, lost
+   connections. The hostile-value test runs on both stores. */
+#ifndef STORE_SUITE_PG_H
+#define STORE_SUITE_PG_H
+
+/* A table the hostile strings below try to drop; it must survive. */
+static void make_sentinel(fixture *fx)
+{
+    if (!fx->pg) return;
+    admin_exec("CREATE TABLE \"%s\".sentinel (v int)", fx->schema);
+    admin_exec("INSERT INTO \"%s\".sentinel VALUES (42)", fx->schema);
+}
+
+static void assert_sentinel_intact(fixture *fx)
+{
+    if (!fx->pg) return;
+    assert_int_equal(admin_int("SELECT sum(v) FROM \"%s\".sentinel", fx->schema), 42);
+}
+
+STORE_TEST(hostile_names_keys_and_params_are_stored_verbatim_and_run_no_sql)
+{
+    char drop[200], del[200];
+    const char *names[4], *keys[6], *params[3];
+    const pgsched_job *j;
+    pgsched_change_outcome co;
+    size_t i, k;
+    long long relations = 0;
+
+    make_sentinel(fx);
+    snprintf(drop, sizeof drop, "x'); DROP TABLE \"%s\".sentinel; --", fx->schema);
+    snprintf(del, sizeof del, "\"; DELETE FROM \"%s\".\"%sjobs\"; --", fx->schema, fx->prefix);
+    names[0] = drop;
+    names[1] = "Robert'); DROP TABLE students;--";
+    names[2] = "$1::text";
+    names[3] = "%s%n%x\\";
+    keys[0] = del;
+    keys[1] = "' OR '1'='1";
+    keys[2] = "\\'; SELECT pg_sleep(10); --";
+    keys[3] = "E'\\x00'";
+    keys[4] = "{\"a\":1}";
+    keys[5] = "k";
+    params[0] = "{\"q\":\"'); DROP TABLE sentinel; --\",\"b\":\"\\\\\"}";
+    params[1] = "[\"$1\",\"%s\",\"\\u0027\"]";
+    params[2] = "\"'; TRUNCATE sentinel; --\"";
+    if (fx->pg) relations = admin_relation_count(fx->schema);
+
+    for (i = 0; i < 4; i++)
+        for (k = 0; k < 6; k++) {
+            /* distinct due times: keys[0] is each type's most overdue row */
+            pgsched_schedule_request req =
+                once_req(names[i], keys[k], fx_now(fx) - fx->unit - (pgsched_time)(6 - k) * PGSCHED_SECOND);
+            req.params = params[(i + k) % 3];
+            schedule_ok(fx, &req);
+        }
+    assert_int_equal(all_rows(fx)->count, 24);
+    for (i = 0; i < 4; i++) {
+        for (k = 0; k < 6; k++) {
+            j = get_job(fx, names[i], keys[k]);
+            assert_string_equal(j->params, params[(i + k) % 3]);
+        }
+        /* the whole life of a row, with hostile text in every parameter */
+        j = claim_one(fx, "node-1", names[i], keys[0]);
+        OK(pgsched_store_cancel(fx->store, names[i], keys[0], "admin", &co, E));
+        assert_int_equal(heartbeat_one(fx, "node-1", names[i], keys[0], j->lease, 1)
+                             .cancel_requested, 1);
+        finish_ok(fx, j, PGSCHED_OUTCOME_FAILURE, PGSCHED_PENDING, fx_now(fx) + PGSCHED_HOUR);
+        assert_string_equal(history_of(fx, names[i], keys[0], 0)->items[0].key, keys[0]);
+        OK(pgsched_store_trigger(fx->store, names[i], keys[1], "admin", &co, E));
+        OK(pgsched_store_remove(fx->store, names[i], keys[2], "admin", &co, E));
+        assert_int_equal(row_exists(fx, names[i], keys[2]), 0);
+    }
+    assert_int_equal(all_rows(fx)->count, 20);
+    assert_sentinel_intact(fx);
+    if (fx->pg) assert_int_equal(admin_relation_count(fx->schema), relations);
+}
+
+STORE_TEST(pg_schema_and_prefix_that_are_not_plain_names_are_refused)
+{
+    char injection[160], long_schema[80], long_prefix[80];
+    static const char *const bad[] = {"a\"b", "a;b", "a b", "1abc", "caf\xc3\xa9", "a-b", "A.b",
+                                      "a'b", "", "a\\b", "a$b", "\"quoted\""};
+    pgsched_store *s;
+    pgsched_error e;
+    /* (other test programs may create and drop plain schemas meanwhile; none makes these) */
+    const char *odd_schemas = "SELECT count(*) FROM pg_namespace WHERE nspname ~ '[^A-Za-z0-9_]' "
+                              "OR nspname ~ '^[0-9]' OR length(nspname) >= 63";
+    long long schemas = admin_int("%s", odd_schemas);
+    long long relations;
+    size_t i;
+
+    make_sentinel(fx);
+    relations = admin_relation_count(fx->schema);
+    snprintf(injection, sizeof injection, "a\"; DROP TABLE \"%s\".sentinel; --", fx->schema);
+    memset(long_schema, 's', 64);
+    long_schema[64] = '\0';
+    memset(long_prefix, 'p', 63);
+    long_prefix[63] = '\0';
+
+    for (i = 0; i <= sizeof bad / sizeof bad[0] + 1; i++) {
+        const char *v = i < sizeof bad / sizeof bad[0] ? bad[i]
+                        : i == sizeof bad / sizeof bad[0] ? injection
+                                                          : NULL;
+        /* as the schema */
+        memset(&e, 0, sizeof e);
+        if (fx_pg_store(fx, NULL, v ? v : long_schema, fx->prefix, 0, &s, &e) !=
+            PGSCHED_ERR_IDENTIFIER)
+            fail_msg("schema \"%s\" was accepted", v ? v : long_schema);
+        assert_null(s);
+        assert_int_equal(e.code, PGSCHED_ERR_IDENTIFIER);
+        if (!strstr(e.message, "schema")) fail_msg("the message names no field: %s", e.message);
+        /* as the prefix */
+        memset(&e, 0, sizeof e);
+        if (fx_pg_store(fx, NULL, fx->schema, v ? v : long_prefix, 0, &s, &e) !=
+            PGSCHED_ERR_IDENTIFIER)
+            fail_msg("prefix \"%s\" was accepted", v ? v : long_prefix);
+        assert_null(s);
+        if (!strstr(e.message, "prefix")) fail_msg("the message names no field: %s", e.message);
+    }
+    assert_sentinel_intact(fx);
+    assert_int_equal(admin_relation_count(fx->schema), relations);
+    assert_int_equal(admin_int("%s", odd_schemas), schemas);
+}
+
+STORE_TEST(pg_mixed_case_schema_and_prefix_are_quoted_exactly)
+{
+    char schema[64];
+    pgsched_store *s;
+    pgsched_schedule_request req;
+    pgsched_schedule_outcome so;
+    snprintf(schema, sizeof schema, "Mixed_%s", fx_new_schema_name(fx));
+    snprintf(fx->schemas[fx->nschemas - 1], sizeof fx->schemas[0], "%s", schema);
+    OK(fx_pg_store(fx, NULL, schema, "Pre_Fix_", 0, &s, E));
+    OK(pgsched_store_setup(s, E));
+    req = once_req("n", "k", 0);
+    OK(pgsched_store_schedule(s, &req, &so, E));
+    assert_int_equal(admin_int("SELECT count(*) FROM \"%s\".\"Pre_Fix_jobs\"", schema), 1);
+    /* nothing landed in the case-folded names */
+    assert_int_equal(admin_int("SELECT count(*) FROM pg_namespace WHERE nspname = lower('%s')",
+                               schema),
+                     0);
+    assert_int_equal(admin_int("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON "
+                               "n.oid = c.relnamespace WHERE n.nspname = '%s' AND "
+                               "c.relname NOT LIKE 'Pre\\_Fix\\_%%'",
+                               schema),
+                     0);
+}
+
+/* The relations of `schema` named after `prefix`, with the prefix cut off, sorted and joined
+   by spaces (implicit primary-key index names, which PostgreSQL shortens itself, left out). */
+static void relation_suffixes(const char *schema, const char *prefix, char *out, size_t size)
+{
+    PGresult *r = admin_query("SELECT substr(c.relname, %d) FROM pg_class c JOIN pg_namespace n "
+                              "ON n.oid = c.relnamespace WHERE n.nspname = '%s' AND c.relname "
+                              "NOT LIKE '%%\\_pkey' ORDER BY 1",
+                              (int)strlen(prefix) + 1, schema);
+    int i;
+    size_t n = 0;
+    out[0] = '\0';
+    for (i = 0; i < PQntuples(r); i++)
+        n += (size_t)snprintf(out + n, n < size ? size - n : 0, "%s ", PQgetvalue(r, i, 0));
+    PQclear(r);
+}
+
+STORE_TEST(pg_the_longest_prefix_that_fits_works_and_one_byte_more_is_refused)
+{
+    const char *schema = fx_new_schema_name(fx);
+    char prefix[80], short_suffixes[1024], long_suffixes[1024];
+    pgsched_store *s = NULL;
+    pgsched_error e;
+    const pgsched_job *j;
+    pgsched_schedule_request req;
+    pgsched_schedule_outcome so;
+    pgsched_outcome oc;
+    pgsched_finish_result fr;
+    pgsched_run_list *h;
+    int len;
+
+    /* the reference: the same store with a short prefix, in the fixture's schema */
+    relation_suffixes(fx->schema, fx->prefix, short_suffixes, sizeof short_suffixes);
+    for (len = 63; len > 0; len--) {
+        memset(prefix, 'p', (size_t)len);
+        prefix[len - 1] = '_';
+        prefix[len] = '\0';
+        memset(&e, 0, sizeof e);
+        if (fx_pg_store(fx, NULL, schema, prefix, 0, &s, &e) == PGSCHED_OK) break;
+        assert_int_equal(e.code, PGSCHED_ERR_IDENTIFIER);
+        if (!strstr(e.message, "prefix")) fail_msg("the message names no field: %s", e.message);
+    }
+    assert_true(len >= 20); /* room for real prefixes */
+    OK(pgsched_store_setup(s, E));
+    OK(pgsched_store_setup(s, E));
+    req = once_req("n", "k", 0);
+    OK(pgsched_store_schedule(s, &req, &so, E));
+    j = &claim_of(fx, s, "node-1", "n", 1, NULL)->items[0];
+    oc = outcome_of(j, PGSCHED_OUTCOME_SUCCESS, PGSCHED_COMPLETED, 0);
+    OK(pgsched_store_finish(s, &oc, 1, &fr, E));
+    assert_int_equal(fr.code, PGSCHED_OK);
+    h = fx_rlist(fx);
+    OK(pgsched_store_history(s, "n", "k", 0, h, E));
+    assert_int_equal(h->count, 1);
+    /* no name was cut short: the same objects exist as under a short prefix */
+    relation_suffixes(schema, prefix, long_suffixes, sizeof long_suffixes);
+    assert_string_equal(long_suffixes, short_suffixes);
+}
+
+STORE_TEST(pg_setup_creates_a_missing_schema)
+{
+    const char *schema = fx_new_schema_name(fx);
+    pgsched_store *s;
+    pgsched_schedule_request req = once_req("n", "k", 0);
+    pgsched_schedule_outcome so;
+    assert_int_equal(admin_int("SELECT count(*) FROM pg_namespace WHERE nspname = '%s'", schema),
+                     0);
+    OK(fx_pg_store(fx, NULL, schema, "x_", 0, &s, E));
+    OK(pgsched_store_setup(s, E));
+    OK(pgsched_store_schedule(s, &req, &so, E));
+    assert_int_equal(admin_int("SELECT count(*) FROM \"%s\".x_jobs", schema), 1);
+}
+
+STORE_TEST(pg_setup_without_tables_fails_with_schema_version)
+{
+    pgsched_store *s;
+    OK(fx_pg_store(fx, NULL, fx->schema, "absent_", 1, &s, E));
+    FAILS(PGSCHED_ERR_SCHEMA_VERSION, pgsched_store_setup(s, E));
+    /* and creating nothing */
+    assert_int_equal(admin_int("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                               "c.relnamespace WHERE n.nspname = '%s' AND c.relname LIKE "
+                               "'absent\\_%%'",
+                               fx->schema),
+                     0);
+}
+
+STORE_TEST(pg_setup_refuses_a_schema_written_by_a_newer_version)
+{
+    pgsched_store *s1, *s2;
+    long long newer = admin_int("SELECT max(version) + 1 FROM \"%s\".\"%sschema_version\"",
+                                fx->schema, fx->prefix);
+    admin_exec("INSERT INTO \"%s\".\"%sschema_version\" (version) VALUES (%lld)", fx->schema,
+               fx->prefix, newer);
+    OK(fx_pg_store(fx, NULL, fx->schema, fx->prefix, 1, &s1, E));
+    FAILS(PGSCHED_ERR_SCHEMA_VERSION, pgsched_store_setup(s1, E));
+    OK(fx_pg_store(fx, NULL, fx->schema, fx->prefix, 0, &s2, E));
+    FAILS(PGSCHED_ERR_SCHEMA_VERSION, pgsched_store_setup(s2, E));
+    /* no downgrade happened */
+    assert_int_equal(admin_int("SELECT max(version) FROM \"%s\".\"%sschema_version\"",
+                               fx->schema, fx->prefix),
+                     newer);
+}
+
+STORE_TEST(pg_a_role_with_only_row_privileges_can_run_a_node)
+{
+    char role[64], *conninfo;
+    pgsched_store *s;
+    pgsched_schedule_request req;
+    pgsched_schedule_outcome so;
+    pgsched_listener *l;
+    const pgsched_job *j;
+    pgsched_outcome oc;
+    pgsched_finish_result fr;
+    pgsched_change_outcome co;
+    pgsched_cleanup_request cr;
+    pgsched_cleanup_outcome clo;
+    pgsched_node_record node;
+    const char *names[1] = {"priv"};
+    pgsched_time now;
+    evlog *g = fx_evlog(fx);
+
+    snprintf(role, sizeof role, "r_%ld_%d", (long)getpid(), ++g_schema_counter);
+    snprintf(fx->roles[fx->nroles++], sizeof fx->roles[0], "%s", role);
+    admin_exec("CREATE ROLE \"%s\" LOGIN", role);
+    admin_exec("GRANT USAGE ON SCHEMA \"%s\" TO \"%s\"", fx->schema, role);
+    admin_exec("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"%s\" TO \"%s\"",
+               fx->schema, role);
+    admin_exec("GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA \"%s\" TO \"%s\"",
+               fx->schema, role);
+    conninfo = conninfo_with(g_dsn, role, NULL);
+    if (fx_pg_store(fx, conninfo, fx->schema, fx->prefix, 1, &s, E) != PGSCHED_OK) {
+        free(conninfo);
+        fail_msg("create: %s", fx->err.message);
+    }
+    free(conninfo);
+    OK(pgsched_store_setup(s, E));
+    l = fx_listen(fx, s);
+
+    memset(&node, 0, sizeof node);
+    node.id = "node-1";
+    node.host = "h";
+    node.names = names;
+    node.name_count = 1;
+    OK(pgsched_store_node_register(s, &node, E));
+    req = once_req("priv", "k", 0);
+    OK(pgsched_store_schedule(s, &req, &so, E));
+    j = &claim_of(fx, s, "node-1", "priv", 1, NULL)->items[0];
+    OK(pgsched_store_heartbeat(s, "node-1", NULL, 0, 1, NULL, &now, E));
+    OK(pgsched_store_cancel(s, "priv", "k", "node-1", &co, E));
+    oc = outcome_of(j, PGSCHED_OUTCOME_CANCELLED, PGSCHED_COMPLETED, 0);
+    OK(pgsched_store_finish(s, &oc, 1, &fr, E));
+    assert_int_equal(fr.code, PGSCHED_OK);
+    assert_int_equal(get_job_of(fx, s, "priv", "k")->status, PGSCHED_COMPLETED);
+    assert_non_null(evlog_await(fx, s, l, g, PGSCHED_EVENT_CHANGE, "priv", "k", fr.version));
+    {
+        pgsched_job_list *back = fx_jlist(fx);
+        OK(pgsched_store_take_back(s, "node-1", PGSCHED_SECOND, 10, back, E));
+    }
+    memset(&cr, 0, sizeof cr);
+    cr.node_id = "node-1";
+    cr.finished_retention = cr.history_retention = cr.orphan_timeout = PGSCHED_MICROSECOND;
+    cr.stall_timeout = PGSCHED_SECOND;
+    OK(pgsched_store_cleanup(s, &cr, &clo, E));
+    OK(pgsched_store_node_unregister(s, "node-1", E));
+}
+
+typedef struct setup_ctx {
+    pgsched_store *s;
+    pthread_barrier_t *start;
+    pgsched_result rc;
+    char message[PGSCHED_ERROR_MAX];
+} setup_ctx;
+
+static void *setup_worker(void *arg)
+{
+    setup_ctx *c = (setup_ctx *)arg;
+    pgsched_error e;
+    memset(&e, 0, sizeof e);
+    pthread_barrier_wait(c->start);
+    c->rc = pgsched_store_setup(c->s, &e);
+    snprintf(c->message, sizeof c->message, "%s", e.message);
+    return NULL;
+}
+
+STORE_TEST(pg_eight_nodes_setting_up_a_fresh_schema_at_once_migrate_it_once)
+{
+    enum { N = 8 };
+    const char *schema = fx_new_schema_name(fx);
+    setup_ctx ctx[N];
+    pthread_t th[N];
+    pthread_barrier_t start;
+    pgsched_schedule_request req = once_req("n", "k", 0);
+    pgsched_schedule_outcome so;
+    int i;
+    pthread_barrier_init(&start, NULL, N);
+    for (i = 0; i < N; i++) {
+        memset(&ctx[i], 0, sizeof ctx[i]);
+        ctx[i].start = &start;
+        OK(fx_pg_store(fx, NULL, schema, "m_", 0, &ctx[i].s, E));
+    }
+    for (i = 0; i < N; i++) assert_int_equal(pthread_create(&th[i], NULL, setup_worker, &ctx[i]), 0);
+    for (i = 0; i < N; i++) pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&start);
+    for (i = 0; i < N; i++)
+        if (ctx[i].rc != PGSCHED_OK) fail_msg("setup %d failed: %s", i, ctx[i].message);
+    assert_int_equal(admin_int("SELECT count(*) - count(DISTINCT version) FROM \"%s\".m_schema_version",
+                               schema),
+                     0);
+    assert_true(admin_int("SELECT count(*) FROM \"%s\".m_schema_version", schema) >= 1);
+    OK(pgsched_store_schedule(ctx[3].s, &req, &so, E));
+    assert_int_equal(get_job_of(fx, ctx[5].s, "n", "k")->version, so.version);
+}
+
+/* Terminates every backend whose application_name is `app` and waits until they are gone. */
+static void terminate_backends(const char *app)
+{
+    pgsched_time deadline = mono_us() + 10 * PGSCHED_SECOND;
+    long long n = admin_int("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                            "WHERE application_name = '%s' AND pid <> pg_backend_pid()",
+                            app);
+    assert_true(n > 0);
+    while (admin_int("SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s'", app) >
+           0) {
+        if (mono_us() > deadline) fail_msg("backends of %s did not go away", app);
+        sleep_us(10 * PGSCHED_MILLISECOND);
+    }
+}
+
+/* Repeats `call` (an expression giving a pgsched_result) until it succeeds: it may first fail
+   with PGSCHED_ERR_CONNECTION only, and must succeed within 15 s. */
+#define EVENTUALLY_OK(call)                                                                    \
+    do {                                                                                       \
+        pgsched_time ev_deadline_ = mono_us() + 15 * PGSCHED_SECOND;                           \
+        pgsched_result ev_rc_;                                                                 \
+        for (;;) {                                                                             \
+            memset(&fx->err, 0, sizeof fx->err);                                               \
+            ev_rc_ = (call);                                                                   \
+            if (ev_rc_ == PGSCHED_OK) break;                                                   \
+            if (ev_rc_ != PGSCHED_ERR_CONNECTION)                                              \
+                fail_msg("%s after a lost connection: %d (%s): %s", #call, (int)ev_rc_,        \
+                         pgsched_result_string(ev_rc_), fx->err.message);                      \
+            if (fx->err.message[0] == '\0') fail_msg("%s: CONNECTION without a message", #call); \
+            if (mono_us() > ev_deadline_)                                                      \
+                fail_msg("%s did not recover within 15 s: %s", #call, fx->err.message);        \
+            sleep_us(50 * PGSCHED_MILLISECOND);                                                \
+        }                                                                                      \
+    } while (0)
+
+STORE_TEST(pg_calls_recover_after_the_store_connections_are_terminated)
+{
+    char app[64], *conninfo;
+    pgsched_store *s;
+    pgsched_schedule_request req;
+    pgsched_schedule_outcome so;
+    pgsched_claim_request cr;
+    pgsched_claim_outcome info;
+    pgsched_job_list *l = fx_jlist(fx);
+    pgsched_outcome oc;
+    pgsched_finish_result fr;
+    pgsched_time now;
+    const char *names[1] = {"conn"};
+
+    snprintf(app, sizeof app, "pgsched_test_%ld_%d", (long)getpid(), ++g_schema_counter);
+    conninfo = conninfo_with(g_dsn, NULL, app);
+    if (fx_pg_store(fx, conninfo, fx->schema, fx->prefix, 0, &s, E) != PGSCHED_OK) {
+        free(conninfo);
+        fail_msg("create: %s", fx->err.message);
+    }
+    free(conninfo);
+    OK(pgsched_store_setup(s, E));
+    req = once_req("conn", "a", 0);
+    OK(pgsched_store_schedule(s, &req, &so, E));
+    assert_true(admin_int("SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s'",
+                          app) > 0);
+
+    terminate_backends(app);
+    EVENTUALLY_OK(pgsched_store_now(s, &now, E));
+
+    terminate_backends(app);
+    req = once_req("conn", "b", 0);
+    EVENTUALLY_OK(pgsched_store_schedule(s, &req, &so, E));
+
+    terminate_backends(app);
+    memset(&cr, 0, sizeof cr);
+    cr.node_id = "node-1";
+    cr.names = names;
+    cr.name_count = 1;
+    cr.max = 1;
+    EVENTUALLY_OK(pgsched_store_claim(s, &cr, l, &info, E));
+    /* a claim that failed on its connection claimed nothing: exactly one row is running */
+    assert_int_equal(l->count, 1);
+    assert_int_equal(get_job(fx, "conn", l->items[0].key)->status, PGSCHED_RUNNING);
+
+    terminate_backends(app);
+    oc = outcome_of(&l->items[0], PGSCHED_OUTCOME_SUCCESS, PGSCHED_COMPLETED, 0);
+    EVENTUALLY_OK(pgsched_store_finish(s, &oc, 1, &fr, E));
+    assert_int_equal(fr.code, PGSCHED_OK);
+    assert_int_equal(get_job(fx, "conn", l->items[0].key)->status, PGSCHED_COMPLETED);
+    assert_int_equal(history_of(fx, "conn", l->items[0].key, 0)->count, 1);
+}
+
+STORE_TEST(pg_a_listener_gets_a_resync_after_its_connection_is_restored)
+{
+    char app[64], *conninfo;
+    pgsched_store *s;
+    pgsched_listener *l;
+    pgsched_schedule_outcome so;
+    pgsched_time deadline;
+    evlog *g = fx_evlog(fx);
+
+    snprintf(app, sizeof app, "pgsched_test_%ld_%d", (long)getpid(), ++g_schema_counter);
+    conninfo = conninfo_with(g_dsn, NULL, app);
+    if (fx_pg_store(fx, conninfo, fx->schema, fx->prefix, 0, &s, E) != PGSCHED_OK) {
+        free(conninfo);
+        fail_msg("create: %s", fx->err.message);
+    }
+    free(conninfo);
+    OK(pgsched_store_setup(s, E));
+    l = fx_listen(fx, s);
+    so = schedule_once(fx, "resync", "before", 0);
+    assert_non_null(evlog_await(fx, s, l, g, PGSCHED_EVENT_CHANGE, "resync", "before",
+                                so.version));
+
+    terminate_backends(app);
+    deadline = mono_us() + 15 * PGSCHED_SECOND;
+    while (!evlog_has_resync(g) && mono_us() < deadline)
+        evlog_wait(fx, s, l, g, 100 * PGSCHED_MILLISECOND);
+    if (!evlog_has_resync(g)) fail_msg("no RESYNC event after the listener's connection died");
+    /* and it hears changes again */
+    so = schedule_once(fx, "resync", "after", 0);
+    if (!evlog_await(fx, s, l, g, PGSCHED_EVENT_CHANGE, "resync", "after", so.version))
+        fail_msg("the listener heard nothing after reconnecting");
+}
+
+STORE_TEST(pg_an_unreachable_database_is_a_connection_error_that_hides_the_password)
+{
+    pgsched_store *s;
+    pgsched_error e;
+    pgsched_result rc;
+    pgsched_time now;
+    memset(&e, 0, sizeof e);
+    rc = fx_pg_store(fx, "host=/nonexistent-socket-dir port=1 user=nobody password=hunter2secret "
+                         "connect_timeout=2",
+                     fx->schema, fx->prefix, 0, &s, &e);
+    if (rc == PGSCHED_OK) rc = pgsched_store_setup(s, &e);
+    assert_int_equal(rc, PGSCHED_ERR_CONNECTION);
+    if (strstr(e.message, "hunter2secret")) fail_msg("the password leaked: %s", e.message);
+    if (s) {
+        memset(&e, 0, sizeof e);
+        assert_int_equal(pgsched_store_now(s, &now, &e), PGSCHED_ERR_CONNECTION);
+        assert_true(e.message[0] != '\0');
+        if (strstr(e.message, "hunter2secret")) fail_msg("the password leaked: %s", e.message);
+    }
+}
+
+STORE_TEST(pg_listeners_hear_nothing_from_another_schema_with_the_same_prefix)
+{
+    const char *other = fx_new_schema_name(fx);
+    pgsched_store *s2;
+    pgsched_listener *l = fx_listen(fx, fx->store);
+    pgsched_schedule_request req = once_req("same", "k", 0);
+    pgsched_schedule_outcome so, mine;
+    evlog *g = fx_evlog(fx);
+    size_t i;
+    OK(fx_pg_store(fx, NULL, other, fx->prefix, 0, &s2, E));
+    OK(pgsched_store_setup(s2, E));
+    OK(pgsched_store_schedule(s2, &req, &so, E));
+    /* a change of our own, after theirs, marks how far to read */
+    mine = schedule_once(fx, "mine", "k", 0);
+    assert_non_null(evlog_await(fx, fx->store, l, g, PGSCHED_EVENT_CHANGE, "mine", "k",
+                                mine.version));
+    for (i = 0; i < g->n; i++)
+        if (strcmp(g->ev[i].name, "same") == 0)
+            fail_msg("an event of schema %s reached a listener of schema %s", other, fx->schema);
+}
+
+STORE_TEST(pg_an_oversized_notification_becomes_a_resync_and_the_claim_still_commits)
+{
+    /* Keys are at most 256 bytes through the API; a row written by hand can be larger, and its
+       notification (8000 bytes at most) must not fail the claim's transaction. */
+    pgsched_listener *l = fx_listen(fx, fx->store);
+    pgsched_job_list *got;
+    pgsched_time deadline;
+    evlog *g = fx_evlog(fx);
+    admin_exec("INSERT INTO \"%s\".\"%sjobs\" (name, key, status, kind, params, max_retries, "
+               "attempt, next_run, version) VALUES ('huge', repeat('k', 9000), 'pending', 'once', "
+               "'{}', 0, 0, now() - interval '1 hour', nextval('\"%s\".\"%sseq\"'))",
+               fx->schema, fx->prefix, fx->schema, fx->prefix);
+    got = claim(fx, "node-1", "huge", 1, NULL);
+    assert_int_equal(got->count, 1);
+    assert_int_equal(strlen(got->items[0].key), 9000);
+    assert_int_equal(admin_int("SELECT count(*) FROM \"%s\".\"%sjobs\" WHERE name = 'huge' AND "
+                               "status = 'running'",
+                               fx->schema, fx->prefix),
+                     1);
+    deadline = mono_us() + 10 * PGSCHED_SECOND;
+    while (!evlog_has_resync(g) && mono_us() < deadline)
+        evlog_wait(fx, fx->store, l, g, 100 * PGSCHED_MILLISECOND);
+    if (!evlog_has_resync(g)) fail_msg("the oversized change was neither delivered nor a RESYNC");
+}
+
+#endif /* STORE_SUITE_PG_H */

@@ -1,0 +1,193 @@
+/* test_store.c - the store conformance suite: every test runs against the in-memory store and
+   the PostgreSQL store, through the pgsched_store_* wrappers (SPEC §2, §4, §5, §7, §8, §10).
+
+   Build:  cc -std=c99 -Wall -Wextra -Wpedantic -Werror -g -I. -I$(pg_config --includedir) \
+              tests/test_store.c -o build/test_store -lcmocka -lpq -lpthread
+   Run:    PGSCHED_TEST_DSN='host=/tmp port=5432 dbname=postgres' build/test_store [pattern]
+           PGSCHED_TEST_SKIP_PG=1 build/test_store      (memory store only)
+           PGSCHED_TEST_CLAIM_ROWS=1000 ...  (rows per thread of the 8-thread claim race;
+                                              default 5000, the acceptance figure)
+   The PostgreSQL group fails when PGSCHED_TEST_DSN is unset, unless PGSCHED_TEST_SKIP_PG=1.
+   An optional argument runs only the tests whose name matches (cmocka's '*' and '?').
+   Each PostgreSQL test works in its own schema t_<pid>_<n>, dropped afterwards; a few also
+   create roles r_<pid>_<n> (dropped too), so the DSN's user must be allowed to create roles. */
+#define PGSCHED_IMPLEMENTATION
+#include "pgsched.h"
+
+#include "store_suite_fixture.h"
+#include "store_suite_validation.h"
+#include "store_suite_lifecycle.h"
+#include "store_suite_queries.h"
+#include "store_suite_events.h"
+#include "store_suite_concurrency.h"
+#include "store_suite_pg.h"
+
+/* Tests that run on both stores. */
+#define BOTH_STORES(X)                                                                         \
+    X(invalid_names_are_refused_with_the_same_error_by_every_store)                            \
+    X(invalid_keys_are_refused_with_the_same_error_by_every_store)                             \
+    X(names_and_keys_at_their_limits_are_stored_exactly)                                       \
+    X(invalid_params_are_refused_with_the_same_error_and_write_nothing)                        \
+    X(valid_json_params_are_stored_byte_for_byte)                                              \
+    X(params_of_exactly_1_MiB_are_accepted_and_one_byte_more_is_too_large)                     \
+    X(deeply_nested_params_get_the_same_answer_from_every_store)                               \
+    X(invalid_schedules_are_refused_with_the_same_error)                                       \
+    X(cron_text_is_stored_as_given_without_being_parsed_by_the_store)                          \
+    X(invalid_node_ids_are_refused_with_the_same_error)                                        \
+    X(node_ids_of_the_allowed_characters_up_to_64_bytes_are_accepted)                          \
+    X(impossible_outcomes_are_refused_with_the_same_error)                                     \
+    X(null_pointers_are_invalid_arguments)                                                     \
+    X(calls_without_an_error_buffer_still_return_their_code)                                   \
+    X(hostile_names_keys_and_params_are_stored_verbatim_and_run_no_sql)                        \
+    X(scheduling_a_new_instance_creates_a_pending_row)                                         \
+    X(a_zero_due_time_means_the_store_clock_now)                                               \
+    X(due_times_keep_microsecond_precision_far_into_the_future)                                \
+    X(each_schedule_kind_stores_its_own_fields)                                                \
+    X(rescheduling_a_pending_row_replaces_it_but_keeps_the_earlier_due_time)                   \
+    X(rescheduling_resets_the_attempt_count)                                                   \
+    X(rescheduling_a_finished_row_takes_the_new_due_time)                                      \
+    X(rescheduling_a_running_row_is_refused_and_changes_nothing)                               \
+    X(a_deferred_reschedule_applies_when_the_run_ends_keeping_the_earlier_due_time)            \
+    X(a_deferred_reschedule_revives_a_run_that_finished_the_row)                               \
+    X(a_deferred_reschedule_gives_a_failed_run_a_fresh_budget)                                 \
+    X(a_deferred_reschedule_applies_after_a_stall_take_back)                                   \
+    X(a_later_deferred_reschedule_replaces_an_earlier_one)                                     \
+    X(claim_takes_due_rows_in_due_order_up_to_max)                                             \
+    X(claim_makes_the_row_running_for_the_node_with_a_fresh_lease)                             \
+    X(claim_takes_only_pending_due_rows_of_the_given_names)                                    \
+    X(claim_reports_no_next_due_time_when_nothing_is_pending)                                  \
+    X(claim_appends_to_the_list_it_is_given)                                                   \
+    X(lease_tokens_differ_on_every_claim_and_are_never_zero)                                   \
+    X(a_cancel_request_does_not_leak_into_the_next_run)                                        \
+    X(heartbeat_renews_held_leases_so_they_do_not_stall)                                       \
+    X(heartbeat_without_renew_only_reads)                                                      \
+    X(heartbeat_reports_each_lost_lease)                                                       \
+    X(heartbeat_reports_cancel_requests_of_held_leases)                                        \
+    X(heartbeat_without_leases_marks_the_node_seen)                                            \
+    X(stale_lease_token_cannot_finish_or_renew)                                                \
+    X(a_successful_one_time_run_completes_and_is_recorded)                                     \
+    X(a_pending_outcome_without_a_time_is_due_after_the_retry_delay)                           \
+    X(attempt_rules_reset_keep_and_uncount_the_attempt)                                        \
+    X(runs_and_failures_count_each_outcome_kind)                                               \
+    X(last_error_is_set_by_failures_and_kept_by_other_outcomes)                                \
+    X(error_text_of_4_KiB_is_kept_byte_for_byte_and_longer_text_alike_by_every_store)                            \
+    X(error_text_with_invalid_utf8_gets_the_same_answer_from_every_store)                      \
+    X(a_retry_delay_past_year_9999_gets_the_same_answer_from_every_store)                      \
+    X(a_finish_batch_applies_each_outcome_on_its_own)                                          \
+    X(finishing_the_same_lease_twice_writes_once)                                              \
+    X(a_batch_naming_the_same_lease_twice_applies_it_once)                                     \
+    X(a_claim_naming_a_type_twice_hands_out_each_row_once)                                     \
+    X(keys_that_differ_in_case_space_or_normalisation_are_different_rows)                      \
+    X(stalled_run_is_taken_back_by_another_node_with_a_fresh_token)                            \
+    X(a_run_is_stalled_only_once_the_stall_timeout_has_passed)                                 \
+    X(take_back_takes_at_most_max_rows)                                                        \
+    X(take_back_leaves_pending_and_finished_rows_alone)                                        \
+    X(a_stalled_run_counts_as_a_failed_attempt)                                                \
+    X(cancelling_a_running_row_asks_its_node_to_stop)                                          \
+    X(cancelling_a_pending_one_time_row_cancels_it_without_running)                            \
+    X(cancelling_a_pending_recurring_row_changes_nothing)                                      \
+    X(cancelling_a_finished_row_changes_nothing)                                               \
+    X(changing_a_missing_row_is_not_found)                                                     \
+    X(triggering_a_pending_row_makes_it_due_now)                                               \
+    X(triggering_a_running_or_finished_row_is_refused)                                         \
+    X(removing_a_row_that_is_not_running_deletes_it)                                           \
+    X(removing_a_running_row_is_deferred_until_its_run_ends)                                   \
+    X(a_removed_running_row_that_stalls_is_deleted_when_taken_back_and_finished)               \
+    X(a_removed_row_can_be_scheduled_again_with_a_higher_version)                              \
+    X(the_store_clock_is_the_injected_clock_or_the_database_clock)                             \
+    X(setup_twice_is_harmless)                                                                 \
+    X(get_of_a_missing_row_is_not_found_and_appends_nothing)                                   \
+    X(list_is_in_name_then_key_byte_order)                                                     \
+    X(list_filters_by_name_and_status)                                                         \
+    X(list_pages_through_every_row_once_with_after_name_and_after_key)                         \
+    X(list_without_a_limit_returns_at_most_1000_rows)                                          \
+    X(history_is_newest_first_and_filters_by_name_and_key)                                     \
+    X(history_without_a_limit_returns_at_most_100_records)                                     \
+    X(versions_increase_with_every_change_across_the_store)                                    \
+    X(next_due_is_the_earliest_pending_due_time_of_the_given_types)                            \
+    X(finished_one_time_rows_are_deleted_after_their_retention)                                \
+    X(run_history_is_deleted_after_its_retention)                                              \
+    X(cleanup_parts_set_to_never_are_skipped)                                                  \
+    X(orphans_are_idle_rows_of_types_no_live_node_registers)                                   \
+    X(unregistering_a_node_makes_the_rows_only_it_ran_orphans)                                 \
+    X(registering_a_node_again_replaces_its_types)                                             \
+    X(dead_node_records_are_deleted_after_the_history_retention)                               \
+    X(cleanup_deletes_at_most_its_limit_per_part)                                              \
+    X(durations_longer_than_any_age_are_accepted_alike_by_every_store)                         \
+    X(a_listener_wait_times_out_when_nothing_happens)                                          \
+    X(listen_wake_ends_a_wait_early)                                                           \
+    X(every_change_reaches_every_listener)                                                     \
+    X(events_arrive_in_version_order_per_instance)                                             \
+    X(a_listener_that_falls_behind_gets_every_event_or_a_resync)                               \
+    X(closing_one_listener_leaves_the_others_listening)                                        \
+    X(claims_from_8_threads_never_hand_out_a_row_twice)                                        \
+    X(racing_finish_heartbeat_and_take_back_honour_one_lease_per_row)                          \
+    X(concurrent_reschedules_never_move_a_row_version_backwards)
+
+/* Tests of what only the PostgreSQL store has. */
+#define PG_ONLY(X)                                                                             \
+    X(pg_schema_and_prefix_that_are_not_plain_names_are_refused)                               \
+    X(pg_mixed_case_schema_and_prefix_are_quoted_exactly)                                      \
+    X(pg_the_longest_prefix_that_fits_works_and_one_byte_more_is_refused)                      \
+    X(pg_setup_creates_a_missing_schema)                                                       \
+    X(pg_setup_without_tables_fails_with_schema_version)                                       \
+    X(pg_setup_refuses_a_schema_written_by_a_newer_version)                                    \
+    X(pg_a_role_with_only_row_privileges_can_run_a_node)                                       \
+    X(pg_eight_nodes_setting_up_a_fresh_schema_at_once_migrate_it_once)                        \
+    X(pg_calls_recover_after_the_store_connections_are_terminated)                             \
+    X(pg_a_listener_gets_a_resync_after_its_connection_is_restored)                            \
+    X(pg_an_unreachable_database_is_a_connection_error_that_hides_the_password)                \
+    X(pg_listeners_hear_nothing_from_another_schema_with_the_same_prefix)                      \
+    X(pg_an_oversized_notification_becomes_a_resync_and_the_claim_still_commits)
+
+#define MEMORY_ENTRY(f) {#f, f##_cm, memory_fixture_setup, fixture_teardown, NULL},
+#define PG_ENTRY(f) {#f, f##_cm, pg_fixture_setup, fixture_teardown, NULL},
+
+static const struct CMUnitTest memory_tests[] = {BOTH_STORES(MEMORY_ENTRY)};
+static const struct CMUnitTest pg_tests[] = {BOTH_STORES(PG_ENTRY) PG_ONLY(PG_ENTRY)};
+
+static void postgresql_dsn_is_configured(void **state)
+{
+    (void)state;
+    fail_msg("PGSCHED_TEST_DSN is not set: set it to a libpq connection string of a database "
+             "where this user may create schemas and roles (tests/pgcluster.sh starts one), or "
+             "set PGSCHED_TEST_SKIP_PG=1 to run the memory store only");
+}
+
+static void postgresql_is_reachable(void **state)
+{
+    (void)state;
+    fail_msg("cannot connect to PGSCHED_TEST_DSN: %s", g_admin ? PQerrorMessage(g_admin) : "?");
+}
+
+int main(int argc, char **argv)
+{
+    const char *skip = getenv("PGSCHED_TEST_SKIP_PG");
+    int failures = 0;
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    failures += cmocka_run_group_tests_name("store conformance: memory", memory_tests, NULL, NULL);
+    if (skip && strcmp(skip, "1") == 0) {
+        printf("[  SKIPPED ] store conformance: postgresql (PGSCHED_TEST_SKIP_PG=1)\n");
+        return failures ? 1 : 0;
+    }
+    g_dsn = getenv("PGSCHED_TEST_DSN");
+    if (!g_dsn || !g_dsn[0]) {
+        const struct CMUnitTest missing[] = {cmocka_unit_test(postgresql_dsn_is_configured)};
+        cmocka_set_test_filter(NULL);
+        failures += cmocka_run_group_tests_name("store conformance: postgresql", missing, NULL,
+                                                NULL);
+        return failures ? 1 : 0;
+    }
+    g_admin = PQconnectdb(g_dsn);
+    if (PQstatus(g_admin) != CONNECTION_OK) {
+        const struct CMUnitTest down[] = {cmocka_unit_test(postgresql_is_reachable)};
+        cmocka_set_test_filter(NULL);
+        failures += cmocka_run_group_tests_name("store conformance: postgresql", down, NULL, NULL);
+        PQfinish(g_admin);
+        return failures ? 1 : 0;
+    }
+    PQclear(PQexec(g_admin, "SET client_min_messages = warning"));
+    failures += cmocka_run_group_tests_name("store conformance: postgresql", pg_tests, NULL, NULL);
+    PQfinish(g_admin);
+    return failures ? 1 : 0;
+}
