@@ -14,14 +14,39 @@
 /* ---- civil time ---------------------------------------------------------------------------- */
 
 #define PGSCHED__US 1000000
-#define PGSCHED__SEC_MIN (-2208988800LL)  /* 1900-01-01T00:00:00Z */
-#define PGSCHED__SEC_MAX 253402300799LL   /* 9999-12-31T23:59:59Z */
+#define PGSCHED__SEC_MIN (-2208988800LL) /* 1900-01-01T00:00:00Z */
+#define PGSCHED__SEC_MAX 253402300799LL  /* 9999-12-31T23:59:59Z */
 
 /* ASCII only, whatever the locale. */
-static int pgsched__is_digit(int c) { return c >= '0' && c <= '9'; }
-static int pgsched__is_alpha(int c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-static int pgsched__is_alnum(int c) { return pgsched__is_digit(c) || pgsched__is_alpha(c); }
-static int pgsched__upper(int c) { return c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c; }
+static int pgsched__is_digit(int c)
+{
+    return c >= '0' && c <= '9';
+}
+static int pgsched__is_alpha(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+static int pgsched__is_alnum(int c)
+{
+    return pgsched__is_digit(c) || pgsched__is_alpha(c);
+}
+static int pgsched__upper(int c)
+{
+    return c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c;
+}
+
+/* A character as it can be quoted in a message without breaking it or its UTF-8. */
+static const char *pgsched__char_desc(char c, char *buf)
+{
+    unsigned char u = (unsigned char)c;
+    if (u > 32 && u < 127) {
+        buf[0] = c;
+        buf[1] = '\0';
+    } else {
+        snprintf(buf, 8, "\\x%02X", u);
+    }
+    return buf;
+}
 
 /* Index of the lowest set bit; x must not be 0. */
 static int pgsched__ctz64(uint64_t x)
@@ -117,8 +142,8 @@ PGSCHED_DEF size_t pgsched_time_format(pgsched_time t, int offset_seconds, int u
         tmp[n] = '\0';
     } else {
         int a = offset_seconds < 0 ? -offset_seconds : offset_seconds;
-        n += snprintf(tmp + n, sizeof tmp - (size_t)n, "%c%02d:%02d", offset_seconds < 0 ? '-' : '+',
-                      a / 3600, a / 60 % 60);
+        n += snprintf(tmp + n, sizeof tmp - (size_t)n, "%c%02d:%02d",
+                      offset_seconds < 0 ? '-' : '+', a / 3600, a / 60 % 60);
         /* RFC 3339 has no seconds in offsets; local mean time offsets need them. */
         if (a % 60) n += snprintf(tmp + n, sizeof tmp - (size_t)n, ":%02d", a % 60);
     }
@@ -140,10 +165,11 @@ static int pgsched__digits(const char **p, int count)
     return v;
 }
 
-#define PGSCHED__TIME_SYNTAX(what) \
-    pgsched__fail(err, PGSCHED_ERR_TIME_SYNTAX, \
-                  "\"%.64s\" is not an RFC 3339 time (like 2026-03-08T07:00:00Z): " what \
-                  " at column %d", text, (int)(p - text) + 1)
+#define PGSCHED__TIME_SYNTAX(what)                                                                 \
+    pgsched__fail(err, PGSCHED_ERR_TIME_SYNTAX,                                                    \
+                  "\"%.64s\" is not an RFC 3339 time (like 2026-03-08T07:00:00Z): " what           \
+                  " at column %d",                                                                 \
+                  text, (int)(p - text) + 1)
 
 PGSCHED_DEF pgsched_result pgsched_time_parse(const char *text, pgsched_time *out,
                                               pgsched_error *err)
@@ -155,17 +181,21 @@ PGSCHED_DEF pgsched_result pgsched_time_parse(const char *text, pgsched_time *ou
         return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT, "the time text or output is NULL");
     if (!*text) return pgsched__fail(err, PGSCHED_ERR_TIME_SYNTAX, "the time text is empty");
     if ((y = pgsched__digits(&p, 4)) < 0) return PGSCHED__TIME_SYNTAX("expected a 4-digit year");
-    if (*p++ != '-') { p--; return PGSCHED__TIME_SYNTAX("expected \"-\" after the year"); }
+    if (*p != '-') return PGSCHED__TIME_SYNTAX("expected \"-\" after the year");
+    p++;
     if ((mo = pgsched__digits(&p, 2)) < 0) return PGSCHED__TIME_SYNTAX("expected a 2-digit month");
-    if (*p++ != '-') { p--; return PGSCHED__TIME_SYNTAX("expected \"-\" after the month"); }
+    if (*p != '-') return PGSCHED__TIME_SYNTAX("expected \"-\" after the month");
+    p++;
     if ((d = pgsched__digits(&p, 2)) < 0) return PGSCHED__TIME_SYNTAX("expected a 2-digit day");
     if (*p != 'T' && *p != 't' && *p != ' ')
         return PGSCHED__TIME_SYNTAX("expected \"T\" between the date and the time");
     p++;
     if ((h = pgsched__digits(&p, 2)) < 0) return PGSCHED__TIME_SYNTAX("expected a 2-digit hour");
-    if (*p++ != ':') { p--; return PGSCHED__TIME_SYNTAX("expected \":\" after the hour"); }
+    if (*p != ':') return PGSCHED__TIME_SYNTAX("expected \":\" after the hour");
+    p++;
     if ((mi = pgsched__digits(&p, 2)) < 0) return PGSCHED__TIME_SYNTAX("expected 2-digit minutes");
-    if (*p++ != ':') { p--; return PGSCHED__TIME_SYNTAX("expected \":\" after the minutes"); }
+    if (*p != ':') return PGSCHED__TIME_SYNTAX("expected \":\" after the minutes");
+    p++;
     if ((s = pgsched__digits(&p, 2)) < 0) return PGSCHED__TIME_SYNTAX("expected 2-digit seconds");
     if (*p == '.') {
         p++;
@@ -186,7 +216,8 @@ PGSCHED_DEF pgsched_result pgsched_time_parse(const char *text, pgsched_time *ou
         p++;
         if ((oh = pgsched__digits(&p, 2)) < 0)
             return PGSCHED__TIME_SYNTAX("expected 2-digit offset hours");
-        if (*p++ != ':') { p--; return PGSCHED__TIME_SYNTAX("expected \":\" in the offset"); }
+        if (*p != ':') return PGSCHED__TIME_SYNTAX("expected \":\" in the offset");
+        p++;
         if ((om = pgsched__digits(&p, 2)) < 0)
             return PGSCHED__TIME_SYNTAX("expected 2-digit offset minutes");
         if (*p == ':') { /* the seconds pgsched_time_format writes for local mean time */
@@ -197,7 +228,8 @@ PGSCHED_DEF pgsched_result pgsched_time_parse(const char *text, pgsched_time *ou
         if (oh > 23 || om > 59 || os > 59)
             return pgsched__fail(err, PGSCHED_ERR_TIME_SYNTAX,
                                  "\"%.64s\" is not a valid time: offset %02d:%02d is out of range "
-                                 "00:00-23:59", text, oh, om);
+                                 "00:00-23:59",
+                                 text, oh, om);
         off = sign * (oh * 3600 + om * 60 + os);
     } else {
         return PGSCHED__TIME_SYNTAX("expected \"Z\" or an offset like +01:00");
@@ -205,14 +237,16 @@ PGSCHED_DEF pgsched_result pgsched_time_parse(const char *text, pgsched_time *ou
     if (*p) return PGSCHED__TIME_SYNTAX("unexpected text after the time");
     if (mo < 1 || mo > 12)
         return pgsched__fail(err, PGSCHED_ERR_TIME_SYNTAX,
-                             "\"%.64s\" is not a valid time: month %d is out of range 1-12", text, mo);
+                             "\"%.64s\" is not a valid time: month %d is out of range 1-12", text,
+                             mo);
     if (d < 1 || d > pgsched__days_in_month(y, mo))
         return pgsched__fail(err, PGSCHED_ERR_TIME_SYNTAX,
                              "\"%.64s\" is not a valid time: day %d does not exist in %04d-%02d",
                              text, d, y, mo);
     if (h > 23)
         return pgsched__fail(err, PGSCHED_ERR_TIME_SYNTAX,
-                             "\"%.64s\" is not a valid time: hour %d is out of range 0-23", text, h);
+                             "\"%.64s\" is not a valid time: hour %d is out of range 0-23", text,
+                             h);
     if (mi > 59)
         return pgsched__fail(err, PGSCHED_ERR_TIME_SYNTAX,
                              "\"%.64s\" is not a valid time: minute %d is out of range 0-59", text,
@@ -220,21 +254,25 @@ PGSCHED_DEF pgsched_result pgsched_time_parse(const char *text, pgsched_time *ou
     if (s == 60)
         return pgsched__fail(err, PGSCHED_ERR_TIME_SYNTAX,
                              "\"%.64s\" is not a valid time: leap seconds (second 60) are not "
-                             "supported", text);
+                             "supported",
+                             text);
     if (s > 59)
         return pgsched__fail(err, PGSCHED_ERR_TIME_SYNTAX,
-                             "\"%.64s\" is not a valid time: second %d is out of range 0-59", text, s);
+                             "\"%.64s\" is not a valid time: second %d is out of range 0-59", text,
+                             s);
     secs = pgsched__days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - off;
     t = secs * PGSCHED__US + frac;
     if (t < PGSCHED_TIME_MIN || t > PGSCHED_TIME_MAX)
         return pgsched__fail(err, PGSCHED_ERR_TIME_RANGE,
                              "\"%.64s\" is outside the supported range 1900-01-01T00:00:00Z to "
-                             "9999-12-31T23:59:59.999999Z", text);
+                             "9999-12-31T23:59:59.999999Z",
+                             text);
     *out = t;
     return pgsched__ok(err);
 }
 
-#define PGSCHED__DURATION_LIMIT ((uint64_t)36525 * 86400 * PGSCHED__US) /* 100 years of 365.25 days */
+#define PGSCHED__DURATION_LIMIT                                                                    \
+    ((uint64_t)36525 * 86400 * PGSCHED__US) /* 100 years of 365.25 days */
 
 PGSCHED_DEF pgsched_result pgsched_duration_parse(const char *text, pgsched_duration *out,
                                                   pgsched_error *err)
@@ -242,8 +280,12 @@ PGSCHED_DEF pgsched_result pgsched_duration_parse(const char *text, pgsched_dura
     static const struct {
         const char *name;
         uint64_t us;
-    } units[] = {{"us", 1}, {"ms", 1000}, {"s", 1000000}, {"m", 60000000},
-                 {"h", (uint64_t)3600000000U}, {"d", (uint64_t)86400 * 1000000}};
+    } units[] = {{"us", 1},
+                 {"ms", 1000},
+                 {"s", 1000000},
+                 {"m", 60000000},
+                 {"h", (uint64_t)3600000000U},
+                 {"d", (uint64_t)86400 * 1000000}};
     const char *p = text;
     uint64_t total = 0;
     if (!text || !out)
@@ -279,21 +321,25 @@ PGSCHED_DEF pgsched_result pgsched_duration_parse(const char *text, pgsched_dura
         if (!any)
             return pgsched__fail(err, PGSCHED_ERR_DURATION,
                                  "duration \"%.64s\": expected a number at column %d, found "
-                                 "\"%.16s\"", text, (int)(num - text) + 1, *num ? num : "end");
+                                 "\"%.16s\"",
+                                 text, (int)(num - text) + 1, *num ? num : "end");
         u = p;
         while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')) p++;
         ulen = (size_t)(p - u);
         if (ulen == 0)
             return pgsched__fail(err, PGSCHED_ERR_DURATION,
                                  "duration \"%.64s\": missing unit after \"%.*s\" (use us, ms, s, "
-                                 "m, h or d)", text, (int)(u - num), num);
+                                 "m, h or d)",
+                                 text, (int)(u - num), num);
         for (i = 0; i < sizeof units / sizeof units[0]; i++)
             if (strlen(units[i].name) == ulen && memcmp(units[i].name, u, ulen) == 0)
                 unit = units[i].us;
         if (!unit)
-            return pgsched__fail(err, PGSCHED_ERR_DURATION,
-                                 "duration \"%.64s\": unknown unit \"%.*s\" (use us, ms, s, m, h or "
-                                 "d)", text, (int)(ulen > 16 ? 16 : ulen), u);
+            return pgsched__fail(
+                err, PGSCHED_ERR_DURATION,
+                "duration \"%.64s\": unknown unit \"%.*s\" (use us, ms, s, m, h or "
+                "d)",
+                text, (int)(ulen > 16 ? 16 : ulen), u);
         if (whole > PGSCHED__DURATION_LIMIT / unit) {
             total = PGSCHED__DURATION_LIMIT + 1;
         } else {
@@ -309,10 +355,12 @@ PGSCHED_DEF pgsched_result pgsched_duration_parse(const char *text, pgsched_dura
         if (total > PGSCHED__DURATION_LIMIT)
             return pgsched__fail(err, PGSCHED_ERR_DURATION,
                                  "duration \"%.64s\" is longer than 100 years", text);
-        if (*p && !(*p >= '0' && *p <= '9') && *p != '.')
+        if (*p && !(*p >= '0' && *p <= '9') && *p != '.') {
+            char b[8];
             return pgsched__fail(err, PGSCHED_ERR_DURATION,
-                                 "duration \"%.64s\": unexpected \"%c\" at column %d", text,
-                                 (*p >= 32 && *p < 127) ? *p : '?', (int)(p - text) + 1);
+                                 "duration \"%.64s\": unexpected \"%s\" at column %d", text,
+                                 *p == ' ' ? " " : pgsched__char_desc(*p, b), (int)(p - text) + 1);
+        }
     } while (*p);
     if (total == 0)
         return pgsched__fail(err, PGSCHED_ERR_DURATION,
@@ -332,12 +380,12 @@ typedef struct pgsched__tz_rule {
 } pgsched__tz_rule;
 
 typedef struct pgsched__tz {
-    size_t count;      /* transitions in the table */
-    int64_t *times;    /* strictly ascending instants, seconds */
-    int32_t *offs;     /* offset (seconds east) in force from times[i] on */
-    int32_t initial;   /* before the first transition: time type 0 (RFC 8536 3.2) */
-    int has_footer;    /* a POSIX TZ rule governs instants at and after the last transition */
-    int has_dst;       /* the footer alternates between std_off and dst_off */
+    size_t count;    /* transitions in the table */
+    int64_t *times;  /* strictly ascending instants, seconds */
+    int32_t *offs;   /* offset (seconds east) in force from times[i] on */
+    int32_t initial; /* before the first transition: time type 0 (RFC 8536 3.2) */
+    int has_footer;  /* a POSIX TZ rule governs instants at and after the last transition */
+    int has_dst;     /* the footer alternates between std_off and dst_off */
     int32_t std_off, dst_off;
     pgsched__tz_rule start, end;
     int32_t min_off, max_off; /* over everything above; bound the search for a wall time */
@@ -505,6 +553,7 @@ static uint64_t pgsched__tz_expand(const pgsched__tz *foot, int64_t from, int64_
     uint64_t n = 0;
     int64_t t = from < PGSCHED__SEC_MIN ? PGSCHED__SEC_MIN : from;
     pgsched__tz_seg seg;
+    if (t >= PGSCHED__TZ_EXPAND_UNTIL) return 0;
     for (;;) {
         pgsched__tz_footer_segment(foot, t, &seg);
         if (seg.end >= PGSCHED__TZ_EXPAND_UNTIL) return n;
@@ -518,7 +567,7 @@ static uint64_t pgsched__tz_expand(const pgsched__tz *foot, int64_t from, int64_
     }
 }
 
-#define PGSCHED__TZ_CORRUPT(why) \
+#define PGSCHED__TZ_CORRUPT(why)                                                                   \
     pgsched__fail(err, PGSCHED_ERR_ZONE_CORRUPT, "zone file for \"%s\" is corrupt: %s", name, why)
 
 /* Parses TZif data (RFC 8536: version 1, or 2+ with 64-bit times and a footer) into one
@@ -582,10 +631,9 @@ static pgsched_result pgsched__tz_parse(const unsigned char *data, size_t size, 
             if (e > f + 1 &&
                 pgsched__tz_footer(&foot, (const char *)data + f + 1, (const char *)data + e) != 0)
                 return PGSCHED__TZ_CORRUPT("bad TZ rule in the footer");
-            if (foot.has_footer && (foot.std_off < PGSCHED__OFFSET_MIN ||
-                                    foot.std_off > PGSCHED__OFFSET_MAX ||
-                                    foot.dst_off < PGSCHED__OFFSET_MIN ||
-                                    foot.dst_off > PGSCHED__OFFSET_MAX))
+            if (foot.has_footer &&
+                (foot.std_off < PGSCHED__OFFSET_MIN || foot.std_off > PGSCHED__OFFSET_MAX ||
+                 foot.dst_off < PGSCHED__OFFSET_MIN || foot.dst_off > PGSCHED__OFFSET_MAX))
                 return PGSCHED__TZ_CORRUPT("footer offset out of range");
         }
     }
@@ -594,8 +642,8 @@ static pgsched_result pgsched__tz_parse(const unsigned char *data, size_t size, 
         last = tsize == 8 ? pgsched__be64(lp) : (int64_t)pgsched__be32s(lp);
         extra = pgsched__tz_expand(&foot, last, NULL, NULL);
     }
-    z = (pgsched__tz *)pgsched__malloc(a, sizeof *z + (size_t)(timecnt + extra) *
-                                                          (sizeof(int64_t) + sizeof(int32_t)) + 8);
+    z = (pgsched__tz *)pgsched__malloc(
+        a, sizeof *z + (size_t)(timecnt + extra) * (sizeof(int64_t) + sizeof(int32_t)) + 8);
     if (!z) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory loading zone \"%s\"", name);
     *z = foot;
     z->count = (size_t)(timecnt + extra);
@@ -604,7 +652,8 @@ static pgsched_result pgsched__tz_parse(const unsigned char *data, size_t size, 
     z->offs = (int32_t *)(void *)(z->times + timecnt + extra);
     z->initial = pgsched__be32s(types);
     for (i = 0; i < timecnt; i++) {
-        int64_t t = tsize == 8 ? pgsched__be64(times + i * 8) : (int64_t)pgsched__be32s(times + i * 4);
+        int64_t t =
+            tsize == 8 ? pgsched__be64(times + i * 8) : (int64_t)pgsched__be32s(times + i * 4);
         if (idx[i] >= typecnt) {
             pgsched__free(a, z);
             return PGSCHED__TZ_CORRUPT("time type index out of range");
@@ -756,8 +805,10 @@ static void pgsched__tz_segment(const pgsched__tz *z, int64_t t, pgsched__tz_seg
     hi = n - 1;
     while (hi - lo > 1) {
         size_t mid = lo + (hi - lo) / 2;
-        if (z->times[mid] <= t) lo = mid;
-        else hi = mid;
+        if (z->times[mid] <= t)
+            lo = mid;
+        else
+            hi = mid;
     }
     seg->start = z->times[lo];
     seg->end = z->times[hi];
@@ -774,7 +825,8 @@ static int pgsched__tz_name_ok(const char *name)
     for (;; p++) {
         if (*p == '/' || *p == '\0') {
             size_t n = (size_t)(p - comp);
-            if (n == 0 || (n == 1 && comp[0] == '.') || (n == 2 && comp[0] == '.' && comp[1] == '.'))
+            if (n == 0 || (n == 1 && comp[0] == '.') ||
+                (n == 2 && comp[0] == '.' && comp[1] == '.'))
                 return 0;
             if (*p == '\0') return 1;
             comp = p + 1;
@@ -804,7 +856,8 @@ static pgsched_result pgsched__tz_load(const char *name, const char *tzdir,
     if (!pgsched__tz_name_ok(name))
         return pgsched__fail(err, PGSCHED_ERR_ZONE_UNKNOWN,
                              "unknown time zone \"%.255s\": not a zone name (a zone name is a "
-                             "relative path like Europe/London, without \".\" or \"..\")", name);
+                             "relative path like Europe/London, without \".\" or \"..\")",
+                             name);
     if (!tzdir || !*tzdir) tzdir = getenv("TZDIR");
     if (!tzdir || !*tzdir) tzdir = "/usr/share/zoneinfo";
     if (strlen(tzdir) + strlen(name) + 2 > sizeof path)
@@ -848,7 +901,8 @@ static pgsched_result pgsched__tz_load(const char *name, const char *tzdir,
         fclose(f);
         if (e == EISDIR)
             return pgsched__fail(err, PGSCHED_ERR_ZONE_UNKNOWN,
-                                 "unknown time zone \"%.255s\" (%.200s is a directory)", name, path);
+                                 "unknown time zone \"%.255s\" (%.200s is a directory)", name,
+                                 path);
         return pgsched__fail(err, PGSCHED_ERR_ZONE_CORRUPT, "cannot read the zone file %.200s",
                              path);
     }
@@ -867,15 +921,15 @@ static pgsched_result pgsched__tz_load(const char *name, const char *tzdir,
 
 struct pgsched_cron {
     pgsched_allocator alloc;
-    uint64_t sec, min;      /* bit n: second / minute n */
-    uint32_t hour;          /* bit n: hour n */
-    uint32_t dom;           /* bit n: day n of the month, 1..31 */
-    uint32_t dom_last;      /* bit k: L-k (bit 0 is L) */
-    uint32_t dom_near;      /* bit n: nW */
-    uint32_t dow_days[7];   /* days 1..31 that the plain weekdays give when day 1 is weekday i */
-    uint16_t month;         /* bit n: month n, 1..12 */
-    unsigned char dow;      /* bit d: weekday d, 0 = Sunday */
-    unsigned char dow_last; /* bit d: dL */
+    uint64_t sec, min;        /* bit n: second / minute n */
+    uint32_t hour;            /* bit n: hour n */
+    uint32_t dom;             /* bit n: day n of the month, 1..31 */
+    uint32_t dom_last;        /* bit k: L-k (bit 0 is L) */
+    uint32_t dom_near;        /* bit n: nW */
+    uint32_t dow_days[7];     /* days 1..31 that the plain weekdays give when day 1 is weekday i */
+    uint16_t month;           /* bit n: month n, 1..12 */
+    unsigned char dow;        /* bit d: weekday d, 0 = Sunday */
+    unsigned char dow_last;   /* bit d: dL */
     unsigned char dow_nth[6]; /* dow_nth[k] bit d: d#k */
     unsigned char dom_lw;
     unsigned char dom_any, dow_any; /* the field is exactly * or ?: it does not restrict */
@@ -886,8 +940,14 @@ struct pgsched_cron {
     char *zone;                     /* NULL: UTC */
 };
 
-enum { PGSCHED__F_SEC, PGSCHED__F_MIN, PGSCHED__F_HOUR, PGSCHED__F_DOM, PGSCHED__F_MON,
-       PGSCHED__F_DOW };
+enum {
+    PGSCHED__F_SEC,
+    PGSCHED__F_MIN,
+    PGSCHED__F_HOUR,
+    PGSCHED__F_DOM,
+    PGSCHED__F_MON,
+    PGSCHED__F_DOW
+};
 
 typedef struct pgsched__cron_field {
     const char *name;
@@ -933,21 +993,8 @@ static const char *pgsched__alnum_end(const char *p, const char *end)
     return p;
 }
 
-/* A character as it can be quoted in a message without breaking it or its UTF-8. */
-static const char *pgsched__char_desc(char c, char *buf)
-{
-    unsigned char u = (unsigned char)c;
-    if (u > 32 && u < 127) {
-        buf[0] = c;
-        buf[1] = '\0';
-    } else {
-        snprintf(buf, 8, "\\x%02X", u);
-    }
-    return buf;
-}
-
-static pgsched_result pgsched__cron_unexpected(pgsched__cron_ctx *x, const char *p, const char *after,
-                                               const char *after_end)
+static pgsched_result pgsched__cron_unexpected(pgsched__cron_ctx *x, const char *p,
+                                               const char *after, const char *after_end)
 {
     char b[8];
     const char *name = pgsched__cron_fields[x->field].name;
@@ -1021,7 +1068,8 @@ static pgsched_result pgsched__cron_value(pgsched__cron_ctx *x, const char *a, c
         if (pgsched__word_eq(a, b, "L"))
             return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
                                  "day-of-week: \"L\" needs a weekday before it, as in 5L or FRIL "
-                                 "(column %d)", PGSCHED__COL(x, a));
+                                 "(column %d)",
+                                 PGSCHED__COL(x, a));
         return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
                              pgsched__all_alpha(a, b)
                                  ? "day-of-week: \"%.*s\" is not a weekday name (column %d)"
@@ -1032,9 +1080,11 @@ static pgsched_result pgsched__cron_value(pgsched__cron_ctx *x, const char *a, c
     if (x->field == PGSCHED__F_DOM)
         return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
                              "day-of-month: \"%.*s\" is not a day (1-31, L, L-N, NW or LW) "
-                             "(column %d)", n, a, PGSCHED__COL(x, a));
-    return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX, "%s: \"%.*s\" is not a number (column %d)",
-                         f->name, n, a, PGSCHED__COL(x, a));
+                             "(column %d)",
+                             n, a, PGSCHED__COL(x, a));
+    return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                         "%s: \"%.*s\" is not a number (column %d)", f->name, n, a,
+                         PGSCHED__COL(x, a));
 }
 
 /* The step after a '/' at p; *end gets the first byte after it. */
@@ -1046,7 +1096,8 @@ static pgsched_result pgsched__cron_step(pgsched__cron_ctx *x, const char *p, co
     int v;
     if (e == s)
         return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
-                             "%s: missing step after \"/\" (column %d)", f->name, PGSCHED__COL(x, p));
+                             "%s: missing step after \"/\" (column %d)", f->name,
+                             PGSCHED__COL(x, p));
     if (!pgsched__all_digits(s, e))
         return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
                              "%s: step \"%.*s\" is not a number (column %d)", f->name,
@@ -1089,14 +1140,16 @@ static int pgsched__cron_special(pgsched__cron_ctx *x, const char *p, const char
                 if (t == s || !pgsched__all_digits(s, t)) {
                     *r = pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
                                        "day-of-month: expected a number of days after \"L-\", as "
-                                       "in L-3 (column %d)", PGSCHED__COL(x, s));
+                                       "in L-3 (column %d)",
+                                       PGSCHED__COL(x, s));
                     return 1;
                 }
                 v = pgsched__small_number(s, t);
                 if (v > 30) {
                     *r = pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
                                        "day-of-month: L-%.*s is out of range L-0 to L-30 (column "
-                                       "%d)", pgsched__tok_len(s, t), s, PGSCHED__COL(x, p));
+                                       "%d)",
+                                       pgsched__tok_len(s, t), s, PGSCHED__COL(x, p));
                     return 1;
                 }
                 if (t < q) {
@@ -1106,22 +1159,26 @@ static int pgsched__cron_special(pgsched__cron_ctx *x, const char *p, const char
                 c->dom_last |= (uint32_t)1 << v;
                 return 1;
             }
-            if (e < q) *r = pgsched__cron_unexpected(x, e, p, e);
-            else c->dom_last |= 1;
+            if (e < q)
+                *r = pgsched__cron_unexpected(x, e, p, e);
+            else
+                c->dom_last |= 1;
             return 1;
         }
         if (pgsched__word_eq(p, e, "LW")) {
-            if (e < q) *r = pgsched__cron_unexpected(x, e, p, e);
-            else c->dom_lw = 1;
+            if (e < q)
+                *r = pgsched__cron_unexpected(x, e, p, e);
+            else
+                c->dom_lw = 1;
             return 1;
         }
         if (e - p >= 2 && pgsched__upper(e[-1]) == 'W' && pgsched__all_digits(p, e - 1)) {
             v = pgsched__small_number(p, e - 1);
             if (v < 1 || v > 31)
-                *r = pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
-                                   "day-of-month: %.*s in \"%.*s\" is out of range 1-31 (column %d)",
-                                   pgsched__tok_len(p, e - 1), p, pgsched__tok_len(p, e), p,
-                                   PGSCHED__COL(x, p));
+                *r = pgsched__fail(
+                    x->err, PGSCHED_ERR_CRON_SYNTAX,
+                    "day-of-month: %.*s in \"%.*s\" is out of range 1-31 (column %d)",
+                    pgsched__tok_len(p, e - 1), p, pgsched__tok_len(p, e), p, PGSCHED__COL(x, p));
             else if (e < q)
                 *r = pgsched__cron_unexpected(x, e, p, e);
             else
@@ -1133,8 +1190,10 @@ static int pgsched__cron_special(pgsched__cron_ctx *x, const char *p, const char
     if (x->field != PGSCHED__F_DOW) return 0;
     if (e - p >= 2 && pgsched__upper(e[-1]) == 'L') {
         if ((*r = pgsched__cron_value(x, p, e - 1, &v)) != PGSCHED_OK) return 1;
-        if (e < q) *r = pgsched__cron_unexpected(x, e, p, e);
-        else c->dow_last |= (unsigned char)(1u << (v % 7));
+        if (e < q)
+            *r = pgsched__cron_unexpected(x, e, p, e);
+        else
+            c->dow_last |= (unsigned char)(1u << (v % 7));
         return 1;
     }
     if (e < q && *e == '#') {
@@ -1144,7 +1203,8 @@ static int pgsched__cron_special(pgsched__cron_ctx *x, const char *p, const char
         if (t == s || !pgsched__all_digits(s, t)) {
             *r = pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
                                "day-of-week: expected a week number 1-5 after \"#\", as in 5#3 "
-                               "(column %d)", PGSCHED__COL(x, s));
+                               "(column %d)",
+                               PGSCHED__COL(x, s));
             return 1;
         }
         k = pgsched__small_number(s, t);
@@ -1155,8 +1215,10 @@ static int pgsched__cron_special(pgsched__cron_ctx *x, const char *p, const char
                                PGSCHED__COL(x, s));
             return 1;
         }
-        if (t < q) *r = pgsched__cron_unexpected(x, t, p, t);
-        else c->dow_nth[k] |= (unsigned char)(1u << (v % 7));
+        if (t < q)
+            *r = pgsched__cron_unexpected(x, t, p, t);
+        else
+            c->dow_nth[k] |= (unsigned char)(1u << (v % 7));
         return 1;
     }
     return 0;
@@ -1177,7 +1239,8 @@ static pgsched_result pgsched__cron_item(pgsched__cron_ctx *x, const char *p, co
         if (*p == '?' && !day_field)
             return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
                                  "%s: \"?\" is only allowed in day-of-month and day-of-week "
-                                 "(column %d)", f->name, PGSCHED__COL(x, p));
+                                 "(column %d)",
+                                 f->name, PGSCHED__COL(x, p));
         lo = f->lo;
         hi = f->top;
         e = p + 1;
@@ -1198,8 +1261,7 @@ static pgsched_result pgsched__cron_item(pgsched__cron_ctx *x, const char *p, co
         if (e < q && *e == '-') {
             const char *s = e + 1, *t = pgsched__alnum_end(s, q);
             if (t == s) {
-                if (s < q)
-                    return pgsched__cron_unexpected(x, s, p, s);
+                if (s < q) return pgsched__cron_unexpected(x, s, p, s);
                 return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
                                      "%s: missing end of range after \"-\" (column %d)", f->name,
                                      PGSCHED__COL(x, e));
@@ -1264,8 +1326,10 @@ static uint32_t pgsched__cron_day_mask(const pgsched_cron *c, int n, int wd1)
                 d = pgsched__ctz32(bits);
                 wd = (wd1 + d - 1) % 7;
                 /* The nearest weekday without leaving the month. */
-                if (wd == 6) d = d == 1 ? 3 : d - 1;
-                else if (wd == 0) d = d == n ? d - 2 : d + 1;
+                if (wd == 6)
+                    d = d == 1 ? 3 : d - 1;
+                else if (wd == 0)
+                    d = d == n ? d - 2 : d + 1;
                 dm |= (uint32_t)1 << d;
             }
             if (c->dom_lw) dm |= (uint32_t)1 << (wdn == 6 ? n - 1 : wdn == 0 ? n - 2 : n);
@@ -1325,10 +1389,12 @@ static pgsched_result pgsched__cron_macro(pgsched__cron_ctx *x, const char *p, c
         if (*e)
             return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
                                  "@every takes one duration; unexpected \"%.*s\" after it (column "
-                                 "%d)", pgsched__tok_len(e, e + strlen(e)), e, PGSCHED__COL(x, e));
+                                 "%d)",
+                                 pgsched__tok_len(e, e + strlen(e)), e, PGSCHED__COL(x, e));
         if ((size_t)(de - d) >= sizeof buf)
             return pgsched__fail(x->err, PGSCHED_ERR_DURATION,
-                                 "@every: the duration is too long (column %d)", PGSCHED__COL(x, d));
+                                 "@every: the duration is too long (column %d)",
+                                 PGSCHED__COL(x, d));
         memcpy(buf, d, (size_t)(de - d));
         buf[de - d] = '\0';
         if (pgsched_duration_parse(buf, &every, &derr) != PGSCHED_OK)
@@ -1372,7 +1438,8 @@ static pgsched_result pgsched__cron_fields_parse(pgsched__cron_ctx *x, const cha
         n++;
     }
     if (n != 5 && n != 6)
-        return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX, "expected 5 or 6 fields, found %d", n);
+        return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX, "expected 5 or 6 fields, found %d",
+                             n);
     first = n == 6 ? PGSCHED__F_SEC : PGSCHED__F_MIN;
     c->sec = 1; /* five fields: at second 0 */
     for (i = 0; i < n; i++) {
@@ -1454,7 +1521,8 @@ PGSCHED_DEF pgsched_result pgsched_cron_parse(const char *expr, const pgsched_cr
     p = expr;
     while (pgsched__is_space(*p)) p++;
     if (!*p) return pgsched__fail(err, PGSCHED_ERR_CRON_SYNTAX, "the cron expression is empty");
-    if ((pre = pgsched__prefix_ci(p, "CRON_TZ=")) != 0 || (pre = pgsched__prefix_ci(p, "TZ=")) != 0) {
+    if ((pre = pgsched__prefix_ci(p, "CRON_TZ=")) != 0 ||
+        (pre = pgsched__prefix_ci(p, "TZ=")) != 0) {
         const char *key = p, *zs = p + pre, *ze = zs;
         while (*ze && !pgsched__is_space(*ze)) ze++;
         if (ze == zs)
@@ -1462,9 +1530,9 @@ PGSCHED_DEF pgsched_result pgsched_cron_parse(const char *expr, const pgsched_cr
                                  "%.*s needs a zone name, as in %.*sEurope/London (column %d)",
                                  (int)pre, p, (int)pre, p, (int)(zs - expr) + 1);
         if ((size_t)(ze - zs) >= sizeof zbuf)
-            return pgsched__fail(err, PGSCHED_ERR_ZONE_UNKNOWN,
-                                 "unknown time zone \"%.32s...\": the name is longer than 255 bytes",
-                                 zs);
+            return pgsched__fail(
+                err, PGSCHED_ERR_ZONE_UNKNOWN,
+                "unknown time zone \"%.32s...\": the name is longer than 255 bytes", zs);
         memcpy(zbuf, zs, (size_t)(ze - zs));
         zbuf[ze - zs] = '\0';
         zone = zbuf;
@@ -1747,7 +1815,8 @@ PGSCHED_DEF pgsched_result pgsched_schedule_next(const pgsched_schedule *s,
             return pgsched__fail(err, r, "the one-time schedule's time %lld is after year 9999",
                                  (long long)s->at);
         if (r == PGSCHED_ERR_NO_NEXT) {
-            if (!pgsched_time_format(s->at, 0, 1, tb, sizeof tb)) pgsched__copy_text(tb, sizeof tb, "?");
+            if (!pgsched_time_format(s->at, 0, 1, tb, sizeof tb))
+                pgsched__copy_text(tb, sizeof tb, "?");
             return pgsched__fail(err, r, "the one-time schedule at %s has no run after %s", tb, ta);
         }
         return pgsched__ok(err);
@@ -1770,8 +1839,10 @@ PGSCHED_DEF pgsched_result pgsched_schedule_next(const pgsched_schedule *s,
                                  "an interval schedule needs a positive interval (every = %lld us)",
                                  (long long)s->every);
         if (r != PGSCHED_OK)
-            return pgsched__fail(err, r, "the interval schedule has no run between %s and year "
-                                         "10000", ta);
+            return pgsched__fail(err, r,
+                                 "the interval schedule has no run between %s and year "
+                                 "10000",
+                                 ta);
         return pgsched__ok(err);
     case PGSCHED_CUSTOM:
         return pgsched__fail(err, PGSCHED_ERR_SCHEDULE,

@@ -25,17 +25,6 @@ PGSCHED_DEF const char *pgsched_outcome_string(pgsched_outcome_kind k)
     return "unknown";
 }
 
-static const char *pgsched__kind_string(pgsched_schedule_kind k)
-{
-    switch (k) {
-    case PGSCHED_ONCE: return "once";
-    case PGSCHED_CRON: return "cron";
-    case PGSCHED_INTERVAL: return "interval";
-    case PGSCHED_CUSTOM: return "custom";
-    }
-    return "unknown";
-}
-
 static int pgsched__is_recurring(pgsched_schedule_kind k)
 {
     return k == PGSCHED_CRON || k == PGSCHED_INTERVAL || k == PGSCHED_CUSTOM;

@@ -85,6 +85,11 @@ PGSCHED_DEF size_t pgsched_conninfo_redact(const char *conninfo, char *buf, size
     return o;
 }
 
+/* The longest suffix of an object name ("schema_version"); prefix + suffix <= 63 bytes.
+   (PostgreSQL shortens the automatic constraint names such as "..._schema_version_pkey"
+   itself, without error.) */
+#define PGSCHED__PG_SUFFIX_MAX 14
+
 #ifdef PGSCHED_NO_LIBPQ
 
 PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
@@ -479,10 +484,6 @@ static const char *pgsched__pg_migration(int v)
     return NULL;
 }
 
-/* The longest suffix of an object name ("schema_version"); prefix + suffix <= 63 bytes.
-   (PostgreSQL shortens the automatic constraint names such as "..._schema_version_pkey"
-   itself, without error.) */
-#define PGSCHED__PG_SUFFIX_MAX 14
 #define PGSCHED__PG_CHANNEL_SUFFIX "events"
 
 typedef struct pgsched__pgc {
@@ -670,6 +671,17 @@ static int pgsched__pg_bool(const PGresult *r, int row, int col)
 static const char *pgsched__pg_text(const PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+static const char *pgsched__kind_string(pgsched_schedule_kind k)
+{
+    switch (k) {
+    case PGSCHED_ONCE: return "once";
+    case PGSCHED_CRON: return "cron";
+    case PGSCHED_INTERVAL: return "interval";
+    case PGSCHED_CUSTOM: return "custom";
+    }
+    return "unknown";
 }
 
 static pgsched_status pgsched__status_parse(const char *s)
