@@ -190,6 +190,8 @@ static const pgsched__type *pgsched__find_type(const pgsched_node *n, const char
     return NULL;
 }
 
+/* Whether the caller is one of the node's own threads. Caller holds n->mu (the *_started
+   flags change under it). */
 static int pgsched__is_node_thread(pgsched_node *n)
 {
     pthread_t self = pthread_self();
@@ -1823,11 +1825,13 @@ PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *n, pgsched_error *err)
 {
     int i, was;
     if (!n) return pgsched__null(err, "the node");
-    if (pgsched__is_node_thread(n))
+    pthread_mutex_lock(&n->mu);
+    if (pgsched__is_node_thread(n)) {
+        pthread_mutex_unlock(&n->mu);
         return pgsched__fail(err, PGSCHED_ERR_STATE,
                              "pgsched_shutdown cannot be called from a handler or callback of the "
                              "same node");
-    pthread_mutex_lock(&n->mu);
+    }
     was = n->state;
     if (was >= PGSCHED__STOPPING) {
         pthread_mutex_unlock(&n->mu);
@@ -1839,10 +1843,9 @@ PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *n, pgsched_error *err)
     pthread_cond_signal(&n->cv);
     pthread_mutex_unlock(&n->mu);
 
-    if (n->dispatcher_started) {
-        pthread_join(n->dispatcher, NULL);
-        n->dispatcher_started = 0;
-    }
+    /* The *_started flags stay set until destroy: a handler still running may call
+       pgsched_shutdown and must be recognised as a node thread. */
+    if (n->dispatcher_started) pthread_join(n->dispatcher, NULL);
     pthread_mutex_lock(&n->mu);
     n->state = PGSCHED__STOPPED;
     for (i = 0; i < n->nslots; i++) pthread_cond_broadcast(&n->slots[i].cv);
@@ -1850,7 +1853,6 @@ PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *n, pgsched_error *err)
     if (n->listener_started) {
         pgsched_store_listen_wake(n->store, n->listen);
         pthread_join(n->listener, NULL);
-        n->listener_started = 0;
     }
     if (n->listen) {
         pgsched_store_listen_close(n->store, n->listen);
@@ -1862,7 +1864,6 @@ PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *n, pgsched_error *err)
         pthread_cond_signal(&n->cb_cv);
         pthread_mutex_unlock(&n->cb_mu);
         pthread_join(n->callbacker, NULL);
-        n->callbacker_started = 0;
     }
     if (was == PGSCHED__STARTED) {
         pgsched_error e;

@@ -21,9 +21,9 @@ static pgsched_store *store;
 static void sql(const char *q)
 {
     PGresult *r = PQexec(admin, q);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-        fail_msg("%s in %.200s", PQerrorMessage(admin), q);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
     PQclear(r);
+    if (!ok) fail_msg("%s in %.200s", PQerrorMessage(admin), q);
 }
 
 static int setup(void **state)
@@ -98,7 +98,10 @@ static char *plan(int q, int nparams, const char *args, int generic)
     sql(buf);
     snprintf(buf, sizeof buf, "EXPLAIN (COSTS OFF) EXECUTE plan_q(%s)", args);
     r = PQexec(admin, buf);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("%s", PQerrorMessage(admin));
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        PQclear(r);
+        fail_msg("%s", PQerrorMessage(admin));
+    }
     out[0] = '\0';
     for (i = 0; i < PQntuples(r); i++)
         o += (size_t)snprintf(out + o, sizeof out - o, "%s\n", PQgetvalue(r, i, 0));

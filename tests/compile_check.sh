@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# tests/compile_check.sh - pgsched.h compiles warning-free in every supported way.
+#
+# Full compiles (to objects, and linked where a variant is about linking) of a file that
+# includes pgsched.h with PGSCHED_IMPLEMENTATION: gcc and clang as C99 and C11, g++ and clang++
+# as C++11 and C++17, all with -Wall -Wextra -Wpedantic -Werror; then the variants
+# PGSCHED_NO_LIBPQ (no libpq header path, linked without -lpq), PGSCHED_STATIC, custom
+# allocator macros, the #error for an incomplete allocator set (must fail to compile), and the
+# two-translation-unit link of tests/link_a.c + tests/link_b.c as C, C++ and mixed.
+# Last line: "N passed, N failed"; exit status 1 on any failure.
+#
+#   CC=... CXX=... CLANG=... CLANGXX=...   the compilers (defaults gcc, g++, clang, clang++)
+#   JOBS=N                                 compiles at once (default: number of CPUs)
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+GCC=${CC:-gcc}
+GXX=${CXX:-g++}
+CLANG=${CLANG:-clang}
+CLANGXX=${CLANGXX:-clang++}
+jobs=${JOBS:-$(nproc 2>/dev/null || echo 2)}
+pginc=$(pg_config --includedir 2>/dev/null || echo /usr/include/postgresql)
+warn=(-Wall -Wextra -Wpedantic -Werror)
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+trap 'exit 130' INT TERM HUP
+
+# --- the sources ---------------------------------------------------------------------------
+# The implementation with every public entry point reachable from main, so a link needs them.
+cat >"$tmp/impl.c" <<'EOF'
+#define PGSCHED_IMPLEMENTATION
+#include "pgsched.h"
+#include <stdio.h>
+int main(void)
+{
+    printf("pgsched %s: %s\n", PGSCHED_VERSION_STRING, pgsched_result_string(PGSCHED_OK));
+    return pgsched_now() > 0 ? 0 : 1;
+}
+EOF
+# Custom allocator: all three macros, calling counting wrappers defined after the include.
+cat >"$tmp/alloc.c" <<'EOF'
+#include <stddef.h>
+static size_t my_calls;
+static void *my_malloc(size_t n);
+static void *my_realloc(void *p, size_t n);
+static void my_free(void *p);
+#define PGSCHED_MALLOC(sz) my_malloc(sz)
+#define PGSCHED_REALLOC(p, sz) my_realloc(p, sz)
+#define PGSCHED_FREE(p) my_free(p)
+#define PGSCHED_IMPLEMENTATION
+#include "pgsched.h"
+#include <stdio.h>
+#include <stdlib.h>
+static void *my_malloc(size_t n) { my_calls++; return malloc(n); }
+static void *my_realloc(void *p, size_t n) { my_calls++; return realloc(p, n); }
+static void my_free(void *p) { free(p); }
+int main(void)
+{
+    printf("%s %lu\n", pgsched_result_string(PGSCHED_OK), (unsigned long)my_calls);
+    return 0;
+}
+EOF
+# Incomplete allocator sets: each must stop at the header's #error.
+for set in MALLOC MALLOC_REALLOC FREE; do
+    {
+        echo '#include <stdlib.h>'
+        case $set in
+        MALLOC) echo '#define PGSCHED_MALLOC(sz) malloc(sz)' ;;
+        MALLOC_REALLOC) printf '%s\n' '#define PGSCHED_MALLOC(sz) malloc(sz)' \
+            '#define PGSCHED_REALLOC(p, sz) realloc(p, sz)' ;;
+        FREE) echo '#define PGSCHED_FREE(p) free(p)' ;;
+        esac
+        echo '#define PGSCHED_IMPLEMENTATION'
+        echo '#include "pgsched.h"'
+        echo 'int main(void) { return 0; }'
+    } >"$tmp/alloc_$set.c"
+done
+# The same files as C++ (the compilers pick the language from the suffix).
+for f in impl alloc; do cp "$tmp/$f.c" "$tmp/$f.cpp"; done
+cp "$tmp/alloc_FREE.c" "$tmp/alloc_FREE.cpp"
+
+inc=(-I"$repo" -I"$pginc")
+libs=(-lpq -lpthread)
+
+# --- the steps a case is made of ---------------------------------------------------------------
+# Each case runs in its own directory; its output goes to a log shown when it fails.
+obj() { # COMPILER STD SOURCE [FLAGS...]: full compile to an object
+    local cc=$1 std=$2 src=$3
+    shift 3
+    echo "+ $cc -std=$std ${warn[*]} $* -c $src"
+    "$cc" -std="$std" "${warn[@]}" "${inc[@]}" "$@" -c "$src" -o "${src##*/}.o"
+}
+prog() { # COMPILER STD SOURCE LIBS... -- FLAGS...: compile, link and run a program
+    local cc=$1 std=$2 src=$3 l=() f=()
+    shift 3
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do
+        l+=("$1")
+        shift
+    done
+    [ $# -gt 0 ] && shift
+    f=("$@")
+    echo "+ $cc -std=$std ${warn[*]} ${f[*]} $src ${l[*]}"
+    "$cc" -std="$std" "${warn[@]}" "${f[@]}" "$src" -o prog "${l[@]}" && ./prog
+}
+# PGSCHED_NO_LIBPQ: no libpq header on the include path, no -lpq, and no libpq in the result.
+nolibpq() { # COMPILER STD SOURCE
+    local cc=$1 std=$2 src=$3
+    echo "+ $cc -std=$std ${warn[*]} -DPGSCHED_NO_LIBPQ -I$repo $src -lpthread"
+    "$cc" -std="$std" "${warn[@]}" -DPGSCHED_NO_LIBPQ -I"$repo" "$src" -o prog -lpthread || return 1
+    ./prog || return 1
+    if readelf -d prog 2>/dev/null | grep -q 'libpq'; then
+        echo "the PGSCHED_NO_LIBPQ program still needs libpq"
+        return 1
+    fi
+}
+# Must fail, and because of the allocator #error, not for some other reason.
+must_fail() { # COMPILER STD SOURCE
+    local cc=$1 std=$2 src=$3
+    echo "+ $cc -std=$std ${warn[*]} -c $src   (must fail)"
+    if "$cc" -std="$std" "${warn[@]}" "${inc[@]}" -c "$src" -o x.o >out 2>&1; then
+        cat out
+        echo "it compiled, but an incomplete set of allocator macros must be an #error"
+        return 1
+    fi
+    cat out
+    grep -q 'define all of PGSCHED_MALLOC, PGSCHED_REALLOC and PGSCHED_FREE' out || {
+        echo "it failed, but not with the allocator #error"
+        return 1
+    }
+}
+# Two units: A (implementation) and B (declarations), each compiled as C or C++.
+link2() { # LINKER CC_A STD_A LANG_A CC_B STD_B LANG_B [FLAGS_B...]
+    local ld=$1 ca=$2 sa=$3 la=$4 cb=$5 sb=$6 lb=$7
+    shift 7
+    echo "+ $ca -x $la -std=$sa link_a.c + $cb -x $lb -std=$sb $* link_b.c, linked by $ld"
+    "$ca" -x "$la" -std="$sa" "${warn[@]}" "${inc[@]}" -c "$here/link_a.c" -o a.o &&
+        "$cb" -x "$lb" -std="$sb" "${warn[@]}" "${inc[@]}" "$@" -c "$here/link_b.c" -o b.o &&
+        "$ld" a.o b.o -o prog "${libs[@]}" &&
+        ./prog
+}
+
+# --- the cases -------------------------------------------------------------------------------
+names=()
+cmds=()
+add() { # NAME COMMAND...
+    names+=("$1")
+    shift
+    cmds+=("$(printf '%q ' "$@")")
+}
+
+for cc in "$GCC" "$CLANG"; do
+    for std in c99 c11; do
+        add "$cc -std=$std: implementation" obj "$cc" "$std" "$tmp/impl.c"
+    done
+done
+for cc in "$GXX" "$CLANGXX"; do
+    for std in c++11 c++17; do
+        add "$cc -std=$std: implementation" obj "$cc" "$std" "$tmp/impl.cpp"
+    done
+done
+variants=("$GCC c99 c" "$CLANG c11 c" "$GXX c++11 cpp" "$CLANGXX c++17 cpp")
+for v in "${variants[@]}"; do
+    read -r cc std ext <<<"$v"
+    add "$cc -std=$std: PGSCHED_NO_LIBPQ, linked without -lpq" nolibpq "$cc" "$std" "$tmp/impl.$ext"
+    add "$cc -std=$std: PGSCHED_STATIC" prog "$cc" "$std" "$tmp/impl.$ext" "${libs[@]}" -- \
+        -DPGSCHED_STATIC "${inc[@]}"
+    add "$cc -std=$std: custom allocator macros" prog "$cc" "$std" "$tmp/alloc.$ext" "${libs[@]}" -- \
+        "${inc[@]}"
+done
+add "$GCC -std=c99: only PGSCHED_MALLOC is an #error" must_fail "$GCC" c99 "$tmp/alloc_MALLOC.c"
+add "$CLANG -std=c11: PGSCHED_MALLOC+REALLOC without FREE is an #error" \
+    must_fail "$CLANG" c11 "$tmp/alloc_MALLOC_REALLOC.c"
+add "$GXX -std=c++11: only PGSCHED_FREE is an #error" must_fail "$GXX" c++11 "$tmp/alloc_FREE.cpp"
+add "link: link_a.c + link_b.c as C ($GCC)" link2 "$GCC" "$GCC" c99 c "$GCC" c99 c
+add "link: link_a.c + link_b.c as C ($CLANG)" link2 "$CLANG" "$CLANG" c11 c "$CLANG" c11 c
+add "link: link_a.c + link_b.c as C++ ($CLANGXX)" \
+    link2 "$CLANGXX" "$CLANGXX" c++17 c++ "$CLANGXX" c++17 c++
+add "link: link_a.c as C++ + link_b.c as C" link2 "$GXX" "$GXX" c++11 c++ "$GCC" c99 c
+add "link: link_a.c as C + link_b.c as C++" link2 "$GXX" "$GCC" c11 c "$GXX" c++17 c++
+add "link: link_a.c + link_b.c with its own PGSCHED_STATIC implementation" \
+    link2 "$GCC" "$GCC" c99 c "$GCC" c99 c -DPGSCHED_STATIC -DPGSCHED_IMPLEMENTATION
+
+# --- run them, $jobs at a time -----------------------------------------------------------------
+run_case() { # INDEX
+    local d=$tmp/case$1
+    mkdir -p "$d"
+    (
+        cd "$d" || exit 1
+        eval "${cmds[$1]}"
+    ) >"$d/log" 2>&1
+    echo $? >"$d/rc"
+}
+
+for i in "${!names[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
+    run_case "$i" &
+done
+wait
+
+passed=0
+failed=0
+for i in "${!names[@]}"; do
+    if [ "$(cat "$tmp/case$i/rc" 2>/dev/null)" = 0 ]; then
+        passed=$((passed + 1))
+        echo "ok - ${names[$i]}"
+    else
+        failed=$((failed + 1))
+        echo "FAIL - ${names[$i]}"
+        sed -n '1,40s/^/    /p' "$tmp/case$i/log"
+    fi
+done
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

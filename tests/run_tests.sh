@@ -1,0 +1,249 @@
+#!/usr/bin/env bash
+# tests/run_tests.sh [--no-scripts] [BUILD_DIR [NAME...]] - run the test suite, count results.
+#
+# Runs every BUILD_DIR/test_* binary (cmocka; default BUILD_DIR: build), then every
+# tests/test_*.sh script (each must end its output with "N passed, N failed"), against one
+# PostgreSQL cluster from tests/pgcluster.sh, or the server at PGSCHED_TEST_DSN when that is
+# set. Binaries run with the repository root as working directory. NAMEs restrict the run to
+# those binaries/scripts (test_cron, test_pgcluster.sh); a NAME that is not there counts as a
+# failure (make passes the names of the sources: a test that failed to build is missed, and a
+# stale binary of a deleted test is not run). Last line: "TOTAL: N passed, N failed"; exit
+# status 1 on any failure. A binary that crashes, hangs, exits nonzero without a FAILED line,
+# or runs no test at all counts as a failure, and so does a run that finds no test binary.
+#
+#   --no-scripts            binaries only (the sanitizer runs use this)
+#   PGSCHED_TEST_TIMEOUT    seconds per binary or script before it is killed (default 600)
+#   PGSCHED_TEST_ENV        extra NAME=VALUE words put into every test's environment
+#   ASAN_OPTIONS, UBSAN_OPTIONS, TSAN_OPTIONS   defaults below unless already set
+set -uo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+
+scripts=1
+if [ "${1:-}" = --no-scripts ]; then
+    scripts=0
+    shift
+fi
+build=${1:-build}
+[ $# -gt 0 ] && shift
+only=("$@")
+# A relative BUILD_DIR means the one in the current directory if there is one, else the
+# repository's (so `tests/run_tests.sh build` works from anywhere).
+if [ "${build#/}" = "$build" ] && [ ! -d "$build" ] && [ -d "$repo/$build" ]; then
+    build=$repo/$build
+fi
+[ -d "$build" ] && build=$(cd "$build" && pwd)
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+# The summary lines parsed below are cmocka's standard output format.
+export CMOCKA_MESSAGE_OUTPUT=stdout
+export PGSCHED_BUILD_DIR=$build
+timeout_s=${PGSCHED_TEST_TIMEOUT:-600}
+read -r -a extra_env <<<"${PGSCHED_TEST_ENV:-}"
+
+tmp=$(mktemp -d)
+own_cluster=
+child=
+
+cleanup() {
+    # Stop a test still running (Ctrl-C, TERM): timeout passes the signal on to it.
+    if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
+        kill -TERM "$child" 2>/dev/null
+        local deadline=$((SECONDS + 15))
+        while kill -0 "$child" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.05; done
+    fi
+    [ -n "$own_cluster" ] && bash "$here/pgcluster.sh" stop "$own_cluster" >/dev/null 2>&1
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'echo "run_tests.sh: interrupted" >&2; exit 130' INT TERM HUP
+
+wanted() { # NAME: is it in the NAMEs given on the command line (or were none given)?
+    [ ${#only[@]} -eq 0 ] && return 0
+    local n
+    for n in "${only[@]}"; do [ "$n" = "$1" ] || [ "$n.sh" = "$1" ] && return 0; done
+    return 1
+}
+
+bins=()
+if [ -d "$build" ]; then
+    for f in "$build"/test_*; do
+        [ -f "$f" ] && [ -x "$f" ] && wanted "${f##*/}" && bins+=("$f")
+    done
+fi
+shs=()
+if [ $scripts = 1 ]; then
+    for f in "$here"/test_*.sh; do
+        [ -f "$f" ] && wanted "${f##*/}" && shs+=("$f")
+    done
+fi
+# A NAME asked for by name that is not there (it failed to build) is a failure, not a skip.
+missing=()
+for n in ${only[@]+"${only[@]}"}; do
+    if [ "${n%.sh}" != "$n" ]; then
+        [ $scripts = 0 ] || [ -f "$here/$n" ] || missing+=("$n")
+    elif [ ! -x "$build/$n" ] && [ ! -f "$here/$n.sh" ]; then
+        missing+=("$n")
+    fi
+done
+
+total_pass=0
+total_fail=0
+total_skip=0
+failures=()
+
+sum_matches() { # REGEX FILE: the sum of the first captured number over matching lines
+    sed -nE "s/$1/\\1/p" "$2" | awk '{ s += $1 } END { print s + 0 }'
+}
+
+signal_name() {
+    local n
+    n=$(kill -l "$1" 2>/dev/null) && echo "SIG$n" || echo "signal $1"
+}
+
+# Runs one binary or script with a timeout, its output both shown and kept in $log; sets rc.
+# In the background with `wait`, so that a signal to us interrupts the wait at once.
+run_one() { # LOG COMMAND...
+    local log=$1
+    shift
+    : >"$tmp/rc"
+    (
+        cd "$repo" || exit 1
+        env ${extra_env[@]+"${extra_env[@]}"} timeout -k 10 "$timeout_s" "$@" </dev/null 2>&1 &
+        echo $! >"$tmp/pid"
+        wait $! 2>/dev/null
+        echo $? >"$tmp/rc"
+    ) | tee "$log" &
+    local pipe=$!
+    # The timeout process is what must be signalled to stop the test; wait for its pid file.
+    local deadline=$((SECONDS + 10))
+    while [ ! -s "$tmp/pid" ] && [ $SECONDS -lt $deadline ] && kill -0 "$pipe" 2>/dev/null; do
+        sleep 0.01
+    done
+    child=$(cat "$tmp/pid" 2>/dev/null)
+    wait "$pipe"
+    child=
+    rm -f "$tmp/pid"
+    rc=$(cat "$tmp/rc")
+    rc=${rc:-1}
+}
+
+# Turns an exit status into words for the report ("" for 0).
+why_exit() { # RC
+    local rc=$1
+    if [ "$rc" = 0 ]; then
+        return
+    elif [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+        # 124: timeout expired and TERM worked; 137: it needed KILL (-k), or was killed.
+        echo "killed after ${timeout_s}s timeout (exit $rc)"
+    elif [ "$rc" -gt 128 ]; then
+        echo "died of $(signal_name $((rc - 128)))"
+    else
+        echo "exit status $rc"
+    fi
+}
+
+report() { # NAME PASSED FAILED SKIPPED SECONDS NOTE
+    local line="$2 passed, $3 failed"
+    [ "$4" != 0 ] && line="$line, $4 skipped"
+    echo "-- $1: $line (${5}s)${6:+ - $6}"
+    total_pass=$((total_pass + $2))
+    total_fail=$((total_fail + $3))
+    total_skip=$((total_skip + $4))
+    [ "$3" = 0 ] || failures+=("$1: $3 failed${6:+ - $6}")
+}
+
+# Per-test outcomes from cmocka's progress lines: a test whose "[ RUN ]" has no closing line
+# (OK, SKIPPED, FAILED, ERROR) is one the binary crashed or hung in. Prints "PASSED FAILED SKIPPED".
+count_progress() { # LOG
+    awk '
+        /^\[ RUN      \] / { if (open) f++; open = 1; next }
+        /^\[       OK \] / { if (open) p++; open = 0; next }
+        /^\[  SKIPPED \] / { if (open) s++; open = 0; next }
+        /^\[  FAILED  \] / { if (open) f++; open = 0; next }
+        /^\[  ERROR   \] / && !/^\[  ERROR   \] --- / { if (open) f++; open = 0; next }
+        END { if (open) f++; print p + 0, f + 0, s + 0 }' "$1"
+}
+
+max() { echo $(($1 > $2 ? $1 : $2)); }
+
+run_binary() { # PATH
+    local bin=$1 name=${1##*/} log="$tmp/${1##*/}.log" t0=$SECONDS p f s pp pf ps grp note=
+    echo "== $name"
+    run_one "$log" "$bin"
+    read -r pp pf ps < <(count_progress "$log")
+    # The group summaries agree with the progress lines when the binary runs to its end; when
+    # it does not, the progress lines know more.
+    p=$(max "$pp" "$(sum_matches '^\[  PASSED  \] ([0-9]+) test\(s\)\..*' "$log")")
+    f=$(max "$pf" "$(sum_matches '^\[  FAILED  \] ([0-9]+) test\(s\), listed below:.*' "$log")")
+    # " N FAILED TEST(S)" also counts tests whose setup failed, which are not "listed below".
+    f=$(max "$f" "$(sum_matches '^ ([0-9]+) FAILED TEST\(S\).*' "$log")")
+    s=$(max "$ps" "$(sum_matches '^\[  SKIPPED \] ([0-9]+) test\(s\), listed below:.*' "$log")")
+    # A failed group setup/teardown is in no count (a failed teardown even exits 0).
+    grp=$(grep -cE '^\[  FAILED  \] GROUP (SETUP|TEARDOWN)' "$log")
+    f=$((f + grp))
+    note=$(why_exit "$rc")
+    if [ "$rc" != 0 ] && [ "$f" = 0 ]; then
+        f=1 # died outside any test, or failed without saying so
+    elif [ "$rc" = 0 ] && [ $((p + f + s)) = 0 ]; then
+        f=1
+        note="ran no test"
+    fi
+    [ "$grp" = 0 ] || note="${note:+$note, }$grp group setup/teardown failure(s)"
+    report "$name" "$p" "$f" "$s" $((SECONDS - t0)) "$note"
+}
+
+run_script() { # PATH
+    local sh=$1 name=${1##*/} log="$tmp/${1##*/}.log" t0=$SECONDS line p=0 f=0 note=
+    echo "== $name"
+    run_one "$log" bash "$sh"
+    line=$(grep -oE '[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+    note=$(why_exit "$rc")
+    if [ -z "$line" ]; then
+        f=1
+        note="${note:+$note, }no \"N passed, N failed\" line"
+    else
+        p=${line%% passed*}
+        f=${line#*passed, }
+        f=${f%% failed*}
+        if [ "$rc" != 0 ] && [ "$f" = 0 ]; then
+            f=1
+        fi
+    fi
+    report "$name" "$p" "$f" 0 $((SECONDS - t0)) "$note"
+}
+
+echo "run_tests.sh: ${#bins[@]} test binaries in ${build}, ${#shs[@]} test scripts"
+if [ $((${#bins[@]} + ${#shs[@]})) -gt 0 ] && [ -z "${PGSCHED_TEST_DSN:-}" ]; then
+    if ! out=$(bash "$here/pgcluster.sh" start); then
+        echo "run_tests.sh: could not start PostgreSQL" >&2
+        echo "TOTAL: 0 passed, 1 failed"
+        exit 1
+    fi
+    eval "$out"
+    own_cluster=$PGSCHED_CLUSTER_DIR
+fi
+[ -n "${PGSCHED_TEST_DSN:-}" ] && echo "run_tests.sh: PGSCHED_TEST_DSN='$PGSCHED_TEST_DSN'"
+
+for b in ${bins[@]+"${bins[@]}"}; do run_binary "$b"; done
+for s in ${shs[@]+"${shs[@]}"}; do run_script "$s"; done
+
+for n in ${missing[@]+"${missing[@]}"}; do
+    echo "-- $n: not found in ${build} (not built?)"
+    total_fail=$((total_fail + 1))
+    failures+=("$n: not found (not built?)")
+done
+if [ ${#bins[@]} -eq 0 ]; then
+    total_fail=$((total_fail + 1))
+    failures+=("no test binary (test_*) in ${build}: nothing was built, or nothing matched")
+fi
+
+echo
+echo "== summary"
+for m in ${failures[@]+"${failures[@]}"}; do echo "FAILED: $m"; done
+[ "$total_skip" = 0 ] || echo "skipped: $total_skip"
+echo "TOTAL: $total_pass passed, $total_fail failed"
+[ "$total_fail" = 0 ]
