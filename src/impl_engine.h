@@ -8,12 +8,13 @@
    - a callback thread: calls on_status in order, one event at a time.
    One mutex (node->mu) guards the node's state; no store call is made while holding it. */
 
+/* Values read without the node mutex (a run's cancel flag, the store clock offset). */
 #if defined(__GNUC__) || defined(__clang__)
 #define PGSCHED__LOAD(p) __atomic_load_n(p, __ATOMIC_ACQUIRE)
 #define PGSCHED__STORE(p, v) __atomic_store_n(p, v, __ATOMIC_RELEASE)
 #else
-#define PGSCHED__LOAD(p) (*(volatile int *)(p))
-#define PGSCHED__STORE(p, v) (*(volatile int *)(p) = (v))
+#define PGSCHED__LOAD(p) (*(p))
+#define PGSCHED__STORE(p, v) (*(p) = (v))
 #endif
 
 enum { PGSCHED__CREATED, PGSCHED__INITIALIZED, PGSCHED__STARTED, PGSCHED__STOPPING,
@@ -170,16 +171,17 @@ static pgsched_duration pgsched__jitter(pgsched_node *n, pgsched_duration d, int
     return d / 100 * (lo + (pgsched_duration)r);
 }
 
-static pgsched_time pgsched__db_now(pgsched_node *n) { return pgsched__monotonic() + n->offset; }
+static pgsched_time pgsched__db_now(pgsched_node *n)
+{
+    return pgsched__monotonic() + PGSCHED__LOAD(&n->offset);
+}
 
 /* The store clock maps to the monotonic clock at the midpoint of the call that read it. */
 static void pgsched__clock_sample(pgsched_node *n, pgsched_time before, pgsched_time store_now)
 {
     pgsched_time mid = before + (pgsched__monotonic() - before) / 2;
     if (store_now <= 0) return;
-    pthread_mutex_lock(&n->mu);
-    n->offset = store_now - mid;
-    pthread_mutex_unlock(&n->mu);
+    PGSCHED__STORE(&n->offset, store_now - mid);
 }
 
 static const pgsched__type *pgsched__find_type(const pgsched_node *n, const char *name)
@@ -948,7 +950,7 @@ static void pgsched__claim(pgsched_node *n)
         pgsched_job_list_free(&got);
         return;
     }
-    n->offset = info.now - (before + (pgsched__monotonic() - before) / 2);
+    PGSCHED__STORE(&n->offset, info.now - (before + (pgsched__monotonic() - before) / 2));
     for (i = 0; i < got.count; i++) pgsched__assign(n, &got.items[i]);
     /* A full batch may have left due rows behind: claim again as soon as a slot frees.
        A partial batch with due rows left means other nodes' claims hold those rows: look
@@ -1068,7 +1070,7 @@ static void *pgsched__dispatcher_main(void *arg)
     pthread_mutex_lock(&n->mu);
     for (;;) {
         pgsched_time now = pgsched__monotonic(), wake;
-        pgsched_time db_now = now + n->offset;
+        pgsched_time db_now = now + PGSCHED__LOAD(&n->offset);
         int stopping = n->state >= PGSCHED__STOPPING;
         int running = n->nslots - n->free_slots, i;
         int do_flush, do_hb, do_cc, do_claim, do_stall, do_clean;
@@ -1134,7 +1136,8 @@ static void *pgsched__dispatcher_main(void *arg)
             wake = pgsched__min_time(wake, n->next_cleanup);
             if (n->free_slots > 0 && n->nrun > 0) {
                 pgsched_time due = n->next_poll;
-                if (n->known_due) due = pgsched__min_time(due, n->known_due - n->offset);
+                if (n->known_due)
+                    due = pgsched__min_time(due, n->known_due - PGSCHED__LOAD(&n->offset));
                 wake = pgsched__min_time(wake, due > n->claim_retry_at ? due : n->claim_retry_at);
             }
         }
