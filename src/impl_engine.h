@@ -70,17 +70,23 @@ typedef struct pgsched__cbev {
     char node[PGSCHED_NODE_ID_MAX + 1];
 } pgsched__cbev;
 
+/* A change of this node waiting for (or already matched with) its notification. */
+typedef struct pgsched__own {
+    int64_t version; /* 0: empty slot */
+    int delivered;
+    pgsched_time expires; /* monotonic */
+    pgsched__cbev ev;
+} pgsched__own;
+
+typedef struct pgsched__otimer {
+    int64_t version;
+    pgsched_time at;
+} pgsched__otimer;
+
 typedef struct pgsched__cron_entry {
     char *text;
     pgsched_cron *cron;
 } pgsched__cron_entry;
-
-/* The last version delivered per instance, so the callback thread never goes backwards. */
-typedef struct pgsched__vent {
-    uint64_t hash;
-    int64_t version;
-    char *id; /* name NUL key */
-} pgsched__vent;
 
 struct pgsched_node {
     pgsched_allocator alloc;
@@ -101,6 +107,8 @@ struct pgsched_node {
 
     pthread_mutex_t mu;
     pthread_cond_t cv; /* wakes the dispatcher */
+    pthread_cond_t done_cv; /* shutdown_done became 1 */
+    int shutdown_done;
     pthread_t dispatcher, listener, callbacker;
     int dispatcher_started, listener_started, callbacker_started;
     pgsched_listener *listen;
@@ -131,8 +139,11 @@ struct pgsched_node {
     pgsched__cbev *cbq;
     size_t cb_head, cb_count, cb_cap;
     int cb_stop;
-    pgsched__vent *vmap;
-    size_t vmap_cap, vmap_count;
+    int cb_ordered; /* deliveries follow the listener (notifications on) */
+    pgsched__own *own;
+    size_t own_cap, own_count;
+    pgsched__otimer *ot;
+    size_t ot_head, ot_count, ot_cap;
 };
 
 /* ---- small helpers ---- */
@@ -327,20 +338,26 @@ static pgsched_result pgsched__next_occurrence(pgsched_node *n, const pgsched_jo
     return pgsched__fail(err, PGSCHED_ERR_NO_NEXT, "a one-time job has no next run");
 }
 
-/* ---- status callbacks ---- */
+/* ---- status callbacks ----
+   Events reach on_status in commit order. With notifications on, every change, this node's
+   own included, comes back through the listener in the order the store committed it, so the
+   listener is the one source of order: a change of this node waits (as an "own" entry, keyed
+   by its store-wide unique version) until its notification arrives, and is delivered from
+   there. Should the notification never come (the listener was disconnected, the payload was
+   too large), the waiting copy is delivered after PGSCHED__OWN_WAIT. Entries delivered either
+   way stay a while as "delivered", so that the other copy, arriving late, is dropped and no
+   change is delivered twice. Without notifications, changes are delivered as they are made. */
 
-static void pgsched__cb_push(pgsched_node *n, const char *name, const char *key,
-                             pgsched_status old_status, pgsched_status new_status,
-                             pgsched_time next_run, int64_t version, const char *node, int remote)
+#define PGSCHED__OWN_WAIT (2 * PGSCHED_SECOND)
+#define PGSCHED__OWN_KEEP (10 * PGSCHED_SECOND)
+
+/* Appends to the delivery queue. Caller holds cb_mu. */
+static void pgsched__cbq_put(pgsched_node *n, const pgsched__cbev *ev)
 {
-    pgsched__cbev *e;
-    if (!n->cfg.on_status || old_status == new_status) return;
-    pthread_mutex_lock(&n->cb_mu);
     if (n->cb_count == n->cb_cap) {
         size_t ncap = n->cb_cap ? n->cb_cap * 2 : 64, i;
         pgsched__cbev *nq = (pgsched__cbev *)pgsched__malloc(&n->alloc, ncap * sizeof *nq);
         if (!nq) {
-            pthread_mutex_unlock(&n->cb_mu);
             pgsched__log(n, PGSCHED_LOG_ERROR, "out of memory: a status callback was dropped");
             return;
         }
@@ -350,7 +367,85 @@ static void pgsched__cb_push(pgsched_node *n, const char *name, const char *key,
         n->cb_cap = ncap;
         n->cb_head = 0;
     }
-    e = &n->cbq[(n->cb_head + n->cb_count) % n->cb_cap];
+    n->cbq[(n->cb_head + n->cb_count) % n->cb_cap] = *ev;
+    n->cb_count++;
+    pthread_cond_signal(&n->cb_cv);
+}
+
+/* The own entry of `version`, or the empty slot where it would go. Caller holds cb_mu and
+   has made room (own_count < own_cap / 2). */
+static pgsched__own *pgsched__own_slot(pgsched_node *n, int64_t version)
+{
+    size_t i = (size_t)((uint64_t)version * 0x9E3779B97F4A7C15ULL >> 20) & (n->own_cap - 1);
+    while (n->own[i].version && n->own[i].version != version) i = (i + 1) & (n->own_cap - 1);
+    return &n->own[i];
+}
+
+/* Removes an entry, shifting the probe chain back so that look-ups keep working. */
+static void pgsched__own_remove(pgsched_node *n, pgsched__own *o)
+{
+    size_t i = (size_t)(o - n->own), j = i;
+    n->own[i].version = 0;
+    n->own_count--;
+    for (;;) {
+        size_t home;
+        j = (j + 1) & (n->own_cap - 1);
+        if (!n->own[j].version) return;
+        home = (size_t)((uint64_t)n->own[j].version * 0x9E3779B97F4A7C15ULL >> 20) &
+               (n->own_cap - 1);
+        /* move j back to i when i lies cyclically in [home, j) */
+        if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
+            n->own[i] = n->own[j];
+            n->own[j].version = 0;
+            i = j;
+        }
+    }
+}
+
+static int pgsched__own_reserve(pgsched_node *n)
+{
+    size_t i, ncap;
+    pgsched__own *old = n->own, *no;
+    size_t old_cap = n->own_cap;
+    if ((n->own_count + 1) * 2 <= n->own_cap) return 1;
+    ncap = n->own_cap ? n->own_cap * 2 : 64;
+    no = (pgsched__own *)pgsched__calloc(&n->alloc, ncap * sizeof *no);
+    if (!no) return 0;
+    n->own = no;
+    n->own_cap = ncap;
+    n->own_count = 0;
+    for (i = 0; i < old_cap; i++)
+        if (old[i].version) {
+            *pgsched__own_slot(n, old[i].version) = old[i];
+            n->own_count++;
+        }
+    pgsched__free(&n->alloc, old);
+    return 1;
+}
+
+/* Remembers when to look at an own entry again (expiries only grow, so a FIFO suffices). */
+static void pgsched__own_timer(pgsched_node *n, int64_t version, pgsched_time at)
+{
+    if (n->ot_count == n->ot_cap) {
+        size_t ncap = n->ot_cap ? n->ot_cap * 2 : 64, i;
+        pgsched__otimer *nt = (pgsched__otimer *)pgsched__malloc(&n->alloc, ncap * sizeof *nt);
+        if (!nt) return; /* the entry then waits for its notification only */
+        for (i = 0; i < n->ot_count; i++) nt[i] = n->ot[(n->ot_head + i) % n->ot_cap];
+        pgsched__free(&n->alloc, n->ot);
+        n->ot = nt;
+        n->ot_cap = ncap;
+        n->ot_head = 0;
+    }
+    n->ot[(n->ot_head + n->ot_count) % n->ot_cap].version = version;
+    n->ot[(n->ot_head + n->ot_count) % n->ot_cap].at = at;
+    n->ot_count++;
+}
+
+static void pgsched__cbev_fill(pgsched__cbev *e, const char *name, const char *key,
+                               pgsched_status old_status, pgsched_status new_status,
+                               pgsched_time next_run, int64_t version, const char *node,
+                               int remote)
+{
     memset(&e->ev, 0, sizeof e->ev);
     pgsched__copy_text(e->name, sizeof e->name, name);
     pgsched__copy_text(e->key, sizeof e->key, key);
@@ -360,62 +455,91 @@ static void pgsched__cb_push(pgsched_node *n, const char *name, const char *key,
     e->ev.next_run = new_status == PGSCHED_PENDING ? next_run : 0;
     e->ev.version = version;
     e->ev.remote = remote;
-    n->cb_count++;
-    pthread_cond_signal(&n->cb_cv);
+}
+
+/* A change made by this node. */
+static void pgsched__cb_push(pgsched_node *n, const char *name, const char *key,
+                             pgsched_status old_status, pgsched_status new_status,
+                             pgsched_time next_run, int64_t version, const char *node, int remote)
+{
+    pgsched__cbev e;
+    if (!n->cfg.on_status || old_status == new_status) return;
+    pgsched__cbev_fill(&e, name, key, old_status, new_status, next_run, version, node, remote);
+    pthread_mutex_lock(&n->cb_mu);
+    if (n->cb_ordered && version > 0 && pgsched__own_reserve(n)) {
+        pgsched__own *o = pgsched__own_slot(n, version);
+        if (o->version) {
+            pgsched__own_remove(n, o); /* its notification came first and was delivered */
+        } else {
+            o->version = version;
+            o->delivered = 0;
+            o->expires = pgsched__monotonic() + PGSCHED__OWN_WAIT;
+            o->ev = e;
+            n->own_count++;
+            pgsched__own_timer(n, version, o->expires);
+            pthread_cond_signal(&n->cb_cv);
+        }
+    } else {
+        pgsched__cbq_put(n, &e);
+    }
     pthread_mutex_unlock(&n->cb_mu);
 }
 
-/* Returns nonzero when `version` is newer than the last one delivered for (name, key), and
-   records it. Called only from the callback thread. */
-static int pgsched__vmap_advance(pgsched_node *n, const char *name, const char *key,
-                                 int64_t version, int removed)
+/* A change seen by the listener (any node's, in commit order). */
+static void pgsched__cb_notified(pgsched_node *n, const pgsched_event *v)
 {
-    uint64_t h = pgsched__hash(name, key);
-    size_t i, nl = strlen(name);
-    if (n->vmap_count * 2 >= n->vmap_cap) {
-        /* Grow, or start over when huge: forgetting old instances only loses the ability to
-           drop a stale event about them, never an event. */
-        size_t ncap = n->vmap_cap ? n->vmap_cap * 2 : 256;
-        pgsched__vent *nm;
-        if (ncap > 262144) {
-            for (i = 0; i < n->vmap_cap; i++) pgsched__free(&n->alloc, n->vmap[i].id);
-            memset(n->vmap, 0, n->vmap_cap * sizeof *n->vmap);
-            n->vmap_count = 0;
+    pgsched__cbev e;
+    int own = strcmp(v->node, n->id) == 0;
+    if (!n->cfg.on_status || v->old_status == v->new_status) return;
+    pgsched__cbev_fill(&e, v->name, v->key, v->old_status, v->new_status, v->next_run,
+                       v->version, v->node, !own);
+    pthread_mutex_lock(&n->cb_mu);
+    if (own && pgsched__own_reserve(n)) {
+        pgsched__own *o = pgsched__own_slot(n, v->version);
+        if (!o->version) {
+            /* before the local copy: deliver now, drop that copy when it comes */
+            o->version = v->version;
+            o->delivered = 1;
+            o->expires = pgsched__monotonic() + PGSCHED__OWN_KEEP;
+            n->own_count++;
+            pgsched__own_timer(n, v->version, o->expires);
+            pgsched__cbq_put(n, &e);
+        } else if (!o->delivered) {
+            pgsched__cbq_put(n, &e);
+            pgsched__own_remove(n, o);
         } else {
-            nm = (pgsched__vent *)pgsched__calloc(&n->alloc, ncap * sizeof *nm);
-            if (!nm) return 1;
-            for (i = 0; i < n->vmap_cap; i++) {
-                size_t j;
-                if (!n->vmap[i].id) continue;
-                for (j = (size_t)(n->vmap[i].hash & (ncap - 1)); nm[j].id; j = (j + 1) & (ncap - 1)) {}
-                nm[j] = n->vmap[i];
-            }
-            pgsched__free(&n->alloc, n->vmap);
-            n->vmap = nm;
-            n->vmap_cap = ncap;
+            pgsched__own_remove(n, o); /* delivered already by the fallback */
+        }
+    } else {
+        pgsched__cbq_put(n, &e);
+    }
+    pthread_mutex_unlock(&n->cb_mu);
+}
+
+/* Delivers own entries whose notification is overdue; forgets old delivered ones. Caller
+   holds cb_mu. Returns the next time to look (PGSCHED_NEVER: nothing waits). `all` delivers
+   every waiting entry (at shutdown, once the listener has stopped). */
+static pgsched_time pgsched__own_expire(pgsched_node *n, int all)
+{
+    pgsched_time now = pgsched__monotonic();
+    while (n->ot_count) {
+        pgsched__otimer t = n->ot[n->ot_head];
+        pgsched__own *o;
+        if (t.at > now && !all) return t.at;
+        n->ot_head = (n->ot_head + 1) % n->ot_cap;
+        n->ot_count--;
+        o = pgsched__own_slot(n, t.version);
+        if (!o->version || o->expires != t.at) continue; /* resolved meanwhile */
+        if (o->delivered) {
+            pgsched__own_remove(n, o);
+        } else {
+            pgsched__cbq_put(n, &o->ev);
+            o->delivered = 1;
+            o->expires = now + PGSCHED__OWN_KEEP;
+            if (!all) pgsched__own_timer(n, t.version, o->expires);
         }
     }
-    for (i = (size_t)(h & (n->vmap_cap - 1)); n->vmap[i].id; i = (i + 1) & (n->vmap_cap - 1)) {
-        pgsched__vent *v = &n->vmap[i];
-        if (v->hash == h && strcmp(v->id, name) == 0 && strcmp(v->id + nl + 1, key) == 0) {
-            if (version <= v->version) return 0;
-            v->version = version;
-            return 1;
-        }
-    }
-    if (!removed) {
-        size_t kl = strlen(key);
-        char *id = (char *)pgsched__malloc(&n->alloc, nl + kl + 2);
-        if (id) {
-            memcpy(id, name, nl + 1);
-            memcpy(id + nl + 1, key, kl + 1);
-            n->vmap[i].id = id;
-            n->vmap[i].hash = h;
-            n->vmap[i].version = version;
-            n->vmap_count++;
-        }
-    }
-    return 1;
+    return PGSCHED_NEVER;
 }
 
 static void *pgsched__callback_main(void *arg)
@@ -424,19 +548,20 @@ static void *pgsched__callback_main(void *arg)
     pthread_mutex_lock(&n->cb_mu);
     for (;;) {
         pgsched__cbev e;
-        while (!n->cb_count && !n->cb_stop) pthread_cond_wait(&n->cb_cv, &n->cb_mu);
-        if (!n->cb_count) break;
+        pgsched_time next = pgsched__own_expire(n, n->cb_stop);
+        if (!n->cb_count) {
+            if (n->cb_stop) break;
+            pgsched__cond_wait_until(&n->cb_cv, &n->cb_mu, next);
+            continue;
+        }
         e = n->cbq[n->cb_head];
         n->cb_head = (n->cb_head + 1) % n->cb_cap;
         n->cb_count--;
         pthread_mutex_unlock(&n->cb_mu);
-        if (pgsched__vmap_advance(n, e.name, e.key, e.ev.version,
-                                  e.ev.new_status == PGSCHED_STATUS_NONE)) {
-            e.ev.name = e.name;
-            e.ev.key = e.key;
-            e.ev.node = e.node;
-            n->cfg.on_status(n->cfg.on_status_user, &e.ev);
-        }
+        e.ev.name = e.name;
+        e.ev.key = e.key;
+        e.ev.node = e.node;
+        n->cfg.on_status(n->cfg.on_status_user, &e.ev);
         pthread_mutex_lock(&n->cb_mu);
     }
     pthread_mutex_unlock(&n->cb_mu);
@@ -609,7 +734,16 @@ static void *pgsched__worker_main(void *arg)
         cancel = s->cancel;
         error = s->error;
         s->error = NULL;
-        if (rc == PGSCHED_RUN_SUCCESS) {
+        if (cancel == PGSCHED__CANCEL_TIMEOUT) {
+            /* the run overran its timeout: a failure, whatever the handler said after */
+            kind = PGSCHED_OUTCOME_FAILURE;
+            if (!error) {
+                char buf[120];
+                snprintf(buf, sizeof buf, "timed out after %lld ms",
+                         (long long)(s->type->t.timeout / 1000));
+                error = pgsched__strdup(&n->alloc, buf);
+            }
+        } else if (rc == PGSCHED_RUN_SUCCESS) {
             kind = PGSCHED_OUTCOME_SUCCESS;
         } else if (cancel == PGSCHED__CANCEL_REQUESTED) {
             kind = PGSCHED_OUTCOME_CANCELLED;
@@ -624,11 +758,6 @@ static void *pgsched__worker_main(void *arg)
                          "PGSCHED_RUN_FAILURE (1)",
                          rc);
                 pgsched__free(&n->alloc, error);
-                error = pgsched__strdup(&n->alloc, buf);
-            } else if (cancel == PGSCHED__CANCEL_TIMEOUT && !error) {
-                char buf[120];
-                snprintf(buf, sizeof buf, "timed out after %lld ms",
-                         (long long)(s->type->t.timeout / 1000));
                 error = pgsched__strdup(&n->alloc, buf);
             }
         }
@@ -1196,9 +1325,7 @@ static void *pgsched__listener_main(void *arg)
         }
         pthread_mutex_unlock(&n->mu);
         for (i = 0; i < count; i++)
-            if (ev[i].kind == PGSCHED_EVENT_CHANGE && strcmp(ev[i].node, n->id) != 0)
-                pgsched__cb_push(n, ev[i].name, ev[i].key, ev[i].old_status, ev[i].new_status,
-                                 ev[i].next_run, ev[i].version, ev[i].node, 1);
+            if (ev[i].kind == PGSCHED_EVENT_CHANGE) pgsched__cb_notified(n, &ev[i]);
     }
     return NULL;
 }
@@ -1354,6 +1481,7 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
     }
     pthread_mutex_init(&n->mu, NULL);
     pgsched__cond_init(&n->cv);
+    pthread_cond_init(&n->done_cv, NULL);
     pthread_mutex_init(&n->cron_mu, NULL);
     pthread_mutex_init(&n->cb_mu, NULL);
     pthread_cond_init(&n->cb_cv, NULL);
@@ -1533,8 +1661,12 @@ PGSCHED_DEF pgsched_result pgsched_start(pgsched_node *n, pgsched_error *err)
     n->dispatcher_started = 1;
     if (n->cfg.on_status && pthread_create(&n->callbacker, NULL, pgsched__callback_main, n) == 0)
         n->callbacker_started = 1;
-    if (n->listen && pthread_create(&n->listener, NULL, pgsched__listener_main, n) == 0)
+    if (n->listen && pthread_create(&n->listener, NULL, pgsched__listener_main, n) == 0) {
         n->listener_started = 1;
+        pthread_mutex_lock(&n->cb_mu);
+        n->cb_ordered = 1;
+        pthread_mutex_unlock(&n->cb_mu);
+    }
     pthread_mutex_unlock(&n->mu);
     pgsched__log(n, PGSCHED_LOG_INFO, "node started on %s with %d workers and %lu job types",
                  n->host, n->nslots, (unsigned long)n->ntypes);
@@ -1837,8 +1969,11 @@ PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *n, pgsched_error *err)
     }
     was = n->state;
     if (was >= PGSCHED__STOPPING) {
+        /* idempotent; a call that overlaps another returns when that one is done, so that
+           a destroy after it never frees a node still shutting down */
+        while (!n->shutdown_done) pthread_cond_wait(&n->done_cv, &n->mu);
         pthread_mutex_unlock(&n->mu);
-        return pgsched__ok(err); /* idempotent */
+        return pgsched__ok(err);
     }
     n->state = PGSCHED__STOPPING;
     n->shutdown_deadline = pgsched__monotonic() + n->cfg.shutdown_timeout;
@@ -1874,6 +2009,10 @@ PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *n, pgsched_error *err)
             pgsched__store_trouble(n, "unregistering the node", &e);
         pgsched__log(n, PGSCHED_LOG_INFO, "node stopped");
     }
+    pthread_mutex_lock(&n->mu);
+    n->shutdown_done = 1;
+    pthread_cond_broadcast(&n->done_cv);
+    pthread_mutex_unlock(&n->mu);
     return pgsched__ok(err);
 }
 
@@ -1898,8 +2037,8 @@ PGSCHED_DEF void pgsched_destroy(pgsched_node *n)
         pgsched__free(&n->alloc, n->crons[i].text);
         pgsched_cron_free(n->crons[i].cron);
     }
-    for (i = 0; i < n->vmap_cap; i++) pgsched__free(&n->alloc, n->vmap[i].id);
-    pgsched__free(&n->alloc, n->vmap);
+    pgsched__free(&n->alloc, n->own);
+    pgsched__free(&n->alloc, n->ot);
     pgsched__free(&n->alloc, n->crons);
     pgsched__free(&n->alloc, n->cbq);
     pgsched__free(&n->alloc, n->types);
@@ -1912,6 +2051,7 @@ PGSCHED_DEF void pgsched_destroy(pgsched_node *n)
     pgsched__free(&n->alloc, n->default_zone);
     pthread_mutex_destroy(&n->mu);
     pthread_cond_destroy(&n->cv);
+    pthread_cond_destroy(&n->done_cv);
     pthread_mutex_destroy(&n->cron_mu);
     pthread_mutex_destroy(&n->cb_mu);
     pthread_cond_destroy(&n->cb_cv);
