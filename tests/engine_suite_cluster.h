@@ -1,0 +1,1280 @@
+/* engine_suite_cluster.h - leases, stalls, shutdown, wake-ups and notifications, status
+   callbacks, several nodes on one store, maintenance, clocks (SPEC §4-§7, §12). */
+#ifndef ENGINE_SUITE_CLUSTER_H
+#define ENGINE_SUITE_CLUSTER_H
+
+/* Claims (through the test's store handle) for a node that does not exist: a node that will
+   "die" holding the row. Returns the claimed rows. */
+static pgsched_job_list *fake_claim(efx *fx, const char *node_id, const char *name, int max)
+{
+    pgsched_claim_request q;
+    pgsched_claim_outcome info;
+    const char *names[1];
+    pgsched_job_list *l = fx_jlist(fx);
+    names[0] = name;
+    memset(&q, 0, sizeof q);
+    q.node_id = node_id;
+    q.names = names;
+    q.name_count = 1;
+    q.max = max;
+    OK(pgsched_store_claim(fx->store, &q, l, &info, E));
+    return l;
+}
+
+/* Takes every stalled-looking row (stall timeout 1 us: any lease not renewed this very
+   microsecond) for `node_id`, retrying until one row came back. */
+static const pgsched_job *take_back_one(efx *fx, const char *node_id)
+{
+    pgsched_time deadline = mono_us() + 3 * SEC;
+    for (;;) {
+        pgsched_job_list *l = fx_jlist(fx);
+        OK(pgsched_store_take_back(fx->store, node_id, 1, 10, l, E));
+        if (l->count == 1) return &l->items[0];
+        if (l->count > 1) fail_msg("take_back returned %lu rows", (unsigned long)l->count);
+        if (mono_us() > deadline) fail_msg("take_back never got the row");
+        sleep_us(200);
+    }
+}
+
+/* Finishes, as `j`'s owner, the run `j` holds. */
+static void finish_as_owner(efx *fx, const pgsched_job *j)
+{
+    pgsched_outcome o;
+    pgsched_finish_result res;
+    memset(&o, 0, sizeof o);
+    o.name = j->name;
+    o.key = j->key;
+    o.token = j->lease;
+    o.outcome = PGSCHED_OUTCOME_SUCCESS;
+    o.status = PGSCHED_COMPLETED;
+    o.attempt_rule = PGSCHED_ATTEMPT_RESET;
+    o.node_id = j->owner;
+    memset(&res, 0, sizeof res);
+    OK(pgsched_store_finish(fx->store, &o, 1, &res, E));
+    assert_int_equal(res.code, PGSCHED_OK);
+}
+
+/* ---- stalls and leases ------------------------------------------------------------------ */
+
+/* §4 stall + §12 (a stall take-back consumed no retry): a row whose node died is taken back
+   by a live node after stall_timeout, counts as a failed attempt ("stalled"), and is retried. */
+ENGINE_TEST(stall_take_back_counts_an_attempt)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *a;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    pgsched_job_list *got;
+    pgsched_run_list *h;
+    const pgsched_job *j;
+    c.stall_timeout = 400 * MS;
+    c.stall_check_period = 50 * MS;
+    a = fx_node(fx, &c);
+    fx_register(fx, a, "t", h_probe, p);
+    OK(pgsched_init(a, E));
+    s.max_retries = 1;
+    OK(pgsched_schedule_job(a, &s, E));
+    got = fake_claim(fx, "dead-node", "t", 1);
+    assert_int_equal(got->count, 1);
+    assert_int_equal(got->items[0].attempt, 1);
+    OK(pgsched_start(a, E));
+    WAIT_STATUS("t", "k", PGSCHED_COMPLETED, 5000);
+    assert_int_equal(probe_nrecs(p), 1);
+    assert_int_equal(probe_rec(p, 0).attempt, 2);
+    h = history_of(fx, "t", "k", 10);
+    assert_int_equal(h->count, 2);
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_SUCCESS);
+    assert_int_equal(h->items[0].attempt, 2);
+    assert_int_equal(h->items[1].outcome, PGSCHED_OUTCOME_STALLED);
+    assert_int_equal(h->items[1].attempt, 1);
+    assert_non_null(h->items[1].error);
+    assert_non_null(strstr(h->items[1].error, "stalled"));
+    j = job_get(fx, "t", "k");
+    assert_int_equal(j->failures, 1);
+    assert_int_equal(j->runs, 2);
+    WAIT_UNTIL(counters_of(a).stalled_taken_back == 1, 2000);
+}
+
+/* §2/§6: heartbeats keep a run's lease alive: a run three times longer than stall_timeout on
+   a live node is never taken back (by itself or another node). */
+ENGINE_TEST(heartbeats_keep_long_run_alive)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *a, *b;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    pgsched_run_list *h;
+    c.stall_timeout = 300 * MS;
+    c.heartbeat_interval = 50 * MS;
+    c.stall_check_period = 50 * MS;
+    p->work = 900 * MS;
+    a = start_node_with(fx, &c, "t", h_probe, p);
+    b = fx_node(fx, &c); /* a second node checking for stalls too */
+    fx_register(fx, b, "u", h_probe, fx_probe(fx));
+    OK(pgsched_start(b, E));
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_STATUS("t", "k", PGSCHED_COMPLETED, 5000);
+    assert_int_equal(probe_nrecs(p), 1);
+    assert_int_equal(probe_rec(p, 0).saw_cancel, 0);
+    h = history_of(fx, "t", "k", 10);
+    assert_int_equal(h->count, 1);
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_SUCCESS);
+    assert_int_equal(counters_of(a).stalled_taken_back + counters_of(b).stalled_taken_back, 0);
+    assert_int_equal(counters_of(a).lease_lost, 0);
+}
+
+/* A job that keeps killing its node cannot loop forever: each stall uses up a retry, then a
+   one-time job fails. (The live node has no handler for the type: it only takes back.) */
+ENGINE_TEST(stall_exhausts_retries_of_crashing_job)
+{
+    pgsched_config c = fx_config(fx);
+    pgsched_node *a;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    pgsched_job_list *got;
+    pgsched_run_list *h;
+    const pgsched_job *j;
+    pgsched_time deadline;
+    c.stall_timeout = 300 * MS;
+    c.stall_check_period = 50 * MS;
+    a = fx_node(fx, &c);
+    fx_register(fx, a, "t", NULL, NULL);
+    OK(pgsched_start(a, E));
+    s.max_retries = 1;
+    OK(pgsched_schedule_job(a, &s, E));
+    got = fake_claim(fx, "dead-1", "t", 1);
+    assert_int_equal(got->count, 1);
+    WAIT_STATUS("t", "k", PGSCHED_PENDING, 5000);
+    assert_int_equal(job_get(fx, "t", "k")->attempt, 1);
+    /* due again after the backoff: the next crash */
+    deadline = mono_us() + 3 * SEC;
+    do {
+        got = fake_claim(fx, "dead-2", "t", 1);
+        if (!got->count) sleep_us(5 * MS);
+    } while (!got->count && mono_us() < deadline);
+    assert_int_equal(got->count, 1);
+    assert_int_equal(got->items[0].attempt, 2);
+    WAIT_STATUS("t", "k", PGSCHED_FAILED, 5000);
+    j = job_get(fx, "t", "k");
+    assert_int_equal(j->failures, 2);
+    assert_non_null(j->last_error);
+    h = history_of(fx, "t", "k", 10);
+    assert_int_equal(h->count, 2);
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_STALLED);
+    assert_int_equal(h->items[1].outcome, PGSCHED_OUTCOME_STALLED);
+    WAIT_UNTIL(counters_of(a).stalled_taken_back == 2, 2000);
+}
+
+/* §5: a node whose row was taken back learns it at its next heartbeat, cancels its run and
+   writes nothing. */
+ENGINE_TEST(lost_lease_cancels_local_run_and_writes_nothing)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *a;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    const pgsched_job *mine, *theirs, *now;
+    pgsched_time t0;
+    int64_t polls;
+    pgsched_counters k;
+    run_rec r;
+    c.stall_timeout = 10 * SEC;
+    c.heartbeat_interval = 50 * MS;
+    c.cancel_check_period = 60 * SEC;
+    a = start_node_with(fx, &c, "t", h_wait_cancel, p);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(probe_inflight(p) == 1, 5000);
+    mine = job_get(fx, "t", "k");
+    assert_string_equal(mine->owner, pgsched_node_id(a));
+    theirs = take_back_one(fx, "other-node");
+    t0 = mono_us();
+    assert_string_equal(theirs->owner, "other-node");
+    assert_true(theirs->lease != mine->lease);
+    WAIT_UNTIL(counters_of(a).lease_lost == 1 && counters_of(a).running == 0, 3000);
+    r = probe_rec(p, 0);
+    assert_int_equal(r.saw_cancel, 1);
+    assert_between(r.cancel_seen_mono - t0, 0, 50 * MS + 200 * MS);
+    polls = counters_of(a).polls;
+    WAIT_UNTIL(counters_of(a).polls >= polls + 3, 5000); /* outcomes are flushed first */
+    now = job_get(fx, "t", "k");
+    assert_int_equal(now->status, PGSCHED_RUNNING);
+    assert_string_equal(now->owner, "other-node");
+    assert_int_equal(now->lease, theirs->lease);
+    assert_int_equal(now->version, theirs->version);
+    assert_int_equal(now->runs, 0);
+    assert_int_equal(history_of(fx, "t", "k", 10)->count, 0);
+    k = counters_of(a);
+    assert_int_equal(k.lease_lost, 1);
+    assert_int_equal(k.failed, 0);
+    assert_int_equal(k.cancelled, 0);
+    assert_int_equal(k.succeeded, 0);
+    finish_as_owner(fx, theirs); /* the new lease holder is intact */
+    assert_int_equal(job_status(fx, "t", "k"), PGSCHED_COMPLETED);
+}
+
+/* §12: the original's outcome writes were not conditional on the owner, so a stalled node
+   overwrote the newer run. Here a stale outcome (the handler returns success after its row
+   was taken back) is not written. */
+ENGINE_TEST(stale_node_cannot_overwrite_newer_run)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *a;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    const pgsched_job *theirs, *now;
+    int64_t polls;
+    c.stall_timeout = 10 * SEC;
+    c.heartbeat_interval = 50 * MS;
+    c.cancel_check_period = 60 * SEC;
+    p->gated = 1;
+    p->gate_ignores_cancel = 1;
+    p->rc = p->rc_on_cancel = PGSCHED_RUN_SUCCESS;
+    a = start_node_with(fx, &c, "t", h_probe, p);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(probe_inflight(p) == 1, 5000);
+    theirs = take_back_one(fx, "other-node");
+    probe_open_gate(p);
+    WAIT_UNTIL(counters_of(a).lease_lost == 1 && counters_of(a).running == 0, 3000);
+    polls = counters_of(a).polls;
+    WAIT_UNTIL(counters_of(a).polls >= polls + 3, 5000);
+    now = job_get(fx, "t", "k");
+    assert_int_equal(now->status, PGSCHED_RUNNING);
+    assert_string_equal(now->owner, "other-node");
+    assert_int_equal(now->lease, theirs->lease);
+    assert_int_equal(now->version, theirs->version);
+    assert_int_equal(history_of(fx, "t", "k", 10)->count, 0);
+    assert_int_equal(counters_of(a).succeeded, 0);
+    assert_int_equal(counters_of(a).lease_lost, 1);
+    finish_as_owner(fx, theirs);
+}
+
+/* ---- shutdown ------------------------------------------------------------------------------ */
+
+/* §12 (shutdown could not record outcomes): outcomes that arrive within shutdown_timeout are
+   recorded; a handler that fails because of the shutdown is "released" (pending, attempt not
+   counted), one that succeeds is a success. */
+ENGINE_TEST(shutdown_records_outcomes_that_arrive_in_time)
+{
+    pgsched_config c = fx_config(fx);
+    probe *ps = fx_probe(fx), *pf = fx_probe(fx);
+    pgsched_node *a = fx_node(fx, &c);
+    pgsched_job_spec s;
+    pgsched_time t0;
+    const pgsched_job *j;
+    pgsched_run_list *h;
+    pgsched_counters k;
+    ps->rc_on_cancel = PGSCHED_RUN_SUCCESS;
+    pf->rc_on_cancel = PGSCHED_RUN_FAILURE;
+    fx_register(fx, a, "s", h_wait_cancel, ps);
+    fx_register(fx, a, "f", h_wait_cancel, pf);
+    OK(pgsched_start(a, E));
+    s = spec_once("s", "k", 0);
+    OK(pgsched_schedule_job(a, &s, E));
+    s = spec_once("f", "k", 0);
+    s.max_retries = 2;
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(probe_inflight(ps) == 1 && probe_inflight(pf) == 1, 5000);
+    t0 = mono_us();
+    OK(pgsched_shutdown(a, E));
+    assert_true(mono_us() - t0 < 2 * SEC);
+    assert_int_equal(probe_rec(ps, 0).saw_cancel, 1);
+    assert_int_equal(probe_rec(pf, 0).saw_cancel, 1);
+    assert_int_equal(job_status(fx, "s", "k"), PGSCHED_COMPLETED);
+    h = history_of(fx, "s", "k", 10);
+    assert_int_equal(h->count, 1);
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_SUCCESS);
+    j = job_get(fx, "f", "k");
+    assert_int_equal(j->status, PGSCHED_PENDING);
+    assert_int_equal(j->attempt, 0);
+    assert_null(j->owner);
+    assert_true(j->next_run <= fx_now(fx));
+    h = history_of(fx, "f", "k", 10);
+    assert_int_equal(h->count, 1);
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_RELEASED);
+    k = counters_of(a);
+    assert_int_equal(k.succeeded, 1);
+    assert_int_equal(k.failed, 0);
+    assert_int_equal(k.running, 0);
+    assert_none_running(fx);
+}
+
+/* §12 (shutdown left leases to expire): a run still going at the shutdown timeout gets its
+   lease given back (pending, due now, attempt not counted), so another node takes it at once;
+   destroy waits for the handler; its late result is not written. */
+ENGINE_TEST(shutdown_gives_back_leases_of_stuck_runs)
+{
+    pgsched_config c = fx_config(fx);
+    probe *pa = fx_probe(fx), *pb = fx_probe(fx);
+    pgsched_node *a, *b;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    pgsched_time t0, el;
+    const pgsched_job *j;
+    pgsched_run_list *h;
+    c.shutdown_timeout = 200 * MS;
+    pa->gated = 1;
+    pa->gate_ignores_cancel = 1; /* stuck: ignores the cancel */
+    a = start_node_with(fx, &c, "t", h_probe, pa);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(probe_inflight(pa) == 1, 5000);
+    t0 = mono_us();
+    OK(pgsched_shutdown(a, E));
+    el = mono_us() - t0;
+    assert_between(el, 190 * MS, 2500 * MS);
+    assert_int_equal(probe_inflight(pa), 1); /* still stuck */
+    j = job_get(fx, "t", "k");
+    assert_int_equal(j->status, PGSCHED_PENDING);
+    assert_null(j->owner);
+    assert_int_equal(j->attempt, 0);
+    assert_true(j->next_run <= fx_now(fx));
+    h = history_of(fx, "t", "k", 10);
+    assert_int_equal(h->count, 1);
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_RELEASED);
+    /* another node takes it at once */
+    b = start_node_with(fx, &c, "t", h_probe, pb);
+    WAIT_STATUS("t", "k", PGSCHED_COMPLETED, 3000);
+    assert_int_equal(probe_rec(pb, 0).attempt, 1);
+    /* a's handler returns (success), destroy waits for it, nothing is written for it */
+    probe_open_gate(pa);
+    fx_destroy_node(fx, a);
+    assert_int_equal(probe_finished(pa), 1);
+    OK(pgsched_shutdown(b, E));
+    h = history_of(fx, "t", "k", 10);
+    assert_int_equal(h->count, 2);
+    assert_string_equal(h->items[0].node, pgsched_node_id(b));
+    assert_int_equal(job_get(fx, "t", "k")->runs, 1);
+}
+
+static void hook_shutdown_self(pgsched_run *run, probe *p, run_rec *r)
+{
+    pgsched_error e;
+    (void)p;
+    if (!r) return;
+    r->api_rc[0] = pgsched_shutdown(run->node, &e);
+    snprintf(r->api_msg, sizeof r->api_msg, "%s", e.message);
+}
+
+static void rec_hook_shutdown(recorder *g, const pgsched_status_event *ev)
+{
+    pgsched_error e;
+    pgsched_result rc;
+    (void)ev;
+    rc = pgsched_shutdown(g->node, &e);
+    pthread_mutex_lock(&g->mu);
+    if (g->hook_calls < 8) g->hook_rc[g->hook_calls] = rc;
+    g->hook_calls++;
+    snprintf(g->hook_msg, sizeof g->hook_msg, "%s", e.message);
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* Shutdown from inside a handler or a status callback of the same node is refused. */
+ENGINE_TEST(shutdown_from_handler_or_callback_refused)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    recorder *g = fx_recorder(fx, &c);
+    pgsched_node *a;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    run_rec r;
+    int i, calls;
+    pgsched_result rcs[8];
+    p->hook = hook_shutdown_self;
+    g->hook = rec_hook_shutdown;
+    a = fx_node(fx, &c);
+    g->node = a;
+    fx_register(fx, a, "t", h_probe, p);
+    OK(pgsched_start(a, E));
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_STATUS("t", "k", PGSCHED_COMPLETED, 5000);
+    r = probe_rec(p, 0);
+    assert_int_equal(r.api_rc[0], PGSCHED_ERR_STATE);
+    WAIT_UNTIL(recorder_count(g, "t", "k") == 3, 3000);
+    pthread_mutex_lock(&g->mu);
+    calls = g->hook_calls;
+    memcpy(rcs, g->hook_rc, sizeof rcs);
+    pthread_mutex_unlock(&g->mu);
+    assert_true(calls >= 3);
+    for (i = 0; i < calls && i < 8; i++) assert_int_equal(rcs[i], PGSCHED_ERR_STATE);
+    /* the node still works */
+    s = spec_once("t", "k2", 0);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_STATUS("t", "k2", PGSCHED_COMPLETED, 5000);
+}
+
+/* A handler that notices the cancel, then takes 300 ms to wind down. */
+static int h_linger(pgsched_run *run)
+{
+    probe *p = (probe *)run->user;
+    pgsched_time deadline = mono_us() + 20 * SEC;
+    pthread_mutex_lock(&p->mu);
+    p->inflight++;
+    pthread_mutex_unlock(&p->mu);
+    while (!pgsched_run_sleep(run, 10 * MS))
+        if (fx_closing(p->fx) || mono_us() > deadline) break;
+    pthread_mutex_lock(&p->mu);
+    p->nrecs++; /* "noticed the cancel" */
+    pthread_mutex_unlock(&p->mu);
+    sleep_us(300 * MS);
+    pthread_mutex_lock(&p->mu);
+    p->inflight--;
+    p->finished++;
+    pthread_mutex_unlock(&p->mu);
+    return PGSCHED_RUN_FAILURE;
+}
+
+static void *shutdown_thread(void *arg)
+{
+    pgsched_shutdown((pgsched_node *)arg, NULL);
+    return NULL;
+}
+
+/* Shutdown is idempotent: a second call made while the first is still stopping the node
+   returns only once the node is stopped (its outcomes recorded), so that a pgsched_destroy
+   after it cannot free the node under the first call. */
+ENGINE_TEST(concurrent_second_shutdown_waits_for_the_first)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *a = start_node_with(fx, &c, "t", h_linger, p);
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    pthread_t th;
+    pgsched_result rc;
+    pgsched_status st_after_second;
+    int handler_done;
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(probe_inflight(p) == 1, 5000);
+    assert_int_equal(pthread_create(&th, NULL, shutdown_thread, a), 0);
+    WAIT_UNTIL(probe_nrecs(p) == 1, 5000); /* the first shutdown is under way */
+    rc = pgsched_shutdown(a, E);
+    handler_done = probe_finished(p);
+    st_after_second = job_status(fx, "t", "k");
+    pthread_join(th, NULL);
+    assert_int_equal(rc, PGSCHED_OK);
+    if (!handler_done || st_after_second != PGSCHED_PENDING)
+        fail_msg("the second pgsched_shutdown returned while the first was still stopping the "
+                 "node (handler finished: %d, row: %s)",
+                 handler_done, st_name(st_after_second));
+}
+
+/* pgsched_destroy of a running node shuts it down: handlers are cancelled, leases released. */
+ENGINE_TEST(destroy_shuts_down_running_node)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *a = start_node_with(fx, &c, "t", h_wait_cancel, p);
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(probe_inflight(p) == 1, 5000);
+    fx_destroy_node(fx, a);
+    assert_int_equal(probe_finished(p), 1);
+    assert_int_equal(probe_rec(p, 0).saw_cancel, 1);
+    assert_int_equal(job_status(fx, "t", "k"), PGSCHED_PENDING);
+    assert_int_equal(job_get(fx, "t", "k")->attempt, 0);
+}
+
+/* ---- wake-ups and notifications --------------------------------------------------------- */
+
+/* §6/§12 (no wake-up at the next due time): without notifications and with a 60 s poll
+   interval, a job due in 2 s runs within 2 s + 100 ms: the node sleeps until the next due
+   time it knows, from its claim's next_due ("a", written by someone else before the node
+   started) or from its own schedule call ("b", 500 ms after "a"). */
+ENGINE_TEST(wakes_at_next_due_time_without_notifications)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *a;
+    pgsched_schedule_request q;
+    pgsched_schedule_outcome o;
+    pgsched_job_spec s;
+    pgsched_time due_a, due_b;
+    run_rec ra[4], rb[4];
+    c.no_notifications = 1;
+    c.poll_interval = 60 * SEC;
+    a = fx_node(fx, &c);
+    fx_register(fx, a, "t", h_probe, p);
+    /* "a" is written straight into the store before the node starts */
+    memset(&q, 0, sizeof q);
+    q.name = "t";
+    q.key = "a";
+    q.kind = PGSCHED_ONCE;
+    q.max_retries = 3;
+    due_a = fx_now(fx) + 2 * SEC;
+    q.next_run = due_a;
+    q.node_id = "someone-else";
+    OK(pgsched_store_schedule(fx->store, &q, &o, E));
+    OK(pgsched_start(a, E));
+    WAIT_UNTIL(counters_of(a).polls >= 1, 5000); /* the claim that saw "a" as next due */
+    /* "b" is scheduled through the node, due later than "a" (which must not wait for it) */
+    due_b = due_a + 500 * MS;
+    s = spec_once("t", "b", due_b);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(probe_done_key(p, "a") == 1 && probe_done_key(p, "b") == 1, 5000);
+    assert_int_equal(probe_recs_for(p, "a", ra, 4), 1);
+    assert_int_equal(probe_recs_for(p, "b", rb, 4), 1);
+    if (g_verbose)
+        fprintf(stderr, "    due-time lateness: a %lld us, b %lld us\n",
+                (long long)(ra[0].start_db - due_a), (long long)(rb[0].start_db - due_b));
+    assert_between(ra[0].start_db - due_a, 0, 100 * MS);
+    assert_between(rb[0].start_db - due_b, 0, 100 * MS);
+    assert_true(counters_of(a).polls < 10);
+}
+
+/* §6: with notifications, a job scheduled on another node starts within 100 ms although the
+   runner polls once a minute. */
+ENGINE_TEST(notification_starts_job_on_other_node_at_once)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *runner, *sched;
+    pgsched_duration worst = 0, total = 0;
+    int i;
+    c.poll_interval = 60 * SEC;
+    runner = start_node_with(fx, &c, "t", h_probe, p);
+    sched = fx_node(fx, &c);
+    fx_register(fx, sched, "t", NULL, NULL);
+    OK(pgsched_start(sched, E));
+    WAIT_UNTIL(counters_of(runner).polls >= 1, 5000);
+    for (i = 0; i < 5; i++) {
+        char key[16];
+        pgsched_job_spec s;
+        pgsched_time t0;
+        pgsched_duration lat;
+        snprintf(key, sizeof key, "n%d", i);
+        s = spec_once("t", key, 0);
+        t0 = mono_us();
+        OK(pgsched_schedule_job(sched, &s, E));
+        WAIT_UNTIL(probe_nrecs(p) == i + 1, 2000);
+        lat = probe_rec(p, i).start_mono - t0;
+        total += lat;
+        if (lat > worst) worst = lat;
+    }
+    if (g_verbose)
+        fprintf(stderr, "    notification latency: mean %lld us, worst %lld us\n",
+                (long long)(total / 5), (long long)worst);
+    assert_between(worst, 0, 100 * MS);
+    assert_int_equal(counters_of(sched).claimed, 0);
+}
+
+/* §12 (a fixed one-second debounce before notified work): trigger and cancel made on another
+   node reach the runner at once. The runner's poll, heartbeat and cancel checks are all
+   seconds apart, so only the notification can explain the speed. */
+ENGINE_TEST(trigger_and_cancel_reach_other_node_without_debounce)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx), *pw = fx_probe(fx);
+    pgsched_node *runner, *other;
+    pgsched_job_spec s;
+    pgsched_cancel_effect eff;
+    pgsched_time t0;
+    run_rec r;
+    c.poll_interval = 60 * SEC;
+    c.stall_timeout = 60 * SEC;
+    c.heartbeat_interval = 10 * SEC;
+    c.cancel_check_period = 60 * SEC;
+    runner = fx_node(fx, &c);
+    fx_register(fx, runner, "t", h_probe, p);
+    fx_register(fx, runner, "w", h_wait_cancel, pw);
+    OK(pgsched_start(runner, E));
+    other = fx_node(fx, &c);
+    fx_register(fx, other, "t", NULL, NULL);
+    fx_register(fx, other, "w", NULL, NULL);
+    OK(pgsched_start(other, E));
+    WAIT_UNTIL(counters_of(runner).polls >= 1, 5000);
+    s = spec_interval("t", "k", PGSCHED_HOUR);
+    OK(pgsched_schedule_job(other, &s, E));
+    t0 = mono_us();
+    OK(pgsched_trigger(other, "t", "k", E));
+    WAIT_UNTIL(probe_nrecs(p) == 1, 2000);
+    assert_between(probe_rec(p, 0).start_mono - t0, 0, 100 * MS);
+
+    s = spec_once("w", "k", 0);
+    OK(pgsched_schedule_job(other, &s, E));
+    WAIT_UNTIL(probe_inflight(pw) == 1, 2000);
+    t0 = mono_us();
+    OK(pgsched_cancel(other, "w", "k", &eff, E));
+    assert_int_equal(eff, PGSCHED_CANCEL_REQUESTED);
+    WAIT_UNTIL(probe_finished(pw) == 1, 3000);
+    r = probe_rec(pw, 0);
+    assert_int_equal(r.saw_cancel, 1);
+    assert_between(r.cancel_seen_mono - t0, 0, 100 * MS);
+    WAIT_STATUS("w", "k", PGSCHED_CANCELLED, 3000);
+}
+
+/* Without notifications a cancel from another node arrives within cancel_check_period. */
+ENGINE_TEST(remote_cancel_without_notifications_within_check_period)
+{
+    pgsched_config c = fx_config(fx);
+    probe *pw = fx_probe(fx);
+    pgsched_node *runner, *other;
+    pgsched_job_spec s = spec_once("w", "k", 0);
+    pgsched_cancel_effect eff;
+    pgsched_time t0;
+    run_rec r;
+    c.no_notifications = 1;
+    c.stall_timeout = 60 * SEC;
+    c.heartbeat_interval = 10 * SEC;
+    c.cancel_check_period = 200 * MS;
+    runner = start_node_with(fx, &c, "w", h_wait_cancel, pw);
+    other = fx_node(fx, &c);
+    fx_register(fx, other, "w", NULL, NULL);
+    OK(pgsched_start(other, E));
+    OK(pgsched_schedule_job(other, &s, E));
+    WAIT_UNTIL(probe_inflight(pw) == 1, 3000);
+    t0 = mono_us();
+    OK(pgsched_cancel(other, "w", "k", &eff, E));
+    assert_int_equal(eff, PGSCHED_CANCEL_REQUESTED);
+    WAIT_UNTIL(probe_finished(pw) == 1, 3000);
+    r = probe_rec(pw, 0);
+    assert_int_equal(r.saw_cancel, 1);
+    assert_between(r.cancel_seen_mono - t0, 0, 200 * MS + 100 * MS);
+    WAIT_STATUS("w", "k", PGSCHED_CANCELLED, 3000);
+    (void)runner;
+}
+
+/* ---- status callbacks ---------------------------------------------------------------------- */
+
+static void check_once_success_sequence(efx *fx, int notifications)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    recorder *g = fx_recorder(fx, &c);
+    pgsched_node *a;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    static const pgsched_status seq[] = {PGSCHED_STATUS_NONE, PGSCHED_PENDING,
+                                         PGSCHED_PENDING,     PGSCHED_RUNNING,
+                                         PGSCHED_RUNNING,     PGSCHED_COMPLETED};
+    ev_rec ev[8];
+    int i;
+    c.no_notifications = !notifications;
+    c.poll_interval = 60 * SEC;
+    a = fx_node(fx, &c);
+    g->node = a;
+    fx_register(fx, a, "t", h_probe, p);
+    OK(pgsched_start(a, E));
+    WAIT_UNTIL(counters_of(a).polls >= 1, 5000);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_STATUS("t", "k", PGSCHED_COMPLETED, 5000);
+    recorder_wait(g, "t", "k", 3, 3000);
+    OK(pgsched_shutdown(a, E)); /* delivers what is queued */
+    assert_event_sequence(g, "t", "k", seq, 3);
+    assert_int_equal(recorder_events(g, "t", "k", ev, 8), 3);
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(ev[i].remote, 0);
+        assert_string_equal(ev[i].node, pgsched_node_id(a));
+        if (i) assert_true(ev[i].version > ev[i - 1].version);
+    }
+    assert_true(ev[0].next_run > 0);
+}
+
+/* §6: the exact callback sequence of a one-time success seen by the node that ran it. */
+ENGINE_TEST(status_callbacks_exact_sequence_of_once_success)
+{
+    check_once_success_sequence(fx, 1);
+}
+
+/* §12: status callbacks were only available with notifications. */
+ENGINE_TEST(status_callbacks_work_without_notifications)
+{
+    check_once_success_sequence(fx, 0);
+}
+
+/* With notifications a node also hears other nodes' changes (remote = 1). */
+ENGINE_TEST(status_callbacks_report_other_nodes_changes)
+{
+    pgsched_config c = fx_config(fx), co;
+    probe *p = fx_probe(fx);
+    recorder *g;
+    pgsched_node *runner, *obs;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    static const pgsched_status seq[] = {PGSCHED_STATUS_NONE, PGSCHED_PENDING,
+                                         PGSCHED_PENDING,     PGSCHED_RUNNING,
+                                         PGSCHED_RUNNING,     PGSCHED_COMPLETED};
+    ev_rec ev[8];
+    runner = start_node_with(fx, &c, "t", h_probe, p);
+    co = fx_config(fx);
+    g = fx_recorder(fx, &co);
+    obs = fx_node(fx, &co);
+    g->node = obs;
+    fx_register(fx, obs, "t", NULL, NULL);
+    OK(pgsched_start(obs, E));
+    OK(pgsched_schedule_job(obs, &s, E));
+    WAIT_STATUS("t", "k", PGSCHED_COMPLETED, 5000);
+    recorder_wait(g, "t", "k", 3, 3000);
+    OK(pgsched_shutdown(obs, E));
+    assert_event_sequence(g, "t", "k", seq, 3);
+    recorder_events(g, "t", "k", ev, 8);
+    assert_int_equal(ev[0].remote, 0);
+    assert_string_equal(ev[0].node, pgsched_node_id(obs));
+    assert_int_equal(ev[1].remote, 1);
+    assert_string_equal(ev[1].node, pgsched_node_id(runner));
+    assert_int_equal(ev[2].remote, 1);
+    assert_string_equal(ev[2].node, pgsched_node_id(runner));
+}
+
+/* §6 "each change is delivered once per node": the node that schedules a job hears its own
+   creation (none -> pending) even when the store's answer comes back after another node has
+   already claimed and finished the job (the observer's store answers `schedule` 150 ms late;
+   the other node hears the commit's notification at once). */
+ENGINE_TEST(status_callbacks_keep_own_change_when_remote_is_faster)
+{
+    pgsched_config c = fx_config(fx), co;
+    probe *p = fx_probe(fx);
+    recorder *g;
+    pgsched_node *runner, *obs;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    static const pgsched_status seq[] = {PGSCHED_STATUS_NONE, PGSCHED_PENDING,
+                                         PGSCHED_PENDING,     PGSCHED_RUNNING,
+                                         PGSCHED_RUNNING,     PGSCHED_COMPLETED};
+    runner = start_node_with(fx, &c, "t", h_probe, p);
+    co = fx_config(fx);
+    co.store = fx_slow_store(fx, 150 * MS);
+    co.conninfo = NULL;
+    g = fx_recorder(fx, &co);
+    obs = fx_node(fx, &co);
+    g->node = obs;
+    fx_register(fx, obs, "t", NULL, NULL);
+    OK(pgsched_start(obs, E));
+    OK(pgsched_schedule_job(obs, &s, E));
+    WAIT_STATUS("t", "k", PGSCHED_COMPLETED, 5000);
+    recorder_wait(g, "t", "k", 3, 2000);
+    OK(pgsched_shutdown(obs, E));
+    assert_event_sequence(g, "t", "k", seq, 3);
+    (void)runner;
+}
+
+/* §6 "each change is delivered once per node, in order per instance": an observer schedules
+   100 jobs that another node runs at once; it hears every change of each, its own creation
+   event included, in order. */
+ENGINE_TEST(status_callbacks_deliver_every_change_in_order)
+{
+    pgsched_config c = fx_config(fx), co;
+    probe *p = fx_probe(fx);
+    recorder *g;
+    pgsched_node *runner, *obs;
+    static const pgsched_status seq[] = {PGSCHED_STATUS_NONE, PGSCHED_PENDING,
+                                         PGSCHED_PENDING,     PGSCHED_RUNNING,
+                                         PGSCHED_RUNNING,     PGSCHED_COMPLETED};
+    int i, bad = 0;
+    char first_bad[16] = "";
+    c.max_concurrent = 8;
+    runner = start_node_with(fx, &c, "t", h_probe, p);
+    co = fx_config(fx);
+    g = fx_recorder(fx, &co);
+    obs = fx_node(fx, &co);
+    g->node = obs;
+    fx_register(fx, obs, "t", NULL, NULL);
+    OK(pgsched_start(obs, E));
+    for (i = 0; i < 100; i++) {
+        char key[16];
+        pgsched_job_spec s;
+        snprintf(key, sizeof key, "k%d", i);
+        s = spec_once("t", key, 0);
+        OK(pgsched_schedule_job(obs, &s, E));
+    }
+    WAIT_UNTIL(count_rows(fx, "t", PGSCHED_COMPLETED) == 100, 15000);
+    for (i = 0; i < 100; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "k%d", i);
+        recorder_wait(g, "t", key, 3, 2000);
+    }
+    OK(pgsched_shutdown(obs, E));
+    for (i = 0; i < 100; i++) {
+        char key[16];
+        ev_rec ev[8];
+        int n, k, ok;
+        snprintf(key, sizeof key, "k%d", i);
+        n = recorder_events(g, "t", key, ev, 8);
+        ok = n == 3;
+        for (k = 0; ok && k < 3; k++)
+            ok = ev[k].old_status == seq[2 * k] && ev[k].new_status == seq[2 * k + 1];
+        if (!ok && !bad++) snprintf(first_bad, sizeof first_bad, "%s", key);
+    }
+    if (bad) {
+        if (g_verbose) fprintf(stderr, "    %d of 100 instances had a wrong sequence\n", bad);
+        assert_event_sequence(g, "t", first_bad, seq, 3); /* fails, listing what arrived */
+    }
+    (void)runner;
+}
+
+static void rec_hook_chain(recorder *g, const pgsched_status_event *ev)
+{
+    pgsched_error e;
+    pgsched_job_list l;
+    pgsched_job_spec s = spec_once("t", "second", 0);
+    pgsched_result rc[3];
+    int i;
+    if (strcmp(ev->key, "first") != 0 || ev->new_status != PGSCHED_COMPLETED) return;
+    pgsched_job_list_init(&l, NULL);
+    rc[0] = pgsched_schedule_job(g->node, &s, &e);
+    rc[1] = pgsched_get(g->node, "t", "first", &l, &e);
+    pgsched_job_list_clear(&l);
+    rc[2] = pgsched_list(g->node, NULL, &l, &e);
+    pgsched_job_list_free(&l);
+    pthread_mutex_lock(&g->mu);
+    for (i = 0; i < 3; i++) g->hook_rc[i] = rc[i];
+    g->hook_calls++;
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* A status callback may call the node's API (here: schedule the next job of a chain). */
+ENGINE_TEST(status_callback_may_call_node_api)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    recorder *g = fx_recorder(fx, &c);
+    pgsched_node *a;
+    pgsched_job_spec s = spec_once("t", "first", 0);
+    g->hook = rec_hook_chain;
+    a = fx_node(fx, &c);
+    g->node = a;
+    fx_register(fx, a, "t", h_probe, p);
+    OK(pgsched_start(a, E));
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_STATUS("t", "second", PGSCHED_COMPLETED, 5000);
+    OK(pgsched_shutdown(a, E)); /* the callback thread is done: read without the lock */
+    assert_int_equal(g->hook_calls, 1);
+    assert_int_equal(g->hook_rc[0], PGSCHED_OK);
+    assert_int_equal(g->hook_rc[1], PGSCHED_OK);
+    assert_int_equal(g->hook_rc[2], PGSCHED_OK);
+}
+
+/* ---- several nodes on one store ------------------------------------------------------------ */
+
+#define OVERLAP_KEYS 256
+
+typedef struct overlap_probe {
+    pthread_mutex_t mu;
+    int inflight[OVERLAP_KEYS];
+    int runs[OVERLAP_KEYS];
+    int overlaps;
+    int total;
+    pgsched_duration work; /* pgsched_run_sleep per run; 0 = a random 0-2 ms */
+    unsigned seed;
+} overlap_probe;
+
+static int h_overlap(pgsched_run *run)
+{
+    overlap_probe *o = (overlap_probe *)((probe *)run->user)->hook_arg;
+    int k = atoi(run->key + 1) % OVERLAP_KEYS;
+    pgsched_duration d;
+    pthread_mutex_lock(&o->mu);
+    if (o->inflight[k]++ > 0) o->overlaps++;
+    o->runs[k]++;
+    o->total++;
+    o->seed = o->seed * 1103515245u + 12345u;
+    d = o->work ? o->work : (pgsched_duration)((o->seed >> 16) % 2000);
+    pthread_mutex_unlock(&o->mu);
+    pgsched_run_sleep(run, d);
+    pthread_mutex_lock(&o->mu);
+    o->inflight[k]--;
+    pthread_mutex_unlock(&o->mu);
+    return PGSCHED_RUN_SUCCESS;
+}
+
+static void overlap_free(void *arg)
+{
+    overlap_probe *o = (overlap_probe *)arg;
+    if (!o) return;
+    pthread_mutex_destroy(&o->mu);
+    free(o);
+}
+
+/* The overlap probe hangs off a fixture probe, so teardown frees it after the nodes. */
+static overlap_probe *fx_overlap(efx *fx, probe **holder)
+{
+    probe *p = fx_probe(fx);
+    overlap_probe *o = (overlap_probe *)calloc(1, sizeof *o);
+    assert_non_null(o);
+    pthread_mutex_init(&o->mu, NULL);
+    p->hook_arg = o;
+    p->hook_arg_free = overlap_free;
+    *holder = p;
+    return o;
+}
+
+static int overlap_total(overlap_probe *o)
+{
+    int n;
+    pthread_mutex_lock(&o->mu);
+    n = o->total;
+    pthread_mutex_unlock(&o->mu);
+    return n;
+}
+
+/* §5: 3 nodes x 4 workers share a store; 200 one-time jobs all due at the same instant; no
+   instance ever runs twice at once, and each runs exactly once. */
+ENGINE_TEST(nodes_never_run_one_instance_at_once)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p;
+    overlap_probe *o = fx_overlap(fx, &p);
+    pgsched_node *nodes[3];
+    pgsched_time at;
+    int i, overlaps, bad = -1;
+    int64_t claimed = 0;
+    c.max_concurrent = 4;
+    for (i = 0; i < 3; i++) nodes[i] = start_node_with(fx, &c, "t", h_overlap, p);
+    at = fx_now(fx) + 300 * MS;
+    for (i = 0; i < 200; i++) {
+        char key[16];
+        pgsched_job_spec s;
+        snprintf(key, sizeof key, "k%d", i);
+        s = spec_once("t", key, at);
+        OK(pgsched_schedule_job(nodes[i % 3], &s, E));
+    }
+    WAIT_UNTIL(count_rows(fx, "t", PGSCHED_COMPLETED) == 200, 20000);
+    for (i = 0; i < 3; i++) OK(pgsched_shutdown(nodes[i], E));
+    pthread_mutex_lock(&o->mu);
+    overlaps = o->overlaps;
+    for (i = 0; i < 200; i++)
+        if (o->runs[i] != 1 && bad < 0) bad = i;
+    pthread_mutex_unlock(&o->mu);
+    for (i = 0; i < 3; i++) claimed += counters_of(nodes[i]).claimed;
+    if (g_verbose)
+        fprintf(stderr, "    claims per node: %lld %lld %lld\n",
+                (long long)counters_of(nodes[0]).claimed, (long long)counters_of(nodes[1]).claimed,
+                (long long)counters_of(nodes[2]).claimed);
+    assert_int_equal(overlaps, 0);
+    if (bad >= 0) fail_msg("key k%d ran %d times", bad, o->runs[bad]);
+    assert_int_equal(claimed, 200);
+    assert_int_equal(overlap_total(o), 200);
+    assert_none_running(fx);
+}
+
+static int overlap_six_runs(void *arg) { return overlap_total((overlap_probe *)arg) >= 6; }
+
+/* §5: a recurring job whose handler is slower than its interval, on 3 nodes: never two runs
+   at once. */
+ENGINE_TEST(nodes_never_overlap_slow_recurring_job)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p;
+    overlap_probe *o = fx_overlap(fx, &p);
+    pgsched_node *nodes[3];
+    pgsched_job_spec s = spec_cron("t", "k0", "@every 100ms");
+    int i, overlaps;
+    o->work = 150 * MS;
+    for (i = 0; i < 3; i++) nodes[i] = start_node_with(fx, &c, "t", h_overlap, p);
+    OK(pgsched_schedule_job(nodes[0], &s, E));
+    assert_int_equal(job_get(fx, "t", "k0")->kind, PGSCHED_INTERVAL);
+    if (!wait_until(overlap_six_runs, o, 10000)) fail_msg("fewer than 6 runs in 10 s");
+    for (i = 0; i < 3; i++) OK(pgsched_shutdown(nodes[i], E));
+    pthread_mutex_lock(&o->mu);
+    overlaps = o->overlaps;
+    pthread_mutex_unlock(&o->mu);
+    assert_int_equal(overlaps, 0);
+    assert_none_running(fx);
+}
+
+/* ---- maintenance --------------------------------------------------------------------------- */
+
+/* §12 (failed one-time jobs were never cleaned up): finished one-time rows (failed ones too)
+   and run history are deleted after their retention; pending and recurring rows stay. */
+ENGINE_TEST(retention_deletes_finished_once_rows_and_history)
+{
+    pgsched_config c = fx_config(fx);
+    probe *pf = fx_probe(fx), *pc = fx_probe(fx);
+    pgsched_node *a;
+    pgsched_job_spec s;
+    c.finished_retention = 300 * MS;
+    c.history_retention = 300 * MS;
+    c.cleanup_period = 100 * MS;
+    pf->rc = PGSCHED_RUN_FAILURE;
+    a = fx_node(fx, &c);
+    fx_register(fx, a, "f", h_probe, pf);
+    fx_register(fx, a, "c", h_probe, pc);
+    OK(pgsched_start(a, E));
+    s = spec_once("f", "k", 0);
+    s.max_retries = PGSCHED_NO_RETRIES;
+    OK(pgsched_schedule_job(a, &s, E));
+    s = spec_once("c", "k", 0);
+    OK(pgsched_schedule_job(a, &s, E));
+    s = spec_once("c", "later", fx_now(fx) + PGSCHED_HOUR);
+    OK(pgsched_schedule_job(a, &s, E));
+    s = spec_interval("c", "rec", PGSCHED_HOUR);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(probe_finished(pf) == 1 && probe_finished(pc) == 1, 5000);
+    WAIT_UNTIL(job_status(fx, "f", "k") != PGSCHED_RUNNING &&
+                   job_status(fx, "f", "k") != PGSCHED_PENDING,
+               3000);
+    WAIT_STATUS("f", "k", PGSCHED_STATUS_NONE, 5000);
+    WAIT_STATUS("c", "k", PGSCHED_STATUS_NONE, 5000);
+    WAIT_UNTIL(history_of(fx, "f", "k", 10)->count == 0, 5000);
+    assert_int_equal(job_status(fx, "c", "later"), PGSCHED_PENDING);
+    assert_int_equal(job_status(fx, "c", "rec"), PGSCHED_PENDING);
+}
+
+/* §7/§12 (orphan clean-up deleted rows of types other nodes still run): rows of a type no
+   live node registers are deleted after orphan_timeout; rows of types registered by another
+   live node (even without a handler) stay. A dead node's types do not keep rows alive. */
+ENGINE_TEST(orphan_cleanup_keeps_types_of_live_nodes)
+{
+    pgsched_config ca = fx_config(fx), cb = fx_config(fx);
+    pgsched_node *a, *b;
+    pgsched_schedule_request q;
+    pgsched_schedule_outcome o;
+    pgsched_node_record dead;
+    const char *dead_names[1] = {"d_type"};
+    pgsched_job_spec s;
+    pgsched_time far = fx_now(fx) + PGSCHED_HOUR;
+    ca.orphan_timeout = 200 * MS;
+    ca.cleanup_period = 100 * MS;
+    ca.stall_timeout = 600 * MS; /* a node is live when seen within this */
+    cb.cleanup_period = PGSCHED_HOUR;
+    cb.stall_check_period = PGSCHED_HOUR;
+    b = fx_node(fx, &cb);
+    fx_register(fx, b, "b_type", NULL, NULL);
+    OK(pgsched_start(b, E));
+    s = spec_once("b_type", "b1", far);
+    OK(pgsched_schedule_job(b, &s, E));
+    /* a dead node that registered d_type */
+    memset(&dead, 0, sizeof dead);
+    dead.id = "dead-node";
+    dead.host = "nowhere";
+    dead.pid = 1;
+    dead.names = dead_names;
+    dead.name_count = 1;
+    OK(pgsched_store_node_register(fx->store, &dead, E));
+    memset(&q, 0, sizeof q);
+    q.kind = PGSCHED_ONCE;
+    q.max_retries = 3;
+    q.next_run = far;
+    q.name = "d_type";
+    q.key = "d1";
+    OK(pgsched_store_schedule(fx->store, &q, &o, E));
+    q.name = "ghost";
+    q.key = "g1";
+    OK(pgsched_store_schedule(fx->store, &q, &o, E));
+    a = fx_node(fx, &ca);
+    fx_register(fx, a, "a_type", h_probe, fx_probe(fx));
+    OK(pgsched_start(a, E));
+    s = spec_once("a_type", "a1", far);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_STATUS("ghost", "g1", PGSCHED_STATUS_NONE, 5000);
+    assert_int_equal(job_status(fx, "b_type", "b1"), PGSCHED_PENDING);
+    WAIT_STATUS("d_type", "d1", PGSCHED_STATUS_NONE, 5000);
+    assert_int_equal(job_status(fx, "b_type", "b1"), PGSCHED_PENDING);
+    assert_int_equal(job_status(fx, "a_type", "a1"), PGSCHED_PENDING);
+}
+
+/* ---- clocks and times ---------------------------------------------------------------------- */
+
+static void check_store_clock_run(efx *fx, const char *past_key, const char *soon_key)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *a;
+    pgsched_job_spec s;
+    pgsched_time t0, soon;
+    run_rec r[4];
+    c.poll_interval = 60 * SEC;
+    a = start_node_with(fx, &c, "t", h_probe, p);
+    s = spec_once("t", past_key, fx_now(fx) - SEC);
+    t0 = mono_us();
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(probe_done_key(p, past_key) == 1, 2000);
+    probe_recs_for(p, past_key, r, 4);
+    assert_between(r[0].start_mono - t0, 0, 150 * MS);
+    soon = fx_now(fx) + 300 * MS;
+    s = spec_once("t", soon_key, soon);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(probe_done_key(p, soon_key) == 1, 3000);
+    probe_recs_for(p, soon_key, r, 4);
+    assert_between(r[0].start_db, soon, soon + 100 * MS);
+    fx_destroy_node(fx, a);
+}
+
+/* §5/§12 (node clocks instead of the database clock): every comparison uses the store's clock.
+   In memory the store's clock is skewed by a day either way from the node's; on PostgreSQL a
+   row due in the past by the database clock runs now. */
+ENGINE_TEST(store_clock_used_not_node_clock)
+{
+    if (!fx->pg) fx_skew_add(fx, PGSCHED_DAY);
+    check_store_clock_run(fx, "past1", "soon1");
+    if (!fx->pg) {
+        fx_skew_add(fx, -2 * PGSCHED_DAY);
+        check_store_clock_run(fx, "past2", "soon2");
+    }
+}
+
+/* §12 (a 32-bit execution-time column): a run longer than 2^31 us (36 min) is represented.
+   Memory: the store's clock jumps an hour during the run. PostgreSQL: the running row's start
+   is moved an hour back by SQL (and every *_at column is timestamptz). */
+ENGINE_TEST(long_run_times_are_64_bit)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *a;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    const pgsched_job *j;
+    pgsched_run_list *h;
+    const int64_t two31 = (int64_t)1 << 31;
+    assert_int_equal(sizeof(((pgsched_job *)0)->started_at), 8);
+    assert_int_equal(sizeof(((pgsched_run_record *)0)->finished_at), 8);
+    c.stall_timeout = 2 * PGSCHED_HOUR;
+    c.stall_check_period = PGSCHED_HOUR;
+    p->gated = 1;
+    a = start_node_with(fx, &c, "t", h_probe, p);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(probe_inflight(p) == 1, 5000);
+    if (fx->pg) {
+        admin_exec("UPDATE \"%s\".\"" EFX_PREFIX "jobs\" SET started_at = started_at - "
+                   "interval '1 hour' WHERE name = 't' AND key = 'k'",
+                   fx->schema);
+        assert_int_equal(admin_int("SELECT count(*) FROM information_schema.columns WHERE "
+                                   "table_schema = '%s' AND column_name LIKE '%%\\_at' AND "
+                                   "data_type <> 'timestamp with time zone'",
+                                   fx->schema),
+                         0);
+    } else {
+        fx_skew_add(fx, PGSCHED_HOUR);
+    }
+    probe_open_gate(p);
+    WAIT_STATUS("t", "k", PGSCHED_COMPLETED, 5000);
+    j = job_get(fx, "t", "k");
+    if (j->finished_at - j->started_at <= two31)
+        fail_msg("row run time %lld us is not above 2^31", (long long)(j->finished_at - j->started_at));
+    h = history_of(fx, "t", "k", 10);
+    assert_int_equal(h->count, 1);
+    if (h->items[0].finished_at - h->items[0].started_at <= two31)
+        fail_msg("history run time %lld us is not above 2^31",
+                 (long long)(h->items[0].finished_at - h->items[0].started_at));
+    (void)a;
+}
+
+/* ---- PostgreSQL only ----------------------------------------------------------------------- */
+
+/* §7: scheduling in the caller's transaction: the job exists iff the transaction commits. */
+ENGINE_TEST(schedule_in_caller_transaction)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *a;
+    pgsched_job_spec s;
+    int64_t polls;
+    a = start_node_with(fx, &c, "t", h_probe, p);
+    admin_exec("BEGIN");
+    s = spec_once("t", "rolled-back", 0);
+    OK(pgsched_schedule_job_tx(a, (struct pg_conn *)g_admin, &s, E));
+    admin_exec("ROLLBACK");
+    admin_exec("BEGIN");
+    s = spec_once("t", "committed", 0);
+    OK(pgsched_schedule_job_tx(a, (struct pg_conn *)g_admin, &s, E));
+    assert_int_equal(job_status(fx, "t", "committed"), PGSCHED_STATUS_NONE);
+    admin_exec("COMMIT");
+    WAIT_STATUS("t", "committed", PGSCHED_COMPLETED, 3000);
+    polls = counters_of(a).polls;
+    WAIT_UNTIL(counters_of(a).polls >= polls + 2, 3000);
+    assert_int_equal(job_status(fx, "t", "rolled-back"), PGSCHED_STATUS_NONE);
+    assert_int_equal(probe_nrecs(p), 1);
+}
+
+/* A node made from cfg.conninfo owns its store: a small, fixed number of connections
+   (whatever its worker count), all closed by pgsched_destroy. */
+ENGINE_TEST(conninfo_node_owns_few_connections_and_closes_them)
+{
+    pgsched_config c = fx_config(fx);
+    pgsched_node *a;
+    char app[64], *conninfo;
+    long long conns;
+    size_t len;
+    snprintf(app, sizeof app, "eng_own_%ld", (long)getpid());
+    len = strlen(g_dsn) + strlen(app) + 32;
+    conninfo = (char *)malloc(len);
+    assert_non_null(conninfo);
+    snprintf(conninfo, len, "%s application_name=%s", g_dsn, app);
+    c.conninfo = conninfo;
+    c.max_concurrent = 32;
+    a = fx_node(fx, &c);
+    fx_register(fx, a, "t", h_probe, fx_probe(fx));
+    OK(pgsched_start(a, E));
+    WAIT_UNTIL(counters_of(a).polls >= 1, 5000);
+    conns = admin_int("SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s'", app);
+    if (g_verbose) fprintf(stderr, "    connections of a 32-worker node: %lld\n", conns);
+    assert_between(conns, 1, 4);
+    fx_destroy_node(fx, a);
+    free(conninfo);
+    WAIT_UNTIL(admin_int("SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s'",
+                         app) == 0,
+               3000);
+}
+
+/* §10: a lost database connection is survived: every connection of a node is killed while a
+   run is going; the node reconnects, records that run's outcome, and goes on running jobs
+   (notifications included). */
+ENGINE_TEST(connection_loss_survived_and_outcome_recorded)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *a;
+    pgsched_job_spec s = spec_once("t", "k1", 0);
+    char app[64], *conninfo;
+    size_t len;
+    pgsched_run_list *h;
+    pgsched_time t0;
+    long long listener_pid;
+    snprintf(app, sizeof app, "eng_cut_%ld", (long)getpid());
+    len = strlen(g_dsn) + strlen(app) + 32;
+    conninfo = (char *)malloc(len);
+    assert_non_null(conninfo);
+    snprintf(conninfo, len, "%s application_name=%s", g_dsn, app);
+    c.conninfo = conninfo;
+    c.poll_interval = 60 * SEC; /* the second job must come through the (new) listener */
+    p->gated = 1;
+    p->gate_ignores_cancel = 1;
+    a = fx_node(fx, &c);
+    fx_register(fx, a, "t", h_probe, p);
+    OK(pgsched_start(a, E));
+    free(conninfo); /* the node keeps its own copy */
+    WAIT_UNTIL(counters_of(a).polls >= 1, 5000);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(probe_inflight(p) == 1, 5000);
+    listener_pid = admin_int("SELECT coalesce(max(pid), 0) FROM pg_stat_activity WHERE "
+                             "application_name = '%s' AND query LIKE 'LISTEN%%'",
+                             app);
+    assert_true(listener_pid > 0);
+    assert_true(admin_int("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                          "WHERE application_name = '%s'",
+                          app) >= 2);
+    probe_open_gate(p);
+    WAIT_STATUS("t", "k1", PGSCHED_COMPLETED, 10000);
+    h = history_of(fx, "t", "k1", 10);
+    assert_int_equal(h->count, 1);
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_SUCCESS);
+    /* and it carries on: a job scheduled elsewhere reaches it through its listener */
+    WAIT_UNTIL(admin_int("SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s' "
+                         "AND query LIKE 'LISTEN%%' AND pid <> %lld",
+                         app, listener_pid) >= 1,
+               10000);
+    {
+        pgsched_schedule_request q;
+        pgsched_schedule_outcome o;
+        memset(&q, 0, sizeof q);
+        q.name = "t";
+        q.key = "k2";
+        q.kind = PGSCHED_ONCE;
+        q.max_retries = 3;
+        q.node_id = "elsewhere";
+        t0 = mono_us();
+        OK(pgsched_store_schedule(fx->store, &q, &o, E));
+    }
+    WAIT_STATUS("t", "k2", PGSCHED_COMPLETED, 10000);
+    if (g_verbose)
+        fprintf(stderr, "    after reconnecting: notified job ran after %lld ms\n",
+                (long long)(mono_us() - t0) / 1000);
+    assert_int_equal(counters_of(a).lease_lost, 0);
+    assert_none_running(fx);
+}
+
+/* Memory only: the caller's-transaction path needs the PostgreSQL store. */
+ENGINE_TEST(schedule_tx_needs_postgresql_store)
+{
+    pgsched_config c = fx_config(fx);
+    pgsched_node *a = start_node_with(fx, &c, "t", h_probe, fx_probe(fx));
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    int dummy = 0;
+    FAILS(PGSCHED_ERR_UNSUPPORTED,
+          pgsched_schedule_job_tx(a, (struct pg_conn *)(void *)&dummy, &s, E));
+    FAILS(PGSCHED_ERR_INVALID_ARGUMENT, pgsched_schedule_job_tx(a, NULL, &s, E));
+    assert_int_equal(count_rows(fx, NULL, PGSCHED_STATUS_NONE), 0);
+}
+
+#endif /* ENGINE_SUITE_CLUSTER_H */

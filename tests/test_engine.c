@@ -1,0 +1,159 @@
+/* test_engine.c - the engine suite: nodes, job types, runs, leases, shutdown, notifications,
+   callbacks and several nodes on one store, on the memory store and on PostgreSQL.
+
+   Build: cc -std=c99 -Wall -Wextra -Wpedantic -Werror -g -I. -I$(pg_config --includedir) \
+          tests/test_engine.c -o build/test_engine -lcmocka -lpq -lpthread
+   Run:   PGSCHED_TEST_DSN='host=... dbname=...' build/test_engine
+          (without PGSCHED_TEST_DSN the PostgreSQL group fails, unless PGSCHED_TEST_SKIP_PG=1)
+   Env:   ENGINE_TEST_FILTER=<glob>  run only matching tests (cmocka's test filter)
+          ENGINE_TEST_VERBOSE=1      print the engine's log and measured latencies
+
+   Each test is written once (tests/engine_suite_*.h) and listed below for the stores where
+   it makes sense. */
+#define PGSCHED_IMPLEMENTATION
+#include "pgsched.h"
+
+#include "engine_suite_fixture.h"
+#include "engine_suite_config.h"
+#include "engine_suite_runs.h"
+#include "engine_suite_cluster.h"
+
+/* Tests that run on both stores. */
+#define BOTH_TESTS(X)                                                                          \
+    X(config_zero_fields_take_defaults)                                                        \
+    X(register_rules_enforced)                                                                 \
+    X(start_twice_refused)                                                                     \
+    X(calls_before_init_refused)                                                               \
+    X(calls_after_shutdown_refused)                                                            \
+    X(shutdown_idempotent_in_every_state)                                                      \
+    X(node_leaves_user_store_alone)                                                            \
+    X(schedule_unregistered_type_refused)                                                      \
+    X(schedule_bad_specs_refused)                                                              \
+    X(unsatisfiable_cron_rejected_at_schedule)                                                 \
+    X(max_retries_defaults_resolved)                                                           \
+    X(handlerless_type_scheduled_not_run)                                                      \
+    X(once_job_runs_and_completes)                                                             \
+    X(once_job_at_future_time_runs_on_time)                                                    \
+    X(params_per_instance_kept_across_runs)                                                    \
+    X(failure_retries_with_exponential_backoff_then_fails)                                     \
+    X(recurring_exhausted_resets_budget)                                                       \
+    X(error_text_stored_with_row_and_history)                                                  \
+    X(handler_garbage_return_is_failure)                                                       \
+    X(timeout_cancels_run_and_fails)                                                           \
+    X(timeout_expired_is_failure_even_if_handler_succeeds_late)                                \
+    X(cancel_running_once_job)                                                                 \
+    X(cancel_running_recurring_keeps_schedule)                                                 \
+    X(cancel_flag_cleared_when_run_ends)                                                       \
+    X(cancel_then_handler_success_is_success)                                                  \
+    X(cancel_pending_once_job_cancels_without_running)                                         \
+    X(cancel_pending_recurring_or_finished_does_nothing)                                       \
+    X(unschedule_not_running_deletes_row)                                                      \
+    X(unschedule_running_removes_after_run)                                                    \
+    X(trigger_makes_pending_job_due_now)                                                       \
+    X(reschedule_pending_replaces_and_keeps_earlier_run)                                       \
+    X(reschedule_running_refused_or_applied_after_run)                                         \
+    X(interval_next_run_counts_from_run_end)                                                   \
+    X(cron_job_runs_at_each_occurrence_once)                                                   \
+    X(cron_missed_occurrences_coalesced)                                                       \
+    X(cron_default_zone_stored_with_row)                                                       \
+    X(cron_every_macro_stored_as_interval)                                                     \
+    X(custom_schedule_uses_type_callback)                                                      \
+    X(run_immediately_runs_recurring_job_now)                                                  \
+    X(schedule_at_sets_first_recurring_run)                                                    \
+    X(run_history_rows_newest_first)                                                           \
+    X(max_concurrent_bounds_parallel_runs)                                                     \
+    X(handler_uses_node_api_without_deadlock)                                                  \
+    X(stall_take_back_counts_an_attempt)                                                       \
+    X(heartbeats_keep_long_run_alive)                                                          \
+    X(stall_exhausts_retries_of_crashing_job)                                                  \
+    X(lost_lease_cancels_local_run_and_writes_nothing)                                         \
+    X(stale_node_cannot_overwrite_newer_run)                                                   \
+    X(shutdown_records_outcomes_that_arrive_in_time)                                           \
+    X(shutdown_gives_back_leases_of_stuck_runs)                                                \
+    X(shutdown_from_handler_or_callback_refused)                                               \
+    X(destroy_shuts_down_running_node)                                                         \
+    X(concurrent_second_shutdown_waits_for_the_first)                                          \
+    X(wakes_at_next_due_time_without_notifications)                                            \
+    X(notification_starts_job_on_other_node_at_once)                                           \
+    X(trigger_and_cancel_reach_other_node_without_debounce)                                    \
+    X(remote_cancel_without_notifications_within_check_period)                                 \
+    X(status_callbacks_exact_sequence_of_once_success)                                         \
+    X(status_callbacks_work_without_notifications)                                             \
+    X(status_callbacks_report_other_nodes_changes)                                             \
+    X(status_callback_may_call_node_api)                                                       \
+    X(status_callbacks_keep_own_change_when_remote_is_faster)                                  \
+    X(status_callbacks_deliver_every_change_in_order)                                          \
+    X(nodes_never_run_one_instance_at_once)                                                    \
+    X(nodes_never_overlap_slow_recurring_job)                                                  \
+    X(retention_deletes_finished_once_rows_and_history)                                        \
+    X(orphan_cleanup_keeps_types_of_live_nodes)                                                \
+    X(store_clock_used_not_node_clock)                                                         \
+    X(long_run_times_are_64_bit)
+
+/* Configuration checks (no store I/O) and memory-store specifics. */
+#define MEMORY_TESTS(X)                                                                        \
+    X(config_negative_durations_rejected)                                                      \
+    X(config_heartbeat_not_below_stall_rejected)                                               \
+    X(config_max_concurrent_out_of_range_rejected)                                             \
+    X(config_retry_base_above_cap_rejected)                                                    \
+    X(config_bad_identifiers_rejected)                                                         \
+    X(config_unknown_default_zone_rejected)                                                    \
+    X(config_needs_store_or_conninfo)                                                          \
+    X(create_does_no_io_init_reports_connection)                                               \
+    X(schedule_tx_needs_postgresql_store)
+
+#define PG_TESTS(X)                                                                            \
+    X(schedule_in_caller_transaction)                                                          \
+    X(conninfo_node_owns_few_connections_and_closes_them)                                      \
+    X(connection_loss_survived_and_outcome_recorded)
+
+#define T_MEM(name) {#name, name##_cm, memory_setup, efx_teardown, NULL},
+#define T_PG(name) {#name, name##_cm, pg_setup, efx_teardown, NULL},
+
+int main(void)
+{
+    static const struct CMUnitTest memory_tests[] = {MEMORY_TESTS(T_MEM) BOTH_TESTS(T_MEM)};
+    static const struct CMUnitTest pg_tests[] = {BOTH_TESTS(T_PG) PG_TESTS(T_PG)};
+    const char *filter = getenv("ENGINE_TEST_FILTER");
+    const char *skip = getenv("PGSCHED_TEST_SKIP_PG");
+    int failures = 0;
+
+    g_verbose = getenv("ENGINE_TEST_VERBOSE") && getenv("ENGINE_TEST_VERBOSE")[0] &&
+                strcmp(getenv("ENGINE_TEST_VERBOSE"), "0") != 0;
+    if (filter && filter[0]) cmocka_set_test_filter(filter);
+
+    failures += cmocka_run_group_tests_name("engine (memory store)", memory_tests, NULL, NULL);
+
+    g_dsn = getenv("PGSCHED_TEST_DSN");
+    if (!g_dsn || !g_dsn[0]) {
+        if (skip && strcmp(skip, "1") == 0) {
+            printf("[  SKIPPED ] %lu test(s), listed below:\n"
+                   "[  SKIPPED ] engine (PostgreSQL store): every test (PGSCHED_TEST_SKIP_PG=1)\n",
+                   (unsigned long)(sizeof pg_tests / sizeof pg_tests[0]));
+            fflush(stdout);
+        } else {
+            fprintf(stderr,
+                    "[  FAILED  ] engine (PostgreSQL): PGSCHED_TEST_DSN is not set. Start a "
+                    "cluster (eval \"$(tests/pgcluster.sh start)\") or set "
+                    "PGSCHED_TEST_SKIP_PG=1 to skip the PostgreSQL tests.\n");
+            failures++;
+        }
+    } else {
+        g_admin = PQconnectdb(g_dsn);
+        if (PQstatus(g_admin) != CONNECTION_OK) {
+            fprintf(stderr, "[  FAILED  ] engine (PostgreSQL): cannot connect to "
+                            "PGSCHED_TEST_DSN: %s",
+                    PQerrorMessage(g_admin));
+            PQfinish(g_admin);
+            g_admin = NULL;
+            failures++;
+        } else {
+            PQclear(PQexec(g_admin, "SET client_min_messages = warning"));
+            failures += cmocka_run_group_tests_name("engine (PostgreSQL store)", pg_tests, NULL,
+                                                    NULL);
+            PQfinish(g_admin);
+            g_admin = NULL;
+        }
+    }
+    return failures ? 1 : 0;
+}
