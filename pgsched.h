@@ -7,6 +7,18 @@
      Everywhere else just #include "pgsched.h". Link with -lpq -lpthread (or define
      PGSCHED_NO_LIBPQ and link with -lpthread only).
 
+   QUICK START
+     pgsched_config cfg = {0};  cfg.conninfo = "dbname=app";    (zero = default, everywhere)
+     pgsched_create(&cfg, &node, &err);
+     type.name = "mail"; type.handler = send_mail;  pgsched_register(node, &type, &err);
+     pgsched_start(node, &err);
+     spec.name = "mail"; spec.key = "welcome-42"; spec.schedule.kind = PGSCHED_ONCE;
+     pgsched_schedule_job(node, &spec, &err);        (any node of the cluster may run it)
+     ...  pgsched_destroy(node);                    (graceful shutdown, then free)
+   Every function returns a pgsched_result (0 = PGSCHED_OK) and fills an optional
+   pgsched_error with a sentence. Handlers get a pgsched_run and return PGSCHED_RUN_SUCCESS or
+   PGSCHED_RUN_FAILURE. README.md describes the model; examples/demo.c runs it.
+
    COMPILE-TIME OPTIONS (define before including the header)
      PGSCHED_IMPLEMENTATION   compile the implementation into this translation unit.
      PGSCHED_STATIC           make every function static (private to one translation unit).
@@ -23,7 +35,8 @@
      [pgsched: store vtable]   the storage interface and its validating wrappers
      [pgsched: stores]         the in-memory store and the PostgreSQL store
      [pgsched: engine]         nodes, job types, the run context
-     Implementation sections follow in the same order, then the license.
+     The implementation follows in the same order ("[pgsched: cron] implementation", ...),
+     then the license.
 
    REVISION HISTORY
      0.1.0 (2026-11-26) first release: cron engine with time zones, stores, engine.
@@ -1071,14 +1084,8182 @@ static pgsched_time pgsched__monotonic(void)
     return (pgsched_time)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* DEVELOPMENT: the sections below live in src/ while several people write them at once;
-   they are inlined into this file before the first release. */
-#include "src/impl_cron.h"
-#include "src/impl_jobs.h"
-#include "src/impl_store.h"
-#include "src/impl_memory.h"
-#include "src/impl_pg.h"
-#include "src/impl_engine.h"
+/* ---- [pgsched: cron] implementation ------------------------------------------------------
+
+   Layout of this section:
+     civil time        proleptic Gregorian conversions, RFC 3339 in and out, durations
+     zones             a TZif reader (v1 and v2+ with the POSIX-TZ footer) and offset look-up
+     cron parsing      fields to bitmasks, with an error sentence for every malformed form
+     cron matching     the calendar search on the wall clock and the daylight-saving rules
+     calculators       interval, once, and the schedule dispatcher
+
+   Cron times are handled in whole seconds internally; the public API speaks microseconds.
+   "Wall seconds" are seconds since 1970-01-01T00:00:00 read off a zone's wall clock, i.e.
+   instant + offset; the calendar search works on them as if they were UTC. */
+
+/* ---- civil time ---------------------------------------------------------------------------- */
+
+#define PGSCHED__US 1000000
+#define PGSCHED__SEC_MIN (-2208988800LL) /* 1900-01-01T00:00:00Z */
+#define PGSCHED__SEC_MAX 253402300799LL  /* 9999-12-31T23:59:59Z */
+
+/* ASCII only, whatever the locale. */
+static int pgsched__is_digit(int c)
+{
+    return c >= '0' && c <= '9';
+}
+static int pgsched__is_alpha(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+static int pgsched__is_alnum(int c)
+{
+    return pgsched__is_digit(c) || pgsched__is_alpha(c);
+}
+static int pgsched__upper(int c)
+{
+    return c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c;
+}
+
+/* A character as it can be quoted in a message without breaking it or its UTF-8. */
+static const char *pgsched__char_desc(char c, char *buf)
+{
+    unsigned char u = (unsigned char)c;
+    if (u > 32 && u < 127) {
+        buf[0] = c;
+        buf[1] = '\0';
+    } else {
+        snprintf(buf, 8, "\\x%02X", u);
+    }
+    return buf;
+}
+
+/* Index of the lowest set bit; x must not be 0. */
+static int pgsched__ctz64(uint64_t x)
+{
+#if defined(__GNUC__) || defined(__clang__)
+    return __builtin_ctzll(x);
+#else
+    int n = 0;
+    while (!(x & 1)) {
+        x >>= 1;
+        n++;
+    }
+    return n;
+#endif
+}
+
+static int pgsched__ctz32(uint32_t x)
+{
+    return pgsched__ctz64(x);
+}
+
+static int64_t pgsched__floor_div(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    if ((a % b != 0) && ((a < 0) != (b < 0))) q--;
+    return q;
+}
+
+static int pgsched__is_leap(int64_t y)
+{
+    return (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+}
+
+static int pgsched__days_in_month(int64_t y, int m)
+{
+    static const unsigned char len[13] = {0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    return m == 2 && pgsched__is_leap(y) ? 29 : len[m];
+}
+
+/* Days since 1970-01-01. The year is counted from March so that the leap day ends it; then
+   every 400-year era has exactly 146097 days and month lengths follow a 153-day pattern over
+   five months. 719468 is the number of days from 0000-03-01 to 1970-01-01. */
+static int64_t pgsched__days_from_civil(int64_t y, int m, int d)
+{
+    int64_t yy = y - (m <= 2 ? 1 : 0);
+    int64_t era = pgsched__floor_div(yy, 400);
+    int64_t yoe = yy - era * 400;
+    int64_t mp = (m + 9) % 12;
+    int64_t doy = (153 * mp + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static void pgsched__civil_from_days(int64_t days, int64_t *y, int *m, int *d)
+{
+    int64_t z = days + 719468;
+    int64_t era = pgsched__floor_div(z, 146097);
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2 ? 1 : 0);
+}
+
+/* 0 = Sunday. 1970-01-01 was a Thursday. */
+static int pgsched__weekday(int64_t days)
+{
+    return (int)(days - pgsched__floor_div(days + 4, 7) * 7 + 4);
+}
+
+PGSCHED_DEF size_t pgsched_time_format(pgsched_time t, int offset_seconds, int utc_z, char *buf,
+                                       size_t size)
+{
+    char tmp[PGSCHED_TIME_STRING_MAX + 8];
+    int64_t secs, local, days, sod, y;
+    int m, d, n, us;
+    if (!buf || t < PGSCHED_TIME_MIN || t > PGSCHED_TIME_MAX) return 0;
+    if (offset_seconds <= -86400 || offset_seconds >= 86400) return 0;
+    secs = pgsched__floor_div(t, PGSCHED__US);
+    us = (int)(t - secs * PGSCHED__US);
+    local = secs + offset_seconds;
+    days = pgsched__floor_div(local, 86400);
+    sod = local - days * 86400;
+    pgsched__civil_from_days(days, &y, &m, &d);
+    if (y < 0 || y > 9999) return 0;
+    n = snprintf(tmp, sizeof tmp, "%04d-%02d-%02dT%02d:%02d:%02d", (int)y, m, d, (int)(sod / 3600),
+                 (int)(sod / 60 % 60), (int)(sod % 60));
+    if (us) n += snprintf(tmp + n, sizeof tmp - (size_t)n, ".%06d", us);
+    if (offset_seconds == 0 && utc_z) {
+        tmp[n++] = 'Z';
+        tmp[n] = '\0';
+    } else {
+        int a = offset_seconds < 0 ? -offset_seconds : offset_seconds;
+        n += snprintf(tmp + n, sizeof tmp - (size_t)n, "%c%02d:%02d",
+                      offset_seconds < 0 ? '-' : '+', a / 3600, a / 60 % 60);
+        /* RFC 3339 has no seconds in offsets; local mean time offsets need them. */
+        if (a % 60) n += snprintf(tmp + n, sizeof tmp - (size_t)n, ":%02d", a % 60);
+    }
+    if ((size_t)n + 1 > size) return 0;
+    memcpy(buf, tmp, (size_t)n + 1);
+    return (size_t)n;
+}
+
+/* Reads exactly `count` digits at *p; -1 when they are not all there. */
+static int pgsched__digits(const char **p, int count)
+{
+    int v = 0, i;
+    for (i = 0; i < count; i++) {
+        unsigned char c = (unsigned char)(*p)[i];
+        if (c < '0' || c > '9') return -1;
+        v = v * 10 + (c - '0');
+    }
+    *p += count;
+    return v;
+}
+
+#define PGSCHED__TIME_SYNTAX(what)                                                                 \
+    pgsched__fail(err, PGSCHED_ERR_TIME_SYNTAX,                                                    \
+                  "\"%.64s\" is not an RFC 3339 time (like 2026-03-08T07:00:00Z): " what           \
+                  " at column %d",                                                                 \
+                  text, (int)(p - text) + 1)
+
+PGSCHED_DEF pgsched_result pgsched_time_parse(const char *text, pgsched_time *out,
+                                              pgsched_error *err)
+{
+    const char *p = text;
+    int y, mo, d, h, mi, s, frac = 0, scale = PGSCHED__US, off = 0;
+    int64_t secs, t;
+    if (!text || !out)
+        return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT, "the time text or output is NULL");
+    if (!*text) return pgsched__fail(err, PGSCHED_ERR_TIME_SYNTAX, "the time text is empty");
+    if ((y = pgsched__digits(&p, 4)) < 0) return PGSCHED__TIME_SYNTAX("expected a 4-digit year");
+    if (*p != '-') return PGSCHED__TIME_SYNTAX("expected \"-\" after the year");
+    p++;
+    if ((mo = pgsched__digits(&p, 2)) < 0) return PGSCHED__TIME_SYNTAX("expected a 2-digit month");
+    if (*p != '-') return PGSCHED__TIME_SYNTAX("expected \"-\" after the month");
+    p++;
+    if ((d = pgsched__digits(&p, 2)) < 0) return PGSCHED__TIME_SYNTAX("expected a 2-digit day");
+    if (*p != 'T' && *p != 't' && *p != ' ')
+        return PGSCHED__TIME_SYNTAX("expected \"T\" between the date and the time");
+    p++;
+    if ((h = pgsched__digits(&p, 2)) < 0) return PGSCHED__TIME_SYNTAX("expected a 2-digit hour");
+    if (*p != ':') return PGSCHED__TIME_SYNTAX("expected \":\" after the hour");
+    p++;
+    if ((mi = pgsched__digits(&p, 2)) < 0) return PGSCHED__TIME_SYNTAX("expected 2-digit minutes");
+    if (*p != ':') return PGSCHED__TIME_SYNTAX("expected \":\" after the minutes");
+    p++;
+    if ((s = pgsched__digits(&p, 2)) < 0) return PGSCHED__TIME_SYNTAX("expected 2-digit seconds");
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9') return PGSCHED__TIME_SYNTAX("expected digits after \".\"");
+        /* Digits past microseconds are accepted and dropped. */
+        while (*p >= '0' && *p <= '9') {
+            if (scale > 1) {
+                scale /= 10;
+                frac += (*p - '0') * scale;
+            }
+            p++;
+        }
+    }
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p == '-' ? -1 : 1, oh, om, os = 0;
+        p++;
+        if ((oh = pgsched__digits(&p, 2)) < 0)
+            return PGSCHED__TIME_SYNTAX("expected 2-digit offset hours");
+        if (*p != ':') return PGSCHED__TIME_SYNTAX("expected \":\" in the offset");
+        p++;
+        if ((om = pgsched__digits(&p, 2)) < 0)
+            return PGSCHED__TIME_SYNTAX("expected 2-digit offset minutes");
+        if (*p == ':') { /* the seconds pgsched_time_format writes for local mean time */
+            p++;
+            if ((os = pgsched__digits(&p, 2)) < 0)
+                return PGSCHED__TIME_SYNTAX("expected 2-digit offset seconds");
+        }
+        if (oh > 23 || om > 59 || os > 59)
+            return pgsched__fail(err, PGSCHED_ERR_TIME_SYNTAX,
+                                 "\"%.64s\" is not a valid time: offset %02d:%02d is out of range "
+                                 "00:00-23:59",
+                                 text, oh, om);
+        off = sign * (oh * 3600 + om * 60 + os);
+    } else {
+        return PGSCHED__TIME_SYNTAX("expected \"Z\" or an offset like +01:00");
+    }
+    if (*p) return PGSCHED__TIME_SYNTAX("unexpected text after the time");
+    if (mo < 1 || mo > 12)
+        return pgsched__fail(err, PGSCHED_ERR_TIME_SYNTAX,
+                             "\"%.64s\" is not a valid time: month %d is out of range 1-12", text,
+                             mo);
+    if (d < 1 || d > pgsched__days_in_month(y, mo))
+        return pgsched__fail(err, PGSCHED_ERR_TIME_SYNTAX,
+                             "\"%.64s\" is not a valid time: day %d does not exist in %04d-%02d",
+                             text, d, y, mo);
+    if (h > 23)
+        return pgsched__fail(err, PGSCHED_ERR_TIME_SYNTAX,
+                             "\"%.64s\" is not a valid time: hour %d is out of range 0-23", text,
+                             h);
+    if (mi > 59)
+        return pgsched__fail(err, PGSCHED_ERR_TIME_SYNTAX,
+                             "\"%.64s\" is not a valid time: minute %d is out of range 0-59", text,
+                             mi);
+    if (s == 60)
+        return pgsched__fail(err, PGSCHED_ERR_TIME_SYNTAX,
+                             "\"%.64s\" is not a valid time: leap seconds (second 60) are not "
+                             "supported",
+                             text);
+    if (s > 59)
+        return pgsched__fail(err, PGSCHED_ERR_TIME_SYNTAX,
+                             "\"%.64s\" is not a valid time: second %d is out of range 0-59", text,
+                             s);
+    secs = pgsched__days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s - off;
+    t = secs * PGSCHED__US + frac;
+    if (t < PGSCHED_TIME_MIN || t > PGSCHED_TIME_MAX)
+        return pgsched__fail(err, PGSCHED_ERR_TIME_RANGE,
+                             "\"%.64s\" is outside the supported range 1900-01-01T00:00:00Z to "
+                             "9999-12-31T23:59:59.999999Z",
+                             text);
+    *out = t;
+    return pgsched__ok(err);
+}
+
+#define PGSCHED__DURATION_LIMIT                                                                    \
+    ((uint64_t)36525 * 86400 * PGSCHED__US) /* 100 years of 365.25 days */
+
+PGSCHED_DEF pgsched_result pgsched_duration_parse(const char *text, pgsched_duration *out,
+                                                  pgsched_error *err)
+{
+    static const struct {
+        const char *name;
+        uint64_t us;
+    } units[] = {{"us", 1},
+                 {"ms", 1000},
+                 {"s", 1000000},
+                 {"m", 60000000},
+                 {"h", (uint64_t)3600000000U},
+                 {"d", (uint64_t)86400 * 1000000}};
+    const char *p = text;
+    uint64_t total = 0;
+    if (!text || !out)
+        return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT,
+                             "the duration text or output is NULL");
+    if (!*p) return pgsched__fail(err, PGSCHED_ERR_DURATION, "the duration is empty");
+    if (*p == '-')
+        return pgsched__fail(err, PGSCHED_ERR_DURATION,
+                             "duration \"%.64s\" is negative; it must be positive", text);
+    if (*p == '+') p++;
+    do {
+        uint64_t whole = 0, frac = 0, scale = 1, unit = 0;
+        const char *num = p, *u;
+        size_t ulen, i;
+        int any = 0;
+        while (*p >= '0' && *p <= '9') {
+            /* Past 100 years the exact value no longer matters; saturate instead of wrapping. */
+            if (whole < PGSCHED__DURATION_LIMIT) whole = whole * 10 + (uint64_t)(*p - '0');
+            p++;
+            any = 1;
+        }
+        if (*p == '.') {
+            p++;
+            while (*p >= '0' && *p <= '9') {
+                if (scale < (uint64_t)100000000000ULL) { /* 11 digits: below 1 us even in days */
+                    frac = frac * 10 + (uint64_t)(*p - '0');
+                    scale *= 10;
+                }
+                p++;
+                any = 1;
+            }
+        }
+        if (!any)
+            return pgsched__fail(err, PGSCHED_ERR_DURATION,
+                                 "duration \"%.64s\": expected a number at column %d, found "
+                                 "\"%.16s\"",
+                                 text, (int)(num - text) + 1, *num ? num : "end");
+        u = p;
+        while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')) p++;
+        ulen = (size_t)(p - u);
+        if (ulen == 0)
+            return pgsched__fail(err, PGSCHED_ERR_DURATION,
+                                 "duration \"%.64s\": missing unit after \"%.*s\" (use us, ms, s, "
+                                 "m, h or d)",
+                                 text, (int)(u - num), num);
+        for (i = 0; i < sizeof units / sizeof units[0]; i++)
+            if (strlen(units[i].name) == ulen && memcmp(units[i].name, u, ulen) == 0)
+                unit = units[i].us;
+        if (!unit)
+            return pgsched__fail(
+                err, PGSCHED_ERR_DURATION,
+                "duration \"%.64s\": unknown unit \"%.*s\" (use us, ms, s, m, h or "
+                "d)",
+                text, (int)(ulen > 16 ? 16 : ulen), u);
+        if (whole > PGSCHED__DURATION_LIMIT / unit) {
+            total = PGSCHED__DURATION_LIMIT + 1;
+        } else {
+            /* frac < scale <= 10^11 keeps both products below 2^63: a day is 8.64e10 us, so
+               for units of a second and more divide through by 10^6 first. */
+            uint64_t part;
+            if (unit >= 1000000 && scale >= 1000000)
+                part = frac * (unit / 1000000) / (scale / 1000000);
+            else
+                part = frac * unit / scale;
+            total += whole * unit + part;
+        }
+        if (total > PGSCHED__DURATION_LIMIT)
+            return pgsched__fail(err, PGSCHED_ERR_DURATION,
+                                 "duration \"%.64s\" is longer than 100 years", text);
+        if (*p && !(*p >= '0' && *p <= '9') && *p != '.') {
+            char b[8];
+            return pgsched__fail(err, PGSCHED_ERR_DURATION,
+                                 "duration \"%.64s\": unexpected \"%s\" at column %d", text,
+                                 *p == ' ' ? " " : pgsched__char_desc(*p, b), (int)(p - text) + 1);
+        }
+    } while (*p);
+    if (total == 0)
+        return pgsched__fail(err, PGSCHED_ERR_DURATION,
+                             "duration \"%.64s\" is zero; it must be positive", text);
+    *out = (pgsched_duration)total;
+    return pgsched__ok(err);
+}
+
+/* ---- zones --------------------------------------------------------------------------------- */
+
+/* A date rule of a POSIX TZ string: 'J' Julian day 1..365 not counting Feb 29, 'N' zero-based
+   day 0..365 counting it, 'M' month.week.weekday (week 5 = the last). */
+typedef struct pgsched__tz_rule {
+    char kind;
+    int day, week, month;
+    int32_t time; /* seconds after local midnight; may be negative or past 24h */
+} pgsched__tz_rule;
+
+typedef struct pgsched__tz {
+    size_t count;    /* transitions in the table */
+    int64_t *times;  /* strictly ascending instants, seconds */
+    int32_t *offs;   /* offset (seconds east) in force from times[i] on */
+    int32_t initial; /* before the first transition: time type 0 (RFC 8536 3.2) */
+    int has_footer;  /* a POSIX TZ rule governs instants at and after the last transition */
+    int has_dst;     /* the footer alternates between std_off and dst_off */
+    int32_t std_off, dst_off;
+    pgsched__tz_rule start, end;
+    int32_t min_off, max_off; /* over everything above; bound the search for a wall time */
+} pgsched__tz;
+
+/* A stretch of constant offset [start, end), with the offset in force just before it.
+   start is INT64_MIN (and prev_off == off) when nothing precedes; end is INT64_MAX when
+   nothing follows. */
+typedef struct pgsched__tz_seg {
+    int64_t start, end;
+    int32_t off, prev_off;
+} pgsched__tz_seg;
+
+#define PGSCHED__OFFSET_MAX 93599  /* 25:59:59, the RFC 8536 bound on a UT offset */
+#define PGSCHED__OFFSET_MIN -89999 /* -24:59:59 */
+#define PGSCHED__TZIF_MAX (1u << 20)
+
+static void pgsched__tz_free(const pgsched_allocator *a, pgsched__tz *z)
+{
+    pgsched__free(a, z);
+}
+
+static uint32_t pgsched__be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+static int64_t pgsched__be64(const unsigned char *p)
+{
+    uint64_t v = (uint64_t)pgsched__be32(p) << 32 | pgsched__be32(p + 4);
+    /* Two's complement without relying on implementation-defined conversion. */
+    if (v >> 63) return -(int64_t)(~v) - 1;
+    return (int64_t)v;
+}
+
+static int32_t pgsched__be32s(const unsigned char *p)
+{
+    uint32_t v = pgsched__be32(p);
+    if (v >> 31) return -(int32_t)(~v) - 1;
+    return (int32_t)v;
+}
+
+/* [+-]h[h[h]][:mm[:ss]] of a TZ string; NULL when malformed. */
+static const char *pgsched__tz_hms(const char *p, const char *end, int max_hours, int32_t *out)
+{
+    int32_t sign = 1, h = 0, m = 0, s = 0;
+    int n = 0;
+    if (p < end && (*p == '+' || *p == '-')) {
+        if (*p == '-') sign = -1;
+        p++;
+    }
+    while (p < end && *p >= '0' && *p <= '9' && n < 3) {
+        h = h * 10 + (*p++ - '0');
+        n++;
+    }
+    if (n == 0 || h > max_hours) return NULL;
+    if (p < end && *p == ':') {
+        p++;
+        if (end - p < 2 || p[0] < '0' || p[0] > '5' || p[1] < '0' || p[1] > '9') return NULL;
+        m = (p[0] - '0') * 10 + (p[1] - '0');
+        p += 2;
+        if (p < end && *p == ':') {
+            p++;
+            if (end - p < 2 || p[0] < '0' || p[0] > '5' || p[1] < '0' || p[1] > '9') return NULL;
+            s = (p[0] - '0') * 10 + (p[1] - '0');
+            p += 2;
+        }
+    }
+    *out = sign * (h * 3600 + m * 60 + s);
+    return p;
+}
+
+/* A zone abbreviation: three or more letters, or <...> of letters, digits, + and -. */
+static const char *pgsched__tz_abbr(const char *p, const char *end)
+{
+    const char *s;
+    if (p < end && *p == '<') {
+        s = ++p;
+        while (p < end && (pgsched__is_alnum(*p) || *p == '+' || *p == '-')) p++;
+        if (p >= end || *p != '>' || p - s < 3) return NULL;
+        return p + 1;
+    }
+    s = p;
+    while (p < end && pgsched__is_alpha(*p)) p++;
+    return p - s >= 3 ? p : NULL;
+}
+
+static const char *pgsched__tz_number(const char *p, const char *end, int lo, int hi, int *out)
+{
+    int v = 0, n = 0;
+    while (p < end && *p >= '0' && *p <= '9' && n < 4) {
+        v = v * 10 + (*p++ - '0');
+        n++;
+    }
+    if (n == 0 || v < lo || v > hi) return NULL;
+    *out = v;
+    return p;
+}
+
+static const char *pgsched__tz_date_rule(const char *p, const char *end, pgsched__tz_rule *r)
+{
+    r->time = 7200; /* 02:00, the POSIX default */
+    r->week = r->month = r->day = 0;
+    if (p < end && *p == 'J') {
+        r->kind = 'J';
+        p = pgsched__tz_number(p + 1, end, 1, 365, &r->day);
+    } else if (p < end && *p == 'M') {
+        r->kind = 'M';
+        p = pgsched__tz_number(p + 1, end, 1, 12, &r->month);
+        if (!p || p >= end || *p != '.') return NULL;
+        p = pgsched__tz_number(p + 1, end, 1, 5, &r->week);
+        if (!p || p >= end || *p != '.') return NULL;
+        p = pgsched__tz_number(p + 1, end, 0, 6, &r->day);
+    } else {
+        r->kind = 'N';
+        p = pgsched__tz_number(p, end, 0, 365, &r->day);
+    }
+    if (p && p < end && *p == '/') p = pgsched__tz_hms(p + 1, end, 167, &r->time);
+    return p;
+}
+
+/* The POSIX TZ string of a TZif footer (RFC 8536 3.3, with the v3 extensions); 0 on success. */
+static int pgsched__tz_footer(pgsched__tz *z, const char *p, const char *end)
+{
+    int32_t v;
+    if (!(p = pgsched__tz_abbr(p, end))) return -1;
+    if (!(p = pgsched__tz_hms(p, end, 24, &v))) return -1;
+    z->std_off = -v; /* POSIX offsets count hours west */
+    z->dst_off = z->std_off;
+    z->has_dst = 0;
+    z->has_footer = 1;
+    if (p == end) return 0;
+    if (!(p = pgsched__tz_abbr(p, end))) return -1;
+    z->has_dst = 1;
+    z->dst_off = z->std_off + 3600;
+    if (p < end && *p != ',') {
+        if (!(p = pgsched__tz_hms(p, end, 24, &v))) return -1;
+        z->dst_off = -v;
+    }
+    if (p == end) {
+        /* No rule given: POSIX leaves it to the implementation; use the US rule, as glibc does. */
+        z->start.kind = z->end.kind = 'M';
+        z->start.month = 3, z->start.week = 2, z->start.day = 0, z->start.time = 7200;
+        z->end.month = 11, z->end.week = 1, z->end.day = 0, z->end.time = 7200;
+        return 0;
+    }
+    if (*p != ',') return -1;
+    if (!(p = pgsched__tz_date_rule(p + 1, end, &z->start))) return -1;
+    if (p >= end || *p != ',') return -1;
+    if (!(p = pgsched__tz_date_rule(p + 1, end, &z->end))) return -1;
+    return p == end ? 0 : -1;
+}
+
+static void pgsched__tz_footer_segment(const pgsched__tz *z, int64_t t, pgsched__tz_seg *seg);
+
+/* 2100-01-01T00:00:00Z: footer transitions up to here are precomputed into the table. */
+#define PGSCHED__TZ_EXPAND_UNTIL 4102444800LL
+
+/* The footer's transitions after `from` (but not before 1900) and before 2100, written to
+   times/offs when given; returns their number. Precomputing them turns look-ups in the years
+   that matter most into a binary search; later instants evaluate the rule each time. */
+static uint64_t pgsched__tz_expand(const pgsched__tz *foot, int64_t from, int64_t *times,
+                                   int32_t *offs)
+{
+    uint64_t n = 0;
+    int64_t t = from < PGSCHED__SEC_MIN ? PGSCHED__SEC_MIN : from;
+    pgsched__tz_seg seg;
+    if (t >= PGSCHED__TZ_EXPAND_UNTIL) return 0;
+    for (;;) {
+        pgsched__tz_footer_segment(foot, t, &seg);
+        if (seg.end >= PGSCHED__TZ_EXPAND_UNTIL) return n;
+        t = seg.end;
+        if (times) {
+            pgsched__tz_footer_segment(foot, t, &seg);
+            times[n] = t;
+            offs[n] = seg.off;
+        }
+        n++;
+    }
+}
+
+#define PGSCHED__TZ_CORRUPT(why)                                                                   \
+    pgsched__fail(err, PGSCHED_ERR_ZONE_CORRUPT, "zone file for \"%s\" is corrupt: %s", name, why)
+
+/* Parses TZif data (RFC 8536: version 1, or 2+ with 64-bit times and a footer) into one
+   allocation owned by the caller. Leap-second records are skipped: pgsched times are POSIX
+   times. Also the entry point of tests/fuzz/fuzz_tzif.c. */
+static pgsched_result pgsched__tz_parse(const unsigned char *data, size_t size, const char *name,
+                                        const pgsched_allocator *a, pgsched__tz **out,
+                                        pgsched_error *err)
+{
+    uint64_t isut, isstd, leap, timecnt, typecnt, charcnt, len, i;
+    size_t pos = 0, tsize = 4, head;
+    const unsigned char *times, *idx, *types;
+    pgsched__tz *z, foot;
+    int64_t last = 0;
+    uint64_t extra = 0;
+    int v2;
+    *out = NULL;
+    if (size < 44 || memcmp(data, "TZif", 4) != 0) return PGSCHED__TZ_CORRUPT("not a TZif file");
+    if (data[4] != 0 && data[4] < '2') return PGSCHED__TZ_CORRUPT("unknown TZif version");
+    v2 = data[4] >= '2';
+    for (;;) {
+        const unsigned char *h = data + pos;
+        isut = pgsched__be32(h + 20);
+        isstd = pgsched__be32(h + 24);
+        leap = pgsched__be32(h + 28);
+        timecnt = pgsched__be32(h + 32);
+        typecnt = pgsched__be32(h + 36);
+        charcnt = pgsched__be32(h + 40);
+        len = timecnt * (tsize + 1) + typecnt * 6 + charcnt + leap * (tsize + 4) + isstd + isut;
+        if (len > size - pos - 44) return PGSCHED__TZ_CORRUPT("truncated data block");
+        if (!v2 || tsize == 8) break;
+        /* Skip the version 1 block: the 64-bit block after it supersedes it. */
+        pos += 44 + (size_t)len;
+        tsize = 8;
+        if (size - pos < 44 || memcmp(data + pos, "TZif", 4) != 0)
+            return PGSCHED__TZ_CORRUPT("missing second header");
+    }
+    if (typecnt == 0 || typecnt > 256) return PGSCHED__TZ_CORRUPT("bad number of time types");
+    if (charcnt == 0) return PGSCHED__TZ_CORRUPT("no abbreviation characters");
+    if ((isstd != 0 && isstd != typecnt) || (isut != 0 && isut != typecnt))
+        return PGSCHED__TZ_CORRUPT("bad indicator counts");
+    head = pos + 44;
+    times = data + head;
+    idx = times + timecnt * tsize;
+    types = idx + timecnt;
+    for (i = 0; i < typecnt; i++) {
+        const unsigned char *t = types + i * 6;
+        int32_t off = pgsched__be32s(t);
+        if (off < PGSCHED__OFFSET_MIN || off > PGSCHED__OFFSET_MAX)
+            return PGSCHED__TZ_CORRUPT("UT offset out of range");
+        if (t[4] > 1) return PGSCHED__TZ_CORRUPT("bad daylight-saving flag");
+        if (t[5] >= charcnt) return PGSCHED__TZ_CORRUPT("abbreviation index out of range");
+    }
+    memset(&foot, 0, sizeof foot);
+    if (v2) {
+        size_t f = head + (size_t)len, e;
+        if (f < size) {
+            if (data[f] != '\n') return PGSCHED__TZ_CORRUPT("bad footer");
+            for (e = f + 1; e < size && data[e] != '\n'; e++) {}
+            if (e >= size) return PGSCHED__TZ_CORRUPT("unterminated footer");
+            if (e > f + 1 &&
+                pgsched__tz_footer(&foot, (const char *)data + f + 1, (const char *)data + e) != 0)
+                return PGSCHED__TZ_CORRUPT("bad TZ rule in the footer");
+            if (foot.has_footer &&
+                (foot.std_off < PGSCHED__OFFSET_MIN || foot.std_off > PGSCHED__OFFSET_MAX ||
+                 foot.dst_off < PGSCHED__OFFSET_MIN || foot.dst_off > PGSCHED__OFFSET_MAX))
+                return PGSCHED__TZ_CORRUPT("footer offset out of range");
+        }
+    }
+    if (foot.has_dst && timecnt > 0) {
+        const unsigned char *lp = times + (timecnt - 1) * tsize;
+        last = tsize == 8 ? pgsched__be64(lp) : (int64_t)pgsched__be32s(lp);
+        extra = pgsched__tz_expand(&foot, last, NULL, NULL);
+    }
+    z = (pgsched__tz *)pgsched__malloc(
+        a, sizeof *z + (size_t)(timecnt + extra) * (sizeof(int64_t) + sizeof(int32_t)) + 8);
+    if (!z) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory loading zone \"%s\"", name);
+    *z = foot;
+    z->count = (size_t)(timecnt + extra);
+    /* One block: the struct, then the times (8-aligned), then the offsets. */
+    z->times = (int64_t *)(void *)((char *)z + ((sizeof *z + 7) / 8) * 8);
+    z->offs = (int32_t *)(void *)(z->times + timecnt + extra);
+    z->initial = pgsched__be32s(types);
+    for (i = 0; i < timecnt; i++) {
+        int64_t t =
+            tsize == 8 ? pgsched__be64(times + i * 8) : (int64_t)pgsched__be32s(times + i * 4);
+        if (idx[i] >= typecnt) {
+            pgsched__free(a, z);
+            return PGSCHED__TZ_CORRUPT("time type index out of range");
+        }
+        if (i > 0 && t <= z->times[i - 1]) {
+            pgsched__free(a, z);
+            return PGSCHED__TZ_CORRUPT("transition times out of order");
+        }
+        z->times[i] = t;
+        z->offs[i] = pgsched__be32s(types + idx[i] * 6);
+    }
+    {
+        /* Only offsets in force within a few days of 1900-9999 matter. Dropping transitions
+           outside that span keeps every sum of a time and an offset far from overflow, even
+           for files with times like -2^63. */
+        uint64_t lo = 0, hi = timecnt;
+        while (lo < hi && z->times[lo] < PGSCHED__SEC_MIN - 4 * 86400) lo++;
+        while (hi > lo && z->times[hi - 1] > PGSCHED__SEC_MAX + 4 * 86400) hi--;
+        if (lo > 0) z->initial = z->offs[lo - 1];
+        if (hi < timecnt) { /* the table outlasts year 9999: its footer is never reached */
+            z->has_footer = z->has_dst = 0;
+            extra = 0;
+        }
+        memmove(z->times, z->times + lo, (size_t)(hi - lo) * sizeof *z->times);
+        memmove(z->offs, z->offs + lo, (size_t)(hi - lo) * sizeof *z->offs);
+        timecnt = hi - lo;
+        z->count = (size_t)(timecnt + extra);
+    }
+    if (extra) pgsched__tz_expand(&foot, last, z->times + timecnt, z->offs + timecnt);
+    z->min_off = z->max_off = z->initial;
+    for (i = 0; i < timecnt + extra; i++) {
+        if (z->offs[i] < z->min_off) z->min_off = z->offs[i];
+        if (z->offs[i] > z->max_off) z->max_off = z->offs[i];
+    }
+    if (z->has_footer) {
+        if (z->std_off < z->min_off) z->min_off = z->std_off;
+        if (z->dst_off < z->min_off) z->min_off = z->dst_off;
+        if (z->std_off > z->max_off) z->max_off = z->std_off;
+        if (z->dst_off > z->max_off) z->max_off = z->dst_off;
+    }
+    *out = z;
+    return PGSCHED_OK;
+}
+
+/* Local wall seconds at which a footer rule fires in year y. */
+static int64_t pgsched__tz_rule_wall(const pgsched__tz_rule *r, int64_t y)
+{
+    int64_t day;
+    if (r->kind == 'J') {
+        day = pgsched__days_from_civil(y, 1, 1) + r->day - 1;
+        if (r->day >= 60 && pgsched__is_leap(y)) day++;
+    } else if (r->kind == 'N') {
+        day = pgsched__days_from_civil(y, 1, 1) + r->day;
+    } else {
+        int64_t first = pgsched__days_from_civil(y, r->month, 1);
+        int n = pgsched__days_in_month(y, r->month);
+        int d = 1 + (r->day - pgsched__weekday(first) + 7) % 7 + 7 * (r->week - 1);
+        while (d > n) d -= 7;
+        day = first + d - 1;
+    }
+    return day * 86400 + r->time;
+}
+
+/* The footer's stretch around t. Transitions of the years around t's year are listed; where
+   two coincide only the later counts (a rule like "J365/25" that keeps DST all year ends it
+   at the very instant it restarts), and a "transition" to the offset already in force is no
+   transition. */
+static void pgsched__tz_footer_segment(const pgsched__tz *z, int64_t t, pgsched__tz_seg *seg)
+{
+    int64_t at[8], y, ty;
+    int32_t off[8], before;
+    int n = 0, i, j, k;
+    if (!z->has_dst) {
+        seg->start = INT64_MIN;
+        seg->end = INT64_MAX;
+        seg->off = seg->prev_off = z->std_off;
+        return;
+    }
+    {
+        int mm, dd;
+        pgsched__civil_from_days(pgsched__floor_div(t + z->std_off, 86400), &ty, &mm, &dd);
+    }
+    for (y = ty - 1; y <= ty + 2; y++) {
+        at[n] = pgsched__tz_rule_wall(&z->start, y) - z->std_off;
+        off[n++] = z->dst_off;
+        at[n] = pgsched__tz_rule_wall(&z->end, y) - z->dst_off;
+        off[n++] = z->std_off;
+    }
+    for (i = 1; i < n; i++) { /* stable insertion sort by instant */
+        int64_t ka = at[i];
+        int32_t ko = off[i];
+        for (j = i - 1; j >= 0 && at[j] > ka; j--) {
+            at[j + 1] = at[j];
+            off[j + 1] = off[j];
+        }
+        at[j + 1] = ka;
+        off[j + 1] = ko;
+    }
+    for (i = 0, k = 0; i < n; i++) {
+        if (i + 1 < n && at[i + 1] == at[i]) continue;
+        if (k > 0 && off[k - 1] == off[i]) continue;
+        at[k] = at[i];
+        off[k++] = off[i];
+    }
+    n = k;
+    before = off[0] == z->dst_off ? z->std_off : z->dst_off;
+    for (k = -1, i = 0; i < n && at[i] <= t; i++) k = i;
+    if (k < 0) {
+        seg->start = INT64_MIN;
+        seg->end = at[0];
+        seg->off = seg->prev_off = before;
+    } else {
+        seg->start = at[k];
+        seg->end = k + 1 < n ? at[k + 1] : INT64_MAX;
+        seg->off = off[k];
+        seg->prev_off = k > 0 ? off[k - 1] : before;
+    }
+}
+
+static void pgsched__tz_segment(const pgsched__tz *z, int64_t t, pgsched__tz_seg *seg)
+{
+    size_t n = z->count, lo, hi;
+    if (n == 0 || t >= z->times[n - 1]) {
+        if (z->has_footer) {
+            pgsched__tz_footer_segment(z, t, seg);
+            if (n > 0 && seg->start < z->times[n - 1]) {
+                seg->start = z->times[n - 1];
+                seg->prev_off = n > 1 ? z->offs[n - 2] : z->initial;
+            }
+        } else if (n == 0) {
+            seg->start = INT64_MIN;
+            seg->end = INT64_MAX;
+            seg->off = seg->prev_off = z->initial;
+        } else {
+            seg->start = z->times[n - 1];
+            seg->end = INT64_MAX;
+            seg->off = z->offs[n - 1];
+            seg->prev_off = n > 1 ? z->offs[n - 2] : z->initial;
+        }
+        return;
+    }
+    if (t < z->times[0]) {
+        seg->start = INT64_MIN;
+        seg->end = z->times[0];
+        seg->off = seg->prev_off = z->initial;
+        return;
+    }
+    lo = 0; /* times[lo] <= t < times[hi] */
+    hi = n - 1;
+    while (hi - lo > 1) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (z->times[mid] <= t)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    seg->start = z->times[lo];
+    seg->end = z->times[hi];
+    seg->off = z->offs[lo];
+    seg->prev_off = lo > 0 ? z->offs[lo - 1] : z->initial;
+}
+
+/* A zone name is a relative path of plain components: it must not climb out of the zone
+   directory or name anything outside it. */
+static int pgsched__tz_name_ok(const char *name)
+{
+    const char *p = name, *comp = name;
+    if (!*name || *name == '/' || strlen(name) > 255) return 0;
+    for (;; p++) {
+        if (*p == '/' || *p == '\0') {
+            size_t n = (size_t)(p - comp);
+            if (n == 0 || (n == 1 && comp[0] == '.') ||
+                (n == 2 && comp[0] == '.' && comp[1] == '.'))
+                return 0;
+            if (*p == '\0') return 1;
+            comp = p + 1;
+        } else if (!pgsched__is_alnum(*p) && *p != '_' && *p != '-' && *p != '+' && *p != '.') {
+            return 0;
+        }
+    }
+}
+
+static int pgsched__tz_is_utc(const char *name)
+{
+    return strcmp(name, "UTC") == 0 || strcmp(name, "Etc/UTC") == 0;
+}
+
+/* Loads a zone from the zone database; *out stays NULL for UTC, which needs no file. */
+static pgsched_result pgsched__tz_load(const char *name, const char *tzdir,
+                                       const pgsched_allocator *a, pgsched__tz **out,
+                                       pgsched_error *err)
+{
+    char path[4096];
+    unsigned char *buf;
+    size_t len = 0, cap = 8192;
+    FILE *f;
+    pgsched_result r;
+    *out = NULL;
+    if (pgsched__tz_is_utc(name)) return PGSCHED_OK;
+    if (!pgsched__tz_name_ok(name))
+        return pgsched__fail(err, PGSCHED_ERR_ZONE_UNKNOWN,
+                             "unknown time zone \"%.255s\": not a zone name (a zone name is a "
+                             "relative path like Europe/London, without \".\" or \"..\")",
+                             name);
+    if (!tzdir || !*tzdir) tzdir = getenv("TZDIR");
+    if (!tzdir || !*tzdir) tzdir = "/usr/share/zoneinfo";
+    if (strlen(tzdir) + strlen(name) + 2 > sizeof path)
+        return pgsched__fail(err, PGSCHED_ERR_ZONE_UNKNOWN,
+                             "unknown time zone \"%.255s\": the path is too long", name);
+    snprintf(path, sizeof path, "%s/%s", tzdir, name);
+    f = fopen(path, "rb");
+    if (!f) {
+        if (errno == ENOENT || errno == ENOTDIR || errno == ENAMETOOLONG)
+            return pgsched__fail(err, PGSCHED_ERR_ZONE_UNKNOWN,
+                                 "unknown time zone \"%.255s\" (no zone file %.200s)", name, path);
+        return pgsched__fail(err, PGSCHED_ERR_ZONE_CORRUPT,
+                             "cannot open the zone file %.200s for \"%.255s\"", path, name);
+    }
+    buf = (unsigned char *)pgsched__malloc(a, cap);
+    if (!buf) {
+        fclose(f);
+        return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory loading zone \"%s\"", name);
+    }
+    for (;;) {
+        size_t got = fread(buf + len, 1, cap - len, f);
+        len += got;
+        if (got == 0) break;
+        if (len == cap) {
+            unsigned char *nb;
+            if (cap >= PGSCHED__TZIF_MAX) break;
+            nb = (unsigned char *)pgsched__realloc(a, buf, cap * 2);
+            if (!nb) {
+                pgsched__free(a, buf);
+                fclose(f);
+                return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory loading zone \"%s\"",
+                                     name);
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    if (ferror(f)) {
+        int e = errno;
+        pgsched__free(a, buf);
+        fclose(f);
+        if (e == EISDIR)
+            return pgsched__fail(err, PGSCHED_ERR_ZONE_UNKNOWN,
+                                 "unknown time zone \"%.255s\" (%.200s is a directory)", name,
+                                 path);
+        return pgsched__fail(err, PGSCHED_ERR_ZONE_CORRUPT, "cannot read the zone file %.200s",
+                             path);
+    }
+    fclose(f);
+    if (len >= PGSCHED__TZIF_MAX) {
+        pgsched__free(a, buf);
+        return pgsched__fail(err, PGSCHED_ERR_ZONE_CORRUPT,
+                             "zone file for \"%.255s\" is corrupt: larger than 1 MiB", name);
+    }
+    r = pgsched__tz_parse(buf, len, name, a, out, err);
+    pgsched__free(a, buf);
+    return r;
+}
+
+/* ---- cron parsing -------------------------------------------------------------------------- */
+
+struct pgsched_cron {
+    pgsched_allocator alloc;
+    uint64_t sec, min;        /* bit n: second / minute n */
+    uint32_t hour;            /* bit n: hour n */
+    uint32_t dom;             /* bit n: day n of the month, 1..31 */
+    uint32_t dom_last;        /* bit k: L-k (bit 0 is L) */
+    uint32_t dom_near;        /* bit n: nW */
+    uint32_t dow_days[7];     /* days 1..31 that the plain weekdays give when day 1 is weekday i */
+    uint16_t month;           /* bit n: month n, 1..12 */
+    unsigned char dow;        /* bit d: weekday d, 0 = Sunday */
+    unsigned char dow_last;   /* bit d: dL */
+    unsigned char dow_nth[6]; /* dow_nth[k] bit d: d#k */
+    unsigned char dom_lw;
+    unsigned char dom_any, dow_any; /* the field is exactly * or ?: it does not restrict */
+    unsigned char dom_ext, dow_ext; /* the slower extensions are present */
+    unsigned char real_time;        /* hour field exactly *: follow real time across DST */
+    pgsched_duration every;         /* "@every": the interval; 0 otherwise */
+    pgsched__tz *tz;                /* NULL: UTC */
+    char *zone;                     /* NULL: UTC */
+};
+
+enum {
+    PGSCHED__F_SEC,
+    PGSCHED__F_MIN,
+    PGSCHED__F_HOUR,
+    PGSCHED__F_DOM,
+    PGSCHED__F_MON,
+    PGSCHED__F_DOW
+};
+
+typedef struct pgsched__cron_field {
+    const char *name;
+    int lo, hi; /* accepted values */
+    int top;    /* where * and N/S stop (day-of-week: 6, 7 being Sunday again) */
+    int count;  /* the largest step */
+} pgsched__cron_field;
+
+static const pgsched__cron_field pgsched__cron_fields[6] = {
+    {"second", 0, 59, 59, 60},       {"minute", 0, 59, 59, 60}, {"hour", 0, 23, 23, 24},
+    {"day-of-month", 1, 31, 31, 31}, {"month", 1, 12, 12, 12},  {"day-of-week", 0, 7, 6, 7}};
+
+static const char *const pgsched__month_names[12] = {"JAN", "FEB", "MAR", "APR", "MAY", "JUN",
+                                                     "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"};
+static const char *const pgsched__day_names[7] = {"SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"};
+
+typedef struct pgsched__cron_ctx {
+    const char *text; /* the whole expression: columns count from its first byte */
+    pgsched_error *err;
+    pgsched_cron *c;
+    int field;
+    uint64_t bits; /* the field's plain values */
+} pgsched__cron_ctx;
+
+#define PGSCHED__COL(ctx, p) ((int)((p) - (ctx)->text) + 1)
+#define PGSCHED__TOKMAX 32 /* longest piece of text quoted back in a message */
+
+static int pgsched__tok_len(const char *a, const char *b)
+{
+    return (int)(b - a > PGSCHED__TOKMAX ? PGSCHED__TOKMAX : b - a);
+}
+
+static int pgsched__word_eq(const char *a, const char *b, const char *word)
+{
+    for (; a < b && *word; a++, word++)
+        if (pgsched__upper(*a) != *word) return 0;
+    return a == b && !*word;
+}
+
+static const char *pgsched__alnum_end(const char *p, const char *end)
+{
+    while (p < end && pgsched__is_alnum(*p)) p++;
+    return p;
+}
+
+static pgsched_result pgsched__cron_unexpected(pgsched__cron_ctx *x, const char *p,
+                                               const char *after, const char *after_end)
+{
+    char b[8];
+    const char *name = pgsched__cron_fields[x->field].name;
+    if (after && after_end > after)
+        return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                             "%s: unexpected \"%s\" after \"%.*s\" (column %d)", name,
+                             pgsched__char_desc(*p, b), pgsched__tok_len(after, after_end), after,
+                             PGSCHED__COL(x, p));
+    return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX, "%s: unexpected \"%s\" (column %d)", name,
+                         pgsched__char_desc(*p, b), PGSCHED__COL(x, p));
+}
+
+/* A decimal number of at most 9 digits; larger ones become INT_MAX so they fail range checks. */
+static int pgsched__small_number(const char *a, const char *b)
+{
+    int v = 0;
+    if (b - a > 9) return INT_MAX;
+    for (; a < b; a++) v = v * 10 + (*a - '0');
+    return v;
+}
+
+static int pgsched__all_digits(const char *a, const char *b)
+{
+    if (a == b) return 0;
+    for (; a < b; a++)
+        if (!pgsched__is_digit(*a)) return 0;
+    return 1;
+}
+
+static int pgsched__all_alpha(const char *a, const char *b)
+{
+    if (a == b) return 0;
+    for (; a < b; a++)
+        if (!pgsched__is_alpha(*a)) return 0;
+    return 1;
+}
+
+/* The value of a plain token (a number, or a month or weekday name) of the current field. */
+static pgsched_result pgsched__cron_value(pgsched__cron_ctx *x, const char *a, const char *b,
+                                          int *out)
+{
+    const pgsched__cron_field *f = &pgsched__cron_fields[x->field];
+    int i, n = pgsched__tok_len(a, b);
+    if (pgsched__all_digits(a, b)) {
+        int v = pgsched__small_number(a, b);
+        if (v < f->lo || v > f->hi)
+            return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                                 "%s: %.*s is out of range %d-%d (column %d)", f->name, n, a, f->lo,
+                                 f->hi, PGSCHED__COL(x, a));
+        *out = v;
+        return PGSCHED_OK;
+    }
+    if (x->field == PGSCHED__F_MON) {
+        for (i = 0; i < 12; i++)
+            if (pgsched__word_eq(a, b, pgsched__month_names[i])) {
+                *out = i + 1;
+                return PGSCHED_OK;
+            }
+        return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                             pgsched__all_alpha(a, b)
+                                 ? "month: \"%.*s\" is not a month name (column %d)"
+                                 : "month: \"%.*s\" is not a month (1-12 or JAN-DEC) (column %d)",
+                             n, a, PGSCHED__COL(x, a));
+    }
+    if (x->field == PGSCHED__F_DOW) {
+        for (i = 0; i < 7; i++)
+            if (pgsched__word_eq(a, b, pgsched__day_names[i])) {
+                *out = i;
+                return PGSCHED_OK;
+            }
+        if (pgsched__word_eq(a, b, "L"))
+            return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                                 "day-of-week: \"L\" needs a weekday before it, as in 5L or FRIL "
+                                 "(column %d)",
+                                 PGSCHED__COL(x, a));
+        return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                             pgsched__all_alpha(a, b)
+                                 ? "day-of-week: \"%.*s\" is not a weekday name (column %d)"
+                                 : "day-of-week: \"%.*s\" is not a weekday (0-7 or SUN-SAT) "
+                                   "(column %d)",
+                             n, a, PGSCHED__COL(x, a));
+    }
+    if (x->field == PGSCHED__F_DOM)
+        return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                             "day-of-month: \"%.*s\" is not a day (1-31, L, L-N, NW or LW) "
+                             "(column %d)",
+                             n, a, PGSCHED__COL(x, a));
+    return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                         "%s: \"%.*s\" is not a number (column %d)", f->name, n, a,
+                         PGSCHED__COL(x, a));
+}
+
+/* The step after a '/' at p; *end gets the first byte after it. */
+static pgsched_result pgsched__cron_step(pgsched__cron_ctx *x, const char *p, const char *q,
+                                         int *step, const char **end)
+{
+    const pgsched__cron_field *f = &pgsched__cron_fields[x->field];
+    const char *s = p + 1, *e = pgsched__alnum_end(s, q);
+    int v;
+    if (e == s)
+        return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                             "%s: missing step after \"/\" (column %d)", f->name,
+                             PGSCHED__COL(x, p));
+    if (!pgsched__all_digits(s, e))
+        return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                             "%s: step \"%.*s\" is not a number (column %d)", f->name,
+                             pgsched__tok_len(s, e), s, PGSCHED__COL(x, s));
+    v = pgsched__small_number(s, e);
+    if (v == 0)
+        return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                             "%s: step 0 is not allowed (column %d)", f->name, PGSCHED__COL(x, s));
+    if (v > f->count)
+        return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                             "%s: step %.*s is out of range 1-%d (column %d)", f->name,
+                             pgsched__tok_len(s, e), s, f->count, PGSCHED__COL(x, s));
+    *step = v;
+    *end = e;
+    return PGSCHED_OK;
+}
+
+/* Whether a token is one of the day-field extensions, which cannot be part of a range. */
+static int pgsched__cron_is_special(int field, const char *a, const char *b)
+{
+    if (field == PGSCHED__F_DOM)
+        return pgsched__word_eq(a, b, "L") || pgsched__word_eq(a, b, "LW") ||
+               (b - a >= 2 && pgsched__upper(b[-1]) == 'W' && pgsched__all_digits(a, b - 1));
+    if (field == PGSCHED__F_DOW) return b - a >= 2 && pgsched__upper(b[-1]) == 'L';
+    return 0;
+}
+
+/* The day-field extensions that stand alone as a list item: L, L-N, LW, NW, NL, N#K.
+   Returns 1 when it handled the item (result in *r), 0 when the item is not one. */
+static int pgsched__cron_special(pgsched__cron_ctx *x, const char *p, const char *e, const char *q,
+                                 pgsched_result *r)
+{
+    pgsched_cron *c = x->c;
+    int v;
+    *r = PGSCHED_OK;
+    if (x->field == PGSCHED__F_DOM) {
+        if (pgsched__word_eq(p, e, "L")) {
+            if (e < q && *e == '-') {
+                const char *s = e + 1, *t = pgsched__alnum_end(s, q);
+                if (t == s || !pgsched__all_digits(s, t)) {
+                    *r = pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                                       "day-of-month: expected a number of days after \"L-\", as "
+                                       "in L-3 (column %d)",
+                                       PGSCHED__COL(x, s));
+                    return 1;
+                }
+                v = pgsched__small_number(s, t);
+                if (v > 30) {
+                    *r = pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                                       "day-of-month: L-%.*s is out of range L-0 to L-30 (column "
+                                       "%d)",
+                                       pgsched__tok_len(s, t), s, PGSCHED__COL(x, p));
+                    return 1;
+                }
+                if (t < q) {
+                    *r = pgsched__cron_unexpected(x, t, p, t);
+                    return 1;
+                }
+                c->dom_last |= (uint32_t)1 << v;
+                return 1;
+            }
+            if (e < q)
+                *r = pgsched__cron_unexpected(x, e, p, e);
+            else
+                c->dom_last |= 1;
+            return 1;
+        }
+        if (pgsched__word_eq(p, e, "LW")) {
+            if (e < q)
+                *r = pgsched__cron_unexpected(x, e, p, e);
+            else
+                c->dom_lw = 1;
+            return 1;
+        }
+        if (e - p >= 2 && pgsched__upper(e[-1]) == 'W' && pgsched__all_digits(p, e - 1)) {
+            v = pgsched__small_number(p, e - 1);
+            if (v < 1 || v > 31)
+                *r = pgsched__fail(
+                    x->err, PGSCHED_ERR_CRON_SYNTAX,
+                    "day-of-month: %.*s in \"%.*s\" is out of range 1-31 (column %d)",
+                    pgsched__tok_len(p, e - 1), p, pgsched__tok_len(p, e), p, PGSCHED__COL(x, p));
+            else if (e < q)
+                *r = pgsched__cron_unexpected(x, e, p, e);
+            else
+                c->dom_near |= (uint32_t)1 << v;
+            return 1;
+        }
+        return 0;
+    }
+    if (x->field != PGSCHED__F_DOW) return 0;
+    if (e - p >= 2 && pgsched__upper(e[-1]) == 'L') {
+        if ((*r = pgsched__cron_value(x, p, e - 1, &v)) != PGSCHED_OK) return 1;
+        if (e < q)
+            *r = pgsched__cron_unexpected(x, e, p, e);
+        else
+            c->dow_last |= (unsigned char)(1u << (v % 7));
+        return 1;
+    }
+    if (e < q && *e == '#') {
+        const char *s = e + 1, *t = pgsched__alnum_end(s, q);
+        int k;
+        if ((*r = pgsched__cron_value(x, p, e, &v)) != PGSCHED_OK) return 1;
+        if (t == s || !pgsched__all_digits(s, t)) {
+            *r = pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                               "day-of-week: expected a week number 1-5 after \"#\", as in 5#3 "
+                               "(column %d)",
+                               PGSCHED__COL(x, s));
+            return 1;
+        }
+        k = pgsched__small_number(s, t);
+        if (k < 1 || k > 5) {
+            *r = pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                               "day-of-week: week %.*s in \"%.*s\" is out of range 1-5 (column %d)",
+                               pgsched__tok_len(s, t), s, pgsched__tok_len(p, t), p,
+                               PGSCHED__COL(x, s));
+            return 1;
+        }
+        if (t < q)
+            *r = pgsched__cron_unexpected(x, t, p, t);
+        else
+            c->dow_nth[k] |= (unsigned char)(1u << (v % 7));
+        return 1;
+    }
+    return 0;
+}
+
+/* One list item [p, q). */
+static pgsched_result pgsched__cron_item(pgsched__cron_ctx *x, const char *p, const char *q)
+{
+    const pgsched__cron_field *f = &pgsched__cron_fields[x->field];
+    int day_field = x->field == PGSCHED__F_DOM || x->field == PGSCHED__F_DOW;
+    int lo, hi, step = 1, v;
+    const char *e, *start = p;
+    pgsched_result r;
+    if (p == q)
+        return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                             "%s: empty item in the list (column %d)", f->name, PGSCHED__COL(x, p));
+    if (*p == '*' || *p == '?') {
+        if (*p == '?' && !day_field)
+            return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                                 "%s: \"?\" is only allowed in day-of-month and day-of-week "
+                                 "(column %d)",
+                                 f->name, PGSCHED__COL(x, p));
+        lo = f->lo;
+        hi = f->top;
+        e = p + 1;
+        if (e < q && *e == '/') {
+            if (*p == '?')
+                return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                                     "%s: \"?\" cannot take a step (column %d)", f->name,
+                                     PGSCHED__COL(x, e));
+            if ((r = pgsched__cron_step(x, e, q, &step, &e)) != PGSCHED_OK) return r;
+        }
+        if (e < q) return pgsched__cron_unexpected(x, e, start, e);
+    } else {
+        e = pgsched__alnum_end(p, q);
+        if (e == p) return pgsched__cron_unexpected(x, p, NULL, NULL);
+        if (pgsched__cron_special(x, p, e, q, &r)) return r;
+        if ((r = pgsched__cron_value(x, p, e, &lo)) != PGSCHED_OK) return r;
+        hi = lo;
+        if (e < q && *e == '-') {
+            const char *s = e + 1, *t = pgsched__alnum_end(s, q);
+            if (t == s) {
+                if (s < q) return pgsched__cron_unexpected(x, s, p, s);
+                return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                                     "%s: missing end of range after \"-\" (column %d)", f->name,
+                                     PGSCHED__COL(x, e));
+            }
+            if (pgsched__cron_is_special(x->field, s, t))
+                return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                                     "%s: \"%.*s\" cannot end a range (column %d)", f->name,
+                                     pgsched__tok_len(s, t), s, PGSCHED__COL(x, s));
+            if ((r = pgsched__cron_value(x, s, t, &hi)) != PGSCHED_OK) return r;
+            if (hi < lo)
+                return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                                     "%s: range %.*s is reversed (column %d)", f->name,
+                                     pgsched__tok_len(p, t), p, PGSCHED__COL(x, p));
+            e = t;
+            if (e < q && *e == '/') {
+                if ((r = pgsched__cron_step(x, e, q, &step, &e)) != PGSCHED_OK) return r;
+            }
+        } else if (e < q && *e == '/') {
+            if ((r = pgsched__cron_step(x, e, q, &step, &e)) != PGSCHED_OK) return r;
+            /* N/S runs to the top of the field; for weekdays 7 is Sunday, the bottom. */
+            if (x->field == PGSCHED__F_DOW && lo == 7) lo = 0;
+            hi = f->top;
+        }
+        if (e < q) return pgsched__cron_unexpected(x, e, start, e);
+    }
+    for (v = lo; v <= hi; v += step) x->bits |= (uint64_t)1 << v;
+    return PGSCHED_OK;
+}
+
+static pgsched_result pgsched__cron_field_parse(pgsched__cron_ctx *x, const char *p, const char *q)
+{
+    pgsched_result r;
+    x->bits = 0;
+    for (;;) {
+        const char *c = p;
+        while (c < q && *c != ',') c++;
+        if ((r = pgsched__cron_item(x, p, c)) != PGSCHED_OK) return r;
+        if (c == q) return PGSCHED_OK;
+        p = c + 1;
+        if (p == q)
+            return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                                 "%s: empty item in the list (column %d)",
+                                 pgsched__cron_fields[x->field].name, PGSCHED__COL(x, p));
+    }
+}
+
+/* Days 1..n of a month of n days whose first day is weekday wd1 that the day fields allow. */
+static uint32_t pgsched__cron_day_mask(const pgsched_cron *c, int n, int wd1)
+{
+    uint32_t valid = (uint32_t)((((uint64_t)1) << (n + 1)) - 2), dm = 0, wm = 0, bits;
+    if (c->dom_any && c->dow_any) return valid;
+    if (!c->dom_any) {
+        dm = c->dom;
+        if (c->dom_ext) {
+            int wdn = (wd1 + n - 1) % 7, k, d;
+            for (bits = c->dom_last; bits; bits &= bits - 1) {
+                k = pgsched__ctz32(bits);
+                if (n - k >= 1) dm |= (uint32_t)1 << (n - k);
+            }
+            for (bits = c->dom_near & valid; bits; bits &= bits - 1) {
+                int wd;
+                d = pgsched__ctz32(bits);
+                wd = (wd1 + d - 1) % 7;
+                /* The nearest weekday without leaving the month. */
+                if (wd == 6)
+                    d = d == 1 ? 3 : d - 1;
+                else if (wd == 0)
+                    d = d == n ? d - 2 : d + 1;
+                dm |= (uint32_t)1 << d;
+            }
+            if (c->dom_lw) dm |= (uint32_t)1 << (wdn == 6 ? n - 1 : wdn == 0 ? n - 2 : n);
+        }
+    }
+    if (!c->dow_any) {
+        wm = c->dow_days[wd1];
+        if (c->dow_ext) {
+            int wdn = (wd1 + n - 1) % 7, w, k;
+            for (bits = c->dow_last; bits; bits &= bits - 1) {
+                w = pgsched__ctz32(bits);
+                wm |= (uint32_t)1 << (n - (wdn - w + 7) % 7);
+            }
+            for (k = 1; k <= 5; k++) {
+                for (bits = c->dow_nth[k]; bits; bits &= bits - 1) {
+                    int d;
+                    w = pgsched__ctz32(bits);
+                    d = 1 + (w - wd1 + 7) % 7 + 7 * (k - 1);
+                    if (d <= n) wm |= (uint32_t)1 << d;
+                }
+            }
+        }
+    }
+    return (dm | wm) & valid;
+}
+
+static int pgsched__is_space(int c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* Parses "@..." at p (the expression's fields start there). */
+static pgsched_result pgsched__cron_macro(pgsched__cron_ctx *x, const char *p, const char **body)
+{
+    static const struct {
+        const char *name, *body;
+    } macros[] = {{"YEARLY", "0 0 1 1 *"}, {"ANNUALLY", "0 0 1 1 *"}, {"MONTHLY", "0 0 1 * *"},
+                  {"WEEKLY", "0 0 * * 0"}, {"DAILY", "0 0 * * *"},    {"MIDNIGHT", "0 0 * * *"},
+                  {"HOURLY", "0 * * * *"}};
+    const char *w = p + 1, *e = w, *rest;
+    size_t i;
+    while (*e && !pgsched__is_space(*e)) e++;
+    rest = e;
+    while (pgsched__is_space(*rest)) rest++;
+    if (pgsched__word_eq(w, e, "EVERY")) {
+        const char *d = rest, *de = d;
+        char buf[64];
+        pgsched_error derr;
+        pgsched_duration every;
+        while (*de && !pgsched__is_space(*de)) de++;
+        if (d == de)
+            return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                                 "@every needs a duration, as in \"@every 90s\" (column %d)",
+                                 PGSCHED__COL(x, d));
+        e = de;
+        while (pgsched__is_space(*e)) e++;
+        if (*e)
+            return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                                 "@every takes one duration; unexpected \"%.*s\" after it (column "
+                                 "%d)",
+                                 pgsched__tok_len(e, e + strlen(e)), e, PGSCHED__COL(x, e));
+        if ((size_t)(de - d) >= sizeof buf)
+            return pgsched__fail(x->err, PGSCHED_ERR_DURATION,
+                                 "@every: the duration is too long (column %d)",
+                                 PGSCHED__COL(x, d));
+        memcpy(buf, d, (size_t)(de - d));
+        buf[de - d] = '\0';
+        if (pgsched_duration_parse(buf, &every, &derr) != PGSCHED_OK)
+            return pgsched__fail(x->err, derr.code, "@every: %s (column %d)", derr.message,
+                                 PGSCHED__COL(x, d));
+        x->c->every = every;
+        *body = NULL;
+        return PGSCHED_OK;
+    }
+    for (i = 0; i < sizeof macros / sizeof macros[0]; i++) {
+        if (pgsched__word_eq(w, e, macros[i].name)) {
+            if (*rest)
+                return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                                     "%.*s takes no fields; unexpected \"%.*s\" (column %d)",
+                                     (int)(e - p), p, pgsched__tok_len(rest, rest + strlen(rest)),
+                                     rest, PGSCHED__COL(x, rest));
+            *body = macros[i].body;
+            return PGSCHED_OK;
+        }
+    }
+    return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
+                         "unknown macro \"%.*s\" (use @yearly, @annually, @monthly, @weekly, "
+                         "@daily, @midnight, @hourly or @every <duration>) (column %d)",
+                         pgsched__tok_len(p, e), p, PGSCHED__COL(x, p));
+}
+
+/* The five or six fields of text, whose columns are counted from x->text (a macro's body
+   has no columns of its own but cannot be malformed). */
+static pgsched_result pgsched__cron_fields_parse(pgsched__cron_ctx *x, const char *text)
+{
+    const char *fs[7], *fe[7], *p = text;
+    int n = 0, i, first;
+    pgsched_result r;
+    pgsched_cron *c = x->c;
+    for (;;) {
+        while (pgsched__is_space(*p)) p++;
+        if (!*p) break;
+        if (n < 7) fs[n] = p;
+        while (*p && !pgsched__is_space(*p)) p++;
+        if (n < 7) fe[n] = p;
+        n++;
+    }
+    if (n != 5 && n != 6)
+        return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX, "expected 5 or 6 fields, found %d",
+                             n);
+    first = n == 6 ? PGSCHED__F_SEC : PGSCHED__F_MIN;
+    c->sec = 1; /* five fields: at second 0 */
+    for (i = 0; i < n; i++) {
+        const char *a = fs[i], *b = fe[i];
+        x->field = first + i;
+        if ((r = pgsched__cron_field_parse(x, a, b)) != PGSCHED_OK) return r;
+        switch (x->field) {
+        case PGSCHED__F_SEC: c->sec = x->bits; break;
+        case PGSCHED__F_MIN: c->min = x->bits; break;
+        case PGSCHED__F_HOUR:
+            c->hour = (uint32_t)x->bits;
+            c->real_time = b - a == 1 && *a == '*';
+            break;
+        case PGSCHED__F_DOM:
+            c->dom = (uint32_t)x->bits;
+            c->dom_any = b - a == 1 && (*a == '*' || *a == '?');
+            break;
+        case PGSCHED__F_MON: c->month = (uint16_t)x->bits; break;
+        default:
+            /* 7 is Sunday: fold bit 7 onto bit 0. */
+            c->dow = (unsigned char)((x->bits | x->bits >> 7) & 0x7F);
+            c->dow_any = b - a == 1 && (*a == '*' || *a == '?');
+            break;
+        }
+    }
+    c->dom_ext = (unsigned char)(c->dom_last || c->dom_near || c->dom_lw);
+    c->dow_ext = (unsigned char)(c->dow_last != 0);
+    for (i = 1; i <= 5; i++)
+        if (c->dow_nth[i]) c->dow_ext = 1;
+    for (i = 0; i < 7; i++) {
+        int d;
+        c->dow_days[i] = 0;
+        for (d = 1; d <= 31; d++)
+            if (c->dow >> ((i + d - 1) % 7) & 1) c->dow_days[i] |= (uint32_t)1 << d;
+    }
+    /* Whether a day can ever match depends only on the month, its length and the weekday of
+       its first day, and every such combination (February with 28 and with 29 days
+       included) occurs in every 400-year Gregorian cycle, so trying them all is a proof. */
+    for (i = 1; i <= 12; i++) {
+        int wd;
+        if (!(c->month >> i & 1)) continue;
+        for (wd = 0; wd < 7; wd++)
+            if (pgsched__cron_day_mask(c, pgsched__days_in_month(2001, i), wd) ||
+                (i == 2 && pgsched__cron_day_mask(c, 29, wd)))
+                return PGSCHED_OK;
+    }
+    x->field = PGSCHED__F_DOM;
+    i = n == 6 ? 3 : 2; /* the day-of-month field; the month field follows it */
+    return pgsched__fail(x->err, PGSCHED_ERR_CRON_NEVER,
+                         "the expression can never match: day-of-month \"%.*s\" (column %d) falls "
+                         "in none of the months that month \"%.*s\" allows",
+                         pgsched__tok_len(fs[i], fe[i]), fs[i], PGSCHED__COL(x, fs[i]),
+                         pgsched__tok_len(fs[i + 1], fe[i + 1]), fs[i + 1]);
+}
+
+/* Length of a case-insensitive prefix `word` at p, or 0. */
+static size_t pgsched__prefix_ci(const char *p, const char *word)
+{
+    size_t n = 0;
+    for (; word[n]; n++)
+        if (pgsched__upper(p[n]) != word[n]) return 0;
+    return n;
+}
+
+PGSCHED_DEF pgsched_result pgsched_cron_parse(const char *expr, const pgsched_cron_options *opts,
+                                              pgsched_cron **out, pgsched_error *err)
+{
+    pgsched_allocator a = pgsched__allocator(opts ? opts->allocator : NULL);
+    pgsched__cron_ctx x;
+    pgsched_cron *c;
+    const char *p, *zone = NULL, *body = NULL;
+    char zbuf[256];
+    size_t pre;
+    pgsched_result r;
+    if (!out) return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT, "the output pointer is NULL");
+    *out = NULL;
+    if (!expr)
+        return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT, "the cron expression is NULL");
+    p = expr;
+    while (pgsched__is_space(*p)) p++;
+    if (!*p) return pgsched__fail(err, PGSCHED_ERR_CRON_SYNTAX, "the cron expression is empty");
+    if ((pre = pgsched__prefix_ci(p, "CRON_TZ=")) != 0 ||
+        (pre = pgsched__prefix_ci(p, "TZ=")) != 0) {
+        const char *key = p, *zs = p + pre, *ze = zs;
+        while (*ze && !pgsched__is_space(*ze)) ze++;
+        if (ze == zs)
+            return pgsched__fail(err, PGSCHED_ERR_CRON_SYNTAX,
+                                 "%.*s needs a zone name, as in %.*sEurope/London (column %d)",
+                                 (int)pre, p, (int)pre, p, (int)(zs - expr) + 1);
+        if ((size_t)(ze - zs) >= sizeof zbuf)
+            return pgsched__fail(
+                err, PGSCHED_ERR_ZONE_UNKNOWN,
+                "unknown time zone \"%.32s...\": the name is longer than 255 bytes", zs);
+        memcpy(zbuf, zs, (size_t)(ze - zs));
+        zbuf[ze - zs] = '\0';
+        zone = zbuf;
+        p = ze;
+        while (pgsched__is_space(*p)) p++;
+        if (!*p)
+            return pgsched__fail(err, PGSCHED_ERR_CRON_SYNTAX,
+                                 "nothing follows %.*s%s: expected 5 or 6 fields or a macro",
+                                 (int)pre, key, zbuf);
+    } else if (opts && opts->default_zone && *opts->default_zone) {
+        zone = opts->default_zone;
+    }
+    c = (pgsched_cron *)pgsched__calloc(&a, sizeof *c);
+    if (!c) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory parsing a cron expression");
+    c->alloc = a;
+    x.text = expr;
+    x.err = err;
+    x.c = c;
+    x.field = 0;
+    x.bits = 0;
+    if (*p == '@') {
+        r = pgsched__cron_macro(&x, p, &body);
+        if (r == PGSCHED_OK && body) r = pgsched__cron_fields_parse(&x, body);
+    } else {
+        r = pgsched__cron_fields_parse(&x, p);
+    }
+    if (r == PGSCHED_OK && zone) {
+        r = pgsched__tz_load(zone, opts ? opts->tzdir : NULL, &c->alloc, &c->tz, err);
+        if (r == PGSCHED_OK && !(c->zone = pgsched__strdup(&c->alloc, zone)))
+            r = pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory parsing a cron expression");
+    }
+    if (r != PGSCHED_OK) {
+        pgsched_cron_free(c);
+        return r;
+    }
+    *out = c;
+    return pgsched__ok(err);
+}
+
+PGSCHED_DEF void pgsched_cron_free(pgsched_cron *cron)
+{
+    pgsched_allocator a;
+    if (!cron) return;
+    a = cron->alloc;
+    if (cron->tz) pgsched__tz_free(&a, cron->tz);
+    pgsched__free(&a, cron->zone);
+    pgsched__free(&a, cron);
+}
+
+PGSCHED_DEF const char *pgsched_cron_zone(const pgsched_cron *cron)
+{
+    return cron && cron->zone ? cron->zone : "UTC";
+}
+
+PGSCHED_DEF pgsched_duration pgsched_cron_interval(const pgsched_cron *cron)
+{
+    return cron ? cron->every : 0;
+}
+
+PGSCHED_DEF int pgsched_cron_utc_offset(const pgsched_cron *cron, pgsched_time t)
+{
+    pgsched__tz_seg seg;
+    if (!cron || !cron->tz) return 0;
+    if (t < PGSCHED_TIME_MIN) t = PGSCHED_TIME_MIN;
+    if (t > PGSCHED_TIME_MAX) t = PGSCHED_TIME_MAX;
+    pgsched__tz_segment(cron->tz, pgsched__floor_div(t, PGSCHED__US), &seg);
+    return seg.off;
+}
+
+/* ---- cron matching ------------------------------------------------------------------------- */
+
+/* The first wall second >= w that every field allows; -1 when none comes before wall year
+   10001. Whole months, days, hours and minutes that cannot match are skipped with bit masks,
+   so the cost is a few steps per field, not one per second. */
+static int pgsched__cron_next_wall(const pgsched_cron *c, int64_t w, int64_t *out)
+{
+    int64_t days = pgsched__floor_div(w, 86400), sod = w - days * 86400, y, first;
+    int m, d, h = (int)(sod / 3600), mi = (int)(sod / 60 % 60), s = (int)(sod % 60);
+    pgsched__civil_from_days(days, &y, &m, &d);
+    for (;;) {
+        uint32_t dmask;
+        int n;
+        if (y > 10000) return -1;
+        if (!(c->month >> m & 1)) {
+            uint32_t later = (uint32_t)c->month & ~((2u << m) - 1);
+            if (later) {
+                m = pgsched__ctz32(later);
+            } else {
+                y++;
+                m = pgsched__ctz32(c->month);
+            }
+            d = 1;
+            h = mi = s = 0;
+            continue;
+        }
+        n = pgsched__days_in_month(y, m);
+        first = pgsched__days_from_civil(y, m, 1);
+        dmask = pgsched__cron_day_mask(c, n, pgsched__weekday(first)) & (0xFFFFFFFFu << d);
+        if (!dmask) {
+            if (++m > 12) {
+                m = 1;
+                y++;
+            }
+            d = 1;
+            h = mi = s = 0;
+            continue;
+        }
+        if (pgsched__ctz32(dmask) != d) {
+            d = pgsched__ctz32(dmask);
+            h = mi = s = 0;
+        }
+        while (h < 24) {
+            uint32_t hm = c->hour & (0xFFFFFFFFu << h);
+            uint64_t mm, sm;
+            if (!hm) break;
+            if (pgsched__ctz32(hm) != h) {
+                h = pgsched__ctz32(hm);
+                mi = s = 0;
+            }
+            mm = c->min & (~(uint64_t)0 << mi);
+            if (!mm) {
+                h++;
+                mi = s = 0;
+                continue;
+            }
+            if (pgsched__ctz64(mm) != mi) {
+                mi = pgsched__ctz64(mm);
+                s = 0;
+            }
+            sm = c->sec & (~(uint64_t)0 << s);
+            if (!sm) {
+                s = 0;
+                if (++mi == 60) {
+                    mi = 0;
+                    h++;
+                }
+                continue;
+            }
+            *out = (first + d - 1) * 86400 + h * 3600 + mi * 60 + pgsched__ctz64(sm);
+            return 0;
+        }
+        h = mi = s = 0;
+        if (++d > n) {
+            d = 1;
+            if (++m > 12) {
+                m = 1;
+                y++;
+            }
+        }
+    }
+}
+
+/* The instant a matching wall time w fires at under the wall-clock rules: its first
+   occurrence, or, when a gap skips it, the instant the gap ends. Any instant showing w lies
+   in [w - max_off, w - min_off], so the walk visits only the stretches there. */
+static int64_t pgsched__tz_first_instant(const pgsched__tz *z, int64_t w)
+{
+    pgsched__tz_seg seg;
+    pgsched__tz_segment(z, w - z->max_off, &seg);
+    for (;;) {
+        int64_t t = w - seg.off;
+        if (t < seg.start) return seg.start; /* the earlier stretches ended below w: a gap */
+        if (t < seg.end) return t;
+        pgsched__tz_segment(z, seg.end, &seg);
+    }
+}
+
+/* The next firing at or after instant a (seconds) in a zone with transitions. */
+static pgsched_result pgsched__cron_next_zoned(const pgsched_cron *c, int64_t a, int64_t *out)
+{
+    const pgsched__tz *z = c->tz;
+    pgsched__tz_seg seg;
+    int64_t w, t;
+    pgsched__tz_segment(z, a, &seg);
+    if (c->real_time) {
+        /* Within a stretch of constant offset the wall clock runs with real time; a match
+           that falls past the stretch's end is not real, so look again in the next one (after
+           a fall-back its wall times repeat and may match again). */
+        for (;;) {
+            if (pgsched__cron_next_wall(c, a + seg.off, &w) != 0) return PGSCHED_ERR_TIME_RANGE;
+            t = w - seg.off;
+            if (t < seg.end) break;
+            a = seg.end;
+            if (a > PGSCHED__SEC_MAX) return PGSCHED_ERR_TIME_RANGE;
+            pgsched__tz_segment(z, a, &seg);
+        }
+        *out = t;
+        return PGSCHED_OK;
+    }
+    /* Under the wall-clock rules the firing instant never decreases as the wall time grows,
+       so find the least wall time that fires at or after a, then the first match from it. */
+    w = a + seg.off;
+    if (seg.start != INT64_MIN) {
+        if (seg.prev_off > seg.off && a - seg.start < (int64_t)seg.prev_off - seg.off)
+            w = seg.start + seg.prev_off; /* a repeats wall times that already had their turn */
+        else if (seg.prev_off < seg.off && a == seg.start)
+            w = seg.start + seg.prev_off; /* a gap ends at a: its matches fire now */
+    }
+    for (;;) {
+        if (pgsched__cron_next_wall(c, w, &w) != 0) return PGSCHED_ERR_TIME_RANGE;
+        t = pgsched__tz_first_instant(z, w);
+        if (t >= a) break;
+        w++; /* only zones whose transitions overlap each other get here */
+    }
+    *out = t;
+    return PGSCHED_OK;
+}
+
+PGSCHED_DEF pgsched_result pgsched_cron_next(const pgsched_cron *cron, pgsched_time after,
+                                             pgsched_time *next)
+{
+    int64_t a, t;
+    if (!cron || !next) return PGSCHED_ERR_INVALID_ARGUMENT;
+    if (after < PGSCHED_TIME_MIN || after > PGSCHED_TIME_MAX) return PGSCHED_ERR_TIME_RANGE;
+    if (cron->every) {
+        if (after > PGSCHED_TIME_MAX - cron->every) return PGSCHED_ERR_TIME_RANGE;
+        *next = after + cron->every;
+        return PGSCHED_OK;
+    }
+    /* Cron fires on whole seconds: the first candidate is the next whole second. */
+    a = pgsched__floor_div(after, PGSCHED__US) + 1;
+    if (!cron->tz) {
+        if (pgsched__cron_next_wall(cron, a, &t) != 0) return PGSCHED_ERR_TIME_RANGE;
+    } else {
+        pgsched_result r = pgsched__cron_next_zoned(cron, a, &t);
+        if (r != PGSCHED_OK) return r;
+    }
+    if (t > PGSCHED__SEC_MAX) return PGSCHED_ERR_TIME_RANGE;
+    *next = t * PGSCHED__US;
+    return PGSCHED_OK;
+}
+
+/* ---- calculators --------------------------------------------------------------------------- */
+
+PGSCHED_DEF pgsched_result pgsched_interval_next(pgsched_duration every, pgsched_time after,
+                                                 pgsched_time *next)
+{
+    if (!next) return PGSCHED_ERR_INVALID_ARGUMENT;
+    if (every <= 0) return PGSCHED_ERR_SCHEDULE;
+    if (after < PGSCHED_TIME_MIN || after > PGSCHED_TIME_MAX) return PGSCHED_ERR_TIME_RANGE;
+    if (after > PGSCHED_TIME_MAX - every) return PGSCHED_ERR_TIME_RANGE;
+    *next = after + every;
+    return PGSCHED_OK;
+}
+
+PGSCHED_DEF pgsched_result pgsched_once_next(pgsched_time at, pgsched_time after,
+                                             pgsched_time *next)
+{
+    if (!next) return PGSCHED_ERR_INVALID_ARGUMENT;
+    /* at = 0 means "now", which only the engine (with its store's clock) can resolve. */
+    if (at <= 0) return PGSCHED_ERR_SCHEDULE;
+    if (at > PGSCHED_TIME_MAX) return PGSCHED_ERR_TIME_RANGE;
+    if (after >= at) return PGSCHED_ERR_NO_NEXT;
+    *next = at;
+    return PGSCHED_OK;
+}
+
+PGSCHED_DEF pgsched_result pgsched_schedule_next(const pgsched_schedule *s,
+                                                 const pgsched_cron_options *opts,
+                                                 pgsched_time after, pgsched_time *next,
+                                                 pgsched_error *err)
+{
+    char ta[PGSCHED_TIME_STRING_MAX], tb[PGSCHED_TIME_STRING_MAX];
+    pgsched_result r;
+    if (!s || !next)
+        return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT, "the schedule or output is NULL");
+    if (after < PGSCHED_TIME_MIN || after > PGSCHED_TIME_MAX)
+        return pgsched__fail(err, PGSCHED_ERR_TIME_RANGE,
+                             "the time %lld is outside years 1900-9999", (long long)after);
+    pgsched_time_format(after, 0, 1, ta, sizeof ta);
+    switch (s->kind) {
+    case PGSCHED_ONCE:
+        r = pgsched_once_next(s->at, after, next);
+        if (r == PGSCHED_ERR_SCHEDULE)
+            return pgsched__fail(err, r,
+                                 "a one-time schedule needs a positive time (at = %lld); at = 0 "
+                                 "means \"now\", which only the engine can resolve",
+                                 (long long)s->at);
+        if (r == PGSCHED_ERR_TIME_RANGE)
+            return pgsched__fail(err, r, "the one-time schedule's time %lld is after year 9999",
+                                 (long long)s->at);
+        if (r == PGSCHED_ERR_NO_NEXT) {
+            if (!pgsched_time_format(s->at, 0, 1, tb, sizeof tb))
+                pgsched__copy_text(tb, sizeof tb, "?");
+            return pgsched__fail(err, r, "the one-time schedule at %s has no run after %s", tb, ta);
+        }
+        return pgsched__ok(err);
+    case PGSCHED_CRON: {
+        pgsched_cron *c;
+        if (!s->cron)
+            return pgsched__fail(err, PGSCHED_ERR_SCHEDULE, "a cron schedule needs its expression");
+        if ((r = pgsched_cron_parse(s->cron, opts, &c, err)) != PGSCHED_OK) return r;
+        r = pgsched_cron_next(c, after, next);
+        pgsched_cron_free(c);
+        if (r != PGSCHED_OK)
+            return pgsched__fail(err, r, "the cron schedule has no run between %s and year 10000",
+                                 ta);
+        return pgsched__ok(err);
+    }
+    case PGSCHED_INTERVAL:
+        r = pgsched_interval_next(s->every, after, next);
+        if (r == PGSCHED_ERR_SCHEDULE)
+            return pgsched__fail(err, r,
+                                 "an interval schedule needs a positive interval (every = %lld us)",
+                                 (long long)s->every);
+        if (r != PGSCHED_OK)
+            return pgsched__fail(err, r,
+                                 "the interval schedule has no run between %s and year "
+                                 "10000",
+                                 ta);
+        return pgsched__ok(err);
+    case PGSCHED_CUSTOM:
+        return pgsched__fail(err, PGSCHED_ERR_SCHEDULE,
+                             "a custom schedule is computed by its job type's next-run callback, "
+                             "which pgsched_schedule_next does not have");
+    }
+    return pgsched__fail(err, PGSCHED_ERR_SCHEDULE, "unknown schedule kind %d", (int)s->kind);
+}
+
+/* ---- [pgsched: jobs] implementation -------------------------------------------------------- */
+
+PGSCHED_DEF const char *pgsched_status_string(pgsched_status s)
+{
+    switch (s) {
+    case PGSCHED_STATUS_NONE: return "none";
+    case PGSCHED_PENDING: return "pending";
+    case PGSCHED_RUNNING: return "running";
+    case PGSCHED_COMPLETED: return "completed";
+    case PGSCHED_FAILED: return "failed";
+    case PGSCHED_CANCELLED: return "cancelled";
+    }
+    return "unknown";
+}
+
+PGSCHED_DEF const char *pgsched_outcome_string(pgsched_outcome_kind k)
+{
+    switch (k) {
+    case PGSCHED_OUTCOME_SUCCESS: return "success";
+    case PGSCHED_OUTCOME_FAILURE: return "failure";
+    case PGSCHED_OUTCOME_CANCELLED: return "cancelled";
+    case PGSCHED_OUTCOME_STALLED: return "stalled";
+    case PGSCHED_OUTCOME_RELEASED: return "released";
+    }
+    return "unknown";
+}
+
+static int pgsched__is_recurring(pgsched_schedule_kind k)
+{
+    return k == PGSCHED_CRON || k == PGSCHED_INTERVAL || k == PGSCHED_CUSTOM;
+}
+
+/* ---- owned lists ----
+   Each pushed row gets one block holding copies of all its strings, so a row's pointers stay
+   valid when the items array grows, and freeing is one call per row. */
+
+static size_t pgsched__slen(const char *s) { return s ? strlen(s) + 1 : 0; }
+
+static const char *pgsched__block_put(char **cursor, const char *s)
+{
+    size_t n;
+    char *r;
+    if (!s) return NULL;
+    n = strlen(s) + 1;
+    r = *cursor;
+    memcpy(r, s, n);
+    *cursor += n;
+    return r;
+}
+
+/* Grows items (of item_size) and blocks to hold one more; returns 0 on failure. */
+static int pgsched__list_grow(pgsched_allocator *a, void **items, void ***blocks, size_t count,
+                              size_t *cap, size_t item_size)
+{
+    size_t ncap;
+    void *ni;
+    void **nb;
+    if (count < *cap) return 1;
+    ncap = *cap ? *cap * 2 : 8;
+    ni = pgsched__realloc(a, *items, ncap * item_size);
+    if (!ni) return 0;
+    *items = ni;
+    nb = (void **)pgsched__realloc(a, *blocks, ncap * sizeof(void *));
+    if (!nb) return 0;
+    *blocks = nb;
+    *cap = ncap;
+    return 1;
+}
+
+PGSCHED_DEF void pgsched_job_list_init(pgsched_job_list *list, const pgsched_allocator *a)
+{
+    memset(list, 0, sizeof *list);
+    list->alloc = pgsched__allocator(a);
+}
+
+PGSCHED_DEF pgsched_result pgsched_job_list_push(pgsched_job_list *list, const pgsched_job *job)
+{
+    size_t total;
+    char *block, *cur;
+    pgsched_job *dst;
+    if (!list || !job) return PGSCHED_ERR_INVALID_ARGUMENT;
+    if (!list->alloc.malloc_fn) list->alloc = pgsched__allocator(NULL);
+    if (!pgsched__list_grow(&list->alloc, (void **)&list->items, &list->blocks, list->count,
+                            &list->cap, sizeof(pgsched_job)))
+        return PGSCHED_ERR_NOMEM;
+    total = pgsched__slen(job->name) + pgsched__slen(job->key) + pgsched__slen(job->cron) +
+            pgsched__slen(job->params) + pgsched__slen(job->owner) +
+            pgsched__slen(job->last_error);
+    block = (char *)pgsched__malloc(&list->alloc, total);
+    if (!block) return PGSCHED_ERR_NOMEM;
+    cur = block;
+    dst = &list->items[list->count];
+    *dst = *job;
+    dst->name = pgsched__block_put(&cur, job->name);
+    dst->key = pgsched__block_put(&cur, job->key);
+    dst->cron = pgsched__block_put(&cur, job->cron);
+    dst->params = pgsched__block_put(&cur, job->params);
+    dst->owner = pgsched__block_put(&cur, job->owner);
+    dst->last_error = pgsched__block_put(&cur, job->last_error);
+    list->blocks[list->count++] = block;
+    return PGSCHED_OK;
+}
+
+PGSCHED_DEF void pgsched_job_list_clear(pgsched_job_list *list)
+{
+    size_t i;
+    if (!list) return;
+    for (i = 0; i < list->count; i++) pgsched__free(&list->alloc, list->blocks[i]);
+    list->count = 0;
+}
+
+PGSCHED_DEF void pgsched_job_list_free(pgsched_job_list *list)
+{
+    if (!list) return;
+    pgsched_job_list_clear(list);
+    if (list->alloc.free_fn) {
+        pgsched__free(&list->alloc, list->items);
+        pgsched__free(&list->alloc, list->blocks);
+    }
+    list->items = NULL;
+    list->blocks = NULL;
+    list->cap = 0;
+}
+
+PGSCHED_DEF void pgsched_run_list_init(pgsched_run_list *list, const pgsched_allocator *a)
+{
+    memset(list, 0, sizeof *list);
+    list->alloc = pgsched__allocator(a);
+}
+
+PGSCHED_DEF pgsched_result pgsched_run_list_push(pgsched_run_list *list,
+                                                 const pgsched_run_record *rec)
+{
+    size_t total;
+    char *block, *cur;
+    pgsched_run_record *dst;
+    if (!list || !rec) return PGSCHED_ERR_INVALID_ARGUMENT;
+    if (!list->alloc.malloc_fn) list->alloc = pgsched__allocator(NULL);
+    if (!pgsched__list_grow(&list->alloc, (void **)&list->items, &list->blocks, list->count,
+                            &list->cap, sizeof(pgsched_run_record)))
+        return PGSCHED_ERR_NOMEM;
+    total = pgsched__slen(rec->name) + pgsched__slen(rec->key) + pgsched__slen(rec->node) +
+            pgsched__slen(rec->error);
+    block = (char *)pgsched__malloc(&list->alloc, total);
+    if (!block) return PGSCHED_ERR_NOMEM;
+    cur = block;
+    dst = &list->items[list->count];
+    *dst = *rec;
+    dst->name = pgsched__block_put(&cur, rec->name);
+    dst->key = pgsched__block_put(&cur, rec->key);
+    dst->node = pgsched__block_put(&cur, rec->node);
+    dst->error = pgsched__block_put(&cur, rec->error);
+    list->blocks[list->count++] = block;
+    return PGSCHED_OK;
+}
+
+PGSCHED_DEF void pgsched_run_list_clear(pgsched_run_list *list)
+{
+    size_t i;
+    if (!list) return;
+    for (i = 0; i < list->count; i++) pgsched__free(&list->alloc, list->blocks[i]);
+    list->count = 0;
+}
+
+PGSCHED_DEF void pgsched_run_list_free(pgsched_run_list *list)
+{
+    if (!list) return;
+    pgsched_run_list_clear(list);
+    if (list->alloc.free_fn) {
+        pgsched__free(&list->alloc, list->items);
+        pgsched__free(&list->alloc, list->blocks);
+    }
+    list->items = NULL;
+    list->blocks = NULL;
+    list->cap = 0;
+}
+
+/* ---- validation ---- */
+
+/* Length of the valid UTF-8 sequence at s (1..4), or 0 when it is not one: overlong forms,
+   surrogates and code points above U+10FFFF are invalid, as PostgreSQL's UTF8 check has it. */
+static size_t pgsched__utf8_seq(const unsigned char *s, size_t avail)
+{
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        if (avail < 2 || (s[1] & 0xC0) != 0x80) return 0;
+        return 2;
+    }
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (avail < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
+        if (c == 0xE0 && s[1] < 0xA0) return 0; /* overlong */
+        if (c == 0xED && s[1] >= 0xA0) return 0; /* surrogate */
+        return 3;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (avail < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 ||
+            (s[3] & 0xC0) != 0x80)
+            return 0;
+        if (c == 0xF0 && s[1] < 0x90) return 0; /* overlong */
+        if (c == 0xF4 && s[1] >= 0x90) return 0; /* above U+10FFFF */
+        return 4;
+    }
+    return 0;
+}
+
+/* Byte offset of the first invalid sequence, or (size_t)-1 when all of it is valid. */
+static size_t pgsched__utf8_check(const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        size_t k = pgsched__utf8_seq((const unsigned char *)s + i, n - i);
+        if (!k) return i;
+        i += k;
+    }
+    return (size_t)-1;
+}
+
+static pgsched_result pgsched__validate_label(const char *what, pgsched_result code,
+                                              const char *s, size_t max, pgsched_error *err)
+{
+    size_t n, i, bad;
+    if (!s) return pgsched__fail(err, code, "the job %s is missing (NULL)", what);
+    n = strlen(s);
+    if (n == 0) return pgsched__fail(err, code, "the job %s is empty", what);
+    if (n > max)
+        return pgsched__fail(err, code, "the job %s is %lu bytes long; the limit is %lu", what,
+                             (unsigned long)n, (unsigned long)max);
+    bad = pgsched__utf8_check(s, n);
+    if (bad != (size_t)-1)
+        return pgsched__fail(err, PGSCHED_ERR_UTF8,
+                             "the job %s is not valid UTF-8 (byte %lu)", what,
+                             (unsigned long)bad + 1);
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7F)
+            return pgsched__fail(err, code,
+                                 "the job %s contains the control character 0x%02X (byte %lu)",
+                                 what, c, (unsigned long)i + 1);
+    }
+    return PGSCHED_OK;
+}
+
+PGSCHED_DEF pgsched_result pgsched_validate_name(const char *name, pgsched_error *err)
+{
+    return pgsched__validate_label("name", PGSCHED_ERR_NAME, name, PGSCHED_NAME_MAX, err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_validate_key(const char *key, pgsched_error *err)
+{
+    return pgsched__validate_label("key", PGSCHED_ERR_KEY, key, PGSCHED_KEY_MAX, err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_validate_identifier(const char *what, const char *ident,
+                                                       size_t max_len, pgsched_error *err)
+{
+    size_t i, n;
+    if (!ident) return pgsched__fail(err, PGSCHED_ERR_IDENTIFIER, "%s is missing (NULL)", what);
+    n = strlen(ident);
+    if (n == 0) return pgsched__fail(err, PGSCHED_ERR_IDENTIFIER, "%s is empty", what);
+    if (n > max_len)
+        return pgsched__fail(err, PGSCHED_ERR_IDENTIFIER,
+                             "%s \"%.80s\" is %lu bytes long; at most %lu fit", what, ident,
+                             (unsigned long)n, (unsigned long)max_len);
+    for (i = 0; i < n; i++) {
+        char c = ident[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+                 (i > 0 && c >= '0' && c <= '9');
+        if (!ok) {
+            if (i == 0 && c >= '0' && c <= '9')
+                return pgsched__fail(err, PGSCHED_ERR_IDENTIFIER,
+                                     "%s \"%.80s\" starts with a digit", what, ident);
+            return pgsched__fail(err, PGSCHED_ERR_IDENTIFIER,
+                                 "%s \"%.80s\" has a character other than letters, digits and "
+                                 "'_' at byte %lu",
+                                 what, ident, (unsigned long)i + 1);
+        }
+    }
+    return PGSCHED_OK;
+}
+
+static pgsched_result pgsched__validate_node_id(const char *id, pgsched_error *err)
+{
+    size_t i, n;
+    if (!id)
+        return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT, "the node id is missing (NULL)");
+    n = strlen(id);
+    if (n == 0 || n > PGSCHED_NODE_ID_MAX)
+        return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT,
+                             "the node id must be 1 to %d bytes long", PGSCHED_NODE_ID_MAX);
+    for (i = 0; i < n; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == ':' || c == '-'))
+            return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT,
+                                 "the node id has a character other than letters, digits and "
+                                 "_.:- at byte %lu",
+                                 (unsigned long)i + 1);
+    }
+    return PGSCHED_OK;
+}
+
+/* ---- JSON ----
+   An RFC 8259 validator without recursion (an explicit stack of open containers), so deep
+   nesting cannot overflow the C stack. It accepts what PostgreSQL's json type accepts, except
+   that it limits nesting depth and refuses \u escapes of unpaired surrogates (which no JSON
+   reader can turn into text). */
+
+#define PGSCHED__JSON_MAX_DEPTH 1000
+
+static int pgsched__json_ws(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+
+static int pgsched__hex4(const char *p, unsigned *out)
+{
+    unsigned v = 0;
+    int i;
+    for (i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+        else return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* Scans a string starting at the opening quote; returns the index after the closing quote or
+   0 with *why set. */
+static size_t pgsched__json_string(const char *s, size_t i, const char **why)
+{
+    i++; /* the quote */
+    for (;;) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"') return i + 1;
+        if (c == '\0') { *why = "a string is not closed"; return 0; }
+        if (c < 0x20) { *why = "a string contains an unescaped control character"; return 0; }
+        if (c == '\\') {
+            char e = s[i + 1];
+            if (e == 'u') {
+                unsigned cp, lo;
+                if (!pgsched__hex4(s + i + 2, &cp)) {
+                    *why = "a \\u escape needs four hex digits";
+                    return 0;
+                }
+                i += 6;
+                if (cp >= 0xDC00 && cp <= 0xDFFF) {
+                    *why = "a \\u escape is a lone low surrogate";
+                    return 0;
+                }
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    if (s[i] != '\\' || s[i + 1] != 'u' || !pgsched__hex4(s + i + 2, &lo) ||
+                        lo < 0xDC00 || lo > 0xDFFF) {
+                        *why = "a \\u high surrogate is not followed by a low surrogate";
+                        return 0;
+                    }
+                    i += 6;
+                }
+                continue;
+            }
+            if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' ||
+                e == 'r' || e == 't') {
+                i += 2;
+                continue;
+            }
+            *why = "a string has an invalid escape";
+            return 0;
+        }
+        i++;
+    }
+}
+
+static size_t pgsched__json_number(const char *s, size_t i, const char **why)
+{
+    size_t start;
+    if (s[i] == '-') i++;
+    if (s[i] == '0') i++;
+    else if (s[i] >= '1' && s[i] <= '9')
+        while (s[i] >= '0' && s[i] <= '9') i++;
+    else { *why = "a number has no digits"; return 0; }
+    if (s[i] == '.') {
+        i++;
+        start = i;
+        while (s[i] >= '0' && s[i] <= '9') i++;
+        if (i == start) { *why = "a number has no digits after its decimal point"; return 0; }
+    }
+    if (s[i] == 'e' || s[i] == 'E') {
+        i++;
+        if (s[i] == '+' || s[i] == '-') i++;
+        start = i;
+        while (s[i] >= '0' && s[i] <= '9') i++;
+        if (i == start) { *why = "a number has no digits in its exponent"; return 0; }
+    }
+    return i;
+}
+
+PGSCHED_DEF pgsched_result pgsched_validate_json(const char *s, pgsched_error *err)
+{
+    /* stack[d] is '{' or '['; `expect` is what may come next. */
+    enum { VALUE, VALUE_OR_CLOSE, KEY, KEY_OR_CLOSE, COLON, COMMA_OR_CLOSE, END } expect = VALUE;
+    unsigned char *stack;
+    size_t depth = 0, i = 0, n, bad;
+    const char *why = NULL;
+    pgsched_result r = PGSCHED_OK;
+    pgsched_allocator a = pgsched__allocator(NULL);
+
+    if (!s) return pgsched__fail(err, PGSCHED_ERR_JSON, "the parameters are missing (NULL)");
+    n = strlen(s);
+    if (n > PGSCHED_PARAMS_MAX)
+        return pgsched__fail(err, PGSCHED_ERR_TOO_LARGE,
+                             "the parameters are %lu bytes long; the limit is %lu",
+                             (unsigned long)n, (unsigned long)PGSCHED_PARAMS_MAX);
+    bad = pgsched__utf8_check(s, n);
+    if (bad != (size_t)-1)
+        return pgsched__fail(err, PGSCHED_ERR_UTF8,
+                             "the parameters are not valid UTF-8 (byte %lu)",
+                             (unsigned long)bad + 1);
+    stack = (unsigned char *)pgsched__malloc(&a, PGSCHED__JSON_MAX_DEPTH);
+    if (!stack) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory checking JSON");
+
+    for (;;) {
+        char c;
+        while (pgsched__json_ws(s[i])) i++;
+        c = s[i];
+        if (expect == END) {
+            if (c != '\0') why = "there is text after the JSON value";
+            break;
+        }
+        if (c == '\0') { why = "the JSON text ends early"; break; }
+        if (expect == COLON) {
+            if (c != ':') { why = "an object key is not followed by ':'"; break; }
+            i++;
+            expect = VALUE;
+            continue;
+        }
+        if (expect == COMMA_OR_CLOSE) {
+            if (c == ',') {
+                i++;
+                expect = stack[depth - 1] == '{' ? KEY : VALUE;
+                continue;
+            }
+            if ((c == '}' && stack[depth - 1] == '{') || (c == ']' && stack[depth - 1] == '[')) {
+                i++;
+                depth--;
+                expect = depth ? COMMA_OR_CLOSE : END;
+                continue;
+            }
+            why = "expected ',' or the end of the container";
+            break;
+        }
+        if (expect == KEY || expect == KEY_OR_CLOSE) {
+            if (c == '}' && expect == KEY_OR_CLOSE) {
+                i++;
+                depth--;
+                expect = depth ? COMMA_OR_CLOSE : END;
+                continue;
+            }
+            if (c != '"') { why = "an object key is not a string"; break; }
+            {
+                size_t j = pgsched__json_string(s, i, &why);
+                if (!j) break;
+                i = j;
+            }
+            expect = COLON;
+            continue;
+        }
+        /* VALUE or VALUE_OR_CLOSE */
+        if (c == ']' && expect == VALUE_OR_CLOSE) {
+            i++;
+            depth--;
+            expect = depth ? COMMA_OR_CLOSE : END;
+            continue;
+        }
+        if (c == '{' || c == '[') {
+            if (depth == PGSCHED__JSON_MAX_DEPTH) {
+                why = "the JSON is nested more than 1000 levels deep";
+                break;
+            }
+            stack[depth++] = (unsigned char)c;
+            i++;
+            expect = c == '{' ? KEY_OR_CLOSE : VALUE_OR_CLOSE;
+            continue;
+        }
+        {
+            size_t j = 0;
+            if (c == '"') j = pgsched__json_string(s, i, &why);
+            else if (c == '-' || (c >= '0' && c <= '9')) j = pgsched__json_number(s, i, &why);
+            else if (strncmp(s + i, "true", 4) == 0) j = i + 4;
+            else if (strncmp(s + i, "false", 5) == 0) j = i + 5;
+            else if (strncmp(s + i, "null", 4) == 0) j = i + 4;
+            else why = "a value is not a string, number, object, array, true, false or null";
+            if (why) break;
+            i = j;
+        }
+        expect = depth ? COMMA_OR_CLOSE : END;
+    }
+    pgsched__free(&a, stack);
+    if (why)
+        r = pgsched__fail(err, PGSCHED_ERR_JSON, "the parameters are not valid JSON: %s (byte %lu)",
+                          why, (unsigned long)i + 1);
+    return r;
+}
+
+/* ---- [pgsched: store vtable] implementation: the validating wrappers ------------------------
+   Every check lives here, once, so that every store gives the same code and sentence for the
+   same bad input and a store method never sees a NULL it did not expect. */
+
+#define PGSCHED__CRON_TEXT_MAX 1024
+#define PGSCHED__MAX_RETRIES 1000000
+#define PGSCHED__CLAIM_MAX 10000
+/* The longest duration anything accepts: a century keeps every sum with a time in range. */
+#define PGSCHED__DURATION_MAX ((pgsched_duration)100 * 366 * PGSCHED_DAY)
+
+static pgsched_result pgsched__check_store(pgsched_store *s, pgsched_error *err)
+{
+    if (!s || !s->methods)
+        return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT, "the store is missing (NULL)");
+    if (s->methods->version < 1)
+        return pgsched__fail(err, PGSCHED_ERR_UNSUPPORTED,
+                             "the store's method table has version %d; this library needs 1",
+                             s->methods->version);
+    return PGSCHED_OK;
+}
+
+static pgsched_result pgsched__null(pgsched_error *err, const char *what)
+{
+    return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT, "%s is missing (NULL)", what);
+}
+
+static pgsched_result pgsched__check_name_key(const char *name, const char *key,
+                                              pgsched_error *err)
+{
+    pgsched_result r = pgsched_validate_name(name, err);
+    if (r == PGSCHED_OK) r = pgsched_validate_key(key, err);
+    return r;
+}
+
+static pgsched_result pgsched__check_opt_node(const char *node_id, pgsched_error *err)
+{
+    return node_id ? pgsched__validate_node_id(node_id, err) : PGSCHED_OK;
+}
+
+static pgsched_result pgsched__check_time(const char *what, pgsched_time t, pgsched_error *err)
+{
+    if (t != 0 && (t < PGSCHED_TIME_MIN || t > PGSCHED_TIME_MAX))
+        return pgsched__fail(err, PGSCHED_ERR_TIME_RANGE,
+                             "%s is outside years 1900..9999", what);
+    return PGSCHED_OK;
+}
+
+static pgsched_result pgsched__check_duration(const char *what, pgsched_duration d,
+                                              pgsched_error *err)
+{
+    if (d < 0)
+        return pgsched__fail(err, PGSCHED_ERR_DURATION, "%s is negative", what);
+    return PGSCHED_OK;
+}
+
+static pgsched_result pgsched__check_names(const char *const *names, size_t count,
+                                           pgsched_error *err)
+{
+    size_t i;
+    if (count && !names) return pgsched__null(err, "the list of job type names");
+    for (i = 0; i < count; i++) {
+        pgsched_result r = pgsched_validate_name(names[i], err);
+        if (r != PGSCHED_OK) return r;
+    }
+    return PGSCHED_OK;
+}
+
+static pgsched_result pgsched__check_schedule_request(const pgsched_schedule_request *req,
+                                                      pgsched_error *err)
+{
+    pgsched_result r;
+    if (!req) return pgsched__null(err, "the schedule request");
+    if ((r = pgsched__check_name_key(req->name, req->key, err)) != PGSCHED_OK) return r;
+    if (req->params && (r = pgsched_validate_json(req->params, err)) != PGSCHED_OK) return r;
+    switch (req->kind) {
+    case PGSCHED_CRON: {
+        size_t n;
+        if (!req->cron || !req->cron[0])
+            return pgsched__fail(err, PGSCHED_ERR_SCHEDULE,
+                                 "a cron schedule needs its expression");
+        n = strlen(req->cron);
+        if (n > PGSCHED__CRON_TEXT_MAX)
+            return pgsched__fail(err, PGSCHED_ERR_SCHEDULE,
+                                 "the cron expression is %lu bytes long; the limit is %d",
+                                 (unsigned long)n, PGSCHED__CRON_TEXT_MAX);
+        if (pgsched__utf8_check(req->cron, n) != (size_t)-1)
+            return pgsched__fail(err, PGSCHED_ERR_UTF8, "the cron expression is not valid UTF-8");
+        break;
+    }
+    case PGSCHED_INTERVAL:
+        if (req->every <= 0)
+            return pgsched__fail(err, PGSCHED_ERR_SCHEDULE,
+                                 "an interval schedule needs a positive interval");
+        break;
+    case PGSCHED_ONCE:
+    case PGSCHED_CUSTOM: break;
+    default:
+        return pgsched__fail(err, PGSCHED_ERR_SCHEDULE, "the schedule kind %d is unknown",
+                             (int)req->kind);
+    }
+    if (req->max_retries < 0 || req->max_retries > PGSCHED__MAX_RETRIES)
+        return pgsched__fail(err, PGSCHED_ERR_SCHEDULE,
+                             "max_retries %d is outside 0..%d", req->max_retries,
+                             PGSCHED__MAX_RETRIES);
+    if (req->next_run < 0)
+        return pgsched__fail(err, PGSCHED_ERR_TIME_RANGE, "the first run time is negative");
+    if ((r = pgsched__check_time("the first run time", req->next_run, err)) != PGSCHED_OK)
+        return r;
+    return pgsched__check_opt_node(req->node_id, err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_store_setup(pgsched_store *s, pgsched_error *err)
+{
+    pgsched_result r = pgsched__check_store(s, err);
+    if (r != PGSCHED_OK) return r;
+    return s->methods->setup(s, err);
+}
+
+PGSCHED_DEF void pgsched_store_destroy(pgsched_store *s)
+{
+    if (s && s->methods && s->methods->destroy) s->methods->destroy(s);
+}
+
+PGSCHED_DEF pgsched_result pgsched_store_now(pgsched_store *s, pgsched_time *now,
+                                             pgsched_error *err)
+{
+    pgsched_result r = pgsched__check_store(s, err);
+    if (r != PGSCHED_OK) return r;
+    if (!now) return pgsched__null(err, "the output time");
+    return s->methods->now(s, now, err);
+}
+
+static pgsched_result pgsched__store_schedule(pgsched_store *s,
+                                              const pgsched_schedule_request *req, void *conn,
+                                              pgsched_schedule_outcome *out, pgsched_error *err)
+{
+    pgsched_schedule_outcome local;
+    pgsched_schedule_request copy;
+    pgsched_result r = pgsched__check_store(s, err);
+    if (r != PGSCHED_OK) return r;
+    if ((r = pgsched__check_schedule_request(req, err)) != PGSCHED_OK) return r;
+    copy = *req;
+    if (!copy.params) copy.params = "{}";
+    if (copy.kind != PGSCHED_CRON) copy.cron = NULL;
+    if (copy.kind != PGSCHED_INTERVAL) copy.every = 0;
+    memset(&local, 0, sizeof local);
+    r = s->methods->schedule(s, &copy, conn, &local, err);
+    if (out) *out = local;
+    return r;
+}
+
+PGSCHED_DEF pgsched_result pgsched_store_schedule(pgsched_store *s,
+                                                  const pgsched_schedule_request *req,
+                                                  pgsched_schedule_outcome *out,
+                                                  pgsched_error *err)
+{
+    return pgsched__store_schedule(s, req, NULL, out, err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_store_claim(pgsched_store *s, const pgsched_claim_request *req,
+                                               pgsched_job_list *out,
+                                               pgsched_claim_outcome *info, pgsched_error *err)
+{
+    pgsched_claim_outcome local;
+    pgsched_result r = pgsched__check_store(s, err);
+    if (r != PGSCHED_OK) return r;
+    if (!req) return pgsched__null(err, "the claim request");
+    if (!out) return pgsched__null(err, "the output list");
+    if ((r = pgsched__validate_node_id(req->node_id, err)) != PGSCHED_OK) return r;
+    if ((r = pgsched__check_names(req->names, req->name_count, err)) != PGSCHED_OK) return r;
+    if (req->max < 1 || req->max > PGSCHED__CLAIM_MAX)
+        return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT,
+                             "a claim takes 1 to %d rows, not %d", PGSCHED__CLAIM_MAX, req->max);
+    memset(&local, 0, sizeof local);
+    if (req->name_count == 0) {
+        r = s->methods->now(s, &local.now, err);
+    } else {
+        r = s->methods->claim(s, req, out, &local, err);
+    }
+    if (info) *info = local;
+    return r;
+}
+
+PGSCHED_DEF pgsched_result pgsched_store_heartbeat(pgsched_store *s, const char *node_id,
+                                                   const pgsched_lease *leases, size_t count,
+                                                   int renew, pgsched_lease_state *states,
+                                                   pgsched_time *now, pgsched_error *err)
+{
+    size_t i;
+    pgsched_time local = 0;
+    pgsched_result r = pgsched__check_store(s, err);
+    if (r != PGSCHED_OK) return r;
+    if ((r = pgsched__validate_node_id(node_id, err)) != PGSCHED_OK) return r;
+    if (count && !leases) return pgsched__null(err, "the lease array");
+    if (count && !states) return pgsched__null(err, "the lease state array");
+    for (i = 0; i < count; i++) {
+        if ((r = pgsched__check_name_key(leases[i].name, leases[i].key, err)) != PGSCHED_OK)
+            return r;
+        states[i].lost = 0;
+        states[i].cancel_requested = 0;
+    }
+    r = s->methods->heartbeat(s, node_id, leases, count, renew, states, &local, err);
+    if (now) *now = local;
+    return r;
+}
+
+PGSCHED_DEF pgsched_result pgsched_store_finish(pgsched_store *s, const pgsched_outcome *o,
+                                                size_t count, pgsched_finish_result *results,
+                                                pgsched_error *err)
+{
+    size_t i;
+    pgsched_result r = pgsched__check_store(s, err);
+    if (r != PGSCHED_OK) return r;
+    if (count == 0) return pgsched__ok(err);
+    if (!o) return pgsched__null(err, "the outcome array");
+    if (!results) return pgsched__null(err, "the result array");
+    for (i = 0; i < count; i++) {
+        if ((r = pgsched__check_name_key(o[i].name, o[i].key, err)) != PGSCHED_OK) return r;
+        if ((r = pgsched__validate_node_id(o[i].node_id, err)) != PGSCHED_OK) return r;
+        if (o[i].outcome < PGSCHED_OUTCOME_SUCCESS || o[i].outcome > PGSCHED_OUTCOME_RELEASED)
+            return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT,
+                                 "outcome kind %d is unknown", (int)o[i].outcome);
+        if (o[i].status < PGSCHED_PENDING || o[i].status > PGSCHED_CANCELLED ||
+            o[i].status == PGSCHED_RUNNING)
+            return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT,
+                                 "an outcome cannot leave a row %s",
+                                 pgsched_status_string(o[i].status));
+        if (o[i].attempt_rule < PGSCHED_ATTEMPT_RESET || o[i].attempt_rule > PGSCHED_ATTEMPT_UNCOUNT)
+            return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT,
+                                 "attempt rule %d is unknown", (int)o[i].attempt_rule);
+        if ((r = pgsched__check_duration("the retry delay", o[i].retry_delay, err)) != PGSCHED_OK)
+            return r;
+        if (o[i].retry_delay > PGSCHED__DURATION_MAX)
+            return pgsched__fail(err, PGSCHED_ERR_DURATION, "the retry delay exceeds 100 years");
+        if (o[i].next_run < 0 ||
+            (r = pgsched__check_time("the next run time", o[i].next_run, err)) != PGSCHED_OK)
+            return r != PGSCHED_OK ? r
+                                   : pgsched__fail(err, PGSCHED_ERR_TIME_RANGE,
+                                                   "the next run time is negative");
+        if (o[i].error && pgsched__utf8_check(o[i].error, strlen(o[i].error)) != (size_t)-1)
+            return pgsched__fail(err, PGSCHED_ERR_UTF8, "an error text is not valid UTF-8");
+        memset(&results[i], 0, sizeof results[i]);
+    }
+    return s->methods->finish(s, o, count, results, err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_store_take_back(pgsched_store *s, const char *node_id,
+                                                   pgsched_duration stall_timeout, int max,
+                                                   pgsched_job_list *out, pgsched_error *err)
+{
+    pgsched_result r = pgsched__check_store(s, err);
+    if (r != PGSCHED_OK) return r;
+    if ((r = pgsched__validate_node_id(node_id, err)) != PGSCHED_OK) return r;
+    if (!out) return pgsched__null(err, "the output list");
+    if (stall_timeout <= 0)
+        return pgsched__fail(err, PGSCHED_ERR_DURATION, "the stall timeout must be positive");
+    if (max < 1 || max > PGSCHED__CLAIM_MAX)
+        return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT,
+                             "a take-back takes 1 to %d rows, not %d", PGSCHED__CLAIM_MAX, max);
+    return s->methods->take_back(s, node_id, stall_timeout, max, out, err);
+}
+
+/* cancel, trigger and remove share their checks and their optional output. */
+typedef pgsched_result (*pgsched__change_fn)(pgsched_store *, const char *, const char *,
+                                             const char *, pgsched_change_outcome *,
+                                             pgsched_error *);
+
+static pgsched_result pgsched__store_change(pgsched_store *s, int which, const char *name,
+                                            const char *key, const char *node_id,
+                                            pgsched_change_outcome *out, pgsched_error *err)
+{
+    pgsched_change_outcome local;
+    pgsched__change_fn fn;
+    pgsched_result r = pgsched__check_store(s, err);
+    if (r != PGSCHED_OK) return r;
+    if ((r = pgsched__check_name_key(name, key, err)) != PGSCHED_OK) return r;
+    if ((r = pgsched__check_opt_node(node_id, err)) != PGSCHED_OK) return r;
+    fn = which == 0 ? s->methods->cancel : which == 1 ? s->methods->trigger : s->methods->remove;
+    memset(&local, 0, sizeof local);
+    r = fn(s, name, key, node_id, &local, err);
+    if (out) *out = local;
+    return r;
+}
+
+PGSCHED_DEF pgsched_result pgsched_store_cancel(pgsched_store *s, const char *name,
+                                                const char *key, const char *node_id,
+                                                pgsched_change_outcome *out, pgsched_error *err)
+{
+    return pgsched__store_change(s, 0, name, key, node_id, out, err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_store_trigger(pgsched_store *s, const char *name,
+                                                 const char *key, const char *node_id,
+                                                 pgsched_change_outcome *out, pgsched_error *err)
+{
+    return pgsched__store_change(s, 1, name, key, node_id, out, err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_store_remove(pgsched_store *s, const char *name,
+                                                const char *key, const char *node_id,
+                                                pgsched_change_outcome *out, pgsched_error *err)
+{
+    return pgsched__store_change(s, 2, name, key, node_id, out, err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_store_get(pgsched_store *s, const char *name, const char *key,
+                                             pgsched_job_list *out, pgsched_error *err)
+{
+    pgsched_result r = pgsched__check_store(s, err);
+    if (r != PGSCHED_OK) return r;
+    if ((r = pgsched__check_name_key(name, key, err)) != PGSCHED_OK) return r;
+    if (!out) return pgsched__null(err, "the output list");
+    return s->methods->get(s, name, key, out, err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_store_list(pgsched_store *s, const pgsched_list_filter *filter,
+                                              pgsched_job_list *out, pgsched_error *err)
+{
+    pgsched_list_filter f;
+    pgsched_result r = pgsched__check_store(s, err);
+    if (r != PGSCHED_OK) return r;
+    if (!out) return pgsched__null(err, "the output list");
+    memset(&f, 0, sizeof f);
+    if (filter) f = *filter;
+    if (f.name && (r = pgsched_validate_name(f.name, err)) != PGSCHED_OK) return r;
+    if (f.status < PGSCHED_STATUS_NONE || f.status > PGSCHED_CANCELLED)
+        return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT, "status %d is unknown",
+                             (int)f.status);
+    if ((f.after_name == NULL) != (f.after_key == NULL))
+        return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT,
+                             "paging needs both after_name and after_key, or neither");
+    if (f.after_name && (r = pgsched__check_name_key(f.after_name, f.after_key, err)) != PGSCHED_OK)
+        return r;
+    if (f.limit == 0) f.limit = 1000;
+    return s->methods->list(s, &f, out, err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_store_history(pgsched_store *s, const char *name,
+                                                 const char *key, size_t limit,
+                                                 pgsched_run_list *out, pgsched_error *err)
+{
+    pgsched_result r = pgsched__check_store(s, err);
+    if (r != PGSCHED_OK) return r;
+    if (!out) return pgsched__null(err, "the output list");
+    if (name && (r = pgsched_validate_name(name, err)) != PGSCHED_OK) return r;
+    if (key && (r = pgsched_validate_key(key, err)) != PGSCHED_OK) return r;
+    if (key && !name)
+        return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT,
+                             "a history filter by key needs the name too");
+    return s->methods->history(s, name, key, limit ? limit : 100, out, err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_store_next_due(pgsched_store *s, const char *const *names,
+                                                  size_t count, pgsched_time *next,
+                                                  pgsched_time *now, pgsched_error *err)
+{
+    pgsched_time n = 0, t = 0;
+    pgsched_result r = pgsched__check_store(s, err);
+    if (r != PGSCHED_OK) return r;
+    if (!next) return pgsched__null(err, "the output time");
+    if ((r = pgsched__check_names(names, count, err)) != PGSCHED_OK) return r;
+    if (count == 0) r = s->methods->now(s, &t, err);
+    else r = s->methods->next_due(s, names, count, &n, &t, err);
+    *next = n;
+    if (now) *now = t;
+    return r;
+}
+
+PGSCHED_DEF pgsched_result pgsched_store_node_register(pgsched_store *s,
+                                                       const pgsched_node_record *node,
+                                                       pgsched_error *err)
+{
+    pgsched_result r = pgsched__check_store(s, err);
+    if (r != PGSCHED_OK) return r;
+    if (!node) return pgsched__null(err, "the node record");
+    if ((r = pgsched__validate_node_id(node->id, err)) != PGSCHED_OK) return r;
+    if (node->host && pgsched__utf8_check(node->host, strlen(node->host)) != (size_t)-1)
+        return pgsched__fail(err, PGSCHED_ERR_UTF8, "the host name is not valid UTF-8");
+    if ((r = pgsched__check_names(node->names, node->name_count, err)) != PGSCHED_OK) return r;
+    return s->methods->node_register(s, node, err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_store_node_unregister(pgsched_store *s, const char *node_id,
+                                                         pgsched_error *err)
+{
+    pgsched_result r = pgsched__check_store(s, err);
+    if (r != PGSCHED_OK) return r;
+    if ((r = pgsched__validate_node_id(node_id, err)) != PGSCHED_OK) return r;
+    return s->methods->node_unregister(s, node_id, err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_store_cleanup(pgsched_store *s,
+                                                 const pgsched_cleanup_request *req,
+                                                 pgsched_cleanup_outcome *out,
+                                                 pgsched_error *err)
+{
+    pgsched_cleanup_request q;
+    pgsched_cleanup_outcome local;
+    pgsched_result r = pgsched__check_store(s, err);
+    if (r != PGSCHED_OK) return r;
+    if (!req) return pgsched__null(err, "the cleanup request");
+    if ((r = pgsched__validate_node_id(req->node_id, err)) != PGSCHED_OK) return r;
+    if ((r = pgsched__check_duration("finished_retention", req->finished_retention, err)) ||
+        (r = pgsched__check_duration("history_retention", req->history_retention, err)) ||
+        (r = pgsched__check_duration("orphan_timeout", req->orphan_timeout, err)) ||
+        (r = pgsched__check_duration("stall_timeout", req->stall_timeout, err)))
+        return r;
+    if (req->orphan_timeout != PGSCHED_NEVER && req->stall_timeout <= 0)
+        return pgsched__fail(err, PGSCHED_ERR_DURATION,
+                             "orphan clean-up needs a positive stall_timeout to tell live nodes");
+    q = *req;
+    if (q.limit == 0) q.limit = 10000;
+    memset(&local, 0, sizeof local);
+    r = s->methods->cleanup(s, &q, &local, err);
+    if (out) *out = local;
+    return r;
+}
+
+PGSCHED_DEF pgsched_result pgsched_store_listen_open(pgsched_store *s, pgsched_listener **out,
+                                                     pgsched_error *err)
+{
+    pgsched_result r = pgsched__check_store(s, err);
+    if (r != PGSCHED_OK) return r;
+    if (!out) return pgsched__null(err, "the output listener");
+    *out = NULL;
+    return s->methods->listen_open(s, out, err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_store_listen_wait(pgsched_store *s, pgsched_listener *l,
+                                                     pgsched_duration timeout,
+                                                     pgsched_event *events, size_t cap,
+                                                     size_t *count, pgsched_error *err)
+{
+    pgsched_result r = pgsched__check_store(s, err);
+    if (r != PGSCHED_OK) return r;
+    if (!l) return pgsched__null(err, "the listener");
+    if (!events || !cap) return pgsched__null(err, "the event array");
+    if (!count) return pgsched__null(err, "the output count");
+    *count = 0;
+    if (timeout < 0) timeout = 0;
+    return s->methods->listen_wait(s, l, timeout, events, cap, count, err);
+}
+
+PGSCHED_DEF void pgsched_store_listen_wake(pgsched_store *s, pgsched_listener *l)
+{
+    if (s && s->methods && l) s->methods->listen_wake(s, l);
+}
+
+PGSCHED_DEF void pgsched_store_listen_close(pgsched_store *s, pgsched_listener *l)
+{
+    if (s && s->methods && l) s->methods->listen_close(s, l);
+}
+
+/* Shared sentences for the errors a store reports, so both stores say the same. */
+static pgsched_result pgsched__err_not_found(pgsched_error *err, const char *name,
+                                             const char *key)
+{
+    return pgsched__fail(err, PGSCHED_ERR_NOT_FOUND, "job %s/%s does not exist", name, key);
+}
+
+static pgsched_result pgsched__err_running(pgsched_error *err, const char *name, const char *key,
+                                           const char *what)
+{
+    return pgsched__fail(err, PGSCHED_ERR_RUNNING, "job %s/%s is running; %s", name, key, what);
+}
+
+static pgsched_result pgsched__err_not_pending(pgsched_error *err, const char *name,
+                                               const char *key, pgsched_status st)
+{
+    return pgsched__fail(err, PGSCHED_ERR_NOT_PENDING,
+                         "job %s/%s is %s; only a pending job can be triggered", name, key,
+                         pgsched_status_string(st));
+}
+
+/* ---- [pgsched: stores] implementation: threads helpers -------------------------------------- */
+
+/* Condition variables wait on the monotonic clock so that a wall-clock step (NTP, an operator)
+   neither wakes every sleeper nor makes one sleep for an hour. */
+static int pgsched__cond_init(pthread_cond_t *cv)
+{
+    pthread_condattr_t attr;
+    int rc;
+    if (pthread_condattr_init(&attr) != 0) return -1;
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    rc = pthread_cond_init(cv, &attr);
+    pthread_condattr_destroy(&attr);
+    return rc;
+}
+
+/* Waits until signalled or the monotonic deadline (microseconds) passes. */
+static void pgsched__cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, pgsched_time deadline)
+{
+    struct timespec ts;
+    if (deadline == PGSCHED_NEVER) {
+        pthread_cond_wait(cv, mu);
+        return;
+    }
+    ts.tv_sec = (time_t)(deadline / 1000000);
+    ts.tv_nsec = (long)(deadline % 1000000) * 1000;
+    pthread_cond_timedwait(cv, mu, &ts);
+}
+
+/* deadline = monotonic now + d, saturating at PGSCHED_NEVER. */
+static pgsched_time pgsched__deadline(pgsched_duration d)
+{
+    pgsched_time now = pgsched__monotonic();
+    if (d >= PGSCHED_NEVER - now) return PGSCHED_NEVER;
+    return now + d;
+}
+
+static uint64_t pgsched__hash(const char *a, const char *b)
+{
+    /* FNV-1a over a, a NUL, b: (name, key) pairs that differ anywhere hash apart. */
+    uint64_t h = 14695981039346656037ULL;
+    const unsigned char *p;
+    for (p = (const unsigned char *)a; *p; p++) h = (h ^ *p) * 1099511628211ULL;
+    h = (h ^ 0) * 1099511628211ULL;
+    if (b)
+        for (p = (const unsigned char *)b; *p; p++) h = (h ^ *p) * 1099511628211ULL;
+    return h;
+}
+
+/* ---- [pgsched: stores] implementation: the in-memory store -------------------------------- */
+
+typedef struct pgsched__mrow pgsched__mrow;
+
+/* Per job type: a min-heap of its pending rows by (next_run, version), so a claim or a
+   next-due look-up touches only the rows of the types asked for. */
+typedef struct pgsched__mtype {
+    char *name;
+    pgsched__mrow **heap;
+    size_t heap_n, heap_cap; /* heap_cap >= rows, reserved when a row is created */
+    size_t rows;
+    int live; /* scratch for orphan clean-up */
+    struct pgsched__mtype *next;
+} pgsched__mtype;
+
+struct pgsched__mrow {
+    char *name, *key;
+    pgsched__mtype *type;
+    pgsched_status status;
+    pgsched_schedule_kind kind;
+    char *cron;
+    pgsched_duration every;
+    char *params;
+    int max_retries, attempt;
+    pgsched_time next_run;
+    char owner[PGSCHED_NODE_ID_MAX + 1];
+    int64_t lease;
+    pgsched_time heartbeat_at, started_at, finished_at;
+    int cancel_requested, remove_requested;
+    /* a re-schedule waiting for the current run to end */
+    int has_change;
+    pgsched_schedule_kind ch_kind;
+    char *ch_cron;
+    pgsched_duration ch_every;
+    char *ch_params;
+    int ch_max_retries;
+    pgsched_time ch_next_run;
+    char *last_error;
+    int64_t runs, failures, version;
+    pgsched_time created_at, updated_at;
+    size_t heap_pos; /* index in type->heap, or (size_t)-1 when not pending */
+    pgsched__mrow *hnext;
+    pgsched__mrow *rprev, *rnext; /* the list of running rows */
+};
+
+typedef struct pgsched__mhist {
+    pgsched_run_record rec; /* strings point into `block` */
+    char *block;
+} pgsched__mhist;
+
+typedef struct pgsched__mnode {
+    char id[PGSCHED_NODE_ID_MAX + 1];
+    char *host;
+    int64_t pid;
+    char **names;
+    size_t name_count;
+    pgsched_time started_at, last_seen;
+} pgsched__mnode;
+
+typedef struct pgsched__mlistener {
+    pgsched_event *q;
+    size_t head, count, cap;
+    int overflow, woken;
+    pthread_cond_t cv;
+    struct pgsched__mlistener *next;
+} pgsched__mlistener;
+
+#define PGSCHED__MTYPE_BUCKETS 64
+#define PGSCHED__MLISTEN_QUEUE 4096
+
+typedef struct pgsched__mem {
+    pgsched_store base;
+    pgsched_allocator alloc;
+    pgsched_time (*clock)(void *);
+    void *clock_user;
+    pthread_mutex_t mu;
+    pgsched__mrow **buckets;
+    size_t nbuckets, nrows;
+    pgsched__mtype *types[PGSCHED__MTYPE_BUCKETS];
+    pgsched__mrow *running;
+    int64_t seq;
+    pgsched__mhist *hist;
+    size_t hist_n, hist_cap;
+    int64_t hist_id;
+    pgsched__mnode *nodes;
+    size_t node_n, node_cap;
+    pgsched__mlistener *listeners;
+} pgsched__mem;
+
+static pgsched_time pgsched__mem_now(pgsched__mem *m)
+{
+    return m->clock ? m->clock(m->clock_user) : pgsched_now();
+}
+
+/* ---- rows ---- */
+
+static pgsched__mrow *pgsched__mem_find(pgsched__mem *m, const char *name, const char *key)
+{
+    pgsched__mrow *r = m->buckets[pgsched__hash(name, key) & (m->nbuckets - 1)];
+    for (; r; r = r->hnext)
+        if (strcmp(r->name, name) == 0 && strcmp(r->key, key) == 0) return r;
+    return NULL;
+}
+
+static pgsched__mtype *pgsched__mem_type(pgsched__mem *m, const char *name, int create)
+{
+    size_t b = (size_t)(pgsched__hash(name, NULL) % PGSCHED__MTYPE_BUCKETS);
+    pgsched__mtype *t;
+    for (t = m->types[b]; t; t = t->next)
+        if (strcmp(t->name, name) == 0) return t;
+    if (!create) return NULL;
+    t = (pgsched__mtype *)pgsched__calloc(&m->alloc, sizeof *t);
+    if (!t) return NULL;
+    t->name = pgsched__strdup(&m->alloc, name);
+    if (!t->name) {
+        pgsched__free(&m->alloc, t);
+        return NULL;
+    }
+    t->next = m->types[b];
+    m->types[b] = t;
+    return t;
+}
+
+static int pgsched__heap_less(const pgsched__mrow *a, const pgsched__mrow *b)
+{
+    if (a->next_run != b->next_run) return a->next_run < b->next_run;
+    return a->version < b->version;
+}
+
+static void pgsched__heap_set(pgsched__mtype *t, size_t i, pgsched__mrow *r)
+{
+    t->heap[i] = r;
+    r->heap_pos = i;
+}
+
+static void pgsched__heap_up(pgsched__mtype *t, size_t i)
+{
+    pgsched__mrow *r = t->heap[i];
+    while (i > 0) {
+        size_t p = (i - 1) / 2;
+        if (!pgsched__heap_less(r, t->heap[p])) break;
+        pgsched__heap_set(t, i, t->heap[p]);
+        i = p;
+    }
+    pgsched__heap_set(t, i, r);
+}
+
+static void pgsched__heap_down(pgsched__mtype *t, size_t i)
+{
+    pgsched__mrow *r = t->heap[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= t->heap_n) break;
+        if (c + 1 < t->heap_n && pgsched__heap_less(t->heap[c + 1], t->heap[c])) c++;
+        if (!pgsched__heap_less(t->heap[c], r)) break;
+        pgsched__heap_set(t, i, t->heap[c]);
+        i = c;
+    }
+    pgsched__heap_set(t, i, r);
+}
+
+static void pgsched__heap_remove(pgsched__mrow *r)
+{
+    pgsched__mtype *t = r->type;
+    size_t i = r->heap_pos;
+    pgsched__mrow *last;
+    if (i == (size_t)-1) return;
+    r->heap_pos = (size_t)-1;
+    last = t->heap[--t->heap_n];
+    if (i == t->heap_n) return;
+    pgsched__heap_set(t, i, last);
+    pgsched__heap_up(t, i);
+    pgsched__heap_down(t, last->heap_pos);
+}
+
+/* Reserves a heap slot for one more row of the type, so that moving a row to pending later
+   can never fail half-way through a change. */
+static int pgsched__heap_reserve(pgsched__mem *m, pgsched__mtype *t)
+{
+    if (t->rows + 1 > t->heap_cap) {
+        size_t ncap = t->heap_cap ? t->heap_cap * 2 : 16;
+        pgsched__mrow **nh =
+            (pgsched__mrow **)pgsched__realloc(&m->alloc, t->heap, ncap * sizeof *nh);
+        if (!nh) return 0;
+        t->heap = nh;
+        t->heap_cap = ncap;
+    }
+    t->rows++;
+    return 1;
+}
+
+/* Puts a pending row in (or back into) its heap after next_run or version changed. */
+static void pgsched__heap_update(pgsched__mrow *r)
+{
+    pgsched__mtype *t = r->type;
+    if (r->heap_pos == (size_t)-1) {
+        PGSCHED_ASSERT(t->heap_n < t->heap_cap);
+        pgsched__heap_set(t, t->heap_n++, r);
+    }
+    pgsched__heap_up(t, r->heap_pos);
+    pgsched__heap_down(t, r->heap_pos);
+}
+
+static void pgsched__running_unlink(pgsched__mem *m, pgsched__mrow *r)
+{
+    if (r->rprev) r->rprev->rnext = r->rnext;
+    else if (m->running == r) m->running = r->rnext;
+    if (r->rnext) r->rnext->rprev = r->rprev;
+    r->rprev = r->rnext = NULL;
+}
+
+static void pgsched__running_link(pgsched__mem *m, pgsched__mrow *r)
+{
+    r->rprev = NULL;
+    r->rnext = m->running;
+    if (m->running) m->running->rprev = r;
+    m->running = r;
+}
+
+/* Moves a row to `st`, keeping the heap and the running list in step. */
+static void pgsched__mem_set_status(pgsched__mem *m, pgsched__mrow *r, pgsched_status st)
+{
+    if (st == PGSCHED_PENDING) pgsched__heap_update(r);
+    else pgsched__heap_remove(r);
+    if (r->status == PGSCHED_RUNNING && st != PGSCHED_RUNNING) pgsched__running_unlink(m, r);
+    if (r->status != PGSCHED_RUNNING && st == PGSCHED_RUNNING) pgsched__running_link(m, r);
+    r->status = st;
+}
+
+static void pgsched__mem_row_free(pgsched__mem *m, pgsched__mrow *r)
+{
+    pgsched__free(&m->alloc, r->name);
+    pgsched__free(&m->alloc, r->key);
+    pgsched__free(&m->alloc, r->cron);
+    pgsched__free(&m->alloc, r->params);
+    pgsched__free(&m->alloc, r->ch_cron);
+    pgsched__free(&m->alloc, r->ch_params);
+    pgsched__free(&m->alloc, r->last_error);
+    pgsched__free(&m->alloc, r);
+}
+
+static void pgsched__mem_delete(pgsched__mem *m, pgsched__mrow *r)
+{
+    pgsched__mrow **pp = &m->buckets[pgsched__hash(r->name, r->key) & (m->nbuckets - 1)];
+    while (*pp && *pp != r) pp = &(*pp)->hnext;
+    if (*pp) *pp = r->hnext;
+    pgsched__heap_remove(r);
+    if (r->status == PGSCHED_RUNNING) pgsched__running_unlink(m, r);
+    r->type->rows--;
+    m->nrows--;
+    pgsched__mem_row_free(m, r);
+}
+
+static void pgsched__mem_rehash(pgsched__mem *m)
+{
+    size_t nb = m->nbuckets * 2, i;
+    pgsched__mrow **b = (pgsched__mrow **)pgsched__calloc(&m->alloc, nb * sizeof *b);
+    if (!b) return; /* keep the old table: longer chains, still correct */
+    for (i = 0; i < m->nbuckets; i++) {
+        pgsched__mrow *r = m->buckets[i];
+        while (r) {
+            pgsched__mrow *next = r->hnext;
+            size_t h = (size_t)(pgsched__hash(r->name, r->key) & (nb - 1));
+            r->hnext = b[h];
+            b[h] = r;
+            r = next;
+        }
+    }
+    pgsched__free(&m->alloc, m->buckets);
+    m->buckets = b;
+    m->nbuckets = nb;
+}
+
+/* Replaces *slot by a copy of s (NULL allowed). 0 on allocation failure, slot unchanged. */
+static int pgsched__mem_setstr(pgsched__mem *m, char **slot, const char *s)
+{
+    char *c = NULL;
+    if (s) {
+        c = pgsched__strdup(&m->alloc, s);
+        if (!c) return 0;
+    }
+    pgsched__free(&m->alloc, *slot);
+    *slot = c;
+    return 1;
+}
+
+static void pgsched__mem_to_job(const pgsched__mrow *r, pgsched_job *j)
+{
+    memset(j, 0, sizeof *j);
+    j->name = r->name;
+    j->key = r->key;
+    j->status = r->status;
+    j->kind = r->kind;
+    j->cron = r->cron;
+    j->every = r->every;
+    j->params = r->params;
+    j->max_retries = r->max_retries;
+    j->attempt = r->attempt;
+    j->next_run = r->next_run;
+    j->owner = r->status == PGSCHED_RUNNING ? r->owner : NULL;
+    j->lease = r->lease;
+    j->heartbeat_at = r->heartbeat_at;
+    j->started_at = r->started_at;
+    j->finished_at = r->finished_at;
+    j->cancel_requested = r->cancel_requested;
+    j->remove_requested = r->remove_requested;
+    j->change_pending = r->has_change;
+    j->last_error = r->last_error;
+    j->runs = r->runs;
+    j->failures = r->failures;
+    j->version = r->version;
+    j->created_at = r->created_at;
+    j->updated_at = r->updated_at;
+}
+
+/* ---- events ---- */
+
+static void pgsched__mem_push_event(pgsched__mem *m, const pgsched_event *ev)
+{
+    pgsched__mlistener *l;
+    for (l = m->listeners; l; l = l->next) {
+        if (l->count == l->cap) {
+            /* A listener that does not keep up loses events; it is told to resync. */
+            l->overflow = 1;
+            l->head = (l->head + 1) % l->cap;
+            l->count--;
+        }
+        l->q[(l->head + l->count) % l->cap] = *ev;
+        l->count++;
+        pthread_cond_signal(&l->cv);
+    }
+}
+
+static void pgsched__mem_emit(pgsched__mem *m, pgsched_event_kind kind, const pgsched__mrow *r,
+                              pgsched_status old_status, pgsched_status new_status,
+                              const char *node_id)
+{
+    pgsched_event ev;
+    if (!m->listeners) return;
+    memset(&ev, 0, sizeof ev);
+    ev.kind = kind;
+    ev.old_status = old_status;
+    ev.new_status = new_status;
+    ev.next_run = new_status == PGSCHED_PENDING ? r->next_run : 0;
+    ev.version = r->version;
+    pgsched__copy_text(ev.name, sizeof ev.name, r->name);
+    pgsched__copy_text(ev.key, sizeof ev.key, r->key);
+    pgsched__copy_text(ev.node, sizeof ev.node, node_id);
+    if (kind == PGSCHED_EVENT_CANCEL) pgsched__copy_text(ev.owner, sizeof ev.owner, r->owner);
+    pgsched__mem_push_event(m, &ev);
+}
+
+static pgsched_result pgsched__mem_oom(pgsched__mem *m, pgsched_error *err)
+{
+    pthread_mutex_unlock(&m->mu);
+    return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory in the in-memory store");
+}
+
+/* ---- methods ---- */
+
+static pgsched_result pgsched__mem_setup(pgsched_store *s, pgsched_error *err)
+{
+    PGSCHED__UNUSED(s);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__mem_now_m(pgsched_store *s, pgsched_time *now, pgsched_error *err)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    pthread_mutex_lock(&m->mu);
+    *now = pgsched__mem_now(m);
+    pthread_mutex_unlock(&m->mu);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__mem_schedule(pgsched_store *s, const pgsched_schedule_request *q,
+                                            void *external_conn, pgsched_schedule_outcome *out,
+                                            pgsched_error *err)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    pgsched__mrow *r;
+    pgsched_time now, next;
+    if (external_conn)
+        return pgsched__fail(err, PGSCHED_ERR_UNSUPPORTED,
+                             "the in-memory store cannot join a PostgreSQL transaction");
+    pthread_mutex_lock(&m->mu);
+    now = pgsched__mem_now(m);
+    next = q->next_run ? q->next_run : now;
+    r = pgsched__mem_find(m, q->name, q->key);
+    if (r && r->status == PGSCHED_RUNNING) {
+        char *cron = NULL, *params = NULL;
+        if (!q->apply_after_run) {
+            pthread_mutex_unlock(&m->mu);
+            return pgsched__err_running(err, q->name, q->key,
+                                        "re-scheduling is refused unless it applies after the run");
+        }
+        if (!pgsched__mem_setstr(m, &cron, q->cron) || !pgsched__mem_setstr(m, &params, q->params)) {
+            pgsched__free(&m->alloc, cron);
+            return pgsched__mem_oom(m, err);
+        }
+        pgsched__free(&m->alloc, r->ch_cron);
+        pgsched__free(&m->alloc, r->ch_params);
+        r->has_change = 1;
+        r->ch_kind = q->kind;
+        r->ch_cron = cron;
+        r->ch_every = q->every;
+        r->ch_params = params;
+        r->ch_max_retries = q->max_retries;
+        r->ch_next_run = next;
+        r->version = ++m->seq;
+        r->updated_at = now;
+        out->deferred = 1;
+        out->old_status = PGSCHED_RUNNING;
+        out->next_run = r->next_run;
+        out->version = r->version;
+        pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, PGSCHED_RUNNING, PGSCHED_RUNNING, q->node_id);
+        pthread_mutex_unlock(&m->mu);
+        return pgsched__ok(err);
+    }
+    if (!r) {
+        pgsched__mtype *t = pgsched__mem_type(m, q->name, 1);
+        if (!t) return pgsched__mem_oom(m, err);
+        r = (pgsched__mrow *)pgsched__calloc(&m->alloc, sizeof *r);
+        if (!r) return pgsched__mem_oom(m, err);
+        r->name = pgsched__strdup(&m->alloc, q->name);
+        r->key = pgsched__strdup(&m->alloc, q->key);
+        r->cron = q->cron ? pgsched__strdup(&m->alloc, q->cron) : NULL;
+        r->params = pgsched__strdup(&m->alloc, q->params);
+        if (!r->name || !r->key || !r->params || (q->cron && !r->cron)) {
+            pgsched__mem_row_free(m, r);
+            return pgsched__mem_oom(m, err);
+        }
+        r->type = t;
+        r->heap_pos = (size_t)-1;
+        r->status = PGSCHED_STATUS_NONE;
+        r->kind = q->kind;
+        r->every = q->every;
+        r->max_retries = q->max_retries;
+        r->next_run = next;
+        r->created_at = now;
+        r->version = ++m->seq;
+        if (!pgsched__heap_reserve(m, t)) {
+            pgsched__mem_row_free(m, r);
+            return pgsched__mem_oom(m, err);
+        }
+        pgsched__mem_set_status(m, r, PGSCHED_PENDING);
+        r->updated_at = now;
+        {
+            size_t b = (size_t)(pgsched__hash(r->name, r->key) & (m->nbuckets - 1));
+            r->hnext = m->buckets[b];
+            m->buckets[b] = r;
+        }
+        if (++m->nrows > m->nbuckets) pgsched__mem_rehash(m);
+        out->created = 1;
+        out->old_status = PGSCHED_STATUS_NONE;
+    } else {
+        char *cron = NULL, *params = NULL;
+        pgsched_status old = r->status;
+        if (!pgsched__mem_setstr(m, &cron, q->cron) || !pgsched__mem_setstr(m, &params, q->params)) {
+            pgsched__free(&m->alloc, cron);
+            return pgsched__mem_oom(m, err);
+        }
+        if (old == PGSCHED_PENDING && r->next_run < next) next = r->next_run;
+        pgsched__free(&m->alloc, r->cron);
+        pgsched__free(&m->alloc, r->params);
+        r->cron = cron;
+        r->params = params;
+        r->kind = q->kind;
+        r->every = q->every;
+        r->max_retries = q->max_retries;
+        r->attempt = 0;
+        r->next_run = next;
+        r->cancel_requested = r->remove_requested = 0;
+        r->version = ++m->seq;
+        pgsched__mem_set_status(m, r, PGSCHED_PENDING);
+        r->updated_at = now;
+        out->old_status = old;
+    }
+    out->next_run = r->next_run;
+    out->version = r->version;
+    pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, out->old_status, PGSCHED_PENDING, q->node_id);
+    pthread_mutex_unlock(&m->mu);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__mem_claim(pgsched_store *s, const pgsched_claim_request *q,
+                                         pgsched_job_list *out, pgsched_claim_outcome *info,
+                                         pgsched_error *err)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    pgsched__mtype *local[16];
+    pgsched__mtype **types = local;
+    size_t nt = 0, i;
+    int claimed = 0;
+    pgsched_time now;
+    pgsched_result r = PGSCHED_OK;
+
+    if (q->name_count > 16) {
+        types = (pgsched__mtype **)pgsched__malloc(&m->alloc, q->name_count * sizeof *types);
+        if (!types) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory in a claim");
+    }
+    pthread_mutex_lock(&m->mu);
+    now = pgsched__mem_now(m);
+    for (i = 0; i < q->name_count; i++) {
+        pgsched__mtype *t = pgsched__mem_type(m, q->names[i], 0);
+        size_t k;
+        if (!t) continue;
+        for (k = 0; k < nt && types[k] != t; k++) {}
+        if (k == nt) types[nt++] = t;
+    }
+    while (claimed < q->max) {
+        pgsched__mtype *best = NULL;
+        pgsched__mrow *row;
+        pgsched_job job;
+        for (i = 0; i < nt; i++)
+            if (types[i]->heap_n && types[i]->heap[0]->next_run <= now &&
+                (!best || pgsched__heap_less(types[i]->heap[0], best->heap[0])))
+                best = types[i];
+        if (!best) break;
+        row = best->heap[0];
+        pgsched__mem_set_status(m, row, PGSCHED_RUNNING);
+        pgsched__copy_text(row->owner, sizeof row->owner, q->node_id);
+        row->version = ++m->seq;
+        row->lease = row->version;
+        row->attempt++;
+        row->cancel_requested = 0;
+        row->started_at = now;
+        row->heartbeat_at = now;
+        row->updated_at = now;
+        pgsched__mem_to_job(row, &job);
+        if (pgsched_job_list_push(out, &job) != PGSCHED_OK) {
+            /* Give the row back untouched but for its version: the claim did not happen. */
+            row->attempt--;
+            row->lease = 0;
+            row->owner[0] = '\0';
+            pgsched__mem_set_status(m, row, PGSCHED_PENDING);
+            r = pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory in a claim");
+            break;
+        }
+        pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, row, PGSCHED_PENDING, PGSCHED_RUNNING,
+                          q->node_id);
+        claimed++;
+    }
+    info->now = now;
+    info->next_due = 0;
+    for (i = 0; i < nt; i++)
+        if (types[i]->heap_n &&
+            (!info->next_due || types[i]->heap[0]->next_run < info->next_due))
+            info->next_due = types[i]->heap[0]->next_run;
+    pthread_mutex_unlock(&m->mu);
+    if (types != local) pgsched__free(&m->alloc, types);
+    return r == PGSCHED_OK ? pgsched__ok(err) : r;
+}
+
+static pgsched__mnode *pgsched__mem_node(pgsched__mem *m, const char *id)
+{
+    size_t i;
+    for (i = 0; i < m->node_n; i++)
+        if (strcmp(m->nodes[i].id, id) == 0) return &m->nodes[i];
+    return NULL;
+}
+
+static pgsched_result pgsched__mem_heartbeat(pgsched_store *s, const char *node_id,
+                                             const pgsched_lease *leases, size_t count,
+                                             int renew, pgsched_lease_state *states,
+                                             pgsched_time *now_out, pgsched_error *err)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    pgsched__mnode *n;
+    pgsched_time now;
+    size_t i;
+    pthread_mutex_lock(&m->mu);
+    now = pgsched__mem_now(m);
+    for (i = 0; i < count; i++) {
+        pgsched__mrow *r = pgsched__mem_find(m, leases[i].name, leases[i].key);
+        if (!r || r->status != PGSCHED_RUNNING || r->lease != leases[i].token) {
+            states[i].lost = 1;
+            continue;
+        }
+        states[i].cancel_requested = r->cancel_requested;
+        if (renew) r->heartbeat_at = now;
+    }
+    n = pgsched__mem_node(m, node_id);
+    if (n) n->last_seen = now;
+    *now_out = now;
+    pthread_mutex_unlock(&m->mu);
+    return pgsched__ok(err);
+}
+
+static void pgsched__mem_history(pgsched__mem *m, const pgsched__mrow *r, const pgsched_outcome *o,
+                                 pgsched_time now)
+{
+    pgsched__mhist *h;
+    pgsched_run_record rec;
+    size_t total;
+    char *cur;
+    if (m->hist_n == m->hist_cap) {
+        size_t ncap = m->hist_cap ? m->hist_cap * 2 : 64;
+        pgsched__mhist *nh =
+            (pgsched__mhist *)pgsched__realloc(&m->alloc, m->hist, ncap * sizeof *nh);
+        if (!nh) return; /* history is best effort under memory pressure; the row is not */
+        m->hist = nh;
+        m->hist_cap = ncap;
+    }
+    memset(&rec, 0, sizeof rec);
+    rec.name = r->name;
+    rec.key = r->key;
+    rec.node = o->node_id;
+    rec.attempt = r->attempt;
+    rec.started_at = r->started_at;
+    rec.finished_at = now;
+    rec.outcome = o->outcome;
+    rec.error = o->error;
+    rec.id = ++m->hist_id;
+    total = pgsched__slen(rec.name) + pgsched__slen(rec.key) + pgsched__slen(rec.node) +
+            pgsched__slen(rec.error);
+    h = &m->hist[m->hist_n];
+    h->block = (char *)pgsched__malloc(&m->alloc, total);
+    if (!h->block) return;
+    cur = h->block;
+    h->rec = rec;
+    h->rec.name = pgsched__block_put(&cur, rec.name);
+    h->rec.key = pgsched__block_put(&cur, rec.key);
+    h->rec.node = pgsched__block_put(&cur, rec.node);
+    h->rec.error = pgsched__block_put(&cur, rec.error);
+    m->hist_n++;
+}
+
+static pgsched_result pgsched__mem_finish(pgsched_store *s, const pgsched_outcome *o,
+                                          size_t count, pgsched_finish_result *res,
+                                          pgsched_error *err)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    pgsched_time now;
+    size_t i;
+    pthread_mutex_lock(&m->mu);
+    now = pgsched__mem_now(m);
+    for (i = 0; i < count; i++) {
+        pgsched__mrow *r = pgsched__mem_find(m, o[i].name, o[i].key);
+        pgsched_status st = o[i].status;
+        int failed = o[i].outcome == PGSCHED_OUTCOME_FAILURE ||
+                     o[i].outcome == PGSCHED_OUTCOME_STALLED;
+        if (!r || r->status != PGSCHED_RUNNING || r->lease != o[i].token) {
+            res[i].code = PGSCHED_ERR_LEASE_LOST;
+            continue;
+        }
+        if (failed && o[i].error && !pgsched__mem_setstr(m, &r->last_error, o[i].error)) {
+            res[i].code = PGSCHED_ERR_NOMEM;
+            continue;
+        }
+        pgsched__mem_history(m, r, &o[i], now);
+        if (o[i].outcome != PGSCHED_OUTCOME_RELEASED) r->runs++;
+        if (failed) r->failures++;
+        if (o[i].attempt_rule == PGSCHED_ATTEMPT_RESET) r->attempt = 0;
+        else if (o[i].attempt_rule == PGSCHED_ATTEMPT_UNCOUNT && r->attempt > 0) r->attempt--;
+        r->finished_at = now;
+        r->owner[0] = '\0';
+        r->lease = 0;
+        r->heartbeat_at = 0;
+        r->cancel_requested = 0;
+        r->version = ++m->seq;
+        r->updated_at = now;
+        if (r->remove_requested) {
+            pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, PGSCHED_RUNNING, PGSCHED_STATUS_NONE,
+                              o[i].node_id);
+            res[i].new_status = PGSCHED_STATUS_NONE;
+            res[i].version = r->version;
+            pgsched__mem_delete(m, r);
+            res[i].code = PGSCHED_OK;
+            continue;
+        }
+        if (st == PGSCHED_PENDING)
+            r->next_run = o[i].next_run ? o[i].next_run : now + o[i].retry_delay;
+        else
+            r->next_run = 0;
+        if (r->has_change) {
+            /* The re-schedule asked for while running takes effect now. */
+            if (st != PGSCHED_PENDING || r->ch_next_run < r->next_run) r->next_run = r->ch_next_run;
+            pgsched__free(&m->alloc, r->cron);
+            pgsched__free(&m->alloc, r->params);
+            r->cron = r->ch_cron;
+            r->params = r->ch_params;
+            r->ch_cron = r->ch_params = NULL;
+            r->kind = r->ch_kind;
+            r->every = r->ch_every;
+            r->max_retries = r->ch_max_retries;
+            r->attempt = 0;
+            r->has_change = 0;
+            st = PGSCHED_PENDING;
+        }
+        pgsched__mem_set_status(m, r, st);
+        pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, PGSCHED_RUNNING, r->status, o[i].node_id);
+        res[i].code = PGSCHED_OK;
+        res[i].new_status = r->status;
+        res[i].next_run = r->status == PGSCHED_PENDING ? r->next_run : 0;
+        res[i].version = r->version;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__mem_take_back(pgsched_store *s, const char *node_id,
+                                             pgsched_duration stall_timeout, int max,
+                                             pgsched_job_list *out, pgsched_error *err)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    pgsched__mrow *r;
+    pgsched_time now;
+    int n = 0;
+    pthread_mutex_lock(&m->mu);
+    now = pgsched__mem_now(m);
+    for (r = m->running; r && n < max; r = r->rnext) {
+        pgsched_job job;
+        if (r->heartbeat_at >= now - stall_timeout) continue;
+        pgsched__copy_text(r->owner, sizeof r->owner, node_id);
+        r->version = ++m->seq;
+        r->lease = r->version;
+        r->heartbeat_at = now;
+        r->updated_at = now;
+        pgsched__mem_to_job(r, &job);
+        if (pgsched_job_list_push(out, &job) != PGSCHED_OK) {
+            /* The row now belongs to this node under a token nobody knows: it stalls again
+               after stall_timeout and is taken back then. Nothing is lost. */
+            pthread_mutex_unlock(&m->mu);
+            return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory taking back rows");
+        }
+        pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, PGSCHED_RUNNING, PGSCHED_RUNNING, node_id);
+        n++;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__mem_cancel(pgsched_store *s, const char *name, const char *key,
+                                          const char *node_id, pgsched_change_outcome *out,
+                                          pgsched_error *err)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    pgsched__mrow *r;
+    pgsched_time now;
+    pthread_mutex_lock(&m->mu);
+    now = pgsched__mem_now(m);
+    r = pgsched__mem_find(m, name, key);
+    if (!r) {
+        pthread_mutex_unlock(&m->mu);
+        return pgsched__err_not_found(err, name, key);
+    }
+    out->old_status = out->new_status = r->status;
+    if (r->status == PGSCHED_RUNNING) {
+        r->cancel_requested = 1;
+        r->version = ++m->seq;
+        r->updated_at = now;
+        out->effect = PGSCHED_CANCEL_REQUESTED;
+        pgsched__copy_text(out->owner, sizeof out->owner, r->owner);
+        pgsched__mem_emit(m, PGSCHED_EVENT_CANCEL, r, PGSCHED_RUNNING, PGSCHED_RUNNING, node_id);
+    } else if (r->status == PGSCHED_PENDING && r->kind == PGSCHED_ONCE) {
+        r->next_run = 0;
+        r->version = ++m->seq;
+        r->updated_at = now;
+        pgsched__mem_set_status(m, r, PGSCHED_CANCELLED);
+        out->effect = PGSCHED_CANCEL_DONE;
+        out->new_status = PGSCHED_CANCELLED;
+        pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, PGSCHED_PENDING, PGSCHED_CANCELLED, node_id);
+    } else {
+        out->effect = PGSCHED_CANCEL_NONE;
+    }
+    out->version = r->version;
+    pthread_mutex_unlock(&m->mu);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__mem_trigger(pgsched_store *s, const char *name, const char *key,
+                                           const char *node_id, pgsched_change_outcome *out,
+                                           pgsched_error *err)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    pgsched__mrow *r;
+    pgsched_time now;
+    pthread_mutex_lock(&m->mu);
+    now = pgsched__mem_now(m);
+    r = pgsched__mem_find(m, name, key);
+    if (!r || r->status != PGSCHED_PENDING) {
+        pgsched_status st = r ? r->status : PGSCHED_STATUS_NONE;
+        pthread_mutex_unlock(&m->mu);
+        if (st == PGSCHED_STATUS_NONE) return pgsched__err_not_found(err, name, key);
+        if (st == PGSCHED_RUNNING)
+            return pgsched__err_running(err, name, key, "it cannot be triggered");
+        return pgsched__err_not_pending(err, name, key, st);
+    }
+    r->next_run = now;
+    r->version = ++m->seq;
+    r->updated_at = now;
+    pgsched__heap_update(r);
+    out->old_status = out->new_status = PGSCHED_PENDING;
+    out->next_run = now;
+    out->version = r->version;
+    pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, PGSCHED_PENDING, PGSCHED_PENDING, node_id);
+    pthread_mutex_unlock(&m->mu);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__mem_remove(pgsched_store *s, const char *name, const char *key,
+                                          const char *node_id, pgsched_change_outcome *out,
+                                          pgsched_error *err)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    pgsched__mrow *r;
+    pgsched_time now;
+    pthread_mutex_lock(&m->mu);
+    now = pgsched__mem_now(m);
+    r = pgsched__mem_find(m, name, key);
+    if (!r) {
+        pthread_mutex_unlock(&m->mu);
+        return pgsched__err_not_found(err, name, key);
+    }
+    out->old_status = r->status;
+    r->version = ++m->seq;
+    out->version = r->version;
+    if (r->status == PGSCHED_RUNNING) {
+        r->cancel_requested = 1;
+        r->remove_requested = 1;
+        r->updated_at = now;
+        out->effect = PGSCHED_REMOVE_DEFERRED;
+        out->new_status = PGSCHED_RUNNING;
+        pgsched__copy_text(out->owner, sizeof out->owner, r->owner);
+        pgsched__mem_emit(m, PGSCHED_EVENT_CANCEL, r, PGSCHED_RUNNING, PGSCHED_RUNNING, node_id);
+    } else {
+        out->effect = PGSCHED_REMOVE_DONE;
+        out->new_status = PGSCHED_STATUS_NONE;
+        pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, r->status, PGSCHED_STATUS_NONE, node_id);
+        pgsched__mem_delete(m, r);
+    }
+    pthread_mutex_unlock(&m->mu);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__mem_get(pgsched_store *s, const char *name, const char *key,
+                                       pgsched_job_list *out, pgsched_error *err)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    pgsched__mrow *r;
+    pgsched_job job;
+    pgsched_result rc;
+    pthread_mutex_lock(&m->mu);
+    r = pgsched__mem_find(m, name, key);
+    if (!r) {
+        pthread_mutex_unlock(&m->mu);
+        return pgsched__err_not_found(err, name, key);
+    }
+    pgsched__mem_to_job(r, &job);
+    rc = pgsched_job_list_push(out, &job);
+    pthread_mutex_unlock(&m->mu);
+    if (rc != PGSCHED_OK) return pgsched__fail(err, rc, "out of memory copying a row");
+    return pgsched__ok(err);
+}
+
+static int pgsched__mem_row_cmp(const void *a, const void *b)
+{
+    const pgsched__mrow *x = *(const pgsched__mrow *const *)a;
+    const pgsched__mrow *y = *(const pgsched__mrow *const *)b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : strcmp(x->key, y->key);
+}
+
+static pgsched_result pgsched__mem_list(pgsched_store *s, const pgsched_list_filter *f,
+                                        pgsched_job_list *out, pgsched_error *err)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    pgsched__mrow **rows;
+    size_t n = 0, i, taken = 0;
+    pgsched_result rc = PGSCHED_OK;
+    pthread_mutex_lock(&m->mu);
+    rows = (pgsched__mrow **)pgsched__malloc(&m->alloc, (m->nrows ? m->nrows : 1) * sizeof *rows);
+    if (!rows) return pgsched__mem_oom(m, err);
+    for (i = 0; i < m->nbuckets; i++) {
+        pgsched__mrow *r;
+        for (r = m->buckets[i]; r; r = r->hnext) {
+            if (f->name && strcmp(r->name, f->name) != 0) continue;
+            if (f->status && r->status != f->status) continue;
+            if (f->after_name) {
+                int c = strcmp(r->name, f->after_name);
+                if (c < 0 || (c == 0 && strcmp(r->key, f->after_key) <= 0)) continue;
+            }
+            rows[n++] = r;
+        }
+    }
+    qsort(rows, n, sizeof *rows, pgsched__mem_row_cmp);
+    for (i = 0; i < n && taken < f->limit; i++, taken++) {
+        pgsched_job job;
+        pgsched__mem_to_job(rows[i], &job);
+        if ((rc = pgsched_job_list_push(out, &job)) != PGSCHED_OK) break;
+    }
+    pthread_mutex_unlock(&m->mu);
+    pgsched__free(&m->alloc, rows);
+    if (rc != PGSCHED_OK) return pgsched__fail(err, rc, "out of memory listing rows");
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__mem_history_list(pgsched_store *s, const char *name,
+                                                const char *key, size_t limit,
+                                                pgsched_run_list *out, pgsched_error *err)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    size_t i, taken = 0;
+    pgsched_result rc = PGSCHED_OK;
+    pthread_mutex_lock(&m->mu);
+    for (i = m->hist_n; i > 0 && taken < limit; i--) {
+        const pgsched_run_record *rec = &m->hist[i - 1].rec;
+        if (name && strcmp(rec->name, name) != 0) continue;
+        if (key && strcmp(rec->key, key) != 0) continue;
+        if ((rc = pgsched_run_list_push(out, rec)) != PGSCHED_OK) break;
+        taken++;
+    }
+    pthread_mutex_unlock(&m->mu);
+    if (rc != PGSCHED_OK) return pgsched__fail(err, rc, "out of memory listing history");
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__mem_next_due(pgsched_store *s, const char *const *names,
+                                            size_t count, pgsched_time *next,
+                                            pgsched_time *now, pgsched_error *err)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    size_t i;
+    pthread_mutex_lock(&m->mu);
+    *now = pgsched__mem_now(m);
+    *next = 0;
+    for (i = 0; i < count; i++) {
+        pgsched__mtype *t = pgsched__mem_type(m, names[i], 0);
+        if (t && t->heap_n && (!*next || t->heap[0]->next_run < *next))
+            *next = t->heap[0]->next_run;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return pgsched__ok(err);
+}
+
+static void pgsched__mem_node_clear(pgsched__mem *m, pgsched__mnode *n)
+{
+    size_t i;
+    for (i = 0; i < n->name_count; i++) pgsched__free(&m->alloc, n->names[i]);
+    pgsched__free(&m->alloc, n->names);
+    pgsched__free(&m->alloc, n->host);
+    n->names = NULL;
+    n->host = NULL;
+    n->name_count = 0;
+}
+
+static pgsched_result pgsched__mem_node_register(pgsched_store *s, const pgsched_node_record *rec,
+                                                 pgsched_error *err)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    pgsched__mnode fresh, *n;
+    size_t i;
+    pgsched_time now;
+    memset(&fresh, 0, sizeof fresh);
+    fresh.host = pgsched__strdup(&m->alloc, rec->host ? rec->host : "");
+    fresh.names = (char **)pgsched__calloc(&m->alloc, (rec->name_count + 1) * sizeof(char *));
+    if (!fresh.host || !fresh.names) goto oom;
+    for (i = 0; i < rec->name_count; i++) {
+        fresh.names[i] = pgsched__strdup(&m->alloc, rec->names[i]);
+        fresh.name_count++;
+        if (!fresh.names[i]) goto oom;
+    }
+    pgsched__copy_text(fresh.id, sizeof fresh.id, rec->id);
+    fresh.pid = rec->pid;
+    pthread_mutex_lock(&m->mu);
+    now = pgsched__mem_now(m);
+    n = pgsched__mem_node(m, rec->id);
+    if (n) {
+        fresh.started_at = n->started_at;
+        pgsched__mem_node_clear(m, n);
+    } else {
+        if (m->node_n == m->node_cap) {
+            size_t ncap = m->node_cap ? m->node_cap * 2 : 8;
+            pgsched__mnode *nn =
+                (pgsched__mnode *)pgsched__realloc(&m->alloc, m->nodes, ncap * sizeof *nn);
+            if (!nn) {
+                pthread_mutex_unlock(&m->mu);
+                goto oom;
+            }
+            m->nodes = nn;
+            m->node_cap = ncap;
+        }
+        n = &m->nodes[m->node_n++];
+        fresh.started_at = now;
+    }
+    fresh.last_seen = now;
+    *n = fresh;
+    pthread_mutex_unlock(&m->mu);
+    return pgsched__ok(err);
+oom:
+    pgsched__mem_node_clear(m, &fresh);
+    return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory registering a node");
+}
+
+static pgsched_result pgsched__mem_node_unregister(pgsched_store *s, const char *node_id,
+                                                   pgsched_error *err)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    pgsched__mnode *n;
+    pthread_mutex_lock(&m->mu);
+    n = pgsched__mem_node(m, node_id);
+    if (n) {
+        pgsched__mem_node_clear(m, n);
+        *n = m->nodes[--m->node_n];
+    }
+    pthread_mutex_unlock(&m->mu);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__mem_cleanup(pgsched_store *s, const pgsched_cleanup_request *q,
+                                           pgsched_cleanup_outcome *out, pgsched_error *err)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    pgsched_time now;
+    size_t i, b;
+    pthread_mutex_lock(&m->mu);
+    now = pgsched__mem_now(m);
+    if (q->history_retention != PGSCHED_NEVER) {
+        size_t keep = 0;
+        for (i = 0; i < m->hist_n; i++) {
+            if (m->hist[i].rec.finished_at < now - q->history_retention &&
+                out->history_deleted < q->limit) {
+                pgsched__free(&m->alloc, m->hist[i].block);
+                out->history_deleted++;
+            } else {
+                m->hist[keep++] = m->hist[i];
+            }
+        }
+        m->hist_n = keep;
+        for (i = 0; i < m->node_n;) {
+            if (m->nodes[i].last_seen < now - q->history_retention &&
+                strcmp(m->nodes[i].id, q->node_id) != 0) {
+                pgsched__mem_node_clear(m, &m->nodes[i]);
+                m->nodes[i] = m->nodes[--m->node_n];
+                out->nodes_deleted++;
+            } else {
+                i++;
+            }
+        }
+    }
+    if (q->orphan_timeout != PGSCHED_NEVER) {
+        /* A type is live when any node seen within stall_timeout registers it. */
+        for (b = 0; b < PGSCHED__MTYPE_BUCKETS; b++) {
+            pgsched__mtype *t;
+            for (t = m->types[b]; t; t = t->next) {
+                t->live = 0;
+                for (i = 0; i < m->node_n && !t->live; i++) {
+                    size_t k;
+                    if (m->nodes[i].last_seen < now - q->stall_timeout) continue;
+                    for (k = 0; k < m->nodes[i].name_count; k++)
+                        if (strcmp(m->nodes[i].names[k], t->name) == 0) t->live = 1;
+                }
+            }
+        }
+    }
+    for (b = 0; b < m->nbuckets; b++) {
+        pgsched__mrow *r = m->buckets[b];
+        while (r) {
+            pgsched__mrow *next = r->hnext;
+            int finished = r->kind == PGSCHED_ONCE &&
+                           (r->status == PGSCHED_COMPLETED || r->status == PGSCHED_FAILED ||
+                            r->status == PGSCHED_CANCELLED);
+            if (finished && q->finished_retention != PGSCHED_NEVER &&
+                r->updated_at < now - q->finished_retention && out->finished_deleted < q->limit) {
+                pgsched__mem_delete(m, r);
+                out->finished_deleted++;
+            } else if (q->orphan_timeout != PGSCHED_NEVER && r->status != PGSCHED_RUNNING &&
+                       !r->type->live && r->updated_at < now - q->orphan_timeout &&
+                       out->orphans_deleted < q->limit) {
+                pgsched__mem_delete(m, r);
+                out->orphans_deleted++;
+            }
+            r = next;
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__mem_listen_open(pgsched_store *s, pgsched_listener **out,
+                                               pgsched_error *err)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    pgsched__mlistener *l = (pgsched__mlistener *)pgsched__calloc(&m->alloc, sizeof *l);
+    if (!l) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory opening a listener");
+    l->cap = PGSCHED__MLISTEN_QUEUE;
+    l->q = (pgsched_event *)pgsched__malloc(&m->alloc, l->cap * sizeof *l->q);
+    if (!l->q || pgsched__cond_init(&l->cv) != 0) {
+        pgsched__free(&m->alloc, l->q);
+        pgsched__free(&m->alloc, l);
+        return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory opening a listener");
+    }
+    pthread_mutex_lock(&m->mu);
+    l->next = m->listeners;
+    m->listeners = l;
+    pthread_mutex_unlock(&m->mu);
+    *out = (pgsched_listener *)(void *)l;
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__mem_listen_wait(pgsched_store *s, pgsched_listener *lh,
+                                               pgsched_duration timeout, pgsched_event *events,
+                                               size_t cap, size_t *count, pgsched_error *err)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    pgsched__mlistener *l = (pgsched__mlistener *)(void *)lh;
+    pgsched_time deadline = pgsched__deadline(timeout);
+    size_t n = 0;
+    pthread_mutex_lock(&m->mu);
+    while (!l->count && !l->overflow && !l->woken && pgsched__monotonic() < deadline)
+        pgsched__cond_wait_until(&l->cv, &m->mu, deadline);
+    if (l->overflow) {
+        memset(&events[0], 0, sizeof events[0]);
+        events[0].kind = PGSCHED_EVENT_RESYNC;
+        l->overflow = 0;
+        n = 1;
+    }
+    while (n < cap && l->count) {
+        events[n++] = l->q[l->head];
+        l->head = (l->head + 1) % l->cap;
+        l->count--;
+    }
+    l->woken = 0;
+    pthread_mutex_unlock(&m->mu);
+    *count = n;
+    return pgsched__ok(err);
+}
+
+static void pgsched__mem_listen_wake(pgsched_store *s, pgsched_listener *lh)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    pgsched__mlistener *l = (pgsched__mlistener *)(void *)lh;
+    pthread_mutex_lock(&m->mu);
+    l->woken = 1;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&m->mu);
+}
+
+static void pgsched__mem_listener_free(pgsched__mem *m, pgsched__mlistener *l)
+{
+    pthread_cond_destroy(&l->cv);
+    pgsched__free(&m->alloc, l->q);
+    pgsched__free(&m->alloc, l);
+}
+
+static void pgsched__mem_listen_close(pgsched_store *s, pgsched_listener *lh)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    pgsched__mlistener *l = (pgsched__mlistener *)(void *)lh, **pp;
+    pthread_mutex_lock(&m->mu);
+    for (pp = &m->listeners; *pp && *pp != l; pp = &(*pp)->next) {}
+    if (*pp) *pp = l->next;
+    pthread_mutex_unlock(&m->mu);
+    pgsched__mem_listener_free(m, l);
+}
+
+static void pgsched__mem_destroy(pgsched_store *s)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    pgsched_allocator a = m->alloc;
+    size_t i;
+    for (i = 0; i < m->nbuckets; i++) {
+        pgsched__mrow *r = m->buckets[i];
+        while (r) {
+            pgsched__mrow *next = r->hnext;
+            pgsched__mem_row_free(m, r);
+            r = next;
+        }
+    }
+    for (i = 0; i < PGSCHED__MTYPE_BUCKETS; i++) {
+        pgsched__mtype *t = m->types[i];
+        while (t) {
+            pgsched__mtype *next = t->next;
+            pgsched__free(&a, t->heap);
+            pgsched__free(&a, t->name);
+            pgsched__free(&a, t);
+            t = next;
+        }
+    }
+    for (i = 0; i < m->hist_n; i++) pgsched__free(&a, m->hist[i].block);
+    for (i = 0; i < m->node_n; i++) pgsched__mem_node_clear(m, &m->nodes[i]);
+    while (m->listeners) {
+        pgsched__mlistener *l = m->listeners;
+        m->listeners = l->next;
+        pgsched__mem_listener_free(m, l);
+    }
+    pgsched__free(&a, m->hist);
+    pgsched__free(&a, m->nodes);
+    pgsched__free(&a, m->buckets);
+    pthread_mutex_destroy(&m->mu);
+    pgsched__free(&a, m);
+}
+
+static const pgsched_store_methods pgsched__mem_methods = {
+    PGSCHED_STORE_VERSION,
+    "memory",
+    pgsched__mem_setup,
+    pgsched__mem_destroy,
+    pgsched__mem_now_m,
+    pgsched__mem_schedule,
+    pgsched__mem_claim,
+    pgsched__mem_heartbeat,
+    pgsched__mem_finish,
+    pgsched__mem_take_back,
+    pgsched__mem_cancel,
+    pgsched__mem_trigger,
+    pgsched__mem_remove,
+    pgsched__mem_get,
+    pgsched__mem_list,
+    pgsched__mem_history_list,
+    pgsched__mem_next_due,
+    pgsched__mem_node_register,
+    pgsched__mem_node_unregister,
+    pgsched__mem_cleanup,
+    pgsched__mem_listen_open,
+    pgsched__mem_listen_wait,
+    pgsched__mem_listen_wake,
+    pgsched__mem_listen_close,
+};
+
+PGSCHED_DEF pgsched_result pgsched_memory_store_create(const pgsched_memory_config *cfg,
+                                                       pgsched_store **out, pgsched_error *err)
+{
+    pgsched_allocator a = pgsched__allocator(cfg ? cfg->allocator : NULL);
+    pgsched__mem *m;
+    if (!out) return pgsched__null(err, "the output store");
+    *out = NULL;
+    m = (pgsched__mem *)pgsched__calloc(&a, sizeof *m);
+    if (!m) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory creating a store");
+    m->alloc = a;
+    m->base.methods = &pgsched__mem_methods;
+    if (cfg) {
+        m->clock = cfg->clock;
+        m->clock_user = cfg->clock_user;
+    }
+    m->nbuckets = 64;
+    m->buckets = (pgsched__mrow **)pgsched__calloc(&a, m->nbuckets * sizeof *m->buckets);
+    if (!m->buckets || pthread_mutex_init(&m->mu, NULL) != 0) {
+        pgsched__free(&a, m->buckets);
+        pgsched__free(&a, m);
+        return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory creating a store");
+    }
+    *out = &m->base;
+    return pgsched__ok(err);
+}
+
+/* ---- [pgsched: stores] implementation: the PostgreSQL store --------------------------------- */
+
+/* Works without libpq: a password must not reach a log whichever store is built in. */
+PGSCHED_DEF size_t pgsched_conninfo_redact(const char *conninfo, char *buf, size_t size)
+{
+    const char *s = conninfo ? conninfo : "";
+    size_t o = 0;
+#define PGSCHED__PUT(c)                                                                           \
+    do {                                                                                          \
+        char c_ = (c); /* evaluated once, buffer full or not */                                   \
+        if (o + 1 < size) buf[o] = c_;                                                            \
+        o++;                                                                                      \
+    } while (0)
+#define PGSCHED__PUTS(str)                                                                        \
+    do {                                                                                          \
+        const char *q_ = (str);                                                                   \
+        while (*q_) PGSCHED__PUT(*q_++);                                                          \
+    } while (0)
+    if (strncmp(s, "postgres://", 11) == 0 || strncmp(s, "postgresql://", 13) == 0) {
+        /* URI: scheme://[user[:password]@]host...[?password=...&...] */
+        const char *p = strstr(s, "://") + 3, *at = NULL, *q;
+        for (q = p; *q && *q != '/' && *q != '?'; q++)
+            if (*q == '@') at = q;
+        for (q = s; q < p; q++) PGSCHED__PUT(*q);
+        if (at) {
+            const char *colon = NULL;
+            for (q = p; q < at; q++)
+                if (*q == ':') { colon = q; break; }
+            for (q = p; q < (colon ? colon : at); q++) PGSCHED__PUT(*q);
+            if (colon) PGSCHED__PUTS(":********");
+            p = at;
+        }
+        while (*p) {
+            if ((p[0] == '?' || p[0] == '&') && strncmp(p + 1, "password=", 9) == 0) {
+                PGSCHED__PUT(p[0]);
+                PGSCHED__PUTS("password=********");
+                p += 10;
+                while (*p && *p != '&') p++;
+                continue;
+            }
+            PGSCHED__PUT(*p++);
+        }
+    } else {
+        /* key = value pairs; values may be single-quoted with backslash escapes */
+        while (*s) {
+            const char *k = s, *ke;
+            int redact;
+            while (*s == ' ' || *s == '\t' || *s == '\n') PGSCHED__PUT(*s++);
+            k = s;
+            while (*s && *s != '=' && *s != ' ' && *s != '\t') s++;
+            ke = s;
+            redact = (size_t)(ke - k) == 8 && strncmp(k, "password", 8) == 0;
+            for (; k < ke; k++) PGSCHED__PUT(*k);
+            while (*s == ' ' || *s == '\t') PGSCHED__PUT(*s++);
+            if (*s != '=') continue;
+            PGSCHED__PUT(*s++);
+            while (*s == ' ' || *s == '\t') PGSCHED__PUT(*s++);
+            if (redact) PGSCHED__PUTS("********");
+            if (*s == '\'') {
+                if (!redact) PGSCHED__PUT(*s);
+                s++;
+                while (*s && *s != '\'') {
+                    if (*s == '\\' && s[1]) {
+                        if (!redact) PGSCHED__PUT(*s);
+                        s++;
+                    }
+                    if (!redact) PGSCHED__PUT(*s);
+                    s++;
+                }
+                if (*s == '\'') {
+                    if (!redact) PGSCHED__PUT(*s);
+                    s++;
+                }
+            } else {
+                while (*s && *s != ' ' && *s != '\t' && *s != '\n') {
+                    if (!redact) PGSCHED__PUT(*s);
+                    s++;
+                }
+            }
+        }
+    }
+    if (size) buf[o < size ? o : size - 1] = '\0';
+#undef PGSCHED__PUT
+#undef PGSCHED__PUTS
+    return o;
+}
+
+/* The longest suffix of an object name ("schema_version"); prefix + suffix <= 63 bytes.
+   (PostgreSQL shortens the automatic constraint names such as "..._schema_version_pkey"
+   itself, without error.) */
+#define PGSCHED__PG_SUFFIX_MAX 14
+
+#ifdef PGSCHED_NO_LIBPQ
+
+PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
+                                                   pgsched_store **out, pgsched_error *err)
+{
+    PGSCHED__UNUSED(cfg);
+    if (out) *out = NULL;
+    return pgsched__fail(err, PGSCHED_ERR_UNSUPPORTED,
+                         "this build has no PostgreSQL store (PGSCHED_NO_LIBPQ)");
+}
+
+#else
+
+#include <libpq-fe.h>
+#include <poll.h>
+#include <fcntl.h>
+
+/* The schema version this library writes and reads. Migration n takes version n-1 to n. */
+#define PGSCHED__PG_SCHEMA_VERSION 1
+
+/* Statements. Each is generated once per store from a template in which {J} {R} {N} {Q} stand
+   for the quoted, schema-qualified jobs, runs, nodes tables and sequence, and {NOTIFY...}
+   parts are kept only when notifications are on. Every value is a $n parameter. */
+enum {
+    PGSCHED__Q_NOW,
+    PGSCHED__Q_SCHEDULE,
+    PGSCHED__Q_CLAIM,
+    PGSCHED__Q_HEARTBEAT,
+    PGSCHED__Q_FINISH,
+    PGSCHED__Q_TAKE_BACK,
+    PGSCHED__Q_CANCEL,
+    PGSCHED__Q_TRIGGER,
+    PGSCHED__Q_REMOVE,
+    PGSCHED__Q_GET,
+    PGSCHED__Q_LIST,
+    PGSCHED__Q_HISTORY,
+    PGSCHED__Q_NEXT_DUE,
+    PGSCHED__Q_NODE_REGISTER,
+    PGSCHED__Q_NODE_UNREGISTER,
+    PGSCHED__Q_CLEAN_FINISHED,
+    PGSCHED__Q_CLEAN_HISTORY,
+    PGSCHED__Q_CLEAN_NODES,
+    PGSCHED__Q_CLEAN_ORPHANS,
+    PGSCHED__Q_COUNT
+};
+
+/* Times go into SQL as RFC 3339 text (exact to the microsecond; arithmetic on intervals would
+   pass through a double and drift after year 2255) and come out as binary timestamptz.
+   Notification payloads carry them as int8 microseconds since the epoch. */
+#define PGSCHED__PG_US(x) "((extract(epoch from " x ") * 1000000)::int8)"
+
+/* The columns of a job row, in the order pgsched__pg_job() reads them. */
+#define PGSCHED__JOB_COLS(a)                                                                      \
+    a "name, " a "key, " a "status, " a "kind, " a "cron, " a "every_us, " a "params::text, " a  \
+      "max_retries, " a "attempt, " a "next_run, " a "owner, " a "lease, " a "heartbeat_at, " a   \
+      "started_at, " a "finished_at, " a "cancel_requested, " a "remove_requested, (" a           \
+      "ch_kind IS NOT NULL), " a "last_error, " a "runs, " a "failures, " a "version, " a         \
+      "created_at, " a "updated_at"
+#define PGSCHED__JOB_NCOLS 24
+
+/* A notification payload: tab-separated, small by construction (names and keys are bounded);
+   a row written by hand through SQL with a huge key still cannot make pg_notify fail the
+   transaction, because anything near the 8000-byte limit is replaced by a resync marker. */
+#define PGSCHED__NOTIFY(chan, expr)                                                               \
+    "pg_notify(" chan ", CASE WHEN octet_length(p_.p) < 7000 THEN p_.p ELSE 'R' END) FROM "      \
+    "(SELECT " expr " AS p) p_"
+
+static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
+    /* NOW */
+    "SELECT now()",
+
+    /* SCHEDULE: $1 name $2 key $3 kind $4 cron $5 every_us $6 params $7 max_retries
+       $8 next_run (NULL = now) $9 apply_after_run $10 node $11 channel */
+    "WITH prev AS (SELECT status FROM {J} WHERE name = $1::text AND key = $2::text), "
+    "nr AS (SELECT coalesce($8::timestamptz, now()) AS t), "
+    "up AS (INSERT INTO {J} AS j (name, key, status, kind, cron, every_us, params, max_retries, "
+    "attempt, next_run, version, created_at, updated_at) "
+    "SELECT $1::text, $2::text, 'pending', $3::text, $4::text, $5::int8, $6::json, $7::int4, 0, "
+    "nr.t, nextval('{Q}'), now(), now() FROM nr "
+    "ON CONFLICT (name, key) DO UPDATE SET "
+    "kind = CASE WHEN j.status = 'running' THEN j.kind ELSE EXCLUDED.kind END, "
+    "cron = CASE WHEN j.status = 'running' THEN j.cron ELSE EXCLUDED.cron END, "
+    "every_us = CASE WHEN j.status = 'running' THEN j.every_us ELSE EXCLUDED.every_us END, "
+    "params = CASE WHEN j.status = 'running' THEN j.params ELSE EXCLUDED.params END, "
+    "max_retries = CASE WHEN j.status = 'running' THEN j.max_retries "
+    "ELSE EXCLUDED.max_retries END, "
+    "attempt = CASE WHEN j.status = 'running' THEN j.attempt ELSE 0 END, "
+    "next_run = CASE WHEN j.status = 'running' THEN j.next_run "
+    "WHEN j.status = 'pending' THEN LEAST(j.next_run, EXCLUDED.next_run) "
+    "ELSE EXCLUDED.next_run END, "
+    "cancel_requested = CASE WHEN j.status = 'running' THEN j.cancel_requested ELSE false END, "
+    "remove_requested = CASE WHEN j.status = 'running' THEN j.remove_requested ELSE false END, "
+    "ch_kind = CASE WHEN j.status = 'running' THEN EXCLUDED.kind END, "
+    "ch_cron = CASE WHEN j.status = 'running' THEN EXCLUDED.cron END, "
+    "ch_every_us = CASE WHEN j.status = 'running' THEN EXCLUDED.every_us END, "
+    "ch_params = CASE WHEN j.status = 'running' THEN EXCLUDED.params END, "
+    "ch_max_retries = CASE WHEN j.status = 'running' THEN EXCLUDED.max_retries END, "
+    "ch_next_run = CASE WHEN j.status = 'running' THEN EXCLUDED.next_run END, "
+    "status = CASE WHEN j.status = 'running' THEN j.status ELSE 'pending' END, "
+    /* nextval here, after the row lock, not in the proposed row: a version taken before
+       waiting for a concurrent writer could be older than the one that writer stored */
+    "version = nextval('{Q}'), updated_at = now() "
+    "WHERE j.status <> 'running' OR $9::bool "
+    "RETURNING j.status, j.next_run, j.version, (j.xmax = 0) AS created) "
+    "SELECT up.status, up.next_run, up.version, up.created, prev.status"
+    "{NOTIFY, (SELECT " PGSCHED__NOTIFY("$11::text",
+                                        "concat_ws(E'\\t', 'C', $1::text, $2::text, "
+                                        "coalesce(prev.status, 'none'), up.status, "
+                                        "up.version::text, coalesce($10::text, ''), "
+                                        "coalesce(" PGSCHED__PG_US("up.next_run") "::text, ''))") ")}"
+    " FROM up LEFT JOIN prev ON true",
+
+    /* CLAIM: $1 node $2 names[] $3 max $4 channel. One row always comes back (the info
+       row); claimed rows fill the job columns. Each type is read through its own
+       (name, next_run) index range, so neither a million future rows nor a backlog of due
+       rows of any type makes a claim slower: it touches at most max rows per type. */
+    "WITH c AS (SELECT s.name, s.key, nextval('{Q}') AS v FROM (SELECT l.name, l.key "
+    "FROM (SELECT DISTINCT unnest($2::text[]) AS name) n CROSS JOIN LATERAL "
+    "(SELECT x.name, x.key, x.next_run FROM {J} x WHERE x.name = n.name "
+    "AND x.status = 'pending' AND x.next_run <= now() ORDER BY x.next_run "
+    "LIMIT $3::int4 FOR UPDATE SKIP LOCKED) l ORDER BY l.next_run LIMIT $3::int4) s), "
+    "u AS (UPDATE {J} j SET status = 'running', owner = $1::text, lease = c.v, version = c.v, "
+    "attempt = j.attempt + 1, cancel_requested = false, started_at = now(), "
+    "heartbeat_at = now(), updated_at = now() FROM c WHERE j.name = c.name AND j.key = c.key "
+    "RETURNING j.*), "
+    /* next_due: the earliest pending row this claim did not take (the statement's snapshot
+       still shows the claimed rows as pending, hence the anti-join with c) */
+    "info AS (SELECT now() AS now, (SELECT min(t.next_run) FROM (SELECT DISTINCT "
+    "unnest($2::text[]) AS name) n CROSS JOIN LATERAL (SELECT x.next_run FROM {J} x "
+    "WHERE x.name = n.name AND x.status = 'pending' AND NOT EXISTS (SELECT 1 FROM c "
+    "WHERE c.name = x.name AND c.key = x.key) ORDER BY x.next_run LIMIT 1) t) AS next_due) "
+    "SELECT info.now, info.next_due, " PGSCHED__JOB_COLS("u.")
+    "{NOTIFY, CASE WHEN u.name IS NULL THEN NULL ELSE (SELECT " PGSCHED__NOTIFY(
+        "$4::text", "concat_ws(E'\\t', 'C', u.name, u.key, 'pending', 'running', "
+                    "u.version::text, $1::text, " PGSCHED__PG_US("u.next_run") "::text)") ") END}"
+    " FROM info LEFT JOIN u ON true ORDER BY u.next_run",
+
+    /* HEARTBEAT: $1 node $2 names[] $3 keys[] $4 tokens[] $5 renew. Returns the held leases.
+       The owner condition lets it read only this node's running rows (the owner index). */
+    "WITH l AS (SELECT * FROM unnest($2::text[], $3::text[], $4::int8[]) AS l(name, key, token)), "
+    "h AS (UPDATE {J} j SET heartbeat_at = now() FROM l WHERE $5::bool AND j.name = l.name "
+    "AND j.key = l.key AND j.lease = l.token AND j.status = 'running' AND j.owner = $1::text "
+    "RETURNING j.name, j.key, j.cancel_requested), "
+    "r AS (SELECT j.name, j.key, j.cancel_requested FROM {J} j JOIN l ON j.name = l.name "
+    "AND j.key = l.key AND j.lease = l.token WHERE NOT $5::bool AND j.status = 'running' "
+    "AND j.owner = $1::text), "
+    "n AS (UPDATE {N} SET last_seen = now() WHERE id = $1::text RETURNING 1) "
+    "SELECT now(), x.name, x.key, x.cancel_requested FROM (SELECT 1) one LEFT JOIN "
+    "(SELECT * FROM h UNION ALL SELECT * FROM r) x ON true",
+
+    /* FINISH: $1 names[] $2 keys[] $3 tokens[] $4 outcomes[] $5 statuses[] $6 next_runs[]
+       $7 delay_us[] $8 rules[] $9 errors[] $10 nodes[] $11 channel.
+       `cur` locks the rows whose lease still holds; everything else derives from it, so a
+       stale token changes nothing, history included. */
+    "WITH o AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], "
+    "$5::text[], $6::timestamptz[], $7::int8[], $8::int4[], $9::text[], $10::text[]) WITH "
+    "ORDINALITY AS o(name, key, token, outcome, status, next_at, delay_us, rule, error, node, idx)), "
+    "cur AS (SELECT j.name, j.key, j.attempt, j.started_at, j.remove_requested, o.idx "
+    "FROM {J} j JOIN o ON j.name = o.name AND j.key = o.key AND j.lease = o.token "
+    "WHERE j.status = 'running' FOR UPDATE OF j), "
+    "hist AS (INSERT INTO {R} (id, name, key, node, attempt, started_at, finished_at, outcome, "
+    "error) SELECT nextval('{Q}'), cur.name, cur.key, o.node, cur.attempt, cur.started_at, "
+    "now(), o.outcome, o.error FROM cur JOIN o ON o.idx = cur.idx), "
+    "del AS (DELETE FROM {J} j USING cur WHERE j.name = cur.name AND j.key = cur.key "
+    "AND cur.remove_requested RETURNING j.name, j.key, nextval('{Q}') AS version), "
+    "upd AS (UPDATE {J} j SET "
+    "status = CASE WHEN j.ch_kind IS NOT NULL THEN 'pending' ELSE o.status END, "
+    "next_run = CASE WHEN j.ch_kind IS NOT NULL AND o.status = 'pending' THEN LEAST(j.ch_next_run, "
+    "coalesce(o.next_at, now() + o.delay_us * interval '1 microsecond')) "
+    "WHEN j.ch_kind IS NOT NULL THEN j.ch_next_run "
+    "WHEN o.status = 'pending' THEN coalesce(o.next_at, now() + o.delay_us * interval "
+    "'1 microsecond') ELSE NULL END, "
+    "attempt = CASE WHEN j.ch_kind IS NOT NULL OR o.rule = 0 THEN 0 "
+    "WHEN o.rule = 2 THEN greatest(j.attempt - 1, 0) ELSE j.attempt END, "
+    "kind = coalesce(j.ch_kind, j.kind), "
+    "cron = CASE WHEN j.ch_kind IS NOT NULL THEN j.ch_cron ELSE j.cron END, "
+    "every_us = CASE WHEN j.ch_kind IS NOT NULL THEN j.ch_every_us ELSE j.every_us END, "
+    "params = CASE WHEN j.ch_kind IS NOT NULL THEN j.ch_params ELSE j.params END, "
+    "max_retries = CASE WHEN j.ch_kind IS NOT NULL THEN j.ch_max_retries ELSE j.max_retries END, "
+    "ch_kind = NULL, ch_cron = NULL, ch_every_us = NULL, ch_params = NULL, "
+    "ch_max_retries = NULL, ch_next_run = NULL, "
+    "runs = j.runs + CASE WHEN o.outcome = 'released' THEN 0 ELSE 1 END, "
+    "failures = j.failures + CASE WHEN o.outcome IN ('failure', 'stalled') THEN 1 ELSE 0 END, "
+    "last_error = CASE WHEN o.outcome IN ('failure', 'stalled') AND o.error IS NOT NULL "
+    "THEN o.error ELSE j.last_error END, "
+    "finished_at = now(), owner = NULL, lease = NULL, heartbeat_at = NULL, "
+    "cancel_requested = false, version = nextval('{Q}'), updated_at = now() "
+    "FROM cur JOIN o ON o.idx = cur.idx WHERE j.name = cur.name AND j.key = cur.key "
+    "AND NOT cur.remove_requested RETURNING o.idx, j.status, j.next_run, j.version) "
+    "SELECT o.idx, coalesce(upd.status, CASE WHEN del.name IS NOT NULL THEN 'none' END), "
+    "upd.next_run, coalesce(upd.version, del.version)"
+    "{NOTIFY, CASE WHEN upd.status IS NULL AND del.name IS NULL THEN NULL ELSE (SELECT "
+    PGSCHED__NOTIFY("$11::text", "concat_ws(E'\\t', 'C', o.name, o.key, 'running', "
+                                 "coalesce(upd.status, 'none'), "
+                                 "coalesce(upd.version, del.version)::text, o.node, "
+                                 "coalesce(" PGSCHED__PG_US("upd.next_run") "::text, ''))") ") END}"
+    " FROM o LEFT JOIN upd ON upd.idx = o.idx "
+    "LEFT JOIN del ON del.name = o.name AND del.key = o.key ORDER BY o.idx",
+
+    /* TAKE_BACK: $1 node $2 stall_us $3 max $4 channel */
+    "WITH c AS (SELECT s.name, s.key, nextval('{Q}') AS v FROM (SELECT name, key FROM {J} "
+    "WHERE status = 'running' AND heartbeat_at < now() - $2::int8 * interval '1 microsecond' "
+    "ORDER BY heartbeat_at LIMIT $3::int4 FOR UPDATE SKIP LOCKED) s), "
+    "u AS (UPDATE {J} j SET owner = $1::text, lease = c.v, version = c.v, heartbeat_at = now(), "
+    "updated_at = now() FROM c WHERE j.name = c.name AND j.key = c.key RETURNING j.*) "
+    "SELECT " PGSCHED__JOB_COLS("u.")
+    "{NOTIFY, (SELECT " PGSCHED__NOTIFY("$4::text",
+                                        "concat_ws(E'\\t', 'C', u.name, u.key, 'running', "
+                                        "'running', u.version::text, $1::text, '')") ")}"
+    " FROM u",
+
+    /* CANCEL: $1 name $2 key $3 node $4 channel */
+    "WITH cur AS (SELECT status, kind, version FROM {J} WHERE name = $1::text AND key = $2::text "
+    "FOR UPDATE), "
+    "u AS (UPDATE {J} j SET "
+    "cancel_requested = CASE WHEN j.status = 'running' THEN true ELSE j.cancel_requested END, "
+    "status = CASE WHEN j.status = 'running' THEN j.status ELSE 'cancelled' END, "
+    "next_run = CASE WHEN j.status = 'running' THEN j.next_run END, "
+    "version = nextval('{Q}'), updated_at = now() WHERE j.name = $1::text AND j.key = $2::text "
+    "AND (j.status = 'running' OR (j.status = 'pending' AND j.kind = 'once')) "
+    "RETURNING j.status, j.version, j.owner) "
+    "SELECT cur.status, u.status, coalesce(u.version, cur.version), u.owner"
+    "{NOTIFY, CASE WHEN u.status IS NULL THEN NULL ELSE (SELECT " PGSCHED__NOTIFY(
+        "$4::text", "CASE WHEN u.status = 'running' THEN concat_ws(E'\\t', 'X', $1::text, "
+                    "$2::text, u.version::text, coalesce($3::text, ''), u.owner) "
+                    "ELSE concat_ws(E'\\t', 'C', $1::text, $2::text, 'pending', 'cancelled', "
+                    "u.version::text, coalesce($3::text, ''), '') END") ") END}"
+    " FROM cur LEFT JOIN u ON true",
+
+    /* TRIGGER: $1 name $2 key $3 node $4 channel */
+    "WITH cur AS (SELECT status FROM {J} WHERE name = $1::text AND key = $2::text FOR UPDATE), "
+    "u AS (UPDATE {J} j SET next_run = now(), version = nextval('{Q}'), updated_at = now() "
+    "WHERE j.name = $1::text AND j.key = $2::text AND j.status = 'pending' "
+    "RETURNING j.next_run, j.version) "
+    "SELECT cur.status, u.next_run, u.version"
+    "{NOTIFY, CASE WHEN u.version IS NULL THEN NULL ELSE (SELECT " PGSCHED__NOTIFY(
+        "$4::text", "concat_ws(E'\\t', 'C', $1::text, $2::text, 'pending', 'pending', "
+                    "u.version::text, coalesce($3::text, ''), " PGSCHED__PG_US("u.next_run")
+                    "::text)") ") END}"
+    " FROM cur LEFT JOIN u ON true",
+
+    /* REMOVE: $1 name $2 key $3 node $4 channel */
+    "WITH cur AS (SELECT status FROM {J} WHERE name = $1::text AND key = $2::text FOR UPDATE), "
+    "u AS (UPDATE {J} j SET cancel_requested = true, remove_requested = true, "
+    "version = nextval('{Q}'), updated_at = now() WHERE j.name = $1::text AND j.key = $2::text "
+    "AND j.status = 'running' RETURNING j.owner, j.version), "
+    "d AS (DELETE FROM {J} j WHERE j.name = $1::text AND j.key = $2::text "
+    "AND j.status <> 'running' RETURNING nextval('{Q}') AS version) "
+    "SELECT cur.status, u.owner, coalesce(u.version, d.version), d.version IS NOT NULL"
+    "{NOTIFY, CASE WHEN u.version IS NULL AND d.version IS NULL THEN NULL ELSE (SELECT "
+    PGSCHED__NOTIFY("$4::text", "CASE WHEN u.version IS NOT NULL THEN concat_ws(E'\\t', 'X', "
+                                "$1::text, $2::text, u.version::text, coalesce($3::text, ''), "
+                                "u.owner) ELSE concat_ws(E'\\t', 'C', $1::text, $2::text, "
+                                "cur.status, 'none', d.version::text, coalesce($3::text, ''), "
+                                "'') END") ") END}"
+    " FROM cur LEFT JOIN u ON true LEFT JOIN d ON true",
+
+    /* GET: $1 name $2 key */
+    "SELECT " PGSCHED__JOB_COLS("") " FROM {J} WHERE name = $1::text AND key = $2::text",
+
+    /* LIST: $1 name|NULL $2 status|NULL $3 after_name|NULL $4 after_key $5 limit */
+    "SELECT " PGSCHED__JOB_COLS("") " FROM {J} WHERE ($1::text IS NULL OR name = $1::text) "
+    "AND ($2::text IS NULL OR status = $2::text) "
+    "AND ($3::text IS NULL OR (name, key) > ($3::text COLLATE \"C\", $4::text COLLATE \"C\")) "
+    "ORDER BY name, key LIMIT $5::int8",
+
+    /* HISTORY: $1 name|NULL $2 key|NULL $3 limit */
+    "SELECT id, name, key, node, attempt, started_at, finished_at, outcome, error FROM {R} "
+    "WHERE ($1::text IS NULL OR (name = $1::text AND ($2::text IS NULL OR key = $2::text))) "
+    "ORDER BY id DESC LIMIT $3::int8",
+
+    /* NEXT_DUE: $1 names[] */
+    "SELECT now(), (SELECT min(t.next_run) FROM unnest($1::text[]) AS n(name) CROSS JOIN LATERAL "
+    "(SELECT x.next_run FROM {J} x WHERE x.name = n.name AND x.status = 'pending' "
+    "ORDER BY x.next_run LIMIT 1) t)",
+
+    /* NODE_REGISTER: $1 id $2 host $3 pid $4 names[] */
+    "INSERT INTO {N} (id, host, pid, names, started_at, last_seen) "
+    "VALUES ($1::text, $2::text, $3::int8, $4::text[], now(), now()) ON CONFLICT (id) DO UPDATE "
+    "SET host = EXCLUDED.host, pid = EXCLUDED.pid, names = EXCLUDED.names, last_seen = now()",
+
+    /* NODE_UNREGISTER: $1 id */
+    "DELETE FROM {N} WHERE id = $1::text",
+
+    /* CLEAN_FINISHED: $1 retention_us $2 limit */
+    "DELETE FROM {J} j USING (SELECT name, key FROM {J} WHERE kind = 'once' "
+    "AND status IN ('completed', 'failed', 'cancelled') "
+    "AND updated_at < now() - $1::int8 * interval '1 microsecond' LIMIT $2::int8 "
+    "FOR UPDATE SKIP LOCKED) d WHERE j.name = d.name AND j.key = d.key",
+
+    /* CLEAN_HISTORY: $1 retention_us $2 limit */
+    "DELETE FROM {R} WHERE id IN (SELECT id FROM {R} "
+    "WHERE finished_at < now() - $1::int8 * interval '1 microsecond' LIMIT $2::int8)",
+
+    /* CLEAN_NODES: $1 retention_us $2 node */
+    "DELETE FROM {N} WHERE last_seen < now() - $1::int8 * interval '1 microsecond' "
+    "AND id <> $2::text",
+
+    /* CLEAN_ORPHANS: $1 orphan_us $2 stall_us $3 limit. The distinct names come from a skip
+       scan of the primary key, so the cost follows the number of types, not of rows. */
+    "WITH RECURSIVE names AS ((SELECT name FROM {J} ORDER BY name LIMIT 1) UNION ALL "
+    "SELECT (SELECT name FROM {J} x WHERE x.name > names.name ORDER BY x.name LIMIT 1) "
+    "FROM names WHERE names.name IS NOT NULL), "
+    "dead AS (SELECT names.name FROM names WHERE names.name IS NOT NULL AND NOT EXISTS "
+    "(SELECT 1 FROM {N} n WHERE n.last_seen >= now() - $2::int8 * interval '1 microsecond' "
+    "AND names.name = ANY(n.names))), "
+    "v AS (SELECT j.name, j.key FROM {J} j JOIN dead ON dead.name = j.name "
+    "WHERE j.status <> 'running' AND j.updated_at < now() - $1::int8 * interval '1 microsecond' "
+    "LIMIT $3::int8 FOR UPDATE OF j SKIP LOCKED) "
+    "DELETE FROM {J} j USING v WHERE j.name = v.name AND j.key = v.key",
+};
+
+static const char *const pgsched__pg_stmt_names[PGSCHED__Q_COUNT] = {
+    "pgsched_now", "pgsched_schedule", "pgsched_claim", "pgsched_heartbeat",
+    "pgsched_finish", "pgsched_take_back", "pgsched_cancel", "pgsched_trigger",
+    "pgsched_remove", "pgsched_get", "pgsched_list", "pgsched_history",
+    "pgsched_next_due", "pgsched_node_register", "pgsched_node_unregister",
+    "pgsched_clean_finished", "pgsched_clean_history", "pgsched_clean_nodes",
+    "pgsched_clean_orphans",
+};
+
+/* Migration 1. {S} is the quoted schema, {P} the prefix inside quoted names. */
+static const char *const pgsched__pg_migration_1 =
+    "CREATE SEQUENCE {Q};"
+    "CREATE TABLE {J} ("
+    " name text COLLATE \"C\" NOT NULL,"
+    " key text COLLATE \"C\" NOT NULL,"
+    " status text NOT NULL CHECK (status IN ('pending', 'running', 'completed', 'failed',"
+    " 'cancelled')),"
+    " kind text NOT NULL CHECK (kind IN ('once', 'cron', 'interval', 'custom')),"
+    " cron text,"
+    " every_us bigint,"
+    " params json NOT NULL,"
+    " max_retries integer NOT NULL,"
+    " attempt integer NOT NULL DEFAULT 0,"
+    " next_run timestamptz,"
+    " owner text,"
+    " lease bigint,"
+    " heartbeat_at timestamptz,"
+    " started_at timestamptz,"
+    " finished_at timestamptz,"
+    " cancel_requested boolean NOT NULL DEFAULT false,"
+    " remove_requested boolean NOT NULL DEFAULT false,"
+    " ch_kind text, ch_cron text, ch_every_us bigint, ch_params json, ch_max_retries integer,"
+    " ch_next_run timestamptz,"
+    " last_error text,"
+    " runs bigint NOT NULL DEFAULT 0,"
+    " failures bigint NOT NULL DEFAULT 0,"
+    " version bigint NOT NULL,"
+    " created_at timestamptz NOT NULL DEFAULT now(),"
+    " updated_at timestamptz NOT NULL DEFAULT now(),"
+    " PRIMARY KEY (name, key)"
+    ") WITH (fillfactor = 85);"
+    /* Claims and next-due look-ups walk each type's pending rows in due order. There is
+       deliberately no index on next_run alone: given one, the planner scans it and filters
+       by type, which with many rows of other types costs a full scan. */
+    "CREATE INDEX {I:jobs_type_due} ON {J} (name, next_run) WHERE status = 'pending';"
+    /* running rows for take-back; heartbeat_at is deliberately not indexed so that the
+       heartbeat's update stays HOT */
+    "CREATE INDEX {I:jobs_running} ON {J} (owner) WHERE status = 'running';"
+    "CREATE INDEX {I:jobs_finished} ON {J} (updated_at) WHERE kind = 'once' AND "
+    "status IN ('completed', 'failed', 'cancelled');"
+    "CREATE TABLE {R} ("
+    " id bigint PRIMARY KEY,"
+    " name text COLLATE \"C\" NOT NULL,"
+    " key text COLLATE \"C\" NOT NULL,"
+    " node text NOT NULL,"
+    " attempt integer NOT NULL,"
+    " started_at timestamptz,"
+    " finished_at timestamptz NOT NULL,"
+    " outcome text NOT NULL CHECK (outcome IN ('success', 'failure', 'cancelled', 'stalled',"
+    " 'released')),"
+    " error text"
+    ");"
+    "CREATE INDEX {I:runs_job} ON {R} (name, key, id);"
+    "CREATE INDEX {I:runs_finished} ON {R} (finished_at);"
+    "CREATE TABLE {N} ("
+    " id text PRIMARY KEY,"
+    " host text NOT NULL,"
+    " pid bigint NOT NULL,"
+    " names text[] NOT NULL,"
+    " started_at timestamptz NOT NULL,"
+    " last_seen timestamptz NOT NULL"
+    ");";
+
+/* The SQL that takes the schema from version v-1 to v. */
+static const char *pgsched__pg_migration(int v)
+{
+    switch (v) {
+    case 1: return pgsched__pg_migration_1;
+    }
+    return NULL;
+}
+
+#define PGSCHED__PG_CHANNEL_SUFFIX "events"
+
+typedef struct pgsched__pgc {
+    PGconn *conn;
+    uint32_t prepared; /* bit i: statement i is prepared on this connection */
+    int busy;
+} pgsched__pgc;
+
+typedef struct pgsched__pg {
+    pgsched_store base;
+    pgsched_allocator alloc;
+    char *conninfo;
+    char schema[64];
+    char prefix[64];
+    char channel[160]; /* the NOTIFY channel, as a value */
+    char listen_sql[200];
+    char lock_key[160];
+    char names_sql[5][160]; /* quoted names: jobs, runs, nodes, seq, version */
+    char *sql[PGSCHED__Q_COUNT];
+    int notify, no_create;
+    pgsched_duration reconnect_min, reconnect_max;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pgsched__pgc *conns;
+    int nconns;
+    pgsched_time retry_at;   /* monotonic: no connection attempt before this */
+    pgsched_duration backoff;
+    char last_conn_error[256];
+} pgsched__pg;
+
+enum { PGSCHED__PGN_JOBS, PGSCHED__PGN_RUNS, PGSCHED__PGN_NODES, PGSCHED__PGN_SEQ,
+       PGSCHED__PGN_VERSION };
+
+/* ---- SQL text ---- */
+
+typedef struct pgsched__buf {
+    char *p;
+    size_t n, cap;
+    int oom;
+    const pgsched_allocator *a;
+} pgsched__buf;
+
+static void pgsched__buf_add(pgsched__buf *b, const char *s, size_t n)
+{
+    if (b->oom) return;
+    if (b->n + n + 1 > b->cap) {
+        size_t ncap = b->cap ? b->cap : 256;
+        char *np;
+        while (ncap < b->n + n + 1) ncap *= 2;
+        np = (char *)pgsched__realloc(b->a, b->p, ncap);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = ncap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = '\0';
+}
+
+static void pgsched__buf_puts(pgsched__buf *b, const char *s) { pgsched__buf_add(b, s, strlen(s)); }
+
+/* Expands {J} {R} {N} {Q} {V} {S}, {I:suffix} (an index name) and {NOTIFY...} (kept only when
+   notifications are on; may not nest braces). */
+static char *pgsched__pg_expand(pgsched__pg *p, const char *t)
+{
+    pgsched__buf b;
+    memset(&b, 0, sizeof b);
+    b.a = &p->alloc;
+    while (*t) {
+        if (*t != '{') {
+            const char *e = strchr(t, '{');
+            size_t n = e ? (size_t)(e - t) : strlen(t);
+            pgsched__buf_add(&b, t, n);
+            t += n;
+            continue;
+        }
+        if (strncmp(t, "{NOTIFY", 7) == 0) {
+            const char *e = strchr(t, '}');
+            if (p->notify) pgsched__buf_add(&b, t + 7, (size_t)(e - t - 7));
+            t = e + 1;
+        } else if (strncmp(t, "{I:", 3) == 0) {
+            const char *e = strchr(t, '}');
+            pgsched__buf_puts(&b, "\"");
+            pgsched__buf_puts(&b, p->prefix);
+            pgsched__buf_add(&b, t + 3, (size_t)(e - t - 3));
+            pgsched__buf_puts(&b, "\"");
+            t = e + 1;
+        } else if (t[1] && t[2] == '}') {
+            switch (t[1]) {
+            case 'J': pgsched__buf_puts(&b, p->names_sql[PGSCHED__PGN_JOBS]); break;
+            case 'R': pgsched__buf_puts(&b, p->names_sql[PGSCHED__PGN_RUNS]); break;
+            case 'N': pgsched__buf_puts(&b, p->names_sql[PGSCHED__PGN_NODES]); break;
+            case 'Q': pgsched__buf_puts(&b, p->names_sql[PGSCHED__PGN_SEQ]); break;
+            case 'V': pgsched__buf_puts(&b, p->names_sql[PGSCHED__PGN_VERSION]); break;
+            case 'S':
+                pgsched__buf_puts(&b, "\"");
+                pgsched__buf_puts(&b, p->schema);
+                pgsched__buf_puts(&b, "\"");
+                break;
+            default: pgsched__buf_add(&b, t, 3); break;
+            }
+            t += 3;
+        } else {
+            pgsched__buf_add(&b, t, 1);
+            t++;
+        }
+    }
+    if (b.oom) {
+        pgsched__free(&p->alloc, b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+/* Text-format array literal of strings ({"a","b\"c"}, NULL elements unquoted). */
+static void pgsched__pg_array_add(pgsched__buf *b, const char *s, int first)
+{
+    if (!first) pgsched__buf_add(b, ",", 1);
+    if (!s) {
+        pgsched__buf_puts(b, "NULL");
+        return;
+    }
+    pgsched__buf_add(b, "\"", 1);
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') pgsched__buf_add(b, "\\", 1);
+        pgsched__buf_add(b, s, 1);
+    }
+    pgsched__buf_add(b, "\"", 1);
+}
+
+static void pgsched__pg_array_int(pgsched__buf *b, int64_t v, int first)
+{
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%s%lld", first ? "" : ",", (long long)v);
+    pgsched__buf_puts(b, tmp);
+}
+
+/* ---- binary results ---- */
+
+static int64_t pgsched__pg_be64(const char *p)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    uint64_t v = 0;
+    int i;
+    for (i = 0; i < 8; i++) v = (v << 8) | u[i];
+    return (int64_t)v;
+}
+
+static int32_t pgsched__pg_be32(const char *p)
+{
+    const unsigned char *u = (const unsigned char *)p;
+    return (int32_t)(((uint32_t)u[0] << 24) | ((uint32_t)u[1] << 16) | ((uint32_t)u[2] << 8) |
+                     (uint32_t)u[3]);
+}
+
+static int64_t pgsched__pg_int(const PGresult *r, int row, int col)
+{
+    int len;
+    if (PQgetisnull(r, row, col)) return 0;
+    len = PQgetlength(r, row, col);
+    if (len == 8) return pgsched__pg_be64(PQgetvalue(r, row, col));
+    if (len == 4) return pgsched__pg_be32(PQgetvalue(r, row, col));
+    if (len == 2) {
+        const unsigned char *u = (const unsigned char *)PQgetvalue(r, row, col);
+        return (int16_t)((u[0] << 8) | u[1]);
+    }
+    return 0;
+}
+
+/* timestamptz in binary: microseconds since 2000-01-01; 0 for NULL. */
+static pgsched_time pgsched__pg_time(const PGresult *r, int row, int col)
+{
+    if (PQgetisnull(r, row, col)) return 0;
+    return pgsched__pg_be64(PQgetvalue(r, row, col)) + (pgsched_time)946684800 * 1000000;
+}
+
+static int pgsched__pg_bool(const PGresult *r, int row, int col)
+{
+    return !PQgetisnull(r, row, col) && PQgetvalue(r, row, col)[0] != 0;
+}
+
+static const char *pgsched__pg_text(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+static const char *pgsched__kind_string(pgsched_schedule_kind k)
+{
+    switch (k) {
+    case PGSCHED_ONCE: return "once";
+    case PGSCHED_CRON: return "cron";
+    case PGSCHED_INTERVAL: return "interval";
+    case PGSCHED_CUSTOM: return "custom";
+    }
+    return "unknown";
+}
+
+static pgsched_status pgsched__status_parse(const char *s)
+{
+    if (!s) return PGSCHED_STATUS_NONE;
+    if (strcmp(s, "pending") == 0) return PGSCHED_PENDING;
+    if (strcmp(s, "running") == 0) return PGSCHED_RUNNING;
+    if (strcmp(s, "completed") == 0) return PGSCHED_COMPLETED;
+    if (strcmp(s, "failed") == 0) return PGSCHED_FAILED;
+    if (strcmp(s, "cancelled") == 0) return PGSCHED_CANCELLED;
+    return PGSCHED_STATUS_NONE;
+}
+
+static pgsched_schedule_kind pgsched__kind_parse(const char *s)
+{
+    if (s && strcmp(s, "cron") == 0) return PGSCHED_CRON;
+    if (s && strcmp(s, "interval") == 0) return PGSCHED_INTERVAL;
+    if (s && strcmp(s, "custom") == 0) return PGSCHED_CUSTOM;
+    return PGSCHED_ONCE;
+}
+
+static pgsched_outcome_kind pgsched__outcome_parse(const char *s)
+{
+    if (s && strcmp(s, "failure") == 0) return PGSCHED_OUTCOME_FAILURE;
+    if (s && strcmp(s, "cancelled") == 0) return PGSCHED_OUTCOME_CANCELLED;
+    if (s && strcmp(s, "stalled") == 0) return PGSCHED_OUTCOME_STALLED;
+    if (s && strcmp(s, "released") == 0) return PGSCHED_OUTCOME_RELEASED;
+    return PGSCHED_OUTCOME_SUCCESS;
+}
+
+/* Reads the PGSCHED__JOB_COLS columns starting at column c. */
+static void pgsched__pg_job(const PGresult *r, int row, int c, pgsched_job *j)
+{
+    memset(j, 0, sizeof *j);
+    j->name = pgsched__pg_text(r, row, c + 0);
+    j->key = pgsched__pg_text(r, row, c + 1);
+    j->status = pgsched__status_parse(pgsched__pg_text(r, row, c + 2));
+    j->kind = pgsched__kind_parse(pgsched__pg_text(r, row, c + 3));
+    j->cron = pgsched__pg_text(r, row, c + 4);
+    j->every = pgsched__pg_int(r, row, c + 5);
+    j->params = pgsched__pg_text(r, row, c + 6);
+    j->max_retries = (int)pgsched__pg_int(r, row, c + 7);
+    j->attempt = (int)pgsched__pg_int(r, row, c + 8);
+    j->next_run = pgsched__pg_time(r, row, c + 9);
+    j->owner = pgsched__pg_text(r, row, c + 10);
+    j->lease = pgsched__pg_int(r, row, c + 11);
+    j->heartbeat_at = pgsched__pg_time(r, row, c + 12);
+    j->started_at = pgsched__pg_time(r, row, c + 13);
+    j->finished_at = pgsched__pg_time(r, row, c + 14);
+    j->cancel_requested = pgsched__pg_bool(r, row, c + 15);
+    j->remove_requested = pgsched__pg_bool(r, row, c + 16);
+    j->change_pending = pgsched__pg_bool(r, row, c + 17);
+    j->last_error = pgsched__pg_text(r, row, c + 18);
+    j->runs = pgsched__pg_int(r, row, c + 19);
+    j->failures = pgsched__pg_int(r, row, c + 20);
+    j->version = pgsched__pg_int(r, row, c + 21);
+    j->created_at = pgsched__pg_time(r, row, c + 22);
+    j->updated_at = pgsched__pg_time(r, row, c + 23);
+}
+
+/* ---- connections ---- */
+
+/* A failed statement is a connection problem when the connection is gone or the server says
+   so (class 08, or the shutdown/crash codes 57P01..57P03): the caller may retry later. */
+static int pgsched__pg_is_conn_error(PGconn *c, const PGresult *res)
+{
+    const char *st;
+    if (!c || PQstatus(c) != CONNECTION_OK) return 1;
+    if (!res) return 1;
+    st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    if (!st) return 0;
+    return strncmp(st, "08", 2) == 0 || strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 ||
+           strcmp(st, "57P03") == 0;
+}
+
+/* One line of the server's message: no trailing newline, no DETAIL block. */
+static void pgsched__pg_message(char *dst, size_t size, const char *msg)
+{
+    size_t n;
+    pgsched__copy_text(dst, size, msg ? msg : "unknown error");
+    n = strlen(dst);
+    while (n && (dst[n - 1] == '\n' || dst[n - 1] == ' ')) dst[--n] = '\0';
+    {
+        char *nl = strchr(dst, '\n');
+        if (nl) *nl = '\0';
+    }
+}
+
+/* Server notices ("relation already exists, skipping") are not the user's business. */
+static void pgsched__pg_quiet(void *arg, const char *message)
+{
+    PGSCHED__UNUSED(arg);
+    PGSCHED__UNUSED(message);
+}
+
+static PGconn *pgsched__pg_connect(pgsched__pg *p, char *why, size_t why_size)
+{
+    /* Our settings come first so that the user's conninfo may override them. */
+    const char *keys[] = {"application_name", "client_encoding", "keepalives",
+                          "keepalives_idle",  "keepalives_interval", "keepalives_count",
+                          "connect_timeout",  "dbname", NULL};
+    const char *vals[] = {"pgsched", "UTF8", "1", "30", "10", "3", "10", p->conninfo, NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (!c) {
+        pgsched__copy_text(why, why_size, "out of memory");
+        return NULL;
+    }
+    if (PQstatus(c) != CONNECTION_OK) {
+        pgsched__pg_message(why, why_size, PQerrorMessage(c));
+        PQfinish(c);
+        return NULL;
+    }
+    PQsetNoticeProcessor(c, pgsched__pg_quiet, NULL);
+    return c;
+}
+
+/* Takes a free connection from the pool, connecting it if needed (with backoff). */
+static pgsched_result pgsched__pg_acquire(pgsched__pg *p, pgsched__pgc **out, pgsched_error *err)
+{
+    pgsched__pgc *c = NULL;
+    int i;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        for (i = 0; i < p->nconns; i++)
+            if (!p->conns[i].busy) {
+                c = &p->conns[i];
+                break;
+            }
+        if (c) break;
+        pthread_cond_wait(&p->cv, &p->mu);
+    }
+    c->busy = 1;
+    if (c->conn && PQstatus(c->conn) == CONNECTION_OK) {
+        pthread_mutex_unlock(&p->mu);
+        *out = c;
+        return PGSCHED_OK;
+    }
+    if (c->conn) {
+        PQfinish(c->conn);
+        c->conn = NULL;
+        c->prepared = 0;
+    }
+    if (pgsched__monotonic() < p->retry_at) {
+        char msg[256];
+        long ms = (long)((p->retry_at - pgsched__monotonic()) / 1000);
+        pgsched__copy_text(msg, sizeof msg, p->last_conn_error);
+        c->busy = 0;
+        pthread_cond_signal(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        return pgsched__fail(err, PGSCHED_ERR_CONNECTION,
+                             "the database connection is down; next attempt in %ld ms (%s)", ms,
+                             msg);
+    }
+    pthread_mutex_unlock(&p->mu);
+    {
+        char why[256];
+        PGconn *conn = pgsched__pg_connect(p, why, sizeof why);
+        pthread_mutex_lock(&p->mu);
+        if (!conn) {
+            pgsched__copy_text(p->last_conn_error, sizeof p->last_conn_error, why);
+            p->retry_at = pgsched__monotonic() + p->backoff;
+            p->backoff = p->backoff * 2 > p->reconnect_max ? p->reconnect_max : p->backoff * 2;
+            c->busy = 0;
+            pthread_cond_signal(&p->cv);
+            pthread_mutex_unlock(&p->mu);
+            return pgsched__fail(err, PGSCHED_ERR_CONNECTION,
+                                 "cannot connect to the database: %s", why);
+        }
+        p->backoff = p->reconnect_min;
+        p->retry_at = 0;
+        c->conn = conn;
+        c->prepared = 0;
+        pthread_mutex_unlock(&p->mu);
+    }
+    *out = c;
+    return PGSCHED_OK;
+}
+
+static void pgsched__pg_release(pgsched__pg *p, pgsched__pgc *c)
+{
+    pthread_mutex_lock(&p->mu);
+    c->busy = 0;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* Turns a failed result into an error; returns PGSCHED_OK when the result is good. */
+static pgsched_result pgsched__pg_check(PGconn *conn, PGresult *res, const char *what,
+                                        pgsched_error *err)
+{
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    char msg[400];
+    const char *code;
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) return PGSCHED_OK;
+    pgsched__pg_message(msg, sizeof msg,
+                        res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL);
+    if (!res || !PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY))
+        pgsched__pg_message(msg, sizeof msg, conn ? PQerrorMessage(conn) : NULL);
+    if (pgsched__pg_is_conn_error(conn, res))
+        return pgsched__fail(err, PGSCHED_ERR_CONNECTION,
+                             "the database connection was lost during %s: %s", what, msg);
+    code = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (code && strcmp(code, "42P01") == 0)
+        return pgsched__fail(err, PGSCHED_ERR_SCHEMA_VERSION,
+                             "%s failed: %s (SQLSTATE 42P01): the tables are missing", what, msg);
+    return pgsched__fail(err, PGSCHED_ERR_DATABASE, "%s failed: %s (SQLSTATE %s)", what, msg,
+                         code ? code : "?????");
+}
+
+/* Every parameter is sent as text and cast in the SQL; declaring them all `text` also lets a
+   statement leave one unused (the channel, when notifications are off). */
+static const Oid pgsched__pg_text_types[16] = {25, 25, 25, 25, 25, 25, 25, 25,
+                                               25, 25, 25, 25, 25, 25, 25, 25};
+
+/* Runs statement q with text parameters, binary results. A statement that is safe to repeat
+   is retried once on a fresh connection when the connection turned out to be dead (the usual
+   case after a database restart: the first use of each pooled connection finds it closed). */
+static pgsched_result pgsched__pg_run(pgsched__pg *p, int q, int nparams,
+                                      const char *const *values, int idempotent, PGresult **out,
+                                      pgsched_error *err)
+{
+    int tries;
+    pgsched_result r = PGSCHED_OK;
+    *out = NULL;
+    for (tries = 0; tries < 2; tries++) {
+        pgsched__pgc *c;
+        PGresult *res;
+        r = pgsched__pg_acquire(p, &c, err);
+        if (r != PGSCHED_OK) return r;
+        if (!(c->prepared & (1u << q))) {
+            res = PQprepare(c->conn, pgsched__pg_stmt_names[q], p->sql[q], nparams,
+                            pgsched__pg_text_types);
+            r = pgsched__pg_check(c->conn, res, "preparing a statement", err);
+            PQclear(res);
+            if (r == PGSCHED_OK) c->prepared |= 1u << q;
+        }
+        if (r == PGSCHED_OK) {
+            res = PQexecPrepared(c->conn, pgsched__pg_stmt_names[q], nparams, values, NULL, NULL,
+                                 1);
+            r = pgsched__pg_check(c->conn, res, pgsched__pg_stmt_names[q] + 8, err);
+            if (r == PGSCHED_OK) *out = res;
+            else PQclear(res);
+        }
+        if (r == PGSCHED_ERR_CONNECTION && c->conn && PQstatus(c->conn) == CONNECTION_OK) {
+            /* The server said it is going away while the socket still looks fine. */
+            PQfinish(c->conn);
+            c->conn = NULL;
+            c->prepared = 0;
+        }
+        pgsched__pg_release(p, c);
+        if (r != PGSCHED_ERR_CONNECTION || !idempotent) break;
+    }
+    return r;
+}
+
+static void pgsched__i64(char *buf, size_t n, int64_t v) { snprintf(buf, n, "%lld", (long long)v); }
+
+/* ---- methods ---- */
+
+static pgsched_result pgsched__pg_exec_simple(PGconn *c, const char *sql, const char *what,
+                                              pgsched_error *err)
+{
+    PGresult *res = PQexec(c, sql);
+    pgsched_result r = pgsched__pg_check(c, res, what, err);
+    PQclear(res);
+    return r;
+}
+
+static pgsched_result pgsched__pg_setup(pgsched_store *s, pgsched_error *err)
+{
+    pgsched__pg *p = (pgsched__pg *)s;
+    pgsched__pgc *c;
+    PGresult *res;
+    pgsched_result r;
+    int version = 0, exists;
+    char sql[512];
+    const char *vals[1];
+
+    r = pgsched__pg_acquire(p, &c, err);
+    if (r != PGSCHED_OK) return r;
+    if (p->no_create) {
+        /* Only check: a role with row privileges alone must be able to run a node. */
+        vals[0] = p->names_sql[PGSCHED__PGN_VERSION];
+        res = PQexecParams(c->conn, "SELECT to_regclass($1::text) IS NOT NULL", 1, NULL, vals,
+                           NULL, NULL, 0);
+        r = pgsched__pg_check(c->conn, res, "checking the schema", err);
+        exists = r == PGSCHED_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        PQclear(res);
+        if (r == PGSCHED_OK && !exists)
+            r = pgsched__fail(err, PGSCHED_ERR_SCHEMA_VERSION,
+                              "the pgsched tables do not exist in schema \"%s\" with prefix "
+                              "\"%s\", and schema creation is off",
+                              p->schema, p->prefix);
+        if (r == PGSCHED_OK) {
+            snprintf(sql, sizeof sql, "SELECT coalesce(max(version), 0) FROM %s",
+                     p->names_sql[PGSCHED__PGN_VERSION]);
+            res = PQexec(c->conn, sql);
+            r = pgsched__pg_check(c->conn, res, "reading the schema version", err);
+            if (r == PGSCHED_OK) version = atoi(PQgetvalue(res, 0, 0));
+            PQclear(res);
+        }
+        if (r == PGSCHED_OK && version != PGSCHED__PG_SCHEMA_VERSION)
+            r = pgsched__fail(err, PGSCHED_ERR_SCHEMA_VERSION,
+                              "the schema is at version %d; this library needs version %d%s",
+                              version, PGSCHED__PG_SCHEMA_VERSION,
+                              version < PGSCHED__PG_SCHEMA_VERSION
+                                  ? " (start a node with schema creation on to upgrade it)"
+                                  : " (a newer pgsched wrote it; upgrade this program)");
+        pgsched__pg_release(p, c);
+        return r == PGSCHED_OK ? pgsched__ok(err) : r;
+    }
+
+    r = pgsched__pg_exec_simple(c->conn, "BEGIN", "starting the migration", err);
+    if (r == PGSCHED_OK) {
+        /* Many nodes may start at once: one migrates, the others wait and then see it done. */
+        vals[0] = p->lock_key;
+        res = PQexecParams(c->conn, "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))",
+                           1, NULL, vals, NULL, NULL, 0);
+        r = pgsched__pg_check(c->conn, res, "taking the migration lock", err);
+        PQclear(res);
+    }
+    if (r == PGSCHED_OK) {
+        vals[0] = p->schema;
+        res = PQexecParams(c->conn, "SELECT 1 FROM pg_namespace WHERE nspname = $1::text", 1,
+                           NULL, vals, NULL, NULL, 0);
+        r = pgsched__pg_check(c->conn, res, "looking up the schema", err);
+        exists = r == PGSCHED_OK && PQntuples(res) == 1;
+        PQclear(res);
+        if (r == PGSCHED_OK && !exists) {
+            char *q = pgsched__pg_expand(p, "CREATE SCHEMA IF NOT EXISTS {S}");
+            r = q ? pgsched__pg_exec_simple(c->conn, q, "creating the schema", err)
+                  : pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory");
+            pgsched__free(&p->alloc, q);
+        }
+    }
+    if (r == PGSCHED_OK) {
+        char *q = pgsched__pg_expand(p, "CREATE TABLE IF NOT EXISTS {V} (version integer PRIMARY "
+                                        "KEY, applied_at timestamptz NOT NULL DEFAULT now())");
+        r = q ? pgsched__pg_exec_simple(c->conn, q, "creating the version table", err)
+              : pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory");
+        pgsched__free(&p->alloc, q);
+    }
+    if (r == PGSCHED_OK) {
+        snprintf(sql, sizeof sql, "SELECT coalesce(max(version), 0) FROM %s",
+                 p->names_sql[PGSCHED__PGN_VERSION]);
+        res = PQexec(c->conn, sql);
+        r = pgsched__pg_check(c->conn, res, "reading the schema version", err);
+        if (r == PGSCHED_OK) version = atoi(PQgetvalue(res, 0, 0));
+        PQclear(res);
+        if (r == PGSCHED_OK && version > PGSCHED__PG_SCHEMA_VERSION)
+            r = pgsched__fail(err, PGSCHED_ERR_SCHEMA_VERSION,
+                              "the schema is at version %d, newer than this library's %d: "
+                              "upgrade this program",
+                              version, PGSCHED__PG_SCHEMA_VERSION);
+    }
+    while (r == PGSCHED_OK && version < PGSCHED__PG_SCHEMA_VERSION) {
+        char *q = pgsched__pg_expand(p, pgsched__pg_migration(version + 1));
+        char what[64];
+        snprintf(what, sizeof what, "migration %d", version + 1);
+        r = q ? pgsched__pg_exec_simple(c->conn, q, what, err)
+              : pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory");
+        pgsched__free(&p->alloc, q);
+        version++;
+        if (r == PGSCHED_OK) {
+            char v[16];
+            snprintf(v, sizeof v, "%d", version);
+            snprintf(sql, sizeof sql, "INSERT INTO %s (version) VALUES ($1::int4)",
+                     p->names_sql[PGSCHED__PGN_VERSION]);
+            vals[0] = v;
+            res = PQexecParams(c->conn, sql, 1, NULL, vals, NULL, NULL, 0);
+            r = pgsched__pg_check(c->conn, res, "recording the schema version", err);
+            PQclear(res);
+        }
+    }
+    if (r == PGSCHED_OK) r = pgsched__pg_exec_simple(c->conn, "COMMIT", "committing the migration", err);
+    else if (PQstatus(c->conn) == CONNECTION_OK) PQclear(PQexec(c->conn, "ROLLBACK"));
+    pgsched__pg_release(p, c);
+    return r == PGSCHED_OK ? pgsched__ok(err) : r;
+}
+
+static pgsched_result pgsched__pg_now(pgsched_store *s, pgsched_time *now, pgsched_error *err)
+{
+    pgsched__pg *p = (pgsched__pg *)s;
+    PGresult *res;
+    pgsched_result r = pgsched__pg_run(p, PGSCHED__Q_NOW, 0, NULL, 1, &res, err);
+    if (r != PGSCHED_OK) return r;
+    *now = pgsched__pg_time(res, 0, 0);
+    PQclear(res);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__pg_schedule(pgsched_store *s, const pgsched_schedule_request *q,
+                                           void *external_conn, pgsched_schedule_outcome *out,
+                                           pgsched_error *err)
+{
+    pgsched__pg *p = (pgsched__pg *)s;
+    char every[32], retries[16], next[PGSCHED_TIME_STRING_MAX];
+    const char *vals[11];
+    PGresult *res;
+    pgsched_result r;
+    pgsched__i64(every, sizeof every, q->every);
+    pgsched__i64(retries, sizeof retries, q->max_retries);
+    pgsched_time_format(q->next_run, 0, 1, next, sizeof next);
+    vals[0] = q->name;
+    vals[1] = q->key;
+    vals[2] = pgsched__kind_string(q->kind);
+    vals[3] = q->cron;
+    vals[4] = q->kind == PGSCHED_INTERVAL ? every : NULL;
+    vals[5] = q->params;
+    vals[6] = retries;
+    vals[7] = q->next_run ? next : NULL;
+    vals[8] = q->apply_after_run ? "true" : "false";
+    vals[9] = q->node_id;
+    vals[10] = p->channel;
+    if (external_conn) {
+        /* The caller's connection and transaction: no prepared statement of ours lives there. */
+        PGconn *c = (PGconn *)external_conn;
+        res = PQexecParams(c, p->sql[PGSCHED__Q_SCHEDULE], 11, pgsched__pg_text_types, vals, NULL,
+                           NULL, 1);
+        r = pgsched__pg_check(c, res, "schedule", err);
+        if (r != PGSCHED_OK) {
+            PQclear(res);
+            return r;
+        }
+    } else {
+        r = pgsched__pg_run(p, PGSCHED__Q_SCHEDULE, 11, vals, 1, &res, err);
+        if (r != PGSCHED_OK) return r;
+    }
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return pgsched__err_running(err, q->name, q->key,
+                                    "re-scheduling is refused unless it applies after the run");
+    }
+    out->deferred = pgsched__status_parse(pgsched__pg_text(res, 0, 0)) == PGSCHED_RUNNING;
+    out->next_run = pgsched__pg_time(res, 0, 1);
+    out->version = pgsched__pg_int(res, 0, 2);
+    out->created = pgsched__pg_bool(res, 0, 3);
+    out->old_status = out->created ? PGSCHED_STATUS_NONE
+                                   : pgsched__status_parse(pgsched__pg_text(res, 0, 4));
+    if (out->deferred) out->old_status = PGSCHED_RUNNING;
+    PQclear(res);
+    return pgsched__ok(err);
+}
+
+static char *pgsched__pg_names_array(pgsched__pg *p, const char *const *names, size_t n)
+{
+    pgsched__buf b;
+    size_t i;
+    memset(&b, 0, sizeof b);
+    b.a = &p->alloc;
+    pgsched__buf_add(&b, "{", 1);
+    for (i = 0; i < n; i++) pgsched__pg_array_add(&b, names[i], i == 0);
+    pgsched__buf_add(&b, "}", 1);
+    if (b.oom) {
+        pgsched__free(&p->alloc, b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+static pgsched_result pgsched__pg_claim(pgsched_store *s, const pgsched_claim_request *q,
+                                        pgsched_job_list *out, pgsched_claim_outcome *info,
+                                        pgsched_error *err)
+{
+    pgsched__pg *p = (pgsched__pg *)s;
+    char max[16];
+    const char *vals[4];
+    char *names = pgsched__pg_names_array(p, q->names, q->name_count);
+    PGresult *res;
+    pgsched_result r;
+    int i, n;
+    if (!names) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory in a claim");
+    snprintf(max, sizeof max, "%d", q->max);
+    vals[0] = q->node_id;
+    vals[1] = names;
+    vals[2] = max;
+    vals[3] = p->channel;
+    r = pgsched__pg_run(p, PGSCHED__Q_CLAIM, 4, vals, 0, &res, err);
+    pgsched__free(&p->alloc, names);
+    if (r != PGSCHED_OK) return r;
+    n = PQntuples(res);
+    for (i = 0; i < n; i++) {
+        pgsched_job job;
+        if (i == 0) {
+            info->now = pgsched__pg_time(res, 0, 0);
+            info->next_due = pgsched__pg_time(res, 0, 1);
+        }
+        if (PQgetisnull(res, i, 2)) continue; /* the info row when nothing was claimed */
+        pgsched__pg_job(res, i, 2, &job);
+        if (pgsched_job_list_push(out, &job) != PGSCHED_OK) {
+            /* The rows are ours in the database but we cannot hold them: they stall and are
+               taken back after the stall timeout, each counting one attempt. */
+            PQclear(res);
+            return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory in a claim");
+        }
+    }
+    PQclear(res);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__pg_heartbeat(pgsched_store *s, const char *node_id,
+                                            const pgsched_lease *leases, size_t count, int renew,
+                                            pgsched_lease_state *states, pgsched_time *now,
+                                            pgsched_error *err)
+{
+    pgsched__pg *p = (pgsched__pg *)s;
+    pgsched__buf bn, bk, bt;
+    const char *vals[5];
+    PGresult *res;
+    pgsched_result r;
+    size_t i;
+    int row, n;
+    memset(&bn, 0, sizeof bn);
+    bn.a = &p->alloc;
+    bk = bt = bn;
+    pgsched__buf_add(&bn, "{", 1);
+    pgsched__buf_add(&bk, "{", 1);
+    pgsched__buf_add(&bt, "{", 1);
+    for (i = 0; i < count; i++) {
+        pgsched__pg_array_add(&bn, leases[i].name, i == 0);
+        pgsched__pg_array_add(&bk, leases[i].key, i == 0);
+        pgsched__pg_array_int(&bt, leases[i].token, i == 0);
+        states[i].lost = 1; /* until the database says it is held */
+    }
+    pgsched__buf_add(&bn, "}", 1);
+    pgsched__buf_add(&bk, "}", 1);
+    pgsched__buf_add(&bt, "}", 1);
+    if (bn.oom || bk.oom || bt.oom) {
+        r = pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory in a heartbeat");
+        goto done;
+    }
+    vals[0] = node_id;
+    vals[1] = bn.p;
+    vals[2] = bk.p;
+    vals[3] = bt.p;
+    vals[4] = renew ? "true" : "false";
+    r = pgsched__pg_run(p, PGSCHED__Q_HEARTBEAT, 5, vals, 1, &res, err);
+    if (r != PGSCHED_OK) {
+        for (i = 0; i < count; i++) states[i].lost = 0; /* unknown is not lost */
+        goto done;
+    }
+    n = PQntuples(res);
+    *now = pgsched__pg_time(res, 0, 0);
+    for (row = 0; row < n; row++) {
+        const char *name = pgsched__pg_text(res, row, 1), *key = pgsched__pg_text(res, row, 2);
+        if (!name) continue;
+        for (i = 0; i < count; i++)
+            if (strcmp(leases[i].name, name) == 0 && strcmp(leases[i].key, key) == 0) {
+                states[i].lost = 0;
+                states[i].cancel_requested = pgsched__pg_bool(res, row, 3);
+            }
+    }
+    PQclear(res);
+    r = pgsched__ok(err);
+done:
+    pgsched__free(&p->alloc, bn.p);
+    pgsched__free(&p->alloc, bk.p);
+    pgsched__free(&p->alloc, bt.p);
+    return r;
+}
+
+static pgsched_result pgsched__pg_finish(pgsched_store *s, const pgsched_outcome *o, size_t count,
+                                         pgsched_finish_result *res_out, pgsched_error *err)
+{
+    pgsched__pg *p = (pgsched__pg *)s;
+    pgsched__buf b[10];
+    const char *vals[11];
+    PGresult *res = NULL;
+    pgsched_result r;
+    size_t i;
+    int k, row, n;
+    memset(b, 0, sizeof b);
+    for (k = 0; k < 10; k++) {
+        b[k].a = &p->alloc;
+        pgsched__buf_add(&b[k], "{", 1);
+    }
+    for (i = 0; i < count; i++) {
+        int first = i == 0;
+        pgsched__pg_array_add(&b[0], o[i].name, first);
+        pgsched__pg_array_add(&b[1], o[i].key, first);
+        pgsched__pg_array_int(&b[2], o[i].token, first);
+        pgsched__pg_array_add(&b[3], pgsched_outcome_string(o[i].outcome), first);
+        pgsched__pg_array_add(&b[4], pgsched_status_string(o[i].status), first);
+        if (o[i].next_run) {
+            char t[PGSCHED_TIME_STRING_MAX];
+            pgsched_time_format(o[i].next_run, 0, 1, t, sizeof t);
+            pgsched__pg_array_add(&b[5], t, first);
+        } else {
+            pgsched__pg_array_add(&b[5], NULL, first);
+        }
+        pgsched__pg_array_int(&b[6], o[i].retry_delay, first);
+        pgsched__pg_array_int(&b[7], (int64_t)o[i].attempt_rule, first);
+        pgsched__pg_array_add(&b[8], o[i].error, first);
+        pgsched__pg_array_add(&b[9], o[i].node_id, first);
+        res_out[i].code = PGSCHED_ERR_LEASE_LOST;
+    }
+    r = PGSCHED_OK;
+    for (k = 0; k < 10; k++) {
+        pgsched__buf_add(&b[k], "}", 1);
+        if (b[k].oom) r = pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory recording outcomes");
+        vals[k] = b[k].p;
+    }
+    vals[10] = p->channel;
+    if (r == PGSCHED_OK) r = pgsched__pg_run(p, PGSCHED__Q_FINISH, 11, vals, 1, &res, err);
+    for (k = 0; k < 10; k++) pgsched__free(&p->alloc, b[k].p);
+    if (r != PGSCHED_OK) {
+        for (i = 0; i < count; i++) res_out[i].code = r;
+        return r;
+    }
+    n = PQntuples(res);
+    for (row = 0; row < n; row++) {
+        int64_t idx = pgsched__pg_int(res, row, 0) - 1;
+        const char *st = pgsched__pg_text(res, row, 1);
+        if (idx < 0 || (size_t)idx >= count || !st) continue;
+        res_out[idx].code = PGSCHED_OK;
+        res_out[idx].new_status = pgsched__status_parse(st);
+        res_out[idx].next_run = pgsched__pg_time(res, row, 2);
+        res_out[idx].version = pgsched__pg_int(res, row, 3);
+    }
+    PQclear(res);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__pg_take_back(pgsched_store *s, const char *node_id,
+                                            pgsched_duration stall_timeout, int max,
+                                            pgsched_job_list *out, pgsched_error *err)
+{
+    pgsched__pg *p = (pgsched__pg *)s;
+    char stall[32], mx[16];
+    const char *vals[4];
+    PGresult *res;
+    pgsched_result r;
+    int i, n;
+    /* An interval holds about 290,000 years; a "never" timeout becomes a century. */
+    if (stall_timeout > PGSCHED__DURATION_MAX) stall_timeout = PGSCHED__DURATION_MAX;
+    pgsched__i64(stall, sizeof stall, stall_timeout);
+    snprintf(mx, sizeof mx, "%d", max);
+    vals[0] = node_id;
+    vals[1] = stall;
+    vals[2] = mx;
+    vals[3] = p->channel;
+    r = pgsched__pg_run(p, PGSCHED__Q_TAKE_BACK, 4, vals, 0, &res, err);
+    if (r != PGSCHED_OK) return r;
+    n = PQntuples(res);
+    for (i = 0; i < n; i++) {
+        pgsched_job job;
+        pgsched__pg_job(res, i, 0, &job);
+        if (pgsched_job_list_push(out, &job) != PGSCHED_OK) {
+            PQclear(res);
+            return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory taking back rows");
+        }
+    }
+    PQclear(res);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__pg_change(pgsched__pg *p, int q, const char *name,
+                                         const char *key, const char *node_id, PGresult **res,
+                                         pgsched_error *err)
+{
+    const char *vals[4];
+    pgsched_result r;
+    vals[0] = name;
+    vals[1] = key;
+    vals[2] = node_id;
+    vals[3] = p->channel;
+    r = pgsched__pg_run(p, q, 4, vals, 1, res, err);
+    if (r != PGSCHED_OK) return r;
+    if (PQntuples(*res) == 0) {
+        PQclear(*res);
+        *res = NULL;
+        return pgsched__err_not_found(err, name, key);
+    }
+    return PGSCHED_OK;
+}
+
+static pgsched_result pgsched__pg_cancel(pgsched_store *s, const char *name, const char *key,
+                                         const char *node_id, pgsched_change_outcome *out,
+                                         pgsched_error *err)
+{
+    PGresult *res;
+    pgsched_result r = pgsched__pg_change((pgsched__pg *)s, PGSCHED__Q_CANCEL, name, key, node_id,
+                                          &res, err);
+    if (r != PGSCHED_OK) return r;
+    out->old_status = pgsched__status_parse(pgsched__pg_text(res, 0, 0));
+    out->version = pgsched__pg_int(res, 0, 2);
+    if (PQgetisnull(res, 0, 1)) {
+        out->effect = PGSCHED_CANCEL_NONE;
+        out->new_status = out->old_status;
+    } else if (out->old_status == PGSCHED_RUNNING) {
+        out->effect = PGSCHED_CANCEL_REQUESTED;
+        out->new_status = PGSCHED_RUNNING;
+        pgsched__copy_text(out->owner, sizeof out->owner, pgsched__pg_text(res, 0, 3));
+    } else {
+        out->effect = PGSCHED_CANCEL_DONE;
+        out->new_status = PGSCHED_CANCELLED;
+    }
+    PQclear(res);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__pg_trigger(pgsched_store *s, const char *name, const char *key,
+                                          const char *node_id, pgsched_change_outcome *out,
+                                          pgsched_error *err)
+{
+    PGresult *res;
+    pgsched_status st;
+    pgsched_result r = pgsched__pg_change((pgsched__pg *)s, PGSCHED__Q_TRIGGER, name, key,
+                                          node_id, &res, err);
+    if (r != PGSCHED_OK) return r;
+    st = pgsched__status_parse(pgsched__pg_text(res, 0, 0));
+    if (PQgetisnull(res, 0, 2)) {
+        PQclear(res);
+        if (st == PGSCHED_RUNNING) return pgsched__err_running(err, name, key, "it cannot be triggered");
+        return pgsched__err_not_pending(err, name, key, st);
+    }
+    out->old_status = out->new_status = PGSCHED_PENDING;
+    out->next_run = pgsched__pg_time(res, 0, 1);
+    out->version = pgsched__pg_int(res, 0, 2);
+    PQclear(res);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__pg_remove(pgsched_store *s, const char *name, const char *key,
+                                         const char *node_id, pgsched_change_outcome *out,
+                                         pgsched_error *err)
+{
+    PGresult *res;
+    pgsched_result r = pgsched__pg_change((pgsched__pg *)s, PGSCHED__Q_REMOVE, name, key, node_id,
+                                          &res, err);
+    if (r != PGSCHED_OK) return r;
+    out->old_status = pgsched__status_parse(pgsched__pg_text(res, 0, 0));
+    out->version = pgsched__pg_int(res, 0, 2);
+    if (pgsched__pg_bool(res, 0, 3)) {
+        out->effect = PGSCHED_REMOVE_DONE;
+        out->new_status = PGSCHED_STATUS_NONE;
+    } else {
+        out->effect = PGSCHED_REMOVE_DEFERRED;
+        out->new_status = PGSCHED_RUNNING;
+        pgsched__copy_text(out->owner, sizeof out->owner, pgsched__pg_text(res, 0, 1));
+    }
+    PQclear(res);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__pg_jobs_out(PGresult *res, pgsched_job_list *out,
+                                           pgsched_error *err)
+{
+    int i, n = PQntuples(res);
+    for (i = 0; i < n; i++) {
+        pgsched_job job;
+        pgsched__pg_job(res, i, 0, &job);
+        if (pgsched_job_list_push(out, &job) != PGSCHED_OK) {
+            PQclear(res);
+            return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory copying rows");
+        }
+    }
+    PQclear(res);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__pg_get(pgsched_store *s, const char *name, const char *key,
+                                      pgsched_job_list *out, pgsched_error *err)
+{
+    pgsched__pg *p = (pgsched__pg *)s;
+    const char *vals[2];
+    PGresult *res;
+    pgsched_result r;
+    vals[0] = name;
+    vals[1] = key;
+    r = pgsched__pg_run(p, PGSCHED__Q_GET, 2, vals, 1, &res, err);
+    if (r != PGSCHED_OK) return r;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return pgsched__err_not_found(err, name, key);
+    }
+    return pgsched__pg_jobs_out(res, out, err);
+}
+
+static pgsched_result pgsched__pg_list(pgsched_store *s, const pgsched_list_filter *f,
+                                       pgsched_job_list *out, pgsched_error *err)
+{
+    pgsched__pg *p = (pgsched__pg *)s;
+    const char *vals[5];
+    char limit[32];
+    PGresult *res;
+    pgsched_result r;
+    pgsched__i64(limit, sizeof limit, (int64_t)(f->limit > (size_t)INT64_MAX ? INT64_MAX : (int64_t)f->limit));
+    vals[0] = f->name;
+    vals[1] = f->status ? pgsched_status_string(f->status) : NULL;
+    vals[2] = f->after_name;
+    vals[3] = f->after_key;
+    vals[4] = limit;
+    r = pgsched__pg_run(p, PGSCHED__Q_LIST, 5, vals, 1, &res, err);
+    if (r != PGSCHED_OK) return r;
+    return pgsched__pg_jobs_out(res, out, err);
+}
+
+static pgsched_result pgsched__pg_history(pgsched_store *s, const char *name, const char *key,
+                                          size_t limit, pgsched_run_list *out,
+                                          pgsched_error *err)
+{
+    pgsched__pg *p = (pgsched__pg *)s;
+    const char *vals[3];
+    char lim[32];
+    PGresult *res;
+    pgsched_result r;
+    int i, n;
+    pgsched__i64(lim, sizeof lim, (int64_t)(limit > (size_t)INT64_MAX ? INT64_MAX : (int64_t)limit));
+    vals[0] = name;
+    vals[1] = key;
+    vals[2] = lim;
+    r = pgsched__pg_run(p, PGSCHED__Q_HISTORY, 3, vals, 1, &res, err);
+    if (r != PGSCHED_OK) return r;
+    n = PQntuples(res);
+    for (i = 0; i < n; i++) {
+        pgsched_run_record rec;
+        memset(&rec, 0, sizeof rec);
+        rec.id = pgsched__pg_int(res, i, 0);
+        rec.name = pgsched__pg_text(res, i, 1);
+        rec.key = pgsched__pg_text(res, i, 2);
+        rec.node = pgsched__pg_text(res, i, 3);
+        rec.attempt = (int)pgsched__pg_int(res, i, 4);
+        rec.started_at = pgsched__pg_time(res, i, 5);
+        rec.finished_at = pgsched__pg_time(res, i, 6);
+        rec.outcome = pgsched__outcome_parse(pgsched__pg_text(res, i, 7));
+        rec.error = pgsched__pg_text(res, i, 8);
+        if (pgsched_run_list_push(out, &rec) != PGSCHED_OK) {
+            PQclear(res);
+            return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory copying history");
+        }
+    }
+    PQclear(res);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__pg_next_due(pgsched_store *s, const char *const *names,
+                                           size_t count, pgsched_time *next, pgsched_time *now,
+                                           pgsched_error *err)
+{
+    pgsched__pg *p = (pgsched__pg *)s;
+    const char *vals[1];
+    char *arr = pgsched__pg_names_array(p, names, count);
+    PGresult *res;
+    pgsched_result r;
+    if (!arr) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory");
+    vals[0] = arr;
+    r = pgsched__pg_run(p, PGSCHED__Q_NEXT_DUE, 1, vals, 1, &res, err);
+    pgsched__free(&p->alloc, arr);
+    if (r != PGSCHED_OK) return r;
+    *now = pgsched__pg_time(res, 0, 0);
+    *next = pgsched__pg_time(res, 0, 1);
+    PQclear(res);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__pg_node_register(pgsched_store *s, const pgsched_node_record *rec,
+                                                pgsched_error *err)
+{
+    pgsched__pg *p = (pgsched__pg *)s;
+    const char *vals[4];
+    char pid[32];
+    char *arr = pgsched__pg_names_array(p, rec->names, rec->name_count);
+    PGresult *res;
+    pgsched_result r;
+    if (!arr) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory");
+    pgsched__i64(pid, sizeof pid, rec->pid);
+    vals[0] = rec->id;
+    vals[1] = rec->host ? rec->host : "";
+    vals[2] = pid;
+    vals[3] = arr;
+    r = pgsched__pg_run(p, PGSCHED__Q_NODE_REGISTER, 4, vals, 1, &res, err);
+    pgsched__free(&p->alloc, arr);
+    if (r != PGSCHED_OK) return r;
+    PQclear(res);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__pg_node_unregister(pgsched_store *s, const char *node_id,
+                                                  pgsched_error *err)
+{
+    pgsched__pg *p = (pgsched__pg *)s;
+    const char *vals[1];
+    PGresult *res;
+    pgsched_result r;
+    vals[0] = node_id;
+    r = pgsched__pg_run(p, PGSCHED__Q_NODE_UNREGISTER, 1, vals, 1, &res, err);
+    if (r != PGSCHED_OK) return r;
+    PQclear(res);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__pg_count(pgsched__pg *p, int q, int n, const char *const *vals,
+                                        size_t *count, pgsched_error *err)
+{
+    PGresult *res;
+    pgsched_result r = pgsched__pg_run(p, q, n, vals, 1, &res, err);
+    if (r != PGSCHED_OK) return r;
+    *count += (size_t)strtoull(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+    return PGSCHED_OK;
+}
+
+static pgsched_result pgsched__pg_cleanup(pgsched_store *s, const pgsched_cleanup_request *q,
+                                          pgsched_cleanup_outcome *out, pgsched_error *err)
+{
+    pgsched__pg *p = (pgsched__pg *)s;
+    const pgsched_duration cap = PGSCHED__DURATION_MAX;
+    char a[32], b[32], lim[32];
+    const char *vals[3];
+    pgsched_result r = PGSCHED_OK;
+    pgsched__i64(lim, sizeof lim, (int64_t)q->limit);
+    if (q->finished_retention != PGSCHED_NEVER) {
+        pgsched__i64(a, sizeof a, q->finished_retention > cap ? cap : q->finished_retention);
+        vals[0] = a;
+        vals[1] = lim;
+        r = pgsched__pg_count(p, PGSCHED__Q_CLEAN_FINISHED, 2, vals, &out->finished_deleted, err);
+    }
+    if (r == PGSCHED_OK && q->history_retention != PGSCHED_NEVER) {
+        pgsched__i64(a, sizeof a, q->history_retention > cap ? cap : q->history_retention);
+        vals[0] = a;
+        vals[1] = lim;
+        r = pgsched__pg_count(p, PGSCHED__Q_CLEAN_HISTORY, 2, vals, &out->history_deleted, err);
+        if (r == PGSCHED_OK) {
+            vals[1] = q->node_id;
+            r = pgsched__pg_count(p, PGSCHED__Q_CLEAN_NODES, 2, vals, &out->nodes_deleted, err);
+        }
+    }
+    if (r == PGSCHED_OK && q->orphan_timeout != PGSCHED_NEVER) {
+        pgsched__i64(a, sizeof a, q->orphan_timeout > cap ? cap : q->orphan_timeout);
+        pgsched__i64(b, sizeof b, q->stall_timeout > cap ? cap : q->stall_timeout);
+        vals[0] = a;
+        vals[1] = b;
+        vals[2] = lim;
+        r = pgsched__pg_count(p, PGSCHED__Q_CLEAN_ORPHANS, 3, vals, &out->orphans_deleted, err);
+    }
+    return r == PGSCHED_OK ? pgsched__ok(err) : r;
+}
+
+/* ---- listening ---- */
+
+typedef struct pgsched__pglistener {
+    PGconn *conn;
+    int wake_fd[2]; /* a self-pipe: listen_wake writes a byte, poll() sees it */
+    int need_resync;
+    pgsched_time retry_at; /* monotonic */
+    pgsched_duration backoff;
+} pgsched__pglistener;
+
+static pgsched_result pgsched__pg_listen_connect(pgsched__pg *p, pgsched__pglistener *l,
+                                                 pgsched_error *err)
+{
+    char why[256];
+    PGresult *res;
+    pgsched_result r;
+    PGconn *c = pgsched__pg_connect(p, why, sizeof why);
+    if (!c) {
+        l->retry_at = pgsched__monotonic() + l->backoff;
+        l->backoff = l->backoff * 2 > p->reconnect_max ? p->reconnect_max : l->backoff * 2;
+        return pgsched__fail(err, PGSCHED_ERR_CONNECTION,
+                             "the listening connection cannot connect: %s", why);
+    }
+    res = PQexec(c, p->listen_sql);
+    r = pgsched__pg_check(c, res, "LISTEN", err);
+    PQclear(res);
+    if (r != PGSCHED_OK) {
+        PQfinish(c);
+        l->retry_at = pgsched__monotonic() + l->backoff;
+        return r;
+    }
+    l->conn = c;
+    l->backoff = p->reconnect_min;
+    return PGSCHED_OK;
+}
+
+static pgsched_result pgsched__pg_listen_open(pgsched_store *s, pgsched_listener **out,
+                                              pgsched_error *err)
+{
+    pgsched__pg *p = (pgsched__pg *)s;
+    pgsched__pglistener *l = (pgsched__pglistener *)pgsched__calloc(&p->alloc, sizeof *l);
+    if (!l) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory opening a listener");
+    if (pipe(l->wake_fd) != 0) {
+        pgsched__free(&p->alloc, l);
+        return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT, "cannot create a pipe: %s",
+                             strerror(errno));
+    }
+    fcntl(l->wake_fd[0], F_SETFL, O_NONBLOCK);
+    fcntl(l->wake_fd[1], F_SETFL, O_NONBLOCK);
+    l->backoff = p->reconnect_min;
+    /* A first connection that fails is retried by listen_wait, which then reports a resync:
+       the listener exists either way so the caller's set-up does not depend on timing. */
+    if (pgsched__pg_listen_connect(p, l, NULL) != PGSCHED_OK) l->need_resync = 1;
+    *out = (pgsched_listener *)(void *)l;
+    return pgsched__ok(err);
+}
+
+/* Parses one payload into an event; 0 when it is not ours or malformed (then: resync). */
+static int pgsched__pg_parse_event(const char *payload, pgsched_event *ev)
+{
+    char buf[1200];
+    char *f[10];
+    int nf = 0;
+    char *s;
+    size_t n = strlen(payload);
+    if (n >= sizeof buf) return 0;
+    memcpy(buf, payload, n + 1);
+    s = buf;
+    f[nf++] = s;
+    while (*s && nf < 10) {
+        if (*s == '\t') {
+            *s = '\0';
+            f[nf++] = s + 1;
+        }
+        s++;
+    }
+    memset(ev, 0, sizeof *ev);
+    if (strcmp(f[0], "C") == 0 && nf == 8) {
+        ev->kind = PGSCHED_EVENT_CHANGE;
+        ev->old_status = pgsched__status_parse(f[3]);
+        ev->new_status = pgsched__status_parse(f[4]);
+        ev->version = strtoll(f[5], NULL, 10);
+        pgsched__copy_text(ev->node, sizeof ev->node, f[6]);
+        ev->next_run = f[7][0] ? strtoll(f[7], NULL, 10) : 0;
+    } else if (strcmp(f[0], "X") == 0 && nf == 6) {
+        ev->kind = PGSCHED_EVENT_CANCEL;
+        ev->old_status = ev->new_status = PGSCHED_RUNNING;
+        ev->version = strtoll(f[3], NULL, 10);
+        pgsched__copy_text(ev->node, sizeof ev->node, f[4]);
+        pgsched__copy_text(ev->owner, sizeof ev->owner, f[5]);
+    } else {
+        return 0;
+    }
+    if (strlen(f[1]) > PGSCHED_NAME_MAX || strlen(f[2]) > PGSCHED_KEY_MAX) return 0;
+    pgsched__copy_text(ev->name, sizeof ev->name, f[1]);
+    pgsched__copy_text(ev->key, sizeof ev->key, f[2]);
+    return 1;
+}
+
+static pgsched_result pgsched__pg_listen_wait(pgsched_store *s, pgsched_listener *lh,
+                                              pgsched_duration timeout, pgsched_event *events,
+                                              size_t cap, size_t *count, pgsched_error *err)
+{
+    pgsched__pg *p = (pgsched__pg *)s;
+    pgsched__pglistener *l = (pgsched__pglistener *)(void *)lh;
+    pgsched_time deadline = pgsched__deadline(timeout);
+    size_t n = 0;
+    for (;;) {
+        struct pollfd fds[2];
+        pgsched_time now = pgsched__monotonic();
+        int wait_ms, nfds = 1;
+        char drain[64];
+        if (!l->conn || PQstatus(l->conn) != CONNECTION_OK) {
+            if (l->conn) {
+                PQfinish(l->conn);
+                l->conn = NULL;
+                l->need_resync = 1;
+            }
+            if (now >= l->retry_at) pgsched__pg_listen_connect(p, l, NULL);
+        }
+        if (l->conn && l->need_resync) {
+            /* Back after a gap: events may have been missed, the caller must poll. */
+            memset(&events[n], 0, sizeof events[n]);
+            events[n++].kind = PGSCHED_EVENT_RESYNC;
+            l->need_resync = 0;
+        }
+        if (l->conn) {
+            PGnotify *nt;
+            if (!PQconsumeInput(l->conn)) {
+                /* The connection is gone; reconnect now, then report a resync. */
+                PQfinish(l->conn);
+                l->conn = NULL;
+                l->need_resync = 1;
+                l->retry_at = 0;
+                continue;
+            }
+            while (n < cap && (nt = PQnotifies(l->conn)) != NULL) {
+                if (!pgsched__pg_parse_event(nt->extra, &events[n])) {
+                    memset(&events[n], 0, sizeof events[n]);
+                    events[n].kind = PGSCHED_EVENT_RESYNC;
+                }
+                n++;
+                PQfreemem(nt);
+            }
+        }
+        if (n > 0 || now >= deadline) break;
+        fds[0].fd = l->wake_fd[0];
+        fds[0].events = POLLIN;
+        if (l->conn) {
+            fds[1].fd = PQsocket(l->conn);
+            fds[1].events = POLLIN;
+            nfds = 2;
+        }
+        {
+            pgsched_time until = deadline;
+            if (!l->conn && l->retry_at < until) until = l->retry_at;
+            wait_ms = until <= now ? 0 : (until - now) / 1000 > 60000 ? 60000
+                                                                        : (int)((until - now + 999) / 1000);
+        }
+        if (poll(fds, (nfds_t)nfds, wait_ms) > 0 && (fds[0].revents & POLLIN)) {
+            while (read(l->wake_fd[0], drain, sizeof drain) > 0) {}
+            break;
+        }
+    }
+    *count = n;
+    return pgsched__ok(err);
+}
+
+static void pgsched__pg_listen_wake(pgsched_store *s, pgsched_listener *lh)
+{
+    pgsched__pglistener *l = (pgsched__pglistener *)(void *)lh;
+    char b = 1;
+    PGSCHED__UNUSED(s);
+    if (write(l->wake_fd[1], &b, 1) < 0) { /* full pipe: a wake is already pending */ }
+}
+
+static void pgsched__pg_listen_close(pgsched_store *s, pgsched_listener *lh)
+{
+    pgsched__pg *p = (pgsched__pg *)s;
+    pgsched__pglistener *l = (pgsched__pglistener *)(void *)lh;
+    if (l->conn) PQfinish(l->conn);
+    close(l->wake_fd[0]);
+    close(l->wake_fd[1]);
+    pgsched__free(&p->alloc, l);
+}
+
+static void pgsched__pg_destroy(pgsched_store *s)
+{
+    pgsched__pg *p = (pgsched__pg *)s;
+    pgsched_allocator a = p->alloc;
+    int i;
+    for (i = 0; i < p->nconns; i++)
+        if (p->conns[i].conn) PQfinish(p->conns[i].conn);
+    for (i = 0; i < PGSCHED__Q_COUNT; i++) pgsched__free(&a, p->sql[i]);
+    pgsched__free(&a, p->conns);
+    pgsched__free(&a, p->conninfo);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    pgsched__free(&a, p);
+}
+
+static const pgsched_store_methods pgsched__pg_methods = {
+    PGSCHED_STORE_VERSION,
+    "postgresql",
+    pgsched__pg_setup,
+    pgsched__pg_destroy,
+    pgsched__pg_now,
+    pgsched__pg_schedule,
+    pgsched__pg_claim,
+    pgsched__pg_heartbeat,
+    pgsched__pg_finish,
+    pgsched__pg_take_back,
+    pgsched__pg_cancel,
+    pgsched__pg_trigger,
+    pgsched__pg_remove,
+    pgsched__pg_get,
+    pgsched__pg_list,
+    pgsched__pg_history,
+    pgsched__pg_next_due,
+    pgsched__pg_node_register,
+    pgsched__pg_node_unregister,
+    pgsched__pg_cleanup,
+    pgsched__pg_listen_open,
+    pgsched__pg_listen_wait,
+    pgsched__pg_listen_wake,
+    pgsched__pg_listen_close,
+};
+
+PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
+                                                   pgsched_store **out, pgsched_error *err)
+{
+    pgsched_allocator a;
+    pgsched__pg *p;
+    const char *schema, *prefix;
+    pgsched_result r;
+    int i, pool;
+    if (!out) return pgsched__null(err, "the output store");
+    *out = NULL;
+    if (!cfg) return pgsched__null(err, "the PostgreSQL store configuration");
+    if (!cfg->conninfo)
+        return pgsched__fail(err, PGSCHED_ERR_CONFIG, "conninfo: the connection string is missing");
+    schema = cfg->schema ? cfg->schema : "public";
+    prefix = cfg->prefix ? cfg->prefix : "pgsched_";
+    if ((r = pgsched_validate_identifier("schema", schema, 63, err)) != PGSCHED_OK) return r;
+    if ((r = pgsched_validate_identifier("prefix", prefix, 63 - PGSCHED__PG_SUFFIX_MAX, err)) !=
+        PGSCHED_OK)
+        return r;
+    if (cfg->pool_size < 0 || cfg->pool_size > 64)
+        return pgsched__fail(err, PGSCHED_ERR_CONFIG, "pool_size: %d is outside 0..64",
+                             cfg->pool_size);
+    if (cfg->reconnect_min < 0 || cfg->reconnect_max < 0)
+        return pgsched__fail(err, PGSCHED_ERR_CONFIG, "reconnect_min/max: a duration is negative");
+    a = pgsched__allocator(cfg->allocator);
+    p = (pgsched__pg *)pgsched__calloc(&a, sizeof *p);
+    if (!p) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory creating a store");
+    p->alloc = a;
+    p->base.methods = &pgsched__pg_methods;
+    pgsched__copy_text(p->schema, sizeof p->schema, schema);
+    pgsched__copy_text(p->prefix, sizeof p->prefix, prefix);
+    snprintf(p->names_sql[PGSCHED__PGN_JOBS], sizeof p->names_sql[0], "\"%s\".\"%sjobs\"", schema, prefix);
+    snprintf(p->names_sql[PGSCHED__PGN_RUNS], sizeof p->names_sql[0], "\"%s\".\"%sruns\"", schema, prefix);
+    snprintf(p->names_sql[PGSCHED__PGN_NODES], sizeof p->names_sql[0], "\"%s\".\"%snodes\"", schema, prefix);
+    snprintf(p->names_sql[PGSCHED__PGN_SEQ], sizeof p->names_sql[0], "\"%s\".\"%sseq\"", schema, prefix);
+    snprintf(p->names_sql[PGSCHED__PGN_VERSION], sizeof p->names_sql[0], "\"%s\".\"%sschema_version\"",
+             schema, prefix);
+    snprintf(p->channel, sizeof p->channel, "%s.%s%s", schema, prefix, PGSCHED__PG_CHANNEL_SUFFIX);
+    if (strlen(p->channel) > 63) {
+        /* A channel name is an identifier (63 bytes): long schema+prefix pairs get a name
+           derived from a hash of both, the same in every process. */
+        snprintf(p->channel, sizeof p->channel, "pgsched_%016llx",
+                 (unsigned long long)pgsched__hash(schema, prefix));
+    }
+    snprintf(p->listen_sql, sizeof p->listen_sql, "LISTEN \"%s\"", p->channel);
+    snprintf(p->lock_key, sizeof p->lock_key, "pgsched migrate %s.%s", schema, prefix);
+    p->notify = !cfg->no_notifications;
+    p->no_create = cfg->no_create_schema;
+    p->reconnect_min = cfg->reconnect_min ? cfg->reconnect_min : 100 * PGSCHED_MILLISECOND;
+    p->reconnect_max = cfg->reconnect_max ? cfg->reconnect_max : 10 * PGSCHED_SECOND;
+    if (p->reconnect_max < p->reconnect_min) p->reconnect_max = p->reconnect_min;
+    p->backoff = p->reconnect_min;
+    pool = cfg->pool_size ? cfg->pool_size : 2;
+    p->conninfo = pgsched__strdup(&a, cfg->conninfo);
+    p->conns = (pgsched__pgc *)pgsched__calloc(&a, (size_t)pool * sizeof *p->conns);
+    p->nconns = pool;
+    r = p->conninfo && p->conns ? PGSCHED_OK : PGSCHED_ERR_NOMEM;
+    for (i = 0; i < PGSCHED__Q_COUNT && r == PGSCHED_OK; i++) {
+        p->sql[i] = pgsched__pg_expand(p, pgsched__pg_templates[i]);
+        if (!p->sql[i]) r = PGSCHED_ERR_NOMEM;
+    }
+    if (r != PGSCHED_OK || pthread_mutex_init(&p->mu, NULL) != 0) {
+        for (i = 0; i < PGSCHED__Q_COUNT; i++) pgsched__free(&a, p->sql[i]);
+        pgsched__free(&a, p->conns);
+        pgsched__free(&a, p->conninfo);
+        pgsched__free(&a, p);
+        return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory creating a store");
+    }
+    pthread_cond_init(&p->cv, NULL);
+    *out = &p->base;
+    return pgsched__ok(err);
+}
+
+/* The caller's-transaction path for the engine. */
+static pgsched_result pgsched__pg_schedule_external(pgsched_store *s,
+                                                    const pgsched_schedule_request *req,
+                                                    PGconn *conn, pgsched_schedule_outcome *out,
+                                                    pgsched_error *err)
+{
+    if (!conn) return pgsched__null(err, "the caller's connection");
+    if (s->methods != &pgsched__pg_methods)
+        return pgsched__fail(err, PGSCHED_ERR_UNSUPPORTED,
+                             "scheduling in the caller's transaction needs the PostgreSQL store");
+    return pgsched__store_schedule(s, req, conn, out, err);
+}
+
+#endif /* PGSCHED_NO_LIBPQ */
+
+/* ---- [pgsched: engine] implementation -------------------------------------------------------
+   Threads of a node:
+   - the dispatcher: claims, records outcomes, heartbeats, cancel checks, timeouts, stall
+     take-back and clean-up; it alone calls those store methods, so they never overlap;
+   - workers, one per run slot (max_concurrent): each waits for its slot to be filled, runs the
+     handler, computes the outcome and queues it for the dispatcher;
+   - a listener (notifications on): turns store events into wake-ups, cancels and callbacks;
+   - a callback thread: calls on_status in order, one event at a time.
+   One mutex (node->mu) guards the node's state; no store call is made while holding it. */
+
+/* Values read without the node mutex (a run's cancel flag, the store clock offset). */
+#if defined(__GNUC__) || defined(__clang__)
+#define PGSCHED__LOAD(p) __atomic_load_n(p, __ATOMIC_ACQUIRE)
+#define PGSCHED__STORE(p, v) __atomic_store_n(p, v, __ATOMIC_RELEASE)
+#else
+#define PGSCHED__LOAD(p) (*(p))
+#define PGSCHED__STORE(p, v) (*(p) = (v))
+#endif
+
+enum { PGSCHED__CREATED, PGSCHED__INITIALIZED, PGSCHED__STARTED, PGSCHED__STOPPING,
+       PGSCHED__STOPPED };
+
+/* Why a run was asked to stop. */
+enum { PGSCHED__CANCEL_NONE, PGSCHED__CANCEL_REQUESTED, PGSCHED__CANCEL_TIMEOUT,
+       PGSCHED__CANCEL_LEASE_LOST, PGSCHED__CANCEL_SHUTDOWN };
+
+enum { PGSCHED__SLOT_FREE, PGSCHED__SLOT_READY, PGSCHED__SLOT_RUNNING };
+
+#define PGSCHED__CRON_CACHE_MAX 1024
+#define PGSCHED__EVENT_BATCH 64
+#define PGSCHED__TAKE_BACK_BATCH 100
+
+typedef struct pgsched__type {
+    pgsched_job_type t; /* t.name points to `name` */
+    char *name;
+} pgsched__type;
+
+/* One run slot; the public run context comes first so a pgsched_run * is a slot pointer. */
+typedef struct pgsched__slot {
+    pgsched_run run;
+    struct pgsched_node *node;
+    int index;
+    int state;
+    int cancel;          /* PGSCHED__CANCEL_*; read by handlers without the lock */
+    int released;        /* given back at shutdown: the handler's result is dropped */
+    pgsched_job_list job;
+    const pgsched__type *type;
+    pgsched_time deadline;      /* monotonic; PGSCHED_NEVER without a timeout */
+    pgsched_time started_mono;
+    char *error;                /* set by pgsched_run_set_error */
+    pthread_cond_t cv;
+    pthread_t thread;
+    int thread_started;
+} pgsched__slot;
+
+/* An outcome waiting to be written (its lease still held in the store). */
+typedef struct pgsched__pending {
+    pgsched_outcome o;
+    char *name, *key, *error;
+    int counter;      /* which counter to bump when written */
+} pgsched__pending;
+
+enum { PGSCHED__COUNT_NONE, PGSCHED__COUNT_SUCCESS, PGSCHED__COUNT_FAILURE,
+       PGSCHED__COUNT_RETRY, PGSCHED__COUNT_CANCELLED, PGSCHED__COUNT_STALLED };
+
+typedef struct pgsched__cbev {
+    pgsched_status_event ev;
+    char name[PGSCHED_NAME_MAX + 1];
+    char key[PGSCHED_KEY_MAX + 1];
+    char node[PGSCHED_NODE_ID_MAX + 1];
+} pgsched__cbev;
+
+/* A change of this node waiting for (or already matched with) its notification. */
+typedef struct pgsched__own {
+    int64_t version; /* 0: empty slot */
+    int delivered;
+    pgsched_time expires; /* monotonic */
+    pgsched__cbev ev;
+} pgsched__own;
+
+typedef struct pgsched__otimer {
+    int64_t version;
+    pgsched_time at;
+} pgsched__otimer;
+
+typedef struct pgsched__cron_entry {
+    char *text;
+    pgsched_cron *cron;
+} pgsched__cron_entry;
+
+struct pgsched_node {
+    pgsched_allocator alloc;
+    pgsched_config cfg; /* defaults applied; strings below are copies */
+    char *conninfo, *schema, *prefix, *default_zone;
+    char id[PGSCHED_NODE_ID_MAX + 1];
+    char host[256];
+    pgsched_store *store;
+    int owns_store;
+    int state;
+    int notifications;
+
+    pgsched__type *types;
+    size_t ntypes, types_cap;
+    const char **run_names; /* types with a handler: what this node claims */
+    size_t nrun;
+    const char **all_names;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* wakes the dispatcher */
+    pthread_cond_t done_cv; /* shutdown_done became 1 */
+    int shutdown_done;
+    pthread_t dispatcher, listener, callbacker;
+    int dispatcher_started, listener_started, callbacker_started;
+    pgsched_listener *listen;
+
+    pgsched__slot *slots;
+    int nslots, free_slots;
+    pgsched__pending *pending;
+    size_t npending, pending_cap;
+
+    /* dispatcher timing; monotonic microseconds */
+    pgsched_time next_poll, next_heartbeat, next_cancel_check, next_stall, next_cleanup;
+    pgsched_time outcome_retry_at, claim_retry_at, shutdown_deadline;
+    pgsched_time known_due;  /* store clock; 0 = unknown */
+    int claim_now, resync, wake_cancel_check;
+    pgsched_duration offset; /* store clock minus monotonic clock */
+    pgsched_time last_error_log;
+
+    uint64_t rng;
+    pgsched_counters counters;
+
+    pthread_mutex_t cron_mu;
+    pgsched__cron_entry *crons;
+    size_t ncrons, crons_cap;
+
+    /* callbacks */
+    pthread_mutex_t cb_mu;
+    pthread_cond_t cb_cv;
+    pgsched__cbev *cbq;
+    size_t cb_head, cb_count, cb_cap;
+    int cb_stop;
+    int cb_ordered; /* deliveries follow the listener (notifications on) */
+    pgsched__own *own;
+    size_t own_cap, own_count;
+    pgsched__otimer *ot;
+    size_t ot_head, ot_count, ot_cap;
+};
+
+/* ---- small helpers ---- */
+
+static void pgsched__log(pgsched_node *n, pgsched_log_level level, const char *fmt, ...)
+    PGSCHED__PRINTF(3, 4);
+static void pgsched__log(pgsched_node *n, pgsched_log_level level, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    if (level < n->cfg.log_level) return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (n->cfg.log) {
+        n->cfg.log(n->cfg.log_user, level, msg);
+    } else {
+        static const char *const names[] = {"", "debug", "info", "warning", "error", ""};
+        fprintf(stderr, "pgsched %.8s %s: %s\n", n->id, names[level], msg);
+    }
+}
+
+static uint64_t pgsched__rand(pgsched_node *n)
+{
+    /* splitmix64: callers hold n->mu */
+    uint64_t z = (n->rng += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* d scaled by a random factor in [lo%, hi%]: spreads periodic work so nodes don't stampede. */
+static pgsched_duration pgsched__jitter(pgsched_node *n, pgsched_duration d, int lo, int hi)
+{
+    uint64_t r = pgsched__rand(n) % (uint64_t)(hi - lo + 1);
+    return d / 100 * (lo + (pgsched_duration)r);
+}
+
+static pgsched_time pgsched__db_now(pgsched_node *n)
+{
+    return pgsched__monotonic() + PGSCHED__LOAD(&n->offset);
+}
+
+/* The store clock maps to the monotonic clock at the midpoint of the call that read it. */
+static void pgsched__clock_sample(pgsched_node *n, pgsched_time before, pgsched_time store_now)
+{
+    pgsched_time mid = before + (pgsched__monotonic() - before) / 2;
+    if (store_now <= 0) return;
+    PGSCHED__STORE(&n->offset, store_now - mid);
+}
+
+static const pgsched__type *pgsched__find_type(const pgsched_node *n, const char *name)
+{
+    size_t i;
+    for (i = 0; i < n->ntypes; i++)
+        if (strcmp(n->types[i].name, name) == 0) return &n->types[i];
+    return NULL;
+}
+
+/* Whether the caller is one of the node's own threads. Caller holds n->mu (the *_started
+   flags change under it). */
+static int pgsched__is_node_thread(pgsched_node *n)
+{
+    pthread_t self = pthread_self();
+    int i;
+    if (n->dispatcher_started && pthread_equal(self, n->dispatcher)) return 1;
+    if (n->listener_started && pthread_equal(self, n->listener)) return 1;
+    if (n->callbacker_started && pthread_equal(self, n->callbacker)) return 1;
+    for (i = 0; i < n->nslots; i++)
+        if (n->slots[i].thread_started && pthread_equal(self, n->slots[i].thread)) return 1;
+    return 0;
+}
+
+/* Copies an error text into storage form: valid UTF-8 (bad bytes become '?'), at most
+   PGSCHED_ERROR_TEXT_MAX bytes, cut on a character boundary. */
+static char *pgsched__clean_error(const pgsched_allocator *a, const char *s)
+{
+    size_t n, i = 0, o = 0;
+    char *r;
+    if (!s) return NULL;
+    n = strlen(s);
+    if (n > PGSCHED_ERROR_TEXT_MAX) n = PGSCHED_ERROR_TEXT_MAX;
+    r = (char *)pgsched__malloc(a, n + 1);
+    if (!r) return NULL;
+    while (i < n) {
+        size_t k = pgsched__utf8_seq((const unsigned char *)s + i, n - i);
+        if (!k) {
+            r[o++] = '?';
+            i++;
+        } else {
+            memcpy(r + o, s + i, k);
+            o += k;
+            i += k;
+        }
+    }
+    r[o] = '\0';
+    return r;
+}
+
+/* ---- cron cache: a parsed expression is immutable, so entries are shared freely ---- */
+
+static pgsched_result pgsched__cron_get(pgsched_node *n, const char *text, pgsched_cron **out,
+                                        int *owned, pgsched_error *err)
+{
+    pgsched_cron_options opts;
+    pgsched_cron *c;
+    pgsched_result r;
+    size_t i;
+    *owned = 0;
+    pthread_mutex_lock(&n->cron_mu);
+    for (i = 0; i < n->ncrons; i++)
+        if (strcmp(n->crons[i].text, text) == 0) {
+            *out = n->crons[i].cron;
+            pthread_mutex_unlock(&n->cron_mu);
+            return PGSCHED_OK;
+        }
+    pthread_mutex_unlock(&n->cron_mu);
+    memset(&opts, 0, sizeof opts);
+    opts.default_zone = n->default_zone;
+    opts.allocator = &n->alloc;
+    r = pgsched_cron_parse(text, &opts, &c, err);
+    if (r != PGSCHED_OK) return r;
+    pthread_mutex_lock(&n->cron_mu);
+    if (n->ncrons < PGSCHED__CRON_CACHE_MAX) {
+        if (n->ncrons == n->crons_cap) {
+            size_t ncap = n->crons_cap ? n->crons_cap * 2 : 16;
+            pgsched__cron_entry *ne = (pgsched__cron_entry *)pgsched__realloc(
+                &n->alloc, n->crons, ncap * sizeof *ne);
+            if (ne) {
+                n->crons = ne;
+                n->crons_cap = ncap;
+            }
+        }
+        if (n->ncrons < n->crons_cap) {
+            char *t = pgsched__strdup(&n->alloc, text);
+            if (t) {
+                n->crons[n->ncrons].text = t;
+                n->crons[n->ncrons].cron = c;
+                n->ncrons++;
+                pthread_mutex_unlock(&n->cron_mu);
+                *out = c;
+                return PGSCHED_OK;
+            }
+        }
+    }
+    pthread_mutex_unlock(&n->cron_mu);
+    *out = c;
+    *owned = 1; /* not cached: the caller frees it */
+    return PGSCHED_OK;
+}
+
+/* The next run of a recurring row strictly after `after` (store clock). */
+static pgsched_result pgsched__next_occurrence(pgsched_node *n, const pgsched_job *job,
+                                               pgsched_time after, pgsched_time *next,
+                                               pgsched_error *err)
+{
+    switch (job->kind) {
+    case PGSCHED_CRON: {
+        pgsched_cron *c;
+        int owned;
+        pgsched_result r;
+        if (!job->cron) return pgsched__fail(err, PGSCHED_ERR_SCHEDULE, "the row has no cron text");
+        r = pgsched__cron_get(n, job->cron, &c, &owned, err);
+        if (r != PGSCHED_OK) return r;
+        r = pgsched_cron_next(c, after, next);
+        if (owned) pgsched_cron_free(c);
+        if (r == PGSCHED_ERR_TIME_RANGE)
+            return pgsched__fail(err, PGSCHED_ERR_NO_NEXT, "the cron schedule has no run left");
+        return r;
+    }
+    case PGSCHED_INTERVAL:
+        if (job->every <= 0) return pgsched__fail(err, PGSCHED_ERR_SCHEDULE, "the row's interval is not positive");
+        return pgsched_interval_next(job->every, after, next);
+    case PGSCHED_CUSTOM: {
+        const pgsched__type *t = pgsched__find_type(n, job->name);
+        pgsched_result r;
+        if (!t || !t->t.next_run)
+            return pgsched__fail(err, PGSCHED_ERR_NOT_REGISTERED,
+                                 "job type %s has no next-run callback on this node", job->name);
+        r = t->t.next_run(t->t.next_run_user, job->name, job->key, job->params, after, next);
+        if (r == PGSCHED_OK && *next <= after)
+            return pgsched__fail(err, PGSCHED_ERR_SCHEDULE,
+                                 "the next-run callback of %s returned a time not after its input",
+                                 job->name);
+        if (r != PGSCHED_OK && r != PGSCHED_ERR_NO_NEXT)
+            return pgsched__fail(err, r, "the next-run callback of %s failed: %s", job->name,
+                                 pgsched_result_string(r));
+        return r;
+    }
+    case PGSCHED_ONCE: break;
+    }
+    return pgsched__fail(err, PGSCHED_ERR_NO_NEXT, "a one-time job has no next run");
+}
+
+/* ---- status callbacks ----
+   Events reach on_status in commit order. With notifications on, every change, this node's
+   own included, comes back through the listener in the order the store committed it, so the
+   listener is the one source of order: a change of this node waits (as an "own" entry, keyed
+   by its store-wide unique version) until its notification arrives, and is delivered from
+   there. Should the notification never come (the listener was disconnected, the payload was
+   too large), the waiting copy is delivered after PGSCHED__OWN_WAIT. Entries delivered either
+   way stay a while as "delivered", so that the other copy, arriving late, is dropped and no
+   change is delivered twice. Without notifications, changes are delivered as they are made. */
+
+#define PGSCHED__OWN_WAIT (2 * PGSCHED_SECOND)
+#define PGSCHED__OWN_KEEP (10 * PGSCHED_SECOND)
+
+/* Appends to the delivery queue. Caller holds cb_mu. */
+static void pgsched__cbq_put(pgsched_node *n, const pgsched__cbev *ev)
+{
+    if (n->cb_count == n->cb_cap) {
+        size_t ncap = n->cb_cap ? n->cb_cap * 2 : 64, i;
+        pgsched__cbev *nq = (pgsched__cbev *)pgsched__malloc(&n->alloc, ncap * sizeof *nq);
+        if (!nq) {
+            pgsched__log(n, PGSCHED_LOG_ERROR, "out of memory: a status callback was dropped");
+            return;
+        }
+        for (i = 0; i < n->cb_count; i++) nq[i] = n->cbq[(n->cb_head + i) % n->cb_cap];
+        pgsched__free(&n->alloc, n->cbq);
+        n->cbq = nq;
+        n->cb_cap = ncap;
+        n->cb_head = 0;
+    }
+    n->cbq[(n->cb_head + n->cb_count) % n->cb_cap] = *ev;
+    n->cb_count++;
+    pthread_cond_signal(&n->cb_cv);
+}
+
+/* The own entry of `version`, or the empty slot where it would go. Caller holds cb_mu and
+   has made room (own_count < own_cap / 2). */
+static pgsched__own *pgsched__own_slot(pgsched_node *n, int64_t version)
+{
+    size_t i = (size_t)((uint64_t)version * 0x9E3779B97F4A7C15ULL >> 20) & (n->own_cap - 1);
+    while (n->own[i].version && n->own[i].version != version) i = (i + 1) & (n->own_cap - 1);
+    return &n->own[i];
+}
+
+/* Removes an entry, shifting the probe chain back so that look-ups keep working. */
+static void pgsched__own_remove(pgsched_node *n, pgsched__own *o)
+{
+    size_t i = (size_t)(o - n->own), j = i;
+    n->own[i].version = 0;
+    n->own_count--;
+    for (;;) {
+        size_t home;
+        j = (j + 1) & (n->own_cap - 1);
+        if (!n->own[j].version) return;
+        home = (size_t)((uint64_t)n->own[j].version * 0x9E3779B97F4A7C15ULL >> 20) &
+               (n->own_cap - 1);
+        /* move j back to i when i lies cyclically in [home, j) */
+        if ((j > i && (home <= i || home > j)) || (j < i && home <= i && home > j)) {
+            n->own[i] = n->own[j];
+            n->own[j].version = 0;
+            i = j;
+        }
+    }
+}
+
+static int pgsched__own_reserve(pgsched_node *n)
+{
+    size_t i, ncap;
+    pgsched__own *old = n->own, *no;
+    size_t old_cap = n->own_cap;
+    if ((n->own_count + 1) * 2 <= n->own_cap) return 1;
+    ncap = n->own_cap ? n->own_cap * 2 : 64;
+    no = (pgsched__own *)pgsched__calloc(&n->alloc, ncap * sizeof *no);
+    if (!no) return 0;
+    n->own = no;
+    n->own_cap = ncap;
+    n->own_count = 0;
+    for (i = 0; i < old_cap; i++)
+        if (old[i].version) {
+            *pgsched__own_slot(n, old[i].version) = old[i];
+            n->own_count++;
+        }
+    pgsched__free(&n->alloc, old);
+    return 1;
+}
+
+/* Remembers when to look at an own entry again (expiries only grow, so a FIFO suffices). */
+static void pgsched__own_timer(pgsched_node *n, int64_t version, pgsched_time at)
+{
+    if (n->ot_count == n->ot_cap) {
+        size_t ncap = n->ot_cap ? n->ot_cap * 2 : 64, i;
+        pgsched__otimer *nt = (pgsched__otimer *)pgsched__malloc(&n->alloc, ncap * sizeof *nt);
+        if (!nt) return; /* the entry then waits for its notification only */
+        for (i = 0; i < n->ot_count; i++) nt[i] = n->ot[(n->ot_head + i) % n->ot_cap];
+        pgsched__free(&n->alloc, n->ot);
+        n->ot = nt;
+        n->ot_cap = ncap;
+        n->ot_head = 0;
+    }
+    n->ot[(n->ot_head + n->ot_count) % n->ot_cap].version = version;
+    n->ot[(n->ot_head + n->ot_count) % n->ot_cap].at = at;
+    n->ot_count++;
+}
+
+static void pgsched__cbev_fill(pgsched__cbev *e, const char *name, const char *key,
+                               pgsched_status old_status, pgsched_status new_status,
+                               pgsched_time next_run, int64_t version, const char *node,
+                               int remote)
+{
+    memset(&e->ev, 0, sizeof e->ev);
+    pgsched__copy_text(e->name, sizeof e->name, name);
+    pgsched__copy_text(e->key, sizeof e->key, key);
+    pgsched__copy_text(e->node, sizeof e->node, node);
+    e->ev.old_status = old_status;
+    e->ev.new_status = new_status;
+    e->ev.next_run = new_status == PGSCHED_PENDING ? next_run : 0;
+    e->ev.version = version;
+    e->ev.remote = remote;
+}
+
+/* A change made by this node. */
+static void pgsched__cb_push(pgsched_node *n, const char *name, const char *key,
+                             pgsched_status old_status, pgsched_status new_status,
+                             pgsched_time next_run, int64_t version, const char *node, int remote)
+{
+    pgsched__cbev e;
+    if (!n->cfg.on_status || old_status == new_status) return;
+    pgsched__cbev_fill(&e, name, key, old_status, new_status, next_run, version, node, remote);
+    pthread_mutex_lock(&n->cb_mu);
+    if (n->cb_ordered && version > 0 && pgsched__own_reserve(n)) {
+        pgsched__own *o = pgsched__own_slot(n, version);
+        if (o->version) {
+            pgsched__own_remove(n, o); /* its notification came first and was delivered */
+        } else {
+            o->version = version;
+            o->delivered = 0;
+            o->expires = pgsched__monotonic() + PGSCHED__OWN_WAIT;
+            o->ev = e;
+            n->own_count++;
+            pgsched__own_timer(n, version, o->expires);
+            pthread_cond_signal(&n->cb_cv);
+        }
+    } else {
+        pgsched__cbq_put(n, &e);
+    }
+    pthread_mutex_unlock(&n->cb_mu);
+}
+
+/* A change seen by the listener (any node's, in commit order). */
+static void pgsched__cb_notified(pgsched_node *n, const pgsched_event *v)
+{
+    pgsched__cbev e;
+    int own = strcmp(v->node, n->id) == 0;
+    if (!n->cfg.on_status || v->old_status == v->new_status) return;
+    pgsched__cbev_fill(&e, v->name, v->key, v->old_status, v->new_status, v->next_run,
+                       v->version, v->node, !own);
+    pthread_mutex_lock(&n->cb_mu);
+    if (own && pgsched__own_reserve(n)) {
+        pgsched__own *o = pgsched__own_slot(n, v->version);
+        if (!o->version) {
+            /* before the local copy: deliver now, drop that copy when it comes */
+            o->version = v->version;
+            o->delivered = 1;
+            o->expires = pgsched__monotonic() + PGSCHED__OWN_KEEP;
+            n->own_count++;
+            pgsched__own_timer(n, v->version, o->expires);
+            pgsched__cbq_put(n, &e);
+        } else if (!o->delivered) {
+            pgsched__cbq_put(n, &e);
+            pgsched__own_remove(n, o);
+        } else {
+            pgsched__own_remove(n, o); /* delivered already by the fallback */
+        }
+    } else {
+        pgsched__cbq_put(n, &e);
+    }
+    pthread_mutex_unlock(&n->cb_mu);
+}
+
+/* Delivers own entries whose notification is overdue; forgets old delivered ones. Caller
+   holds cb_mu. Returns the next time to look (PGSCHED_NEVER: nothing waits). `all` delivers
+   every waiting entry (at shutdown, once the listener has stopped). */
+static pgsched_time pgsched__own_expire(pgsched_node *n, int all)
+{
+    pgsched_time now = pgsched__monotonic();
+    while (n->ot_count) {
+        pgsched__otimer t = n->ot[n->ot_head];
+        pgsched__own *o;
+        if (t.at > now && !all) return t.at;
+        n->ot_head = (n->ot_head + 1) % n->ot_cap;
+        n->ot_count--;
+        o = pgsched__own_slot(n, t.version);
+        if (!o->version || o->expires != t.at) continue; /* resolved meanwhile */
+        if (o->delivered) {
+            pgsched__own_remove(n, o);
+        } else {
+            pgsched__cbq_put(n, &o->ev);
+            o->delivered = 1;
+            o->expires = now + PGSCHED__OWN_KEEP;
+            if (!all) pgsched__own_timer(n, t.version, o->expires);
+        }
+    }
+    return PGSCHED_NEVER;
+}
+
+static void *pgsched__callback_main(void *arg)
+{
+    pgsched_node *n = (pgsched_node *)arg;
+    pthread_mutex_lock(&n->cb_mu);
+    for (;;) {
+        pgsched__cbev e;
+        pgsched_time next = pgsched__own_expire(n, n->cb_stop);
+        if (!n->cb_count) {
+            if (n->cb_stop) break;
+            pgsched__cond_wait_until(&n->cb_cv, &n->cb_mu, next);
+            continue;
+        }
+        e = n->cbq[n->cb_head];
+        n->cb_head = (n->cb_head + 1) % n->cb_cap;
+        n->cb_count--;
+        pthread_mutex_unlock(&n->cb_mu);
+        e.ev.name = e.name;
+        e.ev.key = e.key;
+        e.ev.node = e.node;
+        n->cfg.on_status(n->cfg.on_status_user, &e.ev);
+        pthread_mutex_lock(&n->cb_mu);
+    }
+    pthread_mutex_unlock(&n->cb_mu);
+    return NULL;
+}
+
+/* ---- outcomes ---- */
+
+static pgsched_duration pgsched__backoff(pgsched_node *n, const pgsched__type *t, int attempt)
+{
+    pgsched_duration base = t && t->t.retry_base ? t->t.retry_base : n->cfg.retry_base;
+    pgsched_duration cap = t && t->t.retry_cap ? t->t.retry_cap : n->cfg.retry_cap;
+    pgsched_duration d = base;
+    int i;
+    for (i = 1; i < attempt && d < cap; i++) d = d > cap / 2 ? cap : d * 2;
+    if (d > cap) d = cap;
+    /* "equal jitter": half fixed, half random, so retries of many jobs spread out while each
+       still waits at least half its backoff */
+    pthread_mutex_lock(&n->mu);
+    d = d / 2 + (pgsched_duration)(pgsched__rand(n) % (uint64_t)(d / 2 + 1));
+    pthread_mutex_unlock(&n->mu);
+    return d;
+}
+
+/* Fills `o` for a job whose attempt ended with `kind`. `end` is the store-clock time of the
+   end of the run. Returns the counter to bump once written. */
+static int pgsched__decide(pgsched_node *n, const pgsched_job *job, const pgsched__type *t,
+                           pgsched_outcome_kind kind, pgsched_time end, pgsched_outcome *o)
+{
+    pgsched_error e;
+    pgsched_time next = 0;
+    pgsched_result r = PGSCHED_OK;
+    int recurring = pgsched__is_recurring(job->kind);
+    /* Never before the due time of the run that just ended, whatever the clock estimate says:
+       the same occurrence must not run twice. */
+    pgsched_time after = end > job->next_run ? end : job->next_run;
+
+    o->outcome = kind;
+    o->next_run = 0;
+    o->retry_delay = 0;
+    o->attempt_rule = PGSCHED_ATTEMPT_RESET;
+    if (kind == PGSCHED_OUTCOME_RELEASED) {
+        o->status = PGSCHED_PENDING;
+        o->attempt_rule = PGSCHED_ATTEMPT_UNCOUNT;
+        return PGSCHED__COUNT_NONE;
+    }
+    if ((kind == PGSCHED_OUTCOME_FAILURE || kind == PGSCHED_OUTCOME_STALLED) &&
+        job->attempt <= job->max_retries) {
+        o->status = PGSCHED_PENDING;
+        o->retry_delay = pgsched__backoff(n, t, job->attempt);
+        o->attempt_rule = PGSCHED_ATTEMPT_KEEP;
+        return kind == PGSCHED_OUTCOME_STALLED ? PGSCHED__COUNT_STALLED : PGSCHED__COUNT_RETRY;
+    }
+    if (!recurring) {
+        o->status = kind == PGSCHED_OUTCOME_SUCCESS     ? PGSCHED_COMPLETED
+                    : kind == PGSCHED_OUTCOME_CANCELLED ? PGSCHED_CANCELLED
+                                                        : PGSCHED_FAILED;
+        if (o->status == PGSCHED_FAILED) o->attempt_rule = PGSCHED_ATTEMPT_KEEP;
+    } else {
+        r = pgsched__next_occurrence(n, job, after, &next, &e);
+        if (r == PGSCHED_OK) {
+            o->status = PGSCHED_PENDING;
+            o->next_run = next;
+        } else if (r == PGSCHED_ERR_NO_NEXT) {
+            o->status = PGSCHED_COMPLETED; /* the schedule is over */
+        } else if (r == PGSCHED_ERR_NOT_REGISTERED) {
+            /* A custom schedule this node cannot compute (taken back from another node's
+               type): make it due now; a node that registers the type runs it and computes
+               the next run itself. */
+            o->status = PGSCHED_PENDING;
+            pgsched__log(n, PGSCHED_LOG_WARN, "%s/%s: %s; made due now", job->name, job->key,
+                         e.message);
+        } else {
+            o->status = PGSCHED_FAILED;
+            pgsched__log(n, PGSCHED_LOG_ERROR, "%s/%s: cannot compute the next run: %s",
+                         job->name, job->key, e.message);
+        }
+    }
+    switch (kind) {
+    case PGSCHED_OUTCOME_SUCCESS: return PGSCHED__COUNT_SUCCESS;
+    case PGSCHED_OUTCOME_CANCELLED: return PGSCHED__COUNT_CANCELLED;
+    case PGSCHED_OUTCOME_STALLED: return PGSCHED__COUNT_STALLED;
+    default: return PGSCHED__COUNT_FAILURE;
+    }
+}
+
+/* Queues an outcome for the dispatcher; takes ownership of `error`. Caller holds n->mu. */
+static void pgsched__queue_outcome(pgsched_node *n, const pgsched_job *job,
+                                   const pgsched_outcome *o, char *error, int counter)
+{
+    pgsched__pending *p;
+    if (n->npending == n->pending_cap) {
+        size_t ncap = n->pending_cap ? n->pending_cap * 2 : 16;
+        pgsched__pending *np =
+            (pgsched__pending *)pgsched__realloc(&n->alloc, n->pending, ncap * sizeof *np);
+        if (!np) {
+            /* The lease expires and the row is taken back: the run counts as stalled. */
+            pgsched__log(n, PGSCHED_LOG_ERROR, "out of memory: the outcome of %s/%s is lost",
+                         job->name, job->key);
+            pgsched__free(&n->alloc, error);
+            return;
+        }
+        n->pending = np;
+        n->pending_cap = ncap;
+    }
+    p = &n->pending[n->npending];
+    p->o = *o;
+    p->name = pgsched__strdup(&n->alloc, job->name);
+    p->key = pgsched__strdup(&n->alloc, job->key);
+    p->error = error;
+    p->counter = counter;
+    if (!p->name || !p->key) {
+        pgsched__free(&n->alloc, p->name);
+        pgsched__free(&n->alloc, p->key);
+        pgsched__free(&n->alloc, error);
+        pgsched__log(n, PGSCHED_LOG_ERROR, "out of memory: the outcome of %s/%s is lost",
+                     job->name, job->key);
+        return;
+    }
+    p->o.name = p->name;
+    p->o.key = p->key;
+    p->o.error = p->error;
+    p->o.token = job->lease;
+    p->o.node_id = n->id;
+    n->npending++;
+    pthread_cond_signal(&n->cv);
+}
+
+static void pgsched__pending_free(pgsched_node *n, pgsched__pending *p)
+{
+    pgsched__free(&n->alloc, p->name);
+    pgsched__free(&n->alloc, p->key);
+    pgsched__free(&n->alloc, p->error);
+}
+
+/* ---- workers ---- */
+
+static void *pgsched__worker_main(void *arg)
+{
+    pgsched__slot *s = (pgsched__slot *)arg;
+    pgsched_node *n = s->node;
+    pthread_mutex_lock(&n->mu);
+    for (;;) {
+        const pgsched_job *job;
+        int rc, cancel;
+        char *error;
+        pgsched_outcome_kind kind;
+        pgsched_outcome o;
+        int counter;
+        pgsched_time start_db;
+        while (s->state != PGSCHED__SLOT_READY && n->state != PGSCHED__STOPPED)
+            pthread_cond_wait(&s->cv, &n->mu);
+        if (s->state != PGSCHED__SLOT_READY) break;
+        s->state = PGSCHED__SLOT_RUNNING;
+        job = &s->job.items[0];
+        start_db = pgsched__db_now(n);
+        if (start_db - job->next_run > 0) {
+            pgsched_duration d = start_db - job->next_run;
+            n->counters.start_delay_last = d;
+            if (d > n->counters.start_delay_max) n->counters.start_delay_max = d;
+            n->counters.start_delay_total += d;
+        } else {
+            n->counters.start_delay_last = 0;
+        }
+        pthread_mutex_unlock(&n->mu);
+
+        rc = s->type->t.handler(&s->run);
+
+        pthread_mutex_lock(&n->mu);
+        cancel = s->cancel;
+        error = s->error;
+        s->error = NULL;
+        if (cancel == PGSCHED__CANCEL_TIMEOUT) {
+            /* the run overran its timeout: a failure, whatever the handler said after */
+            kind = PGSCHED_OUTCOME_FAILURE;
+            if (!error) {
+                char buf[120];
+                snprintf(buf, sizeof buf, "timed out after %lld ms",
+                         (long long)(s->type->t.timeout / 1000));
+                error = pgsched__strdup(&n->alloc, buf);
+            }
+        } else if (rc == PGSCHED_RUN_SUCCESS) {
+            kind = PGSCHED_OUTCOME_SUCCESS;
+        } else if (cancel == PGSCHED__CANCEL_REQUESTED) {
+            kind = PGSCHED_OUTCOME_CANCELLED;
+        } else if (cancel == PGSCHED__CANCEL_SHUTDOWN) {
+            kind = PGSCHED_OUTCOME_RELEASED; /* stopped by our shutdown: not its failure */
+        } else {
+            kind = PGSCHED_OUTCOME_FAILURE;
+            if (rc != PGSCHED_RUN_FAILURE) {
+                char buf[160];
+                snprintf(buf, sizeof buf,
+                         "the handler returned %d, which is neither PGSCHED_RUN_SUCCESS (0) nor "
+                         "PGSCHED_RUN_FAILURE (1)",
+                         rc);
+                pgsched__free(&n->alloc, error);
+                error = pgsched__strdup(&n->alloc, buf);
+            }
+        }
+        if (cancel == PGSCHED__CANCEL_LEASE_LOST || s->released) {
+            /* Another run owns the row now (or shutdown gave it back): write nothing. */
+            pgsched__free(&n->alloc, error);
+        } else {
+            pgsched_time end = pgsched__db_now(n);
+            memset(&o, 0, sizeof o);
+            pthread_mutex_unlock(&n->mu);
+            counter = pgsched__decide(n, job, s->type, kind, end, &o);
+            pthread_mutex_lock(&n->mu);
+            pgsched__queue_outcome(n, job, &o, error, counter);
+        }
+        pgsched_job_list_clear(&s->job);
+        s->state = PGSCHED__SLOT_FREE;
+        s->cancel = PGSCHED__CANCEL_NONE;
+        s->released = 0;
+        n->free_slots++;
+        n->counters.running--;
+        pthread_cond_signal(&n->cv);
+    }
+    pthread_mutex_unlock(&n->mu);
+    return NULL;
+}
+
+/* Sets a slot's cancel reason (first reason wins) and wakes a sleeping handler. */
+static void pgsched__cancel_slot(pgsched__slot *s, int reason)
+{
+    if (s->state == PGSCHED__SLOT_FREE) return;
+    if (s->cancel == PGSCHED__CANCEL_NONE || reason == PGSCHED__CANCEL_LEASE_LOST)
+        PGSCHED__STORE(&s->cancel, reason);
+    pthread_cond_broadcast(&s->cv);
+}
+
+static pgsched__slot *pgsched__find_slot(pgsched_node *n, const char *name, const char *key)
+{
+    int i;
+    for (i = 0; i < n->nslots; i++) {
+        pgsched__slot *s = &n->slots[i];
+        if (s->state != PGSCHED__SLOT_FREE && s->job.count &&
+            strcmp(s->job.items[0].name, name) == 0 && strcmp(s->job.items[0].key, key) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+/* ---- dispatcher steps (each called without n->mu held) ---- */
+
+static void pgsched__store_trouble(pgsched_node *n, const char *what, const pgsched_error *e)
+{
+    pgsched_time now = pgsched__monotonic();
+    /* one line per five seconds at most while the database is away */
+    if (e->code != PGSCHED_ERR_CONNECTION || now - n->last_error_log > 5 * PGSCHED_SECOND) {
+        n->last_error_log = now;
+        pgsched__log(n, e->code == PGSCHED_ERR_CONNECTION ? PGSCHED_LOG_WARN : PGSCHED_LOG_ERROR,
+                     "%s: %s", what, e->message);
+    }
+}
+
+static void pgsched__flush_outcomes(pgsched_node *n)
+{
+    pgsched__pending *batch;
+    pgsched_outcome *os;
+    pgsched_finish_result *rs;
+    pgsched_error e;
+    size_t count, i;
+    pgsched_result r;
+
+    pthread_mutex_lock(&n->mu);
+    count = n->npending;
+    if (!count || pgsched__monotonic() < n->outcome_retry_at) {
+        pthread_mutex_unlock(&n->mu);
+        return;
+    }
+    /* Take the queue; new outcomes start a fresh one while this batch is written. */
+    batch = n->pending;
+    n->pending = NULL;
+    n->npending = n->pending_cap = 0;
+    pthread_mutex_unlock(&n->mu);
+
+    os = (pgsched_outcome *)pgsched__malloc(&n->alloc, count * sizeof *os);
+    rs = (pgsched_finish_result *)pgsched__calloc(&n->alloc, count * sizeof *rs);
+    if (!os || !rs) {
+        r = pgsched__fail(&e, PGSCHED_ERR_NOMEM, "out of memory writing outcomes");
+    } else {
+        for (i = 0; i < count; i++) os[i] = batch[i].o;
+        r = pgsched_store_finish(n->store, os, count, rs, &e);
+    }
+    pthread_mutex_lock(&n->mu);
+    if (r != PGSCHED_OK) {
+        /* Keep them (in front of newer ones) and try again shortly. */
+        size_t total = count + n->npending;
+        pgsched__pending *merged =
+            (pgsched__pending *)pgsched__realloc(&n->alloc, batch, total * sizeof *merged);
+        if (merged) {
+            for (i = 0; i < n->npending; i++) merged[count + i] = n->pending[i];
+            pgsched__free(&n->alloc, n->pending);
+            n->pending = merged;
+            n->npending = n->pending_cap = total;
+            batch = NULL;
+        } else {
+            for (i = 0; i < count; i++) pgsched__pending_free(n, &batch[i]);
+        }
+        n->outcome_retry_at = pgsched__monotonic() + (r == PGSCHED_ERR_CONNECTION
+                                                          ? 200 * PGSCHED_MILLISECOND
+                                                          : n->cfg.poll_interval);
+        pthread_mutex_unlock(&n->mu);
+        pgsched__store_trouble(n, "recording outcomes", &e);
+    } else {
+        for (i = 0; i < count; i++) {
+            pgsched__pending *p = &batch[i];
+            if (rs[i].code == PGSCHED_OK) {
+                switch (p->counter) {
+                case PGSCHED__COUNT_SUCCESS: n->counters.succeeded++; break;
+                case PGSCHED__COUNT_FAILURE: n->counters.failed++; break;
+                case PGSCHED__COUNT_RETRY:
+                    n->counters.failed++;
+                    n->counters.retried++;
+                    break;
+                case PGSCHED__COUNT_CANCELLED: n->counters.cancelled++; break;
+                case PGSCHED__COUNT_STALLED: n->counters.stalled_taken_back++; break;
+                default: break;
+                }
+                if (rs[i].new_status == PGSCHED_PENDING && rs[i].next_run &&
+                    (!n->known_due || rs[i].next_run < n->known_due) &&
+                    pgsched__find_type(n, p->name) && pgsched__find_type(n, p->name)->t.handler)
+                    n->known_due = rs[i].next_run;
+            } else {
+                n->counters.lease_lost++;
+                pgsched__log(n, PGSCHED_LOG_WARN,
+                             "%s/%s: the lease was lost before the outcome was recorded "
+                             "(another node took the row back)",
+                             p->name, p->key);
+            }
+        }
+        pthread_mutex_unlock(&n->mu);
+        for (i = 0; i < count; i++)
+            if (rs[i].code == PGSCHED_OK)
+                pgsched__cb_push(n, batch[i].name, batch[i].key, PGSCHED_RUNNING,
+                                 rs[i].new_status, rs[i].next_run, rs[i].version, n->id, 0);
+        for (i = 0; i < count; i++) pgsched__pending_free(n, &batch[i]);
+    }
+    pgsched__free(&n->alloc, batch);
+    pgsched__free(&n->alloc, os);
+    pgsched__free(&n->alloc, rs);
+}
+
+/* The leases this node holds: running slots and outcomes not yet written. Caller holds mu. */
+static size_t pgsched__collect_leases(pgsched_node *n, pgsched_lease *ls, size_t cap)
+{
+    size_t k = 0, i;
+    int s;
+    for (s = 0; s < n->nslots && k < cap; s++) {
+        pgsched__slot *sl = &n->slots[s];
+        if (sl->state == PGSCHED__SLOT_FREE || !sl->job.count || sl->released) continue;
+        ls[k].name = sl->job.items[0].name;
+        ls[k].key = sl->job.items[0].key;
+        ls[k].token = sl->job.items[0].lease;
+        k++;
+    }
+    for (i = 0; i < n->npending && k < cap; i++) {
+        ls[k].name = n->pending[i].name;
+        ls[k].key = n->pending[i].key;
+        ls[k].token = n->pending[i].o.token;
+        k++;
+    }
+    return k;
+}
+
+static void pgsched__heartbeat(pgsched_node *n, int renew)
+{
+    pgsched_lease *ls;
+    pgsched_lease_state *st;
+    char **names, **keys;
+    size_t cap, k, i;
+    pgsched_time now = 0, before;
+    pgsched_error e;
+    pgsched_result r;
+
+    pthread_mutex_lock(&n->mu);
+    cap = (size_t)n->nslots + n->npending;
+    ls = (pgsched_lease *)pgsched__malloc(&n->alloc, (cap + 1) * sizeof *ls);
+    st = (pgsched_lease_state *)pgsched__malloc(&n->alloc, (cap + 1) * sizeof *st);
+    names = (char **)pgsched__calloc(&n->alloc, (cap + 1) * sizeof *names);
+    keys = (char **)pgsched__calloc(&n->alloc, (cap + 1) * sizeof *keys);
+    k = 0;
+    if (ls && st && names && keys) {
+        k = pgsched__collect_leases(n, ls, cap);
+        /* copies: the rows may be freed by a worker while the statement runs */
+        for (i = 0; i < k; i++) {
+            names[i] = pgsched__strdup(&n->alloc, ls[i].name);
+            keys[i] = pgsched__strdup(&n->alloc, ls[i].key);
+            if (!names[i] || !keys[i]) {
+                k = i;
+                break;
+            }
+            ls[i].name = names[i];
+            ls[i].key = keys[i];
+        }
+    }
+    pthread_mutex_unlock(&n->mu);
+    if (!ls || !st || !names || !keys) {
+        pgsched__log(n, PGSCHED_LOG_ERROR, "out of memory in a heartbeat");
+        goto done;
+    }
+    if (!renew && k == 0) goto done;
+    before = pgsched__monotonic();
+    r = pgsched_store_heartbeat(n->store, n->id, ls, k, renew, st, &now, &e);
+    if (r != PGSCHED_OK) {
+        pgsched__store_trouble(n, renew ? "heartbeat" : "checking for cancel requests", &e);
+        goto done;
+    }
+    pgsched__clock_sample(n, before, now);
+    pthread_mutex_lock(&n->mu);
+    for (i = 0; i < k; i++) {
+        pgsched__slot *s = pgsched__find_slot(n, ls[i].name, ls[i].key);
+        if (s && s->job.items[0].lease != ls[i].token) s = NULL;
+        if (st[i].lost) {
+            if (s) {
+                pgsched__log(n, PGSCHED_LOG_WARN,
+                             "%s/%s: lease lost (the row was taken back); stopping the run",
+                             ls[i].name, ls[i].key);
+                n->counters.lease_lost++;
+                pgsched__cancel_slot(s, PGSCHED__CANCEL_LEASE_LOST);
+            } else {
+                size_t j;
+                for (j = 0; j < n->npending; j++)
+                    if (n->pending[j].o.token == ls[i].token) n->pending[j].o.token = -1;
+                /* written with token -1 it fails as lease lost, and is counted as such */
+            }
+        } else if (st[i].cancel_requested && s) {
+            pgsched__cancel_slot(s, PGSCHED__CANCEL_REQUESTED);
+        }
+    }
+    pthread_mutex_unlock(&n->mu);
+done:
+    if (names)
+        for (i = 0; i < k; i++) pgsched__free(&n->alloc, names[i]);
+    if (keys)
+        for (i = 0; i < k; i++) pgsched__free(&n->alloc, keys[i]);
+    pgsched__free(&n->alloc, names);
+    pgsched__free(&n->alloc, keys);
+    pgsched__free(&n->alloc, ls);
+    pgsched__free(&n->alloc, st);
+}
+
+/* Hands claimed rows to free slots. Caller holds mu. */
+static void pgsched__assign(pgsched_node *n, const pgsched_job *job)
+{
+    int i;
+    for (i = 0; i < n->nslots; i++) {
+        pgsched__slot *s = &n->slots[i];
+        if (s->state != PGSCHED__SLOT_FREE) continue;
+        pgsched_job_list_clear(&s->job);
+        if (pgsched_job_list_push(&s->job, job) != PGSCHED_OK) break;
+        s->type = pgsched__find_type(n, job->name);
+        s->run.name = s->job.items[0].name;
+        s->run.key = s->job.items[0].key;
+        s->run.params = s->job.items[0].params ? s->job.items[0].params : "{}";
+        s->run.attempt = s->job.items[0].attempt;
+        s->run.max_retries = s->job.items[0].max_retries;
+        s->run.scheduled_for = s->job.items[0].next_run;
+        s->run.user = s->type ? s->type->t.user : NULL;
+        s->cancel = s->job.items[0].cancel_requested ? PGSCHED__CANCEL_REQUESTED
+                                                     : PGSCHED__CANCEL_NONE;
+        s->released = 0;
+        s->started_mono = pgsched__monotonic();
+        s->deadline = s->type && s->type->t.timeout > 0 && s->type->t.timeout != PGSCHED_NEVER
+                          ? s->started_mono + s->type->t.timeout
+                          : PGSCHED_NEVER;
+        s->state = PGSCHED__SLOT_READY;
+        n->free_slots--;
+        n->counters.running++;
+        n->counters.claimed++;
+        pthread_cond_signal(&s->cv);
+        return;
+    }
+    /* No slot (cannot happen: we never claim more than the free slots). */
+    PGSCHED_ASSERT(0);
+}
+
+static void pgsched__claim(pgsched_node *n)
+{
+    pgsched_claim_request q;
+    pgsched_claim_outcome info;
+    pgsched_job_list got;
+    pgsched_error e;
+    pgsched_result r;
+    pgsched_time before;
+    size_t i;
+    int want;
+
+    pthread_mutex_lock(&n->mu);
+    want = n->free_slots;
+    n->claim_now = 0;
+    pthread_mutex_unlock(&n->mu);
+    if (want <= 0 || !n->nrun) return;
+    pgsched_job_list_init(&got, &n->alloc);
+    memset(&q, 0, sizeof q);
+    q.node_id = n->id;
+    q.names = n->run_names;
+    q.name_count = n->nrun;
+    q.max = want;
+    before = pgsched__monotonic();
+    r = pgsched_store_claim(n->store, &q, &got, &info, &e);
+    pthread_mutex_lock(&n->mu);
+    n->counters.polls++;
+    n->counters.claim_latency_last = pgsched__monotonic() - before;
+    if (n->counters.claim_latency_last > n->counters.claim_latency_max)
+        n->counters.claim_latency_max = n->counters.claim_latency_last;
+    n->counters.claim_latency_total += n->counters.claim_latency_last;
+    if (r != PGSCHED_OK) {
+        n->claim_retry_at = pgsched__monotonic() + (r == PGSCHED_ERR_CONNECTION
+                                                        ? 200 * PGSCHED_MILLISECOND
+                                                        : n->cfg.poll_interval);
+        pthread_mutex_unlock(&n->mu);
+        pgsched__store_trouble(n, "claiming", &e);
+        pgsched_job_list_free(&got);
+        return;
+    }
+    PGSCHED__STORE(&n->offset, info.now - (before + (pgsched__monotonic() - before) / 2));
+    for (i = 0; i < got.count; i++) pgsched__assign(n, &got.items[i]);
+    /* A full batch may have left due rows behind: claim again as soon as a slot frees.
+       A partial batch with due rows left means other nodes' claims hold those rows: look
+       again shortly rather than at once. */
+    if ((int)got.count == want) n->known_due = info.now;
+    else if (info.next_due && info.next_due <= info.now)
+        n->known_due = info.now + 20 * PGSCHED_MILLISECOND;
+    else n->known_due = info.next_due;
+    pthread_mutex_unlock(&n->mu);
+    for (i = 0; i < got.count; i++)
+        pgsched__cb_push(n, got.items[i].name, got.items[i].key, PGSCHED_PENDING,
+                         PGSCHED_RUNNING, 0, got.items[i].version, n->id, 0);
+    pgsched_job_list_free(&got);
+}
+
+static void pgsched__take_back(pgsched_node *n)
+{
+    pgsched_job_list got;
+    pgsched_error e;
+    pgsched_result r;
+    size_t i;
+    pgsched_job_list_init(&got, &n->alloc);
+    r = pgsched_store_take_back(n->store, n->id, n->cfg.stall_timeout, PGSCHED__TAKE_BACK_BATCH,
+                                &got, &e);
+    if (r != PGSCHED_OK) {
+        pgsched__store_trouble(n, "taking back stalled runs", &e);
+    }
+    for (i = 0; i < got.count; i++) {
+        const pgsched_job *job = &got.items[i];
+        pgsched_outcome o;
+        char msg[200];
+        int counter;
+        const pgsched__type *t = pgsched__find_type(n, job->name);
+        memset(&o, 0, sizeof o);
+        counter = pgsched__decide(n, job, t, PGSCHED_OUTCOME_STALLED, pgsched__db_now(n), &o);
+        snprintf(msg, sizeof msg,
+                 "stalled: the node running attempt %d stopped renewing its lease for more "
+                 "than %lld ms",
+                 job->attempt, (long long)(n->cfg.stall_timeout / 1000));
+        pgsched__log(n, PGSCHED_LOG_WARN, "%s/%s: %s; taken back", job->name, job->key, msg);
+        pthread_mutex_lock(&n->mu);
+        pgsched__queue_outcome(n, job, &o, pgsched__strdup(&n->alloc, msg), counter);
+        pthread_mutex_unlock(&n->mu);
+    }
+    pgsched_job_list_free(&got);
+}
+
+static void pgsched__register_node(pgsched_node *n)
+{
+    pgsched_node_record rec;
+    pgsched_error e;
+    memset(&rec, 0, sizeof rec);
+    rec.id = n->id;
+    rec.host = n->host;
+    rec.pid = (int64_t)getpid();
+    rec.names = n->all_names;
+    rec.name_count = n->ntypes;
+    if (pgsched_store_node_register(n->store, &rec, &e) != PGSCHED_OK)
+        pgsched__store_trouble(n, "registering the node", &e);
+}
+
+static void pgsched__cleanup(pgsched_node *n)
+{
+    pgsched_cleanup_request q;
+    pgsched_cleanup_outcome out;
+    pgsched_error e;
+    /* Re-registering keeps the node's row (and so its types) alive even if it was deleted
+       while this node was cut off from the database. */
+    pgsched__register_node(n);
+    memset(&q, 0, sizeof q);
+    q.node_id = n->id;
+    q.finished_retention = n->cfg.finished_retention;
+    q.history_retention = n->cfg.history_retention;
+    q.orphan_timeout = n->cfg.orphan_timeout;
+    q.stall_timeout = n->cfg.stall_timeout;
+    if (pgsched_store_cleanup(n->store, &q, &out, &e) != PGSCHED_OK) {
+        pgsched__store_trouble(n, "cleaning up", &e);
+        return;
+    }
+    if (out.finished_deleted || out.history_deleted || out.orphans_deleted || out.nodes_deleted)
+        pgsched__log(n, PGSCHED_LOG_INFO,
+                     "clean-up deleted %lu finished rows, %lu history rows, %lu orphans, %lu "
+                     "dead nodes",
+                     (unsigned long)out.finished_deleted, (unsigned long)out.history_deleted,
+                     (unsigned long)out.orphans_deleted, (unsigned long)out.nodes_deleted);
+}
+
+/* Gives back the leases of runs still going when the shutdown timeout ran out. */
+static void pgsched__release_all(pgsched_node *n)
+{
+    int i;
+    pthread_mutex_lock(&n->mu);
+    for (i = 0; i < n->nslots; i++) {
+        pgsched__slot *s = &n->slots[i];
+        pgsched_outcome o;
+        if (s->state == PGSCHED__SLOT_FREE || s->released || !s->job.count) continue;
+        if (s->cancel == PGSCHED__CANCEL_LEASE_LOST) continue;
+        s->released = 1;
+        memset(&o, 0, sizeof o);
+        o.outcome = PGSCHED_OUTCOME_RELEASED;
+        o.status = PGSCHED_PENDING;
+        o.attempt_rule = PGSCHED_ATTEMPT_UNCOUNT;
+        pgsched__queue_outcome(n, &s->job.items[0], &o, NULL, PGSCHED__COUNT_NONE);
+        pgsched__log(n, PGSCHED_LOG_WARN,
+                     "%s/%s: still running at the end of the shutdown timeout; lease given back",
+                     s->job.items[0].name, s->job.items[0].key);
+    }
+    pthread_mutex_unlock(&n->mu);
+}
+
+static pgsched_time pgsched__min_time(pgsched_time a, pgsched_time b) { return a < b ? a : b; }
+
+static void *pgsched__dispatcher_main(void *arg)
+{
+    pgsched_node *n = (pgsched_node *)arg;
+    int released = 0;
+    pthread_mutex_lock(&n->mu);
+    for (;;) {
+        pgsched_time now = pgsched__monotonic(), wake;
+        pgsched_time db_now = now + PGSCHED__LOAD(&n->offset);
+        int stopping = n->state >= PGSCHED__STOPPING;
+        int running = n->nslots - n->free_slots, i;
+        int do_flush, do_hb, do_cc, do_claim, do_stall, do_clean;
+
+        if (stopping && running == 0 && n->npending == 0) break;
+        if (stopping && !released && now >= n->shutdown_deadline) {
+            pthread_mutex_unlock(&n->mu);
+            pgsched__release_all(n);
+            released = 1;
+            pthread_mutex_lock(&n->mu);
+            continue;
+        }
+        if (released && n->npending == 0) break;
+        if (released && now >= n->shutdown_deadline + 2 * PGSCHED_SECOND) {
+            /* The database stayed away: the leases expire and other nodes take the rows. */
+            break;
+        }
+        /* per-run timeouts */
+        for (i = 0; i < n->nslots; i++) {
+            pgsched__slot *s = &n->slots[i];
+            if (s->state == PGSCHED__SLOT_RUNNING && now >= s->deadline &&
+                s->cancel == PGSCHED__CANCEL_NONE)
+                pgsched__cancel_slot(s, PGSCHED__CANCEL_TIMEOUT);
+        }
+        do_flush = n->npending > 0 && now >= n->outcome_retry_at;
+        do_hb = now >= n->next_heartbeat;
+        do_cc = !do_hb && running > 0 && (now >= n->next_cancel_check || n->wake_cancel_check);
+        do_claim = !stopping && n->free_slots > 0 && n->nrun > 0 && now >= n->claim_retry_at &&
+                   (n->claim_now || n->resync || now >= n->next_poll ||
+                    (n->known_due && n->known_due <= db_now));
+        do_stall = !stopping && now >= n->next_stall;
+        do_clean = !stopping && now >= n->next_cleanup;
+        if (do_flush || do_hb || do_cc || do_claim || do_stall || do_clean) {
+            if (do_hb) n->next_heartbeat = now + n->cfg.heartbeat_interval;
+            if (do_hb || do_cc) {
+                n->next_cancel_check = now + n->cfg.cancel_check_period;
+                n->wake_cancel_check = 0;
+            }
+            if (do_claim) {
+                n->next_poll = now + pgsched__jitter(n, n->cfg.poll_interval, 90, 110);
+                n->resync = 0;
+            }
+            if (do_stall) n->next_stall = now + pgsched__jitter(n, n->cfg.stall_check_period, 80, 120);
+            if (do_clean) n->next_cleanup = now + pgsched__jitter(n, n->cfg.cleanup_period, 80, 120);
+            pthread_mutex_unlock(&n->mu);
+            /* Outcomes first: they free capacity the claim then fills in the same pass. */
+            if (do_flush) pgsched__flush_outcomes(n);
+            if (do_hb || do_cc) pgsched__heartbeat(n, do_hb);
+            if (do_claim) pgsched__claim(n);
+            if (do_stall) pgsched__take_back(n);
+            if (do_clean) pgsched__cleanup(n);
+            pthread_mutex_lock(&n->mu);
+            continue;
+        }
+        wake = n->next_heartbeat;
+        if (n->npending) wake = pgsched__min_time(wake, n->outcome_retry_at);
+        if (running) wake = pgsched__min_time(wake, n->next_cancel_check);
+        if (stopping) {
+            wake = pgsched__min_time(wake, released ? n->shutdown_deadline + 2 * PGSCHED_SECOND
+                                                    : n->shutdown_deadline);
+        } else {
+            wake = pgsched__min_time(wake, n->next_stall);
+            wake = pgsched__min_time(wake, n->next_cleanup);
+            if (n->free_slots > 0 && n->nrun > 0) {
+                pgsched_time due = n->next_poll;
+                if (n->known_due)
+                    due = pgsched__min_time(due, n->known_due - PGSCHED__LOAD(&n->offset));
+                wake = pgsched__min_time(wake, due > n->claim_retry_at ? due : n->claim_retry_at);
+            }
+        }
+        for (i = 0; i < n->nslots; i++)
+            if (n->slots[i].state == PGSCHED__SLOT_RUNNING && n->slots[i].cancel == PGSCHED__CANCEL_NONE)
+                wake = pgsched__min_time(wake, n->slots[i].deadline);
+        if (wake > now) pgsched__cond_wait_until(&n->cv, &n->mu, wake);
+    }
+    pthread_mutex_unlock(&n->mu);
+    return NULL;
+}
+
+/* ---- listener ---- */
+
+static void *pgsched__listener_main(void *arg)
+{
+    pgsched_node *n = (pgsched_node *)arg;
+    pgsched_event ev[PGSCHED__EVENT_BATCH];
+    for (;;) {
+        size_t count = 0, i;
+        pgsched_error e;
+        pgsched_result r;
+        pthread_mutex_lock(&n->mu);
+        if (n->state >= PGSCHED__STOPPED) {
+            pthread_mutex_unlock(&n->mu);
+            break;
+        }
+        pthread_mutex_unlock(&n->mu);
+        r = pgsched_store_listen_wait(n->store, n->listen, 5 * PGSCHED_SECOND, ev,
+                                      PGSCHED__EVENT_BATCH, &count, &e);
+        if (r != PGSCHED_OK) {
+            pgsched__store_trouble(n, "listening", &e);
+            continue;
+        }
+        pthread_mutex_lock(&n->mu);
+        for (i = 0; i < count; i++) {
+            const pgsched_event *v = &ev[i];
+            if (v->kind == PGSCHED_EVENT_RESYNC) {
+                /* Something may have been missed: poll for due work and cancels at once. */
+                n->resync = 1;
+                n->wake_cancel_check = 1;
+                pthread_cond_signal(&n->cv);
+            } else if (v->kind == PGSCHED_EVENT_CANCEL) {
+                if (strcmp(v->owner, n->id) == 0) {
+                    pgsched__slot *s = pgsched__find_slot(n, v->name, v->key);
+                    if (s) pgsched__cancel_slot(s, PGSCHED__CANCEL_REQUESTED);
+                }
+            } else if (v->kind == PGSCHED_EVENT_CHANGE && strcmp(v->node, n->id) != 0) {
+                const pgsched__type *t = pgsched__find_type(n, v->name);
+                if (v->new_status == PGSCHED_PENDING && v->next_run && t && t->t.handler &&
+                    (!n->known_due || v->next_run < n->known_due)) {
+                    n->known_due = v->next_run;
+                    pthread_cond_signal(&n->cv);
+                }
+            }
+        }
+        pthread_mutex_unlock(&n->mu);
+        for (i = 0; i < count; i++)
+            if (ev[i].kind == PGSCHED_EVENT_CHANGE) pgsched__cb_notified(n, &ev[i]);
+    }
+    return NULL;
+}
+
+/* ---- public API ---- */
+
+/* A node id: 32 hex digits from the system's random source, fresh at every start. */
+static void pgsched__make_id(pgsched_node *n)
+{
+    unsigned char b[16];
+    int i, ok = 0;
+    FILE *f = fopen("/dev/urandom", "rb");
+    if (f) {
+        ok = fread(b, 1, sizeof b, f) == sizeof b;
+        fclose(f);
+    }
+    if (!ok) {
+        /* no random source: time, pid and an address, mixed */
+        uint64_t x = (uint64_t)pgsched_now() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)n;
+        for (i = 0; i < 16; i++) {
+            x = (x ^ (x >> 31)) * 0xBF58476D1CE4E5B9ULL + (uint64_t)i;
+            b[i] = (unsigned char)(x >> 24);
+        }
+    }
+    for (i = 0; i < 16; i++) snprintf(n->id + 2 * i, 3, "%02x", b[i]);
+    n->rng = 0;
+    for (i = 0; i < 16; i++) n->rng = (n->rng << 8 | (n->rng >> 56)) ^ b[i];
+}
+
+static pgsched_result pgsched__check_duration_field(const char *field, pgsched_duration v,
+                                                    int allow_never, pgsched_error *err)
+{
+    if (v < 0)
+        return pgsched__fail(err, PGSCHED_ERR_CONFIG, "%s: a duration cannot be negative", field);
+    if (v == PGSCHED_NEVER && !allow_never)
+        return pgsched__fail(err, PGSCHED_ERR_CONFIG, "%s: PGSCHED_NEVER is not allowed here",
+                             field);
+    if (v != PGSCHED_NEVER && v > PGSCHED__DURATION_MAX)
+        return pgsched__fail(err, PGSCHED_ERR_CONFIG, "%s: more than 100 years", field);
+    return PGSCHED_OK;
+}
+
+#define PGSCHED__DEF(v, d) ((v) ? (v) : (d))
+
+PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_node **out,
+                                          pgsched_error *err)
+{
+    pgsched_allocator a;
+    pgsched_node *n;
+    pgsched_config c;
+    pgsched_result r;
+    int i;
+    if (!out) return pgsched__null(err, "the output node");
+    *out = NULL;
+    if (!cfg) return pgsched__null(err, "the configuration");
+    c = *cfg;
+    if (!c.store && !c.conninfo)
+        return pgsched__fail(err, PGSCHED_ERR_CONFIG,
+                             "store/conninfo: give a store or a PostgreSQL connection string");
+    if (c.max_concurrent < 0 || c.max_concurrent > 1024)
+        return pgsched__fail(err, PGSCHED_ERR_CONFIG,
+                             "max_concurrent: %d is outside 1..1024 (0 means the default, 4)",
+                             c.max_concurrent);
+    if ((r = pgsched__check_duration_field("poll_interval", c.poll_interval, 0, err)) ||
+        (r = pgsched__check_duration_field("heartbeat_interval", c.heartbeat_interval, 0, err)) ||
+        (r = pgsched__check_duration_field("stall_timeout", c.stall_timeout, 0, err)) ||
+        (r = pgsched__check_duration_field("cancel_check_period", c.cancel_check_period, 0, err)) ||
+        (r = pgsched__check_duration_field("retry_base", c.retry_base, 0, err)) ||
+        (r = pgsched__check_duration_field("retry_cap", c.retry_cap, 0, err)) ||
+        (r = pgsched__check_duration_field("shutdown_timeout", c.shutdown_timeout, 0, err)) ||
+        (r = pgsched__check_duration_field("finished_retention", c.finished_retention, 1, err)) ||
+        (r = pgsched__check_duration_field("history_retention", c.history_retention, 1, err)) ||
+        (r = pgsched__check_duration_field("orphan_timeout", c.orphan_timeout, 1, err)) ||
+        (r = pgsched__check_duration_field("stall_check_period", c.stall_check_period, 0, err)) ||
+        (r = pgsched__check_duration_field("cleanup_period", c.cleanup_period, 0, err)))
+        return r;
+    c.max_concurrent = PGSCHED__DEF(c.max_concurrent, 4);
+    c.poll_interval = PGSCHED__DEF(c.poll_interval, PGSCHED_SECOND);
+    c.stall_timeout = PGSCHED__DEF(c.stall_timeout, 30 * PGSCHED_SECOND);
+    c.heartbeat_interval = PGSCHED__DEF(c.heartbeat_interval,
+                                        c.stall_timeout / 6 < 5 * PGSCHED_SECOND
+                                            ? c.stall_timeout / 6
+                                            : 5 * PGSCHED_SECOND);
+    if (c.heartbeat_interval <= 0) c.heartbeat_interval = 1;
+    c.cancel_check_period = PGSCHED__DEF(c.cancel_check_period, PGSCHED_SECOND);
+    c.retry_base = PGSCHED__DEF(c.retry_base, PGSCHED_SECOND);
+    c.retry_cap = PGSCHED__DEF(c.retry_cap, 10 * PGSCHED_MINUTE);
+    c.shutdown_timeout = PGSCHED__DEF(c.shutdown_timeout, 30 * PGSCHED_SECOND);
+    c.finished_retention = PGSCHED__DEF(c.finished_retention, 7 * PGSCHED_DAY);
+    c.history_retention = PGSCHED__DEF(c.history_retention, 7 * PGSCHED_DAY);
+    c.orphan_timeout = PGSCHED__DEF(c.orphan_timeout, 7 * PGSCHED_DAY);
+    c.stall_check_period = PGSCHED__DEF(c.stall_check_period, 5 * PGSCHED_SECOND);
+    c.cleanup_period = PGSCHED__DEF(c.cleanup_period, PGSCHED_MINUTE);
+    c.log_level = c.log_level ? c.log_level : PGSCHED_LOG_WARN;
+    if (c.heartbeat_interval >= c.stall_timeout)
+        return pgsched__fail(err, PGSCHED_ERR_CONFIG,
+                             "heartbeat_interval (%lld ms) must be below stall_timeout (%lld ms)",
+                             (long long)(c.heartbeat_interval / 1000),
+                             (long long)(c.stall_timeout / 1000));
+    if (c.retry_base > c.retry_cap)
+        return pgsched__fail(err, PGSCHED_ERR_CONFIG,
+                             "retry_base (%lld ms) must not exceed retry_cap (%lld ms)",
+                             (long long)(c.retry_base / 1000), (long long)(c.retry_cap / 1000));
+    if (c.log_level < PGSCHED_LOG_DEBUG || c.log_level > PGSCHED_LOG_OFF)
+        return pgsched__fail(err, PGSCHED_ERR_CONFIG, "log_level: %d is not a level",
+                             (int)c.log_level);
+    if (!c.store) {
+        if ((r = pgsched_validate_identifier("schema", c.schema ? c.schema : "public", 63, err)) ||
+            (r = pgsched_validate_identifier("prefix", c.prefix ? c.prefix : "pgsched_",
+                                             63 - PGSCHED__PG_SUFFIX_MAX, err)))
+            return r;
+    }
+    if (c.default_zone) {
+        /* Checked now so that a typo fails at start-up, not at the first run. */
+        pgsched_cron_options o;
+        pgsched_cron *probe;
+        pgsched_error e;
+        memset(&o, 0, sizeof o);
+        o.default_zone = c.default_zone;
+        o.allocator = c.allocator;
+        if (pgsched_cron_parse("0 0 * * *", &o, &probe, &e) != PGSCHED_OK)
+            return pgsched__fail(err, PGSCHED_ERR_CONFIG, "default_zone: %s", e.message);
+        pgsched_cron_free(probe);
+    }
+
+    a = pgsched__allocator(c.allocator);
+    n = (pgsched_node *)pgsched__calloc(&a, sizeof *n);
+    if (!n) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory creating a node");
+    n->alloc = a;
+    n->conninfo = pgsched__strdup(&a, c.conninfo);
+    n->schema = pgsched__strdup(&a, c.schema);
+    n->prefix = pgsched__strdup(&a, c.prefix);
+    n->default_zone = pgsched__strdup(&a, c.default_zone);
+    c.conninfo = n->conninfo;
+    c.schema = n->schema;
+    c.prefix = n->prefix;
+    c.default_zone = n->default_zone;
+    c.allocator = NULL;
+    n->cfg = c;
+    n->store = c.store;
+    n->notifications = !c.no_notifications;
+    n->nslots = c.max_concurrent;
+    n->slots = (pgsched__slot *)pgsched__calloc(&a, (size_t)n->nslots * sizeof *n->slots);
+    if ((c.conninfo && !n->conninfo) || (c.schema && !n->schema) || (c.prefix && !n->prefix) ||
+        (c.default_zone && !n->default_zone) || !n->slots) {
+        pgsched__free(&a, n->conninfo);
+        pgsched__free(&a, n->schema);
+        pgsched__free(&a, n->prefix);
+        pgsched__free(&a, n->default_zone);
+        pgsched__free(&a, n->slots);
+        pgsched__free(&a, n);
+        return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory creating a node");
+    }
+    pthread_mutex_init(&n->mu, NULL);
+    pgsched__cond_init(&n->cv);
+    pthread_cond_init(&n->done_cv, NULL);
+    pthread_mutex_init(&n->cron_mu, NULL);
+    pthread_mutex_init(&n->cb_mu, NULL);
+    pthread_cond_init(&n->cb_cv, NULL);
+    for (i = 0; i < n->nslots; i++) {
+        n->slots[i].node = n;
+        n->slots[i].index = i;
+        n->slots[i].run.node = n;
+        pgsched__cond_init(&n->slots[i].cv);
+        pgsched_job_list_init(&n->slots[i].job, &n->alloc);
+    }
+    n->free_slots = n->nslots;
+    pgsched__make_id(n);
+    if (gethostname(n->host, sizeof n->host - 1) != 0) pgsched__copy_text(n->host, sizeof n->host, "unknown");
+    n->host[sizeof n->host - 1] = '\0';
+    if (pgsched__utf8_check(n->host, strlen(n->host)) != (size_t)-1)
+        pgsched__copy_text(n->host, sizeof n->host, "unknown");
+    n->state = PGSCHED__CREATED;
+    *out = n;
+    return pgsched__ok(err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_init(pgsched_node *n, pgsched_error *err)
+{
+    pgsched_result r;
+    pgsched_time before, now = 0;
+    if (!n) return pgsched__null(err, "the node");
+    pthread_mutex_lock(&n->mu);
+    if (n->state != PGSCHED__CREATED) {
+        int st = n->state;
+        pthread_mutex_unlock(&n->mu);
+        if (st == PGSCHED__INITIALIZED || st == PGSCHED__STARTED) return pgsched__ok(err);
+        return pgsched__fail(err, PGSCHED_ERR_STATE, "the node is shut down");
+    }
+    pthread_mutex_unlock(&n->mu);
+    if (!n->store) {
+        pgsched_pg_config pc;
+        char safe[512];
+        memset(&pc, 0, sizeof pc);
+        pc.conninfo = n->conninfo;
+        pc.schema = n->schema;
+        pc.prefix = n->prefix;
+        pc.no_create_schema = n->cfg.no_create_schema;
+        pc.no_notifications = n->cfg.no_notifications;
+        pc.allocator = &n->alloc;
+        r = pgsched_pg_store_create(&pc, &n->store, err);
+        if (r != PGSCHED_OK) return r;
+        n->owns_store = 1;
+        pgsched_conninfo_redact(n->conninfo, safe, sizeof safe);
+        pgsched__log(n, PGSCHED_LOG_INFO, "connecting to %s", safe);
+    }
+    r = pgsched_store_setup(n->store, err);
+    if (r != PGSCHED_OK) return r;
+    before = pgsched__monotonic();
+    r = pgsched_store_now(n->store, &now, err);
+    if (r != PGSCHED_OK) return r;
+    pgsched__clock_sample(n, before, now);
+    pthread_mutex_lock(&n->mu);
+    if (n->state == PGSCHED__CREATED) n->state = PGSCHED__INITIALIZED;
+    pthread_mutex_unlock(&n->mu);
+    return pgsched__ok(err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_register(pgsched_node *n, const pgsched_job_type *type,
+                                            pgsched_error *err)
+{
+    pgsched_result r;
+    pgsched__type t;
+    if (!n) return pgsched__null(err, "the node");
+    if (!type) return pgsched__null(err, "the job type");
+    if ((r = pgsched_validate_name(type->name, err)) != PGSCHED_OK) return r;
+    if (type->max_retries < PGSCHED_NO_RETRIES || type->max_retries > PGSCHED__MAX_RETRIES)
+        return pgsched__fail(err, PGSCHED_ERR_CONFIG,
+                             "job type %s: max_retries %d is outside -1..%d", type->name,
+                             type->max_retries, PGSCHED__MAX_RETRIES);
+    {
+        pgsched_error e;
+        if (pgsched__check_duration_field("retry_base", type->retry_base, 0, &e) ||
+            pgsched__check_duration_field("retry_cap", type->retry_cap, 0, &e) ||
+            pgsched__check_duration_field("timeout", type->timeout, 1, &e))
+            return pgsched__fail(err, PGSCHED_ERR_CONFIG, "job type %s: %s", type->name,
+                                 e.message);
+    }
+    pthread_mutex_lock(&n->mu);
+    if (n->state >= PGSCHED__STARTED) {
+        pthread_mutex_unlock(&n->mu);
+        return pgsched__fail(err, PGSCHED_ERR_STATE,
+                             "job types are registered before pgsched_start");
+    }
+    if (pgsched__find_type(n, type->name)) {
+        pthread_mutex_unlock(&n->mu);
+        return pgsched__fail(err, PGSCHED_ERR_STATE, "job type %s is already registered",
+                             type->name);
+    }
+    if (n->ntypes == n->types_cap) {
+        size_t ncap = n->types_cap ? n->types_cap * 2 : 8;
+        pgsched__type *nt = (pgsched__type *)pgsched__realloc(&n->alloc, n->types, ncap * sizeof *nt);
+        if (!nt) {
+            pthread_mutex_unlock(&n->mu);
+            return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory registering a type");
+        }
+        n->types = nt;
+        n->types_cap = ncap;
+    }
+    t.t = *type;
+    t.name = pgsched__strdup(&n->alloc, type->name);
+    if (!t.name) {
+        pthread_mutex_unlock(&n->mu);
+        return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory registering a type");
+    }
+    t.t.name = t.name;
+    n->types[n->ntypes++] = t;
+    pthread_mutex_unlock(&n->mu);
+    return pgsched__ok(err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_start(pgsched_node *n, pgsched_error *err)
+{
+    pgsched_result r;
+    size_t i;
+    int k;
+    pgsched_time now;
+    if (!n) return pgsched__null(err, "the node");
+    pthread_mutex_lock(&n->mu);
+    if (n->state >= PGSCHED__STARTED) {
+        pthread_mutex_unlock(&n->mu);
+        return pgsched__fail(err, PGSCHED_ERR_STATE, n->state == PGSCHED__STARTED
+                                                         ? "the node is already started"
+                                                         : "the node is shut down");
+    }
+    pthread_mutex_unlock(&n->mu);
+    if ((r = pgsched_init(n, err)) != PGSCHED_OK) return r;
+
+    pgsched__free(&n->alloc, n->run_names);
+    pgsched__free(&n->alloc, n->all_names);
+    n->run_names = (const char **)pgsched__calloc(&n->alloc, (n->ntypes + 1) * sizeof(char *));
+    n->all_names = (const char **)pgsched__calloc(&n->alloc, (n->ntypes + 1) * sizeof(char *));
+    if (!n->run_names || !n->all_names)
+        return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory starting the node");
+    n->nrun = 0;
+    for (i = 0; i < n->ntypes; i++) {
+        n->all_names[i] = n->types[i].name;
+        if (n->types[i].t.handler) n->run_names[n->nrun++] = n->types[i].name;
+    }
+    pgsched__register_node(n);
+    if (n->notifications) {
+        r = pgsched_store_listen_open(n->store, &n->listen, err);
+        if (r != PGSCHED_OK) return r;
+    }
+
+    pthread_mutex_lock(&n->mu);
+    now = pgsched__monotonic();
+    n->next_poll = now;
+    n->next_heartbeat = now + n->cfg.heartbeat_interval;
+    n->next_cancel_check = now + n->cfg.cancel_check_period;
+    /* the first maintenance runs at a random point of its period: nodes started together
+       spread out from the start */
+    n->next_stall = now + pgsched__jitter(n, n->cfg.stall_check_period, 0, 100);
+    n->next_cleanup = now + pgsched__jitter(n, n->cfg.cleanup_period, 0, 100);
+    n->state = PGSCHED__STARTED;
+    for (k = 0; k < n->nslots; k++) {
+        if (pthread_create(&n->slots[k].thread, NULL, pgsched__worker_main, &n->slots[k]) != 0)
+            break;
+        n->slots[k].thread_started = 1;
+    }
+    if (k < n->nslots ||
+        pthread_create(&n->dispatcher, NULL, pgsched__dispatcher_main, n) != 0) {
+        n->state = PGSCHED__STOPPED;
+        for (k = 0; k < n->nslots; k++) pthread_cond_broadcast(&n->slots[k].cv);
+        pthread_mutex_unlock(&n->mu);
+        for (k = 0; k < n->nslots; k++)
+            if (n->slots[k].thread_started) {
+                pthread_join(n->slots[k].thread, NULL);
+                n->slots[k].thread_started = 0;
+            }
+        return pgsched__fail(err, PGSCHED_ERR_NOMEM, "cannot start the node's threads");
+    }
+    n->dispatcher_started = 1;
+    if (n->cfg.on_status && pthread_create(&n->callbacker, NULL, pgsched__callback_main, n) == 0)
+        n->callbacker_started = 1;
+    if (n->listen && pthread_create(&n->listener, NULL, pgsched__listener_main, n) == 0) {
+        n->listener_started = 1;
+        pthread_mutex_lock(&n->cb_mu);
+        n->cb_ordered = 1;
+        pthread_mutex_unlock(&n->cb_mu);
+    }
+    pthread_mutex_unlock(&n->mu);
+    pgsched__log(n, PGSCHED_LOG_INFO, "node started on %s with %d workers and %lu job types",
+                 n->host, n->nslots, (unsigned long)n->ntypes);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__check_usable(pgsched_node *n, pgsched_error *err)
+{
+    int st;
+    if (!n) return pgsched__null(err, "the node");
+    pthread_mutex_lock(&n->mu);
+    st = n->state;
+    pthread_mutex_unlock(&n->mu);
+    if (st == PGSCHED__CREATED)
+        return pgsched__fail(err, PGSCHED_ERR_STATE,
+                             "the node is not initialised: call pgsched_init or pgsched_start first");
+    if (st >= PGSCHED__STOPPING) return pgsched__fail(err, PGSCHED_ERR_STATE, "the node is shut down");
+    return PGSCHED_OK;
+}
+
+/* Builds the store request for a spec: checks it against the registered type and computes
+   the first run. `cron_text` receives an owned copy when the text needs the default zone. */
+static pgsched_result pgsched__prepare(pgsched_node *n, const pgsched_job_spec *spec,
+                                       pgsched_schedule_request *q, char **cron_text,
+                                       pgsched_error *err)
+{
+    const pgsched__type *t;
+    pgsched_result r;
+    pgsched_time db_now = pgsched__db_now(n);
+    const pgsched_schedule *s;
+    *cron_text = NULL;
+    if (!spec) return pgsched__null(err, "the job spec");
+    if ((r = pgsched_validate_name(spec->name, err)) != PGSCHED_OK) return r;
+    if ((r = pgsched_validate_key(spec->key, err)) != PGSCHED_OK) return r;
+    t = pgsched__find_type(n, spec->name);
+    if (!t)
+        return pgsched__fail(err, PGSCHED_ERR_NOT_REGISTERED,
+                             "job type %s is not registered on this node", spec->name);
+    s = &spec->schedule;
+    memset(q, 0, sizeof *q);
+    q->name = spec->name;
+    q->key = spec->key;
+    q->params = spec->params;
+    q->apply_after_run = spec->apply_after_run;
+    q->node_id = n->id;
+    if (spec->max_retries == 0)
+        q->max_retries = t->t.max_retries == 0 ? 3 : t->t.max_retries < 0 ? 0 : t->t.max_retries;
+    else if (spec->max_retries == PGSCHED_NO_RETRIES)
+        q->max_retries = 0;
+    else if (spec->max_retries < 0 || spec->max_retries > PGSCHED__MAX_RETRIES)
+        return pgsched__fail(err, PGSCHED_ERR_SCHEDULE,
+                             "max_retries %d is outside -1..%d", spec->max_retries,
+                             PGSCHED__MAX_RETRIES);
+    else
+        q->max_retries = spec->max_retries;
+    if (s->at < 0 || (s->at && (s->at < PGSCHED_TIME_MIN || s->at > PGSCHED_TIME_MAX)))
+        return pgsched__fail(err, PGSCHED_ERR_TIME_RANGE,
+                             "schedule.at is outside years 1900..9999");
+    q->kind = s->kind;
+    switch (s->kind) {
+    case PGSCHED_ONCE:
+        q->next_run = s->at; /* 0: the store's now */
+        break;
+    case PGSCHED_CRON: {
+        pgsched_cron *c;
+        int owned;
+        pgsched_duration every;
+        if (!s->cron) return pgsched__fail(err, PGSCHED_ERR_CRON_SYNTAX, "the cron expression is missing (NULL)");
+        r = pgsched__cron_get(n, s->cron, &c, &owned, err);
+        if (r != PGSCHED_OK) return r;
+        every = pgsched_cron_interval(c);
+        if (every > 0) {
+            q->kind = PGSCHED_INTERVAL; /* "@every" is a fixed interval */
+            q->every = every;
+            q->next_run = s->at ? s->at : n->cfg.run_immediately ? 0 : db_now + every;
+        } else {
+            /* The row carries its zone so that every node computes the same next run. */
+            if (n->default_zone && strncmp(s->cron, "CRON_TZ=", 8) != 0 &&
+                strncmp(s->cron, "TZ=", 3) != 0) {
+                size_t len = strlen(n->default_zone) + strlen(s->cron) + 10;
+                *cron_text = (char *)pgsched__malloc(&n->alloc, len);
+                if (!*cron_text) {
+                    if (owned) pgsched_cron_free(c);
+                    return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory");
+                }
+                snprintf(*cron_text, len, "CRON_TZ=%s %s", n->default_zone, s->cron);
+                q->cron = *cron_text;
+            } else {
+                q->cron = s->cron;
+            }
+            if (s->at) q->next_run = s->at;
+            else if (n->cfg.run_immediately) q->next_run = 0;
+            else r = pgsched_cron_next(c, db_now, &q->next_run);
+            if (r != PGSCHED_OK)
+                r = pgsched__fail(err, PGSCHED_ERR_NO_NEXT, "the cron schedule has no run after now");
+        }
+        if (owned) pgsched_cron_free(c);
+        return r;
+    }
+    case PGSCHED_INTERVAL:
+        if (s->every <= 0)
+            return pgsched__fail(err, PGSCHED_ERR_SCHEDULE,
+                                 "an interval schedule needs a positive interval");
+        q->every = s->every;
+        q->next_run = s->at ? s->at : n->cfg.run_immediately ? 0 : db_now + s->every;
+        break;
+    case PGSCHED_CUSTOM:
+        if (!t->t.next_run)
+            return pgsched__fail(err, PGSCHED_ERR_SCHEDULE,
+                                 "job type %s has no next_run callback for a custom schedule",
+                                 spec->name);
+        if (s->at) q->next_run = s->at;
+        else if (n->cfg.run_immediately) q->next_run = 0;
+        else {
+            r = t->t.next_run(t->t.next_run_user, spec->name, spec->key,
+                              spec->params ? spec->params : "{}", db_now, &q->next_run);
+            if (r != PGSCHED_OK)
+                return pgsched__fail(err, r == PGSCHED_ERR_NO_NEXT ? r : PGSCHED_ERR_SCHEDULE,
+                                     "the next-run callback of %s gave no first run: %s",
+                                     spec->name, pgsched_result_string(r));
+            if (q->next_run < PGSCHED_TIME_MIN || q->next_run > PGSCHED_TIME_MAX)
+                return pgsched__fail(err, PGSCHED_ERR_TIME_RANGE,
+                                     "the next-run callback of %s returned a time outside "
+                                     "years 1900..9999",
+                                     spec->name);
+        }
+        break;
+    default:
+        return pgsched__fail(err, PGSCHED_ERR_SCHEDULE, "the schedule kind %d is unknown",
+                             (int)s->kind);
+    }
+    return PGSCHED_OK;
+}
+
+/* After a change made through this node: wake the dispatcher if it makes work due sooner. */
+static void pgsched__note_due(pgsched_node *n, const char *name, pgsched_time next_run)
+{
+    const pgsched__type *t = pgsched__find_type(n, name);
+    if (!t || !t->t.handler) return;
+    pthread_mutex_lock(&n->mu);
+    if (!n->known_due || next_run < n->known_due) {
+        n->known_due = next_run ? next_run : pgsched__db_now(n);
+        pthread_cond_signal(&n->cv);
+    }
+    pthread_mutex_unlock(&n->mu);
+}
+
+static pgsched_result pgsched__schedule_common(pgsched_node *n, void *conn,
+                                               const pgsched_job_spec *spec, pgsched_error *err)
+{
+    pgsched_schedule_request q;
+    pgsched_schedule_outcome o;
+    char *cron_text;
+    pgsched_result r = pgsched__check_usable(n, err);
+    if (r != PGSCHED_OK) return r;
+    r = pgsched__prepare(n, spec, &q, &cron_text, err);
+    if (r == PGSCHED_OK) {
+        memset(&o, 0, sizeof o);
+#ifndef PGSCHED_NO_LIBPQ
+        if (conn) {
+            /* Announced by the store's notification when the caller's transaction commits;
+               without a node id, every node (this one too) sees it as news. */
+            q.node_id = NULL;
+            r = pgsched__pg_schedule_external(n->store, &q, (PGconn *)conn, &o, err);
+        } else
+#endif
+            r = pgsched_store_schedule(n->store, &q, &o, err);
+        if (r == PGSCHED_OK && !conn) {
+            pgsched__cb_push(n, spec->name, spec->key, o.old_status,
+                             o.deferred ? PGSCHED_RUNNING : PGSCHED_PENDING, o.next_run,
+                             o.version, n->id, 0);
+            if (!o.deferred) pgsched__note_due(n, spec->name, o.next_run);
+        }
+    }
+    pgsched__free(&n->alloc, cron_text);
+    return r;
+}
+
+PGSCHED_DEF pgsched_result pgsched_schedule_job(pgsched_node *n, const pgsched_job_spec *spec,
+                                                pgsched_error *err)
+{
+    return pgsched__schedule_common(n, NULL, spec, err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_schedule_job_tx(pgsched_node *n, struct pg_conn *conn,
+                                                   const pgsched_job_spec *spec,
+                                                   pgsched_error *err)
+{
+#ifdef PGSCHED_NO_LIBPQ
+    PGSCHED__UNUSED(n);
+    PGSCHED__UNUSED(conn);
+    PGSCHED__UNUSED(spec);
+    return pgsched__fail(err, PGSCHED_ERR_UNSUPPORTED,
+                         "this build has no PostgreSQL store (PGSCHED_NO_LIBPQ)");
+#else
+    if (!conn) return pgsched__null(err, "the caller's connection");
+    return pgsched__schedule_common(n, conn, spec, err);
+#endif
+}
+
+/* A cancel that reaches a run of this very node needs no notification round trip. */
+static void pgsched__local_cancel(pgsched_node *n, const char *name, const char *key,
+                                  const char *owner)
+{
+    pgsched__slot *s;
+    if (strcmp(owner, n->id) != 0) return;
+    pthread_mutex_lock(&n->mu);
+    s = pgsched__find_slot(n, name, key);
+    if (s) pgsched__cancel_slot(s, PGSCHED__CANCEL_REQUESTED);
+    pthread_mutex_unlock(&n->mu);
+}
+
+PGSCHED_DEF pgsched_result pgsched_cancel(pgsched_node *n, const char *name, const char *key,
+                                          pgsched_cancel_effect *effect, pgsched_error *err)
+{
+    pgsched_change_outcome o;
+    pgsched_result r = pgsched__check_usable(n, err);
+    if (r != PGSCHED_OK) return r;
+    r = pgsched_store_cancel(n->store, name, key, n->id, &o, err);
+    if (r != PGSCHED_OK) return r;
+    if (effect) *effect = (pgsched_cancel_effect)o.effect;
+    if (o.effect == PGSCHED_CANCEL_REQUESTED) pgsched__local_cancel(n, name, key, o.owner);
+    pgsched__cb_push(n, name, key, o.old_status, o.new_status, 0, o.version, n->id, 0);
+    return PGSCHED_OK;
+}
+
+PGSCHED_DEF pgsched_result pgsched_unschedule(pgsched_node *n, const char *name, const char *key,
+                                              pgsched_remove_effect *effect, pgsched_error *err)
+{
+    pgsched_change_outcome o;
+    pgsched_result r = pgsched__check_usable(n, err);
+    if (r != PGSCHED_OK) return r;
+    r = pgsched_store_remove(n->store, name, key, n->id, &o, err);
+    if (r != PGSCHED_OK) return r;
+    if (effect) *effect = (pgsched_remove_effect)o.effect;
+    if (o.effect == PGSCHED_REMOVE_DEFERRED) pgsched__local_cancel(n, name, key, o.owner);
+    pgsched__cb_push(n, name, key, o.old_status, o.new_status, 0, o.version, n->id, 0);
+    return PGSCHED_OK;
+}
+
+PGSCHED_DEF pgsched_result pgsched_trigger(pgsched_node *n, const char *name, const char *key,
+                                           pgsched_error *err)
+{
+    pgsched_change_outcome o;
+    pgsched_result r = pgsched__check_usable(n, err);
+    if (r != PGSCHED_OK) return r;
+    r = pgsched_store_trigger(n->store, name, key, n->id, &o, err);
+    if (r != PGSCHED_OK) return r;
+    pgsched__note_due(n, name, o.next_run);
+    return PGSCHED_OK;
+}
+
+PGSCHED_DEF pgsched_result pgsched_get(pgsched_node *n, const char *name, const char *key,
+                                       pgsched_job_list *out, pgsched_error *err)
+{
+    pgsched_result r = pgsched__check_usable(n, err);
+    if (r != PGSCHED_OK) return r;
+    return pgsched_store_get(n->store, name, key, out, err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_list(pgsched_node *n, const pgsched_list_filter *filter,
+                                        pgsched_job_list *out, pgsched_error *err)
+{
+    pgsched_result r = pgsched__check_usable(n, err);
+    if (r != PGSCHED_OK) return r;
+    return pgsched_store_list(n->store, filter, out, err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_history(pgsched_node *n, const char *name, const char *key,
+                                           size_t limit, pgsched_run_list *out,
+                                           pgsched_error *err)
+{
+    pgsched_result r = pgsched__check_usable(n, err);
+    if (r != PGSCHED_OK) return r;
+    return pgsched_store_history(n->store, name, key, limit, out, err);
+}
+
+PGSCHED_DEF void pgsched_get_counters(pgsched_node *n, pgsched_counters *out)
+{
+    if (!n || !out) return;
+    pthread_mutex_lock(&n->mu);
+    *out = n->counters;
+    pthread_mutex_unlock(&n->mu);
+}
+
+PGSCHED_DEF const char *pgsched_node_id(const pgsched_node *n) { return n ? n->id : NULL; }
+
+PGSCHED_DEF pgsched_store *pgsched_node_store(const pgsched_node *n) { return n ? n->store : NULL; }
+
+PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *n, pgsched_error *err)
+{
+    int i, was;
+    if (!n) return pgsched__null(err, "the node");
+    pthread_mutex_lock(&n->mu);
+    if (pgsched__is_node_thread(n)) {
+        pthread_mutex_unlock(&n->mu);
+        return pgsched__fail(err, PGSCHED_ERR_STATE,
+                             "pgsched_shutdown cannot be called from a handler or callback of the "
+                             "same node");
+    }
+    was = n->state;
+    if (was >= PGSCHED__STOPPING) {
+        /* idempotent; a call that overlaps another returns when that one is done, so that
+           a destroy after it never frees a node still shutting down */
+        while (!n->shutdown_done) pthread_cond_wait(&n->done_cv, &n->mu);
+        pthread_mutex_unlock(&n->mu);
+        return pgsched__ok(err);
+    }
+    n->state = PGSCHED__STOPPING;
+    n->shutdown_deadline = pgsched__monotonic() + n->cfg.shutdown_timeout;
+    for (i = 0; i < n->nslots; i++) pgsched__cancel_slot(&n->slots[i], PGSCHED__CANCEL_SHUTDOWN);
+    pthread_cond_signal(&n->cv);
+    pthread_mutex_unlock(&n->mu);
+
+    /* The *_started flags stay set until destroy: a handler still running may call
+       pgsched_shutdown and must be recognised as a node thread. */
+    if (n->dispatcher_started) pthread_join(n->dispatcher, NULL);
+    pthread_mutex_lock(&n->mu);
+    n->state = PGSCHED__STOPPED;
+    for (i = 0; i < n->nslots; i++) pthread_cond_broadcast(&n->slots[i].cv);
+    pthread_mutex_unlock(&n->mu);
+    if (n->listener_started) {
+        pgsched_store_listen_wake(n->store, n->listen);
+        pthread_join(n->listener, NULL);
+    }
+    if (n->listen) {
+        pgsched_store_listen_close(n->store, n->listen);
+        n->listen = NULL;
+    }
+    if (n->callbacker_started) {
+        pthread_mutex_lock(&n->cb_mu);
+        n->cb_stop = 1;
+        pthread_cond_signal(&n->cb_cv);
+        pthread_mutex_unlock(&n->cb_mu);
+        pthread_join(n->callbacker, NULL);
+    }
+    if (was == PGSCHED__STARTED) {
+        pgsched_error e;
+        if (pgsched_store_node_unregister(n->store, n->id, &e) != PGSCHED_OK)
+            pgsched__store_trouble(n, "unregistering the node", &e);
+        pgsched__log(n, PGSCHED_LOG_INFO, "node stopped");
+    }
+    pthread_mutex_lock(&n->mu);
+    n->shutdown_done = 1;
+    pthread_cond_broadcast(&n->done_cv);
+    pthread_mutex_unlock(&n->mu);
+    return pgsched__ok(err);
+}
+
+PGSCHED_DEF void pgsched_destroy(pgsched_node *n)
+{
+    size_t i;
+    int k;
+    if (!n) return;
+    pgsched_shutdown(n, NULL);
+    /* Handlers that ignored the cancel are waited for here: their memory lives in the node. */
+    for (k = 0; k < n->nslots; k++) {
+        if (n->slots[k].thread_started) pthread_join(n->slots[k].thread, NULL);
+        pgsched_job_list_free(&n->slots[k].job);
+        pgsched__free(&n->alloc, n->slots[k].error);
+        pthread_cond_destroy(&n->slots[k].cv);
+    }
+    for (i = 0; i < n->npending; i++) pgsched__pending_free(n, &n->pending[i]);
+    pgsched__free(&n->alloc, n->pending);
+    if (n->owns_store) pgsched_store_destroy(n->store);
+    for (i = 0; i < n->ntypes; i++) pgsched__free(&n->alloc, n->types[i].name);
+    for (i = 0; i < n->ncrons; i++) {
+        pgsched__free(&n->alloc, n->crons[i].text);
+        pgsched_cron_free(n->crons[i].cron);
+    }
+    pgsched__free(&n->alloc, n->own);
+    pgsched__free(&n->alloc, n->ot);
+    pgsched__free(&n->alloc, n->crons);
+    pgsched__free(&n->alloc, n->cbq);
+    pgsched__free(&n->alloc, n->types);
+    pgsched__free(&n->alloc, n->run_names);
+    pgsched__free(&n->alloc, n->all_names);
+    pgsched__free(&n->alloc, n->slots);
+    pgsched__free(&n->alloc, n->conninfo);
+    pgsched__free(&n->alloc, n->schema);
+    pgsched__free(&n->alloc, n->prefix);
+    pgsched__free(&n->alloc, n->default_zone);
+    pthread_mutex_destroy(&n->mu);
+    pthread_cond_destroy(&n->cv);
+    pthread_cond_destroy(&n->done_cv);
+    pthread_mutex_destroy(&n->cron_mu);
+    pthread_mutex_destroy(&n->cb_mu);
+    pthread_cond_destroy(&n->cb_cv);
+    {
+        pgsched_allocator a = n->alloc;
+        pgsched__free(&a, n);
+    }
+}
+
+/* ---- the run context ---- */
+
+PGSCHED_DEF int pgsched_run_cancelled(const pgsched_run *run)
+{
+    const pgsched__slot *s = (const pgsched__slot *)(const void *)run;
+    if (!run) return 0;
+    return PGSCHED__LOAD(&s->cancel) != PGSCHED__CANCEL_NONE;
+}
+
+PGSCHED_DEF int pgsched_run_sleep(pgsched_run *run, pgsched_duration d)
+{
+    pgsched__slot *s = (pgsched__slot *)(void *)run;
+    pgsched_node *n;
+    pgsched_time deadline;
+    int cancelled;
+    if (!run) return 0;
+    n = s->node;
+    deadline = pgsched__deadline(d < 0 ? 0 : d);
+    pthread_mutex_lock(&n->mu);
+    while (s->cancel == PGSCHED__CANCEL_NONE && pgsched__monotonic() < deadline)
+        pgsched__cond_wait_until(&s->cv, &n->mu, deadline);
+    cancelled = s->cancel != PGSCHED__CANCEL_NONE;
+    pthread_mutex_unlock(&n->mu);
+    return cancelled;
+}
+
+PGSCHED_DEF void pgsched_run_set_error(pgsched_run *run, const char *fmt, ...)
+{
+    pgsched__slot *s = (pgsched__slot *)(void *)run;
+    pgsched_node *n;
+    char *buf, *clean;
+    va_list ap;
+    if (!run || !fmt) return;
+    n = s->node;
+    buf = (char *)pgsched__malloc(&n->alloc, PGSCHED_ERROR_TEXT_MAX + 1);
+    if (!buf) return;
+    va_start(ap, fmt);
+    vsnprintf(buf, PGSCHED_ERROR_TEXT_MAX + 1, fmt, ap);
+    va_end(ap);
+    clean = pgsched__clean_error(&n->alloc, buf);
+    pgsched__free(&n->alloc, buf);
+    pthread_mutex_lock(&n->mu);
+    pgsched__free(&n->alloc, s->error);
+    s->error = clean;
+    pthread_mutex_unlock(&n->mu);
+}
+
 
 #ifdef __cplusplus
 }
