@@ -3041,25 +3041,39 @@ PGSCHED_DEF pgsched_result pgsched_job_list_push(pgsched_job_list *list, const p
     return PGSCHED_OK;
 }
 
-PGSCHED_DEF void pgsched_job_list_clear(pgsched_job_list *list)
+/* Both list types share these: free each row's block, then (free) the arrays. */
+static void pgsched__list_clear(pgsched_allocator *a, void **blocks, size_t *count)
 {
     size_t i;
-    if (!list) return;
-    for (i = 0; i < list->count; i++) pgsched__free(&list->alloc, list->blocks[i]);
-    list->count = 0;
+    for (i = 0; i < *count; i++) pgsched__free(a, blocks[i]);
+    *count = 0;
+}
+
+static void pgsched__list_free(pgsched_allocator *a, void **items, void ***blocks, size_t *count,
+                               size_t *cap)
+{
+    pgsched__list_clear(a, *blocks, count);
+    if (a->free_fn) {
+        pgsched__free(a, *items);
+        pgsched__free(a, *blocks);
+    }
+    *items = NULL;
+    *blocks = NULL;
+    *cap = 0;
+}
+
+PGSCHED_DEF void pgsched_job_list_clear(pgsched_job_list *list)
+{
+    if (list) pgsched__list_clear(&list->alloc, list->blocks, &list->count);
 }
 
 PGSCHED_DEF void pgsched_job_list_free(pgsched_job_list *list)
 {
+    void *items;
     if (!list) return;
-    pgsched_job_list_clear(list);
-    if (list->alloc.free_fn) {
-        pgsched__free(&list->alloc, list->items);
-        pgsched__free(&list->alloc, list->blocks);
-    }
+    items = list->items;
+    pgsched__list_free(&list->alloc, &items, &list->blocks, &list->count, &list->cap);
     list->items = NULL;
-    list->blocks = NULL;
-    list->cap = 0;
 }
 
 PGSCHED_DEF void pgsched_run_list_init(pgsched_run_list *list, const pgsched_allocator *a)
@@ -3096,23 +3110,16 @@ PGSCHED_DEF pgsched_result pgsched_run_list_push(pgsched_run_list *list,
 
 PGSCHED_DEF void pgsched_run_list_clear(pgsched_run_list *list)
 {
-    size_t i;
-    if (!list) return;
-    for (i = 0; i < list->count; i++) pgsched__free(&list->alloc, list->blocks[i]);
-    list->count = 0;
+    if (list) pgsched__list_clear(&list->alloc, list->blocks, &list->count);
 }
 
 PGSCHED_DEF void pgsched_run_list_free(pgsched_run_list *list)
 {
+    void *items;
     if (!list) return;
-    pgsched_run_list_clear(list);
-    if (list->alloc.free_fn) {
-        pgsched__free(&list->alloc, list->items);
-        pgsched__free(&list->alloc, list->blocks);
-    }
+    items = list->items;
+    pgsched__list_free(&list->alloc, &items, &list->blocks, &list->count, &list->cap);
     list->items = NULL;
-    list->blocks = NULL;
-    list->cap = 0;
 }
 
 /* ---- validation ---- */
