@@ -853,7 +853,9 @@ PGSCHED_DEF pgsched_store *pgsched_node_store(const pgsched_node *node);
    outcomes that arrive in time, gives back the leases of the rest, closes. Idempotent; fine
    without start. Must not be called from a handler or a callback of the same node. */
 PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *node, pgsched_error *err);
-/* Shuts down if needed, then frees the node (and the store it created from conninfo). */
+/* Shuts down if needed, then frees the node (and the store it created from conninfo). Waits
+   for handlers that ignored the cancel. Called from the node's own handler or callback it
+   does nothing (and logs an error). */
 PGSCHED_DEF void pgsched_destroy(pgsched_node *node);
 
 /* The run context a handler receives. Fields are read-only; valid during the run. */
@@ -3539,9 +3541,10 @@ static pgsched_result pgsched__check_schedule_request(const pgsched_schedule_req
         break;
     }
     case PGSCHED_INTERVAL:
-        if (req->every <= 0)
+        if (req->every <= 0 || req->every > PGSCHED__DURATION_MAX)
             return pgsched__fail(err, PGSCHED_ERR_SCHEDULE,
-                                 "an interval schedule needs a positive interval");
+                                 "an interval schedule needs a positive interval of at most "
+                                 "100 years");
         break;
     case PGSCHED_ONCE:
     case PGSCHED_CUSTOM: break;
@@ -4058,6 +4061,7 @@ typedef struct pgsched__mem {
     pgsched__mnode *nodes;
     size_t node_n, node_cap;
     pgsched__mlistener *listeners;
+    int in_cleanup;
 } pgsched__mem;
 
 static pgsched_time pgsched__mem_now(pgsched__mem *m)
@@ -4212,21 +4216,50 @@ static void pgsched__mem_row_free(pgsched__mem *m, pgsched__mrow *r)
     pgsched__free(&m->alloc, r);
 }
 
+static void pgsched__mem_rehash(pgsched__mem *m, size_t nb);
+
+/* The store gives memory back as rows go (SPEC §11): a type's heap shrinks with its rows, a
+   type without rows is freed, and the row table shrinks when it is mostly empty. */
+static void pgsched__mem_type_shrink(pgsched__mem *m, pgsched__mtype *t)
+{
+    if (t->rows == 0) {
+        size_t b = (size_t)(pgsched__hash(t->name, NULL) % PGSCHED__MTYPE_BUCKETS);
+        pgsched__mtype **pp = &m->types[b];
+        while (*pp && *pp != t) pp = &(*pp)->next;
+        if (*pp) *pp = t->next;
+        pgsched__free(&m->alloc, t->heap);
+        pgsched__free(&m->alloc, t->name);
+        pgsched__free(&m->alloc, t);
+    } else if (t->heap_cap > 64 && t->rows < t->heap_cap / 4) {
+        size_t ncap = t->heap_cap / 2;
+        pgsched__mrow **nh =
+            (pgsched__mrow **)pgsched__realloc(&m->alloc, t->heap, ncap * sizeof *nh);
+        if (nh) {
+            t->heap = nh;
+            t->heap_cap = ncap;
+        }
+    }
+}
+
 static void pgsched__mem_delete(pgsched__mem *m, pgsched__mrow *r)
 {
     pgsched__mrow **pp = &m->buckets[pgsched__hash(r->name, r->key) & (m->nbuckets - 1)];
+    pgsched__mtype *t = r->type;
     while (*pp && *pp != r) pp = &(*pp)->hnext;
     if (*pp) *pp = r->hnext;
     pgsched__heap_remove(r);
     if (r->status == PGSCHED_RUNNING) pgsched__running_unlink(m, r);
-    r->type->rows--;
+    t->rows--;
     m->nrows--;
     pgsched__mem_row_free(m, r);
+    pgsched__mem_type_shrink(m, t);
+    if (!m->in_cleanup && m->nbuckets > 64 && m->nrows < m->nbuckets / 4)
+        pgsched__mem_rehash(m, m->nbuckets / 2);
 }
 
-static void pgsched__mem_rehash(pgsched__mem *m)
+static void pgsched__mem_rehash(pgsched__mem *m, size_t nb)
 {
-    size_t nb = m->nbuckets * 2, i;
+    size_t i;
     pgsched__mrow **b = (pgsched__mrow **)pgsched__calloc(&m->alloc, nb * sizeof *b);
     if (!b) return; /* keep the old table: longer chains, still correct */
     for (i = 0; i < m->nbuckets; i++) {
@@ -4292,6 +4325,18 @@ static void pgsched__mem_push_event(pgsched__mem *m, const pgsched_event *ev)
 {
     pgsched__mlistener *l;
     for (l = m->listeners; l; l = l->next) {
+        if (l->count == l->cap && l->cap < PGSCHED__MLISTEN_QUEUE) {
+            /* queues start small and grow while their listener lags */
+            size_t ncap = l->cap * 2, i;
+            pgsched_event *nq = (pgsched_event *)pgsched__malloc(&m->alloc, ncap * sizeof *nq);
+            if (nq) {
+                for (i = 0; i < l->count; i++) nq[i] = l->q[(l->head + i) % l->cap];
+                pgsched__free(&m->alloc, l->q);
+                l->q = nq;
+                l->cap = ncap;
+                l->head = 0;
+            }
+        }
         if (l->count == l->cap) {
             /* A listener that does not keep up loses events; it is told to resync. */
             l->overflow = 1;
@@ -4423,7 +4468,7 @@ static pgsched_result pgsched__mem_schedule(pgsched_store *s, const pgsched_sche
             r->hnext = m->buckets[b];
             m->buckets[b] = r;
         }
-        if (++m->nrows > m->nbuckets) pgsched__mem_rehash(m);
+        if (++m->nrows > m->nbuckets) pgsched__mem_rehash(m, m->nbuckets * 2);
         out->created = 1;
         out->old_status = PGSCHED_STATUS_NONE;
     } else {
@@ -5001,6 +5046,15 @@ static pgsched_result pgsched__mem_cleanup(pgsched_store *s, const pgsched_clean
             }
         }
         m->hist_n = keep;
+        if (m->hist_cap > 64 && m->hist_n < m->hist_cap / 4) {
+            size_t ncap = m->hist_n * 2 > 64 ? m->hist_n * 2 : 64;
+            pgsched__mhist *nh =
+                (pgsched__mhist *)pgsched__realloc(&m->alloc, m->hist, ncap * sizeof *nh);
+            if (nh) {
+                m->hist = nh;
+                m->hist_cap = ncap;
+            }
+        }
         for (i = 0; i < m->node_n;) {
             if (m->nodes[i].last_seen < now - q->history_retention &&
                 strcmp(m->nodes[i].id, q->node_id) != 0) {
@@ -5027,6 +5081,7 @@ static pgsched_result pgsched__mem_cleanup(pgsched_store *s, const pgsched_clean
             }
         }
     }
+    m->in_cleanup = 1; /* the walk below must not see the table shrink under it */
     for (b = 0; b < m->nbuckets; b++) {
         pgsched__mrow *r = m->buckets[b];
         while (r) {
@@ -5047,6 +5102,12 @@ static pgsched_result pgsched__mem_cleanup(pgsched_store *s, const pgsched_clean
             r = next;
         }
     }
+    m->in_cleanup = 0;
+    while (m->nbuckets > 64 && m->nrows < m->nbuckets / 4) {
+        size_t before = m->nbuckets;
+        pgsched__mem_rehash(m, m->nbuckets / 2);
+        if (m->nbuckets == before) break;
+    }
     pthread_mutex_unlock(&m->mu);
     return pgsched__ok(err);
 }
@@ -5057,7 +5118,7 @@ static pgsched_result pgsched__mem_listen_open(pgsched_store *s, pgsched_listene
     pgsched__mem *m = (pgsched__mem *)s;
     pgsched__mlistener *l = (pgsched__mlistener *)pgsched__calloc(&m->alloc, sizeof *l);
     if (!l) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory opening a listener");
-    l->cap = PGSCHED__MLISTEN_QUEUE;
+    l->cap = 64;
     l->q = (pgsched_event *)pgsched__malloc(&m->alloc, l->cap * sizeof *l->q);
     if (!l->q || pgsched__cond_init(&l->cv) != 0) {
         pgsched__free(&m->alloc, l->q);
@@ -5383,6 +5444,9 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
 
     /* SCHEDULE: $1 name $2 key $3 kind $4 cron $5 every_us $6 params $7 max_retries
        $8 next_run (NULL = now) $9 apply_after_run $10 node $11 channel */
+    /* prev: the status before, as the statement's snapshot saw it (a FOR UPDATE here would run
+       after the upsert below changed the row, and find nothing); a write that commits in
+       between can make the reported old status stale, never the row itself */
     "WITH prev AS (SELECT status FROM {J} WHERE name = $1::text AND key = $2::text), "
     "nr AS (SELECT coalesce($8::timestamptz, now()) AS t), "
     "up AS (INSERT INTO {J} AS j (name, key, status, kind, cron, every_us, params, max_retries, "
@@ -5452,12 +5516,12 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "WITH l AS (SELECT * FROM unnest($2::text[], $3::text[], $4::int8[]) AS l(name, key, token)), "
     "h AS (UPDATE {J} j SET heartbeat_at = now() FROM l WHERE $5::bool AND j.name = l.name "
     "AND j.key = l.key AND j.lease = l.token AND j.status = 'running' AND j.owner = $1::text "
-    "RETURNING j.name, j.key, j.cancel_requested), "
-    "r AS (SELECT j.name, j.key, j.cancel_requested FROM {J} j JOIN l ON j.name = l.name "
+    "RETURNING j.name, j.key, j.cancel_requested, j.lease), "
+    "r AS (SELECT j.name, j.key, j.cancel_requested, j.lease FROM {J} j JOIN l ON j.name = l.name "
     "AND j.key = l.key AND j.lease = l.token WHERE NOT $5::bool AND j.status = 'running' "
     "AND j.owner = $1::text), "
     "n AS (UPDATE {N} SET last_seen = now() WHERE id = $1::text RETURNING 1) "
-    "SELECT now(), x.name, x.key, x.cancel_requested FROM (SELECT 1) one LEFT JOIN "
+    "SELECT now(), x.name, x.key, x.cancel_requested, x.lease FROM (SELECT 1) one LEFT JOIN "
     "(SELECT * FROM h UNION ALL SELECT * FROM r) x ON true",
 
     /* FINISH: $1 names[] $2 keys[] $3 tokens[] $4 outcomes[] $5 statuses[] $6 next_runs[]
@@ -5521,15 +5585,20 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
                                         "'running', u.version::text, $1::text, '')") ")}"
     " FROM u",
 
-    /* CANCEL: $1 name $2 key $3 node $4 channel */
+    /* CANCEL: $1 name $2 key $3 node $4 channel.
+       cur locks the row and reads its latest version; the change decides on cur's values,
+       not on j's as the statement's snapshot saw them: a row that a concurrent claim or
+       outcome changed after the snapshot would otherwise be skipped without a word (the
+       same holds for trigger and remove below). */
     "WITH cur AS (SELECT status, kind, version FROM {J} WHERE name = $1::text AND key = $2::text "
     "FOR UPDATE), "
     "u AS (UPDATE {J} j SET "
-    "cancel_requested = CASE WHEN j.status = 'running' THEN true ELSE j.cancel_requested END, "
-    "status = CASE WHEN j.status = 'running' THEN j.status ELSE 'cancelled' END, "
-    "next_run = CASE WHEN j.status = 'running' THEN j.next_run END, "
-    "version = nextval('{Q}'), updated_at = now() WHERE j.name = $1::text AND j.key = $2::text "
-    "AND (j.status = 'running' OR (j.status = 'pending' AND j.kind = 'once')) "
+    "cancel_requested = CASE WHEN cur.status = 'running' THEN true ELSE j.cancel_requested END, "
+    "status = CASE WHEN cur.status = 'running' THEN 'running' ELSE 'cancelled' END, "
+    "next_run = CASE WHEN cur.status = 'running' THEN j.next_run END, "
+    "version = nextval('{Q}'), updated_at = now() FROM cur "
+    "WHERE j.name = $1::text AND j.key = $2::text "
+    "AND (cur.status = 'running' OR (cur.status = 'pending' AND cur.kind = 'once')) "
     "RETURNING j.status, j.version, j.owner) "
     "SELECT cur.status, u.status, coalesce(u.version, cur.version), u.owner"
     "{NOTIFY, CASE WHEN u.status IS NULL THEN NULL ELSE (SELECT " PGSCHED__NOTIFY(
@@ -5542,7 +5611,7 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     /* TRIGGER: $1 name $2 key $3 node $4 channel */
     "WITH cur AS (SELECT status FROM {J} WHERE name = $1::text AND key = $2::text FOR UPDATE), "
     "u AS (UPDATE {J} j SET next_run = now(), version = nextval('{Q}'), updated_at = now() "
-    "WHERE j.name = $1::text AND j.key = $2::text AND j.status = 'pending' "
+    "FROM cur WHERE j.name = $1::text AND j.key = $2::text AND cur.status = 'pending' "
     "RETURNING j.next_run, j.version) "
     "SELECT cur.status, u.next_run, u.version"
     "{NOTIFY, CASE WHEN u.version IS NULL THEN NULL ELSE (SELECT " PGSCHED__NOTIFY(
@@ -5554,10 +5623,10 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     /* REMOVE: $1 name $2 key $3 node $4 channel */
     "WITH cur AS (SELECT status FROM {J} WHERE name = $1::text AND key = $2::text FOR UPDATE), "
     "u AS (UPDATE {J} j SET cancel_requested = true, remove_requested = true, "
-    "version = nextval('{Q}'), updated_at = now() WHERE j.name = $1::text AND j.key = $2::text "
-    "AND j.status = 'running' RETURNING j.owner, j.version), "
-    "d AS (DELETE FROM {J} j WHERE j.name = $1::text AND j.key = $2::text "
-    "AND j.status <> 'running' RETURNING nextval('{Q}') AS version) "
+    "version = nextval('{Q}'), updated_at = now() FROM cur WHERE j.name = $1::text "
+    "AND j.key = $2::text AND cur.status = 'running' RETURNING j.owner, j.version), "
+    "d AS (DELETE FROM {J} j USING cur WHERE j.name = $1::text AND j.key = $2::text "
+    "AND cur.status <> 'running' RETURNING nextval('{Q}') AS version) "
     "SELECT cur.status, u.owner, coalesce(u.version, d.version), d.version IS NOT NULL"
     "{NOTIFY, CASE WHEN u.version IS NULL AND d.version IS NULL THEN NULL ELSE (SELECT "
     PGSCHED__NOTIFY("$4::text", "CASE WHEN u.version IS NOT NULL THEN concat_ws(E'\\t', 'X', "
@@ -5879,8 +5948,13 @@ static int64_t pgsched__pg_int(const PGresult *r, int row, int col)
 /* timestamptz in binary: microseconds since 2000-01-01; 0 for NULL. */
 static pgsched_time pgsched__pg_time(const PGresult *r, int row, int col)
 {
+    int64_t v;
     if (PQgetisnull(r, row, col)) return 0;
-    return pgsched__pg_be64(PQgetvalue(r, row, col)) + (pgsched_time)946684800 * 1000000;
+    v = pgsched__pg_be64(PQgetvalue(r, row, col));
+    /* 'infinity' and '-infinity' (or anything else written by hand beyond our range) */
+    if (v > PGSCHED_TIME_MAX - (pgsched_time)946684800 * 1000000) return PGSCHED_TIME_MAX;
+    if (v < PGSCHED_TIME_MIN - (pgsched_time)946684800 * 1000000) return PGSCHED_TIME_MIN;
+    return v + (pgsched_time)946684800 * 1000000;
 }
 
 static int pgsched__pg_bool(const PGresult *r, int row, int col)
@@ -6015,6 +6089,13 @@ static PGconn *pgsched__pg_connect(pgsched__pg *p, char *why, size_t why_size)
         return NULL;
     }
     PQsetNoticeProcessor(c, pgsched__pg_quiet, NULL);
+    /* A row lock held by someone else's open transaction (a caller scheduling inside its own
+       transaction, say) must not stall a node's dispatcher, and with it the heartbeats of
+       every run: a statement gives up after a while and is tried again later. */
+    {
+        PGresult *r = PQexec(c, "SET lock_timeout = '5s'");
+        PQclear(r);
+    }
     return c;
 }
 
@@ -6447,9 +6528,12 @@ static pgsched_result pgsched__pg_heartbeat(pgsched_store *s, const char *node_i
     *now = pgsched__pg_time(res, 0, 0);
     for (row = 0; row < n; row++) {
         const char *name = pgsched__pg_text(res, row, 1), *key = pgsched__pg_text(res, row, 2);
+        int64_t token = pgsched__pg_int(res, row, 4);
         if (!name) continue;
+        /* by token too: a node may hold a stale lease and a fresh one on the same row */
         for (i = 0; i < count; i++)
-            if (strcmp(leases[i].name, name) == 0 && strcmp(leases[i].key, key) == 0) {
+            if (leases[i].token == token && strcmp(leases[i].name, name) == 0 &&
+                strcmp(leases[i].key, key) == 0) {
                 states[i].lost = 0;
                 states[i].cancel_requested = pgsched__pg_bool(res, row, 3);
             }
@@ -6870,6 +6954,7 @@ static pgsched_result pgsched__pg_listen_connect(pgsched__pg *p, pgsched__pglist
     if (r != PGSCHED_OK) {
         PQfinish(c);
         l->retry_at = pgsched__monotonic() + l->backoff;
+        l->backoff = l->backoff * 2 > p->reconnect_max ? p->reconnect_max : l->backoff * 2;
         return r;
     }
     l->conn = c;
@@ -6890,6 +6975,8 @@ static pgsched_result pgsched__pg_listen_open(pgsched_store *s, pgsched_listener
     }
     fcntl(l->wake_fd[0], F_SETFL, O_NONBLOCK);
     fcntl(l->wake_fd[1], F_SETFL, O_NONBLOCK);
+    fcntl(l->wake_fd[0], F_SETFD, FD_CLOEXEC);
+    fcntl(l->wake_fd[1], F_SETFD, FD_CLOEXEC);
     l->backoff = p->reconnect_min;
     /* A first connection that fails is retried by listen_wait, which then reports a resync:
        the listener exists either way so the caller's set-up does not depend on timing. */
@@ -6961,7 +7048,7 @@ static pgsched_result pgsched__pg_listen_wait(pgsched_store *s, pgsched_listener
             }
             if (now >= l->retry_at) pgsched__pg_listen_connect(p, l, NULL);
         }
-        if (l->conn && l->need_resync) {
+        if (l->conn && l->need_resync && n < cap) {
             /* Back after a gap: events may have been missed, the caller must poll. */
             memset(&events[n], 0, sizeof events[n]);
             events[n++].kind = PGSCHED_EVENT_RESYNC;
@@ -7205,6 +7292,7 @@ typedef struct pgsched__slot {
     pgsched_job_list job;
     const pgsched__type *type;
     pgsched_time deadline;      /* monotonic; PGSCHED_NEVER without a timeout */
+    pgsched_time leased_at;     /* monotonic: when the claim that holds the lease was sent */
     pgsched_time started_mono;
     char *error;                /* set by pgsched_run_set_error */
     pthread_cond_t cv;
@@ -7224,6 +7312,7 @@ enum { PGSCHED__COUNT_NONE, PGSCHED__COUNT_SUCCESS, PGSCHED__COUNT_FAILURE,
 
 typedef struct pgsched__cbev {
     pgsched_status_event ev;
+    pgsched_time ready_at; /* monotonic: not delivered before (0 = at once) */
     char name[PGSCHED_NAME_MAX + 1];
     char key[PGSCHED_KEY_MAX + 1];
     char node[PGSCHED_NODE_ID_MAX + 1];
@@ -7241,6 +7330,13 @@ typedef struct pgsched__otimer {
     int64_t version;
     pgsched_time at;
 } pgsched__otimer;
+
+/* A FIFO of timers that all have the same delay, so they expire in the order they were put:
+   one for changes waiting for their notification, one for changes already delivered. */
+typedef struct pgsched__ofifo {
+    pgsched__otimer *q;
+    size_t head, count, cap;
+} pgsched__ofifo;
 
 typedef struct pgsched__cron_entry {
     char *text;
@@ -7281,9 +7377,12 @@ struct pgsched_node {
     pgsched_time next_poll, next_heartbeat, next_cancel_check, next_stall, next_cleanup;
     pgsched_time outcome_retry_at, claim_retry_at, shutdown_deadline;
     pgsched_time known_due;  /* store clock; 0 = unknown */
-    int claim_now, resync, wake_cancel_check;
+    pgsched_time hint_due;   /* earliest due time learned while a claim was in flight */
+    pgsched_time renewed_at; /* monotonic: when the last successful heartbeat was sent */
+    int resync, wake_cancel_check;
     pgsched_duration offset; /* store clock minus monotonic clock */
     pgsched_time last_error_log;
+    int lost_outcomes; /* allocation failures, logged outside the lock */
 
     uint64_t rng;
     pgsched_counters counters;
@@ -7298,11 +7397,11 @@ struct pgsched_node {
     pgsched__cbev *cbq;
     size_t cb_head, cb_count, cb_cap;
     int cb_stop;
+    int dropped_callbacks; /* allocation failures, logged outside the lock */
     int cb_ordered; /* deliveries follow the listener (notifications on) */
     pgsched__own *own;
     size_t own_cap, own_count;
-    pgsched__otimer *ot;
-    size_t ot_head, ot_count, ot_cap;
+    pgsched__ofifo own_wait, own_keep;
 };
 
 /* ---- small helpers ---- */
@@ -7362,6 +7461,17 @@ static const pgsched__type *pgsched__find_type(const pgsched_node *n, const char
     return NULL;
 }
 
+/* Work of the node's types may be due at `t` (store clock): wake the dispatcher then.
+   Caller holds n->mu. */
+static void pgsched__hint_due(pgsched_node *n, pgsched_time t)
+{
+    if (!n->known_due || t < n->known_due) {
+        n->known_due = t;
+        pthread_cond_signal(&n->cv);
+    }
+    if (!n->hint_due || t < n->hint_due) n->hint_due = t;
+}
+
 /* Whether the caller is one of the node's own threads. Caller holds n->mu (the *_started
    flags change under it). */
 static int pgsched__is_node_thread(pgsched_node *n)
@@ -7402,6 +7512,24 @@ static char *pgsched__clean_error(const pgsched_allocator *a, const char *s)
     return r;
 }
 
+/* Whether cron text starts with a zone ("CRON_TZ=" or "TZ=", any case, as the parser reads). */
+static int pgsched__has_zone_prefix(const char *text)
+{
+    static const char *const prefixes[] = {"CRON_TZ=", "TZ="};
+    size_t p, i;
+    while (*text == ' ' || *text == '\t') text++;
+    for (p = 0; p < 2; p++) {
+        const char *x = prefixes[p];
+        for (i = 0; x[i]; i++) {
+            char c = text[i];
+            if (c >= 'a' && c <= 'z') c = (char)(c - 'a' + 'A');
+            if (c != x[i]) break;
+        }
+        if (!x[i]) return 1;
+    }
+    return 0;
+}
+
 /* ---- cron cache: a parsed expression is immutable, so entries are shared freely ---- */
 
 static pgsched_result pgsched__cron_get(pgsched_node *n, const char *text, pgsched_cron **out,
@@ -7421,8 +7549,7 @@ static pgsched_result pgsched__cron_get(pgsched_node *n, const char *text, pgsch
         }
     pthread_mutex_unlock(&n->cron_mu);
     memset(&opts, 0, sizeof opts);
-    opts.default_zone = n->default_zone;
-    opts.allocator = &n->alloc;
+    opts.allocator = &n->alloc; /* no default zone: a row's text says its zone, or means UTC */
     r = pgsched_cron_parse(text, &opts, &c, err);
     if (r != PGSCHED_OK) return r;
     pthread_mutex_lock(&n->cron_mu);
@@ -7487,6 +7614,10 @@ static pgsched_result pgsched__next_occurrence(pgsched_node *n, const pgsched_jo
             return pgsched__fail(err, PGSCHED_ERR_SCHEDULE,
                                  "the next-run callback of %s returned a time not after its input",
                                  job->name);
+        if (r == PGSCHED_OK && *next > PGSCHED_TIME_MAX)
+            return pgsched__fail(err, PGSCHED_ERR_NO_NEXT,
+                                 "the next-run callback of %s returned a time after year 9999",
+                                 job->name); /* "never again": the schedule is over */
         if (r != PGSCHED_OK && r != PGSCHED_ERR_NO_NEXT)
             return pgsched__fail(err, r, "the next-run callback of %s failed: %s", job->name,
                                  pgsched_result_string(r));
@@ -7510,14 +7641,22 @@ static pgsched_result pgsched__next_occurrence(pgsched_node *n, const pgsched_jo
 #define PGSCHED__OWN_WAIT (2 * PGSCHED_SECOND)
 #define PGSCHED__OWN_KEEP (10 * PGSCHED_SECOND)
 
-/* Appends to the delivery queue. Caller holds cb_mu. */
-static void pgsched__cbq_put(pgsched_node *n, const pgsched__cbev *ev)
+/* Without notifications there is no ordered source of events: the changes this node makes
+   from several threads (a schedule call, the dispatcher's claim) reach the queue in any
+   order. They wait this long and are delivered in version order, which for one instance is
+   the order the store committed them. */
+#define PGSCHED__REORDER_WINDOW (50 * PGSCHED_MILLISECOND)
+
+/* Appends to the delivery queue, or with `hold` inserts in version order among the events
+   not yet delivered and delays it by the reorder window. Caller holds cb_mu. */
+static void pgsched__cbq_put(pgsched_node *n, const pgsched__cbev *ev, int hold)
 {
+    size_t pos;
     if (n->cb_count == n->cb_cap) {
         size_t ncap = n->cb_cap ? n->cb_cap * 2 : 64, i;
         pgsched__cbev *nq = (pgsched__cbev *)pgsched__malloc(&n->alloc, ncap * sizeof *nq);
         if (!nq) {
-            pgsched__log(n, PGSCHED_LOG_ERROR, "out of memory: a status callback was dropped");
+            n->dropped_callbacks++; /* logged later, outside the lock */
             return;
         }
         for (i = 0; i < n->cb_count; i++) nq[i] = n->cbq[(n->cb_head + i) % n->cb_cap];
@@ -7526,7 +7665,15 @@ static void pgsched__cbq_put(pgsched_node *n, const pgsched__cbev *ev)
         n->cb_cap = ncap;
         n->cb_head = 0;
     }
-    n->cbq[(n->cb_head + n->cb_count) % n->cb_cap] = *ev;
+    pos = n->cb_count;
+    if (hold)
+        while (pos > 0 && n->cbq[(n->cb_head + pos - 1) % n->cb_cap].ev.version > ev->ev.version) {
+            n->cbq[(n->cb_head + pos) % n->cb_cap] = n->cbq[(n->cb_head + pos - 1) % n->cb_cap];
+            pos--;
+        }
+    n->cbq[(n->cb_head + pos) % n->cb_cap] = *ev;
+    n->cbq[(n->cb_head + pos) % n->cb_cap].ready_at =
+        hold ? pgsched__monotonic() + PGSCHED__REORDER_WINDOW : 0;
     n->cb_count++;
     pthread_cond_signal(&n->cb_cv);
 }
@@ -7582,22 +7729,23 @@ static int pgsched__own_reserve(pgsched_node *n)
     return 1;
 }
 
-/* Remembers when to look at an own entry again (expiries only grow, so a FIFO suffices). */
-static void pgsched__own_timer(pgsched_node *n, int64_t version, pgsched_time at)
+/* Remembers when to look at an own entry again. */
+static void pgsched__own_timer(pgsched_node *n, pgsched__ofifo *f, int64_t version,
+                               pgsched_time at)
 {
-    if (n->ot_count == n->ot_cap) {
-        size_t ncap = n->ot_cap ? n->ot_cap * 2 : 64, i;
+    if (f->count == f->cap) {
+        size_t ncap = f->cap ? f->cap * 2 : 64, i;
         pgsched__otimer *nt = (pgsched__otimer *)pgsched__malloc(&n->alloc, ncap * sizeof *nt);
         if (!nt) return; /* the entry then waits for its notification only */
-        for (i = 0; i < n->ot_count; i++) nt[i] = n->ot[(n->ot_head + i) % n->ot_cap];
-        pgsched__free(&n->alloc, n->ot);
-        n->ot = nt;
-        n->ot_cap = ncap;
-        n->ot_head = 0;
+        for (i = 0; i < f->count; i++) nt[i] = f->q[(f->head + i) % f->cap];
+        pgsched__free(&n->alloc, f->q);
+        f->q = nt;
+        f->cap = ncap;
+        f->head = 0;
     }
-    n->ot[(n->ot_head + n->ot_count) % n->ot_cap].version = version;
-    n->ot[(n->ot_head + n->ot_count) % n->ot_cap].at = at;
-    n->ot_count++;
+    f->q[(f->head + f->count) % f->cap].version = version;
+    f->q[(f->head + f->count) % f->cap].at = at;
+    f->count++;
 }
 
 static void pgsched__cbev_fill(pgsched__cbev *e, const char *name, const char *key,
@@ -7635,11 +7783,11 @@ static void pgsched__cb_push(pgsched_node *n, const char *name, const char *key,
             o->expires = pgsched__monotonic() + PGSCHED__OWN_WAIT;
             o->ev = e;
             n->own_count++;
-            pgsched__own_timer(n, version, o->expires);
+            pgsched__own_timer(n, &n->own_wait, version, o->expires);
             pthread_cond_signal(&n->cb_cv);
         }
     } else {
-        pgsched__cbq_put(n, &e);
+        pgsched__cbq_put(n, &e, !n->cb_ordered);
     }
     pthread_mutex_unlock(&n->cb_mu);
 }
@@ -7661,16 +7809,16 @@ static void pgsched__cb_notified(pgsched_node *n, const pgsched_event *v)
             o->delivered = 1;
             o->expires = pgsched__monotonic() + PGSCHED__OWN_KEEP;
             n->own_count++;
-            pgsched__own_timer(n, v->version, o->expires);
-            pgsched__cbq_put(n, &e);
+            pgsched__own_timer(n, &n->own_keep, v->version, o->expires);
+            pgsched__cbq_put(n, &e, 0);
         } else if (!o->delivered) {
-            pgsched__cbq_put(n, &e);
+            pgsched__cbq_put(n, &e, 0);
             pgsched__own_remove(n, o);
         } else {
             pgsched__own_remove(n, o); /* delivered already by the fallback */
         }
     } else {
-        pgsched__cbq_put(n, &e);
+        pgsched__cbq_put(n, &e, 0);
     }
     pthread_mutex_unlock(&n->cb_mu);
 }
@@ -7680,25 +7828,34 @@ static void pgsched__cb_notified(pgsched_node *n, const pgsched_event *v)
    every waiting entry (at shutdown, once the listener has stopped). */
 static pgsched_time pgsched__own_expire(pgsched_node *n, int all)
 {
-    pgsched_time now = pgsched__monotonic();
-    while (n->ot_count) {
-        pgsched__otimer t = n->ot[n->ot_head];
-        pgsched__own *o;
-        if (t.at > now && !all) return t.at;
-        n->ot_head = (n->ot_head + 1) % n->ot_cap;
-        n->ot_count--;
-        o = pgsched__own_slot(n, t.version);
-        if (!o->version || o->expires != t.at) continue; /* resolved meanwhile */
-        if (o->delivered) {
-            pgsched__own_remove(n, o);
-        } else {
-            pgsched__cbq_put(n, &o->ev);
-            o->delivered = 1;
-            o->expires = now + PGSCHED__OWN_KEEP;
-            if (!all) pgsched__own_timer(n, t.version, o->expires);
+    pgsched_time now = pgsched__monotonic(), next = PGSCHED_NEVER;
+    int w;
+    for (w = 0; w < 2; w++) {
+        pgsched__ofifo *f = w == 0 ? &n->own_wait : &n->own_keep;
+        while (f->count) {
+            pgsched__otimer t = f->q[f->head];
+            pgsched__own *o;
+            if (t.at > now && !(all && w == 0)) {
+                if (t.at < next) next = t.at;
+                break;
+            }
+            f->head = (f->head + 1) % f->cap;
+            f->count--;
+            o = pgsched__own_slot(n, t.version);
+            if (!o->version || o->expires != t.at) continue; /* resolved meanwhile */
+            if (o->delivered) {
+                pgsched__own_remove(n, o);
+            } else {
+                /* its notification is overdue: deliver the local copy, and keep the entry a
+                   while so that the notification, should it still come, is dropped */
+                pgsched__cbq_put(n, &o->ev, 0);
+                o->delivered = 1;
+                o->expires = now + PGSCHED__OWN_KEEP;
+                pgsched__own_timer(n, &n->own_keep, t.version, o->expires);
+            }
         }
     }
-    return PGSCHED_NEVER;
+    return next;
 }
 
 static void *pgsched__callback_main(void *arg)
@@ -7711,6 +7868,11 @@ static void *pgsched__callback_main(void *arg)
         if (!n->cb_count) {
             if (n->cb_stop) break;
             pgsched__cond_wait_until(&n->cb_cv, &n->cb_mu, next);
+            continue;
+        }
+        if (!n->cb_stop && n->cbq[n->cb_head].ready_at > pgsched__monotonic()) {
+            pgsched_time at = n->cbq[n->cb_head].ready_at;
+            pgsched__cond_wait_until(&n->cb_cv, &n->cb_mu, at < next ? at : next);
             continue;
         }
         e = n->cbq[n->cb_head];
@@ -7818,8 +7980,7 @@ static void pgsched__queue_outcome(pgsched_node *n, const pgsched_job *job,
             (pgsched__pending *)pgsched__realloc(&n->alloc, n->pending, ncap * sizeof *np);
         if (!np) {
             /* The lease expires and the row is taken back: the run counts as stalled. */
-            pgsched__log(n, PGSCHED_LOG_ERROR, "out of memory: the outcome of %s/%s is lost",
-                         job->name, job->key);
+            n->lost_outcomes++;
             pgsched__free(&n->alloc, error);
             return;
         }
@@ -7836,8 +7997,7 @@ static void pgsched__queue_outcome(pgsched_node *n, const pgsched_job *job,
         pgsched__free(&n->alloc, p->name);
         pgsched__free(&n->alloc, p->key);
         pgsched__free(&n->alloc, error);
-        pgsched__log(n, PGSCHED_LOG_ERROR, "out of memory: the outcome of %s/%s is lost",
-                     job->name, job->key);
+        n->lost_outcomes++;
         return;
     }
     p->o.name = p->name;
@@ -7865,7 +8025,7 @@ static void *pgsched__worker_main(void *arg)
     pthread_mutex_lock(&n->mu);
     for (;;) {
         const pgsched_job *job;
-        int rc, cancel;
+        int rc, cancel, skip;
         char *error;
         pgsched_outcome_kind kind;
         pgsched_outcome o;
@@ -7876,18 +8036,22 @@ static void *pgsched__worker_main(void *arg)
         if (s->state != PGSCHED__SLOT_READY) break;
         s->state = PGSCHED__SLOT_RUNNING;
         job = &s->job.items[0];
+        /* A run handed over just as the node began to shut down (or whose lease is already
+           gone) does not start: its lease is given back instead. */
+        skip = n->state >= PGSCHED__STOPPING || s->released ||
+               s->cancel == PGSCHED__CANCEL_LEASE_LOST;
+        if (n->state >= PGSCHED__STOPPING && s->cancel != PGSCHED__CANCEL_LEASE_LOST)
+            PGSCHED__STORE(&s->cancel, PGSCHED__CANCEL_SHUTDOWN);
         start_db = pgsched__db_now(n);
-        if (start_db - job->next_run > 0) {
-            pgsched_duration d = start_db - job->next_run;
+        if (!skip) {
+            pgsched_duration d = start_db > job->next_run ? start_db - job->next_run : 0;
             n->counters.start_delay_last = d;
             if (d > n->counters.start_delay_max) n->counters.start_delay_max = d;
             n->counters.start_delay_total += d;
-        } else {
-            n->counters.start_delay_last = 0;
         }
         pthread_mutex_unlock(&n->mu);
 
-        rc = s->type->t.handler(&s->run);
+        rc = skip ? PGSCHED_RUN_FAILURE : s->type->t.handler(&s->run);
 
         pthread_mutex_lock(&n->mu);
         cancel = s->cancel;
@@ -7952,30 +8116,81 @@ static void pgsched__cancel_slot(pgsched__slot *s, int reason)
     pthread_cond_broadcast(&s->cv);
 }
 
-static pgsched__slot *pgsched__find_slot(pgsched_node *n, const char *name, const char *key)
+/* The slot running (name, key) under lease `token`. A node can hold two runs of one row at
+   once (a stale run it has not yet learned it lost, and a fresh claim), so the token, not
+   the name, says which. Caller holds n->mu. */
+static pgsched__slot *pgsched__find_slot(pgsched_node *n, const char *name, const char *key,
+                                         int64_t token)
 {
     int i;
     for (i = 0; i < n->nslots; i++) {
         pgsched__slot *s = &n->slots[i];
-        if (s->state != PGSCHED__SLOT_FREE && s->job.count &&
+        if (s->state != PGSCHED__SLOT_FREE && s->job.count && s->job.items[0].lease == token &&
             strcmp(s->job.items[0].name, name) == 0 && strcmp(s->job.items[0].key, key) == 0)
             return s;
     }
     return NULL;
 }
 
-/* ---- dispatcher steps (each called without n->mu held) ---- */
+/* A cancel request for (name, key) reaches every run of it here. Caller holds n->mu. */
+static void pgsched__cancel_matching(pgsched_node *n, const char *name, const char *key)
+{
+    int i;
+    for (i = 0; i < n->nslots; i++) {
+        pgsched__slot *s = &n->slots[i];
+        if (s->state != PGSCHED__SLOT_FREE && s->job.count &&
+            strcmp(s->job.items[0].name, name) == 0 && strcmp(s->job.items[0].key, key) == 0)
+            pgsched__cancel_slot(s, PGSCHED__CANCEL_REQUESTED);
+    }
+}
+
+/* ---- dispatcher steps (each called without n->mu held: the log callback may call the
+   node's API, so nothing is logged while a node lock is held) ---- */
 
 static void pgsched__store_trouble(pgsched_node *n, const char *what, const pgsched_error *e)
 {
-    pgsched_time now = pgsched__monotonic();
-    /* one line per five seconds at most while the database is away */
-    if (e->code != PGSCHED_ERR_CONNECTION || now - n->last_error_log > 5 * PGSCHED_SECOND) {
-        n->last_error_log = now;
+    pgsched_time now = pgsched__monotonic(), last;
+    /* one line per five seconds at most while a problem lasts (the database away, a
+       statement failing over and over) */
+    pthread_mutex_lock(&n->mu);
+    last = n->last_error_log;
+    if (now - last > 5 * PGSCHED_SECOND) n->last_error_log = now;
+    pthread_mutex_unlock(&n->mu);
+    if (now - last > 5 * PGSCHED_SECOND)
         pgsched__log(n, e->code == PGSCHED_ERR_CONNECTION ? PGSCHED_LOG_WARN : PGSCHED_LOG_ERROR,
                      "%s: %s", what, e->message);
-    }
 }
+
+/* Logs what was counted under a lock (allocation failures) since the last call. */
+static void pgsched__log_losses(pgsched_node *n)
+{
+    int outcomes, callbacks;
+    pthread_mutex_lock(&n->mu);
+    outcomes = n->lost_outcomes;
+    n->lost_outcomes = 0;
+    pthread_mutex_unlock(&n->mu);
+    pthread_mutex_lock(&n->cb_mu);
+    callbacks = n->dropped_callbacks;
+    n->dropped_callbacks = 0;
+    pthread_mutex_unlock(&n->cb_mu);
+    if (outcomes)
+        pgsched__log(n, PGSCHED_LOG_ERROR,
+                     "out of memory: %d outcomes were lost (their leases expire and the rows "
+                     "are taken back)",
+                     outcomes);
+    if (callbacks)
+        pgsched__log(n, PGSCHED_LOG_ERROR, "out of memory: %d status callbacks were dropped",
+                     callbacks);
+}
+
+/* Whether a failed write may succeed later (then the outcome is kept and written again). */
+static int pgsched__retryable(pgsched_result r)
+{
+    return r == PGSCHED_ERR_CONNECTION || r == PGSCHED_ERR_DATABASE || r == PGSCHED_ERR_NOMEM ||
+           r == PGSCHED_ERR_SCHEMA_VERSION;
+}
+
+#define PGSCHED__KEEP ((pgsched_result)1) /* per outcome: not written yet, try again */
 
 static void pgsched__flush_outcomes(pgsched_node *n)
 {
@@ -7983,7 +8198,7 @@ static void pgsched__flush_outcomes(pgsched_node *n)
     pgsched_outcome *os;
     pgsched_finish_result *rs;
     pgsched_error e;
-    size_t count, i;
+    size_t count, i, kept = 0;
     pgsched_result r;
 
     pthread_mutex_lock(&n->mu);
@@ -8005,61 +8220,88 @@ static void pgsched__flush_outcomes(pgsched_node *n)
     } else {
         for (i = 0; i < count; i++) os[i] = batch[i].o;
         r = pgsched_store_finish(n->store, os, count, rs, &e);
+        if (r != PGSCHED_OK && !pgsched__retryable(r)) {
+            /* The batch was refused for one bad outcome (a callback's time out of range, say):
+               write them one by one so that only the bad one is dropped. Its lease expires and
+               the row is taken back, counting an attempt. */
+            for (i = 0; i < count; i++) {
+                pgsched_error e1;
+                pgsched_result r1 = pgsched_store_finish(n->store, &os[i], 1, &rs[i], &e1);
+                if (r1 == PGSCHED_OK) continue;
+                rs[i].code = pgsched__retryable(r1) ? PGSCHED__KEEP : r1;
+                if (!pgsched__retryable(r1))
+                    pgsched__log(n, PGSCHED_LOG_ERROR, "%s/%s: the outcome was refused: %s",
+                                 batch[i].name, batch[i].key, e1.message);
+                else
+                    e = e1;
+            }
+            r = PGSCHED_OK;
+        }
     }
+    if (r != PGSCHED_OK)
+        for (i = 0; i < count; i++) rs[i].code = PGSCHED__KEEP;
+
     pthread_mutex_lock(&n->mu);
-    if (r != PGSCHED_OK) {
+    for (i = 0; i < count; i++) {
+        pgsched__pending *p = &batch[i];
+        if (rs[i].code == PGSCHED__KEEP) {
+            kept++;
+            continue;
+        }
+        if (rs[i].code == PGSCHED_OK) {
+            switch (p->counter) {
+            case PGSCHED__COUNT_SUCCESS: n->counters.succeeded++; break;
+            case PGSCHED__COUNT_FAILURE: n->counters.failed++; break;
+            case PGSCHED__COUNT_RETRY:
+                n->counters.failed++;
+                n->counters.retried++;
+                break;
+            case PGSCHED__COUNT_CANCELLED: n->counters.cancelled++; break;
+            case PGSCHED__COUNT_STALLED: n->counters.stalled_taken_back++; break;
+            default: break;
+            }
+            if (rs[i].new_status == PGSCHED_PENDING && rs[i].next_run &&
+                pgsched__find_type(n, p->name) && pgsched__find_type(n, p->name)->t.handler)
+                pgsched__hint_due(n, rs[i].next_run);
+        } else if (rs[i].code == PGSCHED_ERR_LEASE_LOST) {
+            n->counters.lease_lost++;
+        }
+    }
+    if (kept) {
         /* Keep them (in front of newer ones) and try again shortly. */
-        size_t total = count + n->npending;
+        size_t total = kept + n->npending, k = 0;
         pgsched__pending *merged =
-            (pgsched__pending *)pgsched__realloc(&n->alloc, batch, total * sizeof *merged);
+            (pgsched__pending *)pgsched__malloc(&n->alloc, (total ? total : 1) * sizeof *merged);
         if (merged) {
-            for (i = 0; i < n->npending; i++) merged[count + i] = n->pending[i];
+            for (i = 0; i < count; i++)
+                if (rs[i].code == PGSCHED__KEEP) {
+                    merged[k++] = batch[i];
+                    batch[i].name = batch[i].key = batch[i].error = NULL; /* moved */
+                }
+            for (i = 0; i < n->npending; i++) merged[k++] = n->pending[i];
             pgsched__free(&n->alloc, n->pending);
             n->pending = merged;
             n->npending = n->pending_cap = total;
-            batch = NULL;
         } else {
-            for (i = 0; i < count; i++) pgsched__pending_free(n, &batch[i]);
+            n->lost_outcomes += (int)kept;
         }
         n->outcome_retry_at = pgsched__monotonic() + (r == PGSCHED_ERR_CONNECTION
                                                           ? 200 * PGSCHED_MILLISECOND
                                                           : n->cfg.poll_interval);
-        pthread_mutex_unlock(&n->mu);
-        pgsched__store_trouble(n, "recording outcomes", &e);
-    } else {
-        for (i = 0; i < count; i++) {
-            pgsched__pending *p = &batch[i];
-            if (rs[i].code == PGSCHED_OK) {
-                switch (p->counter) {
-                case PGSCHED__COUNT_SUCCESS: n->counters.succeeded++; break;
-                case PGSCHED__COUNT_FAILURE: n->counters.failed++; break;
-                case PGSCHED__COUNT_RETRY:
-                    n->counters.failed++;
-                    n->counters.retried++;
-                    break;
-                case PGSCHED__COUNT_CANCELLED: n->counters.cancelled++; break;
-                case PGSCHED__COUNT_STALLED: n->counters.stalled_taken_back++; break;
-                default: break;
-                }
-                if (rs[i].new_status == PGSCHED_PENDING && rs[i].next_run &&
-                    (!n->known_due || rs[i].next_run < n->known_due) &&
-                    pgsched__find_type(n, p->name) && pgsched__find_type(n, p->name)->t.handler)
-                    n->known_due = rs[i].next_run;
-            } else {
-                n->counters.lease_lost++;
-                pgsched__log(n, PGSCHED_LOG_WARN,
-                             "%s/%s: the lease was lost before the outcome was recorded "
-                             "(another node took the row back)",
-                             p->name, p->key);
-            }
-        }
-        pthread_mutex_unlock(&n->mu);
-        for (i = 0; i < count; i++)
-            if (rs[i].code == PGSCHED_OK)
-                pgsched__cb_push(n, batch[i].name, batch[i].key, PGSCHED_RUNNING,
-                                 rs[i].new_status, rs[i].next_run, rs[i].version, n->id, 0);
-        for (i = 0; i < count; i++) pgsched__pending_free(n, &batch[i]);
     }
+    pthread_mutex_unlock(&n->mu);
+    if (kept) pgsched__store_trouble(n, "recording outcomes", &e);
+    for (i = 0; i < count; i++) {
+        if (rs[i].code == PGSCHED_OK)
+            pgsched__cb_push(n, batch[i].name, batch[i].key, PGSCHED_RUNNING, rs[i].new_status,
+                             rs[i].next_run, rs[i].version, n->id, 0);
+        else if (rs[i].code == PGSCHED_ERR_LEASE_LOST)
+            pgsched__log(n, PGSCHED_LOG_WARN,
+                         "%s/%s: the lease was lost before the outcome was recorded (another "
+                         "node took the row back)",
+                         batch[i].name, batch[i].key);
+    }
+    for (i = 0; i < count; i++) pgsched__pending_free(n, &batch[i]);
     pgsched__free(&n->alloc, batch);
     pgsched__free(&n->alloc, os);
     pgsched__free(&n->alloc, rs);
@@ -8132,14 +8374,13 @@ static void pgsched__heartbeat(pgsched_node *n, int renew)
     }
     pgsched__clock_sample(n, before, now);
     pthread_mutex_lock(&n->mu);
+    /* The store renewed these leases at some instant after `before`: measuring their age
+       from `before` can only overstate it, which is the safe side for self-fencing. */
+    if (renew) n->renewed_at = before;
     for (i = 0; i < k; i++) {
-        pgsched__slot *s = pgsched__find_slot(n, ls[i].name, ls[i].key);
-        if (s && s->job.items[0].lease != ls[i].token) s = NULL;
+        pgsched__slot *s = pgsched__find_slot(n, ls[i].name, ls[i].key, ls[i].token);
         if (st[i].lost) {
             if (s) {
-                pgsched__log(n, PGSCHED_LOG_WARN,
-                             "%s/%s: lease lost (the row was taken back); stopping the run",
-                             ls[i].name, ls[i].key);
                 n->counters.lease_lost++;
                 pgsched__cancel_slot(s, PGSCHED__CANCEL_LEASE_LOST);
             } else {
@@ -8147,12 +8388,18 @@ static void pgsched__heartbeat(pgsched_node *n, int renew)
                 for (j = 0; j < n->npending; j++)
                     if (n->pending[j].o.token == ls[i].token) n->pending[j].o.token = -1;
                 /* written with token -1 it fails as lease lost, and is counted as such */
+                st[i].lost = 0; /* logged when that write fails */
             }
         } else if (st[i].cancel_requested && s) {
             pgsched__cancel_slot(s, PGSCHED__CANCEL_REQUESTED);
         }
     }
     pthread_mutex_unlock(&n->mu);
+    for (i = 0; i < k; i++)
+        if (st[i].lost)
+            pgsched__log(n, PGSCHED_LOG_WARN,
+                         "%s/%s: lease lost (the row was taken back); stopping the run",
+                         ls[i].name, ls[i].key);
 done:
     if (names)
         for (i = 0; i < k; i++) pgsched__free(&n->alloc, names[i]);
@@ -8164,15 +8411,17 @@ done:
     pgsched__free(&n->alloc, st);
 }
 
-/* Hands claimed rows to free slots. Caller holds mu. */
-static void pgsched__assign(pgsched_node *n, const pgsched_job *job)
+/* Hands a claimed row to a free slot. `leased_at` is when the claim was sent (monotonic).
+   Returns 0 when the row cannot be held (out of memory): it is ours in the store but will
+   not run here, so its lease expires and it is taken back. Caller holds mu. */
+static int pgsched__assign(pgsched_node *n, const pgsched_job *job, pgsched_time leased_at)
 {
     int i;
     for (i = 0; i < n->nslots; i++) {
         pgsched__slot *s = &n->slots[i];
         if (s->state != PGSCHED__SLOT_FREE) continue;
         pgsched_job_list_clear(&s->job);
-        if (pgsched_job_list_push(&s->job, job) != PGSCHED_OK) break;
+        if (pgsched_job_list_push(&s->job, job) != PGSCHED_OK) return 0;
         s->type = pgsched__find_type(n, job->name);
         s->run.name = s->job.items[0].name;
         s->run.key = s->job.items[0].key;
@@ -8184,6 +8433,7 @@ static void pgsched__assign(pgsched_node *n, const pgsched_job *job)
         s->cancel = s->job.items[0].cancel_requested ? PGSCHED__CANCEL_REQUESTED
                                                      : PGSCHED__CANCEL_NONE;
         s->released = 0;
+        s->leased_at = leased_at;
         s->started_mono = pgsched__monotonic();
         s->deadline = s->type && s->type->t.timeout > 0 && s->type->t.timeout != PGSCHED_NEVER
                           ? s->started_mono + s->type->t.timeout
@@ -8193,10 +8443,9 @@ static void pgsched__assign(pgsched_node *n, const pgsched_job *job)
         n->counters.running++;
         n->counters.claimed++;
         pthread_cond_signal(&s->cv);
-        return;
+        return 1;
     }
-    /* No slot (cannot happen: we never claim more than the free slots). */
-    PGSCHED_ASSERT(0);
+    return 0; /* no free slot: cannot happen, a claim never asks for more than the free slots */
 }
 
 static void pgsched__claim(pgsched_node *n)
@@ -8206,13 +8455,13 @@ static void pgsched__claim(pgsched_node *n)
     pgsched_job_list got;
     pgsched_error e;
     pgsched_result r;
-    pgsched_time before;
+    pgsched_time before, due;
     size_t i;
     int want;
 
     pthread_mutex_lock(&n->mu);
     want = n->free_slots;
-    n->claim_now = 0;
+    n->hint_due = 0; /* due times learned from now on survive this claim's result */
     pthread_mutex_unlock(&n->mu);
     if (want <= 0 || !n->nrun) return;
     pgsched_job_list_init(&got, &n->alloc);
@@ -8239,14 +8488,18 @@ static void pgsched__claim(pgsched_node *n)
         return;
     }
     PGSCHED__STORE(&n->offset, info.now - (before + (pgsched__monotonic() - before) / 2));
-    for (i = 0; i < got.count; i++) pgsched__assign(n, &got.items[i]);
+    for (i = 0; i < got.count; i++)
+        if (!pgsched__assign(n, &got.items[i], before)) n->lost_outcomes++;
     /* A full batch may have left due rows behind: claim again as soon as a slot frees.
        A partial batch with due rows left means other nodes' claims hold those rows: look
        again shortly rather than at once. */
-    if ((int)got.count == want) n->known_due = info.now;
-    else if (info.next_due && info.next_due <= info.now)
-        n->known_due = info.now + 20 * PGSCHED_MILLISECOND;
-    else n->known_due = info.next_due;
+    if ((int)got.count == want) due = info.now;
+    else if (info.next_due && info.next_due <= info.now) due = info.now + 20 * PGSCHED_MILLISECOND;
+    else due = info.next_due;
+    /* A schedule or notification that arrived while the claim ran may know an earlier time
+       than the claim's snapshot did. */
+    if (n->hint_due && (!due || n->hint_due < due)) due = n->hint_due;
+    n->known_due = due;
     pthread_mutex_unlock(&n->mu);
     for (i = 0; i < got.count; i++)
         pgsched__cb_push(n, got.items[i].name, got.items[i].key, PGSCHED_PENDING,
@@ -8329,7 +8582,8 @@ static void pgsched__cleanup(pgsched_node *n)
 /* Gives back the leases of runs still going when the shutdown timeout ran out. */
 static void pgsched__release_all(pgsched_node *n)
 {
-    int i;
+    int i, released = 0;
+    char first[PGSCHED_NAME_MAX + PGSCHED_KEY_MAX + 2] = "";
     pthread_mutex_lock(&n->mu);
     for (i = 0; i < n->nslots; i++) {
         pgsched__slot *s = &n->slots[i];
@@ -8342,11 +8596,58 @@ static void pgsched__release_all(pgsched_node *n)
         o.status = PGSCHED_PENDING;
         o.attempt_rule = PGSCHED_ATTEMPT_UNCOUNT;
         pgsched__queue_outcome(n, &s->job.items[0], &o, NULL, PGSCHED__COUNT_NONE);
-        pgsched__log(n, PGSCHED_LOG_WARN,
-                     "%s/%s: still running at the end of the shutdown timeout; lease given back",
-                     s->job.items[0].name, s->job.items[0].key);
+        if (!released++)
+            snprintf(first, sizeof first, "%s/%s", s->job.items[0].name, s->job.items[0].key);
     }
     pthread_mutex_unlock(&n->mu);
+    if (released)
+        pgsched__log(n, PGSCHED_LOG_WARN,
+                     "%d runs (%s%s) still going at the end of the shutdown timeout; their "
+                     "leases are given back",
+                     released, first, released > 1 ? ", ..." : "");
+}
+
+/* A node that could not renew its leases for most of the stall timeout (the database is
+   unreachable from here, say) must assume other nodes are about to take its rows back: it
+   stops those runs and writes nothing for them, so a job never runs twice at once. The
+   margin of a quarter of the timeout covers the time a cancelled handler needs to stop.
+   Caller holds n->mu; returns how many runs were stopped. */
+static int pgsched__self_fence(pgsched_node *n, pgsched_time now)
+{
+    pgsched_duration limit = n->cfg.stall_timeout / 4 * 3;
+    int i, fenced = 0;
+    for (i = 0; i < n->nslots; i++) {
+        pgsched__slot *s = &n->slots[i];
+        pgsched_time renewed;
+        if (s->state == PGSCHED__SLOT_FREE || s->released ||
+            s->cancel == PGSCHED__CANCEL_LEASE_LOST)
+            continue;
+        renewed = s->leased_at > n->renewed_at ? s->leased_at : n->renewed_at;
+        if (now - renewed > limit) {
+            pgsched__cancel_slot(s, PGSCHED__CANCEL_LEASE_LOST);
+            n->counters.lease_lost++;
+            fenced++;
+        }
+    }
+    return fenced;
+}
+
+/* When the next lease of a running slot reaches the self-fencing limit. Caller holds mu. */
+static pgsched_time pgsched__next_fence(pgsched_node *n)
+{
+    pgsched_time t = PGSCHED_NEVER;
+    int i;
+    for (i = 0; i < n->nslots; i++) {
+        pgsched__slot *s = &n->slots[i];
+        pgsched_time renewed;
+        if (s->state == PGSCHED__SLOT_FREE || s->released ||
+            s->cancel == PGSCHED__CANCEL_LEASE_LOST)
+            continue;
+        renewed = s->leased_at > n->renewed_at ? s->leased_at : n->renewed_at;
+        if (renewed + n->cfg.stall_timeout / 4 * 3 + 1 < t)
+            t = renewed + n->cfg.stall_timeout / 4 * 3 + 1;
+    }
+    return t;
 }
 
 static pgsched_time pgsched__min_time(pgsched_time a, pgsched_time b) { return a < b ? a : b; }
@@ -8383,11 +8684,26 @@ static void *pgsched__dispatcher_main(void *arg)
                 s->cancel == PGSCHED__CANCEL_NONE)
                 pgsched__cancel_slot(s, PGSCHED__CANCEL_TIMEOUT);
         }
+        if (running && pgsched__self_fence(n, now)) {
+            pthread_mutex_unlock(&n->mu);
+            pgsched__log(n, PGSCHED_LOG_ERROR,
+                         "the leases could not be renewed for %lld ms; runs stopped so that "
+                         "no job runs twice once other nodes take their rows back",
+                         (long long)(n->cfg.stall_timeout / 4 * 3 / 1000));
+            pthread_mutex_lock(&n->mu);
+            continue;
+        }
+        if (n->lost_outcomes) {
+            pthread_mutex_unlock(&n->mu);
+            pgsched__log_losses(n);
+            pthread_mutex_lock(&n->mu);
+            continue;
+        }
         do_flush = n->npending > 0 && now >= n->outcome_retry_at;
         do_hb = now >= n->next_heartbeat;
         do_cc = !do_hb && running > 0 && (now >= n->next_cancel_check || n->wake_cancel_check);
         do_claim = !stopping && n->free_slots > 0 && n->nrun > 0 && now >= n->claim_retry_at &&
-                   (n->claim_now || n->resync || now >= n->next_poll ||
+                   (n->resync || now >= n->next_poll ||
                     (n->known_due && n->known_due <= db_now));
         do_stall = !stopping && now >= n->next_stall;
         do_clean = !stopping && now >= n->next_cleanup;
@@ -8415,7 +8731,10 @@ static void *pgsched__dispatcher_main(void *arg)
         }
         wake = n->next_heartbeat;
         if (n->npending) wake = pgsched__min_time(wake, n->outcome_retry_at);
-        if (running) wake = pgsched__min_time(wake, n->next_cancel_check);
+        if (running) {
+            wake = pgsched__min_time(wake, n->next_cancel_check);
+            wake = pgsched__min_time(wake, pgsched__next_fence(n));
+        }
         if (stopping) {
             wake = pgsched__min_time(wake, released ? n->shutdown_deadline + 2 * PGSCHED_SECOND
                                                     : n->shutdown_deadline);
@@ -8469,17 +8788,11 @@ static void *pgsched__listener_main(void *arg)
                 n->wake_cancel_check = 1;
                 pthread_cond_signal(&n->cv);
             } else if (v->kind == PGSCHED_EVENT_CANCEL) {
-                if (strcmp(v->owner, n->id) == 0) {
-                    pgsched__slot *s = pgsched__find_slot(n, v->name, v->key);
-                    if (s) pgsched__cancel_slot(s, PGSCHED__CANCEL_REQUESTED);
-                }
+                if (strcmp(v->owner, n->id) == 0) pgsched__cancel_matching(n, v->name, v->key);
             } else if (v->kind == PGSCHED_EVENT_CHANGE && strcmp(v->node, n->id) != 0) {
                 const pgsched__type *t = pgsched__find_type(n, v->name);
-                if (v->new_status == PGSCHED_PENDING && v->next_run && t && t->t.handler &&
-                    (!n->known_due || v->next_run < n->known_due)) {
-                    n->known_due = v->next_run;
-                    pthread_cond_signal(&n->cv);
-                }
+                if (v->new_status == PGSCHED_PENDING && v->next_run && t && t->t.handler)
+                    pgsched__hint_due(n, v->next_run);
             }
         }
         pthread_mutex_unlock(&n->mu);
@@ -8760,7 +9073,7 @@ PGSCHED_DEF pgsched_result pgsched_start(pgsched_node *n, pgsched_error *err)
 {
     pgsched_result r;
     size_t i;
-    int k;
+    int k, ok;
     pgsched_time now;
     if (!n) return pgsched__null(err, "the node");
     pthread_mutex_lock(&n->mu);
@@ -8800,33 +9113,31 @@ PGSCHED_DEF pgsched_result pgsched_start(pgsched_node *n, pgsched_error *err)
     n->next_stall = now + pgsched__jitter(n, n->cfg.stall_check_period, 0, 100);
     n->next_cleanup = now + pgsched__jitter(n, n->cfg.cleanup_period, 0, 100);
     n->state = PGSCHED__STARTED;
-    for (k = 0; k < n->nslots; k++) {
-        if (pthread_create(&n->slots[k].thread, NULL, pgsched__worker_main, &n->slots[k]) != 0)
-            break;
-        n->slots[k].thread_started = 1;
+    ok = 1;
+    for (k = 0; k < n->nslots && ok; k++) {
+        ok = pthread_create(&n->slots[k].thread, NULL, pgsched__worker_main, &n->slots[k]) == 0;
+        n->slots[k].thread_started = ok;
     }
-    if (k < n->nslots ||
-        pthread_create(&n->dispatcher, NULL, pgsched__dispatcher_main, n) != 0) {
-        n->state = PGSCHED__STOPPED;
-        for (k = 0; k < n->nslots; k++) pthread_cond_broadcast(&n->slots[k].cv);
-        pthread_mutex_unlock(&n->mu);
-        for (k = 0; k < n->nslots; k++)
-            if (n->slots[k].thread_started) {
-                pthread_join(n->slots[k].thread, NULL);
-                n->slots[k].thread_started = 0;
-            }
-        return pgsched__fail(err, PGSCHED_ERR_NOMEM, "cannot start the node's threads");
-    }
-    n->dispatcher_started = 1;
-    if (n->cfg.on_status && pthread_create(&n->callbacker, NULL, pgsched__callback_main, n) == 0)
-        n->callbacker_started = 1;
-    if (n->listen && pthread_create(&n->listener, NULL, pgsched__listener_main, n) == 0) {
-        n->listener_started = 1;
+    if (ok) ok = n->dispatcher_started =
+                 pthread_create(&n->dispatcher, NULL, pgsched__dispatcher_main, n) == 0;
+    if (ok && n->cfg.on_status)
+        ok = n->callbacker_started =
+            pthread_create(&n->callbacker, NULL, pgsched__callback_main, n) == 0;
+    if (ok && n->listen) {
+        /* From now on changes of this node wait for their own notification (see the status
+           callbacks section); set before the listener runs, so none is delivered twice. */
         pthread_mutex_lock(&n->cb_mu);
         n->cb_ordered = 1;
         pthread_mutex_unlock(&n->cb_mu);
+        ok = n->listener_started =
+            pthread_create(&n->listener, NULL, pgsched__listener_main, n) == 0;
     }
     pthread_mutex_unlock(&n->mu);
+    if (!ok) {
+        /* The ordinary shutdown stops what did start; destroy then joins the workers. */
+        pgsched_shutdown(n, NULL);
+        return pgsched__fail(err, PGSCHED_ERR_NOMEM, "cannot start the node's threads");
+    }
     pgsched__log(n, PGSCHED_LOG_INFO, "node started on %s with %d workers and %lu job types",
                  n->host, n->nslots, (unsigned long)n->ntypes);
     return pgsched__ok(err);
@@ -8893,8 +9204,21 @@ static pgsched_result pgsched__prepare(pgsched_node *n, const pgsched_job_spec *
         pgsched_cron *c;
         int owned;
         pgsched_duration every;
-        if (!s->cron) return pgsched__fail(err, PGSCHED_ERR_CRON_SYNTAX, "the cron expression is missing (NULL)");
-        r = pgsched__cron_get(n, s->cron, &c, &owned, err);
+        const char *text = s->cron;
+        if (!text)
+            return pgsched__fail(err, PGSCHED_ERR_CRON_SYNTAX,
+                                 "the cron expression is missing (NULL)");
+        /* The row carries its zone so that every node computes the same next run: the
+           node's default zone is written into the text; text without a zone means UTC to
+           every node that reads the row. */
+        if (n->default_zone && !pgsched__has_zone_prefix(text)) {
+            size_t len = strlen(n->default_zone) + strlen(text) + 10;
+            *cron_text = (char *)pgsched__malloc(&n->alloc, len);
+            if (!*cron_text) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory");
+            snprintf(*cron_text, len, "CRON_TZ=%s %s", n->default_zone, text);
+            text = *cron_text;
+        }
+        r = pgsched__cron_get(n, text, &c, &owned, err);
         if (r != PGSCHED_OK) return r;
         every = pgsched_cron_interval(c);
         if (every > 0) {
@@ -8902,20 +9226,7 @@ static pgsched_result pgsched__prepare(pgsched_node *n, const pgsched_job_spec *
             q->every = every;
             q->next_run = s->at ? s->at : n->cfg.run_immediately ? 0 : db_now + every;
         } else {
-            /* The row carries its zone so that every node computes the same next run. */
-            if (n->default_zone && strncmp(s->cron, "CRON_TZ=", 8) != 0 &&
-                strncmp(s->cron, "TZ=", 3) != 0) {
-                size_t len = strlen(n->default_zone) + strlen(s->cron) + 10;
-                *cron_text = (char *)pgsched__malloc(&n->alloc, len);
-                if (!*cron_text) {
-                    if (owned) pgsched_cron_free(c);
-                    return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory");
-                }
-                snprintf(*cron_text, len, "CRON_TZ=%s %s", n->default_zone, s->cron);
-                q->cron = *cron_text;
-            } else {
-                q->cron = s->cron;
-            }
+            q->cron = text;
             if (s->at) q->next_run = s->at;
             else if (n->cfg.run_immediately) q->next_run = 0;
             else r = pgsched_cron_next(c, db_now, &q->next_run);
@@ -8926,9 +9237,10 @@ static pgsched_result pgsched__prepare(pgsched_node *n, const pgsched_job_spec *
         return r;
     }
     case PGSCHED_INTERVAL:
-        if (s->every <= 0)
+        if (s->every <= 0 || s->every > PGSCHED__DURATION_MAX)
             return pgsched__fail(err, PGSCHED_ERR_SCHEDULE,
-                                 "an interval schedule needs a positive interval");
+                                 "an interval schedule needs a positive interval of at most "
+                                 "100 years");
         q->every = s->every;
         q->next_run = s->at ? s->at : n->cfg.run_immediately ? 0 : db_now + s->every;
         break;
@@ -8966,10 +9278,7 @@ static void pgsched__note_due(pgsched_node *n, const char *name, pgsched_time ne
     const pgsched__type *t = pgsched__find_type(n, name);
     if (!t || !t->t.handler) return;
     pthread_mutex_lock(&n->mu);
-    if (!n->known_due || next_run < n->known_due) {
-        n->known_due = next_run ? next_run : pgsched__db_now(n);
-        pthread_cond_signal(&n->cv);
-    }
+    pgsched__hint_due(n, next_run ? next_run : pgsched__db_now(n));
     pthread_mutex_unlock(&n->mu);
 }
 
@@ -9030,11 +9339,9 @@ PGSCHED_DEF pgsched_result pgsched_schedule_job_tx(pgsched_node *n, struct pg_co
 static void pgsched__local_cancel(pgsched_node *n, const char *name, const char *key,
                                   const char *owner)
 {
-    pgsched__slot *s;
     if (strcmp(owner, n->id) != 0) return;
     pthread_mutex_lock(&n->mu);
-    s = pgsched__find_slot(n, name, key);
-    if (s) pgsched__cancel_slot(s, PGSCHED__CANCEL_REQUESTED);
+    pgsched__cancel_matching(n, name, key);
     pthread_mutex_unlock(&n->mu);
 }
 
@@ -9178,8 +9485,18 @@ PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *n, pgsched_error *err)
 PGSCHED_DEF void pgsched_destroy(pgsched_node *n)
 {
     size_t i;
-    int k;
+    int k, own;
     if (!n) return;
+    pthread_mutex_lock(&n->mu);
+    own = pgsched__is_node_thread(n);
+    pthread_mutex_unlock(&n->mu);
+    if (own) {
+        /* freeing the node from one of its own threads would pull the floor from under it */
+        pgsched__log(n, PGSCHED_LOG_ERROR,
+                     "pgsched_destroy called from a handler or callback of the same node: "
+                     "ignored");
+        return;
+    }
     pgsched_shutdown(n, NULL);
     /* Handlers that ignored the cancel are waited for here: their memory lives in the node. */
     for (k = 0; k < n->nslots; k++) {
@@ -9197,7 +9514,8 @@ PGSCHED_DEF void pgsched_destroy(pgsched_node *n)
         pgsched_cron_free(n->crons[i].cron);
     }
     pgsched__free(&n->alloc, n->own);
-    pgsched__free(&n->alloc, n->ot);
+    pgsched__free(&n->alloc, n->own_wait.q);
+    pgsched__free(&n->alloc, n->own_keep.q);
     pgsched__free(&n->alloc, n->crons);
     pgsched__free(&n->alloc, n->cbq);
     pgsched__free(&n->alloc, n->types);
