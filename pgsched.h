@@ -771,7 +771,7 @@ typedef struct pgsched_config {
 
     int max_concurrent;          /* workers = runs at once; 0 = 4; at most 1024 */
     pgsched_duration poll_interval;      /* 0 = 1 s */
-    pgsched_duration heartbeat_interval; /* 0 = 5 s; must be below stall_timeout */
+    pgsched_duration heartbeat_interval; /* 0 = stall_timeout / 6, at most 5 s; < stall */
     pgsched_duration stall_timeout;      /* 0 = 30 s */
     pgsched_duration cancel_check_period;/* 0 = 1 s (the fallback without notifications) */
     pgsched_duration retry_base;         /* first retry delay; 0 = 1 s */
@@ -790,7 +790,10 @@ typedef struct pgsched_config {
     void *log_user;
     pgsched_log_level log_level; /* 0 = WARN */
 
-    /* Called from one callback thread, in order per instance; may call the node's API. */
+    /* Called from one callback thread, in order per instance, each change once; may call
+       the node's API. With notifications on, changes come in the order the store committed
+       them (this node's own changes wait for their notification, at most 2 s); without,
+       this node's changes are delivered 50 ms late, in version order. */
     void (*on_status)(void *user, const pgsched_status_event *event);
     void *on_status_user;
 

@@ -2,8 +2,8 @@
      python3 tests/tools/cron_oracle.py generate tests/data/cron_cases.in \
          > tests/data/cron_cases.h
    Expected instants come from the oracle's brute force over Python's zoneinfo
-   (the system tzdata of the generating machine; Test/ zones from
-   tests/data/zoneinfo, read by zoneinfo's pure-Python reader with its zero-based
+   (zone files from the snapshot in tests/data/zoneinfo; Test/ zones
+   read by zoneinfo's pure-Python reader with its zero-based
    day rule fixed and checked against glibc: cron_oracle.py zones), never from
    pgsched.h. The oracle agrees with all 425 cases of cron-vectors.json
    (cron_oracle.py check). Do not edit: edit the .in file and regenerate. */

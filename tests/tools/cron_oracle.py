@@ -67,10 +67,16 @@ _pyzi._DayOffset.year_to_epoch = _year_to_epoch_fixed
 
 
 def load_zone(name):
-    """System zones by name; the synthetic zones named Test/... from tests/data/zoneinfo."""
+    """Zones from the snapshot in tests/data/zoneinfo (what tests/test_cron.c reads), the
+    synthetic Test/... zones through the patched pure-Python reader; other zones from the
+    system database."""
+    path = os.path.join(TEST_ZONES, name)
     if name.startswith("Test/"):
-        with open(os.path.join(TEST_ZONES, name), "rb") as f:
+        with open(path, "rb") as f:
             return _pyzi.ZoneInfo.from_file(f, key=name)
+    if os.path.isfile(path):
+        with open(path, "rb") as f:
+            return zoneinfo.ZoneInfo.from_file(f, key=name)
     return zoneinfo.ZoneInfo(name)
 
 
@@ -386,8 +392,8 @@ def generate(path):
     out.append("     python3 tests/tools/cron_oracle.py generate tests/data/cron_cases.in \\")
     out.append("         > tests/data/cron_cases.h")
     out.append("   Expected instants come from the oracle's brute force over Python's zoneinfo")
-    out.append("   (the system tzdata of the generating machine; Test/ zones from")
-    out.append("   tests/data/zoneinfo, read by zoneinfo's pure-Python reader with its zero-based")
+    out.append("   (zone files from the snapshot in tests/data/zoneinfo; Test/ zones")
+    out.append("   read by zoneinfo's pure-Python reader with its zero-based")
     out.append("   day rule fixed and checked against glibc: cron_oracle.py zones), never from")
     out.append("   pgsched.h. The oracle agrees with all 425 cases of cron-vectors.json")
     out.append("   (cron_oracle.py check). Do not edit: edit the .in file and regenerate. */")
