@@ -247,6 +247,137 @@ ENGINE_TEST(stale_node_cannot_overwrite_newer_run)
     finish_as_owner(fx, theirs);
 }
 
+/* A node holding a stale run of a row (its lease was taken back, which the node has not yet
+   heard: its heartbeats are in flight) claims the row again when it comes due. The next
+   heartbeat stops the stale run, whichever slot either run is in, and leaves the fresh one
+   alone; the stale run writes nothing. The rows are arranged so that the fresh run lands in
+   the first slot and the stale one in the second. */
+ENGINE_TEST(stale_run_is_stopped_when_its_node_claims_the_row_again)
+{
+    fault_store *w = fx_fault_store(fx);
+    pgsched_config c = fx_config_on(fx, w);
+    probe *pf = fx_probe(fx), *p = fx_probe(fx);
+    pgsched_node *n;
+    pgsched_job_spec s;
+    const pgsched_job *stale, *theirs, *fresh;
+    pgsched_outcome o;
+    pgsched_finish_result res;
+    pgsched_run_list *h;
+    pgsched_time t0;
+    run_rec r0;
+    int hb;
+    c.max_concurrent = 2;
+    c.stall_timeout = 10 * SEC;
+    c.heartbeat_interval = 50 * MS;
+    c.cancel_check_period = 60 * SEC;
+    p->gated = 1; /* runs of "t" wait for the gate or for their cancel */
+    n = fx_node(fx, &c);
+    fx_register(fx, n, "f", h_probe, pf);
+    fx_register(fx, n, "t", h_probe, p);
+    OK(pgsched_init(n, E));
+    /* one claim takes both, in due order: "f" into the first slot, "t" into the second */
+    s = spec_once("f", "k0", fx_now(fx) - 2 * SEC);
+    OK(pgsched_schedule_job(n, &s, E));
+    s = spec_once("t", "k1", fx_now(fx) - 1 * SEC);
+    OK(pgsched_schedule_job(n, &s, E));
+    OK(pgsched_start(n, E));
+    WAIT_UNTIL(probe_finished(pf) == 1 && probe_inflight(p) == 1, 5000);
+    WAIT_UNTIL(counters_of(n).running == 1, 3000); /* the first slot is free again */
+    stale = job_get(fx, "t", "k1");
+    assert_string_equal(stale->owner, pgsched_node_id(n));
+
+    /* from the next heartbeat on, the node hears "held" for every lease */
+    FAULT_SET(w->heartbeat_mode, FAULT_HB_FAKE);
+    hb = FAULT_GET(w->heartbeats);
+    WAIT_UNTIL(FAULT_GET(w->heartbeats) > hb, 3000);
+    theirs = take_back_one(fx, "intruder");
+    memset(&o, 0, sizeof o);
+    o.name = "t";
+    o.key = "k1";
+    o.token = theirs->lease;
+    o.outcome = PGSCHED_OUTCOME_STALLED;
+    o.status = PGSCHED_PENDING;
+    o.next_run = fx_now(fx); /* due again at once */
+    o.attempt_rule = PGSCHED_ATTEMPT_KEEP;
+    o.node_id = "intruder";
+    OK(pgsched_store_finish(fx->store, &o, 1, &res, E));
+    assert_int_equal(res.code, PGSCHED_OK);
+    WAIT_UNTIL(probe_nrecs(p) == 2, 3000); /* claimed again, run in the first slot */
+    fresh = job_get(fx, "t", "k1");
+    assert_string_equal(fresh->owner, pgsched_node_id(n));
+    assert_true(fresh->lease != stale->lease);
+    assert_int_equal(probe_rec(p, 0).done, 0); /* the stale run still goes */
+
+    t0 = mono_us();
+    FAULT_SET(w->heartbeat_mode, FAULT_HB_PASS);
+    WAIT_UNTIL(probe_rec(p, 0).done, 2000);
+    r0 = probe_rec(p, 0);
+    assert_int_equal(r0.saw_cancel, 1);
+    assert_between(r0.cancel_seen_mono - t0, 0, 50 * MS + 250 * MS);
+    assert_int_equal(probe_rec(p, 1).done, 0); /* the fresh run is not stopped */
+    assert_int_equal(counters_of(n).lease_lost, 1);
+    probe_open_gate(p);
+    WAIT_STATUS("t", "k1", PGSCHED_COMPLETED, 3000);
+    assert_int_equal(probe_rec(p, 1).saw_cancel, 0);
+    h = history_of(fx, "t", "k1", 10);
+    assert_int_equal(h->count, 2); /* the intruder's take-back and the fresh run, nothing else */
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_SUCCESS);
+    assert_string_equal(h->items[0].node, pgsched_node_id(n));
+    assert_int_equal(h->items[1].outcome, PGSCHED_OUTCOME_STALLED);
+}
+
+/* A node that cannot renew its leases (the database is unreachable from it alone) stops its
+   runs once 3/4 of stall_timeout passed since the last renewal, before any other node may
+   take the rows back, and writes nothing for them: the row stays running under its lease
+   until another node takes it back. */
+ENGINE_TEST(node_that_cannot_renew_its_leases_stops_its_runs_and_writes_nothing)
+{
+    fault_store *w = fx_fault_store(fx);
+    pgsched_config c = fx_config_on(fx, w);
+    probe *p = fx_probe(fx);
+    pgsched_node *n;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    const pgsched_job *mine, *now, *theirs;
+    pgsched_time t0;
+    pgsched_duration el;
+    int64_t polls;
+    run_rec r;
+    c.stall_timeout = 1200 * MS; /* stops its runs 900 ms after the last renewal */
+    c.heartbeat_interval = 50 * MS;
+    c.cancel_check_period = 60 * SEC;
+    c.stall_check_period = 60 * SEC; /* the node does not take its own row back */
+    n = start_node_with(fx, &c, "t", h_wait_cancel, p);
+    OK(pgsched_schedule_job(n, &s, E));
+    WAIT_UNTIL(probe_inflight(p) == 1, 3000);
+    mine = job_get(fx, "t", "k");
+    t0 = mono_us();
+    FAULT_SET(w->heartbeat_mode, FAULT_HB_FAIL);
+    WAIT_UNTIL(probe_finished(p) == 1, 3000);
+    r = probe_rec(p, 0);
+    assert_int_equal(r.saw_cancel, 1);
+    el = r.cancel_seen_mono - t0;
+    if (g_verbose) fprintf(stderr, "    self-fenced %lld ms after renewals failed\n",
+                           (long long)(el / 1000));
+    /* the last renewal was at most one heartbeat interval before t0 */
+    assert_between(el, 900 * MS - 50 * MS - 100 * MS, 1200 * MS);
+    WAIT_UNTIL(counters_of(n).running == 0, 2000);
+    polls = counters_of(n).polls;
+    WAIT_UNTIL(counters_of(n).polls >= polls + 2, 3000); /* outcomes are flushed first */
+    assert_int_equal(FAULT_GET(w->finish_calls), 0);
+    now = job_get(fx, "t", "k");
+    assert_int_equal(now->status, PGSCHED_RUNNING);
+    assert_string_equal(now->owner, pgsched_node_id(n));
+    assert_int_equal(now->lease, mine->lease);
+    assert_int_equal(now->version, mine->version);
+    assert_int_equal(now->runs, 0);
+    assert_int_equal(history_of(fx, "t", "k", 10)->count, 0);
+    assert_int_equal(counters_of(n).lease_lost, 1);
+    theirs = take_back_one(fx, "other-node");
+    finish_as_owner(fx, theirs);
+    assert_int_equal(job_status(fx, "t", "k"), PGSCHED_COMPLETED);
+    FAULT_SET(w->heartbeat_mode, FAULT_HB_PASS);
+}
+
 /* ---- shutdown ------------------------------------------------------------------------------ */
 
 /* §12 (shutdown could not record outcomes): outcomes that arrive within shutdown_timeout are
@@ -470,6 +601,218 @@ ENGINE_TEST(destroy_shuts_down_running_node)
     assert_int_equal(job_get(fx, "t", "k")->attempt, 0);
 }
 
+/* A log callback that calls the node's API (here pgsched_get_counters). Heap-owned (freed
+   at teardown through a probe's hook_arg), as the node may log until it is destroyed. */
+typedef struct api_logger {
+    efx *fx;
+    pgsched_node *node; /* atomic; NULL: do not call the API */
+    int api_calls;      /* atomic */
+    int release;        /* atomic: h_stuck returns */
+} api_logger;
+
+static void log_calls_api(void *user, pgsched_log_level level, const char *message)
+{
+    api_logger *g = (api_logger *)user;
+    pgsched_node *n = __atomic_load_n(&g->node, __ATOMIC_ACQUIRE);
+    if (n) {
+        pgsched_counters k;
+        pgsched_get_counters(n, &k);
+        __atomic_add_fetch(&g->api_calls, 1, __ATOMIC_ACQ_REL);
+    }
+    fx_log(g->fx, level, message);
+}
+
+/* A handler stuck until released (it ignores the cancel); touches only its api_logger. */
+static int h_stuck(pgsched_run *run)
+{
+    api_logger *g = (api_logger *)run->user;
+    pgsched_time deadline = mono_us() + 5 * SEC;
+    while (!__atomic_load_n(&g->release, __ATOMIC_ACQUIRE) && mono_us() < deadline)
+        sleep_us(1 * MS);
+    return PGSCHED_RUN_SUCCESS;
+}
+
+typedef struct shutdown_call {
+    pgsched_node *node;
+    int done; /* atomic */
+} shutdown_call;
+
+static void *shutdown_call_main(void *arg)
+{
+    shutdown_call *sc = (shutdown_call *)arg;
+    pgsched_shutdown(sc->node, NULL);
+    __atomic_store_n(&sc->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* The engine logs nothing while it holds a lock of the node, so a log callback may call the
+   node's API: a shutdown that gives back the lease of a stuck run (and logs it) returns
+   within the shutdown timeout plus a margin instead of deadlocking. */
+ENGINE_TEST(log_callback_may_call_node_api_during_shutdown)
+{
+    pgsched_config c = fx_config(fx);
+    probe *carrier = fx_probe(fx); /* owns the logger: freed after the nodes */
+    api_logger *g = (api_logger *)calloc(1, sizeof *g);
+    pgsched_node *n;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    shutdown_call *sc = (shutdown_call *)calloc(1, sizeof *sc);
+    pthread_t th;
+    pgsched_time t0, deadline;
+    int calls_before, warns_before, i;
+    assert_non_null(g);
+    assert_non_null(sc);
+    g->fx = fx;
+    carrier->hook_arg = g;
+    carrier->hook_arg_free = free;
+    c.log = log_calls_api;
+    c.log_user = g;
+    c.shutdown_timeout = 200 * MS;
+    n = fx_node(fx, &c);
+    __atomic_store_n(&g->node, n, __ATOMIC_RELEASE);
+    fx_register(fx, n, "t", h_stuck, g);
+    OK(pgsched_start(n, E));
+    OK(pgsched_schedule_job(n, &s, E));
+    WAIT_UNTIL(counters_of(n).running == 1, 3000);
+    calls_before = __atomic_load_n(&g->api_calls, __ATOMIC_ACQUIRE);
+    warns_before = fx_log_count(fx, PGSCHED_LOG_WARN);
+    sc->node = n;
+    t0 = mono_us();
+    assert_int_equal(pthread_create(&th, NULL, shutdown_call_main, sc), 0);
+    deadline = t0 + 200 * MS + 2500 * MS;
+    while (!__atomic_load_n(&sc->done, __ATOMIC_ACQUIRE) && mono_us() < deadline) sleep_us(2 * MS);
+    if (!__atomic_load_n(&sc->done, __ATOMIC_ACQUIRE)) {
+        /* deadlocked: leave the node, its store, the logger and the call to their fate so
+           that teardown touches none of them */
+        pthread_detach(th);
+        __atomic_store_n(&g->release, 1, __ATOMIC_RELEASE);
+        carrier->hook_arg_free = NULL;
+        for (i = 0; i < fx->nnodes; i++)
+            if (fx->nodes[i] == n) fx->nodes[i] = NULL;
+        if (!fx->pg) fx->store = NULL;
+        fail_msg("pgsched_shutdown did not return within 2.7 s (shutdown timeout 200 ms): the "
+                 "log callback calling pgsched_get_counters deadlocked the node");
+    }
+    pthread_join(th, NULL);
+    free(sc);
+    if (g_verbose)
+        fprintf(stderr, "    shutdown took %lld ms\n", (long long)(mono_us() - t0) / 1000);
+    /* the lease of the stuck run was given back, and that was logged through the callback */
+    assert_int_equal(job_status(fx, "t", "k"), PGSCHED_PENDING);
+    assert_true(fx_log_count(fx, PGSCHED_LOG_WARN) > warns_before);
+    assert_true(__atomic_load_n(&g->api_calls, __ATOMIC_ACQUIRE) > calls_before);
+    __atomic_store_n(&g->node, NULL, __ATOMIC_RELEASE); /* before the node is freed */
+    __atomic_store_n(&g->release, 1, __ATOMIC_RELEASE);
+}
+
+static void hook_destroy_self(pgsched_run *run, probe *p, run_rec *r)
+{
+    (void)p;
+    pgsched_destroy(run->node);
+    if (r) snprintf(r->api_msg, sizeof r->api_msg, "destroy returned");
+}
+
+static void rec_hook_destroy(recorder *g, const pgsched_status_event *ev)
+{
+    (void)ev;
+    pgsched_destroy(g->node);
+    pthread_mutex_lock(&g->mu);
+    g->hook_calls++;
+    pthread_mutex_unlock(&g->mu);
+}
+
+/* pgsched_destroy from a handler or a status callback of the same node would free the node
+   under its own thread: it is refused (returns, logs an error), the node goes on working, and
+   a destroy from the application's thread later frees it. */
+ENGINE_TEST(destroy_from_handler_or_callback_refused)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    recorder *g = fx_recorder(fx, &c);
+    pgsched_node *a;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    int errors_before, calls;
+    p->hook = hook_destroy_self;
+    g->hook = rec_hook_destroy;
+    a = fx_node(fx, &c);
+    g->node = a;
+    fx_register(fx, a, "t", h_probe, p);
+    OK(pgsched_start(a, E));
+    errors_before = fx_log_count(fx, PGSCHED_LOG_ERROR);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_STATUS("t", "k", PGSCHED_COMPLETED, 5000);
+    assert_string_equal(probe_rec(p, 0).api_msg, "destroy returned");
+    WAIT_UNTIL(recorder_count(g, "t", "k") == 3, 3000);
+    pthread_mutex_lock(&g->mu);
+    calls = g->hook_calls;
+    pthread_mutex_unlock(&g->mu);
+    assert_true(calls >= 3);
+    assert_true(fx_log_count(fx, PGSCHED_LOG_ERROR) >= errors_before + 1 + calls);
+    /* the node still works */
+    pthread_mutex_lock(&p->mu);
+    p->hook = NULL;
+    pthread_mutex_unlock(&p->mu);
+    pthread_mutex_lock(&g->mu);
+    g->hook = NULL;
+    pthread_mutex_unlock(&g->mu);
+    s = spec_once("t", "k2", 0);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_STATUS("t", "k2", PGSCHED_COMPLETED, 5000);
+    fx_destroy_node(fx, a);
+}
+
+/* Returns 1 once the node refuses calls because it is shutting down. */
+static int node_is_stopping(pgsched_node *n)
+{
+    pgsched_job_list l;
+    pgsched_error e;
+    pgsched_result rc;
+    pgsched_job_list_init(&l, NULL);
+    rc = pgsched_get(n, "t", "k", &l, &e);
+    pgsched_job_list_free(&l);
+    return rc == PGSCHED_ERR_STATE;
+}
+
+/* A run handed to a slot just as the node begins to shut down (its claim was on its way
+   back) does not start: the handler is not called and the lease is given back. */
+ENGINE_TEST(run_handed_over_as_shutdown_begins_does_not_start)
+{
+    fault_store *w = fx_fault_store(fx);
+    pgsched_config c = fx_config_on(fx, w);
+    probe *p = fx_probe(fx);
+    pgsched_node *n;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    shutdown_call *sc = (shutdown_call *)calloc(1, sizeof *sc);
+    pthread_t th;
+    pgsched_time deadline;
+    const pgsched_job *j;
+    pgsched_run_list *h;
+    assert_non_null(sc);
+    c.no_notifications = 1;
+    c.poll_interval = 60 * SEC;
+    n = start_node_with(fx, &c, "t", h_probe, p);
+    FAULT_SET(w->hold_claims, 1); /* the claim that takes the row waits */
+    OK(pgsched_schedule_job(n, &s, E));
+    WAIT_UNTIL(FAULT_GET(w->claim_phase) == 1, 3000);
+    assert_int_equal(job_status(fx, "t", "k"), PGSCHED_RUNNING); /* claimed in the store */
+    sc->node = n;
+    assert_int_equal(pthread_create(&th, NULL, shutdown_call_main, sc), 0);
+    deadline = mono_us() + 3 * SEC;
+    while (!node_is_stopping(n) && mono_us() < deadline) sleep_us(1 * MS);
+    FAULT_SET(w->hold_claims, 0); /* the claim comes back: the row reaches a slot */
+    pthread_join(th, NULL);
+    free(sc);
+    if (!node_is_stopping(n)) fail_msg("the node never began to shut down");
+    assert_int_equal(probe_nrecs(p), 0);
+    j = job_get(fx, "t", "k");
+    assert_int_equal(j->status, PGSCHED_PENDING);
+    assert_null(j->owner);
+    assert_int_equal(j->attempt, 0);
+    h = history_of(fx, "t", "k", 10);
+    assert_int_equal(h->count, 1);
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_RELEASED);
+    assert_int_equal(counters_of(n).running, 0);
+}
+
 /* ---- wake-ups and notifications --------------------------------------------------------- */
 
 /* §6/§12 (no wake-up at the next due time): without notifications and with a 60 s poll
@@ -627,6 +970,39 @@ ENGINE_TEST(remote_cancel_without_notifications_within_check_period)
     assert_between(r.cancel_seen_mono - t0, 0, 200 * MS + 100 * MS);
     WAIT_STATUS("w", "k", PGSCHED_CANCELLED, 3000);
     (void)runner;
+}
+
+/* A due time learned while a claim is in flight (here from the node's own schedule call,
+   without notifications and with a 60 s poll interval) survives the claim's answer, which
+   was computed before it: the job runs at its due time, not a poll interval later. */
+ENGINE_TEST(due_time_learned_while_a_claim_is_in_flight_is_kept)
+{
+    fault_store *w = fx_fault_store(fx);
+    pgsched_config c = fx_config_on(fx, w);
+    probe *p = fx_probe(fx);
+    pgsched_node *n;
+    pgsched_job_spec s;
+    pgsched_time due;
+    run_rec r;
+    c.no_notifications = 1;
+    c.poll_interval = 60 * SEC;
+    w->claim_delay = 300 * MS; /* the first claim's answer takes 300 ms to come back */
+    w->slow_claims = 1;
+    n = fx_node(fx, &c);
+    fx_register(fx, n, "t", h_probe, p);
+    OK(pgsched_start(n, E));
+    WAIT_UNTIL(FAULT_GET(w->claim_phase) == 1, 3000);
+    due = fx_now(fx) + 400 * MS;
+    s = spec_once("t", "k", due);
+    OK(pgsched_schedule_job(n, &s, E));
+    if (FAULT_GET(w->claim_phase) != 1)
+        fail_msg("the claim came back before the schedule call did: the test cannot tell");
+    WAIT_UNTIL(probe_finished(p) == 1, 3000);
+    r = probe_rec(p, 0);
+    if (g_verbose)
+        fprintf(stderr, "    lateness %lld us\n", (long long)(r.start_db - due));
+    assert_between(r.start_db - due, 0, 150 * MS);
+    assert_true(counters_of(n).polls < 5); /* woken at the due time, not polling meanwhile */
 }
 
 /* ---- status callbacks ---------------------------------------------------------------------- */
@@ -814,6 +1190,15 @@ static void rec_hook_chain(recorder *g, const pgsched_status_event *ev)
     pthread_mutex_unlock(&g->mu);
 }
 
+static int recorder_hook_calls(recorder *g)
+{
+    int n;
+    pthread_mutex_lock(&g->mu);
+    n = g->hook_calls;
+    pthread_mutex_unlock(&g->mu);
+    return n;
+}
+
 /* A status callback may call the node's API (here: schedule the next job of a chain). */
 ENGINE_TEST(status_callback_may_call_node_api)
 {
@@ -829,11 +1214,54 @@ ENGINE_TEST(status_callback_may_call_node_api)
     OK(pgsched_start(a, E));
     OK(pgsched_schedule_job(a, &s, E));
     WAIT_STATUS("t", "second", PGSCHED_COMPLETED, 5000);
+    /* the hook's own calls must finish before the node shuts down under them */
+    WAIT_UNTIL(recorder_hook_calls(g) == 1, 5000);
     OK(pgsched_shutdown(a, E)); /* the callback thread is done: read without the lock */
     assert_int_equal(g->hook_calls, 1);
     assert_int_equal(g->hook_rc[0], PGSCHED_OK);
     assert_int_equal(g->hook_rc[1], PGSCHED_OK);
     assert_int_equal(g->hook_rc[2], PGSCHED_OK);
+}
+
+/* A change of this node whose notification never arrives is delivered by the fallback after
+   2 s, even when a delivered change's 10 s keep entry was queued before it ("heard": its
+   notification arrived before its schedule call returned). Memory store only: the timers
+   are the engine's, whatever the store. */
+ENGINE_TEST(status_callback_of_own_change_with_lost_notification_arrives_within_seconds)
+{
+    fault_store *w = fx_fault_store(fx);
+    pgsched_config c;
+    recorder *g;
+    pgsched_node *a;
+    pgsched_job_spec s = spec_once("t", "heard", 0);
+    pgsched_time t0, el;
+    ev_rec ev[4];
+    w->schedule_delay = 150 * MS;
+    w->drop_prefix = "lost";
+    c = fx_config_on(fx, w);
+    g = fx_recorder(fx, &c);
+    a = fx_node(fx, &c);
+    g->node = a;
+    fx_register(fx, a, "t", NULL, NULL); /* nothing runs: the rows stay pending */
+    OK(pgsched_start(a, E));
+    s.schedule.at = fx_now(fx) + PGSCHED_HOUR;
+    OK(pgsched_schedule_job(a, &s, E));
+    recorder_wait(g, "t", "heard", 1, 2000);
+    assert_int_equal(recorder_count(g, "t", "heard"), 1);
+    s.key = "lost";
+    t0 = mono_us();
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(recorder_count(g, "t", "lost") == 1, 4000);
+    el = mono_us() - t0;
+    if (g_verbose) fprintf(stderr, "    delivered %lld ms later\n", (long long)(el / 1000));
+    assert_between(el, 1 * SEC, 3500 * MS);
+    assert_int_equal(recorder_events(g, "t", "lost", ev, 4), 1);
+    assert_int_equal(ev[0].old_status, PGSCHED_STATUS_NONE);
+    assert_int_equal(ev[0].new_status, PGSCHED_PENDING);
+    assert_int_equal(ev[0].remote, 0);
+    OK(pgsched_shutdown(a, E));
+    assert_int_equal(recorder_count(g, "t", "heard"), 1);
+    assert_int_equal(recorder_count(g, "t", "lost"), 1);
 }
 
 /* ---- several nodes on one store ------------------------------------------------------------ */

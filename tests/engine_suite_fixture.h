@@ -267,6 +267,16 @@ static void fx_log(void *user, pgsched_log_level level, const char *message)
     if (g_verbose) fprintf(stderr, "    [log %d] %s\n", (int)level, message);
 }
 
+/* How many lines of `level` the engine logged so far. */
+static int fx_log_count(efx *fx, pgsched_log_level level)
+{
+    int n;
+    pthread_mutex_lock(&fx->log_mu);
+    n = fx->log_count[level];
+    pthread_mutex_unlock(&fx->log_mu);
+    return n;
+}
+
 /* ---- PostgreSQL administration ---------------------------------------------------------- */
 
 static void admin_exec(const char *fmt, ...)
@@ -823,151 +833,262 @@ static run_rec probe_rec(probe *p, int i)
     return r;
 }
 
-/* ---- a store that wraps the test's store and answers `schedule` late ---------------------
-   Written against the public vtable (SPEC §8): every method forwards to the inner store, but
-   a schedule returns `delay` after the inner call has committed, as a database would whose
-   answer is slow to come back while its notification already reached the other nodes. */
+/* ---- a store that wraps the test's store and misbehaves on demand ------------------------
+   Written against the public vtable (SPEC §8): every method forwards to the inner store
+   (the test's own handle), except where a knob below says otherwise. The knobs are read and
+   written with atomics, so a test may turn them while the node runs.
+   - schedule_delay: a schedule returns this long after the inner call committed, as a
+     database would whose answer is slow to come back while its notification already
+     reached the listeners;
+   - slow_claims / claim_delay: that many claims (counting down) return claim_delay after the
+     inner call; claim_phase is 1 while such a claim is being delayed;
+   - hold_claims: the next claim that took rows waits (claim_phase 1) until hold_claims is
+     set back to 0 (10 s at most), as a claim whose answer is on its way;
+   - heartbeat_mode: FAULT_HB_PASS forwards; FAULT_HB_FAKE answers that every lease is held
+     without asking the inner store (the node's heartbeats are "in flight" while the test
+     changes the rows); FAULT_HB_FAIL fails with PGSCHED_ERR_CONNECTION (the database is
+     unreachable from this node only);
+   - refuse_prefix: a finish batch with an outcome whose key starts with it is refused as a
+     whole with PGSCHED_ERR_TIME_RANGE (a store that cannot write one of the outcomes);
+   - drop_prefix: listen_wait drops the events whose key starts with it (notifications that
+     never arrive). */
 
-typedef struct slow_store {
+enum { FAULT_HB_PASS, FAULT_HB_FAKE, FAULT_HB_FAIL };
+
+typedef struct fault_store {
     pgsched_store base;
     pgsched_store *inner;
-    pgsched_duration delay;
-} slow_store;
+    int64_t schedule_delay;
+    int slow_claims;
+    int64_t claim_delay;
+    int hold_claims;
+    int claim_phase;
+    int heartbeat_mode;
+    int heartbeats;   /* heartbeat calls seen (any mode) */
+    int finish_calls; /* finish calls seen */
+    const char *refuse_prefix; /* set before the node starts */
+    const char *drop_prefix;   /* set before the node starts */
+} fault_store;
 
-#define SLOW_INNER(s) (((slow_store *)(s))->inner)
+#define FAULT(s) ((fault_store *)(s))
+#define FAULT_INNER(s) (FAULT(s)->inner)
+#define FAULT_GET(field) __atomic_load_n(&(field), __ATOMIC_ACQUIRE)
+#define FAULT_SET(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELEASE)
 
-static pgsched_result slow_setup(pgsched_store *s, pgsched_error *err)
+static int fault_has_prefix(const char *s, const char *prefix)
 {
-    return SLOW_INNER(s)->methods->setup(SLOW_INNER(s), err);
+    return prefix && s && strncmp(s, prefix, strlen(prefix)) == 0;
 }
-static void slow_destroy(pgsched_store *s) { free(s); }
-static pgsched_result slow_now(pgsched_store *s, pgsched_time *now, pgsched_error *err)
+
+static pgsched_result fault_fail(pgsched_error *err, pgsched_result code, const char *message)
 {
-    return SLOW_INNER(s)->methods->now(SLOW_INNER(s), now, err);
+    if (err) {
+        err->code = code;
+        snprintf(err->message, sizeof err->message, "%s", message);
+    }
+    return code;
 }
-static pgsched_result slow_schedule(pgsched_store *s, const pgsched_schedule_request *req,
-                                    void *conn, pgsched_schedule_outcome *out, pgsched_error *err)
+
+static pgsched_result fault_setup(pgsched_store *s, pgsched_error *err)
 {
-    pgsched_result r = SLOW_INNER(s)->methods->schedule(SLOW_INNER(s), req, conn, out, err);
-    sleep_us(((slow_store *)s)->delay);
+    return FAULT_INNER(s)->methods->setup(FAULT_INNER(s), err);
+}
+static void fault_destroy(pgsched_store *s) { free(s); }
+static pgsched_result fault_now(pgsched_store *s, pgsched_time *now, pgsched_error *err)
+{
+    return FAULT_INNER(s)->methods->now(FAULT_INNER(s), now, err);
+}
+static pgsched_result fault_schedule(pgsched_store *s, const pgsched_schedule_request *req,
+                                     void *conn, pgsched_schedule_outcome *out,
+                                     pgsched_error *err)
+{
+    pgsched_result r = FAULT_INNER(s)->methods->schedule(FAULT_INNER(s), req, conn, out, err);
+    sleep_us(FAULT_GET(FAULT(s)->schedule_delay));
     return r;
 }
-static pgsched_result slow_claim(pgsched_store *s, const pgsched_claim_request *req,
-                                 pgsched_job_list *out, pgsched_claim_outcome *info,
-                                 pgsched_error *err)
-{
-    return SLOW_INNER(s)->methods->claim(SLOW_INNER(s), req, out, info, err);
-}
-static pgsched_result slow_heartbeat(pgsched_store *s, const char *node_id,
-                                     const pgsched_lease *leases, size_t count, int renew,
-                                     pgsched_lease_state *states, pgsched_time *now,
-                                     pgsched_error *err)
-{
-    return SLOW_INNER(s)->methods->heartbeat(SLOW_INNER(s), node_id, leases, count, renew,
-                                             states, now, err);
-}
-static pgsched_result slow_finish(pgsched_store *s, const pgsched_outcome *o, size_t count,
-                                  pgsched_finish_result *res, pgsched_error *err)
-{
-    return SLOW_INNER(s)->methods->finish(SLOW_INNER(s), o, count, res, err);
-}
-static pgsched_result slow_take_back(pgsched_store *s, const char *node_id,
-                                     pgsched_duration stall, int max, pgsched_job_list *out,
-                                     pgsched_error *err)
-{
-    return SLOW_INNER(s)->methods->take_back(SLOW_INNER(s), node_id, stall, max, out, err);
-}
-static pgsched_result slow_cancel(pgsched_store *s, const char *name, const char *key,
-                                  const char *node_id, pgsched_change_outcome *out,
+static pgsched_result fault_claim(pgsched_store *s, const pgsched_claim_request *req,
+                                  pgsched_job_list *out, pgsched_claim_outcome *info,
                                   pgsched_error *err)
 {
-    return SLOW_INNER(s)->methods->cancel(SLOW_INNER(s), name, key, node_id, out, err);
+    fault_store *f = FAULT(s);
+    size_t before = out->count;
+    pgsched_result r = f->inner->methods->claim(f->inner, req, out, info, err);
+    int slow = FAULT_GET(f->slow_claims);
+    while (slow > 0 && !__atomic_compare_exchange_n(&f->slow_claims, &slow, slow - 1, 0,
+                                                    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+    }
+    if (slow > 0) {
+        FAULT_SET(f->claim_phase, 1);
+        sleep_us(FAULT_GET(f->claim_delay));
+        FAULT_SET(f->claim_phase, 0);
+    }
+    if (r == PGSCHED_OK && out->count > before && FAULT_GET(f->hold_claims)) {
+        pgsched_time deadline = mono_us() + 10 * SEC;
+        FAULT_SET(f->claim_phase, 1);
+        while (FAULT_GET(f->hold_claims) && mono_us() < deadline) sleep_us(1 * MS);
+        FAULT_SET(f->claim_phase, 0);
+    }
+    return r;
 }
-static pgsched_result slow_trigger(pgsched_store *s, const char *name, const char *key,
+static pgsched_result fault_heartbeat(pgsched_store *s, const char *node_id,
+                                      const pgsched_lease *leases, size_t count, int renew,
+                                      pgsched_lease_state *states, pgsched_time *now,
+                                      pgsched_error *err)
+{
+    fault_store *f = FAULT(s);
+    size_t i;
+    __atomic_add_fetch(&f->heartbeats, 1, __ATOMIC_ACQ_REL);
+    switch (FAULT_GET(f->heartbeat_mode)) {
+    case FAULT_HB_FAIL:
+        return fault_fail(err, PGSCHED_ERR_CONNECTION,
+                          "connection to the database lost (fault injected by the test)");
+    case FAULT_HB_FAKE:
+        for (i = 0; i < count; i++) {
+            states[i].lost = 0;
+            states[i].cancel_requested = 0;
+        }
+        return f->inner->methods->now(f->inner, now, err);
+    default:
+        return f->inner->methods->heartbeat(f->inner, node_id, leases, count, renew, states,
+                                            now, err);
+    }
+}
+static pgsched_result fault_finish(pgsched_store *s, const pgsched_outcome *o, size_t count,
+                                   pgsched_finish_result *res, pgsched_error *err)
+{
+    fault_store *f = FAULT(s);
+    size_t i;
+    __atomic_add_fetch(&f->finish_calls, 1, __ATOMIC_ACQ_REL);
+    for (i = 0; i < count; i++)
+        if (fault_has_prefix(o[i].key, f->refuse_prefix))
+            return fault_fail(err, PGSCHED_ERR_TIME_RANGE,
+                              "an outcome of the batch cannot be written (fault injected)");
+    return f->inner->methods->finish(f->inner, o, count, res, err);
+}
+static pgsched_result fault_take_back(pgsched_store *s, const char *node_id,
+                                      pgsched_duration stall, int max, pgsched_job_list *out,
+                                      pgsched_error *err)
+{
+    return FAULT_INNER(s)->methods->take_back(FAULT_INNER(s), node_id, stall, max, out, err);
+}
+static pgsched_result fault_cancel(pgsched_store *s, const char *name, const char *key,
                                    const char *node_id, pgsched_change_outcome *out,
                                    pgsched_error *err)
 {
-    return SLOW_INNER(s)->methods->trigger(SLOW_INNER(s), name, key, node_id, out, err);
+    return FAULT_INNER(s)->methods->cancel(FAULT_INNER(s), name, key, node_id, out, err);
 }
-static pgsched_result slow_remove(pgsched_store *s, const char *name, const char *key,
-                                  const char *node_id, pgsched_change_outcome *out,
-                                  pgsched_error *err)
+static pgsched_result fault_trigger(pgsched_store *s, const char *name, const char *key,
+                                    const char *node_id, pgsched_change_outcome *out,
+                                    pgsched_error *err)
 {
-    return SLOW_INNER(s)->methods->remove(SLOW_INNER(s), name, key, node_id, out, err);
+    return FAULT_INNER(s)->methods->trigger(FAULT_INNER(s), name, key, node_id, out, err);
 }
-static pgsched_result slow_get(pgsched_store *s, const char *name, const char *key,
-                               pgsched_job_list *out, pgsched_error *err)
+static pgsched_result fault_remove(pgsched_store *s, const char *name, const char *key,
+                                   const char *node_id, pgsched_change_outcome *out,
+                                   pgsched_error *err)
 {
-    return SLOW_INNER(s)->methods->get(SLOW_INNER(s), name, key, out, err);
+    return FAULT_INNER(s)->methods->remove(FAULT_INNER(s), name, key, node_id, out, err);
 }
-static pgsched_result slow_list(pgsched_store *s, const pgsched_list_filter *f,
+static pgsched_result fault_get(pgsched_store *s, const char *name, const char *key,
                                 pgsched_job_list *out, pgsched_error *err)
 {
-    return SLOW_INNER(s)->methods->list(SLOW_INNER(s), f, out, err);
+    return FAULT_INNER(s)->methods->get(FAULT_INNER(s), name, key, out, err);
 }
-static pgsched_result slow_history(pgsched_store *s, const char *name, const char *key,
-                                   size_t limit, pgsched_run_list *out, pgsched_error *err)
+static pgsched_result fault_list(pgsched_store *s, const pgsched_list_filter *f,
+                                 pgsched_job_list *out, pgsched_error *err)
 {
-    return SLOW_INNER(s)->methods->history(SLOW_INNER(s), name, key, limit, out, err);
+    return FAULT_INNER(s)->methods->list(FAULT_INNER(s), f, out, err);
 }
-static pgsched_result slow_next_due(pgsched_store *s, const char *const *names, size_t count,
-                                    pgsched_time *next, pgsched_time *now, pgsched_error *err)
+static pgsched_result fault_history(pgsched_store *s, const char *name, const char *key,
+                                    size_t limit, pgsched_run_list *out, pgsched_error *err)
 {
-    return SLOW_INNER(s)->methods->next_due(SLOW_INNER(s), names, count, next, now, err);
+    return FAULT_INNER(s)->methods->history(FAULT_INNER(s), name, key, limit, out, err);
 }
-static pgsched_result slow_node_register(pgsched_store *s, const pgsched_node_record *rec,
-                                         pgsched_error *err)
+static pgsched_result fault_next_due(pgsched_store *s, const char *const *names, size_t count,
+                                     pgsched_time *next, pgsched_time *now, pgsched_error *err)
 {
-    return SLOW_INNER(s)->methods->node_register(SLOW_INNER(s), rec, err);
+    return FAULT_INNER(s)->methods->next_due(FAULT_INNER(s), names, count, next, now, err);
 }
-static pgsched_result slow_node_unregister(pgsched_store *s, const char *id, pgsched_error *err)
+static pgsched_result fault_node_register(pgsched_store *s, const pgsched_node_record *rec,
+                                          pgsched_error *err)
 {
-    return SLOW_INNER(s)->methods->node_unregister(SLOW_INNER(s), id, err);
+    return FAULT_INNER(s)->methods->node_register(FAULT_INNER(s), rec, err);
 }
-static pgsched_result slow_cleanup(pgsched_store *s, const pgsched_cleanup_request *q,
-                                   pgsched_cleanup_outcome *out, pgsched_error *err)
+static pgsched_result fault_node_unregister(pgsched_store *s, const char *id,
+                                            pgsched_error *err)
 {
-    return SLOW_INNER(s)->methods->cleanup(SLOW_INNER(s), q, out, err);
+    return FAULT_INNER(s)->methods->node_unregister(FAULT_INNER(s), id, err);
 }
-static pgsched_result slow_listen_open(pgsched_store *s, pgsched_listener **out,
-                                       pgsched_error *err)
+static pgsched_result fault_cleanup(pgsched_store *s, const pgsched_cleanup_request *q,
+                                    pgsched_cleanup_outcome *out, pgsched_error *err)
 {
-    return SLOW_INNER(s)->methods->listen_open(SLOW_INNER(s), out, err);
+    return FAULT_INNER(s)->methods->cleanup(FAULT_INNER(s), q, out, err);
 }
-static pgsched_result slow_listen_wait(pgsched_store *s, pgsched_listener *l,
-                                       pgsched_duration timeout, pgsched_event *ev, size_t cap,
-                                       size_t *count, pgsched_error *err)
+static pgsched_result fault_listen_open(pgsched_store *s, pgsched_listener **out,
+                                        pgsched_error *err)
 {
-    return SLOW_INNER(s)->methods->listen_wait(SLOW_INNER(s), l, timeout, ev, cap, count, err);
+    return FAULT_INNER(s)->methods->listen_open(FAULT_INNER(s), out, err);
 }
-static void slow_listen_wake(pgsched_store *s, pgsched_listener *l)
+static pgsched_result fault_listen_wait(pgsched_store *s, pgsched_listener *l,
+                                        pgsched_duration timeout, pgsched_event *ev, size_t cap,
+                                        size_t *count, pgsched_error *err)
 {
-    SLOW_INNER(s)->methods->listen_wake(SLOW_INNER(s), l);
+    fault_store *f = FAULT(s);
+    pgsched_result r = f->inner->methods->listen_wait(f->inner, l, timeout, ev, cap, count, err);
+    size_t i, k = 0;
+    if (r != PGSCHED_OK || !f->drop_prefix) return r;
+    for (i = 0; i < *count; i++)
+        if (!fault_has_prefix(ev[i].key, f->drop_prefix)) ev[k++] = ev[i];
+    *count = k;
+    return r;
 }
-static void slow_listen_close(pgsched_store *s, pgsched_listener *l)
+static void fault_listen_wake(pgsched_store *s, pgsched_listener *l)
 {
-    SLOW_INNER(s)->methods->listen_close(SLOW_INNER(s), l);
+    FAULT_INNER(s)->methods->listen_wake(FAULT_INNER(s), l);
+}
+static void fault_listen_close(pgsched_store *s, pgsched_listener *l)
+{
+    FAULT_INNER(s)->methods->listen_close(FAULT_INNER(s), l);
 }
 
-static const pgsched_store_methods slow_methods = {
-    PGSCHED_STORE_VERSION, "slow",         slow_setup,         slow_destroy,
-    slow_now,              slow_schedule,  slow_claim,         slow_heartbeat,
-    slow_finish,           slow_take_back, slow_cancel,        slow_trigger,
-    slow_remove,           slow_get,       slow_list,          slow_history,
-    slow_next_due,         slow_node_register, slow_node_unregister, slow_cleanup,
-    slow_listen_open,      slow_listen_wait, slow_listen_wake, slow_listen_close};
+static const pgsched_store_methods fault_methods = {
+    PGSCHED_STORE_VERSION, "fault",          fault_setup,         fault_destroy,
+    fault_now,             fault_schedule,   fault_claim,         fault_heartbeat,
+    fault_finish,          fault_take_back,  fault_cancel,        fault_trigger,
+    fault_remove,          fault_get,        fault_list,          fault_history,
+    fault_next_due,        fault_node_register, fault_node_unregister, fault_cleanup,
+    fault_listen_open,     fault_listen_wait, fault_listen_wake,  fault_listen_close};
 
-/* A slow wrapper of the test's store, freed at teardown (after the nodes). */
-static pgsched_store *fx_slow_store(efx *fx, pgsched_duration delay)
+/* A wrapper of the test's store that behaves until a knob is turned; freed at teardown
+   (after the nodes). A node uses it with cfg.store = &w->base (and cfg.conninfo = NULL). */
+static fault_store *fx_fault_store(efx *fx)
 {
-    slow_store *w = (slow_store *)calloc(1, sizeof *w);
+    fault_store *w = (fault_store *)calloc(1, sizeof *w);
     assert_non_null(w);
     assert_true(fx->nextra_stores < 4);
-    w->base.methods = &slow_methods;
+    w->base.methods = &fault_methods;
     w->inner = fx->store;
-    w->delay = delay;
     fx->extra_stores[fx->nextra_stores++] = &w->base;
+    return w;
+}
+
+/* A wrapper whose schedule calls return `delay` late. */
+static pgsched_store *fx_slow_store(efx *fx, pgsched_duration delay)
+{
+    fault_store *w = fx_fault_store(fx);
+    w->schedule_delay = delay;
     return &w->base;
+}
+
+/* A configuration of the test whose node uses the wrapper `w`. */
+static pgsched_config fx_config_on(efx *fx, fault_store *w)
+{
+    pgsched_config c = fx_config(fx);
+    c.store = &w->base;
+    c.conninfo = NULL;
+    c.schema = NULL;
+    c.prefix = NULL;
+    return c;
 }
 
 /* ---- status recorders ----------------------------------------------------------------------- */

@@ -1095,4 +1095,127 @@ ENGINE_TEST(handler_uses_node_api_without_deadlock)
     assert_int_equal(probe_count_key(p, "victim"), 0);
 }
 
+/* ---- schedules that end or cannot be written ------------------------------------------ */
+
+static int g_past_9999_calls[2]; /* calls of next_past_9999 per key (atomic) */
+
+/* A custom schedule whose callback answers "far in the future" (past year 9999, beyond any
+   time a store can hold) instead of PGSCHED_ERR_NO_NEXT after the first run. */
+static pgsched_result next_past_9999(void *user, const char *name, const char *key,
+                                     const char *params, pgsched_time after, pgsched_time *next)
+{
+    int k = strcmp(key, "max") == 0 ? 0 : 1;
+    (void)user;
+    (void)name;
+    (void)params;
+    if (__atomic_fetch_add(&g_past_9999_calls[k], 1, __ATOMIC_ACQ_REL) == 0) {
+        *next = after + 50 * MS; /* the first run, computed when it is scheduled */
+        return PGSCHED_OK;
+    }
+    *next = k == 0 ? (pgsched_time)INT64_MAX : PGSCHED_TIME_MAX + 1;
+    return PGSCHED_OK;
+}
+
+/* A next run past year 9999 means "never again": the schedule ends (the row completes), and
+   the outcome that says so holds back no other job's outcome. */
+ENGINE_TEST(custom_next_run_past_year_9999_ends_the_schedule)
+{
+    pgsched_config c = fx_config(fx);
+    probe *pc = fx_probe(fx), *pp = fx_probe(fx);
+    pgsched_node *n = fx_node(fx, &c);
+    pgsched_job_type t = type_of("custom", h_probe, pc);
+    pgsched_job_spec s;
+    const char *keys[2] = {"max", "edge"};
+    pgsched_counters k;
+    int i;
+    __atomic_store_n(&g_past_9999_calls[0], 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&g_past_9999_calls[1], 0, __ATOMIC_RELEASE);
+    t.next_run = next_past_9999;
+    OK(pgsched_register(n, &t, E));
+    fx_register(fx, n, "plain", h_probe, pp);
+    OK(pgsched_start(n, E));
+    for (i = 0; i < 2; i++) {
+        s = spec_once("custom", keys[i], 0);
+        s.schedule.kind = PGSCHED_CUSTOM;
+        OK(pgsched_schedule_job(n, &s, E));
+    }
+    WAIT_UNTIL(probe_finished(pc) == 2, 3000);
+    /* a later job of another type is not held back by those outcomes */
+    s = spec_once("plain", "p", 0);
+    OK(pgsched_schedule_job(n, &s, E));
+    WAIT_STATUS("plain", "p", PGSCHED_COMPLETED, 3000);
+    for (i = 0; i < 2; i++) {
+        const pgsched_job *j;
+        WAIT_STATUS("custom", keys[i], PGSCHED_COMPLETED, 3000);
+        j = job_get(fx, "custom", keys[i]);
+        assert_int_equal(j->runs, 1);
+        assert_int_equal(j->failures, 0);
+    }
+    assert_int_equal(probe_nrecs(pc), 2);
+    WAIT_UNTIL(counters_of(n).succeeded == 3, 2000); /* counted once the writes returned */
+    k = counters_of(n);
+    assert_int_equal(k.failed, 0);
+}
+
+/* One outcome the store refuses (the whole batch fails with a non-retryable error) is
+   dropped on its own: the other outcomes, of the same batch or later ones, are written. */
+ENGINE_TEST(a_refused_outcome_does_not_hold_back_other_outcomes)
+{
+    fault_store *w = fx_fault_store(fx);
+    pgsched_config c = fx_config_on(fx, w);
+    probe *p = fx_probe(fx);
+    pgsched_node *n;
+    pgsched_job_spec s = spec_once("t", "bad", 0);
+    const pgsched_job *bad;
+    w->refuse_prefix = "bad";
+    n = start_node_with(fx, &c, "t", h_probe, p);
+    OK(pgsched_schedule_job(n, &s, E));
+    WAIT_UNTIL(probe_finished(p) == 1 && fx_log_count(fx, PGSCHED_LOG_ERROR) >= 1, 3000);
+    s = spec_once("t", "good", 0);
+    OK(pgsched_schedule_job(n, &s, E));
+    WAIT_STATUS("t", "good", PGSCHED_COMPLETED, 3000);
+    WAIT_UNTIL(counters_of(n).succeeded == 1, 2000); /* counted once the write returned */
+    /* the refused one wrote nothing: its lease will expire and the row be taken back */
+    bad = job_get(fx, "t", "bad");
+    assert_int_equal(bad->status, PGSCHED_RUNNING);
+    assert_string_equal(bad->owner, pgsched_node_id(n));
+    assert_int_equal(bad->runs, 0);
+    assert_int_equal(history_of(fx, "t", "bad", 10)->count, 0);
+}
+
+/* Cron text without CRON_TZ= means UTC on every node: a node whose default zone is New York
+   computes the next run of a row written by a node without a default zone at 09:00 UTC,
+   not at 09:00 in New York (13:00 or 14:00 UTC). */
+ENGINE_TEST(cron_row_without_zone_runs_at_utc_time_on_node_with_default_zone)
+{
+    pgsched_config ca = fx_config(fx), cb = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *a, *b;
+    pgsched_job_spec s = spec_cron("t", "k", "0 9 * * *");
+    const pgsched_job *j;
+    run_rec r;
+    a = fx_node(fx, &ca);
+    fx_register(fx, a, "t", NULL, NULL); /* schedules only */
+    OK(pgsched_start(a, E));
+    cb.default_zone = "America/New_York";
+    b = start_node_with(fx, &cb, "t", h_probe, p);
+    OK(pgsched_schedule_job(a, &s, E));
+    j = job_get(fx, "t", "k");
+    assert_string_equal(j->cron, "0 9 * * *");
+    assert_int_equal(j->next_run % PGSCHED_DAY, 9 * PGSCHED_HOUR);
+    OK(pgsched_trigger(a, "t", "k", E));
+    WAIT_UNTIL(probe_finished(p) == 1 && counters_of(b).succeeded == 1, 3000);
+    r = probe_rec(p, 0);
+    assert_string_equal(r.node, pgsched_node_id(b));
+    j = job_get(fx, "t", "k");
+    assert_int_equal(j->status, PGSCHED_PENDING);
+    assert_int_equal(j->runs, 1);
+    if (j->next_run % PGSCHED_DAY != 9 * PGSCHED_HOUR)
+        fail_msg("the node with default zone America/New_York computed the next run at "
+                 "%lld:%02lld UTC, not 09:00 UTC",
+                 (long long)(j->next_run % PGSCHED_DAY / PGSCHED_HOUR),
+                 (long long)(j->next_run % PGSCHED_HOUR / PGSCHED_MINUTE));
+    assert_between(j->next_run, r.end_db - 50 * MS, r.end_db + PGSCHED_DAY);
+}
+
 #endif /* ENGINE_SUITE_RUNS_H */

@@ -537,4 +537,219 @@ STORE_TEST(concurrent_reschedules_never_move_a_row_version_backwards)
     assert_int_equal(get_job(fx, "vr", "k")->version, max);
 }
 
+/* ---- PostgreSQL: a change racing a claim or an outcome -------------------------------------
+   Cancel, trigger and remove lock the row and must decide on it as it is once they hold the
+   lock, not as their statement's snapshot saw it: a claim or an outcome that commits while
+   they wait for the lock changed the row under them. The race is made deterministic: the
+   test's own connection writes the row in an open transaction (as a claim or an outcome
+   would), the change is started in a thread and seen waiting for that row lock, then the
+   transaction commits. */
+
+typedef enum { CHANGE_CANCEL, CHANGE_TRIGGER, CHANGE_REMOVE } change_op;
+
+typedef struct change_call {
+    pgsched_store *s;
+    change_op op;
+    const char *name, *key;
+    pgsched_result rc;
+    pgsched_change_outcome out;
+    pgsched_error err;
+} change_call;
+
+static void *change_call_main(void *arg)
+{
+    change_call *c = (change_call *)arg;
+    memset(&c->out, 0, sizeof c->out);
+    memset(&c->err, 0, sizeof c->err);
+    if (c->op == CHANGE_CANCEL)
+        c->rc = pgsched_store_cancel(c->s, c->name, c->key, "admin", &c->out, &c->err);
+    else if (c->op == CHANGE_TRIGGER)
+        c->rc = pgsched_store_trigger(c->s, c->name, c->key, "admin", &c->out, &c->err);
+    else
+        c->rc = pgsched_store_remove(c->s, c->name, c->key, "admin", &c->out, &c->err);
+    return NULL;
+}
+
+/* `sql` on `c`; 1 when it succeeded (no assertion: the caller may hold a thread). */
+static int change_exec(PGconn *c, const char *sql, char *why, size_t why_size)
+{
+    PGresult *r = PQexec(c, sql);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok && why[0] == '\0') snprintf(why, why_size, "%s: %s", sql, PQresultErrorMessage(r));
+    PQclear(r);
+    return ok;
+}
+
+/* How many backends wait for a lock that backend `pid` holds; -1 on error. */
+static long long change_waiters(int pid)
+{
+    char sql[256];
+    PGresult *r;
+    long long n = -1;
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM pg_stat_activity WHERE %d = ANY(pg_blocking_pids(pid))", pid);
+    r = PQexec(g_admin, sql);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return n;
+}
+
+/* Makes `op` on (name, key) race a write of that row: `set` (an UPDATE's SET list, as a claim
+   or an outcome would write it) is applied in an open transaction of another connection;
+   `op` starts in a thread, is seen waiting for the row lock, and then the write commits.
+   Returns what `op` returned (the call itself must succeed). */
+static change_call change_racing_write(fixture *fx, change_op op, const char *name,
+                                       const char *key, const char *set)
+{
+    PGconn *w = fx_connect(fx);
+    change_call call;
+    pthread_t th;
+    char sql[2048], why[1024] = "";
+    int began, blocked = 0, committed;
+    pgsched_time deadline;
+    memset(&call, 0, sizeof call);
+    call.s = fx->store;
+    call.op = op;
+    call.name = name;
+    call.key = key;
+    snprintf(sql, sizeof sql,
+             "UPDATE \"%s\".\"%sjobs\" SET %s, version = nextval('\"%s\".\"%sseq\"'), "
+             "updated_at = now() WHERE name = '%s' AND key = '%s'",
+             fx->schema, fx->prefix, set, fx->schema, fx->prefix, name, key);
+    began = change_exec(w, "BEGIN", why, sizeof why) && change_exec(w, sql, why, sizeof why);
+    if (!began) fail_msg("the racing write failed: %s", why);
+    assert_int_equal(pthread_create(&th, NULL, change_call_main, &call), 0);
+    /* no assertion until the thread is joined */
+    deadline = mono_us() + 10 * PGSCHED_SECOND;
+    while (mono_us() < deadline) {
+        long long n = change_waiters(PQbackendPID(w));
+        if (n < 0) break;
+        if (n > 0) {
+            blocked = 1;
+            break;
+        }
+        sleep_us(1000);
+    }
+    committed = change_exec(w, "COMMIT", why, sizeof why);
+    pthread_join(th, NULL);
+    if (!blocked)
+        fail_msg("the change never waited for the racing write's row lock (finished: rc %d)",
+                 (int)call.rc);
+    if (!committed) fail_msg("the racing write did not commit: %s", why);
+    if (call.rc != PGSCHED_OK)
+        fail_msg("the change failed: %d (%s): %s", (int)call.rc, pgsched_result_string(call.rc),
+                 call.err.message);
+    return call;
+}
+
+/* What a claim by node-2 writes (see the CLAIM statement). */
+#define RACING_CLAIM_SET                                                                         \
+    "status = 'running', owner = 'node-2', lease = nextval('\"%s\".\"%sseq\"'), "               \
+    "attempt = attempt + 1, cancel_requested = false, started_at = now(), heartbeat_at = now()"
+
+/* What an outcome that leaves the row pending (a retry, a recurring row's next run) writes. */
+#define RACING_OUTCOME_SET                                                               \
+    "status = 'pending', owner = NULL, lease = NULL, heartbeat_at = NULL, finished_at = now(), " \
+    "runs = runs + 1, next_run = now() + interval '1 hour'"
+
+STORE_TEST(pg_a_remove_racing_a_claim_defers_and_flags_the_row_that_became_running)
+{
+    char set[512];
+    change_call c;
+    const pgsched_job *row;
+    pgsched_outcome oc;
+    pgsched_finish_result r;
+    schedule_once(fx, "race", "k", fx_now(fx) - fx->unit);
+    snprintf(set, sizeof set, RACING_CLAIM_SET, fx->schema, fx->prefix);
+    c = change_racing_write(fx, CHANGE_REMOVE, "race", "k", set);
+    assert_int_equal(c.out.effect, PGSCHED_REMOVE_DEFERRED);
+    assert_int_equal(c.out.old_status, PGSCHED_RUNNING);
+    assert_string_equal(c.out.owner, "node-2");
+    row = get_job(fx, "race", "k");
+    assert_int_equal(row->status, PGSCHED_RUNNING);
+    assert_string_equal(row->owner, "node-2");
+    assert_int_equal(row->cancel_requested, 1);
+    assert_int_equal(row->remove_requested, 1);
+    assert_int_equal(row->version, c.out.version);
+    /* node-2's run ends: the row goes */
+    oc = outcome_of(row, PGSCHED_OUTCOME_SUCCESS, PGSCHED_PENDING, fx_now(fx) + PGSCHED_HOUR);
+    r = finish_with(fx, &oc);
+    assert_int_equal(r.code, PGSCHED_OK);
+    assert_int_equal(r.new_status, PGSCHED_STATUS_NONE);
+    assert_int_equal(row_exists(fx, "race", "k"), 0);
+}
+
+STORE_TEST(pg_a_remove_racing_an_outcome_deletes_the_row_that_became_pending)
+{
+    change_call c;
+    schedule_and_claim(fx, "node-1", "race", "k");
+    c = change_racing_write(fx, CHANGE_REMOVE, "race", "k", RACING_OUTCOME_SET);
+    assert_int_equal(c.out.effect, PGSCHED_REMOVE_DONE);
+    assert_int_equal(c.out.old_status, PGSCHED_PENDING);
+    assert_int_equal(c.out.new_status, PGSCHED_STATUS_NONE);
+    assert_int_equal(row_exists(fx, "race", "k"), 0);
+}
+
+/* Whatever the kind: a pending recurring row has nothing to cancel, but the claim made it
+   running, and a running row of any kind is asked to stop. */
+STORE_TEST(pg_a_cancel_racing_a_claim_asks_the_new_owner_to_stop)
+{
+    static const pgsched_schedule_kind kinds[] = {PGSCHED_INTERVAL, PGSCHED_ONCE};
+    static const char *const keys[] = {"interval", "once"};
+    char set[512];
+    size_t i;
+    snprintf(set, sizeof set, RACING_CLAIM_SET, fx->schema, fx->prefix);
+    for (i = 0; i < 2; i++) {
+        pgsched_schedule_request req = once_req("race", keys[i], fx_now(fx) - fx->unit);
+        change_call c;
+        const pgsched_job *row;
+        req.kind = kinds[i];
+        req.every = PGSCHED_HOUR;
+        schedule_ok(fx, &req);
+        c = change_racing_write(fx, CHANGE_CANCEL, "race", keys[i], set);
+        if (c.out.effect != PGSCHED_CANCEL_REQUESTED)
+            fail_msg("%s row: cancel effect %d, expected %d (requested)", keys[i], c.out.effect,
+                     (int)PGSCHED_CANCEL_REQUESTED);
+        assert_int_equal(c.out.old_status, PGSCHED_RUNNING);
+        assert_int_equal(c.out.new_status, PGSCHED_RUNNING);
+        assert_string_equal(c.out.owner, "node-2");
+        row = get_job(fx, "race", keys[i]);
+        assert_int_equal(row->status, PGSCHED_RUNNING);
+        assert_int_equal(row->cancel_requested, 1);
+        assert_int_equal(row->version, c.out.version);
+        assert_int_equal(
+            heartbeat_one(fx, "node-2", "race", keys[i], row->lease, 0).cancel_requested, 1);
+    }
+}
+
+STORE_TEST(pg_a_cancel_racing_an_outcome_cancels_the_one_time_row_that_became_pending)
+{
+    change_call c;
+    const pgsched_job *row;
+    schedule_and_claim(fx, "node-1", "race", "k");
+    c = change_racing_write(fx, CHANGE_CANCEL, "race", "k", RACING_OUTCOME_SET);
+    assert_int_equal(c.out.effect, PGSCHED_CANCEL_DONE);
+    assert_int_equal(c.out.old_status, PGSCHED_PENDING);
+    assert_int_equal(c.out.new_status, PGSCHED_CANCELLED);
+    row = get_job(fx, "race", "k");
+    assert_int_equal(row->status, PGSCHED_CANCELLED);
+    assert_int_equal(row->version, c.out.version);
+    assert_int_equal(claim(fx, "node-3", "race", 10, NULL)->count, 0);
+}
+
+STORE_TEST(pg_a_trigger_racing_an_outcome_makes_the_row_that_became_pending_due_now)
+{
+    change_call c;
+    pgsched_time before;
+    schedule_and_claim(fx, "node-1", "race", "k");
+    before = fx_now(fx);
+    c = change_racing_write(fx, CHANGE_TRIGGER, "race", "k", RACING_OUTCOME_SET);
+    assert_int_equal(c.out.old_status, PGSCHED_PENDING);
+    assert_int_equal(c.out.new_status, PGSCHED_PENDING);
+    assert_time_between(c.out.next_run, before, fx_now(fx));
+    assert_int_equal(get_job(fx, "race", "k")->next_run, c.out.next_run);
+    assert_int_equal(claim(fx, "node-3", "race", 10, NULL)->count, 1);
+}
+
 #endif /* STORE_SUITE_CONCURRENCY_H */

@@ -77,6 +77,8 @@ typedef struct fixture {
     size_t nrlists, caprlists;
     evlog *evlogs[32];
     int nevlogs;
+    PGconn *conns[4]; /* the test's own further connections (see fx_connect), closed first */
+    int nconns;
 } fixture;
 
 /* `E` is the error buffer of the current test. */
@@ -420,6 +422,19 @@ static pgsched_listener *fx_listen(fixture *fx, pgsched_store *s)
     return l;
 }
 
+/* A further connection to PGSCHED_TEST_DSN, closed at teardown (before anything else): a
+   test that plays another transaction uses it. */
+static PGconn *fx_connect(fixture *fx)
+{
+    PGconn *c;
+    assert_true(fx->nconns < 4);
+    c = PQconnectdb(g_dsn);
+    fx->conns[fx->nconns++] = c;
+    if (PQstatus(c) != CONNECTION_OK) fail_msg("cannot connect: %s", PQerrorMessage(c));
+    PQclear(PQexec(c, "SET client_min_messages = warning"));
+    return c;
+}
+
 static void fx_unlisten(fixture *fx, pgsched_listener *l)
 {
     int i;
@@ -511,6 +526,9 @@ static int fixture_teardown(void **state)
     size_t i;
     int k;
     if (!fx) return 0;
+    /* first: a connection left in an open transaction would hold row locks that block the
+       store calls and the DROP SCHEMA below */
+    for (k = 0; k < fx->nconns; k++) PQfinish(fx->conns[k]);
     while (fx->nlisteners > 0) {
         fx_listener *x = &fx->listeners[--fx->nlisteners];
         pgsched_store_listen_close(x->store, x->l);

@@ -648,6 +648,58 @@ STORE_TEST(heartbeat_reports_each_lost_lease)
     assert_int_equal(heartbeat_one(fx, "node-2", "hb", "reclaimed", newer->lease, 0).lost, 0);
 }
 
+/* A node can hold a stale lease and a fresh one on the same row: its run was taken back, the
+   row came due again and the node claimed it anew while the stale run still goes. The
+   heartbeat tells them apart by token, whichever order they come in. */
+STORE_TEST(heartbeat_tells_a_stale_and_a_fresh_lease_of_one_row_apart)
+{
+    pgsched_duration stall = fx->unit;
+    const pgsched_job *stale = schedule_and_claim(fx, "node-1", "twice", "k"), *taker, *fresh;
+    pgsched_job_list *back;
+    pgsched_outcome oc;
+    pgsched_change_outcome co;
+    pgsched_lease leases[2];
+    pgsched_lease_state st[2];
+    pgsched_time now, renewed_before;
+    int order;
+
+    fx_wait_until(fx, stale->heartbeat_at + stall + 1);
+    back = take_back(fx, "node-2", stall, 10);
+    assert_int_equal(back->count, 1);
+    taker = &back->items[0];
+    oc = outcome_of(taker, PGSCHED_OUTCOME_STALLED, PGSCHED_PENDING, fx_now(fx) - 1);
+    oc.attempt_rule = PGSCHED_ATTEMPT_KEEP;
+    assert_int_equal(finish_with(fx, &oc).code, PGSCHED_OK);
+    fresh = claim_one(fx, "node-1", "twice", "k");
+    assert_true(fresh->lease != stale->lease);
+
+    for (order = 0; order < 2; order++) {
+        int s_i = order, f_i = 1 - order;
+        leases[s_i] = lease_of(stale);
+        leases[f_i] = lease_of(fresh);
+        st[0].lost = st[1].lost = st[0].cancel_requested = st[1].cancel_requested = -1;
+        renewed_before = get_job(fx, "twice", "k")->heartbeat_at;
+        fx_advance(fx, fx->unit / 10);
+        OK(pgsched_store_heartbeat(fx->store, "node-1", leases, 2, 1, st, &now, E));
+        if (st[s_i].lost != 1 || st[f_i].lost != 0)
+            fail_msg("stale lease listed %s: stale lost = %d (want 1), fresh lost = %d (want 0)",
+                     order ? "second" : "first", st[s_i].lost, st[f_i].lost);
+        assert_int_equal(st[f_i].cancel_requested, 0);
+        /* the fresh lease was renewed */
+        assert_true(get_job(fx, "twice", "k")->heartbeat_at > renewed_before);
+    }
+
+    /* a cancel request reaches the fresh lease; the stale one stays lost */
+    OK(pgsched_store_cancel(fx->store, "twice", "k", "admin", &co, E));
+    assert_int_equal(co.effect, PGSCHED_CANCEL_REQUESTED);
+    leases[0] = lease_of(stale);
+    leases[1] = lease_of(fresh);
+    OK(pgsched_store_heartbeat(fx->store, "node-1", leases, 2, 0, st, &now, E));
+    assert_int_equal(st[0].lost, 1);
+    assert_int_equal(st[1].lost, 0);
+    assert_int_equal(st[1].cancel_requested, 1);
+}
+
 STORE_TEST(heartbeat_reports_cancel_requests_of_held_leases)
 {
     const pgsched_job *a = schedule_and_claim(fx, "node-1", "hbc", "a");

@@ -375,6 +375,39 @@ STORE_TEST(invalid_schedules_are_refused_with_the_same_error)
     assert_unchanged(fx, before);
 }
 
+/* An interval is at most 100 years (of 366 days): a longer one would overflow the next run
+   computed from it. Both stores refuse it alike and write nothing; 100 years is fine. */
+STORE_TEST(an_interval_over_100_years_is_refused_with_the_same_error)
+{
+    static const pgsched_duration too_long[] = {100LL * 366 * PGSCHED_DAY + 1,
+                                                200LL * 366 * PGSCHED_DAY, PGSCHED_NEVER / 2,
+                                                PGSCHED_NEVER};
+    pgsched_store *ref = fx_memory_store(fx);
+    pgsched_schedule_request req;
+    pgsched_schedule_outcome so;
+    snapshot before;
+    size_t i;
+
+    make_bystander_row(fx);
+    schedule_once(fx, "iv", "existing", fx_now(fx) + PGSCHED_HOUR);
+    before = take_snapshot(fx);
+    for (i = 0; i < sizeof too_long / sizeof too_long[0]; i++) {
+        req = once_req("iv", "new", fx_now(fx) + PGSCHED_HOUR);
+        req.kind = PGSCHED_INTERVAL;
+        req.every = too_long[i];
+        SAME_ERROR(ref, PGSCHED_ERR_SCHEDULE, pgsched_store_schedule(S, &req, &so, ER));
+        req.key = "existing"; /* nor does it replace a row */
+        SAME_ERROR(ref, PGSCHED_ERR_SCHEDULE, pgsched_store_schedule(S, &req, &so, ER));
+    }
+    assert_unchanged(fx, before);
+
+    req = once_req("iv", "century", fx_now(fx) + PGSCHED_HOUR);
+    req.kind = PGSCHED_INTERVAL;
+    req.every = 100LL * 366 * PGSCHED_DAY;
+    schedule_ok(fx, &req);
+    assert_int_equal(get_job(fx, "iv", "century")->every, 100LL * 366 * PGSCHED_DAY);
+}
+
 STORE_TEST(cron_text_is_stored_as_given_without_being_parsed_by_the_store)
 {
     /* The engine parses cron text; the store keeps whatever text the engine wrote. */

@@ -56,8 +56,11 @@
     X(cron_job_runs_at_each_occurrence_once)                                                   \
     X(cron_missed_occurrences_coalesced)                                                       \
     X(cron_default_zone_stored_with_row)                                                       \
+    X(cron_row_without_zone_runs_at_utc_time_on_node_with_default_zone)                        \
     X(cron_every_macro_stored_as_interval)                                                     \
     X(custom_schedule_uses_type_callback)                                                      \
+    X(custom_next_run_past_year_9999_ends_the_schedule)                                        \
+    X(a_refused_outcome_does_not_hold_back_other_outcomes)                                     \
     X(run_immediately_runs_recurring_job_now)                                                  \
     X(schedule_at_sets_first_recurring_run)                                                    \
     X(run_history_rows_newest_first)                                                           \
@@ -68,12 +71,18 @@
     X(stall_exhausts_retries_of_crashing_job)                                                  \
     X(lost_lease_cancels_local_run_and_writes_nothing)                                         \
     X(stale_node_cannot_overwrite_newer_run)                                                   \
+    X(stale_run_is_stopped_when_its_node_claims_the_row_again)                                 \
+    X(node_that_cannot_renew_its_leases_stops_its_runs_and_writes_nothing)                     \
     X(shutdown_records_outcomes_that_arrive_in_time)                                           \
     X(shutdown_gives_back_leases_of_stuck_runs)                                                \
     X(shutdown_from_handler_or_callback_refused)                                               \
     X(destroy_shuts_down_running_node)                                                         \
+    X(log_callback_may_call_node_api_during_shutdown)                                          \
+    X(destroy_from_handler_or_callback_refused)                                                \
+    X(run_handed_over_as_shutdown_begins_does_not_start)                                       \
     X(concurrent_second_shutdown_waits_for_the_first)                                          \
     X(wakes_at_next_due_time_without_notifications)                                            \
+    X(due_time_learned_while_a_claim_is_in_flight_is_kept)                                     \
     X(notification_starts_job_on_other_node_at_once)                                           \
     X(trigger_and_cancel_reach_other_node_without_debounce)                                    \
     X(remote_cancel_without_notifications_within_check_period)                                 \
@@ -100,7 +109,8 @@
     X(config_unknown_default_zone_rejected)                                                    \
     X(config_needs_store_or_conninfo)                                                          \
     X(create_does_no_io_init_reports_connection)                                               \
-    X(schedule_tx_needs_postgresql_store)
+    X(schedule_tx_needs_postgresql_store)                                                      \
+    X(status_callback_of_own_change_with_lost_notification_arrives_within_seconds)
 
 #define PG_TESTS(X)                                                                            \
     X(schedule_in_caller_transaction)                                                          \

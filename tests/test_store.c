@@ -32,6 +32,7 @@
     X(params_of_exactly_1_MiB_are_accepted_and_one_byte_more_is_too_large)                     \
     X(deeply_nested_params_get_the_same_answer_from_every_store)                               \
     X(invalid_schedules_are_refused_with_the_same_error)                                       \
+    X(an_interval_over_100_years_is_refused_with_the_same_error)                               \
     X(cron_text_is_stored_as_given_without_being_parsed_by_the_store)                          \
     X(invalid_node_ids_are_refused_with_the_same_error)                                        \
     X(node_ids_of_the_allowed_characters_up_to_64_bytes_are_accepted)                          \
@@ -62,6 +63,7 @@
     X(heartbeat_renews_held_leases_so_they_do_not_stall)                                       \
     X(heartbeat_without_renew_only_reads)                                                      \
     X(heartbeat_reports_each_lost_lease)                                                       \
+    X(heartbeat_tells_a_stale_and_a_fresh_lease_of_one_row_apart)                              \
     X(heartbeat_reports_cancel_requests_of_held_leases)                                        \
     X(heartbeat_without_leases_marks_the_node_seen)                                            \
     X(stale_lease_token_cannot_finish_or_renew)                                                \
@@ -138,7 +140,12 @@
     X(pg_a_listener_gets_a_resync_after_its_connection_is_restored)                            \
     X(pg_an_unreachable_database_is_a_connection_error_that_hides_the_password)                \
     X(pg_listeners_hear_nothing_from_another_schema_with_the_same_prefix)                      \
-    X(pg_an_oversized_notification_becomes_a_resync_and_the_claim_still_commits)
+    X(pg_an_oversized_notification_becomes_a_resync_and_the_claim_still_commits)               \
+    X(pg_a_remove_racing_a_claim_defers_and_flags_the_row_that_became_running)                 \
+    X(pg_a_remove_racing_an_outcome_deletes_the_row_that_became_pending)                       \
+    X(pg_a_cancel_racing_a_claim_asks_the_new_owner_to_stop)                                   \
+    X(pg_a_cancel_racing_an_outcome_cancels_the_one_time_row_that_became_pending)              \
+    X(pg_a_trigger_racing_an_outcome_makes_the_row_that_became_pending_due_now)
 
 #define MEMORY_ENTRY(f) {#f, f##_cm, memory_fixture_setup, fixture_teardown, NULL},
 #define PG_ENTRY(f) {#f, f##_cm, pg_fixture_setup, fixture_teardown, NULL},
