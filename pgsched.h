@@ -4752,20 +4752,30 @@ static pgsched_result pgsched__mem_take_back(pgsched_store *s, const char *node_
     return pgsched__ok(err);
 }
 
+/* Locks the store and finds (name, key): the row with the lock held, or NULL with the lock
+   released and `err` saying the row does not exist. */
+static pgsched__mrow *pgsched__mem_lock_row(pgsched__mem *m, const char *name, const char *key,
+                                           pgsched_time *now, pgsched_error *err)
+{
+    pgsched__mrow *r;
+    pthread_mutex_lock(&m->mu);
+    if (now) *now = pgsched__mem_now(m);
+    r = pgsched__mem_find(m, name, key);
+    if (!r) {
+        pthread_mutex_unlock(&m->mu);
+        pgsched__err_not_found(err, name, key);
+    }
+    return r;
+}
+
 static pgsched_result pgsched__mem_cancel(pgsched_store *s, const char *name, const char *key,
                                           const char *node_id, pgsched_change_outcome *out,
                                           pgsched_error *err)
 {
     pgsched__mem *m = (pgsched__mem *)s;
-    pgsched__mrow *r;
     pgsched_time now;
-    pthread_mutex_lock(&m->mu);
-    now = pgsched__mem_now(m);
-    r = pgsched__mem_find(m, name, key);
-    if (!r) {
-        pthread_mutex_unlock(&m->mu);
-        return pgsched__err_not_found(err, name, key);
-    }
+    pgsched__mrow *r = pgsched__mem_lock_row(m, name, key, &now, err);
+    if (!r) return PGSCHED_ERR_NOT_FOUND;
     out->old_status = out->new_status = r->status;
     if (r->status == PGSCHED_RUNNING) {
         r->cancel_requested = 1;
@@ -4825,15 +4835,9 @@ static pgsched_result pgsched__mem_remove(pgsched_store *s, const char *name, co
                                           pgsched_error *err)
 {
     pgsched__mem *m = (pgsched__mem *)s;
-    pgsched__mrow *r;
     pgsched_time now;
-    pthread_mutex_lock(&m->mu);
-    now = pgsched__mem_now(m);
-    r = pgsched__mem_find(m, name, key);
-    if (!r) {
-        pthread_mutex_unlock(&m->mu);
-        return pgsched__err_not_found(err, name, key);
-    }
+    pgsched__mrow *r = pgsched__mem_lock_row(m, name, key, &now, err);
+    if (!r) return PGSCHED_ERR_NOT_FOUND;
     out->old_status = r->status;
     r->version = ++m->seq;
     out->version = r->version;
@@ -4859,15 +4863,10 @@ static pgsched_result pgsched__mem_get(pgsched_store *s, const char *name, const
                                        pgsched_job_list *out, pgsched_error *err)
 {
     pgsched__mem *m = (pgsched__mem *)s;
-    pgsched__mrow *r;
     pgsched_job job;
     pgsched_result rc;
-    pthread_mutex_lock(&m->mu);
-    r = pgsched__mem_find(m, name, key);
-    if (!r) {
-        pthread_mutex_unlock(&m->mu);
-        return pgsched__err_not_found(err, name, key);
-    }
+    pgsched__mrow *r = pgsched__mem_lock_row(m, name, key, NULL, err);
+    if (!r) return PGSCHED_ERR_NOT_FOUND;
     pgsched__mem_to_job(r, &job);
     rc = pgsched_job_list_push(out, &job);
     pthread_mutex_unlock(&m->mu);
