@@ -591,7 +591,8 @@ struct pgsched_store_methods {
     pgsched_result (*cleanup)(pgsched_store *s, const pgsched_cleanup_request *req,
                               pgsched_cleanup_outcome *out, pgsched_error *err);
 
-    /* Events: every change made through any node sharing the store reaches every listener. */
+    /* Events: every change made through any node sharing the store reaches every listener
+       (deletions by cleanup excepted: retention and orphan clean-up raise no events). */
     pgsched_result (*listen_open)(pgsched_store *s, pgsched_listener **out, pgsched_error *err);
     /* Waits up to `timeout` for events; writes at most `cap`, sets *count (0 on timeout). */
     pgsched_result (*listen_wait)(pgsched_store *s, pgsched_listener *l,
@@ -6824,6 +6825,18 @@ static pgsched_result pgsched__pg_history(pgsched_store *s, const char *name, co
     return pgsched__ok(err);
 }
 
+/* Runs a statement whose result rows are not needed (an idempotent one: retried once on a
+   dead connection). */
+static pgsched_result pgsched__pg_command(pgsched__pg *p, int q, int nparams,
+                                          const char *const *vals, pgsched_error *err)
+{
+    PGresult *res;
+    pgsched_result r = pgsched__pg_run(p, q, nparams, vals, 1, &res, err);
+    if (r != PGSCHED_OK) return r;
+    PQclear(res);
+    return pgsched__ok(err);
+}
+
 static pgsched_result pgsched__pg_next_due(pgsched_store *s, const char *const *names,
                                            size_t count, pgsched_time *next, pgsched_time *now,
                                            pgsched_error *err)
@@ -6851,7 +6864,6 @@ static pgsched_result pgsched__pg_node_register(pgsched_store *s, const pgsched_
     const char *vals[4];
     char pid[32];
     char *arr = pgsched__pg_names_array(p, rec->names, rec->name_count);
-    PGresult *res;
     pgsched_result r;
     if (!arr) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory");
     pgsched__i64(pid, sizeof pid, rec->pid);
@@ -6859,25 +6871,17 @@ static pgsched_result pgsched__pg_node_register(pgsched_store *s, const pgsched_
     vals[1] = rec->host ? rec->host : "";
     vals[2] = pid;
     vals[3] = arr;
-    r = pgsched__pg_run(p, PGSCHED__Q_NODE_REGISTER, 4, vals, 1, &res, err);
+    r = pgsched__pg_command(p, PGSCHED__Q_NODE_REGISTER, 4, vals, err);
     pgsched__free(&p->alloc, arr);
-    if (r != PGSCHED_OK) return r;
-    PQclear(res);
-    return pgsched__ok(err);
+    return r;
 }
 
 static pgsched_result pgsched__pg_node_unregister(pgsched_store *s, const char *node_id,
                                                   pgsched_error *err)
 {
-    pgsched__pg *p = (pgsched__pg *)s;
     const char *vals[1];
-    PGresult *res;
-    pgsched_result r;
     vals[0] = node_id;
-    r = pgsched__pg_run(p, PGSCHED__Q_NODE_UNREGISTER, 1, vals, 1, &res, err);
-    if (r != PGSCHED_OK) return r;
-    PQclear(res);
-    return pgsched__ok(err);
+    return pgsched__pg_command((pgsched__pg *)s, PGSCHED__Q_NODE_UNREGISTER, 1, vals, err);
 }
 
 static pgsched_result pgsched__pg_count(pgsched__pg *p, int q, int n, const char *const *vals,
@@ -8262,9 +8266,10 @@ static void pgsched__flush_outcomes(pgsched_node *n)
             case PGSCHED__COUNT_STALLED: n->counters.stalled_taken_back++; break;
             default: break;
             }
-            if (rs[i].new_status == PGSCHED_PENDING && rs[i].next_run &&
-                pgsched__find_type(n, p->name) && pgsched__find_type(n, p->name)->t.handler)
-                pgsched__hint_due(n, rs[i].next_run);
+            if (rs[i].new_status == PGSCHED_PENDING && rs[i].next_run) {
+                const pgsched__type *t = pgsched__find_type(n, p->name);
+                if (t && t->t.handler) pgsched__hint_due(n, rs[i].next_run);
+            }
         } else if (rs[i].code == PGSCHED_ERR_LEASE_LOST) {
             n->counters.lease_lost++;
         }
