@@ -3932,8 +3932,10 @@ static pgsched_result pgsched__err_not_pending(pgsched_error *err, const char *n
 
 /* ---- [pgsched: stores] implementation: threads helpers -------------------------------------- */
 
-/* Condition variables wait on the monotonic clock so that a wall-clock step (NTP, an operator)
-   neither wakes every sleeper nor makes one sleep for an hour. */
+/* Every condition variable of the library is made here, so all of them wait on the monotonic
+   clock: a wall-clock step (NTP, an operator) neither wakes every sleeper nor makes one sleep
+   for an hour, and pgsched__cond_wait_until's monotonic deadlines mean what they say (on a
+   default, realtime condition variable they lie decades in the past and the waiter spins). */
 static int pgsched__cond_init(pthread_cond_t *cv)
 {
     pthread_condattr_t attr;
@@ -7230,7 +7232,7 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
         pgsched__free(&a, p);
         return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory creating a store");
     }
-    pthread_cond_init(&p->cv, NULL);
+    pgsched__cond_init(&p->cv);
     *out = &p->base;
     return pgsched__ok(err);
 }
@@ -8960,10 +8962,10 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
     }
     pthread_mutex_init(&n->mu, NULL);
     pgsched__cond_init(&n->cv);
-    pthread_cond_init(&n->done_cv, NULL);
+    pgsched__cond_init(&n->done_cv);
     pthread_mutex_init(&n->cron_mu, NULL);
     pthread_mutex_init(&n->cb_mu, NULL);
-    pthread_cond_init(&n->cb_cv, NULL);
+    pgsched__cond_init(&n->cb_cv);
     for (i = 0; i < n->nslots; i++) {
         n->slots[i].node = n;
         n->slots[i].index = i;

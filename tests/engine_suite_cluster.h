@@ -860,6 +860,49 @@ ENGINE_TEST(wakes_at_next_due_time_without_notifications)
     assert_true(counters_of(a).polls < 10);
 }
 
+/* §6 "no busy loops": once its work is done, a node (dispatcher, workers, listener and the
+   callback thread, which still holds timers for the changes it just delivered) sleeps. Over a
+   second of idling the whole process uses a small fraction of one core; a thread that spins
+   on a deadline it cannot reach uses all of it. */
+static pgsched_duration process_cpu_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (pgsched_duration)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+ENGINE_TEST(idle_nodes_sleep_without_using_the_cpu)
+{
+    pgsched_config c = fx_config(fx), cq;
+    probe *p = fx_probe(fx);
+    recorder *g = fx_recorder(fx, &c);
+    pgsched_node *a, *b;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    pgsched_duration cpu;
+    pgsched_time t0;
+    c.poll_interval = 60 * SEC;
+    a = start_node_with(fx, &c, "t", h_probe, p);
+    cq = fx_config(fx);
+    cq.no_notifications = 1;
+    cq.poll_interval = 60 * SEC;
+    cq.on_status = c.on_status;
+    cq.on_status_user = c.on_status_user;
+    b = start_node_with(fx, &cq, "t", h_probe, p);
+    OK(pgsched_schedule_job(b, &s, E));
+    WAIT_STATUS("t", "k", PGSCHED_COMPLETED, 5000);
+    recorder_wait(g, "t", "k", 3, 3000);
+    /* a measuring window, not a wait for a condition */
+    t0 = mono_us();
+    cpu = process_cpu_us();
+    sleep_us(1000 * MS);
+    cpu = process_cpu_us() - cpu;
+    t0 = mono_us() - t0;
+    if (g_verbose)
+        fprintf(stderr, "    idle: %lld us of CPU in %lld us\n", (long long)cpu, (long long)t0);
+    assert_true(cpu < t0 / 4);
+    (void)a;
+}
+
 /* §6: with notifications, a job scheduled on another node starts within 100 ms although the
    runner polls once a minute. */
 ENGINE_TEST(notification_starts_job_on_other_node_at_once)

@@ -82,6 +82,7 @@
     X(run_handed_over_as_shutdown_begins_does_not_start)                                       \
     X(concurrent_second_shutdown_waits_for_the_first)                                          \
     X(wakes_at_next_due_time_without_notifications)                                            \
+    X(idle_nodes_sleep_without_using_the_cpu)                                                  \
     X(due_time_learned_while_a_claim_is_in_flight_is_kept)                                     \
     X(notification_starts_job_on_other_node_at_once)                                           \
     X(trigger_and_cancel_reach_other_node_without_debounce)                                    \
