@@ -142,6 +142,9 @@ static void schedule(pgsched_node *node, const char *name, const char *key,
     spec.schedule.every = every;
     spec.schedule.at = at;
     spec.params = params;
+    /* A database reused from an earlier demo may still hold a row that is running (that demo
+       was killed mid-run): the new schedule then applies when that run ends or is taken back. */
+    spec.apply_after_run = 1;
     if (pgsched_schedule_job(node, &spec, &e) != PGSCHED_OK) die("schedule", &e);
 }
 
