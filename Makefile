@@ -1,7 +1,8 @@
 # Makefile - build, test and install pgsched (GNU make).
 #
 #   make / make examples   build/pgsched-cron and every other examples/*.c into build/<name>
-#   make demo              two scheduler nodes on a throwaway PostgreSQL (see README.md)
+#   make demo              two scheduler nodes on a throwaway PostgreSQL, or on the in-memory
+#                          store where there is no server (see README.md)
 #   make test              everything below, with one summary ending "N passed, N failed"
 #   make unit              the test binaries and tests/test_*.sh against a throwaway cluster
 #   make asan / tsan       the test binaries under clang's ASan+UBSan / TSan
@@ -192,7 +193,9 @@ bench:
 	done; \
 	[ $$fail = 0 ]
 
-# Until examples/demo.c exists, a preview: pgsched-cron on a few expressions.
+# Without PGSCHED_DSN the demo gets a throwaway cluster; when there is no server to start one
+# with (deps.sh could not install it) or it does not start, build/demo runs without PGSCHED_DSN
+# and says that it uses the in-memory store. (Without examples/demo.c: a pgsched-cron preview.)
 demo:
 	@bash tests/deps.sh demo
 	@if [ -f examples/demo.c ]; then $(MAKE) --no-print-directory $(BUILD)/demo; \
@@ -200,8 +203,14 @@ demo:
 	@set -u; \
 	if [ -x $(BUILD)/demo ] && [ -f examples/demo.c ]; then \
 		if [ -z "$${PGSCHED_DSN:-}" ]; then \
-			out=$$(bash tests/pgcluster.sh start) || exit 1; eval "$$out"; \
-			trap 'bash tests/pgcluster.sh stop "$$PGSCHED_CLUSTER_DIR"' EXIT; trap 'exit 130' INT TERM; \
+			if out=$$(bash tests/pgcluster.sh start); then \
+				eval "$$out"; \
+				trap 'bash tests/pgcluster.sh stop "$${PGSCHED_CLUSTER_DIR:-}"' EXIT; \
+				trap 'exit 130' INT TERM; \
+			else \
+				echo "demo: no PostgreSQL cluster could be started (see above); running without one"; \
+				unset PGSCHED_DSN; \
+			fi; \
 		fi; \
 		$(BUILD)/demo; \
 	elif [ -x $(BUILD)/pgsched-cron ]; then \

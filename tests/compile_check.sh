@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # tests/compile_check.sh - pgsched.h compiles warning-free in every supported way.
 #
-# Full compiles (to objects, and linked where a variant is about linking) of a file that
-# includes pgsched.h with PGSCHED_IMPLEMENTATION: gcc and clang as C99 and C11, g++ and clang++
-# as C++11 and C++17, all with -Wall -Wextra -Wpedantic -Werror; then the variants
-# PGSCHED_NO_LIBPQ (no libpq header path, linked without -lpq), PGSCHED_STATIC, custom
-# allocator macros, the #error for an incomplete allocator set (must fail to compile), and the
-# two-translation-unit link of tests/link_a.c + tests/link_b.c as C, C++ and mixed.
+# Full compiles (to objects, and linked and run where a variant is about linking) of a file
+# that includes pgsched.h with PGSCHED_IMPLEMENTATION: gcc and clang as C99 and C11, g++ and
+# clang++ as C++11 and C++17, all with -Wall -Wextra -Wpedantic -Werror; then the variants
+# PGSCHED_NO_LIBPQ (no libpq header path, linked without -lpq, no libpq in the result),
+# PGSCHED_STATIC, custom allocator macros (the program fails unless the library allocated and
+# freed through them), a PGSCHED_ASSERT override (fails unless the library called it), the
+# #error for an incomplete allocator set (must fail to compile), the two-translation-unit link
+# of tests/link_a.c + tests/link_b.c as C, C++ and mixed, and `make install` into a scratch
+# prefix followed by a program built only with `pkg-config --cflags --libs pgsched`.
 # Last line: "N passed, N failed"; exit status 1 on any failure.
 #
 #   CC=... CXX=... CLANG=... CLANGXX=...   the compilers (defaults gcc, g++, clang, clang++)
@@ -28,7 +31,8 @@ trap 'rm -rf "$tmp"' EXIT
 trap 'exit 130' INT TERM HUP
 
 # --- the sources ---------------------------------------------------------------------------
-# The implementation with every public entry point reachable from main, so a link needs them.
+# The implementation. Its functions have external linkage, so the object holds all of them and
+# the link needs libpq and pthreads for them even though main calls only two.
 cat >"$tmp/impl.c" <<'EOF'
 #define PGSCHED_IMPLEMENTATION
 #include "pgsched.h"
@@ -39,10 +43,12 @@ int main(void)
     return pgsched_now() > 0 ? 0 : 1;
 }
 EOF
-# Custom allocator: all three macros, calling counting wrappers defined after the include.
+# Custom allocator: all three macros, calling counting wrappers defined after the include. main
+# makes the library allocate and free (a cron expression, an in-memory store with one job) and
+# fails unless both counts grew: a library that ignored the macros would not pass.
 cat >"$tmp/alloc.c" <<'EOF'
 #include <stddef.h>
-static size_t my_calls;
+static unsigned long my_allocs, my_frees;
 static void *my_malloc(size_t n);
 static void *my_realloc(void *p, size_t n);
 static void my_free(void *p);
@@ -53,15 +59,78 @@ static void my_free(void *p);
 #include "pgsched.h"
 #include <stdio.h>
 #include <stdlib.h>
-static void *my_malloc(size_t n) { my_calls++; return malloc(n); }
-static void *my_realloc(void *p, size_t n) { my_calls++; return realloc(p, n); }
-static void my_free(void *p) { free(p); }
+#include <string.h>
+static void *my_malloc(size_t n) { my_allocs++; return malloc(n); }
+static void *my_realloc(void *p, size_t n) { my_allocs++; return realloc(p, n); }
+static void my_free(void *p) { if (p) my_frees++; free(p); }
 int main(void)
 {
-    printf("%s %lu\n", pgsched_result_string(PGSCHED_OK), (unsigned long)my_calls);
+    pgsched_cron *cron = NULL;
+    pgsched_store *store = NULL;
+    pgsched_schedule_request q;
+    pgsched_schedule_outcome o;
+    pgsched_error e;
+    memset(&q, 0, sizeof q);
+    memset(&o, 0, sizeof o);
+    q.name = "check";
+    q.key = "once";
+    q.kind = PGSCHED_ONCE;
+    if (pgsched_cron_parse("*/15 9-17 * * MON-FRI", NULL, &cron, &e) != PGSCHED_OK) return 1;
+    pgsched_cron_free(cron);
+    if (pgsched_memory_store_create(NULL, &store, &e) != PGSCHED_OK) return 1;
+    if (pgsched_store_schedule(store, &q, &o, &e) != PGSCHED_OK) return 1;
+    pgsched_store_destroy(store);
+    printf("custom allocator: %lu allocations, %lu frees\n", my_allocs, my_frees);
+    if (my_allocs == 0 || my_frees == 0) {
+        printf("the library did not allocate or free through PGSCHED_MALLOC/REALLOC/FREE\n");
+        return 1;
+    }
     return 0;
 }
 EOF
+# PGSCHED_ASSERT overridden by a function of this file that counts its calls. Scheduling a job
+# in the in-memory store asserts (that its due-time heap has room), so the count must grow.
+cat >"$tmp/assert.c" <<'EOF'
+static unsigned long my_asserts;
+static void my_assert(int ok, const char *what);
+#define PGSCHED_ASSERT(x) my_assert((x) ? 1 : 0, #x)
+#define PGSCHED_IMPLEMENTATION
+#include "pgsched.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+static void my_assert(int ok, const char *what)
+{
+    my_asserts++;
+    if (!ok) {
+        fprintf(stderr, "PGSCHED_ASSERT failed: %s\n", what);
+        abort();
+    }
+}
+int main(void)
+{
+    pgsched_store *store = NULL;
+    pgsched_schedule_request q;
+    pgsched_schedule_outcome o;
+    pgsched_error e;
+    memset(&q, 0, sizeof q);
+    memset(&o, 0, sizeof o);
+    q.name = "check";
+    q.key = "once";
+    q.kind = PGSCHED_ONCE;
+    if (pgsched_memory_store_create(NULL, &store, &e) != PGSCHED_OK) return 1;
+    if (pgsched_store_schedule(store, &q, &o, &e) != PGSCHED_OK) return 1;
+    pgsched_store_destroy(store);
+    printf("PGSCHED_ASSERT override: called %lu times\n", my_asserts);
+    if (my_asserts == 0) {
+        printf("the library never called PGSCHED_ASSERT\n");
+        return 1;
+    }
+    return 0;
+}
+EOF
+# The installed header, found only through pkg-config.
+sed 's|#include "pgsched.h"|#include <pgsched.h>|' "$tmp/impl.c" >"$tmp/app.c"
 # Incomplete allocator sets: each must stop at the header's #error.
 for set in MALLOC MALLOC_REALLOC FREE; do
     {
@@ -78,7 +147,7 @@ for set in MALLOC MALLOC_REALLOC FREE; do
     } >"$tmp/alloc_$set.c"
 done
 # The same files as C++ (the compilers pick the language from the suffix).
-for f in impl alloc; do cp "$tmp/$f.c" "$tmp/$f.cpp"; done
+for f in impl alloc assert; do cp "$tmp/$f.c" "$tmp/$f.cpp"; done
 cp "$tmp/alloc_FREE.c" "$tmp/alloc_FREE.cpp"
 
 inc=(-I"$repo" -I"$pginc")
@@ -130,6 +199,22 @@ must_fail() { # COMPILER STD SOURCE
         return 1
     }
 }
+# `make install` into a scratch prefix (its own build dir: the repository's is left alone), then
+# a program that defines PGSCHED_IMPLEMENTATION, compiled and linked with nothing but what
+# `pkg-config --cflags --libs pgsched` gives, and run.
+pkgconfig() { # COMPILER STD SOURCE
+    local cc=$1 std=$2 src=$3 pc
+    echo "+ make install PREFIX=$PWD/prefix BUILD=$PWD/build"
+    env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make --no-print-directory -C "$repo" install \
+        PREFIX="$PWD/prefix" BUILD="$PWD/build" || return 1
+    [ -f prefix/include/pgsched.h ] || { echo "no prefix/include/pgsched.h"; return 1; }
+    pc=$(PKG_CONFIG_PATH=$PWD/prefix/lib/pkgconfig pkg-config --cflags --libs pgsched) || return 1
+    echo "pkg-config --cflags --libs pgsched: $pc"
+    # Word splitting of $pc is wanted: it is a list of flags.
+    # shellcheck disable=SC2086
+    echo "+ $cc -std=$std ${warn[*]} $src $pc" &&
+        "$cc" -std="$std" "${warn[@]}" "$src" -o prog $pc && ./prog
+}
 # Two units: A (implementation) and B (declarations), each compiled as C or C++.
 link2() { # LINKER CC_A STD_A LANG_A CC_B STD_B LANG_B [FLAGS_B...]
     local ld=$1 ca=$2 sa=$3 la=$4 cb=$5 sb=$6 lb=$7
@@ -168,6 +253,8 @@ for v in "${variants[@]}"; do
         -DPGSCHED_STATIC "${inc[@]}"
     add "$cc -std=$std: custom allocator macros" prog "$cc" "$std" "$tmp/alloc.$ext" "${libs[@]}" -- \
         "${inc[@]}"
+    add "$cc -std=$std: PGSCHED_ASSERT override" prog "$cc" "$std" "$tmp/assert.$ext" "${libs[@]}" -- \
+        "${inc[@]}"
 done
 add "$GCC -std=c99: only PGSCHED_MALLOC is an #error" must_fail "$GCC" c99 "$tmp/alloc_MALLOC.c"
 add "$CLANG -std=c11: PGSCHED_MALLOC+REALLOC without FREE is an #error" \
@@ -181,6 +268,8 @@ add "link: link_a.c as C++ + link_b.c as C" link2 "$GXX" "$GXX" c++11 c++ "$GCC"
 add "link: link_a.c as C + link_b.c as C++" link2 "$GXX" "$GCC" c11 c "$GXX" c++17 c++
 add "link: link_a.c + link_b.c with its own PGSCHED_STATIC implementation" \
     link2 "$GCC" "$GCC" c99 c "$GCC" c99 c -DPGSCHED_STATIC -DPGSCHED_IMPLEMENTATION
+add "make install + $GCC -std=c99 with only pkg-config --cflags --libs pgsched" \
+    pkgconfig "$GCC" c99 "$tmp/app.c"
 
 # --- run them, $jobs at a time -----------------------------------------------------------------
 run_case() { # INDEX

@@ -5,8 +5,13 @@
 # toolchain installed another way counts. Silent and quick when nothing is missing. Otherwise:
 # as root it runs apt-get update + apt-get install (Debian 12 package names) and says what it
 # installs; as any other user it prints the exact command and exits 1.
+# One exception: for `demo` the PostgreSQL server is optional (the demo falls back to the
+# in-memory store). As root with apt-get it is installed like the rest; otherwise deps.sh
+# prints a note with the command that would install it and goes on (exit 0 if nothing else
+# is missing).
 #
-#   PGSCHED_DEPS_DRY_RUN=1   only report what is missing (exit 1 if anything is), never install
+#   PGSCHED_DEPS_DRY_RUN=1   only report what is missing (exit 1 if anything required is),
+#                            never install
 #   SAN_CC=gcc               the sanitizer builds use gcc: check gcc's runtimes, not clang's
 set -euo pipefail
 
@@ -14,7 +19,7 @@ purpose=${1:-test}
 case $purpose in
 test | demo | fuzz | bench) ;;
 -h | --help)
-    sed -n '2,10p' "$0"
+    sed -n '2,15p' "$0"
     exit 0
     ;;
 *)
@@ -30,7 +35,7 @@ pkgs=()
 why=()
 need() { # need PACKAGE REASON
     local p
-    for p in "${pkgs[@]}"; do [ "$p" = "$1" ] && return 0; done
+    for p in ${pkgs[@]+"${pkgs[@]}"}; do [ "$p" = "$1" ] && return 0; done
     pkgs+=("$1")
     why+=("$1 ($2)")
 }
@@ -39,6 +44,7 @@ have() { command -v "$1" >/dev/null 2>&1; }
 check_make() { have make || need make "make"; }
 check_gcc() { have gcc || need gcc "gcc"; }
 check_gxx() { have g++ || need g++ "g++, for the C++ compile checks"; }
+check_pkgconfig() { have pkg-config || need pkgconf "pkg-config, for the installed pgsched.pc check"; }
 
 # pg_config + libpq-fe.h + libpq.so, all from libpq-dev on Debian.
 check_libpq() {
@@ -141,6 +147,7 @@ case $purpose in
 test)
     check_gcc
     check_gxx
+    check_pkgconfig
     check_libpq
     check_server
     check_cmocka
@@ -156,8 +163,8 @@ test)
 demo)
     check_gcc
     check_libpq
-    check_server
     check_tzdata
+    check_server # optional, see below
     ;;
 fuzz)
     check_libpq
@@ -172,23 +179,65 @@ bench)
     ;;
 esac
 
-[ ${#pkgs[@]} -eq 0 ] && exit 0
+# For the demo the server is optional where deps.sh cannot install it (not root, or no
+# apt-get): it moves from pkgs to optional, and only a note is printed for it.
+optional=()
+optional_why=()
+if [ "$purpose" = demo ] && { [ "$(id -u)" != 0 ] || ! have apt-get; }; then
+    keep=()
+    keep_why=()
+    for i in ${pkgs[@]+"${!pkgs[@]}"}; do
+        if [ "${pkgs[$i]}" = postgresql ]; then
+            optional+=("${pkgs[$i]}")
+            optional_why+=("${why[$i]}")
+        else
+            keep+=("${pkgs[$i]}")
+            keep_why+=("${why[$i]}")
+        fi
+    done
+    pkgs=(${keep[@]+"${keep[@]}"})
+    why=(${keep_why[@]+"${keep_why[@]}"})
+fi
+all=(${pkgs[@]+"${pkgs[@]}"} ${optional[@]+"${optional[@]}"})
 
-cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${pkgs[*]}"
+# The install command as root, and the same through sudo: sudo must run all of it, not only
+# the apt-get update before the &&.
+cmd="apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ${all[*]}"
+how_to_install() {
+    if have apt-get; then
+        echo "  sudo sh -c '$cmd'" >&2
+        echo "or, in a root shell:" >&2
+        echo "  $cmd" >&2
+    else
+        echo "  by hand (there is no apt-get here; the Debian 12 packages: ${all[*]})" >&2
+    fi
+}
+
+if [ ${#pkgs[@]} -eq 0 ]; then
+    [ ${#optional[@]} -eq 0 ] && exit 0
+    echo "deps.sh ($purpose): note: no PostgreSQL server here (package ${optional[*]}), and" \
+        "deps.sh cannot install it ($(have apt-get && echo "not root" || echo "no apt-get"))," \
+        "so the demo will use the in-memory store. For the PostgreSQL demo, install it:" >&2
+    how_to_install
+    exit 0
+fi
+
 echo "deps.sh ($purpose): missing:" >&2
 printf '  %s\n' "${why[@]}" >&2
+[ ${#optional[@]} -eq 0 ] ||
+    printf '  %s, optional: without it the demo uses the in-memory store\n' "${optional_why[@]}" >&2
 
 if [ -n "${PGSCHED_DEPS_DRY_RUN:-}" ]; then
     echo "deps.sh: would run: $cmd" >&2
     exit 1
 fi
-if [ "$(id -u)" != 0 ]; then
-    echo "deps.sh: install them as root (for example with sudo):" >&2
-    echo "  $cmd" >&2
-    exit 1
-fi
 if ! have apt-get; then
     echo "deps.sh: no apt-get here; install the packages above by hand." >&2
+    exit 1
+fi
+if [ "$(id -u)" != 0 ]; then
+    echo "deps.sh: install them as root, for example with sudo:" >&2
+    how_to_install
     exit 1
 fi
 

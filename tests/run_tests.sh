@@ -9,7 +9,8 @@
 # failure (make passes the names of the sources: a test that failed to build is missed, and a
 # stale binary of a deleted test is not run). Last line: "TOTAL: N passed, N failed"; exit
 # status 1 on any failure. A binary that crashes, hangs, exits nonzero without a FAILED line,
-# or runs no test at all counts as a failure, and so does a run that finds no test binary.
+# or runs no test at all counts as a failure, and so does a run with nothing to run (no binary
+# and no script), or with no NAMEs and no test binary in BUILD_DIR (nothing was built).
 #
 #   --no-scripts            binaries only (the sanitizer runs use this)
 #   PGSCHED_TEST_TIMEOUT    seconds per binary or script before it is killed (default 600)
@@ -236,9 +237,14 @@ for n in ${missing[@]+"${missing[@]}"}; do
     total_fail=$((total_fail + 1))
     failures+=("$n: not found (not built?)")
 done
-if [ ${#bins[@]} -eq 0 ]; then
+# Scripts alone are a complete run when they were what the NAMEs asked for; with no NAMEs the
+# binaries are part of "everything", and none at all means nothing was built.
+if [ $((${#bins[@]} + ${#shs[@]})) -eq 0 ]; then
     total_fail=$((total_fail + 1))
-    failures+=("no test binary (test_*) in ${build}: nothing was built, or nothing matched")
+    failures+=("nothing ran: no test binary (test_*) in ${build} and no test script matched")
+elif [ ${#bins[@]} -eq 0 ] && [ ${#only[@]} -eq 0 ]; then
+    total_fail=$((total_fail + 1))
+    failures+=("no test binary (test_*) in ${build}: nothing was built")
 fi
 
 echo
