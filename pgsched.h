@@ -113,7 +113,8 @@ typedef enum pgsched_result {
     PGSCHED_ERR_TIMEOUT = -26,          /* a wait ran out of time */
     PGSCHED_ERR_UNSUPPORTED = -27,      /* not available in this build or this store */
     PGSCHED_ERR_SCHEDULE = -28,         /* a schedule is malformed (kind, interval, time) */
-    PGSCHED_ERR_TOO_LARGE = -29         /* a text exceeds its size limit */
+    PGSCHED_ERR_TOO_LARGE = -29,        /* a text exceeds its size limit */
+    PGSCHED_ERR_BUSY = -30              /* the row is locked by another transaction: retry */
 } pgsched_result;
 
 #define PGSCHED_ERROR_MAX 512
@@ -437,6 +438,8 @@ typedef struct pgsched_lease {
 typedef struct pgsched_lease_state {
     int lost;             /* the row is gone or its token changed: stop the run */
     int cancel_requested; /* a cancel was requested for this run */
+    int busy;             /* held, but another transaction had the row locked: not renewed
+                             this time (a store without row locks never sets it) */
 } pgsched_lease_state;
 
 /* How a row continues after an attempt, decided by the engine (the store computes nothing). */
@@ -457,13 +460,23 @@ typedef struct pgsched_outcome {
     pgsched_attempt_rule attempt_rule;
     const char *error;           /* error text for FAILURE/STALLED (NULL = none) */
     const char *node_id;         /* the node writing the outcome */
+    /* A cancel requested for the run wins over a FAILURE, STALLED or RELEASED outcome (the
+       run's node may not have seen the request before the attempt ended): when the row's
+       cancel_requested is set and this is not NONE, the store records CANCELLED with this
+       status and due time (0 = now) and a fresh budget instead. */
+    pgsched_status cancelled_status;
+    pgsched_time cancelled_next_run;
 } pgsched_outcome;
 
 typedef struct pgsched_finish_result {
-    pgsched_result code;        /* PGSCHED_OK or PGSCHED_ERR_LEASE_LOST */
+    pgsched_result code;        /* OK; LEASE_LOST: another run owns the row, nothing written;
+                                   BUSY: another transaction has the row locked, try again */
+    pgsched_outcome_kind outcome; /* what was recorded (CANCELLED when the cancel won) */
     pgsched_status new_status;  /* what the row became (NONE: removed, as requested) */
     pgsched_time next_run;      /* PENDING: its due time */
     int64_t version;
+    int replayed;               /* OK: this lease's outcome had been recorded already (a retry
+                                   after a lost reply); nothing changed, the fields above are 0 */
 } pgsched_finish_result;
 
 typedef enum pgsched_cancel_effect {
@@ -506,9 +519,11 @@ typedef struct pgsched_node_record {
 typedef struct pgsched_cleanup_request {
     const char *node_id;
     pgsched_duration finished_retention; /* delete finished one-time rows older than this */
-    pgsched_duration history_retention;  /* delete run history (and dead node rows) older */
-    pgsched_duration orphan_timeout;     /* delete idle rows no live node registers */
-    pgsched_duration stall_timeout;      /* a node is live when seen within this */
+    pgsched_duration history_retention;  /* delete run history older than this, and records
+                                            of nodes not seen for this (and orphan_timeout) */
+    /* delete rows idle for this long whose type no node, running or stopped, registered
+       within it: a type whose nodes are all down for a deploy loses nothing */
+    pgsched_duration orphan_timeout;
     size_t limit;                        /* at most this many rows per part (0 = 10000) */
 } pgsched_cleanup_request;
 
@@ -544,7 +559,8 @@ struct pgsched_store_methods {
                             pgsched_error *err);
 
     /* Renews (when `renew`) the node's leases in one operation and reports, per lease, whether
-       it is lost and whether a cancel was requested. Also marks the node as seen. */
+       it is lost, whether a cancel was requested, and whether it was busy (held, not renewed:
+       another transaction had the row locked). Also marks the node as seen. */
     pgsched_result (*heartbeat)(pgsched_store *s, const char *node_id,
                                 const pgsched_lease *leases, size_t count, int renew,
                                 pgsched_lease_state *states, pgsched_time *now,
@@ -584,8 +600,10 @@ struct pgsched_store_methods {
     pgsched_result (*next_due)(pgsched_store *s, const char *const *names, size_t count,
                                pgsched_time *next, pgsched_time *now, pgsched_error *err);
 
+    /* Records the node (or renews its record) with the types it registers and marks it seen. */
     pgsched_result (*node_register)(pgsched_store *s, const pgsched_node_record *node,
                                     pgsched_error *err);
+    /* Marks the node stopped. Its record, types included, stays until cleanup deletes it. */
     pgsched_result (*node_unregister)(pgsched_store *s, const char *node_id, pgsched_error *err);
 
     pgsched_result (*cleanup)(pgsched_store *s, const pgsched_cleanup_request *req,
@@ -772,7 +790,8 @@ typedef struct pgsched_config {
 
     int max_concurrent;          /* workers = runs at once; 0 = 4; at most 1024 */
     pgsched_duration poll_interval;      /* 0 = 1 s */
-    pgsched_duration heartbeat_interval; /* 0 = stall_timeout / 6, at most 5 s; < stall */
+    pgsched_duration heartbeat_interval; /* 0 = stall_timeout / 6, at most 5 s; at most
+                                            stall_timeout / 2 */
     pgsched_duration stall_timeout;      /* 0 = 30 s */
     pgsched_duration cancel_check_period;/* 0 = 1 s (the fallback without notifications) */
     pgsched_duration retry_base;         /* first retry delay; 0 = 1 s */
@@ -974,6 +993,7 @@ PGSCHED_DEF const char *pgsched_result_string(pgsched_result code)
     case PGSCHED_ERR_UNSUPPORTED: return "not supported by this build or store";
     case PGSCHED_ERR_SCHEDULE: return "the schedule is invalid";
     case PGSCHED_ERR_TOO_LARGE: return "the text is too large";
+    case PGSCHED_ERR_BUSY: return "the row is locked by another transaction; try again";
     }
     return "unknown result code";
 }
@@ -3465,15 +3485,48 @@ PGSCHED_DEF pgsched_result pgsched_validate_json(const char *s, pgsched_error *e
 /* The longest duration anything accepts: a century keeps every sum with a time in range. */
 #define PGSCHED__DURATION_MAX ((pgsched_duration)100 * 366 * PGSCHED_DAY)
 
+/* A store must fill every method but the four listen_* ones (all four or none: a store
+   without notifications leaves them NULL and nodes on it poll). */
 static pgsched_result pgsched__check_store(pgsched_store *s, pgsched_error *err)
 {
+    const pgsched_store_methods *m;
+    const char *missing = NULL;
     if (!s || !s->methods)
         return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT, "the store is missing (NULL)");
-    if (s->methods->version < 1)
+    m = s->methods;
+    if (m->version < 1)
         return pgsched__fail(err, PGSCHED_ERR_UNSUPPORTED,
                              "the store's method table has version %d; this library needs 1",
-                             s->methods->version);
+                             m->version);
+#define PGSCHED__NEED(f) else if (!m->f) missing = #f;
+    if (0) {}
+    PGSCHED__NEED(setup) PGSCHED__NEED(destroy) PGSCHED__NEED(now) PGSCHED__NEED(schedule)
+    PGSCHED__NEED(claim) PGSCHED__NEED(heartbeat) PGSCHED__NEED(finish) PGSCHED__NEED(take_back)
+    PGSCHED__NEED(cancel) PGSCHED__NEED(trigger) PGSCHED__NEED(remove) PGSCHED__NEED(get)
+    PGSCHED__NEED(list) PGSCHED__NEED(history) PGSCHED__NEED(next_due)
+    PGSCHED__NEED(node_register) PGSCHED__NEED(node_unregister) PGSCHED__NEED(cleanup)
+#undef PGSCHED__NEED
+    if (missing)
+        return pgsched__fail(err, PGSCHED_ERR_UNSUPPORTED,
+                             "the %s store's method table has no %s method",
+                             m->name ? m->name : "(unnamed)", missing);
     return PGSCHED_OK;
+}
+
+/* Whether a store delivers events (its listen_* methods are all there). */
+static int pgsched__store_listens(const pgsched_store *s)
+{
+    const pgsched_store_methods *m = s && s->methods ? s->methods : NULL;
+    return m && m->listen_open && m->listen_wait && m->listen_wake && m->listen_close;
+}
+
+/* How long dead node records stay: the history retention, and at least the orphan timeout,
+   since a type some node registered within it is not an orphan. */
+static pgsched_duration pgsched__node_retention(const pgsched_cleanup_request *q)
+{
+    if (q->orphan_timeout != PGSCHED_NEVER && q->orphan_timeout > q->history_retention)
+        return q->orphan_timeout;
+    return q->history_retention;
 }
 
 static pgsched_result pgsched__null(pgsched_error *err, const char *what)
@@ -3860,12 +3913,8 @@ PGSCHED_DEF pgsched_result pgsched_store_cleanup(pgsched_store *s,
     if ((r = pgsched__validate_node_id(req->node_id, err)) != PGSCHED_OK) return r;
     if ((r = pgsched__check_duration("finished_retention", req->finished_retention, err)) ||
         (r = pgsched__check_duration("history_retention", req->history_retention, err)) ||
-        (r = pgsched__check_duration("orphan_timeout", req->orphan_timeout, err)) ||
-        (r = pgsched__check_duration("stall_timeout", req->stall_timeout, err)))
+        (r = pgsched__check_duration("orphan_timeout", req->orphan_timeout, err)))
         return r;
-    if (req->orphan_timeout != PGSCHED_NEVER && req->stall_timeout <= 0)
-        return pgsched__fail(err, PGSCHED_ERR_DURATION,
-                             "orphan clean-up needs a positive stall_timeout to tell live nodes");
     q = *req;
     if (q.limit == 0) q.limit = 10000;
     memset(&local, 0, sizeof local);
@@ -3881,6 +3930,9 @@ PGSCHED_DEF pgsched_result pgsched_store_listen_open(pgsched_store *s, pgsched_l
     if (r != PGSCHED_OK) return r;
     if (!out) return pgsched__null(err, "the output listener");
     *out = NULL;
+    if (!pgsched__store_listens(s))
+        return pgsched__fail(err, PGSCHED_ERR_UNSUPPORTED, "the %s store has no notifications",
+                             s->methods->name ? s->methods->name : "(unnamed)");
     return s->methods->listen_open(s, out, err);
 }
 
@@ -3896,17 +3948,20 @@ PGSCHED_DEF pgsched_result pgsched_store_listen_wait(pgsched_store *s, pgsched_l
     if (!count) return pgsched__null(err, "the output count");
     *count = 0;
     if (timeout < 0) timeout = 0;
+    if (!pgsched__store_listens(s))
+        return pgsched__fail(err, PGSCHED_ERR_UNSUPPORTED, "the %s store has no notifications",
+                             s->methods->name ? s->methods->name : "(unnamed)");
     return s->methods->listen_wait(s, l, timeout, events, cap, count, err);
 }
 
 PGSCHED_DEF void pgsched_store_listen_wake(pgsched_store *s, pgsched_listener *l)
 {
-    if (s && s->methods && l) s->methods->listen_wake(s, l);
+    if (l && pgsched__store_listens(s)) s->methods->listen_wake(s, l);
 }
 
 PGSCHED_DEF void pgsched_store_listen_close(pgsched_store *s, pgsched_listener *l)
 {
-    if (s && s->methods && l) s->methods->listen_close(s, l);
+    if (l && pgsched__store_listens(s)) s->methods->listen_close(s, l);
 }
 
 /* Shared sentences for the errors a store reports, so both stores say the same. */
@@ -4006,7 +4061,7 @@ struct pgsched__mrow {
     int max_retries, attempt;
     pgsched_time next_run;
     char owner[PGSCHED_NODE_ID_MAX + 1];
-    int64_t lease;
+    int64_t lease, last_lease; /* last_lease: the lease whose outcome was recorded last */
     pgsched_time heartbeat_at, started_at, finished_at;
     int cancel_requested, remove_requested;
     /* a re-schedule waiting for the current run to end */
@@ -4048,7 +4103,8 @@ typedef struct pgsched__mlistener {
 } pgsched__mlistener;
 
 #define PGSCHED__MTYPE_BUCKETS 64
-#define PGSCHED__MLISTEN_QUEUE 4096
+#define PGSCHED__MLISTEN_START 64 /* events a listener's queue holds at first */
+#define PGSCHED__MLISTEN_QUEUE 4096 /* and at most */
 
 typedef struct pgsched__mem {
     pgsched_store base;
@@ -4365,7 +4421,11 @@ static void pgsched__mem_emit(pgsched__mem *m, pgsched_event_kind kind, const pg
     ev.kind = kind;
     ev.old_status = old_status;
     ev.new_status = new_status;
-    ev.next_run = new_status == PGSCHED_PENDING ? r->next_run : 0;
+    /* a claim carries the due time of the run it starts, as the PostgreSQL store's does */
+    ev.next_run = new_status == PGSCHED_PENDING ||
+                          (old_status == PGSCHED_PENDING && new_status == PGSCHED_RUNNING)
+                      ? r->next_run
+                      : 0;
     ev.version = r->version;
     pgsched__copy_text(ev.name, sizeof ev.name, r->name);
     pgsched__copy_text(ev.key, sizeof ev.key, r->key);
@@ -4431,6 +4491,7 @@ static pgsched_result pgsched__mem_schedule(pgsched_store *s, const pgsched_sche
         r->ch_params = params;
         r->ch_max_retries = q->max_retries;
         r->ch_next_run = next;
+        r->remove_requested = 0; /* the re-schedule wins over an earlier unschedule */
         r->version = ++m->seq;
         r->updated_at = now;
         out->deferred = 1;
@@ -4597,7 +4658,8 @@ static pgsched_result pgsched__mem_heartbeat(pgsched_store *s, const char *node_
     now = pgsched__mem_now(m);
     for (i = 0; i < count; i++) {
         pgsched__mrow *r = pgsched__mem_find(m, leases[i].name, leases[i].key);
-        if (!r || r->status != PGSCHED_RUNNING || r->lease != leases[i].token) {
+        if (!r || r->status != PGSCHED_RUNNING || r->lease != leases[i].token ||
+            strcmp(r->owner, node_id) != 0) {
             states[i].lost = 1;
             continue;
         }
@@ -4661,24 +4723,38 @@ static pgsched_result pgsched__mem_finish(pgsched_store *s, const pgsched_outcom
     now = pgsched__mem_now(m);
     for (i = 0; i < count; i++) {
         pgsched__mrow *r = pgsched__mem_find(m, o[i].name, o[i].key);
-        pgsched_status st = o[i].status;
-        int failed = o[i].outcome == PGSCHED_OUTCOME_FAILURE ||
-                     o[i].outcome == PGSCHED_OUTCOME_STALLED;
+        pgsched_outcome e = o[i]; /* what the outcome becomes */
+        pgsched_status st;
+        int failed;
         if (!r || r->status != PGSCHED_RUNNING || r->lease != o[i].token) {
-            res[i].code = PGSCHED_ERR_LEASE_LOST;
+            if (r && r->last_lease == o[i].token) res[i].replayed = 1;
+            res[i].code = res[i].replayed ? PGSCHED_OK : PGSCHED_ERR_LEASE_LOST;
             continue;
         }
-        if (failed && o[i].error && !pgsched__mem_setstr(m, &r->last_error, o[i].error)) {
+        if (r->cancel_requested && e.cancelled_status != PGSCHED_STATUS_NONE &&
+            (e.outcome == PGSCHED_OUTCOME_FAILURE || e.outcome == PGSCHED_OUTCOME_STALLED ||
+             e.outcome == PGSCHED_OUTCOME_RELEASED)) {
+            e.outcome = PGSCHED_OUTCOME_CANCELLED;
+            e.status = e.cancelled_status;
+            e.next_run = e.cancelled_next_run;
+            e.retry_delay = 0;
+            e.attempt_rule = PGSCHED_ATTEMPT_RESET;
+        }
+        st = e.status;
+        failed = e.outcome == PGSCHED_OUTCOME_FAILURE || e.outcome == PGSCHED_OUTCOME_STALLED;
+        if (failed && e.error && !pgsched__mem_setstr(m, &r->last_error, e.error)) {
             res[i].code = PGSCHED_ERR_NOMEM;
             continue;
         }
-        pgsched__mem_history(m, r, &o[i], now);
-        if (o[i].outcome != PGSCHED_OUTCOME_RELEASED) r->runs++;
+        pgsched__mem_history(m, r, &e, now);
+        if (e.outcome != PGSCHED_OUTCOME_RELEASED) r->runs++;
         if (failed) r->failures++;
-        if (o[i].attempt_rule == PGSCHED_ATTEMPT_RESET) r->attempt = 0;
-        else if (o[i].attempt_rule == PGSCHED_ATTEMPT_UNCOUNT && r->attempt > 0) r->attempt--;
+        if (e.attempt_rule == PGSCHED_ATTEMPT_RESET) r->attempt = 0;
+        else if (e.attempt_rule == PGSCHED_ATTEMPT_UNCOUNT && r->attempt > 0) r->attempt--;
+        res[i].outcome = e.outcome;
         r->finished_at = now;
         r->owner[0] = '\0';
+        r->last_lease = r->lease;
         r->lease = 0;
         r->heartbeat_at = 0;
         r->cancel_requested = 0;
@@ -4694,7 +4770,7 @@ static pgsched_result pgsched__mem_finish(pgsched_store *s, const pgsched_outcom
             continue;
         }
         if (st == PGSCHED_PENDING)
-            r->next_run = o[i].next_run ? o[i].next_run : now + o[i].retry_delay;
+            r->next_run = e.next_run ? e.next_run : now + e.retry_delay;
         else
             r->next_run = 0;
         if (r->has_change) {
@@ -4723,19 +4799,40 @@ static pgsched_result pgsched__mem_finish(pgsched_store *s, const pgsched_outcom
     return pgsched__ok(err);
 }
 
+static int pgsched__mem_heartbeat_cmp(const void *a, const void *b)
+{
+    const pgsched__mrow *x = *(const pgsched__mrow *const *)a;
+    const pgsched__mrow *y = *(const pgsched__mrow *const *)b;
+    return x->heartbeat_at < y->heartbeat_at ? -1 : x->heartbeat_at > y->heartbeat_at;
+}
+
 static pgsched_result pgsched__mem_take_back(pgsched_store *s, const char *node_id,
                                              pgsched_duration stall_timeout, int max,
                                              pgsched_job_list *out, pgsched_error *err)
 {
     pgsched__mem *m = (pgsched__mem *)s;
-    pgsched__mrow *r;
+    pgsched__mrow *r, **stalled;
     pgsched_time now;
+    size_t count = 0, k;
     int n = 0;
     pthread_mutex_lock(&m->mu);
     now = pgsched__mem_now(m);
-    for (r = m->running; r && n < max; r = r->rnext) {
+    for (r = m->running; r; r = r->rnext)
+        if (r->heartbeat_at < now - stall_timeout) count++;
+    if (!count) {
+        pthread_mutex_unlock(&m->mu);
+        return pgsched__ok(err);
+    }
+    stalled = (pgsched__mrow **)pgsched__malloc(&m->alloc, count * sizeof *stalled);
+    if (!stalled) return pgsched__mem_oom(m, err);
+    count = 0;
+    for (r = m->running; r; r = r->rnext)
+        if (r->heartbeat_at < now - stall_timeout) stalled[count++] = r;
+    /* the longest-silent first, as the PostgreSQL store takes them */
+    qsort(stalled, count, sizeof *stalled, pgsched__mem_heartbeat_cmp);
+    for (k = 0; k < count && n < max; k++) {
         pgsched_job job;
-        if (r->heartbeat_at >= now - stall_timeout) continue;
+        r = stalled[k];
         pgsched__copy_text(r->owner, sizeof r->owner, node_id);
         r->version = ++m->seq;
         r->lease = r->version;
@@ -4745,12 +4842,14 @@ static pgsched_result pgsched__mem_take_back(pgsched_store *s, const char *node_
         if (pgsched_job_list_push(out, &job) != PGSCHED_OK) {
             /* The row now belongs to this node under a token nobody knows: it stalls again
                after stall_timeout and is taken back then. Nothing is lost. */
+            pgsched__free(&m->alloc, stalled);
             pthread_mutex_unlock(&m->mu);
             return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory taking back rows");
         }
         pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, PGSCHED_RUNNING, PGSCHED_RUNNING, node_id);
         n++;
     }
+    pgsched__free(&m->alloc, stalled);
     pthread_mutex_unlock(&m->mu);
     return pgsched__ok(err);
 }
@@ -4890,25 +4989,44 @@ static pgsched_result pgsched__mem_list(pgsched_store *s, const pgsched_list_fil
 {
     pgsched__mem *m = (pgsched__mem *)s;
     pgsched__mrow **rows;
-    size_t n = 0, i, taken = 0;
+    size_t n = 0, i, cap;
     pgsched_result rc = PGSCHED_OK;
     pthread_mutex_lock(&m->mu);
-    rows = (pgsched__mrow **)pgsched__malloc(&m->alloc, (m->nrows ? m->nrows : 1) * sizeof *rows);
+    cap = f->limit < m->nrows ? f->limit : m->nrows;
+    rows = (pgsched__mrow **)pgsched__malloc(&m->alloc, (cap ? cap : 1) * sizeof *rows);
     if (!rows) return pgsched__mem_oom(m, err);
-    for (i = 0; i < m->nbuckets; i++) {
+    /* One pass keeping the `cap` smallest rows after the cursor in a max-heap: a page costs
+       a walk of the table, not a sort of it, and memory for one page. */
+    for (i = 0; i < m->nbuckets && cap; i++) {
         pgsched__mrow *r;
         for (r = m->buckets[i]; r; r = r->hnext) {
+            size_t k;
             if (f->name && strcmp(r->name, f->name) != 0) continue;
             if (f->status && r->status != f->status) continue;
             if (f->after_name) {
                 int c = strcmp(r->name, f->after_name);
                 if (c < 0 || (c == 0 && strcmp(r->key, f->after_key) <= 0)) continue;
             }
-            rows[n++] = r;
+            if (n < cap) {
+                for (k = n++; k > 0 && pgsched__mem_row_cmp(&rows[(k - 1) / 2], &r) < 0;
+                     k = (k - 1) / 2)
+                    rows[k] = rows[(k - 1) / 2];
+                rows[k] = r;
+            } else if (pgsched__mem_row_cmp(&r, &rows[0]) < 0) {
+                for (k = 0;;) {
+                    size_t c = 2 * k + 1;
+                    if (c >= n) break;
+                    if (c + 1 < n && pgsched__mem_row_cmp(&rows[c + 1], &rows[c]) > 0) c++;
+                    if (pgsched__mem_row_cmp(&rows[c], &r) <= 0) break;
+                    rows[k] = rows[c];
+                    k = c;
+                }
+                rows[k] = r;
+            }
         }
     }
     qsort(rows, n, sizeof *rows, pgsched__mem_row_cmp);
-    for (i = 0; i < n && taken < f->limit; i++, taken++) {
+    for (i = 0; i < n; i++) {
         pgsched_job job;
         pgsched__mem_to_job(rows[i], &job);
         if ((rc = pgsched_job_list_push(out, &job)) != PGSCHED_OK) break;
@@ -5024,8 +5142,8 @@ static pgsched_result pgsched__mem_node_unregister(pgsched_store *s, const char 
     pthread_mutex_lock(&m->mu);
     n = pgsched__mem_node(m, node_id);
     if (n) {
-        pgsched__mem_node_clear(m, n);
-        *n = m->nodes[--m->node_n];
+        /* the record stays, with its types, until clean-up deletes it */
+        n->last_seen = pgsched__mem_now(m);
     }
     pthread_mutex_unlock(&m->mu);
     return pgsched__ok(err);
@@ -5040,17 +5158,17 @@ static pgsched_result pgsched__mem_cleanup(pgsched_store *s, const pgsched_clean
     pthread_mutex_lock(&m->mu);
     now = pgsched__mem_now(m);
     if (q->history_retention != PGSCHED_NEVER) {
-        size_t keep = 0;
+        size_t kept = 0;
         for (i = 0; i < m->hist_n; i++) {
             if (m->hist[i].rec.finished_at < now - q->history_retention &&
                 out->history_deleted < q->limit) {
                 pgsched__free(&m->alloc, m->hist[i].block);
                 out->history_deleted++;
             } else {
-                m->hist[keep++] = m->hist[i];
+                m->hist[kept++] = m->hist[i];
             }
         }
-        m->hist_n = keep;
+        m->hist_n = kept;
         if (m->hist_cap > 64 && m->hist_n < m->hist_cap / 4) {
             size_t ncap = m->hist_n * 2 > 64 ? m->hist_n * 2 : 64;
             pgsched__mhist *nh =
@@ -5060,9 +5178,9 @@ static pgsched_result pgsched__mem_cleanup(pgsched_store *s, const pgsched_clean
                 m->hist_cap = ncap;
             }
         }
+        pgsched_duration keep = pgsched__node_retention(q);
         for (i = 0; i < m->node_n;) {
-            if (m->nodes[i].last_seen < now - q->history_retention &&
-                strcmp(m->nodes[i].id, q->node_id) != 0) {
+            if (m->nodes[i].last_seen < now - keep && strcmp(m->nodes[i].id, q->node_id) != 0) {
                 pgsched__mem_node_clear(m, &m->nodes[i]);
                 m->nodes[i] = m->nodes[--m->node_n];
                 out->nodes_deleted++;
@@ -5072,14 +5190,15 @@ static pgsched_result pgsched__mem_cleanup(pgsched_store *s, const pgsched_clean
         }
     }
     if (q->orphan_timeout != PGSCHED_NEVER) {
-        /* A type is live when any node seen within stall_timeout registers it. */
+        /* A type is live when a node, running or stopped, seen within the orphan timeout
+           registers it. */
         for (b = 0; b < PGSCHED__MTYPE_BUCKETS; b++) {
             pgsched__mtype *t;
             for (t = m->types[b]; t; t = t->next) {
                 t->live = 0;
                 for (i = 0; i < m->node_n && !t->live; i++) {
                     size_t k;
-                    if (m->nodes[i].last_seen < now - q->stall_timeout) continue;
+                    if (m->nodes[i].last_seen < now - q->orphan_timeout) continue;
                     for (k = 0; k < m->nodes[i].name_count; k++)
                         if (strcmp(m->nodes[i].names[k], t->name) == 0) t->live = 1;
                 }
@@ -5123,7 +5242,7 @@ static pgsched_result pgsched__mem_listen_open(pgsched_store *s, pgsched_listene
     pgsched__mem *m = (pgsched__mem *)s;
     pgsched__mlistener *l = (pgsched__mlistener *)pgsched__calloc(&m->alloc, sizeof *l);
     if (!l) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory opening a listener");
-    l->cap = 64;
+    l->cap = PGSCHED__MLISTEN_START;
     l->q = (pgsched_event *)pgsched__malloc(&m->alloc, l->cap * sizeof *l->q);
     if (!l->q || pgsched__cond_init(&l->cv) != 0) {
         pgsched__free(&m->alloc, l->q);
@@ -5159,6 +5278,17 @@ static pgsched_result pgsched__mem_listen_wait(pgsched_store *s, pgsched_listene
         events[n++] = l->q[l->head];
         l->head = (l->head + 1) % l->cap;
         l->count--;
+    }
+    if (!l->count && l->cap > PGSCHED__MLISTEN_START) {
+        /* a queue grown by a burst goes back to its first size once drained */
+        pgsched_event *small =
+            (pgsched_event *)pgsched__malloc(&m->alloc, PGSCHED__MLISTEN_START * sizeof *small);
+        if (small) {
+            pgsched__free(&m->alloc, l->q);
+            l->q = small;
+            l->cap = PGSCHED__MLISTEN_START;
+            l->head = 0;
+        }
     }
     l->woken = 0;
     pthread_mutex_unlock(&m->mu);
@@ -5371,6 +5501,82 @@ PGSCHED_DEF size_t pgsched_conninfo_redact(const char *conninfo, char *buf, size
     return o;
 }
 
+#ifndef PGSCHED_NO_LIBPQ
+/* The password values a connection string carries (URI user:password@, ?password=, and
+   password=value pairs), as spans of the text; at most `cap`. */
+static size_t pgsched__conninfo_secrets(const char *s, const char **at, size_t *len, size_t cap)
+{
+    size_t n = 0;
+    if (strncmp(s, "postgres://", 11) == 0 || strncmp(s, "postgresql://", 13) == 0) {
+        const char *p = strstr(s, "://") + 3, *q, *amp = NULL;
+        for (q = p; *q && *q != '/' && *q != '?'; q++)
+            if (*q == '@') amp = q;
+        if (amp) {
+            for (q = p; q < amp && *q != ':'; q++) {}
+            if (q < amp && n < cap) {
+                at[n] = q + 1;
+                len[n++] = (size_t)(amp - q - 1);
+            }
+        }
+        for (q = s; (q = strstr(q, "password=")) != NULL; q += 9)
+            if (q > s && (q[-1] == '?' || q[-1] == '&') && n < cap) {
+                size_t k = strcspn(q + 9, "&");
+                at[n] = q + 9;
+                len[n++] = k;
+            }
+        return n;
+    }
+    while (*s) {
+        const char *k;
+        s += strspn(s, " \t\n");
+        k = s;
+        s += strcspn(s, "= \t\n");
+        if ((size_t)(s - k) == 8 && strncmp(k, "password", 8) == 0) {
+            s += strspn(s, " \t=");
+            if (*s == '\'') {
+                const char *v = ++s;
+                while (*s && *s != '\'') s += (*s == '\\' && s[1]) ? 2 : 1;
+                if (n < cap) {
+                    at[n] = v;
+                    len[n++] = (size_t)(s - v);
+                }
+            } else if (n < cap) {
+                at[n] = s;
+                len[n++] = strcspn(s, " \t\n");
+            }
+        }
+        s += strcspn(s, " \t\n");
+    }
+    return n;
+}
+
+/* Replaces every password of `conninfo` found in `msg` by "********": libpq quotes a
+   malformed connection string (or a piece of it) back in its error messages. */
+static void pgsched__conninfo_scrub(const char *conninfo, char *msg, size_t size)
+{
+    const char *at[8];
+    size_t len[8], n, i;
+    if (!conninfo || !msg || !size) return;
+    n = pgsched__conninfo_secrets(conninfo, at, len, 8);
+    for (i = 0; i < n; i++) {
+        char out[512];
+        const char *from = msg, *c;
+        size_t o = 0;
+        if (len[i] == 0) continue;
+        for (c = msg; *c; c++) {
+            if (strncmp(c, at[i], len[i]) != 0) continue;
+            o += (size_t)snprintf(out + o, o < sizeof out ? sizeof out - o : 0, "%.*s********",
+                                  (int)(c - from), from);
+            from = c + len[i];
+            c = from - 1;
+        }
+        if (o < sizeof out) snprintf(out + o, sizeof out - o, "%s", from);
+        out[sizeof out - 1] = '\0';
+        pgsched__copy_text(msg, size, out);
+    }
+}
+#endif
+
 /* The longest suffix of an object name ("schema_version"); prefix + suffix <= 63 bytes.
    (PostgreSQL shortens the automatic constraint names such as "..._schema_version_pkey"
    itself, without error.) */
@@ -5470,7 +5676,8 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "WHEN j.status = 'pending' THEN LEAST(j.next_run, EXCLUDED.next_run) "
     "ELSE EXCLUDED.next_run END, "
     "cancel_requested = CASE WHEN j.status = 'running' THEN j.cancel_requested ELSE false END, "
-    "remove_requested = CASE WHEN j.status = 'running' THEN j.remove_requested ELSE false END, "
+    /* a re-schedule, deferred or not, wins over an earlier unschedule of the running row */
+    "remove_requested = false, "
     "ch_kind = CASE WHEN j.status = 'running' THEN EXCLUDED.kind END, "
     "ch_cron = CASE WHEN j.status = 'running' THEN EXCLUDED.cron END, "
     "ch_every_us = CASE WHEN j.status = 'running' THEN EXCLUDED.every_us END, "
@@ -5516,67 +5723,58 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
                     "u.version::text, $1::text, " PGSCHED__PG_US("u.next_run") "::text)") ") END}"
     " FROM info LEFT JOIN u ON true ORDER BY u.next_run",
 
-    /* HEARTBEAT: $1 node $2 names[] $3 keys[] $4 tokens[] $5 renew. Returns the held leases.
-       The owner condition lets it read only this node's running rows (the owner index). */
+    /* HEARTBEAT: $1 node $2 names[] $3 keys[] $4 tokens[] $5 renew. Returns the held leases,
+       each with whether it was renewed. The owner condition lets it read only this node's
+       running rows (the owner index). A row another transaction has locked (a caller
+       scheduling inside its own open transaction, say) is skipped, not waited for: it is
+       reported held but not renewed, and the other leases are renewed all the same. */
     "WITH l AS (SELECT * FROM unnest($2::text[], $3::text[], $4::int8[]) AS l(name, key, token)), "
-    "h AS (UPDATE {J} j SET heartbeat_at = now() FROM l WHERE $5::bool AND j.name = l.name "
-    "AND j.key = l.key AND j.lease = l.token AND j.status = 'running' AND j.owner = $1::text "
-    "RETURNING j.name, j.key, j.cancel_requested, j.lease), "
-    "r AS (SELECT j.name, j.key, j.cancel_requested, j.lease FROM {J} j JOIN l ON j.name = l.name "
-    "AND j.key = l.key AND j.lease = l.token WHERE NOT $5::bool AND j.status = 'running' "
-    "AND j.owner = $1::text), "
+    "k AS (SELECT j.name, j.key FROM {J} j JOIN l ON j.name = l.name AND j.key = l.key "
+    "AND j.lease = l.token WHERE $5::bool AND j.status = 'running' AND j.owner = $1::text "
+    "FOR UPDATE OF j SKIP LOCKED), "
+    "h AS (UPDATE {J} j SET heartbeat_at = now() FROM k WHERE j.name = k.name AND j.key = k.key "
+    "RETURNING j.name, j.key, j.cancel_requested, j.lease, true AS renewed), "
+    "r AS (SELECT j.name, j.key, j.cancel_requested, j.lease, false AS renewed FROM {J} j "
+    "JOIN l ON j.name = l.name AND j.key = l.key AND j.lease = l.token "
+    "WHERE j.status = 'running' AND j.owner = $1::text "
+    "AND NOT EXISTS (SELECT 1 FROM k WHERE k.name = j.name AND k.key = j.key)), "
     "n AS (UPDATE {N} SET last_seen = now() WHERE id = $1::text RETURNING 1) "
-    "SELECT now(), x.name, x.key, x.cancel_requested, x.lease FROM (SELECT 1) one LEFT JOIN "
-    "(SELECT * FROM h UNION ALL SELECT * FROM r) x ON true",
+    "SELECT now(), x.name, x.key, x.cancel_requested, x.lease, x.renewed FROM (SELECT 1) one "
+    "LEFT JOIN (SELECT * FROM h UNION ALL SELECT * FROM r) x ON true",
 
     /* FINISH: $1 names[] $2 keys[] $3 tokens[] $4 outcomes[] $5 statuses[] $6 next_runs[]
-       $7 delay_us[] $8 rules[] $9 errors[] $10 nodes[] $11 channel.
-       `cur` locks the rows whose lease still holds; everything else derives from it, so a
-       stale token changes nothing, history included. */
+       $7 delay_us[] $8 rules[] $9 errors[] $10 nodes[] $11 cancelled_statuses[]
+       $12 cancelled_next_runs[] $13 channel.
+       `cur` locks the rows whose lease still holds, skipping rows another transaction has
+       locked (reported busy, written by a later call); `e` is what each outcome becomes
+       (a cancel requested for the run wins over a failure, a stall or a release);
+       everything else derives from it, so a stale token changes nothing, history included.
+       An outcome that finds its lease already finished (last_lease) was recorded by an
+       earlier call whose reply was lost: it is reported replayed, not lost. */
     "WITH o AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], "
-    "$5::text[], $6::timestamptz[], $7::int8[], $8::int4[], $9::text[], $10::text[]) WITH "
-    "ORDINALITY AS o(name, key, token, outcome, status, next_at, delay_us, rule, error, node, idx)), "
-    "cur AS (SELECT j.name, j.key, j.attempt, j.started_at, j.remove_requested, o.idx "
-    "FROM {J} j JOIN o ON j.name = o.name AND j.key = o.key AND j.lease = o.token "
-    "WHERE j.status = 'running' FOR UPDATE OF j), "
+    "$5::text[], $6::timestamptz[], $7::int8[], $8::int4[], $9::text[], $10::text[], "
+    "$11::text[], $12::timestamptz[]) WITH ORDINALITY AS o(name, key, token, outcome, status, "
+    "next_at, delay_us, rule, error, node, c_status, c_next_at, idx)), "
+    /* a lease named twice in one batch: the first outcome applies, the others replay it */
+    "o1 AS (SELECT DISTINCT ON (name, key, token) * FROM o ORDER BY name, key, token, idx), "
+    "cur AS (SELECT j.name, j.key, j.attempt, j.started_at, j.remove_requested, "
+    "j.cancel_requested, o1.idx FROM {J} j JOIN o1 ON j.name = o1.name AND j.key = o1.key "
+    "AND j.lease = o1.token WHERE j.status = 'running' FOR UPDATE OF j SKIP LOCKED), "
+    "e AS (SELECT cur.name, cur.key, cur.attempt, cur.started_at, cur.remove_requested, cur.idx, "
+    "o.token, o.error, o.node, "
+    "CASE WHEN x.cx THEN 'cancelled' ELSE o.outcome END AS outcome, "
+    "CASE WHEN x.cx THEN o.c_status ELSE o.status END AS status, "
+    "CASE WHEN x.cx THEN o.c_next_at ELSE o.next_at END AS next_at, "
+    "CASE WHEN x.cx THEN 0 ELSE o.delay_us END AS delay_us, "
+    "CASE WHEN x.cx THEN 0 ELSE o.rule END AS rule "
+    "FROM cur JOIN o ON o.idx = cur.idx CROSS JOIN LATERAL (SELECT cur.cancel_requested "
+    "AND o.c_status IS NOT NULL AND o.outcome IN ('failure', 'stalled', 'released') AS cx) x), "
     "hist AS (INSERT INTO {R} (id, name, key, node, attempt, started_at, finished_at, outcome, "
-    "error) SELECT nextval('{Q}'), cur.name, cur.key, o.node, cur.attempt, cur.started_at, "
-    "now(), o.outcome, o.error FROM cur JOIN o ON o.idx = cur.idx), "
-    "del AS (DELETE FROM {J} j USING cur WHERE j.name = cur.name AND j.key = cur.key "
-    "AND cur.remove_requested RETURNING j.name, j.key, nextval('{Q}') AS version), "
-    "upd AS (UPDATE {J} j SET "
-    "status = CASE WHEN j.ch_kind IS NOT NULL THEN 'pending' ELSE o.status END, "
-    "next_run = CASE WHEN j.ch_kind IS NOT NULL AND o.status = 'pending' THEN LEAST(j.ch_next_run, "
-    "coalesce(o.next_at, now() + o.delay_us * interval '1 microsecond')) "
-    "WHEN j.ch_kind IS NOT NULL THEN j.ch_next_run "
-    "WHEN o.status = 'pending' THEN coalesce(o.next_at, now() + o.delay_us * interval "
-    "'1 microsecond') ELSE NULL END, "
-    "attempt = CASE WHEN j.ch_kind IS NOT NULL OR o.rule = 0 THEN 0 "
-    "WHEN o.rule = 2 THEN greatest(j.attempt - 1, 0) ELSE j.attempt END, "
-    "kind = coalesce(j.ch_kind, j.kind), "
-    "cron = CASE WHEN j.ch_kind IS NOT NULL THEN j.ch_cron ELSE j.cron END, "
-    "every_us = CASE WHEN j.ch_kind IS NOT NULL THEN j.ch_every_us ELSE j.every_us END, "
-    "params = CASE WHEN j.ch_kind IS NOT NULL THEN j.ch_params ELSE j.params END, "
-    "max_retries = CASE WHEN j.ch_kind IS NOT NULL THEN j.ch_max_retries ELSE j.max_retries END, "
-    "ch_kind = NULL, ch_cron = NULL, ch_every_us = NULL, ch_params = NULL, "
-    "ch_max_retries = NULL, ch_next_run = NULL, "
-    "runs = j.runs + CASE WHEN o.outcome = 'released' THEN 0 ELSE 1 END, "
-    "failures = j.failures + CASE WHEN o.outcome IN ('failure', 'stalled') THEN 1 ELSE 0 END, "
-    "last_error = CASE WHEN o.outcome IN ('failure', 'stalled') AND o.error IS NOT NULL "
-    "THEN o.error ELSE j.last_error END, "
-    "finished_at = now(), owner = NULL, lease = NULL, heartbeat_at = NULL, "
-    "cancel_requested = false, version = nextval('{Q}'), updated_at = now() "
-    "FROM cur JOIN o ON o.idx = cur.idx WHERE j.name = cur.name AND j.key = cur.key "
-    "AND NOT cur.remove_requested RETURNING o.idx, j.status, j.next_run, j.version) "
-    "SELECT o.idx, coalesce(upd.status, CASE WHEN del.name IS NOT NULL THEN 'none' END), "
-    "upd.next_run, coalesce(upd.version, del.version)"
-    "{NOTIFY, CASE WHEN upd.status IS NULL AND del.name IS NULL THEN NULL ELSE (SELECT "
-    PGSCHED__NOTIFY("$11::text", "concat_ws(E'\\t', 'C', o.name, o.key, 'running', "
-                                 "coalesce(upd.status, 'none'), "
-                                 "coalesce(upd.version, del.version)::text, o.node, "
-                                 "coalesce(" PGSCHED__PG_US("upd.next_run") "::text, ''))") ") END}"
-    " FROM o LEFT JOIN upd ON upd.idx = o.idx "
-    "LEFT JOIN del ON del.name = o.name AND del.key = o.key ORDER BY o.idx",
+    "error) SELECT nextval('{Q}'), e.name, e.key, e.node, e.attempt, e.started_at, now(), "
+    "e.outcome, e.error FROM e), "
+    "del AS (DELETE FROM {J} j USING e WHERE j.name = e.name AND j.key = e.key "
+    "AND e.remove_requested RETURNING j.name, j.key, nextval('{Q}') AS version, e.outcome), ",
+    /* ... continued in pgsched__pg_template_tail (C99 caps a literal at 4095 bytes) */
 
     /* TAKE_BACK: $1 node $2 stall_us $3 max $4 channel */
     "WITH c AS (SELECT s.name, s.key, nextval('{Q}') AS v FROM (SELECT name, key FROM {J} "
@@ -5663,10 +5861,12 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     /* NODE_REGISTER: $1 id $2 host $3 pid $4 names[] */
     "INSERT INTO {N} (id, host, pid, names, started_at, last_seen) "
     "VALUES ($1::text, $2::text, $3::int8, $4::text[], now(), now()) ON CONFLICT (id) DO UPDATE "
-    "SET host = EXCLUDED.host, pid = EXCLUDED.pid, names = EXCLUDED.names, last_seen = now()",
+    "SET host = EXCLUDED.host, pid = EXCLUDED.pid, names = EXCLUDED.names, last_seen = now(), "
+    "stopped_at = NULL",
 
-    /* NODE_UNREGISTER: $1 id */
-    "DELETE FROM {N} WHERE id = $1::text",
+    /* NODE_UNREGISTER: $1 id. The row stays (with its types) until CLEAN_NODES: a type that
+       a node registered recently is not an orphan, however briefly no node is up. */
+    "UPDATE {N} SET last_seen = now(), stopped_at = now() WHERE id = $1::text",
 
     /* CLEAN_FINISHED: $1 retention_us $2 limit */
     "DELETE FROM {J} j USING (SELECT name, key FROM {J} WHERE kind = 'once' "
@@ -5682,19 +5882,76 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "DELETE FROM {N} WHERE last_seen < now() - $1::int8 * interval '1 microsecond' "
     "AND id <> $2::text",
 
-    /* CLEAN_ORPHANS: $1 orphan_us $2 stall_us $3 limit. The distinct names come from a skip
-       scan of the primary key, so the cost follows the number of types, not of rows. */
+    /* CLEAN_ORPHANS: $1 orphan_us $2 limit. A type is dead when no node, live or stopped,
+       registered it within the orphan timeout: a deploy that stops every node of a type for a
+       while deletes nothing. The distinct names come from a skip scan of the primary key, so
+       the cost follows the number of types, not of rows. */
     "WITH RECURSIVE names AS ((SELECT name FROM {J} ORDER BY name LIMIT 1) UNION ALL "
     "SELECT (SELECT name FROM {J} x WHERE x.name > names.name ORDER BY x.name LIMIT 1) "
     "FROM names WHERE names.name IS NOT NULL), "
     "dead AS (SELECT names.name FROM names WHERE names.name IS NOT NULL AND NOT EXISTS "
-    "(SELECT 1 FROM {N} n WHERE n.last_seen >= now() - $2::int8 * interval '1 microsecond' "
+    "(SELECT 1 FROM {N} n WHERE n.last_seen >= now() - $1::int8 * interval '1 microsecond' "
     "AND names.name = ANY(n.names))), "
     "v AS (SELECT j.name, j.key FROM {J} j JOIN dead ON dead.name = j.name "
     "WHERE j.status <> 'running' AND j.updated_at < now() - $1::int8 * interval '1 microsecond' "
-    "LIMIT $3::int8 FOR UPDATE OF j SKIP LOCKED) "
+    "LIMIT $2::int8 FOR UPDATE OF j SKIP LOCKED) "
     "DELETE FROM {J} j USING v WHERE j.name = v.name AND j.key = v.key",
 };
+
+/* The second half of a statement too long for one C99 string literal. */
+static const char *pgsched__pg_template_tail(int q)
+{
+    switch (q) {
+    case PGSCHED__Q_FINISH:
+        return
+            "upd AS (UPDATE {J} j SET "
+            "status = CASE WHEN j.ch_kind IS NOT NULL THEN 'pending' ELSE e.status END, "
+            "next_run = CASE WHEN j.ch_kind IS NOT NULL AND e.status = 'pending' THEN "
+            "LEAST(j.ch_next_run, "
+            "coalesce(e.next_at, now() + e.delay_us * interval '1 microsecond')) "
+            "WHEN j.ch_kind IS NOT NULL THEN j.ch_next_run "
+            "WHEN e.status = 'pending' THEN coalesce(e.next_at, now() + e.delay_us * interval "
+            "'1 microsecond') ELSE NULL END, "
+            "attempt = CASE WHEN j.ch_kind IS NOT NULL OR e.rule = 0 THEN 0 "
+            "WHEN e.rule = 2 THEN greatest(j.attempt - 1, 0) ELSE j.attempt END, "
+            "kind = coalesce(j.ch_kind, j.kind), "
+            "cron = CASE WHEN j.ch_kind IS NOT NULL THEN j.ch_cron ELSE j.cron END, "
+            "every_us = CASE WHEN j.ch_kind IS NOT NULL THEN j.ch_every_us ELSE j.every_us END, "
+            "params = CASE WHEN j.ch_kind IS NOT NULL THEN j.ch_params ELSE j.params END, "
+            "max_retries = CASE WHEN j.ch_kind IS NOT NULL THEN j.ch_max_retries "
+            "ELSE j.max_retries END, "
+            "ch_kind = NULL, ch_cron = NULL, ch_every_us = NULL, ch_params = NULL, "
+            "ch_max_retries = NULL, ch_next_run = NULL, "
+            "runs = j.runs + CASE WHEN e.outcome = 'released' THEN 0 ELSE 1 END, "
+            "failures = j.failures + CASE WHEN e.outcome IN ('failure', 'stalled') THEN 1 "
+            "ELSE 0 END, "
+            "last_error = CASE WHEN e.outcome IN ('failure', 'stalled') AND e.error IS NOT NULL "
+            "THEN e.error ELSE j.last_error END, "
+            "finished_at = now(), owner = NULL, lease = NULL, last_lease = e.token, "
+            "heartbeat_at = NULL, "
+            "cancel_requested = false, version = nextval('{Q}'), updated_at = now() "
+            "FROM e WHERE j.name = e.name AND j.key = e.key "
+            "AND NOT e.remove_requested "
+            "RETURNING e.idx, j.status, j.next_run, j.version, e.outcome) "
+            "SELECT o.idx, coalesce(upd.status, CASE WHEN del.name IS NOT NULL THEN 'none' END), "
+            "upd.next_run, coalesce(upd.version, del.version), coalesce(upd.outcome, del.outcome), "
+            "CASE WHEN upd.idx IS NULL AND del.name IS NULL THEN "
+            "CASE WHEN EXISTS (SELECT 1 FROM {J} x WHERE x.name = o.name AND x.key = o.key "
+            "AND x.last_lease = o.token) OR EXISTS (SELECT 1 FROM e WHERE e.name = o.name "
+            "AND e.key = o.key AND e.token = o.token) THEN 'replayed' "
+            "WHEN EXISTS (SELECT 1 FROM {J} x WHERE x.name = o.name AND x.key = o.key "
+            "AND x.lease = o.token AND x.status = 'running') THEN 'busy' END END"
+            "{NOTIFY, CASE WHEN upd.status IS NULL AND del.name IS NULL THEN NULL ELSE (SELECT "
+            PGSCHED__NOTIFY("$13::text", "concat_ws(E'\\t', 'C', o.name, o.key, 'running', "
+                                         "coalesce(upd.status, 'none'), "
+                                         "coalesce(upd.version, del.version)::text, o.node, "
+                                         "coalesce(" PGSCHED__PG_US("upd.next_run") "::text, ''))")
+            ") END}"
+            " FROM o LEFT JOIN upd ON upd.idx = o.idx "
+            "LEFT JOIN del ON del.name = o.name AND del.key = o.key ORDER BY o.idx";
+    }
+    return "";
+}
 
 static const char *const pgsched__pg_stmt_names[PGSCHED__Q_COUNT] = {
     "pgsched_now", "pgsched_schedule", "pgsched_claim", "pgsched_heartbeat",
@@ -5722,6 +5979,7 @@ static const char *const pgsched__pg_migration_1 =
     " next_run timestamptz,"
     " owner text,"
     " lease bigint,"
+    " last_lease bigint," /* the lease whose outcome was recorded last */
     " heartbeat_at timestamptz,"
     " started_at timestamptz,"
     " finished_at timestamptz,"
@@ -5766,7 +6024,8 @@ static const char *const pgsched__pg_migration_1 =
     " pid bigint NOT NULL,"
     " names text[] NOT NULL,"
     " started_at timestamptz NOT NULL,"
-    " last_seen timestamptz NOT NULL"
+    " last_seen timestamptz NOT NULL,"
+    " stopped_at timestamptz"
     ");";
 
 /* The SQL that takes the schema from version v-1 to v. */
@@ -5888,6 +6147,7 @@ static char *pgsched__pg_expand(pgsched__pg *p, const char *t)
             t++;
         }
     }
+    pgsched__buf_add(&b, "", 0); /* an empty template expands to "", not NULL */
     if (b.oom) {
         pgsched__free(&p->alloc, b.p);
         return NULL;
@@ -6090,46 +6350,63 @@ static PGconn *pgsched__pg_connect(pgsched__pg *p, char *why, size_t why_size)
     }
     if (PQstatus(c) != CONNECTION_OK) {
         pgsched__pg_message(why, why_size, PQerrorMessage(c));
+        pgsched__conninfo_scrub(p->conninfo, why, why_size);
         PQfinish(c);
         return NULL;
     }
     PQsetNoticeProcessor(c, pgsched__pg_quiet, NULL);
     /* A row lock held by someone else's open transaction (a caller scheduling inside its own
-       transaction, say) must not stall a node's dispatcher, and with it the heartbeats of
-       every run: a statement gives up after a while and is tried again later. */
+       transaction, say) must not stall a node's dispatcher: the hot statements skip locked
+       rows, and any other statement gives up after a while and is tried again later.
+       Every statement is written for READ COMMITTED (SKIP LOCKED claims, re-checked row
+       locks); a database or role whose default is stricter must not change that. */
     {
-        PGresult *r = PQexec(c, "SET lock_timeout = '5s'");
+        PGresult *r = PQexec(c, "SET lock_timeout = '5s'; "
+                                "SET default_transaction_isolation = 'read committed'");
         PQclear(r);
     }
     return c;
 }
 
-/* Takes a free connection from the pool, connecting it if needed (with backoff). */
+/* Takes a free connection from the pool, connecting it if needed (with backoff). A free
+   connected one is preferred, so one dead slot waiting out its backoff fails nothing while
+   another works. A connection the server has closed while it sat idle (a restart, an
+   idle_session_timeout) is noticed here, before a statement is sent on it: reading what
+   the server sent meanwhile finds the end of the stream. */
 static pgsched_result pgsched__pg_acquire(pgsched__pg *p, pgsched__pgc **out, pgsched_error *err)
 {
-    pgsched__pgc *c = NULL;
+    pgsched__pgc *c;
     int i;
     pthread_mutex_lock(&p->mu);
     for (;;) {
-        for (i = 0; i < p->nconns; i++)
-            if (!p->conns[i].busy) {
-                c = &p->conns[i];
-                break;
+        int busy_live = 0;
+        c = NULL;
+        for (i = 0; i < p->nconns; i++) {
+            pgsched__pgc *x = &p->conns[i];
+            if (x->busy) {
+                busy_live |= x->conn != NULL;
+                continue;
             }
-        if (c) break;
+            if (x->conn && PQstatus(x->conn) == CONNECTION_OK && PQconsumeInput(x->conn) &&
+                PQstatus(x->conn) == CONNECTION_OK) {
+                x->busy = 1;
+                pthread_mutex_unlock(&p->mu);
+                *out = x;
+                return PGSCHED_OK;
+            }
+            if (x->conn) {
+                PQfinish(x->conn);
+                x->conn = NULL;
+                x->prepared = 0;
+            }
+            if (!c) c = x;
+        }
+        /* A free slot to connect, unless the last attempt failed moments ago: then a
+           connection in use elsewhere is worth waiting for rather than failing now. */
+        if (c && (pgsched__monotonic() >= p->retry_at || !busy_live)) break;
         pthread_cond_wait(&p->cv, &p->mu);
     }
     c->busy = 1;
-    if (c->conn && PQstatus(c->conn) == CONNECTION_OK) {
-        pthread_mutex_unlock(&p->mu);
-        *out = c;
-        return PGSCHED_OK;
-    }
-    if (c->conn) {
-        PQfinish(c->conn);
-        c->conn = NULL;
-        c->prepared = 0;
-    }
     if (pgsched__monotonic() < p->retry_at) {
         char msg[256];
         long ms = (long)((p->retry_at - pgsched__monotonic()) / 1000);
@@ -6164,6 +6441,21 @@ static pgsched_result pgsched__pg_acquire(pgsched__pg *p, pgsched__pgc **out, pg
     }
     *out = c;
     return PGSCHED_OK;
+}
+
+/* Closes the connections nobody is using (a node's shutdown: a later call connects again). */
+static void pgsched__pg_close_idle(pgsched_store *s)
+{
+    pgsched__pg *p = (pgsched__pg *)s;
+    int i;
+    pthread_mutex_lock(&p->mu);
+    for (i = 0; i < p->nconns; i++)
+        if (!p->conns[i].busy && p->conns[i].conn) {
+            PQfinish(p->conns[i].conn);
+            p->conns[i].conn = NULL;
+            p->conns[i].prepared = 0;
+        }
+    pthread_mutex_unlock(&p->mu);
 }
 
 static void pgsched__pg_release(pgsched__pg *p, pgsched__pgc *c)
@@ -6202,9 +6494,11 @@ static pgsched_result pgsched__pg_check(PGconn *conn, PGresult *res, const char 
 static const Oid pgsched__pg_text_types[16] = {25, 25, 25, 25, 25, 25, 25, 25,
                                                25, 25, 25, 25, 25, 25, 25, 25};
 
-/* Runs statement q with text parameters, binary results. A statement that is safe to repeat
-   is retried once on a fresh connection when the connection turned out to be dead (the usual
-   case after a database restart: the first use of each pooled connection finds it closed). */
+/* Runs statement q with text parameters, binary results. A connection found dead before the
+   statement is sent is replaced first (see acquire). One that dies with the statement in
+   flight leaves its effect unknown: a statement that is safe to repeat is then sent once more
+   on a fresh connection; any other is reported as a lost connection whose change may or may
+   not have been made. */
 static pgsched_result pgsched__pg_run(pgsched__pg *p, int q, int nparams,
                                       const char *const *values, int idempotent, PGresult **out,
                                       pgsched_error *err)
@@ -6238,7 +6532,15 @@ static pgsched_result pgsched__pg_run(pgsched__pg *p, int q, int nparams,
             c->prepared = 0;
         }
         pgsched__pg_release(p, c);
-        if (r != PGSCHED_ERR_CONNECTION || !idempotent) break;
+        if (r != PGSCHED_ERR_CONNECTION) break;
+        if (!idempotent) {
+            if (err) {
+                size_t m = strlen(err->message);
+                snprintf(err->message + m, sizeof err->message - m,
+                         " (the change may or may not have been made)");
+            }
+            break;
+        }
     }
     return r;
 }
@@ -6268,6 +6570,17 @@ static pgsched_result pgsched__pg_setup(pgsched_store *s, pgsched_error *err)
 
     r = pgsched__pg_acquire(p, &c, err);
     if (r != PGSCHED_OK) return r;
+    {
+        /* Names, keys and texts are UTF-8 (checked before they reach a store); a database in
+           another encoding would refuse some of them, which the memory store accepts. */
+        const char *enc = PQparameterStatus(c->conn, "server_encoding");
+        if (enc && strcmp(enc, "UTF8") != 0 && strcmp(enc, "SQL_ASCII") != 0) {
+            pgsched__pg_release(p, c);
+            return pgsched__fail(err, PGSCHED_ERR_UNSUPPORTED,
+                                 "the database's encoding is %s; pgsched needs a UTF8 database",
+                                 enc);
+        }
+    }
     if (p->no_create) {
         /* Only check: a role with row privileges alone must be able to run a node. */
         vals[0] = p->names_sql[PGSCHED__PGN_VERSION];
@@ -6301,8 +6614,15 @@ static pgsched_result pgsched__pg_setup(pgsched_store *s, pgsched_error *err)
     }
 
     r = pgsched__pg_exec_simple(c->conn, "BEGIN", "starting the migration", err);
+    /* Waiting for the migration lock is not a stuck row: another node may take long to
+       migrate a large table, and the others wait for it however long it takes. */
+    if (r == PGSCHED_OK)
+        r = pgsched__pg_exec_simple(c->conn, "SET LOCAL lock_timeout = 0", "starting the migration",
+                                    err);
     if (r == PGSCHED_OK) {
-        /* Many nodes may start at once: one migrates, the others wait and then see it done. */
+        /* Many nodes may start at once: one migrates, the others wait and then see it done.
+           The lock is per schema, not per prefix: tables of several prefixes created at once
+           in a new schema would otherwise race to create the schema. */
         vals[0] = p->lock_key;
         res = PQexecParams(c->conn, "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))",
                            1, NULL, vals, NULL, NULL, 0);
@@ -6413,7 +6733,8 @@ static pgsched_result pgsched__pg_schedule(pgsched_store *s, const pgsched_sched
             return r;
         }
     } else {
-        r = pgsched__pg_run(p, PGSCHED__Q_SCHEDULE, 11, vals, 1, &res, err);
+        /* not repeated after a lost reply: the row may have run and finished meanwhile */
+        r = pgsched__pg_run(p, PGSCHED__Q_SCHEDULE, 11, vals, 0, &res, err);
         if (r != PGSCHED_OK) return r;
     }
     if (PQntuples(res) == 0) {
@@ -6541,6 +6862,7 @@ static pgsched_result pgsched__pg_heartbeat(pgsched_store *s, const char *node_i
                 strcmp(leases[i].key, key) == 0) {
                 states[i].lost = 0;
                 states[i].cancel_requested = pgsched__pg_bool(res, row, 3);
+                states[i].busy = renew && !pgsched__pg_bool(res, row, 5);
             }
     }
     PQclear(res);
@@ -6556,14 +6878,14 @@ static pgsched_result pgsched__pg_finish(pgsched_store *s, const pgsched_outcome
                                          pgsched_finish_result *res_out, pgsched_error *err)
 {
     pgsched__pg *p = (pgsched__pg *)s;
-    pgsched__buf b[10];
-    const char *vals[11];
+    pgsched__buf b[12];
+    const char *vals[13];
     PGresult *res = NULL;
     pgsched_result r;
     size_t i;
     int k, row, n;
     memset(b, 0, sizeof b);
-    for (k = 0; k < 10; k++) {
+    for (k = 0; k < 12; k++) {
         b[k].a = &p->alloc;
         pgsched__buf_add(&b[k], "{", 1);
     }
@@ -6585,17 +6907,30 @@ static pgsched_result pgsched__pg_finish(pgsched_store *s, const pgsched_outcome
         pgsched__pg_array_int(&b[7], (int64_t)o[i].attempt_rule, first);
         pgsched__pg_array_add(&b[8], o[i].error, first);
         pgsched__pg_array_add(&b[9], o[i].node_id, first);
+        pgsched__pg_array_add(&b[10],
+                              o[i].cancelled_status ? pgsched_status_string(o[i].cancelled_status)
+                                                    : NULL,
+                              first);
+        if (o[i].cancelled_status && o[i].cancelled_next_run) {
+            char t[PGSCHED_TIME_STRING_MAX];
+            pgsched_time_format(o[i].cancelled_next_run, 0, 1, t, sizeof t);
+            pgsched__pg_array_add(&b[11], t, first);
+        } else {
+            pgsched__pg_array_add(&b[11], NULL, first);
+        }
         res_out[i].code = PGSCHED_ERR_LEASE_LOST;
     }
     r = PGSCHED_OK;
-    for (k = 0; k < 10; k++) {
+    for (k = 0; k < 12; k++) {
         pgsched__buf_add(&b[k], "}", 1);
         if (b[k].oom) r = pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory recording outcomes");
         vals[k] = b[k].p;
     }
-    vals[10] = p->channel;
-    if (r == PGSCHED_OK) r = pgsched__pg_run(p, PGSCHED__Q_FINISH, 11, vals, 1, &res, err);
-    for (k = 0; k < 10; k++) pgsched__free(&p->alloc, b[k].p);
+    vals[12] = p->channel;
+    /* Safe to send again after a lost reply: the lease token fences it, and an outcome
+       already recorded comes back as replayed. */
+    if (r == PGSCHED_OK) r = pgsched__pg_run(p, PGSCHED__Q_FINISH, 13, vals, 1, &res, err);
+    for (k = 0; k < 12; k++) pgsched__free(&p->alloc, b[k].p);
     if (r != PGSCHED_OK) {
         for (i = 0; i < count; i++) res_out[i].code = r;
         return r;
@@ -6603,9 +6938,19 @@ static pgsched_result pgsched__pg_finish(pgsched_store *s, const pgsched_outcome
     n = PQntuples(res);
     for (row = 0; row < n; row++) {
         int64_t idx = pgsched__pg_int(res, row, 0) - 1;
-        const char *st = pgsched__pg_text(res, row, 1);
-        if (idx < 0 || (size_t)idx >= count || !st) continue;
+        const char *st = pgsched__pg_text(res, row, 1), *flag = pgsched__pg_text(res, row, 5);
+        if (idx < 0 || (size_t)idx >= count) continue;
+        if (!st) {
+            if (flag && strcmp(flag, "replayed") == 0) {
+                res_out[idx].code = PGSCHED_OK;
+                res_out[idx].replayed = 1;
+            } else if (flag && strcmp(flag, "busy") == 0) {
+                res_out[idx].code = PGSCHED_ERR_BUSY;
+            }
+            continue;
+        }
         res_out[idx].code = PGSCHED_OK;
+        res_out[idx].outcome = pgsched__outcome_parse(pgsched__pg_text(res, row, 4));
         res_out[idx].new_status = pgsched__status_parse(st);
         res_out[idx].next_run = pgsched__pg_time(res, row, 2);
         res_out[idx].version = pgsched__pg_int(res, row, 3);
@@ -6657,7 +7002,9 @@ static pgsched_result pgsched__pg_change(pgsched__pg *p, int q, const char *name
     vals[1] = key;
     vals[2] = node_id;
     vals[3] = p->channel;
-    r = pgsched__pg_run(p, q, 4, vals, 1, res, err);
+    /* not repeated after a lost reply: a remove could delete a row created meanwhile, a
+       trigger make a finished run due again, a cancel report the wrong effect */
+    r = pgsched__pg_run(p, q, 4, vals, 0, res, err);
     if (r != PGSCHED_OK) return r;
     if (PQntuples(*res) == 0) {
         PQclear(*res);
@@ -6918,17 +7265,17 @@ static pgsched_result pgsched__pg_cleanup(pgsched_store *s, const pgsched_cleanu
         vals[1] = lim;
         r = pgsched__pg_count(p, PGSCHED__Q_CLEAN_HISTORY, 2, vals, &out->history_deleted, err);
         if (r == PGSCHED_OK) {
+            pgsched__i64(b, sizeof b, pgsched__node_retention(q) > cap ? cap : pgsched__node_retention(q));
+            vals[0] = b;
             vals[1] = q->node_id;
             r = pgsched__pg_count(p, PGSCHED__Q_CLEAN_NODES, 2, vals, &out->nodes_deleted, err);
         }
     }
     if (r == PGSCHED_OK && q->orphan_timeout != PGSCHED_NEVER) {
         pgsched__i64(a, sizeof a, q->orphan_timeout > cap ? cap : q->orphan_timeout);
-        pgsched__i64(b, sizeof b, q->stall_timeout > cap ? cap : q->stall_timeout);
         vals[0] = a;
-        vals[1] = b;
-        vals[2] = lim;
-        r = pgsched__pg_count(p, PGSCHED__Q_CLEAN_ORPHANS, 3, vals, &out->orphans_deleted, err);
+        vals[1] = lim;
+        r = pgsched__pg_count(p, PGSCHED__Q_CLEAN_ORPHANS, 2, vals, &out->orphans_deleted, err);
     }
     return r == PGSCHED_OK ? pgsched__ok(err) : r;
 }
@@ -7209,7 +7556,7 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
                  (unsigned long long)pgsched__hash(schema, prefix));
     }
     snprintf(p->listen_sql, sizeof p->listen_sql, "LISTEN \"%s\"", p->channel);
-    snprintf(p->lock_key, sizeof p->lock_key, "pgsched migrate %s.%s", schema, prefix);
+    snprintf(p->lock_key, sizeof p->lock_key, "pgsched migrate %s", schema);
     p->notify = !cfg->no_notifications;
     p->no_create = cfg->no_create_schema;
     p->reconnect_min = cfg->reconnect_min ? cfg->reconnect_min : 100 * PGSCHED_MILLISECOND;
@@ -7222,7 +7569,16 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
     p->nconns = pool;
     r = p->conninfo && p->conns ? PGSCHED_OK : PGSCHED_ERR_NOMEM;
     for (i = 0; i < PGSCHED__Q_COUNT && r == PGSCHED_OK; i++) {
-        p->sql[i] = pgsched__pg_expand(p, pgsched__pg_templates[i]);
+        char *head = pgsched__pg_expand(p, pgsched__pg_templates[i]);
+        char *tail = pgsched__pg_expand(p, pgsched__pg_template_tail(i));
+        p->sql[i] = head && tail ? (char *)pgsched__malloc(&p->alloc, strlen(head) + strlen(tail) + 1)
+                                 : NULL;
+        if (p->sql[i]) {
+            memcpy(p->sql[i], head, strlen(head));
+            memcpy(p->sql[i] + strlen(head), tail, strlen(tail) + 1);
+        }
+        pgsched__free(&p->alloc, head);
+        pgsched__free(&p->alloc, tail);
         if (!p->sql[i]) r = PGSCHED_ERR_NOMEM;
     }
     if (r != PGSCHED_OK || pthread_mutex_init(&p->mu, NULL) != 0) {
@@ -7284,9 +7640,12 @@ enum { PGSCHED__SLOT_FREE, PGSCHED__SLOT_READY, PGSCHED__SLOT_RUNNING };
 #define PGSCHED__EVENT_BATCH 64
 #define PGSCHED__TAKE_BACK_BATCH 100
 
+/* Registered types form a list that only grows (until destroy), prepended with a release
+   store: any thread may walk it without the lock, and a type's address never changes. */
 typedef struct pgsched__type {
     pgsched_job_type t; /* t.name points to `name` */
     char *name;
+    struct pgsched__type *next;
 } pgsched__type;
 
 /* One run slot; the public run context comes first so a pgsched_run * is a slot pointer. */
@@ -7300,7 +7659,8 @@ typedef struct pgsched__slot {
     pgsched_job_list job;
     const pgsched__type *type;
     pgsched_time deadline;      /* monotonic; PGSCHED_NEVER without a timeout */
-    pgsched_time leased_at;     /* monotonic: when the claim that holds the lease was sent */
+    pgsched_time renewed;       /* monotonic: when a claim or heartbeat that renewed the lease
+                                   was sent (its age can only be overstated: the safe side) */
     pgsched_time started_mono;
     char *error;                /* set by pgsched_run_set_error */
     pthread_cond_t cv;
@@ -7362,8 +7722,12 @@ struct pgsched_node {
     int state;
     int notifications;
 
-    pgsched__type *types;
-    size_t ntypes, types_cap;
+    pgsched__type *types; /* newest first; read with PGSCHED__LOAD */
+    size_t ntypes;
+    /* held across init and start (which do store I/O, so not under mu), so that concurrent
+       calls neither start the node twice nor create two stores; shutdown waits for it */
+    pthread_mutex_t start_mu;
+    int starting; /* start is past its checks: no more types */
     const char **run_names; /* types with a handler: what this node claims */
     size_t nrun;
     const char **all_names;
@@ -7371,6 +7735,7 @@ struct pgsched_node {
     pthread_mutex_t mu;
     pthread_cond_t cv; /* wakes the dispatcher */
     pthread_cond_t done_cv; /* shutdown_done became 1 */
+    pthread_cond_t listen_cv; /* the listener's wait after a failed listen: the state changed */
     int shutdown_done;
     pthread_t dispatcher, listener, callbacker;
     int dispatcher_started, listener_started, callbacker_started;
@@ -7386,7 +7751,7 @@ struct pgsched_node {
     pgsched_time outcome_retry_at, claim_retry_at, shutdown_deadline;
     pgsched_time known_due;  /* store clock; 0 = unknown */
     pgsched_time hint_due;   /* earliest due time learned while a claim was in flight */
-    pgsched_time renewed_at; /* monotonic: when the last successful heartbeat was sent */
+    pgsched_duration contended; /* re-claim delay while due rows are locked elsewhere */
     int resync, wake_cancel_check;
     pgsched_duration offset; /* store clock minus monotonic clock */
     pgsched_time last_error_log;
@@ -7463,9 +7828,9 @@ static void pgsched__clock_sample(pgsched_node *n, pgsched_time before, pgsched_
 
 static const pgsched__type *pgsched__find_type(const pgsched_node *n, const char *name)
 {
-    size_t i;
-    for (i = 0; i < n->ntypes; i++)
-        if (strcmp(n->types[i].name, name) == 0) return &n->types[i];
+    const pgsched__type *t;
+    for (t = PGSCHED__LOAD(&n->types); t; t = t->next)
+        if (strcmp(t->name, name) == 0) return t;
     return NULL;
 }
 
@@ -7915,10 +8280,32 @@ static pgsched_duration pgsched__backoff(pgsched_node *n, const pgsched__type *t
     return d;
 }
 
+static int pgsched__decide_kind(pgsched_node *n, const pgsched_job *job, const pgsched__type *t,
+                                pgsched_outcome_kind kind, pgsched_time end, pgsched_outcome *o);
+
 /* Fills `o` for a job whose attempt ended with `kind`. `end` is the store-clock time of the
-   end of the run. Returns the counter to bump once written. */
+   end of the run. Returns the counter to bump once written. An attempt that failed, stalled
+   or was given back also carries what a cancel would make of it, for the store to apply
+   when the row's cancel was requested (a request this node may not have seen yet). */
 static int pgsched__decide(pgsched_node *n, const pgsched_job *job, const pgsched__type *t,
                            pgsched_outcome_kind kind, pgsched_time end, pgsched_outcome *o)
+{
+    int counter = pgsched__decide_kind(n, job, t, kind, end, o);
+    o->cancelled_status = PGSCHED_STATUS_NONE;
+    o->cancelled_next_run = 0;
+    if (kind == PGSCHED_OUTCOME_FAILURE || kind == PGSCHED_OUTCOME_STALLED ||
+        kind == PGSCHED_OUTCOME_RELEASED) {
+        pgsched_outcome c;
+        memset(&c, 0, sizeof c);
+        pgsched__decide_kind(n, job, t, PGSCHED_OUTCOME_CANCELLED, end, &c);
+        o->cancelled_status = c.status;
+        o->cancelled_next_run = c.next_run;
+    }
+    return counter;
+}
+
+static int pgsched__decide_kind(pgsched_node *n, const pgsched_job *job, const pgsched__type *t,
+                                pgsched_outcome_kind kind, pgsched_time end, pgsched_outcome *o)
 {
     pgsched_error e;
     pgsched_time next = 0;
@@ -8043,6 +8430,8 @@ static void *pgsched__worker_main(void *arg)
             pthread_cond_wait(&s->cv, &n->mu);
         if (s->state != PGSCHED__SLOT_READY) break;
         s->state = PGSCHED__SLOT_RUNNING;
+        /* the dispatcher watches the deadlines of running slots only: tell it of this one */
+        if (s->deadline != PGSCHED_NEVER) pthread_cond_signal(&n->cv);
         job = &s->job.items[0];
         /* A run handed over just as the node began to shut down (or whose lease is already
            gone) does not start: its lease is given back instead. */
@@ -8191,6 +8580,16 @@ static void pgsched__log_losses(pgsched_node *n)
                      callbacks);
 }
 
+/* How soon a store call that failed with `r` is tried again: quickly after a lost
+   connection (the pool reconnects with its own backoff), soon after anything else that may
+   pass later (a lock or statement timeout, a serialisation failure), never a whole long
+   poll interval later, which would leave due work waiting. */
+static pgsched_duration pgsched__retry_delay(const pgsched_node *n, pgsched_result r)
+{
+    if (r == PGSCHED_ERR_CONNECTION) return 200 * PGSCHED_MILLISECOND;
+    return n->cfg.poll_interval < PGSCHED_SECOND ? n->cfg.poll_interval : PGSCHED_SECOND;
+}
+
 /* Whether a failed write may succeed later (then the outcome is kept and written again). */
 static int pgsched__retryable(pgsched_result r)
 {
@@ -8248,6 +8647,15 @@ static void pgsched__flush_outcomes(pgsched_node *n)
     }
     if (r != PGSCHED_OK)
         for (i = 0; i < count; i++) rs[i].code = PGSCHED__KEEP;
+    for (i = 0; i < count; i++)
+        if (rs[i].code == PGSCHED_ERR_BUSY) {
+            /* another transaction has the row locked: written by a later flush */
+            rs[i].code = PGSCHED__KEEP;
+            if (r == PGSCHED_OK)
+                pgsched__fail(&e, PGSCHED_ERR_BUSY, "%s/%s: the row is locked by another "
+                              "transaction; the outcome is written later", batch[i].name,
+                              batch[i].key);
+        }
 
     pthread_mutex_lock(&n->mu);
     for (i = 0; i < count; i++) {
@@ -8257,6 +8665,9 @@ static void pgsched__flush_outcomes(pgsched_node *n)
             continue;
         }
         if (rs[i].code == PGSCHED_OK) {
+            /* the store recorded a cancel that won over a failure, stall or release */
+            if (rs[i].outcome == PGSCHED_OUTCOME_CANCELLED && p->o.outcome != rs[i].outcome)
+                p->counter = PGSCHED__COUNT_CANCELLED;
             switch (p->counter) {
             case PGSCHED__COUNT_SUCCESS: n->counters.succeeded++; break;
             case PGSCHED__COUNT_FAILURE: n->counters.failed++; break;
@@ -8272,6 +8683,7 @@ static void pgsched__flush_outcomes(pgsched_node *n)
                 const pgsched__type *t = pgsched__find_type(n, p->name);
                 if (t && t->t.handler) pgsched__hint_due(n, rs[i].next_run);
             }
+            if (rs[i].replayed) n->resync = 1; /* what it became is unknown here: look again */
         } else if (rs[i].code == PGSCHED_ERR_LEASE_LOST) {
             n->counters.lease_lost++;
         }
@@ -8294,14 +8706,12 @@ static void pgsched__flush_outcomes(pgsched_node *n)
         } else {
             n->lost_outcomes += (int)kept;
         }
-        n->outcome_retry_at = pgsched__monotonic() + (r == PGSCHED_ERR_CONNECTION
-                                                          ? 200 * PGSCHED_MILLISECOND
-                                                          : n->cfg.poll_interval);
+        n->outcome_retry_at = pgsched__monotonic() + pgsched__retry_delay(n, r);
     }
     pthread_mutex_unlock(&n->mu);
     if (kept) pgsched__store_trouble(n, "recording outcomes", &e);
     for (i = 0; i < count; i++) {
-        if (rs[i].code == PGSCHED_OK)
+        if (rs[i].code == PGSCHED_OK && !rs[i].replayed)
             pgsched__cb_push(n, batch[i].name, batch[i].key, PGSCHED_RUNNING, rs[i].new_status,
                              rs[i].next_run, rs[i].version, n->id, 0);
         else if (rs[i].code == PGSCHED_ERR_LEASE_LOST)
@@ -8378,16 +8788,24 @@ static void pgsched__heartbeat(pgsched_node *n, int renew)
     before = pgsched__monotonic();
     r = pgsched_store_heartbeat(n->store, n->id, ls, k, renew, st, &now, &e);
     if (r != PGSCHED_OK) {
+        if (renew) {
+            /* Try again well before the leases run out rather than a whole interval later. */
+            pgsched_time again = pgsched__monotonic() + n->cfg.heartbeat_interval / 4;
+            pthread_mutex_lock(&n->mu);
+            if (again < n->next_heartbeat) n->next_heartbeat = again;
+            pthread_mutex_unlock(&n->mu);
+        }
         pgsched__store_trouble(n, renew ? "heartbeat" : "checking for cancel requests", &e);
         goto done;
     }
     pgsched__clock_sample(n, before, now);
     pthread_mutex_lock(&n->mu);
-    /* The store renewed these leases at some instant after `before`: measuring their age
-       from `before` can only overstate it, which is the safe side for self-fencing. */
-    if (renew) n->renewed_at = before;
     for (i = 0; i < k; i++) {
         pgsched__slot *s = pgsched__find_slot(n, ls[i].name, ls[i].key, ls[i].token);
+        /* The store renewed the lease at some instant after `before`: measuring its age
+           from `before` can only overstate it, which is the safe side for self-fencing. A
+           busy lease (its row locked by another transaction) was not renewed. */
+        if (s && renew && !st[i].lost && !st[i].busy && before > s->renewed) s->renewed = before;
         if (st[i].lost) {
             if (s) {
                 n->counters.lease_lost++;
@@ -8442,7 +8860,7 @@ static int pgsched__assign(pgsched_node *n, const pgsched_job *job, pgsched_time
         s->cancel = s->job.items[0].cancel_requested ? PGSCHED__CANCEL_REQUESTED
                                                      : PGSCHED__CANCEL_NONE;
         s->released = 0;
-        s->leased_at = leased_at;
+        s->renewed = leased_at;
         s->started_mono = pgsched__monotonic();
         s->deadline = s->type && s->type->t.timeout > 0 && s->type->t.timeout != PGSCHED_NEVER
                           ? s->started_mono + s->type->t.timeout
@@ -8488,9 +8906,7 @@ static void pgsched__claim(pgsched_node *n)
         n->counters.claim_latency_max = n->counters.claim_latency_last;
     n->counters.claim_latency_total += n->counters.claim_latency_last;
     if (r != PGSCHED_OK) {
-        n->claim_retry_at = pgsched__monotonic() + (r == PGSCHED_ERR_CONNECTION
-                                                        ? 200 * PGSCHED_MILLISECOND
-                                                        : n->cfg.poll_interval);
+        n->claim_retry_at = pgsched__monotonic() + pgsched__retry_delay(n, r);
         pthread_mutex_unlock(&n->mu);
         pgsched__store_trouble(n, "claiming", &e);
         pgsched_job_list_free(&got);
@@ -8500,11 +8916,20 @@ static void pgsched__claim(pgsched_node *n)
     for (i = 0; i < got.count; i++)
         if (!pgsched__assign(n, &got.items[i], before)) n->lost_outcomes++;
     /* A full batch may have left due rows behind: claim again as soon as a slot frees.
-       A partial batch with due rows left means other nodes' claims hold those rows: look
-       again shortly rather than at once. */
-    if ((int)got.count == want) due = info.now;
-    else if (info.next_due && info.next_due <= info.now) due = info.now + 20 * PGSCHED_MILLISECOND;
-    else due = info.next_due;
+       A partial batch with due rows left means others hold those rows locked: other nodes'
+       claims, briefly, or a caller's open transaction, for as long as it likes. Look again
+       shortly, then less and less often while it lasts (its commit notifies anyway). */
+    if ((int)got.count == want) {
+        due = info.now;
+        n->contended = 0;
+    } else if (info.next_due && info.next_due <= info.now) {
+        n->contended = n->contended ? n->contended * 2 : 20 * PGSCHED_MILLISECOND;
+        if (n->contended > n->cfg.poll_interval) n->contended = n->cfg.poll_interval;
+        due = info.now + n->contended;
+    } else {
+        due = info.next_due;
+        n->contended = 0;
+    }
     /* A schedule or notification that arrived while the claim ran may know an earlier time
        than the claim's snapshot did. */
     if (n->hint_due && (!due || n->hint_due < due)) due = n->hint_due;
@@ -8575,7 +9000,6 @@ static void pgsched__cleanup(pgsched_node *n)
     q.finished_retention = n->cfg.finished_retention;
     q.history_retention = n->cfg.history_retention;
     q.orphan_timeout = n->cfg.orphan_timeout;
-    q.stall_timeout = n->cfg.stall_timeout;
     if (pgsched_store_cleanup(n->store, &q, &out, &e) != PGSCHED_OK) {
         pgsched__store_trouble(n, "cleaning up", &e);
         return;
@@ -8601,9 +9025,8 @@ static void pgsched__release_all(pgsched_node *n)
         if (s->cancel == PGSCHED__CANCEL_LEASE_LOST) continue;
         s->released = 1;
         memset(&o, 0, sizeof o);
-        o.outcome = PGSCHED_OUTCOME_RELEASED;
-        o.status = PGSCHED_PENDING;
-        o.attempt_rule = PGSCHED_ATTEMPT_UNCOUNT;
+        pgsched__decide(n, &s->job.items[0], s->type, PGSCHED_OUTCOME_RELEASED,
+                        pgsched__db_now(n), &o);
         pgsched__queue_outcome(n, &s->job.items[0], &o, NULL, PGSCHED__COUNT_NONE);
         if (!released++)
             snprintf(first, sizeof first, "%s/%s", s->job.items[0].name, s->job.items[0].key);
@@ -8616,23 +9039,27 @@ static void pgsched__release_all(pgsched_node *n)
                      released, first, released > 1 ? ", ..." : "");
 }
 
-/* A node that could not renew its leases for most of the stall timeout (the database is
-   unreachable from here, say) must assume other nodes are about to take its rows back: it
-   stops those runs and writes nothing for them, so a job never runs twice at once. The
-   margin of a quarter of the timeout covers the time a cancelled handler needs to stop.
-   Caller holds n->mu; returns how many runs were stopped. */
+/* A lease that could not be renewed for most of the stall timeout (the database is
+   unreachable from here, or another transaction keeps its row locked) must be assumed about
+   to be taken back by another node: its run is stopped and nothing is written for it, so a
+   job never runs twice at once. The margin of a quarter of the timeout covers the time a
+   cancelled handler needs to stop. */
+#define PGSCHED__FENCE(n) ((n)->cfg.stall_timeout / 4 * 3)
+
+/* Whether a slot holds a lease that self-fencing watches. Caller holds n->mu. */
+static int pgsched__slot_fenceable(const pgsched__slot *s)
+{
+    return s->state != PGSCHED__SLOT_FREE && !s->released &&
+           s->cancel != PGSCHED__CANCEL_LEASE_LOST;
+}
+
+/* Stops the runs whose lease is too old. Caller holds n->mu; returns how many. */
 static int pgsched__self_fence(pgsched_node *n, pgsched_time now)
 {
-    pgsched_duration limit = n->cfg.stall_timeout / 4 * 3;
     int i, fenced = 0;
     for (i = 0; i < n->nslots; i++) {
         pgsched__slot *s = &n->slots[i];
-        pgsched_time renewed;
-        if (s->state == PGSCHED__SLOT_FREE || s->released ||
-            s->cancel == PGSCHED__CANCEL_LEASE_LOST)
-            continue;
-        renewed = s->leased_at > n->renewed_at ? s->leased_at : n->renewed_at;
-        if (now - renewed > limit) {
+        if (pgsched__slot_fenceable(s) && now - s->renewed > PGSCHED__FENCE(n)) {
             pgsched__cancel_slot(s, PGSCHED__CANCEL_LEASE_LOST);
             n->counters.lease_lost++;
             fenced++;
@@ -8647,14 +9074,9 @@ static pgsched_time pgsched__next_fence(pgsched_node *n)
     pgsched_time t = PGSCHED_NEVER;
     int i;
     for (i = 0; i < n->nslots; i++) {
-        pgsched__slot *s = &n->slots[i];
-        pgsched_time renewed;
-        if (s->state == PGSCHED__SLOT_FREE || s->released ||
-            s->cancel == PGSCHED__CANCEL_LEASE_LOST)
-            continue;
-        renewed = s->leased_at > n->renewed_at ? s->leased_at : n->renewed_at;
-        if (renewed + n->cfg.stall_timeout / 4 * 3 + 1 < t)
-            t = renewed + n->cfg.stall_timeout / 4 * 3 + 1;
+        const pgsched__slot *s = &n->slots[i];
+        if (pgsched__slot_fenceable(s) && s->renewed + PGSCHED__FENCE(n) + 1 < t)
+            t = s->renewed + PGSCHED__FENCE(n) + 1;
     }
     return t;
 }
@@ -8696,9 +9118,9 @@ static void *pgsched__dispatcher_main(void *arg)
         if (running && pgsched__self_fence(n, now)) {
             pthread_mutex_unlock(&n->mu);
             pgsched__log(n, PGSCHED_LOG_ERROR,
-                         "the leases could not be renewed for %lld ms; runs stopped so that "
-                         "no job runs twice once other nodes take their rows back",
-                         (long long)(n->cfg.stall_timeout / 4 * 3 / 1000));
+                         "leases could not be renewed for %lld ms; their runs are stopped so "
+                         "that no job runs twice once other nodes take their rows back",
+                         (long long)(PGSCHED__FENCE(n) / 1000));
             pthread_mutex_lock(&n->mu);
             continue;
         }
@@ -8772,6 +9194,7 @@ static void *pgsched__listener_main(void *arg)
 {
     pgsched_node *n = (pgsched_node *)arg;
     pgsched_event ev[PGSCHED__EVENT_BATCH];
+    pgsched_duration backoff = 0;
     for (;;) {
         size_t count = 0, i;
         pgsched_error e;
@@ -8785,10 +9208,26 @@ static void *pgsched__listener_main(void *arg)
         r = pgsched_store_listen_wait(n->store, n->listen, 5 * PGSCHED_SECOND, ev,
                                       PGSCHED__EVENT_BATCH, &count, &e);
         if (r != PGSCHED_OK) {
+            /* A store whose listening fails is asked again later, not at once (that would
+               spin); events missed meanwhile are made up for by a poll once it works. */
+            pgsched_time until;
             pgsched__store_trouble(n, "listening", &e);
+            backoff = backoff ? backoff * 2 : 100 * PGSCHED_MILLISECOND;
+            if (backoff > 5 * PGSCHED_SECOND) backoff = 5 * PGSCHED_SECOND;
+            until = pgsched__monotonic() + backoff;
+            pthread_mutex_lock(&n->mu);
+            while (n->state < PGSCHED__STOPPED && pgsched__monotonic() < until)
+                pgsched__cond_wait_until(&n->listen_cv, &n->mu, until);
+            pthread_mutex_unlock(&n->mu);
             continue;
         }
         pthread_mutex_lock(&n->mu);
+        if (backoff) {
+            backoff = 0;
+            n->resync = 1;
+            n->wake_cancel_check = 1;
+            pthread_cond_signal(&n->cv);
+        }
         for (i = 0; i < count; i++) {
             const pgsched_event *v = &ev[i];
             if (v->kind == PGSCHED_EVENT_RESYNC) {
@@ -8901,9 +9340,13 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
     c.stall_check_period = PGSCHED__DEF(c.stall_check_period, 5 * PGSCHED_SECOND);
     c.cleanup_period = PGSCHED__DEF(c.cleanup_period, PGSCHED_MINUTE);
     c.log_level = c.log_level ? c.log_level : PGSCHED_LOG_WARN;
-    if (c.heartbeat_interval >= c.stall_timeout)
+    /* A run is stopped when its lease went unrenewed for 3/4 of the stall timeout (see
+       self-fencing): a heartbeat at most every half of it leaves room for one to fail. */
+    if (c.heartbeat_interval > c.stall_timeout / 2)
         return pgsched__fail(err, PGSCHED_ERR_CONFIG,
-                             "heartbeat_interval (%lld ms) must be below stall_timeout (%lld ms)",
+                             "heartbeat_interval (%lld ms) must be at most half of stall_timeout "
+                             "(%lld ms), so that a failed heartbeat can be retried before runs "
+                             "are stopped for want of a renewed lease",
                              (long long)(c.heartbeat_interval / 1000),
                              (long long)(c.stall_timeout / 1000));
     if (c.retry_base > c.retry_cap)
@@ -8961,8 +9404,17 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
         return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory creating a node");
     }
     pthread_mutex_init(&n->mu, NULL);
+    {
+        /* recursive: a log callback called during start may call the node's API */
+        pthread_mutexattr_t ma;
+        pthread_mutexattr_init(&ma);
+        pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+        pthread_mutex_init(&n->start_mu, &ma);
+        pthread_mutexattr_destroy(&ma);
+    }
     pgsched__cond_init(&n->cv);
     pgsched__cond_init(&n->done_cv);
+    pgsched__cond_init(&n->listen_cv);
     pthread_mutex_init(&n->cron_mu, NULL);
     pthread_mutex_init(&n->cb_mu, NULL);
     pgsched__cond_init(&n->cb_cv);
@@ -8984,11 +9436,11 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
     return pgsched__ok(err);
 }
 
-PGSCHED_DEF pgsched_result pgsched_init(pgsched_node *n, pgsched_error *err)
+/* Caller holds start_mu. */
+static pgsched_result pgsched__init_locked(pgsched_node *n, pgsched_error *err)
 {
     pgsched_result r;
     pgsched_time before, now = 0;
-    if (!n) return pgsched__null(err, "the node");
     pthread_mutex_lock(&n->mu);
     if (n->state != PGSCHED__CREATED) {
         int st = n->state;
@@ -9025,11 +9477,21 @@ PGSCHED_DEF pgsched_result pgsched_init(pgsched_node *n, pgsched_error *err)
     return pgsched__ok(err);
 }
 
+PGSCHED_DEF pgsched_result pgsched_init(pgsched_node *n, pgsched_error *err)
+{
+    pgsched_result r;
+    if (!n) return pgsched__null(err, "the node");
+    pthread_mutex_lock(&n->start_mu);
+    r = pgsched__init_locked(n, err);
+    pthread_mutex_unlock(&n->start_mu);
+    return r;
+}
+
 PGSCHED_DEF pgsched_result pgsched_register(pgsched_node *n, const pgsched_job_type *type,
                                             pgsched_error *err)
 {
     pgsched_result r;
-    pgsched__type t;
+    pgsched__type *t;
     if (!n) return pgsched__null(err, "the node");
     if (!type) return pgsched__null(err, "the job type");
     if ((r = pgsched_validate_name(type->name, err)) != PGSCHED_OK) return r;
@@ -9045,74 +9507,110 @@ PGSCHED_DEF pgsched_result pgsched_register(pgsched_node *n, const pgsched_job_t
             return pgsched__fail(err, PGSCHED_ERR_CONFIG, "job type %s: %s", type->name,
                                  e.message);
     }
+    t = (pgsched__type *)pgsched__calloc(&n->alloc, sizeof *t);
+    if (t) t->name = pgsched__strdup(&n->alloc, type->name);
+    if (!t || !t->name) {
+        pgsched__free(&n->alloc, t);
+        return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory registering a type");
+    }
+    t->t = *type;
+    t->t.name = t->name;
     pthread_mutex_lock(&n->mu);
-    if (n->state >= PGSCHED__STARTED) {
+    if (n->state >= PGSCHED__STARTED || n->starting) {
         pthread_mutex_unlock(&n->mu);
+        pgsched__free(&n->alloc, t->name);
+        pgsched__free(&n->alloc, t);
         return pgsched__fail(err, PGSCHED_ERR_STATE,
                              "job types are registered before pgsched_start");
     }
     if (pgsched__find_type(n, type->name)) {
         pthread_mutex_unlock(&n->mu);
+        pgsched__free(&n->alloc, t->name);
+        pgsched__free(&n->alloc, t);
         return pgsched__fail(err, PGSCHED_ERR_STATE, "job type %s is already registered",
                              type->name);
     }
-    if (n->ntypes == n->types_cap) {
-        size_t ncap = n->types_cap ? n->types_cap * 2 : 8;
-        pgsched__type *nt = (pgsched__type *)pgsched__realloc(&n->alloc, n->types, ncap * sizeof *nt);
-        if (!nt) {
-            pthread_mutex_unlock(&n->mu);
-            return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory registering a type");
-        }
-        n->types = nt;
-        n->types_cap = ncap;
-    }
-    t.t = *type;
-    t.name = pgsched__strdup(&n->alloc, type->name);
-    if (!t.name) {
-        pthread_mutex_unlock(&n->mu);
-        return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory registering a type");
-    }
-    t.t.name = t.name;
-    n->types[n->ntypes++] = t;
+    t->next = n->types;
+    PGSCHED__STORE(&n->types, t);
+    n->ntypes++;
     pthread_mutex_unlock(&n->mu);
     return pgsched__ok(err);
 }
 
-PGSCHED_DEF pgsched_result pgsched_start(pgsched_node *n, pgsched_error *err)
+/* The part of start before its threads exist; on failure the node stays startable. Caller
+   holds start_mu and has set `starting`. */
+static pgsched_result pgsched__start_prepare(pgsched_node *n, pgsched_error *err)
 {
     pgsched_result r;
+    const pgsched__type *t;
     size_t i;
-    int k, ok;
-    pgsched_time now;
-    if (!n) return pgsched__null(err, "the node");
-    pthread_mutex_lock(&n->mu);
-    if (n->state >= PGSCHED__STARTED) {
-        pthread_mutex_unlock(&n->mu);
-        return pgsched__fail(err, PGSCHED_ERR_STATE, n->state == PGSCHED__STARTED
-                                                         ? "the node is already started"
-                                                         : "the node is shut down");
-    }
-    pthread_mutex_unlock(&n->mu);
-    if ((r = pgsched_init(n, err)) != PGSCHED_OK) return r;
-
+    if ((r = pgsched__init_locked(n, err)) != PGSCHED_OK) return r;
     pgsched__free(&n->alloc, n->run_names);
     pgsched__free(&n->alloc, n->all_names);
     n->run_names = (const char **)pgsched__calloc(&n->alloc, (n->ntypes + 1) * sizeof(char *));
     n->all_names = (const char **)pgsched__calloc(&n->alloc, (n->ntypes + 1) * sizeof(char *));
     if (!n->run_names || !n->all_names)
         return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory starting the node");
+    /* in the order of registration (the list is newest first) */
     n->nrun = 0;
-    for (i = 0; i < n->ntypes; i++) {
-        n->all_names[i] = n->types[i].name;
-        if (n->types[i].t.handler) n->run_names[n->nrun++] = n->types[i].name;
+    i = n->ntypes;
+    for (t = n->types; t; t = t->next) n->all_names[--i] = t->name;
+    for (i = 0; i < n->ntypes; i++)
+        if (pgsched__find_type(n, n->all_names[i])->t.handler)
+            n->run_names[n->nrun++] = n->all_names[i];
+    if (n->notifications && !pgsched__store_listens(n->store)) {
+        pgsched__log(n, PGSCHED_LOG_INFO,
+                     "the %s store has no notifications: this node polls",
+                     n->store->methods->name ? n->store->methods->name : "(unnamed)");
+        n->notifications = 0;
     }
     pgsched__register_node(n);
     if (n->notifications) {
         r = pgsched_store_listen_open(n->store, &n->listen, err);
         if (r != PGSCHED_OK) return r;
     }
+    return PGSCHED_OK;
+}
+
+PGSCHED_DEF pgsched_result pgsched_start(pgsched_node *n, pgsched_error *err)
+{
+    pgsched_result r;
+    int k, ok;
+    pgsched_time now;
+    if (!n) return pgsched__null(err, "the node");
+    pthread_mutex_lock(&n->start_mu);
+    pthread_mutex_lock(&n->mu);
+    if (n->state >= PGSCHED__STARTED) {
+        pthread_mutex_unlock(&n->mu);
+        pthread_mutex_unlock(&n->start_mu);
+        return pgsched__fail(err, PGSCHED_ERR_STATE, n->state == PGSCHED__STARTED
+                                                         ? "the node is already started"
+                                                         : "the node is shut down");
+    }
+    if (n->starting) { /* called again from this thread while starting (a log callback) */
+        pthread_mutex_unlock(&n->mu);
+        pthread_mutex_unlock(&n->start_mu);
+        return pgsched__fail(err, PGSCHED_ERR_STATE, "the node is already starting");
+    }
+    n->starting = 1;
+    pthread_mutex_unlock(&n->mu);
+    r = pgsched__start_prepare(n, err);
+    if (r != PGSCHED_OK) {
+        pthread_mutex_lock(&n->mu);
+        n->starting = 0;
+        pthread_mutex_unlock(&n->mu);
+        pthread_mutex_unlock(&n->start_mu);
+        return r;
+    }
 
     pthread_mutex_lock(&n->mu);
+    if (n->state >= PGSCHED__STOPPING) {
+        /* shut down meanwhile, from this very thread (a log callback, say) */
+        n->starting = 0;
+        pthread_mutex_unlock(&n->mu);
+        pthread_mutex_unlock(&n->start_mu);
+        return pgsched__fail(err, PGSCHED_ERR_STATE, "the node was shut down while starting");
+    }
     now = pgsched__monotonic();
     n->next_poll = now;
     n->next_heartbeat = now + n->cfg.heartbeat_interval;
@@ -9141,7 +9639,9 @@ PGSCHED_DEF pgsched_result pgsched_start(pgsched_node *n, pgsched_error *err)
         ok = n->listener_started =
             pthread_create(&n->listener, NULL, pgsched__listener_main, n) == 0;
     }
+    n->starting = 0;
     pthread_mutex_unlock(&n->mu);
+    pthread_mutex_unlock(&n->start_mu);
     if (!ok) {
         /* The ordinary shutdown stops what did start; destroy then joins the workers. */
         pgsched_shutdown(n, NULL);
@@ -9442,10 +9942,15 @@ PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *n, pgsched_error *err)
                              "pgsched_shutdown cannot be called from a handler or callback of the "
                              "same node");
     }
+    pthread_mutex_unlock(&n->mu);
+    /* A start in progress finishes first: it must not bring up threads after this. */
+    pthread_mutex_lock(&n->start_mu);
+    pthread_mutex_lock(&n->mu);
     was = n->state;
     if (was >= PGSCHED__STOPPING) {
         /* idempotent; a call that overlaps another returns when that one is done, so that
            a destroy after it never frees a node still shutting down */
+        pthread_mutex_unlock(&n->start_mu);
         while (!n->shutdown_done) pthread_cond_wait(&n->done_cv, &n->mu);
         pthread_mutex_unlock(&n->mu);
         return pgsched__ok(err);
@@ -9455,6 +9960,7 @@ PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *n, pgsched_error *err)
     for (i = 0; i < n->nslots; i++) pgsched__cancel_slot(&n->slots[i], PGSCHED__CANCEL_SHUTDOWN);
     pthread_cond_signal(&n->cv);
     pthread_mutex_unlock(&n->mu);
+    pthread_mutex_unlock(&n->start_mu);
 
     /* The *_started flags stay set until destroy: a handler still running may call
        pgsched_shutdown and must be recognised as a node thread. */
@@ -9462,6 +9968,7 @@ PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *n, pgsched_error *err)
     pthread_mutex_lock(&n->mu);
     n->state = PGSCHED__STOPPED;
     for (i = 0; i < n->nslots; i++) pthread_cond_broadcast(&n->slots[i].cv);
+    pthread_cond_broadcast(&n->listen_cv);
     pthread_mutex_unlock(&n->mu);
     if (n->listener_started) {
         pgsched_store_listen_wake(n->store, n->listen);
@@ -9484,6 +9991,11 @@ PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *n, pgsched_error *err)
             pgsched__store_trouble(n, "unregistering the node", &e);
         pgsched__log(n, PGSCHED_LOG_INFO, "node stopped");
     }
+#ifndef PGSCHED_NO_LIBPQ
+    /* The connections of a store the node made itself close now (calls after shutdown are
+       refused; one already under way reconnects); destroy frees the rest. */
+    if (n->owns_store) pgsched__pg_close_idle(n->store);
+#endif
     pthread_mutex_lock(&n->mu);
     n->shutdown_done = 1;
     pthread_cond_broadcast(&n->done_cv);
@@ -9517,7 +10029,12 @@ PGSCHED_DEF void pgsched_destroy(pgsched_node *n)
     for (i = 0; i < n->npending; i++) pgsched__pending_free(n, &n->pending[i]);
     pgsched__free(&n->alloc, n->pending);
     if (n->owns_store) pgsched_store_destroy(n->store);
-    for (i = 0; i < n->ntypes; i++) pgsched__free(&n->alloc, n->types[i].name);
+    while (n->types) {
+        pgsched__type *t = n->types;
+        n->types = t->next;
+        pgsched__free(&n->alloc, t->name);
+        pgsched__free(&n->alloc, t);
+    }
     for (i = 0; i < n->ncrons; i++) {
         pgsched__free(&n->alloc, n->crons[i].text);
         pgsched_cron_free(n->crons[i].cron);
@@ -9527,7 +10044,6 @@ PGSCHED_DEF void pgsched_destroy(pgsched_node *n)
     pgsched__free(&n->alloc, n->own_keep.q);
     pgsched__free(&n->alloc, n->crons);
     pgsched__free(&n->alloc, n->cbq);
-    pgsched__free(&n->alloc, n->types);
     pgsched__free(&n->alloc, n->run_names);
     pgsched__free(&n->alloc, n->all_names);
     pgsched__free(&n->alloc, n->slots);
@@ -9536,8 +10052,10 @@ PGSCHED_DEF void pgsched_destroy(pgsched_node *n)
     pgsched__free(&n->alloc, n->prefix);
     pgsched__free(&n->alloc, n->default_zone);
     pthread_mutex_destroy(&n->mu);
+    pthread_mutex_destroy(&n->start_mu);
     pthread_cond_destroy(&n->cv);
     pthread_cond_destroy(&n->done_cv);
+    pthread_cond_destroy(&n->listen_cv);
     pthread_mutex_destroy(&n->cron_mu);
     pthread_mutex_destroy(&n->cb_mu);
     pthread_cond_destroy(&n->cb_cv);

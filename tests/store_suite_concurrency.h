@@ -234,6 +234,22 @@ static void race_fail(race_ctx *c, const char *what, const pgsched_error *e)
     snprintf(c->message, sizeof c->message, "%s: %s", what, e->message);
 }
 
+/* Writes an outcome as the engine does: a row another transaction has locked (the
+   PostgreSQL store skips it and says BUSY) is written again shortly. */
+static pgsched_result race_finish(pgsched_store *s, const pgsched_outcome *oc,
+                                  pgsched_finish_result *r, pgsched_error *e)
+{
+    int tries;
+    for (tries = 0; tries < 10000; tries++) {
+        pgsched_result rc;
+        memset(r, 0, sizeof *r);
+        rc = pgsched_store_finish(s, oc, 1, r, e);
+        if (rc != PGSCHED_OK || r->code != PGSCHED_ERR_BUSY) return rc;
+        sleep_us(100);
+    }
+    return PGSCHED_OK; /* still BUSY: the caller fails on that code */
+}
+
 static void *race_worker(void *arg)
 {
     race_ctx *c = (race_ctx *)arg;
@@ -278,8 +294,7 @@ static void *race_worker(void *arg)
             race_note(c, row, j->lease, OP_HEARTBEAT, (pgsched_outcome_kind)0, st.lost);
             sleep_us(20); /* a window for the reaper */
             oc = outcome_of(j, PGSCHED_OUTCOME_SUCCESS, PGSCHED_COMPLETED, 0);
-            memset(&r, 0, sizeof r);
-            if (pgsched_store_finish(c->s, &oc, 1, &r, &e) != PGSCHED_OK) {
+            if (race_finish(c->s, &oc, &r, &e) != PGSCHED_OK) {
                 race_fail(c, "finish", &e);
                 break;
             }
@@ -323,8 +338,7 @@ static void *race_reaper(void *arg)
             oc.attempt_rule = PGSCHED_ATTEMPT_KEEP;
             oc.retry_delay = 0;
             oc.error = "taken back";
-            memset(&r, 0, sizeof r);
-            if (pgsched_store_finish(c->s, &oc, 1, &r, &e) != PGSCHED_OK) {
+            if (race_finish(c->s, &oc, &r, &e) != PGSCHED_OK) {
                 race_fail(c, "finish stalled", &e);
                 break;
             }

@@ -306,7 +306,6 @@ STORE_TEST(pg_a_role_with_only_row_privileges_can_run_a_node)
     memset(&cr, 0, sizeof cr);
     cr.node_id = "node-1";
     cr.finished_retention = cr.history_retention = cr.orphan_timeout = PGSCHED_MICROSECOND;
-    cr.stall_timeout = PGSCHED_SECOND;
     OK(pgsched_store_cleanup(s, &cr, &clo, E));
     OK(pgsched_store_node_unregister(s, "node-1", E));
 }

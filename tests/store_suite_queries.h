@@ -343,12 +343,12 @@ STORE_TEST(finished_one_time_rows_are_deleted_after_their_retention)
     schedule_and_claim(fx, "node-1", "ret", "running");
 
     fx_advance(fx, 2 * fx->unit);
-    out = cleanup(fx, keep, PGSCHED_NEVER, PGSCHED_NEVER, PGSCHED_HOUR);
+    out = cleanup(fx, keep, PGSCHED_NEVER, PGSCHED_NEVER);
     assert_int_equal(out.finished_deleted, 0);
     assert_int_equal(all_rows(fx)->count, 7);
 
     fx_wait_until(fx, get_job(fx, "ret", "custom-over")->finished_at + keep + 1);
-    out = cleanup(fx, keep, PGSCHED_NEVER, PGSCHED_NEVER, PGSCHED_HOUR);
+    out = cleanup(fx, keep, PGSCHED_NEVER, PGSCHED_NEVER);
     assert_int_equal(out.finished_deleted, 3);
     assert_int_equal(out.history_deleted, 0);
     assert_int_equal(out.orphans_deleted, 0);
@@ -377,7 +377,7 @@ STORE_TEST(run_history_is_deleted_after_its_retention)
     assert_int_equal(h->count, 3);
     fx_wait_until(fx, h->items[1].finished_at + keep + 1);
     assert_true(fx_now(fx) < h->items[0].finished_at + keep); /* the test's own timing held */
-    out = cleanup(fx, PGSCHED_NEVER, keep, PGSCHED_NEVER, PGSCHED_HOUR);
+    out = cleanup(fx, PGSCHED_NEVER, keep, PGSCHED_NEVER);
     assert_int_equal(out.history_deleted, 2);
     assert_int_equal(out.finished_deleted, 0);
     h = history_of(fx, "hret", "k", 0);
@@ -394,22 +394,22 @@ STORE_TEST(cleanup_parts_set_to_never_are_skipped)
     schedule_once(fx, "orphan", "k", fx_now(fx) + PGSCHED_HOUR);
     fx_advance(fx, 3 * fx->unit);
     before = take_snapshot(fx);
-    out = cleanup(fx, PGSCHED_NEVER, PGSCHED_NEVER, PGSCHED_NEVER, fx->unit);
+    out = cleanup(fx, PGSCHED_NEVER, PGSCHED_NEVER, PGSCHED_NEVER);
     assert_int_equal(out.finished_deleted, 0);
     assert_int_equal(out.history_deleted, 0);
     assert_int_equal(out.orphans_deleted, 0);
     assert_unchanged(fx, before);
     /* the same clean-up with every part on deletes both rows and the history */
-    out = cleanup(fx, fx->unit, fx->unit, fx->unit, fx->unit);
+    out = cleanup(fx, fx->unit, fx->unit, fx->unit);
     assert_int_equal(out.finished_deleted + out.orphans_deleted, 2);
     assert_int_equal(out.history_deleted, 1);
     assert_int_equal(all_rows(fx)->count, 0);
 }
 
-STORE_TEST(orphans_are_idle_rows_of_types_no_live_node_registers)
+STORE_TEST(orphans_are_idle_rows_of_types_no_node_registered_within_the_orphan_timeout)
 {
     /* §12: the original deleted the rows of types that other live nodes still ran. */
-    pgsched_duration stall = 3 * fx->unit, orphan = 2 * fx->unit;
+    pgsched_duration orphan = 2 * fx->unit;
     const char *a_names[1] = {"alpha"}, *b_names[2] = {"beta", "shared"},
                *c_names[1] = {"shared"};
     pgsched_cleanup_outcome out;
@@ -428,12 +428,12 @@ STORE_TEST(orphans_are_idle_rows_of_types_no_live_node_registers)
     run = schedule_and_claim(fx, "node-x", "gamma", "running");
     lease = lease_of(run);
 
-    fx_advance(fx, stall);
+    fx_advance(fx, 3 * fx->unit);
     OK(pgsched_store_heartbeat(fx->store, "node-a", NULL, 0, 1, NULL, &now, E));
     OK(pgsched_store_heartbeat(fx->store, "node-b", NULL, 0, 1, NULL, &now, E));
     OK(pgsched_store_heartbeat(fx->store, "node-c", NULL, 0, 1, NULL, &now, E));
     OK(pgsched_store_heartbeat(fx->store, "node-x", &lease, 1, 1, &st, &now, E));
-    out = cleanup(fx, PGSCHED_NEVER, PGSCHED_NEVER, orphan, stall);
+    out = cleanup(fx, PGSCHED_NEVER, PGSCHED_NEVER, orphan);
     assert_int_equal(out.orphans_deleted, 1);
     assert_int_equal(row_exists(fx, "gamma", "1"), 0);
     assert_int_equal(row_exists(fx, "gamma", "running"), 1); /* running rows are never orphans */
@@ -449,7 +449,7 @@ STORE_TEST(orphans_are_idle_rows_of_types_no_live_node_registers)
     OK(pgsched_store_heartbeat(fx->store, "node-a", NULL, 0, 1, NULL, &now, E));
     OK(pgsched_store_heartbeat(fx->store, "node-c", NULL, 0, 1, NULL, &now, E));
     schedule_once(fx, "delta", "fresh", fx_now(fx) + PGSCHED_HOUR); /* idle, but not for long */
-    out = cleanup(fx, PGSCHED_NEVER, PGSCHED_NEVER, orphan, stall);
+    out = cleanup(fx, PGSCHED_NEVER, PGSCHED_NEVER, orphan);
     assert_int_equal(out.orphans_deleted, 1);
     assert_int_equal(row_exists(fx, "beta", "1"), 0);
     assert_int_equal(row_exists(fx, "shared", "1"), 1);
@@ -458,31 +458,39 @@ STORE_TEST(orphans_are_idle_rows_of_types_no_live_node_registers)
     assert_int_equal(row_exists(fx, "gamma", "running"), 1);
 }
 
-STORE_TEST(unregistering_a_node_makes_the_rows_only_it_ran_orphans)
+STORE_TEST(a_stopped_nodes_types_become_orphans_one_orphan_timeout_after_it_stopped)
 {
-    pgsched_duration stall = 3 * fx->unit, orphan = fx->unit;
+    /* A deploy stops every node of a type for a while: its rows, however long idle (a
+       monthly job), must survive that; they go once no node registered the type for the
+       whole orphan timeout. */
+    pgsched_duration orphan = 2 * fx->unit;
     const char *names[1] = {"solo"};
     pgsched_time now;
     register_node(fx, "node-a", names, 1);
     schedule_once(fx, "solo", "k", fx_now(fx) + PGSCHED_HOUR);
-    fx_advance(fx, 2 * fx->unit);
+    fx_advance(fx, 3 * fx->unit);
     OK(pgsched_store_heartbeat(fx->store, "node-a", NULL, 0, 1, NULL, &now, E));
-    assert_int_equal(cleanup(fx, PGSCHED_NEVER, PGSCHED_NEVER, orphan, stall).orphans_deleted, 0);
+    assert_int_equal(cleanup(fx, PGSCHED_NEVER, PGSCHED_NEVER, orphan).orphans_deleted, 0);
     OK(pgsched_store_node_unregister(fx->store, "node-a", E));
-    assert_int_equal(cleanup(fx, PGSCHED_NEVER, PGSCHED_NEVER, orphan, stall).orphans_deleted, 1);
+    assert_int_equal(cleanup(fx, PGSCHED_NEVER, PGSCHED_NEVER, orphan).orphans_deleted, 0);
+    fx_advance(fx, fx->unit);
+    assert_int_equal(cleanup(fx, PGSCHED_NEVER, PGSCHED_NEVER, orphan).orphans_deleted, 0);
+    assert_int_equal(row_exists(fx, "solo", "k"), 1);
+    fx_advance(fx, 2 * fx->unit);
+    assert_int_equal(cleanup(fx, PGSCHED_NEVER, PGSCHED_NEVER, orphan).orphans_deleted, 1);
     assert_int_equal(row_exists(fx, "solo", "k"), 0);
 }
 
 STORE_TEST(registering_a_node_again_replaces_its_types)
 {
-    pgsched_duration stall = 3 * fx->unit, orphan = fx->unit;
+    pgsched_duration orphan = fx->unit;
     const char *old_names[1] = {"old"}, *new_names[1] = {"new"};
     register_node(fx, "node-a", old_names, 1);
     schedule_once(fx, "old", "k", fx_now(fx) + PGSCHED_HOUR);
     schedule_once(fx, "new", "k", fx_now(fx) + PGSCHED_HOUR);
     fx_advance(fx, 2 * fx->unit);
     register_node(fx, "node-a", new_names, 1); /* also marks it seen */
-    assert_int_equal(cleanup(fx, PGSCHED_NEVER, PGSCHED_NEVER, orphan, stall).orphans_deleted, 1);
+    assert_int_equal(cleanup(fx, PGSCHED_NEVER, PGSCHED_NEVER, orphan).orphans_deleted, 1);
     assert_int_equal(row_exists(fx, "old", "k"), 0);
     assert_int_equal(row_exists(fx, "new", "k"), 1);
 }
@@ -497,13 +505,13 @@ STORE_TEST(dead_node_records_are_deleted_after_the_history_retention)
     register_node(fx, "node-live", names, 1);
     fx_advance(fx, 2 * fx->unit);
     OK(pgsched_store_heartbeat(fx->store, "node-live", NULL, 0, 1, NULL, &now, E));
-    out = cleanup(fx, PGSCHED_NEVER, keep, PGSCHED_NEVER, fx->unit);
+    out = cleanup(fx, PGSCHED_NEVER, keep, PGSCHED_NEVER);
     assert_int_equal(out.nodes_deleted, 0);
     fx_advance(fx, 3 * fx->unit);
     OK(pgsched_store_heartbeat(fx->store, "node-live", NULL, 0, 1, NULL, &now, E));
-    out = cleanup(fx, PGSCHED_NEVER, keep, PGSCHED_NEVER, fx->unit);
+    out = cleanup(fx, PGSCHED_NEVER, keep, PGSCHED_NEVER);
     assert_int_equal(out.nodes_deleted, 1);
-    out = cleanup(fx, PGSCHED_NEVER, keep, PGSCHED_NEVER, fx->unit);
+    out = cleanup(fx, PGSCHED_NEVER, keep, PGSCHED_NEVER);
     assert_int_equal(out.nodes_deleted, 0);
 }
 
@@ -523,7 +531,6 @@ STORE_TEST(cleanup_deletes_at_most_its_limit_per_part)
     req.finished_retention = fx->unit;
     req.history_retention = PGSCHED_NEVER;
     req.orphan_timeout = PGSCHED_NEVER;
-    req.stall_timeout = fx->unit;
     req.limit = 2;
     OK(pgsched_store_cleanup(fx->store, &req, &out, E));
     assert_int_equal(out.finished_deleted, 2);
@@ -567,7 +574,6 @@ STORE_TEST(durations_longer_than_any_age_are_accepted_alike_by_every_store)
             memset(&cr, 0, sizeof cr);
             cr.node_id = "cleaner";
             cr.finished_retention = cr.history_retention = cr.orphan_timeout = longs[i];
-            cr.stall_timeout = longs[i];
             OK(pgsched_store_cleanup(stores[s], &cr, &out, E));
             assert_int_equal(out.finished_deleted + out.history_deleted + out.orphans_deleted, 0);
             OK(pgsched_store_take_back(stores[s], "reaper", longs[i], 10, back, E));

@@ -481,7 +481,6 @@ STORE_TEST(invalid_node_ids_are_refused_with_the_same_error)
         memset(&clr, 0, sizeof clr);
         clr.node_id = bad;
         clr.finished_retention = clr.history_retention = clr.orphan_timeout = PGSCHED_NEVER;
-        clr.stall_timeout = PGSCHED_SECOND;
         SAME_ERROR(ref, PGSCHED_ERR_INVALID_ARGUMENT, pgsched_store_claim(S, &cr, jl, &ci, ER));
         SAME_ERROR(ref, PGSCHED_ERR_INVALID_ARGUMENT,
                    pgsched_store_heartbeat(S, bad, NULL, 0, 1, &st, &now, ER));
@@ -582,7 +581,6 @@ STORE_TEST(null_pointers_are_invalid_arguments)
     memset(&clr, 0, sizeof clr);
     clr.node_id = "node-1";
     clr.finished_retention = clr.history_retention = clr.orphan_timeout = PGSCHED_NEVER;
-    clr.stall_timeout = PGSCHED_SECOND;
     make_bystander_row(fx);
     before = take_snapshot(fx);
 

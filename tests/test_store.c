@@ -72,7 +72,7 @@
     X(attempt_rules_reset_keep_and_uncount_the_attempt)                                        \
     X(runs_and_failures_count_each_outcome_kind)                                               \
     X(last_error_is_set_by_failures_and_kept_by_other_outcomes)                                \
-    X(error_text_of_4_KiB_is_kept_byte_for_byte_and_longer_text_alike_by_every_store)                            \
+    X(error_text_of_4_KiB_is_kept_byte_for_byte_and_longer_text_alike_by_every_store)          \
     X(error_text_with_invalid_utf8_gets_the_same_answer_from_every_store)                      \
     X(a_retry_delay_past_year_9999_gets_the_same_answer_from_every_store)                      \
     X(a_finish_batch_applies_each_outcome_on_its_own)                                          \
@@ -110,8 +110,8 @@
     X(finished_one_time_rows_are_deleted_after_their_retention)                                \
     X(run_history_is_deleted_after_its_retention)                                              \
     X(cleanup_parts_set_to_never_are_skipped)                                                  \
-    X(orphans_are_idle_rows_of_types_no_live_node_registers)                                   \
-    X(unregistering_a_node_makes_the_rows_only_it_ran_orphans)                                 \
+    X(orphans_are_idle_rows_of_types_no_node_registered_within_the_orphan_timeout)             \
+    X(a_stopped_nodes_types_become_orphans_one_orphan_timeout_after_it_stopped)                \
     X(registering_a_node_again_replaces_its_types)                                             \
     X(dead_node_records_are_deleted_after_the_history_retention)                               \
     X(cleanup_deletes_at_most_its_limit_per_part)                                              \
