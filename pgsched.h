@@ -567,7 +567,8 @@ struct pgsched_store_methods {
                                 pgsched_error *err);
 
     /* Records outcomes, each conditional on its lease token; writes history rows; applies a
-       pending re-schedule or a pending removal. results[i] says what happened to outcome i. */
+       pending re-schedule or a pending removal. results[i] says what happened to outcome i.
+       A CANCELLED outcome (or one the cancel won over) acknowledges a cancel request. */
     pgsched_result (*finish)(pgsched_store *s, const pgsched_outcome *outcomes, size_t count,
                              pgsched_finish_result *results, pgsched_error *err);
 
@@ -3709,6 +3710,7 @@ PGSCHED_DEF pgsched_result pgsched_store_heartbeat(pgsched_store *s, const char 
             return r;
         states[i].lost = 0;
         states[i].cancel_requested = 0;
+        states[i].busy = 0;
     }
     r = s->methods->heartbeat(s, node_id, leases, count, renew, states, &local, err);
     if (now) *now = local;
@@ -4607,6 +4609,7 @@ static pgsched_result pgsched__mem_claim(pgsched_store *s, const pgsched_claim_r
         pgsched__copy_text(row->owner, sizeof row->owner, q->node_id);
         row->version = ++m->seq;
         row->lease = row->version;
+        row->last_lease = 0; /* a new run: the last one's outcome can no longer be replayed */
         row->attempt++;
         row->cancel_requested = 0;
         row->started_at = now;
@@ -4836,6 +4839,7 @@ static pgsched_result pgsched__mem_take_back(pgsched_store *s, const char *node_
         pgsched__copy_text(r->owner, sizeof r->owner, node_id);
         r->version = ++m->seq;
         r->lease = r->version;
+        r->last_lease = 0;
         r->heartbeat_at = now;
         r->updated_at = now;
         pgsched__mem_to_job(r, &job);
@@ -5708,6 +5712,7 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "AND x.status = 'pending' AND x.next_run <= now() ORDER BY x.next_run "
     "LIMIT $3::int4 FOR UPDATE SKIP LOCKED) l ORDER BY l.next_run LIMIT $3::int4) s), "
     "u AS (UPDATE {J} j SET status = 'running', owner = $1::text, lease = c.v, version = c.v, "
+    "last_lease = NULL, "
     "attempt = j.attempt + 1, cancel_requested = false, started_at = now(), "
     "heartbeat_at = now(), updated_at = now() FROM c WHERE j.name = c.name AND j.key = c.key "
     "RETURNING j.*), "
@@ -5781,6 +5786,7 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "WHERE status = 'running' AND heartbeat_at < now() - $2::int8 * interval '1 microsecond' "
     "ORDER BY heartbeat_at LIMIT $3::int4 FOR UPDATE SKIP LOCKED) s), "
     "u AS (UPDATE {J} j SET owner = $1::text, lease = c.v, version = c.v, heartbeat_at = now(), "
+    "last_lease = NULL, "
     "updated_at = now() FROM c WHERE j.name = c.name AND j.key = c.key RETURNING j.*) "
     "SELECT " PGSCHED__JOB_COLS("u.")
     "{NOTIFY, (SELECT " PGSCHED__NOTIFY("$4::text",
@@ -6368,6 +6374,21 @@ static PGconn *pgsched__pg_connect(pgsched__pg *p, char *why, size_t why_size)
     return c;
 }
 
+/* Whether an idle pool connection is still usable. Nothing is due on one: anything the
+   server wrote to it since is its goodbye (a FATAL error, then the end of the stream, which
+   may not have arrived yet) or, rarely, a notice or a reloaded setting. Either way it is
+   replaced, which costs one connection, rather than read: its error can be read while its
+   end is still on the way, and a statement sent then would be lost in flight. */
+static int pgsched__pg_idle_alive(PGconn *c)
+{
+    struct pollfd f;
+    if (PQstatus(c) != CONNECTION_OK) return 0;
+    f.fd = PQsocket(c);
+    f.events = POLLIN;
+    f.revents = 0;
+    return poll(&f, 1, 0) == 0;
+}
+
 /* Takes a free connection from the pool, connecting it if needed (with backoff). A free
    connected one is preferred, so one dead slot waiting out its backoff fails nothing while
    another works. A connection the server has closed while it sat idle (a restart, an
@@ -6387,8 +6408,7 @@ static pgsched_result pgsched__pg_acquire(pgsched__pg *p, pgsched__pgc **out, pg
                 busy_live |= x->conn != NULL;
                 continue;
             }
-            if (x->conn && PQstatus(x->conn) == CONNECTION_OK && PQconsumeInput(x->conn) &&
-                PQstatus(x->conn) == CONNECTION_OK) {
+            if (x->conn && pgsched__pg_idle_alive(x->conn)) {
                 x->busy = 1;
                 pthread_mutex_unlock(&p->mu);
                 *out = x;
@@ -8554,7 +8574,9 @@ static void pgsched__store_trouble(pgsched_node *n, const char *what, const pgsc
     if (now - last > 5 * PGSCHED_SECOND) n->last_error_log = now;
     pthread_mutex_unlock(&n->mu);
     if (now - last > 5 * PGSCHED_SECOND)
-        pgsched__log(n, e->code == PGSCHED_ERR_CONNECTION ? PGSCHED_LOG_WARN : PGSCHED_LOG_ERROR,
+        pgsched__log(n, e->code == PGSCHED_ERR_CONNECTION || e->code == PGSCHED_ERR_BUSY
+                            ? PGSCHED_LOG_WARN
+                            : PGSCHED_LOG_ERROR,
                      "%s: %s", what, e->message);
 }
 

@@ -65,6 +65,8 @@ typedef struct fixture {
     int nroles;
     char schemas[8][64]; /* further schemas a test made, dropped at teardown */
     int nschemas;
+    char databases[2][64]; /* databases a test made, dropped at teardown */
+    int ndatabases;
 
     /* what teardown releases, in reverse order of creation */
     fx_listener listeners[FX_MAX_LISTENERS];
@@ -305,6 +307,51 @@ static char *conninfo_with(const char *dsn, const char *user, const char *app_na
     }
     PQconninfoFree(opts);
     return out;
+}
+
+/* `dsn` (keyword=value or URI form) with `keyword` set to `value`, added or replaced, as
+   keyword=value pairs. Returned string is malloc'd. */
+static char *conninfo_set(const char *dsn, const char *keyword, const char *value)
+{
+    char *errmsg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(dsn, &errmsg), *o;
+    size_t cap = 64, len = 0;
+    char *out;
+    if (!opts) fail_msg("PGSCHED_TEST_DSN does not parse: %s", errmsg ? errmsg : "?");
+    for (o = opts; o->keyword; o++)
+        if (o->val) cap += strlen(o->keyword) + 2 * strlen(o->val) + 8;
+    cap += strlen(keyword) + 2 * strlen(value) + 8;
+    out = (char *)malloc(cap);
+    assert_non_null(out);
+    out[0] = '\0';
+    for (o = opts;; o++) {
+        const char *k = o->keyword ? o->keyword : keyword;
+        const char *v = o->keyword ? o->val : value;
+        const char *p;
+        if (o->keyword && strcmp(o->keyword, keyword) == 0) continue;
+        if (v) {
+            len += (size_t)sprintf(out + len, "%s='", k);
+            for (p = v; *p; p++) {
+                if (*p == '\'' || *p == '\\') out[len++] = '\\';
+                out[len++] = *p;
+            }
+            out[len++] = '\'';
+            out[len++] = ' ';
+            out[len] = '\0';
+        }
+        if (!o->keyword) break;
+    }
+    PQconninfoFree(opts);
+    return out;
+}
+
+/* A fresh database name for this process, recorded for dropping at teardown. */
+static const char *fx_new_database_name(fixture *fx)
+{
+    assert_true(fx->ndatabases < 2);
+    snprintf(fx->databases[fx->ndatabases], sizeof fx->databases[0], "t_%ld_%d_db",
+             (long)getpid(), ++g_schema_counter);
+    return fx->databases[fx->ndatabases++];
 }
 
 /* ---- fixture resources ----------------------------------------------------------------- */
@@ -558,6 +605,11 @@ static int fixture_teardown(void **state)
         }
         for (k = 0; k < fx->nschemas; k++) {
             snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS \"%s\" CASCADE", fx->schemas[k]);
+            PQclear(PQexec(g_admin, sql));
+        }
+        for (k = 0; k < fx->ndatabases; k++) {
+            snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)",
+                     fx->databases[k]);
             PQclear(PQexec(g_admin, sql));
         }
         for (k = 0; k < fx->nroles; k++) {

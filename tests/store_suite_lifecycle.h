@@ -377,6 +377,55 @@ STORE_TEST(a_later_deferred_reschedule_replaces_an_earlier_one)
     assert_int_equal(row->next_run, now + 5 * PGSCHED_HOUR);
 }
 
+STORE_TEST(a_deferred_reschedule_wins_over_an_earlier_remove_of_the_running_row)
+{
+    /* An unschedule while the row runs, then a re-schedule before the run ends: the later
+       request wins, whether the run saw the remove's cancel request or not. */
+    static const pgsched_outcome_kind ends[] = {PGSCHED_OUTCOME_SUCCESS, PGSCHED_OUTCOME_CANCELLED};
+    pgsched_time requested = fx_now(fx) + PGSCHED_HOUR;
+    size_t i;
+    for (i = 0; i < 2; i++) {
+        char key[32];
+        pgsched_schedule_request req;
+        pgsched_schedule_outcome o;
+        pgsched_change_outcome co;
+        pgsched_finish_result r;
+        const pgsched_job *j, *row;
+        snprintf(key, sizeof key, "removed-%s", pgsched_outcome_string(ends[i]));
+        req = once_req("defer", key, fx_now(fx) - fx->unit);
+        req.kind = PGSCHED_CRON;
+        req.cron = "0 * * * *";
+        req.params = "{\"v\":1}";
+        req.max_retries = 2;
+        schedule_ok(fx, &req);
+        j = claim_one(fx, "node-1", "defer", key);
+        OK(pgsched_store_remove(fx->store, "defer", key, "admin", &co, E));
+        assert_int_equal(co.effect, PGSCHED_REMOVE_DEFERRED);
+
+        req.kind = PGSCHED_INTERVAL;
+        req.cron = NULL;
+        req.every = PGSCHED_MINUTE;
+        req.params = "{\"v\":2}";
+        req.max_retries = 9;
+        req.next_run = requested;
+        req.apply_after_run = 1;
+        o = schedule_ok(fx, &req);
+        assert_int_equal(o.deferred, 1);
+        row = get_job(fx, "defer", key);
+        assert_int_equal(row->status, PGSCHED_RUNNING);
+        assert_int_equal(row->remove_requested, 0);
+        assert_int_equal(row->change_pending, 1);
+        assert_int_equal(row->lease, j->lease);
+
+        r = finish_ok(fx, j, ends[i],
+                      ends[i] == PGSCHED_OUTCOME_SUCCESS ? PGSCHED_COMPLETED : PGSCHED_CANCELLED, 0);
+        assert_int_equal(r.new_status, PGSCHED_PENDING);
+        assert_int_equal(r.next_run, requested);
+        assert_int_equal(row_exists(fx, "defer", key), 1);
+        assert_deferred_change_applied(fx, key, requested);
+    }
+}
+
 /* ---- claim ---------------------------------------------------------------------------- */
 
 STORE_TEST(claim_takes_due_rows_in_due_order_up_to_max)
@@ -718,6 +767,46 @@ STORE_TEST(heartbeat_reports_cancel_requests_of_held_leases)
     assert_int_equal(st[1].cancel_requested, 1);
     OK(pgsched_store_heartbeat(fx->store, "node-1", leases, 2, 1, st, &now, E));
     assert_int_equal(st[1].cancel_requested, 1);
+}
+
+STORE_TEST(heartbeat_of_a_lease_with_its_token_but_another_node_id_is_lost_and_renews_nothing)
+{
+    const pgsched_job *j = schedule_and_claim(fx, "node-1", "hbnode", "k"), *after;
+    pgsched_lease_state st;
+    fx_advance(fx, fx->unit);
+    st = heartbeat_one(fx, "node-2", "hbnode", "k", j->lease, 1);
+    assert_int_equal(st.lost, 1);
+    after = get_job(fx, "hbnode", "k");
+    assert_int_equal(after->heartbeat_at, j->heartbeat_at);
+    assert_int_equal(after->version, j->version);
+    assert_string_equal(after->owner, "node-1");
+    /* the holder still holds it */
+    assert_int_equal(heartbeat_one(fx, "node-1", "hbnode", "k", j->lease, 0).lost, 0);
+}
+
+STORE_TEST(heartbeat_reports_no_lease_busy_when_no_other_transaction_locks_its_row)
+{
+    /* `busy` is an output like `lost`: whatever the caller's array held before (the engine
+       passes uninitialised memory), a lease whose row nobody else has locked is not busy,
+       held or lost, renewed or only read. */
+    const pgsched_job *held = schedule_and_claim(fx, "node-1", "hbbusy", "held");
+    pgsched_lease leases[2];
+    pgsched_lease_state st[2];
+    pgsched_time now;
+    int renew, i;
+    leases[0] = lease_of(held);
+    leases[1] = lease_of(held);
+    leases[1].token = held->lease + 1;
+    for (renew = 0; renew < 2; renew++) {
+        for (i = 0; i < 2; i++) st[i].lost = st[i].cancel_requested = st[i].busy = 7;
+        OK(pgsched_store_heartbeat(fx->store, "node-1", leases, 2, renew, st, &now, E));
+        assert_int_equal(st[0].lost, 0);
+        assert_int_equal(st[1].lost, 1);
+        for (i = 0; i < 2; i++)
+            if (st[i].busy != 0)
+                fail_msg("renew=%d: the %s lease reports busy = %d with no row locked", renew,
+                         i == 0 ? "held" : "lost", st[i].busy);
+    }
 }
 
 /* A node record that registers `names`. */
@@ -1136,25 +1225,74 @@ STORE_TEST(a_finish_batch_applies_each_outcome_on_its_own)
 
 STORE_TEST(finishing_the_same_lease_twice_writes_once)
 {
-    const pgsched_job *j = schedule_and_claim(fx, "node-1", "twice", "k");
-    pgsched_outcome oc = outcome_of(j, PGSCHED_OUTCOME_SUCCESS, PGSCHED_PENDING,
-                                    fx_now(fx) + PGSCHED_HOUR);
-    snapshot before;
+    static const pgsched_outcome_kind kinds[] = {PGSCHED_OUTCOME_SUCCESS, PGSCHED_OUTCOME_FAILURE};
+    size_t i;
+    for (i = 0; i < 2; i++) {
+        char key[32];
+        const pgsched_job *j;
+        pgsched_outcome oc;
+        snapshot before;
+        pgsched_finish_result r;
+        snprintf(key, sizeof key, "%s", pgsched_outcome_string(kinds[i]));
+        j = schedule_and_claim(fx, "node-1", "twice", key);
+        oc = outcome_of(j, kinds[i], PGSCHED_PENDING, fx_now(fx) + PGSCHED_HOUR);
+        oc.attempt_rule = PGSCHED_ATTEMPT_KEEP;
+        oc.error = kinds[i] == PGSCHED_OUTCOME_FAILURE ? "boom" : NULL;
+        r = finish_with(fx, &oc);
+        assert_int_equal(r.code, PGSCHED_OK);
+        assert_int_equal(r.replayed, 0);
+        assert_int_equal(r.outcome, kinds[i]);
+        before = take_snapshot(fx);
+        /* the second write of one lease (a retry after a lost reply) is recognised as such */
+        r = finish_with(fx, &oc);
+        assert_int_equal(r.code, PGSCHED_OK);
+        assert_int_equal(r.replayed, 1);
+        assert_int_equal(r.new_status, PGSCHED_STATUS_NONE);
+        assert_int_equal(r.outcome, 0);
+        assert_int_equal(r.next_run, 0);
+        assert_int_equal(r.version, 0);
+        assert_unchanged(fx, before);
+        /* and a third, with another outcome, changes nothing either */
+        oc.outcome = PGSCHED_OUTCOME_SUCCESS;
+        oc.status = PGSCHED_COMPLETED;
+        oc.error = NULL;
+        r = finish_with(fx, &oc);
+        assert_int_equal(r.code, PGSCHED_OK);
+        assert_int_equal(r.replayed, 1);
+        assert_unchanged(fx, before);
+        /* a token that never held the row is lost, not replayed */
+        oc.token += 1000;
+        r = finish_with(fx, &oc);
+        assert_int_equal(r.code, PGSCHED_ERR_LEASE_LOST);
+        assert_int_equal(r.replayed, 0);
+        assert_unchanged(fx, before);
+    }
+}
+
+STORE_TEST(a_finished_lease_sent_again_after_another_node_claimed_the_row_is_lost)
+{
+    /* Replayed means "your outcome is what the row last recorded". Once another run holds
+       the row, an old lease is just stale, like any other. */
+    const pgsched_job *first = schedule_and_claim(fx, "node-1", "again", "k"), *second;
+    pgsched_outcome oc = outcome_of(first, PGSCHED_OUTCOME_SUCCESS, PGSCHED_PENDING,
+                                    fx_now(fx) - fx->unit);
     pgsched_finish_result r;
+    snapshot before;
     assert_int_equal(finish_with(fx, &oc).code, PGSCHED_OK);
+    second = claim_one(fx, "node-2", "again", "k");
+    assert_true(second->lease != first->lease);
     before = take_snapshot(fx);
-    /* the second write of one lease (a retry after a lost reply) is recognised as such */
     r = finish_with(fx, &oc);
-    assert_int_equal(r.code, PGSCHED_OK);
-    assert_int_equal(r.replayed, 1);
-    assert_int_equal(r.new_status, PGSCHED_STATUS_NONE);
+    if (r.code != PGSCHED_ERR_LEASE_LOST || r.replayed != 0)
+        fail_msg("the first lease, sent again while node-2 runs the row, got code %d (%s), "
+                 "replayed = %d; expected LEASE_LOST, not replayed",
+                 (int)r.code, pgsched_result_string(r.code), r.replayed);
     assert_unchanged(fx, before);
-    /* a token that never held the row is lost, not replayed */
-    oc.token += 1000;
-    r = finish_with(fx, &oc);
-    assert_int_equal(r.code, PGSCHED_ERR_LEASE_LOST);
+    /* node-2's run is untouched */
+    assert_int_equal(heartbeat_one(fx, "node-2", "again", "k", second->lease, 0).lost, 0);
+    r = finish_ok(fx, second, PGSCHED_OUTCOME_SUCCESS, PGSCHED_COMPLETED, 0);
     assert_int_equal(r.replayed, 0);
-    assert_unchanged(fx, before);
+    assert_int_equal(r.new_status, PGSCHED_COMPLETED);
 }
 
 STORE_TEST(a_batch_naming_the_same_lease_twice_applies_it_once)
@@ -1272,6 +1410,41 @@ STORE_TEST(take_back_takes_at_most_max_rows)
     assert_int_equal(take_back(fx, "node-2", stall, 2)->count, 2);
     assert_int_equal(take_back(fx, "node-2", stall, 2)->count, 1);
     assert_int_equal(take_back(fx, "node-2", stall, 2)->count, 0);
+}
+
+STORE_TEST(take_back_with_a_limit_takes_the_longest_silent_run_first)
+{
+    pgsched_duration stall = 2 * fx->unit;
+    int round;
+    for (round = 0; round < 2; round++) {
+        /* a and b are claimed in that order and one of them is renewed later: the other, the
+           longer silent, goes first whichever of them was claimed first */
+        char type[16];
+        const pgsched_job *a, *b, *renewed, *silent;
+        pgsched_job_list *first, *second;
+        pgsched_time renewed_at;
+        snprintf(type, sizeof type, "oldest%d", round);
+        a = schedule_and_claim(fx, "node-1", type, "a");
+        b = schedule_and_claim(fx, "node-1", type, "b");
+        renewed = round == 0 ? a : b;
+        silent = round == 0 ? b : a;
+        fx_advance(fx, fx->unit);
+        assert_int_equal(heartbeat_one(fx, "node-1", type, renewed->key, renewed->lease, 1).lost, 0);
+        renewed_at = get_job(fx, type, renewed->key)->heartbeat_at;
+        assert_true(renewed_at > silent->heartbeat_at);
+        fx_wait_until(fx, renewed_at + stall + 1);
+
+        first = take_back(fx, "node-2", stall, 1);
+        assert_int_equal(first->count, 1);
+        if (strcmp(first->items[0].key, silent->key) != 0)
+            fail_msg("round %d: take-back took %s (renewed) before %s (silent longer)", round,
+                     first->items[0].key, silent->key);
+        second = take_back(fx, "node-2", stall, 1);
+        assert_int_equal(second->count, 1);
+        assert_string_equal(second->items[0].key, renewed->key);
+        finish_ok(fx, &first->items[0], PGSCHED_OUTCOME_STALLED, PGSCHED_COMPLETED, 0);
+        finish_ok(fx, &second->items[0], PGSCHED_OUTCOME_STALLED, PGSCHED_COMPLETED, 0);
+    }
 }
 
 STORE_TEST(take_back_leaves_pending_and_finished_rows_alone)
@@ -1398,6 +1571,189 @@ STORE_TEST(cancelling_a_finished_row_changes_nothing)
         assert_int_equal(co.effect, PGSCHED_CANCEL_NONE);
         assert_unchanged(fx, before);
     }
+}
+
+/* ---- a requested cancel wins over a failure ------------------------------------------- */
+
+STORE_TEST(a_requested_cancel_wins_over_a_failure_a_stall_or_a_release_of_a_one_time_run)
+{
+    /* The run's node may not have seen the request before the attempt ended: the engine
+       writes its usual outcome with cancelled_status, and the store records the cancel. */
+    static const pgsched_outcome_kind kinds[] = {PGSCHED_OUTCOME_FAILURE, PGSCHED_OUTCOME_STALLED,
+                                                 PGSCHED_OUTCOME_RELEASED};
+    pgsched_duration stall = 2 * fx->unit;
+    size_t i;
+    for (i = 0; i < 3; i++) {
+        const char *key = pgsched_outcome_string(kinds[i]);
+        const pgsched_job *j, *row;
+        pgsched_change_outcome co;
+        pgsched_outcome oc;
+        pgsched_finish_result r;
+        pgsched_run_list *h;
+        int64_t runs;
+        /* an earlier failed attempt leaves an error, a failure and a used attempt */
+        j = schedule_and_claim(fx, "node-1", "cwins", key);
+        oc = outcome_of(j, PGSCHED_OUTCOME_FAILURE, PGSCHED_PENDING, fx_now(fx) - fx->unit);
+        oc.attempt_rule = PGSCHED_ATTEMPT_KEEP;
+        oc.error = "first attempt failed";
+        assert_int_equal(finish_with(fx, &oc).code, PGSCHED_OK);
+        j = claim_one(fx, "node-1", "cwins", key);
+        assert_int_equal(j->attempt, 2);
+        OK(pgsched_store_cancel(fx->store, "cwins", key, "admin", &co, E));
+        assert_int_equal(co.effect, PGSCHED_CANCEL_REQUESTED);
+        if (kinds[i] == PGSCHED_OUTCOME_STALLED) {
+            /* node-1 dies before it sees the request; node-2 takes the run back */
+            pgsched_job_list *back;
+            fx_wait_until(fx, j->heartbeat_at + stall + 1);
+            back = take_back(fx, "node-2", stall, 10);
+            assert_int_equal(back->count, 1);
+            j = &back->items[0];
+            assert_int_equal(j->cancel_requested, 1);
+        }
+        runs = get_job(fx, "cwins", key)->runs;
+
+        /* what the engine writes: a retry in an hour, or cancelled if the cancel wins */
+        oc = outcome_of(j, kinds[i], PGSCHED_PENDING, fx_now(fx) + PGSCHED_HOUR);
+        oc.attempt_rule = kinds[i] == PGSCHED_OUTCOME_RELEASED ? PGSCHED_ATTEMPT_UNCOUNT
+                                                               : PGSCHED_ATTEMPT_KEEP;
+        oc.error = kinds[i] == PGSCHED_OUTCOME_RELEASED ? NULL : "second attempt failed";
+        oc.cancelled_status = PGSCHED_CANCELLED;
+        r = finish_with(fx, &oc);
+        assert_int_equal(r.code, PGSCHED_OK);
+        assert_int_equal(r.replayed, 0);
+        if (r.outcome != PGSCHED_OUTCOME_CANCELLED || r.new_status != PGSCHED_CANCELLED)
+            fail_msg("%s after a cancel request: recorded %s, row %s; expected cancelled, "
+                     "cancelled", key, pgsched_outcome_string(r.outcome),
+                     pgsched_status_string(r.new_status));
+        assert_int_equal(r.next_run, 0);
+
+        row = get_job(fx, "cwins", key);
+        assert_int_equal(row->status, PGSCHED_CANCELLED);
+        assert_int_equal(row->next_run, 0);
+        assert_int_equal(row->attempt, 0);
+        assert_int_equal(row->failures, 1);
+        assert_int_equal(row->runs, runs + 1);
+        assert_string_equal(row->last_error, "first attempt failed");
+        assert_int_equal(row->cancel_requested, 0);
+        assert_null(row->owner);
+        assert_int_equal(row->lease, 0);
+        assert_int_equal(row->version, r.version);
+        h = history_of(fx, "cwins", key, 0);
+        assert_int_equal(h->count, 2);
+        assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_CANCELLED);
+        assert_int_equal(h->items[0].attempt, 2);
+        assert_int_equal(h->items[1].outcome, PGSCHED_OUTCOME_FAILURE);
+        /* a cancelled row does not run again */
+        assert_int_equal(claim(fx, "node-3", "cwins", 10, NULL)->count, 0);
+    }
+}
+
+STORE_TEST(a_requested_cancel_of_a_recurring_run_leaves_it_pending_at_the_cancelled_due_time)
+{
+    /* cancelled_next_run: the recurring row's next regular run (0 = now), with a fresh
+       budget, instead of the failure's retry */
+    pgsched_time next = fx_now(fx) + 2 * PGSCHED_HOUR;
+    static const char *const keys[] = {"at-next", "at-now"};
+    size_t i;
+    for (i = 0; i < 2; i++) {
+        pgsched_schedule_request req = once_req("cwinr", keys[i], fx_now(fx) - fx->unit);
+        pgsched_change_outcome co;
+        pgsched_outcome oc;
+        pgsched_finish_result r;
+        pgsched_time before, after;
+        const pgsched_job *j, *row;
+        req.kind = PGSCHED_CRON;
+        req.cron = "0 */2 * * *";
+        schedule_ok(fx, &req);
+        j = claim_one(fx, "node-1", "cwinr", keys[i]);
+        OK(pgsched_store_cancel(fx->store, "cwinr", keys[i], "admin", &co, E));
+        oc = outcome_of(j, PGSCHED_OUTCOME_FAILURE, PGSCHED_PENDING, 0);
+        oc.retry_delay = 5 * fx->unit;
+        oc.attempt_rule = PGSCHED_ATTEMPT_KEEP;
+        oc.error = "boom";
+        oc.cancelled_status = PGSCHED_PENDING;
+        oc.cancelled_next_run = i == 0 ? next : 0;
+        before = fx_now(fx);
+        r = finish_with(fx, &oc);
+        after = fx_now(fx);
+        assert_int_equal(r.code, PGSCHED_OK);
+        assert_int_equal(r.outcome, PGSCHED_OUTCOME_CANCELLED);
+        assert_int_equal(r.new_status, PGSCHED_PENDING);
+        if (i == 0)
+            assert_int_equal(r.next_run, next);
+        else
+            assert_time_between(r.next_run, before, after);
+        row = get_job(fx, "cwinr", keys[i]);
+        assert_int_equal(row->status, PGSCHED_PENDING);
+        assert_int_equal(row->kind, PGSCHED_CRON);
+        assert_int_equal(row->next_run, r.next_run);
+        assert_int_equal(row->attempt, 0);
+        assert_int_equal(row->failures, 0);
+        assert_null(row->last_error);
+        assert_int_equal(row->cancel_requested, 0);
+        assert_int_equal(history_of(fx, "cwinr", keys[i], 1)->items[0].outcome,
+                         PGSCHED_OUTCOME_CANCELLED);
+    }
+}
+
+/* A failed attempt of (name, key) that asks for a retry after 5 units, with cancelled_status
+   `cx`; checks that the failure, not a cancel, was recorded. */
+static void expect_failure_recorded(fixture *fx, const pgsched_job *j, pgsched_status cx)
+{
+    pgsched_outcome oc = outcome_of(j, PGSCHED_OUTCOME_FAILURE, PGSCHED_PENDING, 0);
+    pgsched_finish_result r;
+    pgsched_time before, after;
+    const pgsched_job *row;
+    oc.retry_delay = 5 * fx->unit;
+    oc.attempt_rule = PGSCHED_ATTEMPT_KEEP;
+    oc.error = "boom";
+    oc.cancelled_status = cx;
+    before = fx_now(fx);
+    r = finish_with(fx, &oc);
+    after = fx_now(fx);
+    assert_int_equal(r.code, PGSCHED_OK);
+    assert_int_equal(r.outcome, PGSCHED_OUTCOME_FAILURE);
+    assert_int_equal(r.new_status, PGSCHED_PENDING);
+    assert_time_between(r.next_run, before + 5 * fx->unit, after + 5 * fx->unit);
+    row = get_job(fx, j->name, j->key);
+    assert_int_equal(row->status, PGSCHED_PENDING);
+    assert_int_equal(row->next_run, r.next_run);
+    assert_int_equal(row->attempt, 1);
+    assert_int_equal(row->failures, 1);
+    assert_string_equal(row->last_error, "boom");
+    assert_int_equal(row->cancel_requested, 0);
+    assert_int_equal(history_of(fx, j->name, j->key, 1)->items[0].outcome, PGSCHED_OUTCOME_FAILURE);
+}
+
+STORE_TEST(without_a_cancel_request_a_failure_applies_as_usual_despite_a_cancelled_status)
+{
+    const pgsched_job *j = schedule_and_claim(fx, "node-1", "nocx", "k");
+    expect_failure_recorded(fx, j, PGSCHED_CANCELLED);
+}
+
+STORE_TEST(a_failure_without_a_cancelled_status_applies_even_when_a_cancel_was_requested)
+{
+    const pgsched_job *j = schedule_and_claim(fx, "node-1", "cxnone", "k");
+    pgsched_change_outcome co;
+    OK(pgsched_store_cancel(fx->store, "cxnone", "k", "admin", &co, E));
+    assert_int_equal(co.effect, PGSCHED_CANCEL_REQUESTED);
+    expect_failure_recorded(fx, j, PGSCHED_STATUS_NONE);
+}
+
+STORE_TEST(a_requested_cancel_does_not_turn_a_success_into_a_cancel)
+{
+    const pgsched_job *j = schedule_and_claim(fx, "node-1", "cxok", "k");
+    pgsched_change_outcome co;
+    pgsched_outcome oc = outcome_of(j, PGSCHED_OUTCOME_SUCCESS, PGSCHED_COMPLETED, 0);
+    pgsched_finish_result r;
+    OK(pgsched_store_cancel(fx->store, "cxok", "k", "admin", &co, E));
+    oc.cancelled_status = PGSCHED_CANCELLED;
+    r = finish_with(fx, &oc);
+    assert_int_equal(r.code, PGSCHED_OK);
+    assert_int_equal(r.outcome, PGSCHED_OUTCOME_SUCCESS);
+    assert_int_equal(r.new_status, PGSCHED_COMPLETED);
+    assert_int_equal(get_job(fx, "cxok", "k")->status, PGSCHED_COMPLETED);
+    assert_int_equal(history_of(fx, "cxok", "k", 1)->items[0].outcome, PGSCHED_OUTCOME_SUCCESS);
 }
 
 STORE_TEST(changing_a_missing_row_is_not_found)

@@ -372,30 +372,51 @@ static void terminate_backends(const char *app)
     }
 }
 
-/* Repeats `call` (an expression giving a pgsched_result) until it succeeds: it may first fail
-   with PGSCHED_ERR_CONNECTION only, and must succeed within 15 s. */
-#define EVENTUALLY_OK(call)                                                                    \
-    do {                                                                                       \
-        pgsched_time ev_deadline_ = mono_us() + 15 * PGSCHED_SECOND;                           \
-        pgsched_result ev_rc_;                                                                 \
-        for (;;) {                                                                             \
-            memset(&fx->err, 0, sizeof fx->err);                                               \
-            ev_rc_ = (call);                                                                   \
-            if (ev_rc_ == PGSCHED_OK) break;                                                   \
-            if (ev_rc_ != PGSCHED_ERR_CONNECTION)                                              \
-                fail_msg("%s after a lost connection: %d (%s): %s", #call, (int)ev_rc_,        \
-                         pgsched_result_string(ev_rc_), fx->err.message);                      \
-            if (fx->err.message[0] == '\0') fail_msg("%s: CONNECTION without a message", #call); \
-            if (mono_us() > ev_deadline_)                                                      \
-                fail_msg("%s did not recover within 15 s: %s", #call, fx->err.message);        \
-            sleep_us(50 * PGSCHED_MILLISECOND);                                                \
-        }                                                                                      \
-    } while (0)
+/* Terminates the pool connections of store `s` (whose connections carry application_name
+   `app`) and waits until each one's goodbye has reached this side: a backend leaves
+   pg_stat_activity a moment before its socket is closed, and a call made in between meets a
+   connection that still looks fine and is not a case a client can tell apart. */
+static void terminate_pool(pgsched_store *s, const char *app)
+{
+    pgsched__pg *p = (pgsched__pg *)s;
+    pgsched_time deadline = mono_us() + 10 * PGSCHED_SECOND;
+    int i;
+    terminate_backends(app);
+    for (i = 0; i < p->nconns; i++) {
+        struct pollfd f;
+        if (!p->conns[i].conn || PQstatus(p->conns[i].conn) != CONNECTION_OK) continue;
+        f.fd = PQsocket(p->conns[i].conn);
+        f.events = POLLIN;
+        f.revents = 0;
+        while (poll(&f, 1, 10) <= 0)
+            if (mono_us() > deadline) fail_msg("a terminated connection of %s is still quiet", app);
+    }
+}
+
+/* A store on the fixture's schema whose connections carry application_name `app` (a fresh
+   name, written there), set up. */
+static pgsched_store *fx_named_store(fixture *fx, char *app, size_t app_size)
+{
+    char *conninfo;
+    pgsched_store *s;
+    pgsched_result rc;
+    snprintf(app, app_size, "pgsched_test_%ld_%d", (long)getpid(), ++g_schema_counter);
+    conninfo = conninfo_with(g_dsn, NULL, app);
+    rc = fx_pg_store(fx, conninfo, fx->schema, fx->prefix, 0, &s, E);
+    free(conninfo);
+    if (rc != PGSCHED_OK) fail_msg("create: %s", fx->err.message);
+    OK(pgsched_store_setup(s, E));
+    return s;
+}
 
 STORE_TEST(pg_calls_recover_after_the_store_connections_are_terminated)
 {
-    char app[64], *conninfo;
-    pgsched_store *s;
+    /* Each call right after its connections were killed (and are gone) succeeds at once:
+       the dead connection is found and replaced before a statement is sent on it, so no
+       call depends on being repeated, and one that must not be repeated (schedule, claim)
+       does not fail. */
+    char app[64];
+    pgsched_store *s = fx_named_store(fx, app, sizeof app);
     pgsched_schedule_request req;
     pgsched_schedule_outcome so;
     pgsched_claim_request cr;
@@ -406,41 +427,39 @@ STORE_TEST(pg_calls_recover_after_the_store_connections_are_terminated)
     pgsched_time now;
     const char *names[1] = {"conn"};
 
-    snprintf(app, sizeof app, "pgsched_test_%ld_%d", (long)getpid(), ++g_schema_counter);
-    conninfo = conninfo_with(g_dsn, NULL, app);
-    if (fx_pg_store(fx, conninfo, fx->schema, fx->prefix, 0, &s, E) != PGSCHED_OK) {
-        free(conninfo);
-        fail_msg("create: %s", fx->err.message);
-    }
-    free(conninfo);
-    OK(pgsched_store_setup(s, E));
     req = once_req("conn", "a", 0);
     OK(pgsched_store_schedule(s, &req, &so, E));
     assert_true(admin_int("SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s'",
                           app) > 0);
 
-    terminate_backends(app);
-    EVENTUALLY_OK(pgsched_store_now(s, &now, E));
+    terminate_pool(s, app);
+    OK(pgsched_store_now(s, &now, E));
 
-    terminate_backends(app);
+    terminate_pool(s, app);
     req = once_req("conn", "b", 0);
-    EVENTUALLY_OK(pgsched_store_schedule(s, &req, &so, E));
+    OK(pgsched_store_schedule(s, &req, &so, E));
+    assert_int_equal(so.created, 1);
 
-    terminate_backends(app);
+    terminate_pool(s, app);
     memset(&cr, 0, sizeof cr);
     cr.node_id = "node-1";
     cr.names = names;
     cr.name_count = 1;
     cr.max = 1;
-    EVENTUALLY_OK(pgsched_store_claim(s, &cr, l, &info, E));
-    /* a claim that failed on its connection claimed nothing: exactly one row is running */
+    OK(pgsched_store_claim(s, &cr, l, &info, E));
     assert_int_equal(l->count, 1);
+    /* exactly one row is running: the one the claim returned */
+    assert_int_equal(admin_int("SELECT count(*) FROM \"%s\".\"%sjobs\" WHERE name = 'conn' AND "
+                               "status = 'running'",
+                               fx->schema, fx->prefix),
+                     1);
     assert_int_equal(get_job(fx, "conn", l->items[0].key)->status, PGSCHED_RUNNING);
 
-    terminate_backends(app);
+    terminate_pool(s, app);
     oc = outcome_of(&l->items[0], PGSCHED_OUTCOME_SUCCESS, PGSCHED_COMPLETED, 0);
-    EVENTUALLY_OK(pgsched_store_finish(s, &oc, 1, &fr, E));
+    OK(pgsched_store_finish(s, &oc, 1, &fr, E));
     assert_int_equal(fr.code, PGSCHED_OK);
+    assert_int_equal(fr.replayed, 0);
     assert_int_equal(get_job(fx, "conn", l->items[0].key)->status, PGSCHED_COMPLETED);
     assert_int_equal(history_of(fx, "conn", l->items[0].key, 0)->count, 1);
 }
@@ -543,6 +562,409 @@ STORE_TEST(pg_an_oversized_notification_becomes_a_resync_and_the_claim_still_com
     while (!evlog_has_resync(g) && mono_us() < deadline)
         evlog_wait(fx, fx->store, l, g, 100 * PGSCHED_MILLISECOND);
     if (!evlog_has_resync(g)) fail_msg("the oversized change was neither delivered nor a RESYNC");
+}
+
+/* ---- row locks held by other transactions --------------------------------------------- */
+
+STORE_TEST(pg_heartbeat_and_finish_skip_a_row_another_transaction_has_locked)
+{
+    /* A caller's own open transaction that locked a running row (scheduling inside it, say)
+       must not hold up a node's heartbeat or its outcomes past the 5 s lock timeout: that
+       row is reported busy and the others go through. */
+    const pgsched_job *k1 = schedule_and_claim(fx, "node-1", "locked", "k1");
+    const pgsched_job *k2 = schedule_and_claim(fx, "node-1", "locked", "k2");
+    const pgsched_job *k1_before;
+    PGconn *w = fx_connect(fx);
+    pgsched_lease leases[2];
+    pgsched_lease_state st[2];
+    pgsched_outcome oc[2];
+    pgsched_finish_result r[2];
+    pgsched_time now, t0;
+    pgsched_duration took;
+    char sql[512];
+    PGresult *res;
+
+    fx_advance(fx, fx->unit);
+    res = PQexec(w, "BEGIN");
+    admin_check(res, "BEGIN");
+    PQclear(res);
+    snprintf(sql, sizeof sql,
+             "SELECT 1 FROM \"%s\".\"%sjobs\" WHERE name = 'locked' AND key = 'k1' FOR UPDATE",
+             fx->schema, fx->prefix);
+    res = PQexec(w, sql);
+    admin_check(res, sql);
+    assert_int_equal(PQntuples(res), 1);
+    PQclear(res);
+    k1_before = get_job(fx, "locked", "k1");
+
+    leases[0] = lease_of(k1);
+    leases[1] = lease_of(k2);
+    st[0].lost = st[1].lost = st[0].busy = st[1].busy = -1;
+    t0 = mono_us();
+    OK(pgsched_store_heartbeat(fx->store, "node-1", leases, 2, 1, st, &now, E));
+    took = mono_us() - t0;
+    if (took >= 2 * PGSCHED_SECOND)
+        fail_msg("the heartbeat waited %lld ms for the locked row", (long long)(took / 1000));
+    assert_int_equal(st[0].lost, 0);
+    assert_int_equal(st[0].busy, 1);
+    assert_int_equal(st[1].lost, 0);
+    assert_int_equal(st[1].busy, 0);
+    assert_int_equal(get_job(fx, "locked", "k1")->heartbeat_at, k1->heartbeat_at);
+    assert_true(get_job(fx, "locked", "k2")->heartbeat_at > k2->heartbeat_at);
+
+    oc[0] = outcome_of(k1, PGSCHED_OUTCOME_SUCCESS, PGSCHED_COMPLETED, 0);
+    oc[1] = outcome_of(k2, PGSCHED_OUTCOME_SUCCESS, PGSCHED_COMPLETED, 0);
+    memset(r, 0, sizeof r);
+    t0 = mono_us();
+    OK(pgsched_store_finish(fx->store, oc, 2, r, E));
+    took = mono_us() - t0;
+    if (took >= 2 * PGSCHED_SECOND)
+        fail_msg("the finish waited %lld ms for the locked row", (long long)(took / 1000));
+    if (r[0].code != PGSCHED_ERR_BUSY)
+        fail_msg("the locked row's outcome got code %d (%s), expected BUSY", (int)r[0].code,
+                 pgsched_result_string(r[0].code));
+    assert_int_equal(r[0].replayed, 0);
+    assert_int_equal(r[1].code, PGSCHED_OK);
+    assert_int_equal(r[1].new_status, PGSCHED_COMPLETED);
+    assert_job_equal(get_job(fx, "locked", "k1"), k1_before);
+    assert_int_equal(history_of(fx, "locked", "k1", 0)->count, 0);
+    assert_int_equal(get_job(fx, "locked", "k2")->status, PGSCHED_COMPLETED);
+
+    /* the other transaction ends: the busy outcome is written by the next try */
+    res = PQexec(w, "COMMIT");
+    admin_check(res, "COMMIT");
+    PQclear(res);
+    memset(r, 0, sizeof r);
+    OK(pgsched_store_finish(fx->store, oc, 1, r, E));
+    assert_int_equal(r[0].code, PGSCHED_OK);
+    assert_int_equal(r[0].replayed, 0);
+    assert_int_equal(r[0].new_status, PGSCHED_COMPLETED);
+    assert_int_equal(get_job(fx, "locked", "k1")->status, PGSCHED_COMPLETED);
+    assert_int_equal(history_of(fx, "locked", "k1", 0)->count, 1);
+}
+
+/* ---- connections ---------------------------------------------------------------------- */
+
+
+STORE_TEST(pg_a_pooled_connection_the_server_closed_while_idle_is_replaced_before_use)
+{
+    /* A restart or an idle_session_timeout closes connections that sit in the pool. The
+       next call must notice before it sends anything: a schedule is not repeated after a
+       lost reply, so a dead connection found only by sending it would fail the call. */
+    char app[64];
+    pgsched_store *s = fx_named_store(fx, app, sizeof app);
+    pgsched_schedule_request req = once_req("idle", "a", 0);
+    pgsched_schedule_outcome so;
+    OK(pgsched_store_schedule(s, &req, &so, E));
+    terminate_pool(s, app);
+    req = once_req("idle", "b", 0);
+    memset(&so, 0, sizeof so);
+    OK(pgsched_store_schedule(s, &req, &so, E));
+    assert_int_equal(so.created, 1);
+    assert_int_equal(admin_int("SELECT count(*) FROM \"%s\".\"%sjobs\" WHERE name = 'idle'",
+                               fx->schema, fx->prefix),
+                     2);
+}
+
+STORE_TEST(pg_connections_run_read_committed_whatever_the_session_default)
+{
+    /* Every statement is written for READ COMMITTED; a role or database default of
+       SERIALIZABLE (set here through the connection's options) must not apply. */
+    char *conninfo = conninfo_set(g_dsn, "options", "-c default_transaction_isolation=serializable");
+    pgsched__pg *p;
+    pgsched_store *s;
+    pgsched_schedule_request req = once_req("iso", "k", 0);
+    pgsched_schedule_outcome so;
+    claim_ctx ctx[CLAIM_THREADS];
+    pthread_t th[CLAIM_THREADS];
+    pthread_barrier_t start;
+    PGconn *plain;
+    PGresult *res;
+    int i, checked = 0;
+    size_t total = 0;
+
+    /* the option does what this test relies on */
+    plain = PQconnectdb(conninfo);
+    res = PQexec(plain, "SHOW default_transaction_isolation");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        PQclear(res);
+        PQfinish(plain);
+        free(conninfo);
+        fail_msg("SHOW on a plain connection failed");
+    }
+    i = strcmp(PQgetvalue(res, 0, 0), "serializable");
+    PQclear(res);
+    PQfinish(plain);
+    if (i != 0) {
+        free(conninfo);
+        fail_msg("the options keyword did not set the default isolation");
+    }
+
+    if (fx_pg_store(fx, conninfo, fx->schema, fx->prefix, 0, &s, E) != PGSCHED_OK) {
+        free(conninfo);
+        fail_msg("create: %s", fx->err.message);
+    }
+    OK(pgsched_store_setup(s, E));
+    OK(pgsched_store_schedule(s, &req, &so, E));
+    p = (pgsched__pg *)s;
+    for (i = 0; i < p->nconns; i++) {
+        if (!p->conns[i].conn) continue;
+        res = PQexec(p->conns[i].conn, "SHOW default_transaction_isolation");
+        assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+        if (strcmp(PQgetvalue(res, 0, 0), "read committed") != 0) {
+            char got[64];
+            snprintf(got, sizeof got, "%s", PQgetvalue(res, 0, 0));
+            PQclear(res);
+            free(conninfo);
+            fail_msg("pool connection %d runs %s", i, got);
+        }
+        PQclear(res);
+        checked++;
+    }
+    assert_true(checked > 0);
+
+    /* and racing claims, which under SERIALIZABLE fail on rows another claim just took,
+       all go through */
+    pthread_barrier_init(&start, NULL, CLAIM_THREADS);
+    for (i = 0; i < CLAIM_THREADS; i++) {
+        memset(&ctx[i], 0, sizeof ctx[i]);
+        ctx[i].fx = fx;
+        if (fx_pg_store(fx, conninfo, fx->schema, fx->prefix, 0, &ctx[i].s, E) != PGSCHED_OK) {
+            free(conninfo);
+            fail_msg("create: %s", fx->err.message);
+        }
+        OK(pgsched_store_setup(ctx[i].s, E));
+        ctx[i].id = i;
+        ctx[i].first = i * 150;
+        ctx[i].rows = 150;
+        ctx[i].base = fx_now(fx) - fx->unit;
+        ctx[i].start = &start;
+    }
+    free(conninfo);
+    for (i = 0; i < CLAIM_THREADS; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, claim_worker, &ctx[i]), 0);
+    for (i = 0; i < CLAIM_THREADS; i++) pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&start);
+    for (i = 0; i < CLAIM_THREADS; i++) {
+        if (ctx[i].failed) fail_msg("claimer-%d: %s", i, ctx[i].message);
+        total += ctx[i].n;
+    }
+    for (i = 0; i < CLAIM_THREADS; i++) free(ctx[i].got);
+    assert_int_equal(total, (size_t)CLAIM_THREADS * 150);
+}
+
+STORE_TEST(pg_the_pool_prefers_a_live_connection_over_a_slot_waiting_out_its_backoff)
+{
+    pgsched_pg_config cfg;
+    pgsched_store *s = NULL;
+    pgsched__pg *p;
+    pgsched__pgc *a, *b;
+    pgsched_time now;
+    pgsched_schedule_request req = once_req("pool", "k", 0);
+    pgsched_schedule_outcome so;
+
+    memset(&cfg, 0, sizeof cfg);
+    cfg.conninfo = g_dsn;
+    cfg.schema = fx->schema;
+    cfg.prefix = fx->prefix;
+    cfg.pool_size = 2;
+    OK(pgsched_pg_store_create(&cfg, &s, E));
+    fx_keep_store(fx, s);
+    OK(pgsched_store_setup(s, E));
+    p = (pgsched__pg *)s;
+    assert_int_equal(p->nconns, 2);
+    /* both slots connected: two overlapping acquisitions */
+    OK(pgsched__pg_acquire(p, &a, E));
+    OK(pgsched__pg_acquire(p, &b, E));
+    assert_true(a != b);
+    pgsched__pg_release(p, a);
+    pgsched__pg_release(p, b);
+    assert_non_null(p->conns[0].conn);
+    assert_non_null(p->conns[1].conn);
+
+    /* slot 0 lost its connection and its reconnect failed a moment ago */
+    pthread_mutex_lock(&p->mu);
+    PQfinish(p->conns[0].conn);
+    p->conns[0].conn = NULL;
+    p->conns[0].prepared = 0;
+    p->retry_at = pgsched__monotonic() + PGSCHED_HOUR;
+    snprintf(p->last_conn_error, sizeof p->last_conn_error, "simulated refusal");
+    pthread_mutex_unlock(&p->mu);
+
+    OK(pgsched_store_now(s, &now, E));
+    OK(pgsched_store_schedule(s, &req, &so, E));
+    assert_null(p->conns[0].conn);      /* no connection attempt during the backoff */
+    assert_non_null(p->conns[1].conn);
+
+    /* with no live connection left, the backoff answers at once, with the last error */
+    pthread_mutex_lock(&p->mu);
+    PQfinish(p->conns[1].conn);
+    p->conns[1].conn = NULL;
+    p->conns[1].prepared = 0;
+    pthread_mutex_unlock(&p->mu);
+    FAILS(PGSCHED_ERR_CONNECTION, pgsched_store_now(s, &now, E));
+    if (!strstr(fx->err.message, "simulated refusal"))
+        fail_msg("the error does not carry the last connect error: %s", fx->err.message);
+    /* and once it is over, the pool connects again */
+    pthread_mutex_lock(&p->mu);
+    p->retry_at = 0;
+    pthread_mutex_unlock(&p->mu);
+    OK(pgsched_store_now(s, &now, E));
+}
+
+/* ---- setting up -------------------------------------------------------------------------- */
+
+STORE_TEST(pg_several_prefixes_set_up_at_once_in_a_new_schema_all_succeed)
+{
+    enum { N = 8 };
+    const char *schema = fx_new_schema_name(fx);
+    setup_ctx ctx[N];
+    pthread_t th[N];
+    pthread_barrier_t start;
+    char prefix[N][16];
+    int i;
+    pthread_barrier_init(&start, NULL, N);
+    for (i = 0; i < N; i++) {
+        memset(&ctx[i], 0, sizeof ctx[i]);
+        ctx[i].start = &start;
+        snprintf(prefix[i], sizeof prefix[i], "p%d_", i);
+        OK(fx_pg_store(fx, NULL, schema, prefix[i], 0, &ctx[i].s, E));
+    }
+    for (i = 0; i < N; i++) assert_int_equal(pthread_create(&th[i], NULL, setup_worker, &ctx[i]), 0);
+    for (i = 0; i < N; i++) pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&start);
+    for (i = 0; i < N; i++)
+        if (ctx[i].rc != PGSCHED_OK)
+            fail_msg("setup of prefix %s failed: %d (%s): %s", prefix[i], (int)ctx[i].rc,
+                     pgsched_result_string(ctx[i].rc), ctx[i].message);
+    for (i = 0; i < N; i++) {
+        pgsched_schedule_request req = once_req("n", prefix[i], 0);
+        pgsched_schedule_outcome so;
+        OK(pgsched_store_schedule(ctx[i].s, &req, &so, E));
+        assert_int_equal(admin_int("SELECT count(*) FROM \"%s\".\"%sjobs\" WHERE key = '%s'",
+                                   schema, prefix[i], prefix[i]),
+                         1);
+    }
+}
+
+/* Backends waiting for an advisory lock; -1 on error (no assertion: a thread may run). */
+static long long advisory_waiters(void)
+{
+    PGresult *r = PQexec(g_admin, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                  "AND NOT granted");
+    long long n = -1;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return n;
+}
+
+STORE_TEST(pg_a_setup_waiting_for_the_migration_lock_waits_past_the_lock_timeout)
+{
+    /* Another node migrating a large table holds the lock a long while: the 5 s
+       lock_timeout of the store's connections must not cut the wait short. */
+    const char *schema = fx_new_schema_name(fx);
+    PGconn *w = fx_connect(fx);
+    setup_ctx ctx;
+    pthread_t th;
+    pthread_barrier_t start;
+    char sql[512], why[1024] = "";
+    pgsched_time deadline, seen_at = 0, held_until;
+    int waited = 0, gave_up = 0, committed;
+
+    snprintf(sql, sizeof sql,
+             "SELECT pg_advisory_xact_lock(hashtextextended('pgsched migrate %s', 0))", schema);
+    if (!change_exec(w, "BEGIN", why, sizeof why) || !change_exec(w, sql, why, sizeof why))
+        fail_msg("taking the migration lock failed: %s", why);
+    memset(&ctx, 0, sizeof ctx);
+    OK(fx_pg_store(fx, NULL, schema, "w_", 0, &ctx.s, E));
+    pthread_barrier_init(&start, NULL, 1);
+    ctx.start = &start;
+    assert_int_equal(pthread_create(&th, NULL, setup_worker, &ctx), 0);
+    /* no assertion until the thread is joined */
+    deadline = mono_us() + 10 * PGSCHED_SECOND;
+    while (mono_us() < deadline && advisory_waiters() < 1) sleep_us(10 * PGSCHED_MILLISECOND);
+    if (advisory_waiters() >= 1) {
+        waited = 1;
+        seen_at = mono_us();
+        /* hold it past the lock timeout, watching that the setup keeps waiting */
+        held_until = seen_at + 5500 * PGSCHED_MILLISECOND;
+        while (mono_us() < held_until) {
+            if (advisory_waiters() < 1) {
+                gave_up = 1;
+                break;
+            }
+            sleep_us(100 * PGSCHED_MILLISECOND);
+        }
+    }
+    committed = change_exec(w, "COMMIT", why, sizeof why);
+    pthread_join(th, NULL);
+    pthread_barrier_destroy(&start);
+    if (!waited) fail_msg("the setup never waited for the migration lock (rc %d)", (int)ctx.rc);
+    if (gave_up)
+        fail_msg("the setup stopped waiting after %lld ms: %d (%s): %s",
+                 (long long)((mono_us() - seen_at) / 1000), (int)ctx.rc,
+                 pgsched_result_string(ctx.rc), ctx.message);
+    if (!committed) fail_msg("the lock holder did not commit: %s", why);
+    if (ctx.rc != PGSCHED_OK)
+        fail_msg("setup after the wait failed: %d (%s): %s", (int)ctx.rc,
+                 pgsched_result_string(ctx.rc), ctx.message);
+    assert_int_equal(admin_int("SELECT count(*) FROM \"%s\".w_schema_version", schema), 1);
+}
+
+STORE_TEST(pg_a_database_not_in_utf8_is_refused_at_setup_naming_its_encoding)
+{
+    const char *db = fx_new_database_name(fx);
+    char *conninfo;
+    pgsched_store *s;
+    PGconn *c;
+    long long schemas = -1;
+    PGresult *res;
+    admin_exec("CREATE DATABASE \"%s\" TEMPLATE template0 ENCODING 'LATIN1' LC_COLLATE 'C' "
+               "LC_CTYPE 'C'",
+               db);
+    conninfo = conninfo_set(g_dsn, "dbname", db);
+    if (fx_pg_store(fx, conninfo, "latin", "l_", 0, &s, E) != PGSCHED_OK) {
+        free(conninfo);
+        fail_msg("create: %s", fx->err.message);
+    }
+    FAILS(PGSCHED_ERR_UNSUPPORTED, pgsched_store_setup(s, E));
+    if (!strstr(fx->err.message, "LATIN1")) {
+        free(conninfo);
+        fail_msg("the message does not name the encoding: %s", fx->err.message);
+    }
+    /* nothing was created there */
+    c = PQconnectdb(conninfo);
+    free(conninfo);
+    res = PQexec(c, "SELECT count(*) FROM pg_namespace WHERE nspname = 'latin'");
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) schemas = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    PQfinish(c);
+    assert_int_equal(schemas, 0);
+}
+
+STORE_TEST(pg_a_password_never_appears_in_a_connect_error)
+{
+    /* libpq quotes a malformed connection string back in its message; an unreachable
+       server's message names host and port. Neither may carry the password on. */
+    static const char *const conninfos[] = {
+        "postgresql://u:s3cr3tpw@[::1/db",
+        "host=127.0.0.1 port=1 password=s3cr3tpw connect_timeout=1",
+        "host=127.0.0.1 port=1 password='s3cr3tpw' connect_timeout=1 dbname='x y",
+    };
+    size_t i;
+    for (i = 0; i < sizeof conninfos / sizeof conninfos[0]; i++) {
+        pgsched_store *s;
+        pgsched_time now;
+        OK(fx_pg_store(fx, conninfos[i], fx->schema, fx->prefix, 0, &s, E));
+        FAILS(PGSCHED_ERR_CONNECTION, pgsched_store_setup(s, E));
+        if (strstr(fx->err.message, "s3cr3tpw"))
+            fail_msg("conninfo %u: the password leaked: %s", (unsigned)i, fx->err.message);
+        /* and the same from the backoff that follows */
+        FAILS(PGSCHED_ERR_CONNECTION, pgsched_store_now(s, &now, E));
+        if (strstr(fx->err.message, "s3cr3tpw"))
+            fail_msg("conninfo %u: the password leaked: %s", (unsigned)i, fx->err.message);
+    }
 }
 
 #endif /* STORE_SUITE_PG_H */

@@ -515,6 +515,34 @@ STORE_TEST(dead_node_records_are_deleted_after_the_history_retention)
     assert_int_equal(out.nodes_deleted, 0);
 }
 
+STORE_TEST(a_stopped_nodes_record_outlives_the_history_retention_until_the_orphan_timeout)
+{
+    /* Node records go after max(history retention, orphan timeout): the record is what
+       keeps a stopped node's types from being orphans for the orphan timeout. */
+    pgsched_duration keep = 2 * fx->unit, orphan = 6 * fx->unit;
+    const char *names[1] = {"stopped"};
+    pgsched_cleanup_outcome out;
+    pgsched_time stopped, after;
+    register_node(fx, "node-a", names, 1);
+    schedule_once(fx, "stopped", "k", fx_now(fx) + PGSCHED_HOUR);
+    stopped = fx_now(fx);
+    OK(pgsched_store_node_unregister(fx->store, "node-a", E));
+    after = fx_now(fx);
+
+    fx_wait_until(fx, after + keep + fx->unit);
+    out = cleanup(fx, PGSCHED_NEVER, keep, orphan);
+    assert_true(fx_now(fx) < stopped + orphan); /* the test's own timing held */
+    assert_int_equal(out.nodes_deleted, 0);
+    assert_int_equal(out.orphans_deleted, 0);
+    assert_int_equal(row_exists(fx, "stopped", "k"), 1);
+
+    fx_wait_until(fx, after + orphan + fx->unit);
+    out = cleanup(fx, PGSCHED_NEVER, keep, orphan);
+    assert_int_equal(out.nodes_deleted, 1);
+    assert_int_equal(out.orphans_deleted, 1);
+    assert_int_equal(row_exists(fx, "stopped", "k"), 0);
+}
+
 STORE_TEST(cleanup_deletes_at_most_its_limit_per_part)
 {
     pgsched_cleanup_request req;

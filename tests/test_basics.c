@@ -13,7 +13,7 @@ static void every_result_code_has_its_own_sentence(void **state)
 {
     int c, d;
     (void)state;
-    for (c = 0; c >= PGSCHED_ERR_TOO_LARGE; c--) {
+    for (c = 0; c >= PGSCHED_ERR_BUSY; c--) {
         const char *s = pgsched_result_string((pgsched_result)c);
         assert_non_null(s);
         assert_string_not_equal(s, "unknown result code");
@@ -211,6 +211,195 @@ static void store_wrappers_refuse_null_pointers_with_a_sentence(void **state)
     pgsched_store_destroy(s);
 }
 
+/* A memory store whose method table is a modified copy of the real one (`edit` changes the
+   copy). Put the real table back with restore_methods before destroying it. */
+static pgsched_store *store_with_methods(pgsched_store_methods *copy,
+                                         void (*edit)(pgsched_store_methods *))
+{
+    pgsched_store *s = NULL;
+    pgsched_error e;
+    assert_int_equal(pgsched_memory_store_create(NULL, &s, &e), PGSCHED_OK);
+    *copy = *s->methods;
+    edit(copy);
+    return s;
+}
+
+static void drop_claim(pgsched_store_methods *m) { m->claim = NULL; }
+
+static void drop_listening(pgsched_store_methods *m)
+{
+    m->listen_open = NULL;
+    m->listen_wait = NULL;
+    m->listen_wake = NULL;
+    m->listen_close = NULL;
+}
+
+static void drop_listen_wake(pgsched_store_methods *m) { m->listen_wake = NULL; }
+
+/* `rc` is UNSUPPORTED and the message names the missing method. */
+static void expect_missing(const char *call, pgsched_result rc, const pgsched_error *e,
+                           const char *method)
+{
+    if (rc != PGSCHED_ERR_UNSUPPORTED)
+        fail_msg("%s with no %s method returned %d (%s)", call, method, (int)rc,
+                 pgsched_result_string(rc));
+    assert_int_equal(e->code, PGSCHED_ERR_UNSUPPORTED);
+    if (!strstr(e->message, method))
+        fail_msg("%s: the message does not name %s: %s", call, method, e->message);
+}
+
+static void a_store_lacking_a_required_method_is_refused_by_every_wrapper(void **state)
+{
+    static pgsched_store_methods copy;
+    pgsched_store *s = store_with_methods(&copy, drop_claim);
+    const pgsched_store_methods *real = s->methods;
+    const char *names[1] = {"t"};
+    pgsched_schedule_request sr;
+    pgsched_schedule_outcome so;
+    pgsched_claim_request cr;
+    pgsched_claim_outcome info;
+    pgsched_outcome oc;
+    pgsched_finish_result fr;
+    pgsched_change_outcome co;
+    pgsched_list_filter f;
+    pgsched_node_record node;
+    pgsched_cleanup_request cq;
+    pgsched_cleanup_outcome cout;
+    pgsched_listener *l = NULL;
+    pgsched_job_list jl;
+    pgsched_run_list rl;
+    pgsched_time now, next;
+    pgsched_error e;
+    (void)state;
+    pgsched_job_list_init(&jl, NULL);
+    pgsched_run_list_init(&rl, NULL);
+    memset(&sr, 0, sizeof sr);
+    sr.name = "t";
+    sr.key = "k";
+    sr.kind = PGSCHED_ONCE;
+    memset(&cr, 0, sizeof cr);
+    cr.node_id = "n";
+    cr.names = names;
+    cr.name_count = 1;
+    cr.max = 1;
+    memset(&oc, 0, sizeof oc);
+    oc.name = "t";
+    oc.key = "k";
+    oc.token = 1;
+    oc.outcome = PGSCHED_OUTCOME_SUCCESS;
+    oc.status = PGSCHED_COMPLETED;
+    oc.node_id = "n";
+    memset(&f, 0, sizeof f);
+    memset(&node, 0, sizeof node);
+    node.id = "n";
+    node.names = names;
+    node.name_count = 1;
+    memset(&cq, 0, sizeof cq);
+    cq.node_id = "n";
+
+    s->methods = &copy;
+#define MISSING(call)                                                                          \
+    do {                                                                                       \
+        memset(&e, 0, sizeof e);                                                               \
+        expect_missing(#call, (call), &e, "claim");                                           \
+    } while (0)
+    MISSING(pgsched_store_setup(s, &e));
+    MISSING(pgsched_store_now(s, &now, &e));
+    MISSING(pgsched_store_schedule(s, &sr, &so, &e));
+    MISSING(pgsched_store_claim(s, &cr, &jl, &info, &e));
+    MISSING(pgsched_store_heartbeat(s, "n", NULL, 0, 1, NULL, &now, &e));
+    MISSING(pgsched_store_finish(s, &oc, 1, &fr, &e));
+    MISSING(pgsched_store_take_back(s, "n", PGSCHED_SECOND, 1, &jl, &e));
+    MISSING(pgsched_store_cancel(s, "t", "k", "n", &co, &e));
+    MISSING(pgsched_store_trigger(s, "t", "k", "n", &co, &e));
+    MISSING(pgsched_store_remove(s, "t", "k", "n", &co, &e));
+    MISSING(pgsched_store_get(s, "t", "k", &jl, &e));
+    MISSING(pgsched_store_list(s, &f, &jl, &e));
+    MISSING(pgsched_store_history(s, NULL, NULL, 0, &rl, &e));
+    MISSING(pgsched_store_next_due(s, names, 1, &next, &now, &e));
+    MISSING(pgsched_store_node_register(s, &node, &e));
+    MISSING(pgsched_store_node_unregister(s, "n", &e));
+    MISSING(pgsched_store_cleanup(s, &cq, &cout, &e));
+    MISSING(pgsched_store_listen_open(s, &l, &e));
+#undef MISSING
+    assert_null(l);
+    assert_int_equal(jl.count, 0);
+    /* nothing reached the store */
+    s->methods = real;
+    assert_int_equal(pgsched_store_get(s, "t", "k", &jl, &e), PGSCHED_ERR_NOT_FOUND);
+    pgsched_job_list_free(&jl);
+    pgsched_run_list_free(&rl);
+    pgsched_store_destroy(s);
+}
+
+static void a_store_without_the_listen_methods_works_but_cannot_listen(void **state)
+{
+    static pgsched_store_methods copy;
+    void (*const edits[2])(pgsched_store_methods *) = {drop_listening, drop_listen_wake};
+    int k;
+    (void)state;
+    for (k = 0; k < 2; k++) {
+        pgsched_store *s = store_with_methods(&copy, edits[k]);
+        const pgsched_store_methods *real = s->methods;
+        const char *names[1] = {"t"};
+        pgsched_schedule_request sr;
+        pgsched_schedule_outcome so;
+        pgsched_claim_request cr;
+        pgsched_claim_outcome info;
+        pgsched_outcome oc;
+        pgsched_finish_result fr;
+        pgsched_job_list jl;
+        pgsched_listener *l = (pgsched_listener *)&copy; /* overwritten with NULL */
+        pgsched_event ev[4];
+        size_t count = 99;
+        pgsched_error e;
+        s->methods = &copy;
+        pgsched_job_list_init(&jl, NULL);
+        /* everything else works */
+        assert_int_equal(pgsched_store_setup(s, &e), PGSCHED_OK);
+        memset(&sr, 0, sizeof sr);
+        sr.name = "t";
+        sr.key = "k";
+        sr.kind = PGSCHED_ONCE;
+        assert_int_equal(pgsched_store_schedule(s, &sr, &so, &e), PGSCHED_OK);
+        memset(&cr, 0, sizeof cr);
+        cr.node_id = "n";
+        cr.names = names;
+        cr.name_count = 1;
+        cr.max = 1;
+        assert_int_equal(pgsched_store_claim(s, &cr, &jl, &info, &e), PGSCHED_OK);
+        assert_int_equal(jl.count, 1);
+        memset(&oc, 0, sizeof oc);
+        oc.name = "t";
+        oc.key = "k";
+        oc.token = jl.items[0].lease;
+        oc.outcome = PGSCHED_OUTCOME_SUCCESS;
+        oc.status = PGSCHED_COMPLETED;
+        oc.node_id = "n";
+        assert_int_equal(pgsched_store_finish(s, &oc, 1, &fr, &e), PGSCHED_OK);
+        assert_int_equal(fr.code, PGSCHED_OK);
+        pgsched_job_list_clear(&jl);
+        assert_int_equal(pgsched_store_get(s, "t", "k", &jl, &e), PGSCHED_OK);
+        assert_int_equal(jl.items[0].status, PGSCHED_COMPLETED);
+        /* listening is refused, the same way whether one or all listen methods are missing */
+        memset(&e, 0, sizeof e);
+        assert_int_equal(pgsched_store_listen_open(s, &l, &e), PGSCHED_ERR_UNSUPPORTED);
+        assert_null(l);
+        assert_non_null(strstr(e.message, "no notifications"));
+        memset(&e, 0, sizeof e);
+        l = (pgsched_listener *)&copy; /* any pointer: the store is never asked */
+        assert_int_equal(pgsched_store_listen_wait(s, l, 0, ev, 4, &count, &e),
+                         PGSCHED_ERR_UNSUPPORTED);
+        assert_int_equal(count, 0);
+        assert_int_equal(e.code, PGSCHED_ERR_UNSUPPORTED);
+        pgsched_store_listen_wake(s, l);  /* no-ops */
+        pgsched_store_listen_close(s, l);
+        pgsched_job_list_free(&jl);
+        s->methods = real;
+        pgsched_store_destroy(s);
+    }
+}
+
 #ifndef PGSCHED_NO_LIBPQ
 static void pg_store_rejects_identifiers_that_are_not_plain_names(void **state)
 {
@@ -259,6 +448,8 @@ int main(void)
         cmocka_unit_test(job_lists_own_deep_copies_that_survive_growth),
         cmocka_unit_test(passwords_never_survive_conninfo_redaction),
         cmocka_unit_test(store_wrappers_refuse_null_pointers_with_a_sentence),
+        cmocka_unit_test(a_store_lacking_a_required_method_is_refused_by_every_wrapper),
+        cmocka_unit_test(a_store_without_the_listen_methods_works_but_cannot_listen),
 #ifndef PGSCHED_NO_LIBPQ
         cmocka_unit_test(pg_store_rejects_identifiers_that_are_not_plain_names),
 #endif

@@ -10,7 +10,8 @@
    The PostgreSQL group fails when PGSCHED_TEST_DSN is unset, unless PGSCHED_TEST_SKIP_PG=1.
    An optional argument runs only the tests whose name matches (cmocka's '*' and '?').
    Each PostgreSQL test works in its own schema t_<pid>_<n>, dropped afterwards; a few also
-   create roles r_<pid>_<n> (dropped too), so the DSN's user must be allowed to create roles. */
+   create roles r_<pid>_<n> or databases t_<pid>_<n>_db (dropped too), so the DSN's user must
+   be allowed to create roles and databases. */
 #define PGSCHED_IMPLEMENTATION
 #include "pgsched.h"
 
@@ -53,6 +54,7 @@
     X(a_deferred_reschedule_gives_a_failed_run_a_fresh_budget)                                 \
     X(a_deferred_reschedule_applies_after_a_stall_take_back)                                   \
     X(a_later_deferred_reschedule_replaces_an_earlier_one)                                     \
+    X(a_deferred_reschedule_wins_over_an_earlier_remove_of_the_running_row)                    \
     X(claim_takes_due_rows_in_due_order_up_to_max)                                             \
     X(claim_makes_the_row_running_for_the_node_with_a_fresh_lease)                             \
     X(claim_takes_only_pending_due_rows_of_the_given_names)                                    \
@@ -65,6 +67,8 @@
     X(heartbeat_reports_each_lost_lease)                                                       \
     X(heartbeat_tells_a_stale_and_a_fresh_lease_of_one_row_apart)                              \
     X(heartbeat_reports_cancel_requests_of_held_leases)                                        \
+    X(heartbeat_of_a_lease_with_its_token_but_another_node_id_is_lost_and_renews_nothing)      \
+    X(heartbeat_reports_no_lease_busy_when_no_other_transaction_locks_its_row)                 \
     X(heartbeat_without_leases_marks_the_node_seen)                                            \
     X(stale_lease_token_cannot_finish_or_renew)                                                \
     X(a_successful_one_time_run_completes_and_is_recorded)                                     \
@@ -77,18 +81,25 @@
     X(a_retry_delay_past_year_9999_gets_the_same_answer_from_every_store)                      \
     X(a_finish_batch_applies_each_outcome_on_its_own)                                          \
     X(finishing_the_same_lease_twice_writes_once)                                              \
+    X(a_finished_lease_sent_again_after_another_node_claimed_the_row_is_lost)                  \
     X(a_batch_naming_the_same_lease_twice_applies_it_once)                                     \
     X(a_claim_naming_a_type_twice_hands_out_each_row_once)                                     \
     X(keys_that_differ_in_case_space_or_normalisation_are_different_rows)                      \
     X(stalled_run_is_taken_back_by_another_node_with_a_fresh_token)                            \
     X(a_run_is_stalled_only_once_the_stall_timeout_has_passed)                                 \
     X(take_back_takes_at_most_max_rows)                                                        \
+    X(take_back_with_a_limit_takes_the_longest_silent_run_first)                               \
     X(take_back_leaves_pending_and_finished_rows_alone)                                        \
     X(a_stalled_run_counts_as_a_failed_attempt)                                                \
     X(cancelling_a_running_row_asks_its_node_to_stop)                                          \
     X(cancelling_a_pending_one_time_row_cancels_it_without_running)                            \
     X(cancelling_a_pending_recurring_row_changes_nothing)                                      \
     X(cancelling_a_finished_row_changes_nothing)                                               \
+    X(a_requested_cancel_wins_over_a_failure_a_stall_or_a_release_of_a_one_time_run)           \
+    X(a_requested_cancel_of_a_recurring_run_leaves_it_pending_at_the_cancelled_due_time)       \
+    X(without_a_cancel_request_a_failure_applies_as_usual_despite_a_cancelled_status)          \
+    X(a_failure_without_a_cancelled_status_applies_even_when_a_cancel_was_requested)           \
+    X(a_requested_cancel_does_not_turn_a_success_into_a_cancel)                                \
     X(changing_a_missing_row_is_not_found)                                                     \
     X(triggering_a_pending_row_makes_it_due_now)                                               \
     X(triggering_a_running_or_finished_row_is_refused)                                         \
@@ -114,6 +125,7 @@
     X(a_stopped_nodes_types_become_orphans_one_orphan_timeout_after_it_stopped)                \
     X(registering_a_node_again_replaces_its_types)                                             \
     X(dead_node_records_are_deleted_after_the_history_retention)                               \
+    X(a_stopped_nodes_record_outlives_the_history_retention_until_the_orphan_timeout)          \
     X(cleanup_deletes_at_most_its_limit_per_part)                                              \
     X(durations_longer_than_any_age_are_accepted_alike_by_every_store)                         \
     X(a_listener_wait_times_out_when_nothing_happens)                                          \
@@ -136,21 +148,33 @@
     X(pg_setup_refuses_a_schema_written_by_a_newer_version)                                    \
     X(pg_a_role_with_only_row_privileges_can_run_a_node)                                       \
     X(pg_eight_nodes_setting_up_a_fresh_schema_at_once_migrate_it_once)                        \
+    X(pg_several_prefixes_set_up_at_once_in_a_new_schema_all_succeed)                          \
+    X(pg_a_setup_waiting_for_the_migration_lock_waits_past_the_lock_timeout)                   \
+    X(pg_a_database_not_in_utf8_is_refused_at_setup_naming_its_encoding)                       \
     X(pg_calls_recover_after_the_store_connections_are_terminated)                             \
+    X(pg_a_pooled_connection_the_server_closed_while_idle_is_replaced_before_use)              \
+    X(pg_connections_run_read_committed_whatever_the_session_default)                          \
+    X(pg_the_pool_prefers_a_live_connection_over_a_slot_waiting_out_its_backoff)               \
     X(pg_a_listener_gets_a_resync_after_its_connection_is_restored)                            \
     X(pg_an_unreachable_database_is_a_connection_error_that_hides_the_password)                \
+    X(pg_a_password_never_appears_in_a_connect_error)                                          \
     X(pg_listeners_hear_nothing_from_another_schema_with_the_same_prefix)                      \
     X(pg_an_oversized_notification_becomes_a_resync_and_the_claim_still_commits)               \
     X(pg_a_remove_racing_a_claim_defers_and_flags_the_row_that_became_running)                 \
     X(pg_a_remove_racing_an_outcome_deletes_the_row_that_became_pending)                       \
     X(pg_a_cancel_racing_a_claim_asks_the_new_owner_to_stop)                                   \
     X(pg_a_cancel_racing_an_outcome_cancels_the_one_time_row_that_became_pending)              \
-    X(pg_a_trigger_racing_an_outcome_makes_the_row_that_became_pending_due_now)
+    X(pg_a_trigger_racing_an_outcome_makes_the_row_that_became_pending_due_now)                \
+    X(pg_heartbeat_and_finish_skip_a_row_another_transaction_has_locked)
+
+/* Tests of what only the memory store has. */
+#define MEMORY_ONLY(X)                                                                         \
+    X(a_listeners_queue_shrinks_back_once_a_burst_is_drained)
 
 #define MEMORY_ENTRY(f) {#f, f##_cm, memory_fixture_setup, fixture_teardown, NULL},
 #define PG_ENTRY(f) {#f, f##_cm, pg_fixture_setup, fixture_teardown, NULL},
 
-static const struct CMUnitTest memory_tests[] = {BOTH_STORES(MEMORY_ENTRY)};
+static const struct CMUnitTest memory_tests[] = {BOTH_STORES(MEMORY_ENTRY) MEMORY_ONLY(MEMORY_ENTRY)};
 static const struct CMUnitTest pg_tests[] = {BOTH_STORES(PG_ENTRY) PG_ONLY(PG_ENTRY)};
 
 static void postgresql_dsn_is_configured(void **state)
