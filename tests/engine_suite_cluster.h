@@ -123,6 +123,143 @@ ENGINE_TEST(heartbeats_keep_long_run_alive)
     assert_int_equal(counters_of(a).lease_lost, 0);
 }
 
+/* The largest heartbeat interval allowed (half the stall timeout) keeps a run longer than
+   the stall timeout alive: the lease is renewed well before self-fencing (at 3/4 of the stall
+   timeout) would stop the run, and before another node could take the row back. */
+ENGINE_TEST(heartbeat_at_half_the_stall_timeout_keeps_long_run_alive)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *a, *b;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    pgsched_run_list *h;
+    const pgsched_job *j;
+    pgsched_counters k;
+    c.stall_timeout = 1200 * MS;
+    c.heartbeat_interval = 600 * MS;
+    c.stall_check_period = 100 * MS;
+    p->work = 2500 * MS;
+    a = start_node_with(fx, &c, "t", h_probe, p);
+    b = fx_node(fx, &c); /* a second node checking for stalls too */
+    fx_register(fx, b, "u", h_probe, fx_probe(fx));
+    OK(pgsched_start(b, E));
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_STATUS("t", "k", PGSCHED_COMPLETED, 10000);
+    assert_int_equal(probe_nrecs(p), 1);
+    assert_int_equal(probe_rec(p, 0).saw_cancel, 0);
+    assert_int_equal(probe_rec(p, 0).rc, PGSCHED_RUN_SUCCESS);
+    assert_true(probe_rec(p, 0).end_mono - probe_rec(p, 0).start_mono >= 2500 * MS);
+    j = job_get(fx, "t", "k");
+    assert_int_equal(j->runs, 1);
+    assert_int_equal(j->failures, 0);
+    h = history_of(fx, "t", "k", 10);
+    assert_int_equal(h->count, 1);
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_SUCCESS);
+    WAIT_UNTIL(counters_of(a).succeeded == 1, 2000);
+    k = counters_of(a);
+    assert_int_equal(k.lease_lost, 0);
+    assert_int_equal(k.failed, 0);
+    assert_int_equal(k.stalled_taken_back + counters_of(b).stalled_taken_back, 0);
+}
+
+/* An allocator whose fresh blocks are full of garbage (as ASan's malloc makes them, or any
+   malloc reusing freed memory): nothing the engine reads may depend on fresh memory being
+   zero. */
+static void *dirty_malloc(size_t size, void *user)
+{
+    void *p = malloc(size);
+    (void)user;
+    if (p) memset(p, 0xA5, size);
+    return p;
+}
+static void *dirty_realloc(void *ptr, size_t size, void *user)
+{
+    (void)user;
+    return realloc(ptr, size);
+}
+static void dirty_free(void *ptr, void *user)
+{
+    (void)user;
+    free(ptr);
+}
+
+/* Heartbeats renew leases whatever the node's allocator returns: a run three times longer
+   than the stall timeout completes on a node whose fresh memory is never zero. (A lease
+   state the store leaves unwritten - "busy" on a store without row locks - must not be read
+   as garbage, which would keep every lease from being renewed until self-fencing stops the
+   run.) */
+ENGINE_TEST(heartbeats_renew_leases_with_an_allocator_that_returns_dirty_memory)
+{
+    static const pgsched_allocator dirty = {dirty_malloc, dirty_realloc, dirty_free, NULL};
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *a;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    pgsched_run_list *h;
+    c.allocator = &dirty;
+    c.stall_timeout = 400 * MS;
+    c.heartbeat_interval = 100 * MS;
+    c.stall_check_period = 100 * MS;
+    p->work = 1200 * MS;
+    a = start_node_with(fx, &c, "t", h_probe, p);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(probe_finished(p) >= 1, 5000);
+    WAIT_UNTIL(job_status(fx, "t", "k") != PGSCHED_RUNNING, 5000);
+    if (probe_rec(p, 0).saw_cancel || counters_of(a).lease_lost)
+        fail_msg("the run was stopped (lease_lost %lld): its leases were never renewed",
+                 (long long)counters_of(a).lease_lost);
+    WAIT_STATUS("t", "k", PGSCHED_COMPLETED, 5000);
+    assert_int_equal(probe_nrecs(p), 1);
+    h = history_of(fx, "t", "k", 10);
+    assert_int_equal(h->count, 1);
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_SUCCESS);
+    assert_int_equal(counters_of(a).lease_lost, 0);
+}
+
+/* A cancel requested for a run whose node died is not lost: when the stall timeout passes,
+   the live node that takes the row back records the cancel instead of a stall (and a
+   retry), so the one-time job ends cancelled without ever running again. */
+ENGINE_TEST(cancel_of_run_whose_node_died_applies_at_take_back)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *a;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    pgsched_job_list *got;
+    pgsched_cancel_effect eff = PGSCHED_CANCEL_NONE;
+    pgsched_run_list *h;
+    const pgsched_job *j;
+    int64_t polls;
+    c.stall_timeout = 400 * MS;
+    c.stall_check_period = 50 * MS;
+    a = fx_node(fx, &c);
+    fx_register(fx, a, "t", h_probe, p);
+    OK(pgsched_init(a, E));
+    OK(pgsched_schedule_job(a, &s, E));
+    got = fake_claim(fx, "dead-node", "t", 1);
+    assert_int_equal(got->count, 1);
+    OK(pgsched_cancel(a, "t", "k", &eff, E));
+    assert_int_equal(eff, PGSCHED_CANCEL_REQUESTED);
+    assert_int_equal(job_get(fx, "t", "k")->cancel_requested, 1);
+    OK(pgsched_start(a, E));
+    WAIT_STATUS("t", "k", PGSCHED_CANCELLED, 5000);
+    h = history_of(fx, "t", "k", 10);
+    assert_int_equal(h->count, 1);
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_CANCELLED);
+    assert_int_equal(h->items[0].attempt, 1);
+    j = job_get(fx, "t", "k");
+    assert_int_equal(j->cancel_requested, 0);
+    assert_int_equal(j->failures, 0);
+    WAIT_UNTIL(counters_of(a).cancelled == 1, 2000);
+    assert_int_equal(counters_of(a).stalled_taken_back, 0);
+    /* never run, and not later either */
+    polls = counters_of(a).polls;
+    WAIT_UNTIL(counters_of(a).polls >= polls + 3, 5000);
+    assert_int_equal(probe_nrecs(p), 0);
+    assert_int_equal(counters_of(a).claimed, 0);
+    assert_int_equal(job_status(fx, "t", "k"), PGSCHED_CANCELLED);
+}
+
 /* A job that keeps killing its node cannot loop forever: each stall uses up a retry, then a
    one-time job fails. (The live node has no handler for the type: it only takes back.) */
 ENGINE_TEST(stall_exhausts_retries_of_crashing_job)
@@ -608,6 +745,7 @@ typedef struct api_logger {
     pgsched_node *node; /* atomic; NULL: do not call the API */
     int api_calls;      /* atomic */
     int release;        /* atomic: h_stuck returns */
+    int started;        /* atomic: h_stuck is running */
 } api_logger;
 
 static void log_calls_api(void *user, pgsched_log_level level, const char *message)
@@ -627,6 +765,7 @@ static int h_stuck(pgsched_run *run)
 {
     api_logger *g = (api_logger *)run->user;
     pgsched_time deadline = mono_us() + 5 * SEC;
+    __atomic_store_n(&g->started, 1, __ATOMIC_RELEASE);
     while (!__atomic_load_n(&g->release, __ATOMIC_ACQUIRE) && mono_us() < deadline)
         sleep_us(1 * MS);
     return PGSCHED_RUN_SUCCESS;
@@ -673,6 +812,9 @@ ENGINE_TEST(log_callback_may_call_node_api_during_shutdown)
     OK(pgsched_start(n, E));
     OK(pgsched_schedule_job(n, &s, E));
     WAIT_UNTIL(counters_of(n).running == 1, 3000);
+    /* the handler itself runs (a run handed over as the shutdown begins would be given back
+       without starting, and without the warning this test needs) */
+    WAIT_UNTIL(__atomic_load_n(&g->started, __ATOMIC_ACQUIRE), 3000);
     calls_before = __atomic_load_n(&g->api_calls, __ATOMIC_ACQUIRE);
     warns_before = fx_log_count(fx, PGSCHED_LOG_WARN);
     sc->node = n;
@@ -1639,7 +1781,8 @@ ENGINE_TEST(schedule_in_caller_transaction)
 }
 
 /* A node made from cfg.conninfo owns its store: a small, fixed number of connections
-   (whatever its worker count), all closed by pgsched_destroy. */
+   (whatever its worker count), all closed by pgsched_shutdown already (not only by
+   pgsched_destroy). */
 ENGINE_TEST(conninfo_node_owns_few_connections_and_closes_them)
 {
     pgsched_config c = fx_config(fx);
@@ -1661,11 +1804,17 @@ ENGINE_TEST(conninfo_node_owns_few_connections_and_closes_them)
     conns = admin_int("SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s'", app);
     if (g_verbose) fprintf(stderr, "    connections of a 32-worker node: %lld\n", conns);
     assert_between(conns, 1, 4);
-    fx_destroy_node(fx, a);
     free(conninfo);
+    /* shutdown already closes them (a node shut down but not yet destroyed holds none) */
+    OK(pgsched_shutdown(a, E));
     WAIT_UNTIL(admin_int("SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s'",
                          app) == 0,
                3000);
+    fx_destroy_node(fx, a);
+    assert_int_equal(admin_int("SELECT count(*) FROM pg_stat_activity WHERE "
+                               "application_name = '%s'",
+                               app),
+                     0);
 }
 
 /* §10: a lost database connection is survived: every connection of a node is killed while a
@@ -1735,6 +1884,187 @@ ENGINE_TEST(connection_loss_survived_and_outcome_recorded)
     assert_none_running(fx);
 }
 
+/* The row's heartbeat_at (0 when it cannot be read): safe inside the admin's transaction,
+   where a failing assertion would leave it open. */
+static pgsched_time job_heartbeat_at(efx *fx, const char *name, const char *key)
+{
+    pgsched_job_list l;
+    pgsched_error e;
+    pgsched_time t = 0;
+    pgsched_job_list_init(&l, NULL);
+    if (pgsched_store_get(fx->store, name, key, &l, &e) == PGSCHED_OK && l.count == 1)
+        t = l.items[0].heartbeat_at;
+    pgsched_job_list_free(&l);
+    return t;
+}
+
+/* Locks (name, key)'s row in the admin connection's open transaction; returns the rows locked. */
+static long long admin_lock_row(efx *fx, const char *name, const char *key)
+{
+    return admin_int("SELECT count(*) FROM (SELECT 1 FROM \"%s\".\"" EFX_PREFIX "jobs\" "
+                     "WHERE name = '%s' AND key = '%s' FOR UPDATE) x",
+                     fx->schema, name, key);
+}
+
+/* One row locked by another transaction (a caller scheduling in its own transaction, say)
+   does not stop the node's other runs: the heartbeat skips that row (its lease is reported
+   held, not renewed) and renews the others; once the lock is gone the locked row is renewed
+   again, before self-fencing would stop its run. */
+ENGINE_TEST(row_locked_elsewhere_does_not_hold_back_other_leases)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *a;
+    pgsched_job_spec s;
+    pgsched_time t0, k1_before, k1_after, k2_before, k2_after;
+    long long locked;
+    pgsched_counters k;
+    c.stall_timeout = 2 * SEC;
+    c.heartbeat_interval = 200 * MS;
+    p->work = 2500 * MS;
+    a = start_node_with(fx, &c, "t", h_probe, p);
+    s = spec_once("t", "k1", 0);
+    OK(pgsched_schedule_job(a, &s, E));
+    s = spec_once("t", "k2", 0);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(probe_inflight(p) == 2, 5000);
+    /* no assertion while the transaction is open (teardown rolls it back all the same) */
+    admin_exec("BEGIN");
+    locked = admin_lock_row(fx, "t", "k1");
+    k1_before = job_heartbeat_at(fx, "t", "k1");
+    k2_before = job_heartbeat_at(fx, "t", "k2");
+    t0 = mono_us();
+    while (mono_us() - t0 < 1000 * MS) sleep_us(10 * MS); /* the lock is held this long */
+    k1_after = job_heartbeat_at(fx, "t", "k1");
+    k2_after = job_heartbeat_at(fx, "t", "k2");
+    admin_exec("COMMIT");
+    if (g_verbose)
+        fprintf(stderr, "    while k1 was locked: k1 renewed by %lld ms, k2 by %lld ms\n",
+                (long long)(k1_after - k1_before) / 1000, (long long)(k2_after - k2_before) / 1000);
+    assert_int_equal(locked, 1);
+    assert_true(k1_before > 0 && k2_before > 0);
+    assert_true(k1_after == k1_before); /* the lock held: k1 was not renewed meanwhile */
+    assert_true(k2_after - k2_before >= 400 * MS); /* k2 was, several times */
+    WAIT_STATUS("t", "k1", PGSCHED_COMPLETED, 10000);
+    WAIT_STATUS("t", "k2", PGSCHED_COMPLETED, 10000);
+    assert_int_equal(probe_nrecs(p), 2);
+    assert_int_equal(probe_rec(p, 0).saw_cancel, 0);
+    assert_int_equal(probe_rec(p, 1).saw_cancel, 0);
+    assert_int_equal(history_of(fx, "t", "k1", 10)->items[0].outcome, PGSCHED_OUTCOME_SUCCESS);
+    assert_int_equal(history_of(fx, "t", "k2", 10)->items[0].outcome, PGSCHED_OUTCOME_SUCCESS);
+    WAIT_UNTIL(counters_of(a).succeeded == 2, 2000);
+    k = counters_of(a);
+    assert_int_equal(k.lease_lost, 0);
+    assert_int_equal(k.failed, 0);
+}
+
+/* A due row that another transaction holds locked is skipped by the claim but still reported
+   due: the node looks again soon, then less and less often while the lock lasts, instead of
+   claiming in a tight loop; once the lock is gone the job runs. */
+ENGINE_TEST(locked_due_row_does_not_make_the_node_poll_in_a_tight_loop)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *a;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    pgsched_time t0, t_commit;
+    long long locked;
+    int64_t polls;
+    int ran_while_locked;
+    c.poll_interval = 60 * SEC;
+    a = fx_node(fx, &c);
+    fx_register(fx, a, "t", h_probe, p);
+    OK(pgsched_init(a, E));
+    OK(pgsched_schedule_job(a, &s, E));
+    admin_exec("BEGIN");
+    locked = admin_lock_row(fx, "t", "k");
+    if (pgsched_start(a, E) != PGSCHED_OK) {
+        admin_exec("ROLLBACK");
+        fail_msg("pgsched_start failed: %s", fx->err.message);
+    }
+    t0 = mono_us();
+    while (mono_us() - t0 < 3000 * MS) sleep_us(10 * MS); /* the lock is held this long */
+    polls = counters_of(a).polls;
+    ran_while_locked = probe_nrecs(p);
+    admin_exec("COMMIT");
+    t_commit = mono_us();
+    if (g_verbose) fprintf(stderr, "    %lld claims in 3 s with the due row locked\n", (long long)polls);
+    assert_int_equal(locked, 1);
+    assert_int_equal(ran_while_locked, 0);
+    assert_true(polls >= 1);
+    assert_true(polls < 20);
+    WAIT_STATUS("t", "k", PGSCHED_COMPLETED, 10000);
+    if (g_verbose)
+        fprintf(stderr, "    ran %lld ms after the commit\n",
+                (long long)(probe_rec(p, 0).start_mono - t_commit) / 1000);
+    assert_int_equal(probe_nrecs(p), 1);
+}
+
+/* After its listener reconnects, a node polls at once: notifications sent while it was away
+   are lost, so only a claim finds what they announced. The job here is scheduled through a
+   store that sends no notifications at all, so nothing but that claim can start it before
+   the minute-long poll interval is up. */
+ENGINE_TEST(listener_reconnect_makes_the_node_poll_at_once)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *a;
+    pgsched_store *quiet = NULL;
+    pgsched_pg_config pc;
+    pgsched_schedule_request q;
+    pgsched_schedule_outcome o;
+    char app[64], *conninfo;
+    size_t len;
+    pgsched_time t0;
+    snprintf(app, sizeof app, "eng_relisten_%ld", (long)getpid());
+    len = strlen(g_dsn) + strlen(app) + 32;
+    conninfo = (char *)malloc(len);
+    assert_non_null(conninfo);
+    snprintf(conninfo, len, "%s application_name=%s", g_dsn, app);
+    c.conninfo = conninfo;
+    c.poll_interval = 60 * SEC;
+    a = fx_node(fx, &c);
+    free(conninfo); /* the node keeps its own copy */
+    fx_register(fx, a, "t", h_probe, p);
+    OK(pgsched_start(a, E));
+    WAIT_UNTIL(counters_of(a).polls >= 1, 5000);
+    WAIT_UNTIL(admin_int("SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s' "
+                         "AND query LIKE 'LISTEN%%'",
+                         app) == 1,
+               5000);
+    memset(&pc, 0, sizeof pc);
+    pc.conninfo = g_dsn;
+    pc.schema = fx->schema;
+    pc.prefix = EFX_PREFIX;
+    pc.no_notifications = 1;
+    assert_true(fx->nextra_stores < 4);
+    OK(pgsched_pg_store_create(&pc, &quiet, E));
+    fx->extra_stores[fx->nextra_stores++] = quiet;
+    OK(pgsched_store_setup(quiet, E));
+    memset(&q, 0, sizeof q);
+    q.name = "t";
+    q.key = "k";
+    q.kind = PGSCHED_ONCE;
+    q.max_retries = 3;
+    q.node_id = "elsewhere";
+    OK(pgsched_store_schedule(quiet, &q, &o, E));
+    /* the node does not know of the row (a measuring window: nothing should happen) */
+    t0 = mono_us();
+    while (mono_us() - t0 < 300 * MS) sleep_us(10 * MS);
+    assert_int_equal(probe_nrecs(p), 0);
+    assert_int_equal(job_status(fx, "t", "k"), PGSCHED_PENDING);
+    t0 = mono_us();
+    assert_int_equal(admin_int("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                               "WHERE application_name = '%s' AND query LIKE 'LISTEN%%'",
+                               app),
+                     1);
+    WAIT_UNTIL(probe_nrecs(p) >= 1, 5000);
+    if (g_verbose)
+        fprintf(stderr, "    the job started %lld ms after the listener was cut\n",
+                (long long)(probe_rec(p, 0).start_mono - t0) / 1000);
+    WAIT_STATUS("t", "k", PGSCHED_COMPLETED, 5000);
+}
+
 /* Memory only: the caller's-transaction path needs the PostgreSQL store. */
 ENGINE_TEST(schedule_tx_needs_postgresql_store)
 {
@@ -1746,6 +2076,182 @@ ENGINE_TEST(schedule_tx_needs_postgresql_store)
           pgsched_schedule_job_tx(a, (struct pg_conn *)(void *)&dummy, &s, E));
     FAILS(PGSCHED_ERR_INVALID_ARGUMENT, pgsched_schedule_job_tx(a, NULL, &s, E));
     assert_int_equal(count_rows(fx, NULL, PGSCHED_STATUS_NONE), 0);
+}
+
+
+/* ---- memory store only ---------------------------------------------------------------------- */
+
+typedef struct start_racer {
+    pgsched_node *node;
+    pthread_barrier_t *barrier;
+    pgsched_result rc;
+    pgsched_error err;
+} start_racer;
+
+static void *start_racer_main(void *arg)
+{
+    start_racer *r = (start_racer *)arg;
+    pthread_barrier_wait(r->barrier);
+    r->rc = pgsched_start(r->node, &r->err);
+    return NULL;
+}
+
+/* pgsched_start called from two threads at once starts the node once: one call succeeds, the
+   other is refused with PGSCHED_ERR_STATE, and the node then works and shuts down cleanly
+   (no second set of threads, nothing leaked: ASan and TSan watch). Repeated with fresh nodes
+   to let the two calls meet at different points. */
+ENGINE_TEST(concurrent_start_starts_the_node_once)
+{
+    probe *p = fx_probe(fx);
+    int round;
+    for (round = 0; round < 20; round++) {
+        pgsched_config c = fx_config(fx);
+        pgsched_node *n;
+        pthread_barrier_t barrier;
+        start_racer r[2];
+        pthread_t th[2];
+        char key[16];
+        pgsched_job_spec s;
+        int i, oks = 0, refused = 0;
+        n = fx_node(fx, &c);
+        fx_register(fx, n, "t", h_probe, p);
+        assert_int_equal(pthread_barrier_init(&barrier, NULL, 2), 0);
+        for (i = 0; i < 2; i++) {
+            memset(&r[i], 0, sizeof r[i]);
+            r[i].node = n;
+            r[i].barrier = &barrier;
+            r[i].rc = (pgsched_result)-999;
+        }
+        for (i = 0; i < 2; i++)
+            if (pthread_create(&th[i], NULL, start_racer_main, &r[i]) != 0) {
+                if (i == 1) {
+                    /* the first thread waits at the barrier: let it through */
+                    pthread_barrier_wait(&barrier);
+                    pthread_join(th[0], NULL);
+                }
+                pthread_barrier_destroy(&barrier);
+                fail_msg("cannot create a thread");
+            }
+        for (i = 0; i < 2; i++) pthread_join(th[i], NULL);
+        pthread_barrier_destroy(&barrier);
+        for (i = 0; i < 2; i++) {
+            if (r[i].rc == PGSCHED_OK) oks++;
+            if (r[i].rc == PGSCHED_ERR_STATE && r[i].err.code == PGSCHED_ERR_STATE &&
+                r[i].err.message[0])
+                refused++;
+        }
+        if (oks != 1 || refused != 1)
+            fail_msg("round %d: the two starts returned %d (%s) and %d (%s)", round,
+                     (int)r[0].rc, r[0].err.message, (int)r[1].rc, r[1].err.message);
+        snprintf(key, sizeof key, "k%d", round);
+        s = spec_once("t", key, 0);
+        OK(pgsched_schedule_job(n, &s, E));
+        WAIT_STATUS("t", key, PGSCHED_COMPLETED, 5000);
+        OK(pgsched_shutdown(n, E));
+        fx_destroy_node(fx, n);
+    }
+    assert_int_equal(probe_nrecs(p), 20);
+}
+
+/* The memory store's method table without its four listen_* members (a store that has no
+   notifications), and one whose listen_wait always fails. Filled in by the tests (before any
+   node starts) from the test store's own table. */
+static pgsched_store_methods g_mem_no_listen_methods;
+static pgsched_store_methods g_mem_failing_listen_methods;
+static int g_failing_listen_calls; /* atomic */
+
+static pgsched_result failing_listen_wait(pgsched_store *s, pgsched_listener *l,
+                                          pgsched_duration timeout, pgsched_event *ev,
+                                          size_t cap, size_t *count, pgsched_error *err)
+{
+    (void)s;
+    (void)l;
+    (void)timeout;
+    (void)ev;
+    (void)cap;
+    __atomic_add_fetch(&g_failing_listen_calls, 1, __ATOMIC_ACQ_REL);
+    *count = 0;
+    return fault_fail(err, PGSCHED_ERR_CONNECTION, "listening failed (fault injected by the test)");
+}
+
+/* Runs a job scheduled by the node and one scheduled through the store by "another node". */
+static void run_two_jobs(efx *fx, pgsched_node *n)
+{
+    pgsched_job_spec s = spec_once("t", "mine", 0);
+    pgsched_schedule_request q;
+    pgsched_schedule_outcome o;
+    OK(pgsched_schedule_job(n, &s, E));
+    memset(&q, 0, sizeof q);
+    q.name = "t";
+    q.key = "theirs";
+    q.kind = PGSCHED_ONCE;
+    q.max_retries = 3;
+    q.node_id = "elsewhere";
+    OK(pgsched_store_schedule(fx->store, &q, &o, E));
+    WAIT_STATUS("t", "mine", PGSCHED_COMPLETED, 5000);
+    WAIT_STATUS("t", "theirs", PGSCHED_COMPLETED, 5000);
+}
+
+/* A store without notifications (no listen_* methods) is fine for a node that has them on
+   (the default): it starts, says so at INFO at most, and polls. */
+ENGINE_TEST(store_without_notifications_is_polled_quietly)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *n;
+    g_mem_no_listen_methods = *fx->store->methods;
+    g_mem_no_listen_methods.listen_open = NULL;
+    g_mem_no_listen_methods.listen_wait = NULL;
+    g_mem_no_listen_methods.listen_wake = NULL;
+    g_mem_no_listen_methods.listen_close = NULL;
+    ((pgsched_store *)fx->store)->methods = &g_mem_no_listen_methods;
+    assert_int_equal(c.no_notifications, 0);
+    n = start_node_with(fx, &c, "t", h_probe, p);
+    run_two_jobs(fx, n);
+    assert_int_equal(probe_nrecs(p), 2);
+    OK(pgsched_shutdown(n, E));
+    assert_int_equal(fx_log_count(fx, PGSCHED_LOG_WARN), 0);
+    assert_int_equal(fx_log_count(fx, PGSCHED_LOG_ERROR), 0);
+}
+
+/* A store whose listening always fails does not stop a node: it polls and runs jobs, and its
+   listener asks again after a growing pause instead of at once, so an idle node sleeps. */
+ENGINE_TEST(failing_listen_neither_stops_jobs_nor_spins)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *n;
+    pgsched_duration cpu;
+    pgsched_time t0;
+    int calls0, calls;
+    g_mem_failing_listen_methods = *fx->store->methods;
+    g_mem_failing_listen_methods.listen_wait = failing_listen_wait;
+    __atomic_store_n(&g_failing_listen_calls, 0, __ATOMIC_RELEASE);
+    ((pgsched_store *)fx->store)->methods = &g_mem_failing_listen_methods;
+    c.poll_interval = 200 * MS;
+    n = start_node_with(fx, &c, "t", h_probe, p);
+    run_two_jobs(fx, n);
+    assert_int_equal(probe_nrecs(p), 2);
+    WAIT_UNTIL(__atomic_load_n(&g_failing_listen_calls, __ATOMIC_ACQUIRE) >= 1, 5000);
+    /* a measuring window, not a wait for a condition */
+    calls0 = __atomic_load_n(&g_failing_listen_calls, __ATOMIC_ACQUIRE);
+    t0 = mono_us();
+    cpu = process_cpu_us();
+    sleep_us(1000 * MS);
+    cpu = process_cpu_us() - cpu;
+    t0 = mono_us() - t0;
+    calls = __atomic_load_n(&g_failing_listen_calls, __ATOMIC_ACQUIRE) - calls0;
+    if (g_verbose)
+        fprintf(stderr, "    failing listener: %d calls, %lld us of CPU in %lld us\n", calls,
+                (long long)cpu, (long long)t0);
+    assert_true(calls <= 10);
+    assert_true(cpu < t0 / 4);
+    /* and it still runs jobs */
+    {
+        pgsched_job_spec s = spec_once("t", "later", 0);
+        OK(pgsched_schedule_job(n, &s, E));
+        WAIT_STATUS("t", "later", PGSCHED_COMPLETED, 5000);
+    }
 }
 
 #endif /* ENGINE_SUITE_CLUSTER_H */

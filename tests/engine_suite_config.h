@@ -59,15 +59,26 @@ ENGINE_TEST(config_negative_durations_rejected)
     }
 }
 
-ENGINE_TEST(config_heartbeat_not_below_stall_rejected)
+/* Runs are stopped when their lease went unrenewed for 3/4 of the stall timeout: a heartbeat
+   interval above half of it leaves no room for one failed heartbeat, and is refused (naming
+   the field); exactly half is the largest accepted. */
+ENGINE_TEST(config_heartbeat_above_half_stall_rejected)
 {
     pgsched_config c = fx_config(fx);
     pgsched_node *n;
-    c.heartbeat_interval = SEC;
-    c.stall_timeout = SEC;
+    c.stall_timeout = 4 * SEC;
+    c.heartbeat_interval = 3 * SEC; /* below the stall timeout, above half of it */
     create_fails(fx, &c, PGSCHED_ERR_CONFIG, "heartbeat_interval");
+    c.heartbeat_interval = 2 * SEC + 1; /* one microsecond above half */
+    create_fails(fx, &c, PGSCHED_ERR_CONFIG, "heartbeat_interval");
+    c.heartbeat_interval = 4 * SEC; /* equal to the stall timeout */
+    create_fails(fx, &c, PGSCHED_ERR_CONFIG, "heartbeat_interval");
+    c.heartbeat_interval = 8 * SEC;
+    create_fails(fx, &c, PGSCHED_ERR_CONFIG, "heartbeat_interval");
+    /* exactly half is accepted */
     c.heartbeat_interval = 2 * SEC;
-    create_fails(fx, &c, PGSCHED_ERR_CONFIG, "heartbeat_interval");
+    n = fx_node(fx, &c);
+    assert_non_null(n);
     /* a default heartbeat follows a short stall timeout */
     c.heartbeat_interval = 0;
     c.stall_timeout = 300 * MS;

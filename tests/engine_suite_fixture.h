@@ -376,6 +376,11 @@ static int efx_teardown(void **state)
     int i;
     size_t k;
     if (!fx) return 0;
+    /* A test that failed while the admin connection held a transaction (row locks, say)
+       leaves it open: roll it back first, so that neither the nodes' shutdown nor the next
+       test waits on its locks. */
+    if (g_admin && PQtransactionStatus(g_admin) != PQTRANS_IDLE)
+        PQclear(PQexec(g_admin, "ROLLBACK"));
     __atomic_store_n(&fx->closing, 1, __ATOMIC_RELEASE);
     for (i = 0; i < fx->nprobes; i++) {
         pthread_mutex_lock(&fx->probes[i]->mu);
@@ -466,12 +471,14 @@ static pgsched_node *fx_node(efx *fx, const pgsched_config *cfg)
     return n;
 }
 
-/* Destroys a node the test made (and forgets it). */
+/* Destroys a node the test made (and forgets it; the last slots free up again, so a test
+   may make and destroy more nodes than EFX_MAX_NODES one after the other). */
 static void fx_destroy_node(efx *fx, pgsched_node *n)
 {
     int i;
     for (i = 0; i < fx->nnodes; i++)
         if (fx->nodes[i] == n) fx->nodes[i] = NULL;
+    while (fx->nnodes > 0 && !fx->nodes[fx->nnodes - 1]) fx->nnodes--;
     pgsched_destroy(n);
 }
 

@@ -211,6 +211,13 @@ ENGINE_TEST(failure_retries_with_exponential_backoff_then_fails)
     assert_between(gap1, 50 * MS - 3 * MS, 100 * MS + 150 * MS);
     assert_between(gap2, 100 * MS - 3 * MS, 200 * MS + 150 * MS);
 
+    h = history_of(fx, "t", "k", 10);
+    assert_int_equal(h->count, 3);
+    /* the exact backoff: a retry is due its delay after the end of the failed attempt (the
+       store wrote both in one statement), within [d/2, d] of the doubling delay d */
+    assert_between(r1.scheduled_for - h->items[2].finished_at, 50 * MS, 100 * MS);
+    assert_between(r2.scheduled_for - h->items[1].finished_at, 100 * MS, 200 * MS);
+
     j = job_get(fx, "t", "k");
     assert_int_equal(j->attempt, 3);
     assert_int_equal(j->runs, 3);
@@ -230,6 +237,79 @@ ENGINE_TEST(failure_retries_with_exponential_backoff_then_fails)
     assert_int_equal(k.retried, 2);
     assert_int_equal(k.succeeded, 0);
     assert_none_running(fx);
+}
+
+/* Fails the first attempt of every instance, succeeds afterwards; records each run. */
+static int h_fail_first_attempt(pgsched_run *run)
+{
+    probe *p = (probe *)run->user;
+    pthread_mutex_lock(&p->mu);
+    if (p->nrecs < EFX_MAX_RECS) {
+        run_rec *r = &p->recs[p->nrecs++];
+        memset(r, 0, sizeof *r);
+        snprintf(r->key, sizeof r->key, "%s", run->key);
+        r->attempt = run->attempt;
+        r->scheduled_for = run->scheduled_for;
+        r->start_mono = r->end_mono = mono_us();
+        r->rc = run->attempt == 1 ? PGSCHED_RUN_FAILURE : PGSCHED_RUN_SUCCESS;
+        r->done = 1;
+    }
+    p->finished++;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return run->attempt == 1 ? PGSCHED_RUN_FAILURE : PGSCHED_RUN_SUCCESS;
+}
+
+/* §12 (backoff not fixed): the retry delay has jitter. Several jobs that fail once with the
+   same retry_base are each due again after a delay in [base/2, base], measured exactly (the
+   retry's due time minus the end of the failed attempt, both written by the store in one
+   statement), and the delays are not all the same. An unjittered backoff (every delay equal
+   to the base) passes the looser checks of failure_retries_with_exponential_backoff_then_fails
+   but not this one. */
+ENGINE_TEST(retry_backoff_is_jittered_between_half_and_full_delay)
+{
+    enum { NJOBS = 6 };
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *n;
+    pgsched_job_type t = type_of("t", h_fail_first_attempt, p);
+    pgsched_duration delay[NJOBS], lo = 0, hi = 0;
+    char keys[NJOBS][16];
+    int i;
+    c.max_concurrent = NJOBS;
+    n = fx_node(fx, &c);
+    t.retry_base = 400 * MS;
+    t.retry_cap = 10 * SEC;
+    OK(pgsched_register(n, &t, E));
+    OK(pgsched_start(n, E));
+    for (i = 0; i < NJOBS; i++) {
+        pgsched_job_spec s;
+        snprintf(keys[i], sizeof keys[i], "j%d", i);
+        s = spec_once("t", keys[i], 0);
+        s.max_retries = 1;
+        OK(pgsched_schedule_job(n, &s, E));
+    }
+    for (i = 0; i < NJOBS; i++) WAIT_STATUS("t", keys[i], PGSCHED_COMPLETED, 10000);
+    for (i = 0; i < NJOBS; i++) {
+        run_rec runs[4];
+        pgsched_run_list *h = history_of(fx, "t", keys[i], 10);
+        int nr = probe_recs_for(p, keys[i], runs, 4);
+        assert_int_equal(nr, 2);
+        assert_int_equal(runs[0].attempt, 1);
+        assert_int_equal(runs[1].attempt, 2);
+        assert_int_equal(h->count, 2);
+        assert_int_equal(h->items[1].attempt, 1);
+        assert_int_equal(h->items[1].outcome, PGSCHED_OUTCOME_FAILURE);
+        delay[i] = runs[1].scheduled_for - h->items[1].finished_at;
+        if (g_verbose) fprintf(stderr, "    %s: retry delay %lld us\n", keys[i], (long long)delay[i]);
+        assert_between(delay[i], 200 * MS, 400 * MS);
+        if (i == 0 || delay[i] < lo) lo = delay[i];
+        if (i == 0 || delay[i] > hi) hi = delay[i];
+    }
+    if (hi - lo <= 1 * MS)
+        fail_msg("the %d retry delays all lie within %lld us of each other (%lld..%lld us): "
+                 "the backoff has no jitter",
+                 NJOBS, (long long)(hi - lo), (long long)lo, (long long)hi);
 }
 
 /* A recurring job that exhausts its retries goes on at its next occurrence with a fresh
@@ -403,6 +483,50 @@ ENGINE_TEST(timeout_expired_is_failure_even_if_handler_succeeds_late)
     assert_string_equal(job_get(fx, "late", "k")->last_error, "timed out after 100 ms");
 }
 
+/* A per-type timeout is kept by the dispatcher's own clock: with every other reason to wake
+   it far away (no notifications, poll, cancel checks and stall checks a minute apart, a
+   heartbeat every 10 s) the run is cancelled at its timeout, not at the next heartbeat. */
+ENGINE_TEST(timeout_fires_on_time_when_nothing_else_wakes_the_dispatcher)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *n;
+    pgsched_job_type t = type_of("slow", h_wait_cancel, p);
+    pgsched_job_spec s = spec_once("slow", "k", 0);
+    const pgsched_job *j;
+    pgsched_run_list *h;
+    run_rec r;
+    c.no_notifications = 1;
+    c.poll_interval = 60 * SEC;
+    c.cancel_check_period = 60 * SEC;
+    c.stall_check_period = 60 * SEC;
+    c.heartbeat_interval = 10 * SEC;
+    c.stall_timeout = 60 * SEC;
+    p->rc_on_cancel = PGSCHED_RUN_FAILURE;
+    n = fx_node(fx, &c);
+    t.timeout = 200 * MS;
+    OK(pgsched_register(n, &t, E));
+    OK(pgsched_start(n, E));
+    WAIT_UNTIL(counters_of(n).polls >= 1, 5000);
+    s.max_retries = PGSCHED_NO_RETRIES;
+    OK(pgsched_schedule_job(n, &s, E)); /* its own schedule call wakes the node to claim */
+    WAIT_UNTIL(probe_finished(p) == 1, 5000); /* h_wait_cancel gives up after 20 s */
+    r = probe_rec(p, 0);
+    if (g_verbose)
+        fprintf(stderr, "    timeout seen after %lld ms\n",
+                (long long)(r.cancel_seen_mono - r.start_mono) / 1000);
+    assert_int_equal(r.saw_cancel, 1);
+    assert_between(r.cancel_seen_mono - r.start_mono, 190 * MS, 2 * SEC);
+    WAIT_STATUS("slow", "k", PGSCHED_FAILED, 5000);
+    j = job_get(fx, "slow", "k");
+    assert_non_null(j->last_error);
+    if (strncmp(j->last_error, "timed out", 9) != 0)
+        fail_msg("the error \"%s\" does not start with \"timed out\"", j->last_error);
+    h = history_of(fx, "slow", "k", 10);
+    assert_int_equal(h->count, 1);
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_FAILURE);
+}
+
 /* Cancel of a running one-time job: the handler sees it at once (same node), and a handler
    that then fails makes the job "cancelled". */
 ENGINE_TEST(cancel_running_once_job)
@@ -504,6 +628,96 @@ ENGINE_TEST(cancel_flag_cleared_when_run_ends)
     assert_int_equal(r1.cancelled_at_start, 0);
     assert_int_equal(r1.saw_cancel, 0);
     assert_int_equal(r1.attempt, 1);
+}
+
+/* A cancel the running node has not seen yet wins over the failure that follows. Node `a`
+   runs the job and cannot learn of the cancel (no notifications, a cancel check a minute
+   away, a heartbeat every 20 s); node `b` requests it; a's handler then fails. The store
+   applies the cancel a's outcome carries as its alternative: the run ends cancelled, not
+   retried. Returns a's node; the handler's record is probe_rec(p, 0). */
+static pgsched_node *fail_after_unseen_cancel(efx *fx, probe *p, const pgsched_job_spec *s)
+{
+    pgsched_config c = fx_config(fx);
+    pgsched_node *a, *b;
+    pgsched_cancel_effect eff = PGSCHED_CANCEL_NONE;
+    c.no_notifications = 1;
+    c.cancel_check_period = 60 * SEC;
+    c.heartbeat_interval = 20 * SEC;
+    c.stall_timeout = 60 * SEC;
+    p->gated = 1;
+    p->rc = PGSCHED_RUN_FAILURE;
+    a = start_node_with(fx, &c, s->name, h_probe, p);
+    b = fx_node(fx, &c);
+    fx_register(fx, b, s->name, NULL, NULL); /* b never runs it */
+    OK(pgsched_start(b, E));
+    OK(pgsched_schedule_job(a, s, E));
+    WAIT_UNTIL(probe_inflight(p) == 1, 5000);
+    OK(pgsched_cancel(b, s->name, s->key, &eff, E));
+    assert_int_equal(eff, PGSCHED_CANCEL_REQUESTED);
+    assert_int_equal(job_get(fx, s->name, s->key)->cancel_requested, 1);
+    probe_open_gate(p);
+    WAIT_UNTIL(probe_finished(p) == 1, 5000);
+    /* a never saw the cancel: the failure is what it reported */
+    assert_int_equal(probe_rec(p, 0).saw_cancel, 0);
+    assert_int_equal(probe_rec(p, 0).rc, PGSCHED_RUN_FAILURE);
+    return a;
+}
+
+ENGINE_TEST(unseen_cancel_wins_over_failure_of_once_job)
+{
+    probe *p = fx_probe(fx);
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    pgsched_node *a = fail_after_unseen_cancel(fx, p, &s);
+    const pgsched_job *j;
+    pgsched_run_list *h;
+    pgsched_counters k;
+    int64_t polls;
+    WAIT_STATUS("t", "k", PGSCHED_CANCELLED, 5000);
+    j = job_get(fx, "t", "k");
+    assert_int_equal(j->cancel_requested, 0);
+    assert_int_equal(j->runs, 1);
+    assert_int_equal(j->failures, 0);
+    h = history_of(fx, "t", "k", 10);
+    assert_int_equal(h->count, 1);
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_CANCELLED);
+    WAIT_UNTIL(counters_of(a).cancelled == 1, 2000);
+    k = counters_of(a);
+    assert_int_equal(k.failed, 0);
+    assert_int_equal(k.retried, 0);
+    /* and it is not retried */
+    polls = counters_of(a).polls;
+    WAIT_UNTIL(counters_of(a).polls >= polls + 3, 5000);
+    assert_int_equal(probe_nrecs(p), 1);
+    assert_int_equal(job_status(fx, "t", "k"), PGSCHED_CANCELLED);
+}
+
+ENGINE_TEST(unseen_cancel_wins_over_failure_of_recurring_job)
+{
+    probe *p = fx_probe(fx);
+    pgsched_job_spec s = spec_interval("t", "r", PGSCHED_HOUR);
+    pgsched_node *a;
+    const pgsched_job *j;
+    pgsched_run_list *h;
+    pgsched_counters k;
+    s.schedule.at = fx_now(fx); /* the first run now, the next an hour after it */
+    a = fail_after_unseen_cancel(fx, p, &s);
+    WAIT_UNTIL(history_of(fx, "t", "r", 10)->count == 1, 5000);
+    h = history_of(fx, "t", "r", 10);
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_CANCELLED);
+    /* pending at its next occurrence with a fresh budget: not a retry after a backoff */
+    j = job_get(fx, "t", "r");
+    assert_int_equal(j->status, PGSCHED_PENDING);
+    assert_int_equal(j->attempt, 0);
+    assert_int_equal(j->cancel_requested, 0);
+    assert_int_equal(j->failures, 0);
+    if (j->next_run < h->items[0].finished_at + PGSCHED_HOUR - SEC)
+        fail_msg("next run %lld us after the cancelled run, not at the next occurrence (1 h)",
+                 (long long)(j->next_run - h->items[0].finished_at));
+    WAIT_UNTIL(counters_of(a).cancelled == 1, 2000);
+    k = counters_of(a);
+    assert_int_equal(k.failed, 0);
+    assert_int_equal(k.retried, 0);
+    assert_int_equal(probe_nrecs(p), 1);
 }
 
 /* A cancelled handler that returns success anyway has succeeded. */

@@ -36,14 +36,18 @@
     X(once_job_at_future_time_runs_on_time)                                                    \
     X(params_per_instance_kept_across_runs)                                                    \
     X(failure_retries_with_exponential_backoff_then_fails)                                     \
+    X(retry_backoff_is_jittered_between_half_and_full_delay)                                   \
     X(recurring_exhausted_resets_budget)                                                       \
     X(error_text_stored_with_row_and_history)                                                  \
     X(handler_garbage_return_is_failure)                                                       \
     X(timeout_cancels_run_and_fails)                                                           \
     X(timeout_expired_is_failure_even_if_handler_succeeds_late)                                \
+    X(timeout_fires_on_time_when_nothing_else_wakes_the_dispatcher)                            \
     X(cancel_running_once_job)                                                                 \
     X(cancel_running_recurring_keeps_schedule)                                                 \
     X(cancel_flag_cleared_when_run_ends)                                                       \
+    X(unseen_cancel_wins_over_failure_of_once_job)                                             \
+    X(unseen_cancel_wins_over_failure_of_recurring_job)                                        \
     X(cancel_then_handler_success_is_success)                                                  \
     X(cancel_pending_once_job_cancels_without_running)                                         \
     X(cancel_pending_recurring_or_finished_does_nothing)                                       \
@@ -67,7 +71,10 @@
     X(max_concurrent_bounds_parallel_runs)                                                     \
     X(handler_uses_node_api_without_deadlock)                                                  \
     X(stall_take_back_counts_an_attempt)                                                       \
+    X(cancel_of_run_whose_node_died_applies_at_take_back)                                      \
     X(heartbeats_keep_long_run_alive)                                                          \
+    X(heartbeat_at_half_the_stall_timeout_keeps_long_run_alive)                                \
+    X(heartbeats_renew_leases_with_an_allocator_that_returns_dirty_memory)                     \
     X(stall_exhausts_retries_of_crashing_job)                                                  \
     X(lost_lease_cancels_local_run_and_writes_nothing)                                         \
     X(stale_node_cannot_overwrite_newer_run)                                                   \
@@ -103,7 +110,7 @@
 /* Configuration checks (no store I/O) and memory-store specifics. */
 #define MEMORY_TESTS(X)                                                                        \
     X(config_negative_durations_rejected)                                                      \
-    X(config_heartbeat_not_below_stall_rejected)                                               \
+    X(config_heartbeat_above_half_stall_rejected)                                              \
     X(config_max_concurrent_out_of_range_rejected)                                             \
     X(config_retry_base_above_cap_rejected)                                                    \
     X(config_bad_identifiers_rejected)                                                         \
@@ -111,12 +118,18 @@
     X(config_needs_store_or_conninfo)                                                          \
     X(create_does_no_io_init_reports_connection)                                               \
     X(schedule_tx_needs_postgresql_store)                                                      \
-    X(status_callback_of_own_change_with_lost_notification_arrives_within_seconds)
+    X(status_callback_of_own_change_with_lost_notification_arrives_within_seconds)             \
+    X(concurrent_start_starts_the_node_once)                                                   \
+    X(store_without_notifications_is_polled_quietly)                                           \
+    X(failing_listen_neither_stops_jobs_nor_spins)
 
 #define PG_TESTS(X)                                                                            \
     X(schedule_in_caller_transaction)                                                          \
     X(conninfo_node_owns_few_connections_and_closes_them)                                      \
-    X(connection_loss_survived_and_outcome_recorded)
+    X(connection_loss_survived_and_outcome_recorded)                                           \
+    X(row_locked_elsewhere_does_not_hold_back_other_leases)                                    \
+    X(locked_due_row_does_not_make_the_node_poll_in_a_tight_loop)                              \
+    X(listener_reconnect_makes_the_node_poll_at_once)
 
 #define T_MEM(name) {#name, name##_cm, memory_setup, efx_teardown, NULL},
 #define T_PG(name) {#name, name##_cm, pg_setup, efx_teardown, NULL},
