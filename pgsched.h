@@ -1387,8 +1387,47 @@ PGSCHED_DEF pgsched_result pgsched_time_parse(const char *text, pgsched_time *ou
 #define PGSCHED__DURATION_LIMIT                                                                    \
     ((uint64_t)36525 * 86400 * PGSCHED__US) /* 100 years of 365.25 days */
 
+/* Rewrites the bytes of a message that are not printable ASCII as \xNN, so that quoted input
+   (a zone name, a macro, a duration) can neither break the message nor its UTF-8. */
+static void pgsched__message_printable(pgsched_error *err)
+{
+    char out[PGSCHED_ERROR_MAX];
+    const unsigned char *m;
+    size_t o = 0;
+    if (!err) return;
+    for (m = (const unsigned char *)err->message; *m && o + 5 < sizeof out; m++) {
+        if (*m >= 32 && *m < 127) out[o++] = (char)*m;
+        else o += (size_t)snprintf(out + o, sizeof out - o, "\\x%02X", *m);
+    }
+    out[o] = '\0';
+    memcpy(err->message, out, o + 1);
+}
+
+/* The duration parser. `col0` > 0: the text starts at that column of a cron expression, and
+   errors name columns of the expression, "(column N)"; 0: positions are counted in the
+   text, "at column N". */
+static pgsched_result pgsched__duration_parse_at(const char *text, int col0,
+                                                 pgsched_duration *out, pgsched_error *err);
+
 PGSCHED_DEF pgsched_result pgsched_duration_parse(const char *text, pgsched_duration *out,
                                                   pgsched_error *err)
+{
+    pgsched_result r = pgsched__duration_parse_at(text, 0, out, err);
+    if (r != PGSCHED_OK) pgsched__message_printable(err);
+    return r;
+}
+
+/* " (column N)" or " at column N" for the byte at p of text, as col0 says. */
+static const char *pgsched__dur_col(char *buf, size_t n, const char *text, const char *p,
+                                    int col0)
+{
+    if (col0 > 0) snprintf(buf, n, " (column %d)", col0 + (int)(p - text));
+    else snprintf(buf, n, " at column %d", (int)(p - text) + 1);
+    return buf;
+}
+
+static pgsched_result pgsched__duration_parse_at(const char *text, int col0,
+                                                 pgsched_duration *out, pgsched_error *err)
 {
     static const struct {
         const char *name;
@@ -1431,11 +1470,13 @@ PGSCHED_DEF pgsched_result pgsched_duration_parse(const char *text, pgsched_dura
                 any = 1;
             }
         }
-        if (!any)
+        if (!any) {
+            char col[32];
             return pgsched__fail(err, PGSCHED_ERR_DURATION,
-                                 "duration \"%.64s\": expected a number at column %d, found "
-                                 "\"%.16s\"",
-                                 text, (int)(num - text) + 1, *num ? num : "end");
+                                 "duration \"%.64s\": expected a number%s, found \"%.16s\"",
+                                 text, pgsched__dur_col(col, sizeof col, text, num, col0),
+                                 *num ? num : "end");
+        }
         u = p;
         while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')) p++;
         ulen = (size_t)(p - u);
@@ -1469,10 +1510,11 @@ PGSCHED_DEF pgsched_result pgsched_duration_parse(const char *text, pgsched_dura
             return pgsched__fail(err, PGSCHED_ERR_DURATION,
                                  "duration \"%.64s\" is longer than 100 years", text);
         if (*p && !(*p >= '0' && *p <= '9') && *p != '.') {
-            char b[8];
+            char b[8], col[32];
             return pgsched__fail(err, PGSCHED_ERR_DURATION,
-                                 "duration \"%.64s\": unexpected \"%s\" at column %d", text,
-                                 *p == ' ' ? " " : pgsched__char_desc(*p, b), (int)(p - text) + 1);
+                                 "duration \"%.64s\": unexpected \"%s\"%s", text,
+                                 *p == ' ' ? " " : pgsched__char_desc(*p, b),
+                                 pgsched__dur_col(col, sizeof col, text, p, col0));
         }
     } while (*p);
     if (total == 0)
@@ -1684,8 +1726,8 @@ static uint64_t pgsched__tz_expand(const pgsched__tz *foot, int64_t from, int64_
     pgsched__fail(err, PGSCHED_ERR_ZONE_CORRUPT, "zone file for \"%s\" is corrupt: %s", name, why)
 
 /* Parses TZif data (RFC 8536: version 1, or 2+ with 64-bit times and a footer) into one
-   allocation owned by the caller. Leap-second records are skipped: pgsched times are POSIX
-   times. Also the entry point of tests/fuzz/fuzz_tzif.c. */
+   allocation owned by the caller. Data with leap-second records is refused: pgsched times
+   are POSIX times. Also the entry point of tests/fuzz/fuzz_tzif.c. */
 static pgsched_result pgsched__tz_parse(const unsigned char *data, size_t size, const char *name,
                                         const pgsched_allocator *a, pgsched__tz **out,
                                         pgsched_error *err)
@@ -1718,6 +1760,13 @@ static pgsched_result pgsched__tz_parse(const unsigned char *data, size_t size, 
         if (size - pos < 44 || memcmp(data + pos, "TZif", 4) != 0)
             return PGSCHED__TZ_CORRUPT("missing second header");
     }
+    /* A "right/" zone counts leap seconds in its times: they are not POSIX times, and
+       skipping its leap records would shift every transition by up to 27 s. */
+    if (leap)
+        return pgsched__fail(err, PGSCHED_ERR_ZONE_UNKNOWN,
+                             "time zone \"%s\" counts leap seconds (a \"right/\" zone), which "
+                             "pgsched's POSIX times do not: use the zone without \"right/\"",
+                             name);
     if (typecnt == 0 || typecnt > 256) return PGSCHED__TZ_CORRUPT("bad number of time types");
     if (charcnt == 0) return PGSCHED__TZ_CORRUPT("no abbreviation characters");
     if ((isstd != 0 && isstd != typecnt) || (isut != 0 && isut != typecnt))
@@ -2384,6 +2433,9 @@ static pgsched_result pgsched__cron_item(pgsched__cron_ctx *x, const char *p, co
                                      "%s: \"%.*s\" cannot end a range (column %d)", f->name,
                                      pgsched__tok_len(s, t), s, PGSCHED__COL(x, s));
             if ((r = pgsched__cron_value(x, s, t, &hi)) != PGSCHED_OK) return r;
+            /* SUN ending a range that starts later in the week is the week's end, 7, as in
+               MON-SUN; SUN-SUN and 0-SUN stay Sunday alone. */
+            if (x->field == PGSCHED__F_DOW && hi == 0 && lo > 0 && pgsched__is_alpha(*s)) hi = 7;
             if (hi < lo)
                 return pgsched__fail(x->err, PGSCHED_ERR_CRON_SYNTAX,
                                      "%s: range %.*s is reversed (column %d)", f->name,
@@ -2510,9 +2562,13 @@ static pgsched_result pgsched__cron_macro(pgsched__cron_ctx *x, const char *p, c
                                  PGSCHED__COL(x, d));
         memcpy(buf, d, (size_t)(de - d));
         buf[de - d] = '\0';
-        if (pgsched_duration_parse(buf, &every, &derr) != PGSCHED_OK)
+        if (pgsched__duration_parse_at(buf, PGSCHED__COL(x, d), &every, &derr) != PGSCHED_OK) {
+            /* a message naming no position is about the whole duration */
+            if (strstr(derr.message, "(column "))
+                return pgsched__fail(x->err, derr.code, "@every: %s", derr.message);
             return pgsched__fail(x->err, derr.code, "@every: %s (column %d)", derr.message,
                                  PGSCHED__COL(x, d));
+        }
         x->c->every = every;
         *body = NULL;
         return PGSCHED_OK;
@@ -2617,8 +2673,19 @@ static size_t pgsched__prefix_ci(const char *p, const char *word)
     return n;
 }
 
+static pgsched_result pgsched__cron_parse(const char *expr, const pgsched_cron_options *opts,
+                                          pgsched_cron **out, pgsched_error *err);
+
 PGSCHED_DEF pgsched_result pgsched_cron_parse(const char *expr, const pgsched_cron_options *opts,
                                               pgsched_cron **out, pgsched_error *err)
+{
+    pgsched_result r = pgsched__cron_parse(expr, opts, out, err);
+    if (r != PGSCHED_OK) pgsched__message_printable(err);
+    return r;
+}
+
+static pgsched_result pgsched__cron_parse(const char *expr, const pgsched_cron_options *opts,
+                                          pgsched_cron **out, pgsched_error *err)
 {
     pgsched_allocator a = pgsched__allocator(opts ? opts->allocator : NULL);
     pgsched__cron_ctx x;

@@ -16,6 +16,7 @@ static const char usage[] =
     "  --from TIME   start after this RFC 3339 time (default: now), e.g. 2026-03-08T00:00:00Z\n"
     "                or 2026-03-08T00:00:00-05:00\n"
     "  --local       print times on the expression's zone clock with their UTC offset\n"
+    "                (a run whose local date would pass 9999-12-31 is printed in UTC)\n"
     "                (2026-03-08T03:00:00-04:00); a UTC expression prints +00:00\n"
     "  --tzdir DIR   read zone files from DIR (default: $TZDIR, else /usr/share/zoneinfo)\n"
     "  -h, --help    print this help and exit 0\n"

@@ -78,6 +78,11 @@ run local_prints_the_zone_offset 0 --local -n 3 --from 2026-03-07T00:00:00Z \
 run local_utc_prints_plus_zero 0 --local -n 1 --from 2026-03-08T00:00:00Z '0 12 * * *' &&
     expect_stdout local_utc_prints_plus_zero "2026-03-08T12:00:00+00:00"
 
+run local_past_year_9999_falls_back_to_utc 0 --local -n 2 --from 9999-12-30T00:00:00Z \
+    'CRON_TZ=Asia/Tokyo 0 0 * * *' &&
+    expect_stdout local_past_year_9999_falls_back_to_utc "9999-12-31T00:00:00+09:00
+9999-12-31T15:00:00Z"
+
 run from_is_exclusive 0 -n 1 --from 2026-03-08T12:00:00Z '0 12 * * *' &&
     expect_stdout from_is_exclusive "2026-03-09T12:00:00Z"
 
@@ -128,6 +133,12 @@ run missing_expression_exits_2 2 -n 3 && expect_stderr_has missing_expression_me
 run unquoted_expression_exits_2 2 0 9 '*' '*' '*' && expect_stderr_has unquoted_message 'got 5 arguments'
 run unknown_option_exits_2 2 --frob '* * * * *' && expect_stderr_has unknown_option_message 'unknown option --frob'
 run missing_from_value_exits_2 2 '* * * * *' --from && expect_stderr_has missing_from_message '--from needs a time'
+run from_before_1900_exits_2 2 --from 1899-12-31T23:59:59Z '* * * * *' &&
+    expect_stderr_has from_before_1900_message 'is outside the supported range 1900-01-01T00:00:00Z'
+run from_after_9999_exits_2 2 --from 10000-01-01T00:00:00Z '* * * * *' &&
+    expect_stderr_has from_after_9999_message '"10000-01-01T00:00:00Z" is not an RFC 3339 time'
+run leap_second_zone_exits_2 2 'CRON_TZ=right/UTC 0 0 * * *' &&
+    expect_stderr_has leap_second_zone_message 'counts leap seconds'
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

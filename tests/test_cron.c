@@ -554,6 +554,24 @@ static void w_moves_to_the_nearest_weekday_within_the_month(void **state)
     expect_chain("0 0 LW * *", "2026-01-01T00:00:00Z", lw, 2);
 }
 
+static void sunday_ending_a_weekday_range_is_the_end_of_the_week(void **state)
+{
+    /* 2026-03-06 is a Friday */
+    static const char *const fri_sun[] = {"2026-03-06T09:00:00Z", "2026-03-07T09:00:00Z",
+                                          "2026-03-08T09:00:00Z", "2026-03-13T09:00:00Z"};
+    static const char *const mon_sun[] = {"2026-03-02T09:00:00Z", "2026-03-03T09:00:00Z",
+                                          "2026-03-04T09:00:00Z", "2026-03-05T09:00:00Z",
+                                          "2026-03-06T09:00:00Z", "2026-03-07T09:00:00Z",
+                                          "2026-03-08T09:00:00Z"};
+    static const char *const sundays[] = {"2026-03-08T09:00:00Z", "2026-03-15T09:00:00Z"};
+    (void)state;
+    expect_chain("0 9 * * FRI-SUN", "2026-03-05T12:00:00Z", fri_sun, 4);
+    expect_chain("0 9 * * 5-sun", "2026-03-05T12:00:00Z", fri_sun, 4);
+    expect_chain("0 9 * * MON-SUN", "2026-03-01T12:00:00Z", mon_sun, 7);
+    expect_chain("0 9 * * SUN-SUN", "2026-03-02T00:00:00Z", sundays, 2);
+    expect_chain("0 9 * * 0-SUN", "2026-03-02T00:00:00Z", sundays, 2);
+}
+
 static void day_rule_ors_two_restricted_day_fields(void **state)
 {
     /* The spec's example: odd days and Fridays. 2026-03-06 is a Friday. */
@@ -797,6 +815,18 @@ static const bad_case bad_cases[] = {
      "@every: duration \"36526d\" is longer than 100 years (column 8)"},
     {"@every 99999999999999999999999h", PGSCHED_ERR_DURATION,
      "@every: duration \"99999999999999999999999h\" is longer than 100 years (column 8)"},
+    {"@every 5s-3m", PGSCHED_ERR_DURATION,
+     "@every: duration \"5s-3m\": unexpected \"-\" (column 10)"},
+    {"@every  1h.", PGSCHED_ERR_DURATION,
+     "@every: duration \"1h.\": expected a number (column 11), found \".\""},
+    {"@every 5\xFF", PGSCHED_ERR_DURATION,
+     "@every: duration \"5\\xFF\": missing unit after \"5\" (use us, ms, s, m, h or d) (column 8)"},
+    {"@da\xFFly", PGSCHED_ERR_CRON_SYNTAX,
+     "unknown macro \"@da\\xFFly\" (use @yearly, @annually, @monthly, @weekly, @daily, "
+     "@midnight, @hourly or @every <duration>) (column 1)"},
+    {"CRON_TZ=Eur\xFFope 0 0 * * *", PGSCHED_ERR_ZONE_UNKNOWN,
+     "unknown time zone \"Eur\\xFFope\": not a zone name (a zone name is a relative path like "
+     "Europe/London, without \".\" or \"..\")"},
     {"CRON_TZ= 0 0 * * *", PGSCHED_ERR_CRON_SYNTAX,
      "CRON_TZ= needs a zone name, as in CRON_TZ=Europe/London (column 9)"},
     {"TZ= 0 0 * * *", PGSCHED_ERR_CRON_SYNTAX,
@@ -968,6 +998,15 @@ static void corrupt_zone_files_are_reported_as_corrupt(void **state)
     write_bytes("Bad/Unterminated", copy, n - 1);
 
     {
+        /* a "right/" zone: times that count leap seconds */
+        size_t ln = 0;
+        char *leap = read_file("/usr/share/zoneinfo/right/UTC", &ln);
+        assert_non_null(leap); /* tzdata ships the right/ zones */
+        write_bytes("right/UTC", leap, ln);
+        free(leap);
+    }
+
+    {
         pgsched_cron *c = NULL;
         pgsched_cron_options o;
         pgsched_error err;
@@ -995,6 +1034,9 @@ static void corrupt_zone_files_are_reported_as_corrupt(void **state)
                       "zone file for \"Bad/Footer\" is corrupt: bad TZ rule in the footer");
     expect_zone_error("Bad/Unterminated", PGSCHED_ERR_ZONE_CORRUPT,
                       "zone file for \"Bad/Unterminated\" is corrupt: unterminated footer");
+    expect_zone_error("right/UTC", PGSCHED_ERR_ZONE_UNKNOWN,
+                      "time zone \"right/UTC\" counts leap seconds (a \"right/\" zone), which "
+                      "pgsched's POSIX times do not: use the zone without \"right/\"");
     {
         char want[512];
         snprintf(want, sizeof want, "unknown time zone \"Nope/Zone\" (no zone file %s/Nope/Zone)",
@@ -1552,6 +1594,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(dates_past_the_zone_files_last_transition_follow_its_footer_rule),
         cmocka_unit_test(dst_all_year_footer_idiom_means_no_transition),
         cmocka_unit_test(w_moves_to_the_nearest_weekday_within_the_month),
+        cmocka_unit_test(sunday_ending_a_weekday_range_is_the_end_of_the_week),
         cmocka_unit_test(day_rule_ors_two_restricted_day_fields),
         cmocka_unit_test(february_29_is_found_across_the_2100_non_leap_year),
         cmocka_unit_test(every_macro_adds_its_interval_exactly),
