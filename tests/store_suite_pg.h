@@ -248,6 +248,21 @@ STORE_TEST(pg_setup_refuses_a_schema_written_by_a_newer_version)
                      newer);
 }
 
+STORE_TEST(pg_a_check_only_setup_refuses_a_schema_older_than_this_library)
+{
+    /* A node that may not migrate (schema creation off) must not run on tables an older
+       library wrote: it says so, and what to do, and changes nothing. */
+    pgsched_store *s;
+    admin_exec("DELETE FROM \"%s\".\"%sschema_version\"", fx->schema, fx->prefix);
+    OK(fx_pg_store(fx, NULL, fx->schema, fx->prefix, 1, &s, E));
+    FAILS(PGSCHED_ERR_SCHEMA_VERSION, pgsched_store_setup(s, E));
+    assert_non_null(strstr(fx->err.message, "the schema is at version 0"));
+    assert_non_null(strstr(fx->err.message, "start a node with schema creation on"));
+    assert_int_equal(admin_int("SELECT count(*) FROM \"%s\".\"%sschema_version\"", fx->schema,
+                               fx->prefix),
+                     0);
+}
+
 STORE_TEST(pg_a_role_with_only_row_privileges_can_run_a_node)
 {
     char role[64], *conninfo;

@@ -146,6 +146,7 @@
     X(pg_setup_creates_a_missing_schema)                                                       \
     X(pg_setup_without_tables_fails_with_schema_version)                                       \
     X(pg_setup_refuses_a_schema_written_by_a_newer_version)                                    \
+    X(pg_a_check_only_setup_refuses_a_schema_older_than_this_library)                         \
     X(pg_a_role_with_only_row_privileges_can_run_a_node)                                       \
     X(pg_eight_nodes_setting_up_a_fresh_schema_at_once_migrate_it_once)                        \
     X(pg_several_prefixes_set_up_at_once_in_a_new_schema_all_succeed)                          \
