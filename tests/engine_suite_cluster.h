@@ -95,38 +95,10 @@ ENGINE_TEST(stall_take_back_counts_an_attempt)
     WAIT_UNTIL(counters_of(a).stalled_taken_back == 1, 2000);
 }
 
-/* §2/§6: heartbeats keep a run's lease alive: a run three times longer than stall_timeout on
-   a live node is never taken back (by itself or another node). */
-ENGINE_TEST(heartbeats_keep_long_run_alive)
-{
-    pgsched_config c = fx_config(fx);
-    probe *p = fx_probe(fx);
-    pgsched_node *a, *b;
-    pgsched_job_spec s = spec_once("t", "k", 0);
-    pgsched_run_list *h;
-    c.stall_timeout = 300 * MS;
-    c.heartbeat_interval = 50 * MS;
-    c.stall_check_period = 50 * MS;
-    p->work = 900 * MS;
-    a = start_node_with(fx, &c, "t", h_probe, p);
-    b = fx_node(fx, &c); /* a second node checking for stalls too */
-    fx_register(fx, b, "u", h_probe, fx_probe(fx));
-    OK(pgsched_start(b, E));
-    OK(pgsched_schedule_job(a, &s, E));
-    WAIT_STATUS("t", "k", PGSCHED_COMPLETED, 5000);
-    assert_int_equal(probe_nrecs(p), 1);
-    assert_int_equal(probe_rec(p, 0).saw_cancel, 0);
-    h = history_of(fx, "t", "k", 10);
-    assert_int_equal(h->count, 1);
-    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_SUCCESS);
-    assert_int_equal(counters_of(a).stalled_taken_back + counters_of(b).stalled_taken_back, 0);
-    assert_int_equal(counters_of(a).lease_lost, 0);
-}
-
-/* The largest heartbeat interval allowed (half the stall timeout) keeps a run longer than
-   the stall timeout alive: the lease is renewed well before self-fencing (at 3/4 of the stall
-   timeout) would stop the run, and before another node could take the row back. */
-ENGINE_TEST(heartbeat_at_half_the_stall_timeout_keeps_long_run_alive)
+/* A run `work` long on a node with these lease settings, beside a second node that checks
+   for stalls too, succeeds once: never fenced by its own node nor taken back by either. */
+static void check_long_run_survives(efx *fx, pgsched_duration stall, pgsched_duration hb,
+                                    pgsched_duration work)
 {
     pgsched_config c = fx_config(fx);
     probe *p = fx_probe(fx);
@@ -135,12 +107,12 @@ ENGINE_TEST(heartbeat_at_half_the_stall_timeout_keeps_long_run_alive)
     pgsched_run_list *h;
     const pgsched_job *j;
     pgsched_counters k;
-    c.stall_timeout = 1200 * MS;
-    c.heartbeat_interval = 600 * MS;
-    c.stall_check_period = 100 * MS;
-    p->work = 2500 * MS;
+    c.stall_timeout = stall;
+    c.heartbeat_interval = hb;
+    c.stall_check_period = stall / 6;
+    p->work = work;
     a = start_node_with(fx, &c, "t", h_probe, p);
-    b = fx_node(fx, &c); /* a second node checking for stalls too */
+    b = fx_node(fx, &c);
     fx_register(fx, b, "u", h_probe, fx_probe(fx));
     OK(pgsched_start(b, E));
     OK(pgsched_schedule_job(a, &s, E));
@@ -148,7 +120,7 @@ ENGINE_TEST(heartbeat_at_half_the_stall_timeout_keeps_long_run_alive)
     assert_int_equal(probe_nrecs(p), 1);
     assert_int_equal(probe_rec(p, 0).saw_cancel, 0);
     assert_int_equal(probe_rec(p, 0).rc, PGSCHED_RUN_SUCCESS);
-    assert_true(probe_rec(p, 0).end_mono - probe_rec(p, 0).start_mono >= 2500 * MS);
+    assert_true(probe_rec(p, 0).end_mono - probe_rec(p, 0).start_mono >= work);
     j = job_get(fx, "t", "k");
     assert_int_equal(j->runs, 1);
     assert_int_equal(j->failures, 0);
@@ -160,6 +132,21 @@ ENGINE_TEST(heartbeat_at_half_the_stall_timeout_keeps_long_run_alive)
     assert_int_equal(k.lease_lost, 0);
     assert_int_equal(k.failed, 0);
     assert_int_equal(k.stalled_taken_back + counters_of(b).stalled_taken_back, 0);
+}
+
+/* §2/§6: heartbeats keep a run's lease alive: a run three times longer than stall_timeout on
+   a live node is never taken back (by itself or another node). */
+ENGINE_TEST(heartbeats_keep_long_run_alive)
+{
+    check_long_run_survives(fx, 300 * MS, 50 * MS, 900 * MS);
+}
+
+/* The largest heartbeat interval allowed (half the stall timeout) keeps a run longer than
+   the stall timeout alive: the lease is renewed well before self-fencing (at 3/4 of the stall
+   timeout) would stop the run, and before another node could take the row back. */
+ENGINE_TEST(heartbeat_at_half_the_stall_timeout_keeps_long_run_alive)
+{
+    check_long_run_survives(fx, 1200 * MS, 600 * MS, 2500 * MS);
 }
 
 /* An allocator whose fresh blocks are full of garbage (as ASan's malloc makes them, or any
