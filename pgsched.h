@@ -3553,8 +3553,8 @@ PGSCHED_DEF pgsched_result pgsched_validate_json(const char *s, pgsched_error *e
 /* The longest duration anything accepts: a century keeps every sum with a time in range. */
 #define PGSCHED__DURATION_MAX ((pgsched_duration)100 * 366 * PGSCHED_DAY)
 
-/* A store must fill every method but the four listen_* ones (all four or none: a store
-   without notifications leaves them NULL and nodes on it poll). */
+/* A store must fill every method but the four listen_* ones: a store without notifications
+   leaves them NULL (one missing counts as none), and nodes on it poll. */
 static pgsched_result pgsched__check_store(pgsched_store *s, pgsched_error *err)
 {
     const pgsched_store_methods *m;
@@ -3819,6 +3819,18 @@ PGSCHED_DEF pgsched_result pgsched_store_finish(pgsched_store *s, const pgsched_
                                                    "the next run time is negative");
         if (o[i].error && pgsched__utf8_check(o[i].error, strlen(o[i].error)) != (size_t)-1)
             return pgsched__fail(err, PGSCHED_ERR_UTF8, "an error text is not valid UTF-8");
+        if (o[i].cancelled_status != PGSCHED_STATUS_NONE &&
+            (o[i].cancelled_status < PGSCHED_PENDING || o[i].cancelled_status > PGSCHED_CANCELLED ||
+             o[i].cancelled_status == PGSCHED_RUNNING))
+            return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT,
+                                 "a cancel cannot leave a row %s",
+                                 pgsched_status_string(o[i].cancelled_status));
+        if (o[i].cancelled_next_run < 0 ||
+            (r = pgsched__check_time("the next run time after a cancel",
+                                     o[i].cancelled_next_run, err)) != PGSCHED_OK)
+            return r != PGSCHED_OK ? r
+                                   : pgsched__fail(err, PGSCHED_ERR_TIME_RANGE,
+                                                   "the next run time after a cancel is negative");
         memset(&results[i], 0, sizeof results[i]);
     }
     return s->methods->finish(s, o, count, results, err);
@@ -4797,7 +4809,12 @@ static pgsched_result pgsched__mem_finish(pgsched_store *s, const pgsched_outcom
         pgsched_status st;
         int failed;
         if (!r || r->status != PGSCHED_RUNNING || r->lease != o[i].token) {
-            if (r && r->last_lease == o[i].token) res[i].replayed = 1;
+            size_t j;
+            if (r && o[i].token > 0 && r->last_lease == o[i].token) res[i].replayed = 1;
+            for (j = 0; j < i && !res[i].replayed; j++) /* named twice in this batch */
+                if (res[j].code == PGSCHED_OK && !res[j].replayed && o[j].token == o[i].token &&
+                    strcmp(o[j].name, o[i].name) == 0 && strcmp(o[j].key, o[i].key) == 0)
+                    res[i].replayed = 1;
             res[i].code = res[i].replayed ? PGSCHED_OK : PGSCHED_ERR_LEASE_LOST;
             continue;
         }
@@ -5621,8 +5638,10 @@ static size_t pgsched__conninfo_secrets(const char *s, const char **at, size_t *
     return n;
 }
 
-/* Replaces every password of `conninfo` found in `msg` by "********": libpq quotes a
-   malformed connection string (or a piece of it) back in its error messages. */
+/* Replaces the passwords of `conninfo` found in `msg` by "********": libpq quotes a
+   malformed connection string (or a piece of it) back in its error messages. A password of
+   fewer than 4 bytes is replaced only where it follows ':' or '=', as it does in a quoted
+   connection string, so that a short one does not turn every such letter into stars. */
 static void pgsched__conninfo_scrub(const char *conninfo, char *msg, size_t size)
 {
     const char *at[8];
@@ -5630,14 +5649,14 @@ static void pgsched__conninfo_scrub(const char *conninfo, char *msg, size_t size
     if (!conninfo || !msg || !size) return;
     n = pgsched__conninfo_secrets(conninfo, at, len, 8);
     for (i = 0; i < n; i++) {
-        char out[512];
+        char out[1024];
         const char *from = msg, *c;
         size_t o = 0;
         if (len[i] == 0) continue;
-        for (c = msg; *c; c++) {
+        for (c = msg; *c && o < sizeof out; c++) {
             if (strncmp(c, at[i], len[i]) != 0) continue;
-            o += (size_t)snprintf(out + o, o < sizeof out ? sizeof out - o : 0, "%.*s********",
-                                  (int)(c - from), from);
+            if (len[i] < 4 && (c == msg || (c[-1] != ':' && c[-1] != '='))) continue;
+            o += (size_t)snprintf(out + o, sizeof out - o, "%.*s********", (int)(c - from), from);
             from = c + len[i];
             c = from - 1;
         }
@@ -5845,7 +5864,7 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "error) SELECT nextval('{Q}'), e.name, e.key, e.node, e.attempt, e.started_at, now(), "
     "e.outcome, e.error FROM e), "
     "del AS (DELETE FROM {J} j USING e WHERE j.name = e.name AND j.key = e.key "
-    "AND e.remove_requested RETURNING j.name, j.key, nextval('{Q}') AS version, e.outcome), ",
+    "AND e.remove_requested RETURNING e.idx, j.name, nextval('{Q}') AS version, e.outcome), ",
     /* ... continued in pgsched__pg_template_tail (C99 caps a literal at 4095 bytes) */
 
     /* TAKE_BACK: $1 node $2 stall_us $3 max $4 channel */
@@ -6021,7 +6040,7 @@ static const char *pgsched__pg_template_tail(int q)
                                          "coalesce(" PGSCHED__PG_US("upd.next_run") "::text, ''))")
             ") END}"
             " FROM o LEFT JOIN upd ON upd.idx = o.idx "
-            "LEFT JOIN del ON del.name = o.name AND del.key = o.key ORDER BY o.idx";
+            "LEFT JOIN del ON del.idx = o.idx ORDER BY o.idx";
     }
     return "";
 }
@@ -6422,8 +6441,11 @@ static PGconn *pgsched__pg_connect(pgsched__pg *p, char *why, size_t why_size)
         return NULL;
     }
     if (PQstatus(c) != CONNECTION_OK) {
-        pgsched__pg_message(why, why_size, PQerrorMessage(c));
-        pgsched__conninfo_scrub(p->conninfo, why, why_size);
+        /* scrubbed whole, then cut: a cut through a password would leave its start */
+        char full[1024];
+        pgsched__copy_text(full, sizeof full, PQerrorMessage(c));
+        pgsched__conninfo_scrub(p->conninfo, full, sizeof full);
+        pgsched__pg_message(why, why_size, full);
         PQfinish(c);
         return NULL;
     }
@@ -6489,9 +6511,11 @@ static pgsched_result pgsched__pg_acquire(pgsched__pg *p, pgsched__pgc **out, pg
             if (!c) c = x;
         }
         /* A free slot to connect, unless the last attempt failed moments ago: then a
-           connection in use elsewhere is worth waiting for rather than failing now. */
+           connection in use elsewhere is worth waiting for (until the next attempt is due)
+           rather than failing now. */
         if (c && (pgsched__monotonic() >= p->retry_at || !busy_live)) break;
-        pthread_cond_wait(&p->cv, &p->mu);
+        if (c) pgsched__cond_wait_until(&p->cv, &p->mu, p->retry_at);
+        else pthread_cond_wait(&p->cv, &p->mu);
     }
     c->busy = 1;
     if (pgsched__monotonic() < p->retry_at) {
@@ -6701,11 +6725,12 @@ static pgsched_result pgsched__pg_setup(pgsched_store *s, pgsched_error *err)
     }
 
     r = pgsched__pg_exec_simple(c->conn, "BEGIN", "starting the migration", err);
-    /* Waiting for the migration lock is not a stuck row: another node may take long to
-       migrate a large table, and the others wait for it however long it takes. */
+    /* Waiting for the migration lock is not a stuck row: another node may take minutes to
+       migrate a large table, and the others wait for it (up to a bound, so that a stuck one
+       is reported rather than waited for forever). */
     if (r == PGSCHED_OK)
-        r = pgsched__pg_exec_simple(c->conn, "SET LOCAL lock_timeout = 0", "starting the migration",
-                                    err);
+        r = pgsched__pg_exec_simple(c->conn, "SET LOCAL lock_timeout = '10min'",
+                                    "starting the migration", err);
     if (r == PGSCHED_OK) {
         /* Many nodes may start at once: one migrates, the others wait and then see it done.
            The lock is per schema, not per prefix: tables of several prefixes created at once
@@ -6716,6 +6741,11 @@ static pgsched_result pgsched__pg_setup(pgsched_store *s, pgsched_error *err)
         r = pgsched__pg_check(c->conn, res, "taking the migration lock", err);
         PQclear(res);
     }
+    /* The migration's own statements wait on table locks as every statement does: a DDL
+       statement left waiting would queue every node's queries behind it. */
+    if (r == PGSCHED_OK)
+        r = pgsched__pg_exec_simple(c->conn, "SET LOCAL lock_timeout = '5s'",
+                                    "starting the migration", err);
     if (r == PGSCHED_OK) {
         vals[0] = p->schema;
         res = PQexecParams(c->conn, "SELECT 1 FROM pg_namespace WHERE nspname = $1::text", 1,
@@ -7703,7 +7733,9 @@ static pgsched_result pgsched__pg_schedule_external(pgsched_store *s,
      handler, computes the outcome and queues it for the dispatcher;
    - a listener (notifications on): turns store events into wake-ups, cancels and callbacks;
    - a callback thread: calls on_status in order, one event at a time.
-   One mutex (node->mu) guards the node's state; no store call is made while holding it. */
+   One mutex (node->mu) guards the node's state; no store call is made while holding it.
+   start_mu (taken before mu, never after) serialises init, start and the start of shutdown,
+   which do store I/O. */
 
 /* Values read without the node mutex (a run's cancel flag, the store clock offset). */
 #if defined(__GNUC__) || defined(__clang__)
@@ -8368,7 +8400,8 @@ static pgsched_duration pgsched__backoff(pgsched_node *n, const pgsched__type *t
 }
 
 static int pgsched__decide_kind(pgsched_node *n, const pgsched_job *job, const pgsched__type *t,
-                                pgsched_outcome_kind kind, pgsched_time end, pgsched_outcome *o);
+                                pgsched_outcome_kind kind, pgsched_time end, int quiet,
+                                pgsched_outcome *o);
 
 /* Fills `o` for a job whose attempt ended with `kind`. `end` is the store-clock time of the
    end of the run. Returns the counter to bump once written. An attempt that failed, stalled
@@ -8377,14 +8410,15 @@ static int pgsched__decide_kind(pgsched_node *n, const pgsched_job *job, const p
 static int pgsched__decide(pgsched_node *n, const pgsched_job *job, const pgsched__type *t,
                            pgsched_outcome_kind kind, pgsched_time end, pgsched_outcome *o)
 {
-    int counter = pgsched__decide_kind(n, job, t, kind, end, o);
+    int counter = pgsched__decide_kind(n, job, t, kind, end, 0, o);
     o->cancelled_status = PGSCHED_STATUS_NONE;
     o->cancelled_next_run = 0;
     if (kind == PGSCHED_OUTCOME_FAILURE || kind == PGSCHED_OUTCOME_STALLED ||
         kind == PGSCHED_OUTCOME_RELEASED) {
         pgsched_outcome c;
         memset(&c, 0, sizeof c);
-        pgsched__decide_kind(n, job, t, PGSCHED_OUTCOME_CANCELLED, end, &c);
+        /* quiet: a schedule that cannot be computed is logged once, by the real decision */
+        pgsched__decide_kind(n, job, t, PGSCHED_OUTCOME_CANCELLED, end, 1, &c);
         o->cancelled_status = c.status;
         o->cancelled_next_run = c.next_run;
     }
@@ -8392,7 +8426,8 @@ static int pgsched__decide(pgsched_node *n, const pgsched_job *job, const pgsche
 }
 
 static int pgsched__decide_kind(pgsched_node *n, const pgsched_job *job, const pgsched__type *t,
-                                pgsched_outcome_kind kind, pgsched_time end, pgsched_outcome *o)
+                                pgsched_outcome_kind kind, pgsched_time end, int quiet,
+                                pgsched_outcome *o)
 {
     pgsched_error e;
     pgsched_time next = 0;
@@ -8435,12 +8470,14 @@ static int pgsched__decide_kind(pgsched_node *n, const pgsched_job *job, const p
                type): make it due now; a node that registers the type runs it and computes
                the next run itself. */
             o->status = PGSCHED_PENDING;
-            pgsched__log(n, PGSCHED_LOG_WARN, "%s/%s: %s; made due now", job->name, job->key,
-                         e.message);
+            if (!quiet)
+                pgsched__log(n, PGSCHED_LOG_WARN, "%s/%s: %s; made due now", job->name,
+                             job->key, e.message);
         } else {
             o->status = PGSCHED_FAILED;
-            pgsched__log(n, PGSCHED_LOG_ERROR, "%s/%s: cannot compute the next run: %s",
-                         job->name, job->key, e.message);
+            if (!quiet)
+                pgsched__log(n, PGSCHED_LOG_ERROR, "%s/%s: cannot compute the next run: %s",
+                             job->name, job->key, e.message);
         }
     }
     switch (kind) {
@@ -8889,6 +8926,13 @@ static void pgsched__heartbeat(pgsched_node *n, int renew)
     }
     pgsched__clock_sample(n, before, now);
     pthread_mutex_lock(&n->mu);
+    for (i = 0; i < k; i++)
+        if (renew && st[i].busy) {
+            /* not renewed: try again well before the lease runs out, as after a failure */
+            pgsched_time again = pgsched__monotonic() + n->cfg.heartbeat_interval / 4;
+            if (again < n->next_heartbeat) n->next_heartbeat = again;
+            break;
+        }
     for (i = 0; i < k; i++) {
         pgsched__slot *s = pgsched__find_slot(n, ls[i].name, ls[i].key, ls[i].token);
         /* The store renewed the lease at some instant after `before`: measuring its age
@@ -8900,11 +8944,9 @@ static void pgsched__heartbeat(pgsched_node *n, int renew)
                 n->counters.lease_lost++;
                 pgsched__cancel_slot(s, PGSCHED__CANCEL_LEASE_LOST);
             } else {
-                size_t j;
-                for (j = 0; j < n->npending; j++)
-                    if (n->pending[j].o.token == ls[i].token) n->pending[j].o.token = -1;
-                /* written with token -1 it fails as lease lost, and is counted as such */
-                st[i].lost = 0; /* logged when that write fails */
+                /* an outcome waiting to be written: its write says whether it was lost or
+                   had been recorded already (a lost reply), and is logged then */
+                st[i].lost = 0;
             }
         } else if (st[i].cancel_requested && s) {
             pgsched__cancel_slot(s, PGSCHED__CANCEL_REQUESTED);
@@ -9694,9 +9736,16 @@ PGSCHED_DEF pgsched_result pgsched_start(pgsched_node *n, pgsched_error *err)
 
     pthread_mutex_lock(&n->mu);
     if (n->state >= PGSCHED__STOPPING) {
-        /* shut down meanwhile, from this very thread (a log callback, say) */
+        /* shut down meanwhile, from this very thread (a log callback, say): undo what
+           start_prepare did, which that shutdown did not know of */
+        pgsched_error e;
         n->starting = 0;
         pthread_mutex_unlock(&n->mu);
+        if (n->listen) {
+            pgsched_store_listen_close(n->store, n->listen);
+            n->listen = NULL;
+        }
+        pgsched_store_node_unregister(n->store, n->id, &e);
         pthread_mutex_unlock(&n->start_mu);
         return pgsched__fail(err, PGSCHED_ERR_STATE, "the node was shut down while starting");
     }

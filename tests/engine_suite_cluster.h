@@ -2241,4 +2241,69 @@ ENGINE_TEST(failing_listen_neither_stops_jobs_nor_spins)
     }
 }
 
+/* A store that reports the leases of the first renewing heartbeat busy (their rows locked by
+   another transaction, as the PostgreSQL store would), and notes when renewals came. */
+static pgsched_store_methods g_mem_busy_once_methods;
+static const pgsched_store_methods *g_busy_base; /* the memory store's own table */
+static pthread_mutex_t g_busy_mu = PTHREAD_MUTEX_INITIALIZER;
+static pgsched_time g_busy_at, g_after_busy_at; /* monotonic; 0 = not yet */
+
+static pgsched_result busy_once_heartbeat(pgsched_store *s, const char *node_id,
+                                          const pgsched_lease *leases, size_t count, int renew,
+                                          pgsched_lease_state *states, pgsched_time *now,
+                                          pgsched_error *err)
+{
+    size_t i;
+    pgsched_result r = g_busy_base->heartbeat(s, node_id, leases, count, renew, states, now, err);
+    if (r != PGSCHED_OK || !renew || !count) return r;
+    pthread_mutex_lock(&g_busy_mu);
+    if (!g_busy_at) {
+        g_busy_at = mono_us();
+        for (i = 0; i < count; i++) states[i].busy = 1;
+    } else if (!g_after_busy_at) {
+        g_after_busy_at = mono_us();
+    }
+    pthread_mutex_unlock(&g_busy_mu);
+    return r;
+}
+
+/* A lease reported busy was not renewed: the next try comes soon, as after a failed
+   heartbeat, so even at the largest heartbeat interval (half the stall timeout) one busy
+   moment does not let the lease age past the self-fencing limit (3/4 of it). */
+ENGINE_TEST(a_busy_lease_is_renewed_again_soon_and_its_run_goes_on)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *n;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    pgsched_time busy_at, after;
+    g_busy_base = fx->store->methods;
+    g_mem_busy_once_methods = *g_busy_base;
+    g_mem_busy_once_methods.heartbeat = busy_once_heartbeat;
+    pthread_mutex_lock(&g_busy_mu);
+    g_busy_at = g_after_busy_at = 0;
+    pthread_mutex_unlock(&g_busy_mu);
+    ((pgsched_store *)fx->store)->methods = &g_mem_busy_once_methods;
+    c.stall_timeout = 2 * SEC;
+    c.heartbeat_interval = SEC;
+    c.stall_check_period = 200 * MS;
+    p->work = 2600 * MS;
+    n = start_node_with(fx, &c, "t", h_probe, p);
+    OK(pgsched_schedule_job(n, &s, E));
+    WAIT_STATUS("t", "k", PGSCHED_COMPLETED, 10000);
+    pthread_mutex_lock(&g_busy_mu);
+    busy_at = g_busy_at;
+    after = g_after_busy_at;
+    pthread_mutex_unlock(&g_busy_mu);
+    assert_true(busy_at != 0 && after != 0);
+    if (g_verbose)
+        fprintf(stderr, "    renewed again %lld ms after the busy heartbeat\n",
+                (long long)((after - busy_at) / 1000));
+    assert_true(after - busy_at < 600 * MS);
+    assert_int_equal(probe_nrecs(p), 1);
+    assert_int_equal(probe_rec(p, 0).saw_cancel, 0);
+    assert_int_equal(probe_rec(p, 0).rc, PGSCHED_RUN_SUCCESS);
+    assert_int_equal(counters_of(n).lease_lost, 0);
+}
+
 #endif /* ENGINE_SUITE_CLUSTER_H */

@@ -1295,6 +1295,55 @@ STORE_TEST(a_finished_lease_sent_again_after_another_node_claimed_the_row_is_los
     assert_int_equal(r.new_status, PGSCHED_COMPLETED);
 }
 
+STORE_TEST(outcomes_for_a_removed_running_row_answer_each_for_itself)
+{
+    /* A batch with the real lease of a row whose removal waits for its run, that lease once
+       more, and a token that never held the row: the row goes once, the repeat is a replay,
+       and the stranger is lost, whatever the store. */
+    const pgsched_job *j = schedule_and_claim(fx, "node-1", "rm", "k");
+    pgsched_change_outcome co;
+    pgsched_outcome oc[3];
+    pgsched_finish_result r[3];
+    OK(pgsched_store_remove(fx->store, "rm", "k", "admin", &co, E));
+    assert_int_equal(co.effect, PGSCHED_REMOVE_DEFERRED);
+    oc[0] = outcome_of(j, PGSCHED_OUTCOME_SUCCESS, PGSCHED_COMPLETED, 0);
+    oc[1] = oc[0];
+    oc[2] = oc[0];
+    oc[2].token = j->lease + 1000;
+    memset(r, 0, sizeof r);
+    OK(pgsched_store_finish(fx->store, oc, 3, r, E));
+    assert_int_equal(r[0].code, PGSCHED_OK);
+    assert_int_equal(r[0].replayed, 0);
+    assert_int_equal(r[0].new_status, PGSCHED_STATUS_NONE);
+    assert_int_equal(r[1].code, PGSCHED_OK);
+    assert_int_equal(r[1].replayed, 1);
+    assert_int_equal(r[2].code, PGSCHED_ERR_LEASE_LOST);
+    assert_int_equal(r[2].replayed, 0);
+    assert_int_equal(row_exists(fx, "rm", "k"), 0);
+    assert_int_equal(history_of(fx, "rm", "k", 0)->count, 1);
+}
+
+STORE_TEST(a_token_that_never_held_a_row_is_lost_on_a_row_that_never_ran)
+{
+    /* token 0 included: a pending row has recorded no lease's outcome yet */
+    pgsched_outcome oc;
+    pgsched_finish_result r;
+    pgsched_job j;
+    snapshot before;
+    schedule_once(fx, "zero", "k", fx_now(fx) + PGSCHED_HOUR);
+    memset(&j, 0, sizeof j);
+    j.name = "zero";
+    j.key = "k";
+    j.owner = "node-1";
+    before = take_snapshot(fx);
+    oc = outcome_of(&j, PGSCHED_OUTCOME_SUCCESS, PGSCHED_COMPLETED, 0);
+    oc.token = 0;
+    r = finish_with(fx, &oc);
+    assert_int_equal(r.code, PGSCHED_ERR_LEASE_LOST);
+    assert_int_equal(r.replayed, 0);
+    assert_unchanged(fx, before);
+}
+
 STORE_TEST(a_batch_naming_the_same_lease_twice_applies_it_once)
 {
     const pgsched_job *j = schedule_and_claim(fx, "node-1", "dup", "k");

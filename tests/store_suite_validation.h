@@ -540,6 +540,15 @@ STORE_TEST(impossible_outcomes_are_refused_with_the_same_error)
     oc = outcome_of(j, PGSCHED_OUTCOME_SUCCESS, PGSCHED_COMPLETED, 0);
     oc.attempt_rule = (pgsched_attempt_rule)7;
     SAME_ERROR(ref, PGSCHED_ERR_INVALID_ARGUMENT, pgsched_store_finish(S, &oc, 1, &fr, ER));
+    /* nor may what a cancel would make of a failure */
+    oc = outcome_of(j, PGSCHED_OUTCOME_FAILURE, PGSCHED_FAILED, 0);
+    oc.cancelled_status = PGSCHED_RUNNING;
+    SAME_ERROR(ref, PGSCHED_ERR_INVALID_ARGUMENT, pgsched_store_finish(S, &oc, 1, &fr, ER));
+    oc.cancelled_status = (pgsched_status)9;
+    SAME_ERROR(ref, PGSCHED_ERR_INVALID_ARGUMENT, pgsched_store_finish(S, &oc, 1, &fr, ER));
+    oc.cancelled_status = PGSCHED_PENDING;
+    oc.cancelled_next_run = -5;
+    SAME_ERROR(ref, PGSCHED_ERR_TIME_RANGE, pgsched_store_finish(S, &oc, 1, &fr, ER));
     assert_unchanged(fx, before);
 }
 

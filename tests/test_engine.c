@@ -121,7 +121,8 @@
     X(status_callback_of_own_change_with_lost_notification_arrives_within_seconds)             \
     X(concurrent_start_starts_the_node_once)                                                   \
     X(store_without_notifications_is_polled_quietly)                                           \
-    X(failing_listen_neither_stops_jobs_nor_spins)
+    X(failing_listen_neither_stops_jobs_nor_spins)                                             \
+    X(a_busy_lease_is_renewed_again_soon_and_its_run_goes_on)
 
 #define PG_TESTS(X)                                                                            \
     X(schedule_in_caller_transaction)                                                          \

@@ -82,6 +82,8 @@
     X(a_finish_batch_applies_each_outcome_on_its_own)                                          \
     X(finishing_the_same_lease_twice_writes_once)                                              \
     X(a_finished_lease_sent_again_after_another_node_claimed_the_row_is_lost)                  \
+    X(outcomes_for_a_removed_running_row_answer_each_for_itself)                               \
+    X(a_token_that_never_held_a_row_is_lost_on_a_row_that_never_ran)                           \
     X(a_batch_naming_the_same_lease_twice_applies_it_once)                                     \
     X(a_claim_naming_a_type_twice_hands_out_each_row_once)                                     \
     X(keys_that_differ_in_case_space_or_normalisation_are_different_rows)                      \
