@@ -5504,94 +5504,9 @@ PGSCHED_DEF pgsched_result pgsched_memory_store_create(const pgsched_memory_conf
 
 /* ---- [pgsched: stores] implementation: the PostgreSQL store --------------------------------- */
 
-/* Works without libpq: a password must not reach a log whichever store is built in. */
-PGSCHED_DEF size_t pgsched_conninfo_redact(const char *conninfo, char *buf, size_t size)
-{
-    const char *s = conninfo ? conninfo : "";
-    size_t o = 0;
-#define PGSCHED__PUT(c)                                                                           \
-    do {                                                                                          \
-        char c_ = (c); /* evaluated once, buffer full or not */                                   \
-        if (o + 1 < size) buf[o] = c_;                                                            \
-        o++;                                                                                      \
-    } while (0)
-#define PGSCHED__PUTS(str)                                                                        \
-    do {                                                                                          \
-        const char *q_ = (str);                                                                   \
-        while (*q_) PGSCHED__PUT(*q_++);                                                          \
-    } while (0)
-    if (strncmp(s, "postgres://", 11) == 0 || strncmp(s, "postgresql://", 13) == 0) {
-        /* URI: scheme://[user[:password]@]host...[?password=...&...] */
-        const char *p = strstr(s, "://") + 3, *at = NULL, *q;
-        for (q = p; *q && *q != '/' && *q != '?'; q++)
-            if (*q == '@') at = q;
-        for (q = s; q < p; q++) PGSCHED__PUT(*q);
-        if (at) {
-            const char *colon = NULL;
-            for (q = p; q < at; q++)
-                if (*q == ':') { colon = q; break; }
-            for (q = p; q < (colon ? colon : at); q++) PGSCHED__PUT(*q);
-            if (colon) PGSCHED__PUTS(":********");
-            p = at;
-        }
-        while (*p) {
-            if ((p[0] == '?' || p[0] == '&') && strncmp(p + 1, "password=", 9) == 0) {
-                PGSCHED__PUT(p[0]);
-                PGSCHED__PUTS("password=********");
-                p += 10;
-                while (*p && *p != '&') p++;
-                continue;
-            }
-            PGSCHED__PUT(*p++);
-        }
-    } else {
-        /* key = value pairs; values may be single-quoted with backslash escapes */
-        while (*s) {
-            const char *k = s, *ke;
-            int redact;
-            while (*s == ' ' || *s == '\t' || *s == '\n') PGSCHED__PUT(*s++);
-            k = s;
-            while (*s && *s != '=' && *s != ' ' && *s != '\t') s++;
-            ke = s;
-            redact = (size_t)(ke - k) == 8 && strncmp(k, "password", 8) == 0;
-            for (; k < ke; k++) PGSCHED__PUT(*k);
-            while (*s == ' ' || *s == '\t') PGSCHED__PUT(*s++);
-            if (*s != '=') continue;
-            PGSCHED__PUT(*s++);
-            while (*s == ' ' || *s == '\t') PGSCHED__PUT(*s++);
-            if (redact) PGSCHED__PUTS("********");
-            if (*s == '\'') {
-                if (!redact) PGSCHED__PUT(*s);
-                s++;
-                while (*s && *s != '\'') {
-                    if (*s == '\\' && s[1]) {
-                        if (!redact) PGSCHED__PUT(*s);
-                        s++;
-                    }
-                    if (!redact) PGSCHED__PUT(*s);
-                    s++;
-                }
-                if (*s == '\'') {
-                    if (!redact) PGSCHED__PUT(*s);
-                    s++;
-                }
-            } else {
-                while (*s && *s != ' ' && *s != '\t' && *s != '\n') {
-                    if (!redact) PGSCHED__PUT(*s);
-                    s++;
-                }
-            }
-        }
-    }
-    if (size) buf[o < size ? o : size - 1] = '\0';
-#undef PGSCHED__PUT
-#undef PGSCHED__PUTS
-    return o;
-}
-
-#ifndef PGSCHED_NO_LIBPQ
 /* The password values a connection string carries (URI user:password@, ?password=, and
-   password=value pairs), as spans of the text; at most `cap`. */
+   password=value pairs, the value inside its quotes), as spans of the text in the order they
+   come; stores the first `cap`, returns how many there are. */
 static size_t pgsched__conninfo_secrets(const char *s, const char **at, size_t *len, size_t cap)
 {
     size_t n = 0;
@@ -5601,16 +5516,21 @@ static size_t pgsched__conninfo_secrets(const char *s, const char **at, size_t *
             if (*q == '@') amp = q;
         if (amp) {
             for (q = p; q < amp && *q != ':'; q++) {}
-            if (q < amp && n < cap) {
-                at[n] = q + 1;
-                len[n++] = (size_t)(amp - q - 1);
+            if (q < amp) {
+                if (n < cap) {
+                    at[n] = q + 1;
+                    len[n] = (size_t)(amp - q - 1);
+                }
+                n++;
             }
         }
         for (q = s; (q = strstr(q, "password=")) != NULL; q += 9)
-            if (q > s && (q[-1] == '?' || q[-1] == '&') && n < cap) {
-                size_t k = strcspn(q + 9, "&");
-                at[n] = q + 9;
-                len[n++] = k;
+            if (q > s && (q[-1] == '?' || q[-1] == '&')) {
+                if (n < cap) {
+                    at[n] = q + 9;
+                    len[n] = strcspn(q + 9, "&");
+                }
+                n++;
             }
         return n;
     }
@@ -5626,11 +5546,15 @@ static size_t pgsched__conninfo_secrets(const char *s, const char **at, size_t *
                 while (*s && *s != '\'') s += (*s == '\\' && s[1]) ? 2 : 1;
                 if (n < cap) {
                     at[n] = v;
-                    len[n++] = (size_t)(s - v);
+                    len[n] = (size_t)(s - v);
                 }
-            } else if (n < cap) {
-                at[n] = s;
-                len[n++] = strcspn(s, " \t\n");
+                n++;
+            } else {
+                if (n < cap) {
+                    at[n] = s;
+                    len[n] = strcspn(s, " \t\n");
+                }
+                n++;
             }
         }
         s += strcspn(s, " \t\n");
@@ -5642,13 +5566,42 @@ static size_t pgsched__conninfo_secrets(const char *s, const char **at, size_t *
    malformed connection string (or a piece of it) back in its error messages. A password of
    fewer than 4 bytes is replaced only where it follows ':' or '=', as it does in a quoted
    connection string, so that a short one does not turn every such letter into stars. */
+/* Works without libpq: a password must not reach a log whichever store is built in. */
+PGSCHED_DEF size_t pgsched_conninfo_redact(const char *conninfo, char *buf, size_t size)
+{
+    const char *s = conninfo ? conninfo : "", *p = s, *at[16];
+    size_t len[16], n = pgsched__conninfo_secrets(s, at, len, 16), i, o = 0;
+#define PGSCHED__PUTN(str, k)                                                                     \
+    do {                                                                                          \
+        size_t k_ = (k), c_ = o + 1 < size ? size - o - 1 : 0;                                    \
+        if (c_) memcpy(buf + o, (str), k_ < c_ ? k_ : c_);                                        \
+        o += k_;                                                                                  \
+    } while (0)
+    for (i = 0; i < n && i < 16; i++) {
+        const char *from = at[i], *to = at[i] + len[i];
+        if (from > s && from[-1] == '\'') { /* a quoted value goes with its quotes */
+            from--;
+            if (*to == '\'') to++;
+        }
+        PGSCHED__PUTN(p, (size_t)(from - p));
+        PGSCHED__PUTN("********", 8);
+        p = to;
+    }
+    if (n > 16) PGSCHED__PUTN("********", 8); /* more than anyone writes: hide the rest */
+    else PGSCHED__PUTN(p, strlen(p));
+    if (size) buf[o < size ? o : size - 1] = '\0';
+#undef PGSCHED__PUTN
+    return o;
+}
+
+#ifndef PGSCHED_NO_LIBPQ
 static void pgsched__conninfo_scrub(const char *conninfo, char *msg, size_t size)
 {
     const char *at[8];
     size_t len[8], n, i;
     if (!conninfo || !msg || !size) return;
     n = pgsched__conninfo_secrets(conninfo, at, len, 8);
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < n && i < 8; i++) {
         char out[1024];
         const char *from = msg, *c;
         size_t o = 0;
@@ -8874,6 +8827,14 @@ static size_t pgsched__collect_leases(pgsched_node *n, pgsched_lease *ls, size_t
     return k;
 }
 
+/* A heartbeat that could not renew every lease (it failed, or a row was busy) is tried
+   again well before the leases run out rather than a whole interval later. Caller holds mu. */
+static void pgsched__heartbeat_soon(pgsched_node *n)
+{
+    pgsched_time again = pgsched__monotonic() + n->cfg.heartbeat_interval / 4;
+    if (again < n->next_heartbeat) n->next_heartbeat = again;
+}
+
 static void pgsched__heartbeat(pgsched_node *n, int renew)
 {
     pgsched_lease *ls;
@@ -8915,10 +8876,8 @@ static void pgsched__heartbeat(pgsched_node *n, int renew)
     r = pgsched_store_heartbeat(n->store, n->id, ls, k, renew, st, &now, &e);
     if (r != PGSCHED_OK) {
         if (renew) {
-            /* Try again well before the leases run out rather than a whole interval later. */
-            pgsched_time again = pgsched__monotonic() + n->cfg.heartbeat_interval / 4;
             pthread_mutex_lock(&n->mu);
-            if (again < n->next_heartbeat) n->next_heartbeat = again;
+            pgsched__heartbeat_soon(n);
             pthread_mutex_unlock(&n->mu);
         }
         pgsched__store_trouble(n, renew ? "heartbeat" : "checking for cancel requests", &e);
@@ -8926,19 +8885,13 @@ static void pgsched__heartbeat(pgsched_node *n, int renew)
     }
     pgsched__clock_sample(n, before, now);
     pthread_mutex_lock(&n->mu);
-    for (i = 0; i < k; i++)
-        if (renew && st[i].busy) {
-            /* not renewed: try again well before the lease runs out, as after a failure */
-            pgsched_time again = pgsched__monotonic() + n->cfg.heartbeat_interval / 4;
-            if (again < n->next_heartbeat) n->next_heartbeat = again;
-            break;
-        }
     for (i = 0; i < k; i++) {
         pgsched__slot *s = pgsched__find_slot(n, ls[i].name, ls[i].key, ls[i].token);
         /* The store renewed the lease at some instant after `before`: measuring its age
            from `before` can only overstate it, which is the safe side for self-fencing. A
            busy lease (its row locked by another transaction) was not renewed. */
         if (s && renew && !st[i].lost && !st[i].busy && before > s->renewed) s->renewed = before;
+        if (renew && st[i].busy) pgsched__heartbeat_soon(n);
         if (st[i].lost) {
             if (s) {
                 n->counters.lease_lost++;
