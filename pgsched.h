@@ -27,6 +27,8 @@
      PGSCHED_REALLOC(p,sz)     > the default allocator; define all three or none.
      PGSCHED_FREE(p)          /
      PGSCHED_ASSERT(x)        assertion macro used by the implementation (default: assert()).
+     PGSCHED_NO_MONOTONIC_COND  wait on realtime-clock condition variables (for systems without
+                              pthread_condattr_setclock; defined automatically on macOS).
 
    CONTENTS (search for the banner text)
      [pgsched: basics]         version, results, errors, times, allocator
@@ -928,8 +930,26 @@ PGSCHED_DEF void pgsched_run_set_error(pgsched_run *run, const char *fmt, ...)
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/utsname.h>
+
+/* Platforms: Linux with glibc or musl is tested; other POSIX.1-2001 systems should work. The
+   implementation needs clock_gettime(CLOCK_MONOTONIC) and pthreads. When another header came
+   first under -std=c99/c11, the POSIX level is the one that header's feature macros chose:
+   nothing at all (then CLOCK_MONOTONIC is hidden: the #error below), or POSIX.1-1995, which
+   `-pthread` selects on glibc. That level hides pthread_condattr_setclock, which the C library
+   has all the same: it is declared here. macOS has no pthread_condattr_setclock: there, and
+   wherever PGSCHED_NO_MONOTONIC_COND is defined, condition variables wait on the realtime
+   clock and each monotonic deadline is converted when the wait starts. */
 #if !defined(CLOCK_MONOTONIC)
-#error "pgsched: POSIX is hidden: define _POSIX_C_SOURCE=200809L before any #include in the file that defines PGSCHED_IMPLEMENTATION"
+#error "pgsched: POSIX is hidden: define _POSIX_C_SOURCE=200809L before any #include in the file that defines PGSCHED_IMPLEMENTATION (or compile with -D_POSIX_C_SOURCE=200809L)"
+#endif
+#if defined(__APPLE__) && !defined(PGSCHED_NO_MONOTONIC_COND)
+#define PGSCHED_NO_MONOTONIC_COND
+#endif
+#if !defined(PGSCHED_NO_MONOTONIC_COND) && !defined(__cplusplus) && defined(_POSIX_C_SOURCE) && \
+    _POSIX_C_SOURCE < 200112L && !defined(_GNU_SOURCE) && !defined(_DEFAULT_SOURCE) &&       \
+    !defined(_BSD_SOURCE) && !(defined(_XOPEN_SOURCE) && _XOPEN_SOURCE >= 600)
+extern int pthread_condattr_setclock(pthread_condattr_t *attr, clockid_t clock_id);
 #endif
 
 #if defined(PGSCHED_MALLOC) && defined(PGSCHED_REALLOC) && defined(PGSCHED_FREE)
@@ -4074,6 +4094,9 @@ static pgsched_result pgsched__err_not_pending(pgsched_error *err, const char *n
    default, realtime condition variable they lie decades in the past and the waiter spins). */
 static int pgsched__cond_init(pthread_cond_t *cv)
 {
+#ifdef PGSCHED_NO_MONOTONIC_COND
+    return pthread_cond_init(cv, NULL);
+#else
     pthread_condattr_t attr;
     int rc;
     if (pthread_condattr_init(&attr) != 0) return -1;
@@ -4081,9 +4104,13 @@ static int pgsched__cond_init(pthread_cond_t *cv)
     rc = pthread_cond_init(cv, &attr);
     pthread_condattr_destroy(&attr);
     return rc;
+#endif
 }
 
-/* Waits until signalled or the monotonic deadline (microseconds) passes. */
+/* Waits until signalled or the monotonic deadline (microseconds) passes. Without monotonic
+   condition variables the deadline becomes a realtime one when the wait starts: a wall-clock
+   step during the wait then shortens or lengthens it, and every caller re-checks its own
+   monotonic deadline after waking. */
 static void pgsched__cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, pgsched_time deadline)
 {
     struct timespec ts;
@@ -4091,9 +4118,61 @@ static void pgsched__cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, pg
         pthread_cond_wait(cv, mu);
         return;
     }
+#ifdef PGSCHED_NO_MONOTONIC_COND
+    {
+        pgsched_time left = deadline - pgsched__monotonic();
+        if (left < 0) left = 0;
+        if (left > PGSCHED_DAY) left = PGSCHED_DAY;
+        deadline = pgsched_now() + left;
+    }
+#endif
     ts.tv_sec = (time_t)(deadline / 1000000);
     ts.tv_nsec = (long)(deadline % 1000000) * 1000;
     pthread_cond_timedwait(cv, mu, &ts);
+}
+
+/* A recursive lock (PTHREAD_MUTEX_RECURSIVE needs POSIX.1-2008 or XSI, which a build at the
+   POSIX.1-1995 level does not declare): the owner may take it again. Comparing with
+   pthread_self() is sound here: the owner is alive while it holds the lock. */
+typedef struct pgsched__rlock {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    pthread_t owner;
+    int depth;
+} pgsched__rlock;
+
+static void pgsched__rlock_init(pgsched__rlock *l)
+{
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv, NULL); /* waited on without a deadline: any clock will do */
+    l->depth = 0;
+}
+
+static void pgsched__rlock_lock(pgsched__rlock *l)
+{
+    pthread_t self = pthread_self();
+    pthread_mutex_lock(&l->mu);
+    if (l->depth > 0 && pthread_equal(l->owner, self)) {
+        l->depth++;
+    } else {
+        while (l->depth > 0) pthread_cond_wait(&l->cv, &l->mu);
+        l->owner = self;
+        l->depth = 1;
+    }
+    pthread_mutex_unlock(&l->mu);
+}
+
+static void pgsched__rlock_unlock(pgsched__rlock *l)
+{
+    pthread_mutex_lock(&l->mu);
+    if (--l->depth == 0) pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
+}
+
+static void pgsched__rlock_destroy(pgsched__rlock *l)
+{
+    pthread_cond_destroy(&l->cv);
+    pthread_mutex_destroy(&l->mu);
 }
 
 /* deadline = monotonic now + d, saturating at PGSCHED_NEVER. */
@@ -7798,7 +7877,7 @@ struct pgsched_node {
     size_t ntypes;
     /* held across init and start (which do store I/O, so not under mu), so that concurrent
        calls neither start the node twice nor create two stores; shutdown waits for it */
-    pthread_mutex_t start_mu;
+    pgsched__rlock start_mu;
     int starting; /* start is past its checks: no more types */
     const char **run_names; /* types with a handler: what this node claims */
     size_t nrun;
@@ -9488,14 +9567,7 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
         return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory creating a node");
     }
     pthread_mutex_init(&n->mu, NULL);
-    {
-        /* recursive: a log callback called during start may call the node's API */
-        pthread_mutexattr_t ma;
-        pthread_mutexattr_init(&ma);
-        pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
-        pthread_mutex_init(&n->start_mu, &ma);
-        pthread_mutexattr_destroy(&ma);
-    }
+    pgsched__rlock_init(&n->start_mu);
     pgsched__cond_init(&n->cv);
     pgsched__cond_init(&n->done_cv);
     pgsched__cond_init(&n->listen_cv);
@@ -9511,8 +9583,10 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
     }
     n->free_slots = n->nslots;
     pgsched__make_id(n);
-    if (gethostname(n->host, sizeof n->host - 1) != 0) pgsched__copy_text(n->host, sizeof n->host, "unknown");
-    n->host[sizeof n->host - 1] = '\0';
+    {
+        struct utsname u; /* uname: POSIX.1-1988, where gethostname needs POSIX.1-2001 */
+        pgsched__copy_text(n->host, sizeof n->host, uname(&u) >= 0 ? u.nodename : "unknown");
+    }
     if (pgsched__utf8_check(n->host, strlen(n->host)) != (size_t)-1)
         pgsched__copy_text(n->host, sizeof n->host, "unknown");
     n->state = PGSCHED__CREATED;
@@ -9565,9 +9639,9 @@ PGSCHED_DEF pgsched_result pgsched_init(pgsched_node *n, pgsched_error *err)
 {
     pgsched_result r;
     if (!n) return pgsched__null(err, "the node");
-    pthread_mutex_lock(&n->start_mu);
+    pgsched__rlock_lock(&n->start_mu);
     r = pgsched__init_locked(n, err);
-    pthread_mutex_unlock(&n->start_mu);
+    pgsched__rlock_unlock(&n->start_mu);
     return r;
 }
 
@@ -9662,18 +9736,18 @@ PGSCHED_DEF pgsched_result pgsched_start(pgsched_node *n, pgsched_error *err)
     int k, ok;
     pgsched_time now;
     if (!n) return pgsched__null(err, "the node");
-    pthread_mutex_lock(&n->start_mu);
+    pgsched__rlock_lock(&n->start_mu);
     pthread_mutex_lock(&n->mu);
     if (n->state >= PGSCHED__STARTED) {
         pthread_mutex_unlock(&n->mu);
-        pthread_mutex_unlock(&n->start_mu);
+        pgsched__rlock_unlock(&n->start_mu);
         return pgsched__fail(err, PGSCHED_ERR_STATE, n->state == PGSCHED__STARTED
                                                          ? "the node is already started"
                                                          : "the node is shut down");
     }
     if (n->starting) { /* called again from this thread while starting (a log callback) */
         pthread_mutex_unlock(&n->mu);
-        pthread_mutex_unlock(&n->start_mu);
+        pgsched__rlock_unlock(&n->start_mu);
         return pgsched__fail(err, PGSCHED_ERR_STATE, "the node is already starting");
     }
     n->starting = 1;
@@ -9683,7 +9757,7 @@ PGSCHED_DEF pgsched_result pgsched_start(pgsched_node *n, pgsched_error *err)
         pthread_mutex_lock(&n->mu);
         n->starting = 0;
         pthread_mutex_unlock(&n->mu);
-        pthread_mutex_unlock(&n->start_mu);
+        pgsched__rlock_unlock(&n->start_mu);
         return r;
     }
 
@@ -9699,7 +9773,7 @@ PGSCHED_DEF pgsched_result pgsched_start(pgsched_node *n, pgsched_error *err)
             n->listen = NULL;
         }
         pgsched_store_node_unregister(n->store, n->id, &e);
-        pthread_mutex_unlock(&n->start_mu);
+        pgsched__rlock_unlock(&n->start_mu);
         return pgsched__fail(err, PGSCHED_ERR_STATE, "the node was shut down while starting");
     }
     now = pgsched__monotonic();
@@ -9732,7 +9806,7 @@ PGSCHED_DEF pgsched_result pgsched_start(pgsched_node *n, pgsched_error *err)
     }
     n->starting = 0;
     pthread_mutex_unlock(&n->mu);
-    pthread_mutex_unlock(&n->start_mu);
+    pgsched__rlock_unlock(&n->start_mu);
     if (!ok) {
         /* The ordinary shutdown stops what did start; destroy then joins the workers. */
         pgsched_shutdown(n, NULL);
@@ -10035,13 +10109,13 @@ PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *n, pgsched_error *err)
     }
     pthread_mutex_unlock(&n->mu);
     /* A start in progress finishes first: it must not bring up threads after this. */
-    pthread_mutex_lock(&n->start_mu);
+    pgsched__rlock_lock(&n->start_mu);
     pthread_mutex_lock(&n->mu);
     was = n->state;
     if (was >= PGSCHED__STOPPING) {
         /* idempotent; a call that overlaps another returns when that one is done, so that
            a destroy after it never frees a node still shutting down */
-        pthread_mutex_unlock(&n->start_mu);
+        pgsched__rlock_unlock(&n->start_mu);
         while (!n->shutdown_done) pthread_cond_wait(&n->done_cv, &n->mu);
         pthread_mutex_unlock(&n->mu);
         return pgsched__ok(err);
@@ -10051,7 +10125,7 @@ PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *n, pgsched_error *err)
     for (i = 0; i < n->nslots; i++) pgsched__cancel_slot(&n->slots[i], PGSCHED__CANCEL_SHUTDOWN);
     pthread_cond_signal(&n->cv);
     pthread_mutex_unlock(&n->mu);
-    pthread_mutex_unlock(&n->start_mu);
+    pgsched__rlock_unlock(&n->start_mu);
 
     /* The *_started flags stay set until destroy: a handler still running may call
        pgsched_shutdown and must be recognised as a node thread. */
@@ -10143,7 +10217,7 @@ PGSCHED_DEF void pgsched_destroy(pgsched_node *n)
     pgsched__free(&n->alloc, n->prefix);
     pgsched__free(&n->alloc, n->default_zone);
     pthread_mutex_destroy(&n->mu);
-    pthread_mutex_destroy(&n->start_mu);
+    pgsched__rlock_destroy(&n->start_mu);
     pthread_cond_destroy(&n->cv);
     pthread_cond_destroy(&n->done_cv);
     pthread_cond_destroy(&n->listen_cv);

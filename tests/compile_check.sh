@@ -147,7 +147,64 @@ for set in MALLOC MALLOC_REALLOC FREE; do
     } >"$tmp/alloc_$set.c"
 done
 # The same files as C++ (the compilers pick the language from the suffix).
-for f in impl alloc assert; do cp "$tmp/$f.c" "$tmp/$f.cpp"; done
+# A job run end to end on the in-memory store, with <stdio.h> included before pgsched.h (so the
+# feature macros are whatever the compiler's flags chose, not pgsched.h's): the builds a user
+# makes with `cc -std=c99 -pthread`, under musl, and with realtime condition variables.
+cat >"$tmp/run.c" <<'EOF'
+#include <stdio.h>
+#include <string.h>
+#define PGSCHED_IMPLEMENTATION
+#include "pgsched.h"
+static int handler(pgsched_run *run)
+{
+    (void)run;
+    return PGSCHED_RUN_SUCCESS;
+}
+int main(void)
+{
+    pgsched_store *store = NULL;
+    pgsched_node *node = NULL;
+    pgsched_config cfg;
+    pgsched_job_type type;
+    pgsched_job_spec spec;
+    pgsched_job_list rows;
+    pgsched_error err;
+    int i, done = 0;
+    memset(&cfg, 0, sizeof cfg);
+    memset(&type, 0, sizeof type);
+    memset(&spec, 0, sizeof spec);
+    if (pgsched_memory_store_create(NULL, &store, &err) != PGSCHED_OK) goto fail;
+    cfg.store = store;
+    if (pgsched_create(&cfg, &node, &err) != PGSCHED_OK) goto fail;
+    type.name = "hello";
+    type.handler = handler;
+    if (pgsched_register(node, &type, &err) != PGSCHED_OK) goto fail;
+    if (pgsched_start(node, &err) != PGSCHED_OK) goto fail;
+    spec.name = "hello";
+    spec.key = "once";
+    spec.schedule.kind = PGSCHED_ONCE;
+    if (pgsched_schedule_job(node, &spec, &err) != PGSCHED_OK) goto fail;
+    pgsched_job_list_init(&rows, NULL);
+    for (i = 0; i < 1000 && !done; i++) { /* up to 10 s for the run to complete */
+        pgsched_job_list_clear(&rows);
+        if (pgsched_get(node, "hello", "once", &rows, &err) != PGSCHED_OK) goto fail;
+        done = rows.count == 1 && rows.items[0].status == PGSCHED_COMPLETED;
+        if (!done) {
+            struct timespec ts = {0, 10000000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    pgsched_job_list_free(&rows);
+    pgsched_destroy(node);
+    pgsched_store_destroy(store);
+    printf("%s\n", done ? "one job ran and completed" : "the job did not complete in 10 s");
+    return done ? 0 : 1;
+fail:
+    printf("failed: %s\n", err.message);
+    return 1;
+}
+EOF
+for f in impl alloc assert run; do cp "$tmp/$f.c" "$tmp/$f.cpp"; done
 cp "$tmp/alloc_FREE.c" "$tmp/alloc_FREE.cpp"
 
 inc=(-I"$repo" -I"$pginc")
@@ -256,6 +313,20 @@ for v in "${variants[@]}"; do
     add "$cc -std=$std: PGSCHED_ASSERT override" prog "$cc" "$std" "$tmp/assert.$ext" "${libs[@]}" -- \
         "${inc[@]}"
 done
+# The way people build: another header first, -std=c99 -pthread, nothing else defined.
+for v in "$GCC c99 c" "$CLANG c99 c" "$GXX c++11 cpp" "$CLANGXX c++17 cpp"; do
+    read -r cc std ext <<<"$v"
+    add "$cc -std=$std -pthread, <stdio.h> before pgsched.h: a job runs" \
+        prog "$cc" "$std" "$tmp/run.$ext" "${libs[@]}" -- -pthread "${inc[@]}"
+done
+add "$GCC -std=c11: PGSCHED_NO_MONOTONIC_COND (the macOS path): a job runs" \
+    prog "$GCC" c11 "$tmp/run.c" "${libs[@]}" -- -pthread -DPGSCHED_NO_MONOTONIC_COND "${inc[@]}"
+if command -v musl-gcc >/dev/null 2>&1; then
+    add "musl-gcc -std=c99 -pthread: PGSCHED_NO_LIBPQ, a job runs" \
+        prog musl-gcc c99 "$tmp/run.c" -lpthread -- -pthread -DPGSCHED_NO_LIBPQ -I"$repo"
+else
+    add "musl-gcc: not installed (tests/deps.sh test installs musl-tools)" false
+fi
 add "$GCC -std=c99: only PGSCHED_MALLOC is an #error" must_fail "$GCC" c99 "$tmp/alloc_MALLOC.c"
 add "$CLANG -std=c11: PGSCHED_MALLOC+REALLOC without FREE is an #error" \
     must_fail "$CLANG" c11 "$tmp/alloc_MALLOC_REALLOC.c"

@@ -45,6 +45,7 @@ check_make() { have make || need make "make"; }
 check_gcc() { have gcc || need gcc "gcc"; }
 check_gxx() { have g++ || need g++ "g++, for the C++ compile checks"; }
 check_pkgconfig() { have pkg-config || need pkgconf "pkg-config, for the installed pgsched.pc check"; }
+check_musl() { have musl-gcc || need musl-tools "musl-gcc, for the musl build check"; }
 
 # pg_config + libpq-fe.h + libpq.so, all from libpq-dev on Debian.
 check_libpq() {
@@ -148,6 +149,7 @@ test)
     check_gcc
     check_gxx
     check_pkgconfig
+    check_musl
     check_libpq
     check_server
     check_cmocka
