@@ -7790,6 +7790,9 @@ enum { PGSCHED__SLOT_FREE, PGSCHED__SLOT_READY, PGSCHED__SLOT_RUNNING };
 #define PGSCHED__CRON_CACHE_MAX 1024
 #define PGSCHED__EVENT_BATCH 64
 #define PGSCHED__TAKE_BACK_BATCH 100
+/* Cancel notifications only wake a read of the node's own leases; whoever floods the channel
+   with them (any role that can connect) costs the database at most one such read per gap. */
+#define PGSCHED__CANCEL_WAKE_GAP (10 * PGSCHED_MILLISECOND)
 
 /* Registered types form a list that only grows (until destroy), prepended with a release
    store: any thread may walk it without the lock, and a type's address never changes. */
@@ -7904,6 +7907,7 @@ struct pgsched_node {
     pgsched_time hint_due;   /* earliest due time learned while a claim was in flight */
     pgsched_duration contended; /* re-claim delay while due rows are locked elsewhere */
     int resync, wake_cancel_check;
+    pgsched_time cc_not_before; /* monotonic: no woken cancel check before (see the gap) */
     pgsched_duration offset; /* store clock minus monotonic clock */
     pgsched_time last_error_log;
     int lost_outcomes; /* allocation failures, logged outside the lock */
@@ -9295,7 +9299,9 @@ static void *pgsched__dispatcher_main(void *arg)
         }
         do_flush = n->npending > 0 && now >= n->outcome_retry_at;
         do_hb = now >= n->next_heartbeat;
-        do_cc = !do_hb && running > 0 && (now >= n->next_cancel_check || n->wake_cancel_check);
+        do_cc = !do_hb && running > 0 &&
+                (now >= n->next_cancel_check ||
+                 (n->wake_cancel_check && now >= n->cc_not_before));
         do_claim = !stopping && n->free_slots > 0 && n->nrun > 0 && now >= n->claim_retry_at &&
                    (n->resync || now >= n->next_poll ||
                     (n->known_due && n->known_due <= db_now));
@@ -9306,6 +9312,7 @@ static void *pgsched__dispatcher_main(void *arg)
             if (do_hb || do_cc) {
                 n->next_cancel_check = now + n->cfg.cancel_check_period;
                 n->wake_cancel_check = 0;
+                n->cc_not_before = now + PGSCHED__CANCEL_WAKE_GAP;
             }
             if (do_claim) {
                 n->next_poll = now + pgsched__jitter(n, n->cfg.poll_interval, 90, 110);
@@ -9327,6 +9334,7 @@ static void *pgsched__dispatcher_main(void *arg)
         if (n->npending) wake = pgsched__min_time(wake, n->outcome_retry_at);
         if (running) {
             wake = pgsched__min_time(wake, n->next_cancel_check);
+            if (n->wake_cancel_check) wake = pgsched__min_time(wake, n->cc_not_before);
             wake = pgsched__min_time(wake, pgsched__next_fence(n));
         }
         if (stopping) {
@@ -9399,7 +9407,13 @@ static void *pgsched__listener_main(void *arg)
                 n->wake_cancel_check = 1;
                 pthread_cond_signal(&n->cv);
             } else if (v->kind == PGSCHED_EVENT_CANCEL) {
-                if (strcmp(v->owner, n->id) == 0) pgsched__cancel_matching(n, v->name, v->key);
+                /* Only a hint: anyone who can connect may NOTIFY. The run stops once the
+                   dispatcher has read the cancel request from the table (one read of this
+                   node's leases, however many such events arrive). */
+                if (strcmp(v->owner, n->id) == 0) {
+                    n->wake_cancel_check = 1;
+                    pthread_cond_signal(&n->cv);
+                }
             } else if (v->kind == PGSCHED_EVENT_CHANGE && strcmp(v->node, n->id) != 0) {
                 const pgsched__type *t = pgsched__find_type(n, v->name);
                 if (v->new_status == PGSCHED_PENDING && v->next_run && t && t->t.handler)

@@ -179,6 +179,9 @@ typedef struct efx {
     size_t nrlists, caprlists;
     pgsched_store *extra_stores[4];
     int nextra_stores;
+    char roles[2][64];      /* roles the test created, dropped at teardown */
+    int nroles;
+    PGconn *role_conns[2];  /* their connections, closed at teardown */
 
     pthread_mutex_t log_mu;
     int log_count[PGSCHED_LOG_OFF + 1];
@@ -416,6 +419,12 @@ static int efx_teardown(void **state)
         char sql[256];
         snprintf(sql, sizeof sql, "DROP SCHEMA IF EXISTS \"%s\" CASCADE", fx->schema);
         PQclear(PQexec(g_admin, sql));
+    }
+    for (i = 0; i < fx->nroles; i++) {
+        char sql[128];
+        if (fx->role_conns[i]) PQfinish(fx->role_conns[i]);
+        snprintf(sql, sizeof sql, "DROP ROLE IF EXISTS \"%s\"", fx->roles[i]);
+        if (g_admin) PQclear(PQexec(g_admin, sql));
     }
     if (g_verbose)
         fprintf(stderr, "    (%lld ms; %d warnings, %d errors logged)\n",

@@ -17,6 +17,7 @@
 #include "engine_suite_config.h"
 #include "engine_suite_runs.h"
 #include "engine_suite_cluster.h"
+#include "engine_suite_hardening.h"
 
 /* Tests that run on both stores. */
 #define BOTH_TESTS(X)                                                                          \
@@ -130,7 +131,8 @@
     X(connection_loss_survived_and_outcome_recorded)                                           \
     X(row_locked_elsewhere_does_not_hold_back_other_leases)                                    \
     X(locked_due_row_does_not_make_the_node_poll_in_a_tight_loop)                              \
-    X(listener_reconnect_makes_the_node_poll_at_once)
+    X(listener_reconnect_makes_the_node_poll_at_once)                                         \
+    X(forged_cancel_notifications_do_not_cancel_and_real_cancels_still_arrive)
 
 #define T_MEM(name) {#name, name##_cm, memory_setup, efx_teardown, NULL},
 #define T_PG(name) {#name, name##_cm, pg_setup, efx_teardown, NULL},
