@@ -4,6 +4,8 @@
 #   make demo              two scheduler nodes on a throwaway PostgreSQL, or on the in-memory
 #                          store where there is no server (see README.md)
 #   make test              everything below, with one summary ending "N passed, N failed"
+#   make check             the fast loop: the test binaries on the in-memory store only (no
+#                          PostgreSQL, no sanitizers), in about a minute
 #   make unit              the test binaries and tests/test_*.sh against a throwaway cluster
 #   make asan / tsan       the test binaries under clang's ASan+UBSan / TSan
 #   make fuzz              each tests/fuzz/fuzz_*.c for FUZZ_SECONDS (default 60)
@@ -58,7 +60,7 @@ FUZZERS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_
 BENCHES := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
 RESULTS := $(BUILD)/test-results
 
-.PHONY: all examples tests unit asan asan-build tsan tsan-build fuzz fuzz-build bench \
+.PHONY: all examples tests check unit asan asan-build tsan tsan-build fuzz fuzz-build bench \
 	bench-build demo test install clean
 
 all: examples
@@ -99,6 +101,11 @@ $(BENCHES): $(BUILD)/bench/%: tests/bench/%.c $(HEADERS)
 # The names tell run_tests.sh what must be there: a test that failed to build counts as failed.
 unit: tests
 	bash tests/run_tests.sh $(BUILD) $(TEST_NAMES) $(TEST_SCRIPTS)
+
+# test_pg_plans is all PostgreSQL: nothing of it runs without a server.
+CHECK_NAMES := $(filter-out test_pg_plans,$(TEST_NAMES))
+check: $(addprefix $(BUILD)/,$(CHECK_NAMES))
+	PGSCHED_TEST_SKIP_PG=1 bash tests/run_tests.sh --no-scripts $(BUILD) $(CHECK_NAMES)
 
 asan-build: $(ASAN_TESTS)
 asan: asan-build

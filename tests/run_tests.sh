@@ -15,6 +15,7 @@
 #   --no-scripts            binaries only (the sanitizer runs use this)
 #   PGSCHED_TEST_TIMEOUT    seconds per binary or script before it is killed (default 600)
 #   PGSCHED_TEST_ENV        extra NAME=VALUE words put into every test's environment
+#   PGSCHED_TEST_SKIP_PG=1  start no cluster; the binaries run their in-memory groups only
 #   ASAN_OPTIONS, UBSAN_OPTIONS, TSAN_OPTIONS   defaults below unless already set
 set -uo pipefail
 
@@ -218,7 +219,9 @@ run_script() { # PATH
 }
 
 echo "run_tests.sh: ${#bins[@]} test binaries in ${build}, ${#shs[@]} test scripts"
-if [ $((${#bins[@]} + ${#shs[@]})) -gt 0 ] && [ -z "${PGSCHED_TEST_DSN:-}" ]; then
+# PGSCHED_TEST_SKIP_PG=1 (make check): the binaries skip their PostgreSQL groups; no cluster.
+if [ $((${#bins[@]} + ${#shs[@]})) -gt 0 ] && [ -z "${PGSCHED_TEST_DSN:-}" ] &&
+    [ "${PGSCHED_TEST_SKIP_PG:-}" != 1 ]; then
     if ! out=$(bash "$here/pgcluster.sh" start); then
         echo "run_tests.sh: could not start PostgreSQL" >&2
         echo "TOTAL: 0 passed, 1 failed"
