@@ -168,7 +168,10 @@ PGSCHED_DEF pgsched_result pgsched_time_parse(const char *text, pgsched_time *ou
 PGSCHED_DEF pgsched_result pgsched_duration_parse(const char *text, pgsched_duration *out,
                                                   pgsched_error *err);
 
-/* A runtime allocator. Any field left NULL takes the compile-time default (PGSCHED_MALLOC...). */
+/* A runtime allocator: give all three functions, or pass none (NULL, or all three NULL) for the
+   compile-time default (PGSCHED_MALLOC...). Memory from one allocator must never reach another's
+   free, so a partly filled one is refused: PGSCHED_ERR_CONFIG from the constructors, an
+   assertion in the list initialisers. */
 typedef struct pgsched_allocator {
     void *(*malloc_fn)(size_t size, void *user);
     void *(*realloc_fn)(void *ptr, size_t size, void *user);
@@ -1061,7 +1064,14 @@ static void pgsched__default_free(void *ptr, void *user)
     PGSCHED_FREE(ptr);
 }
 
-/* A complete allocator: the given one with every missing function defaulted. */
+/* Nonzero when `a` gives some but not all of its three functions. */
+static int pgsched__allocator_partial(const pgsched_allocator *a)
+{
+    int n = a ? !!a->malloc_fn + !!a->realloc_fn + !!a->free_fn : 0;
+    return n != 0 && n != 3;
+}
+
+/* The given allocator, or the default when none is given (callers refuse partial ones). */
 static pgsched_allocator pgsched__allocator(const pgsched_allocator *a)
 {
     pgsched_allocator r;
@@ -1071,6 +1081,12 @@ static pgsched_allocator pgsched__allocator(const pgsched_allocator *a)
     r.user = NULL;
     if (a && a->malloc_fn && a->realloc_fn && a->free_fn) r = *a;
     return r;
+}
+
+static pgsched_result pgsched__allocator_refused(pgsched_error *err)
+{
+    return pgsched__fail(err, PGSCHED_ERR_CONFIG,
+                         "allocator: give all of malloc_fn, realloc_fn and free_fn, or none");
 }
 
 static void *pgsched__malloc(const pgsched_allocator *a, size_t size)
@@ -2716,6 +2732,7 @@ static pgsched_result pgsched__cron_parse(const char *expr, const pgsched_cron_o
     pgsched_result r;
     if (!out) return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT, "the output pointer is NULL");
     *out = NULL;
+    if (opts && pgsched__allocator_partial(opts->allocator)) return pgsched__allocator_refused(err);
     if (!expr)
         return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT, "the cron expression is NULL");
     p = expr;
@@ -3123,6 +3140,7 @@ static int pgsched__list_grow(pgsched_allocator *a, void **items, void ***blocks
 
 PGSCHED_DEF void pgsched_job_list_init(pgsched_job_list *list, const pgsched_allocator *a)
 {
+    PGSCHED_ASSERT(!pgsched__allocator_partial(a));
     memset(list, 0, sizeof *list);
     list->alloc = pgsched__allocator(a);
 }
@@ -3192,6 +3210,7 @@ PGSCHED_DEF void pgsched_job_list_free(pgsched_job_list *list)
 
 PGSCHED_DEF void pgsched_run_list_init(pgsched_run_list *list, const pgsched_allocator *a)
 {
+    PGSCHED_ASSERT(!pgsched__allocator_partial(a));
     memset(list, 0, sizeof *list);
     list->alloc = pgsched__allocator(a);
 }
@@ -5562,6 +5581,7 @@ PGSCHED_DEF pgsched_result pgsched_memory_store_create(const pgsched_memory_conf
     pgsched__mem *m;
     if (!out) return pgsched__null(err, "the output store");
     *out = NULL;
+    if (cfg && pgsched__allocator_partial(cfg->allocator)) return pgsched__allocator_refused(err);
     m = (pgsched__mem *)pgsched__calloc(&a, sizeof *m);
     if (!m) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory creating a store");
     m->alloc = a;
@@ -7684,6 +7704,7 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
                              cfg->pool_size);
     if (cfg->reconnect_min < 0 || cfg->reconnect_max < 0)
         return pgsched__fail(err, PGSCHED_ERR_CONFIG, "reconnect_min/max: a duration is negative");
+    if (pgsched__allocator_partial(cfg->allocator)) return pgsched__allocator_refused(err);
     a = pgsched__allocator(cfg->allocator);
     p = (pgsched__pg *)pgsched__calloc(&a, sizeof *p);
     if (!p) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory creating a store");
@@ -9478,6 +9499,7 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
     if (!out) return pgsched__null(err, "the output node");
     *out = NULL;
     if (!cfg) return pgsched__null(err, "the configuration");
+    if (pgsched__allocator_partial(cfg->allocator)) return pgsched__allocator_refused(err);
     c = *cfg;
     if (!c.store && !c.conninfo)
         return pgsched__fail(err, PGSCHED_ERR_CONFIG,

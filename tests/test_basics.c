@@ -169,6 +169,87 @@ static void job_lists_own_deep_copies_that_survive_growth(void **state)
     pgsched_job_list_free(&l);
 }
 
+static void *counting_malloc(size_t n, void *user)
+{
+    ++*(int *)user;
+    return malloc(n);
+}
+static void *counting_realloc(void *p, size_t n, void *user)
+{
+    ++*(int *)user;
+    return realloc(p, n);
+}
+static void counting_free(void *p, void *user)
+{
+    (void)user;
+    free(p);
+}
+
+/* Memory from one allocator must never reach another's free: an allocator with only some of
+   its functions is refused by every constructor that takes one, and a whole one is used. */
+static void a_partly_filled_allocator_is_refused_by_every_constructor(void **state)
+{
+    int calls = 0, k;
+    pgsched_allocator partial[3], whole;
+    pgsched_error e;
+    (void)state;
+    memset(partial, 0, sizeof partial);
+    partial[0].malloc_fn = counting_malloc;
+    partial[1].malloc_fn = counting_malloc;
+    partial[1].realloc_fn = counting_realloc;
+    partial[2].free_fn = counting_free;
+    for (k = 0; k < 3; k++) {
+        pgsched_cron_options co;
+        pgsched_memory_config mc;
+        pgsched_config nc;
+        pgsched_cron *cron = NULL;
+        pgsched_store *store = NULL;
+        pgsched_node *node = NULL;
+        partial[k].user = &calls;
+        memset(&co, 0, sizeof co);
+        co.allocator = &partial[k];
+        assert_int_equal(pgsched_cron_parse("* * * * *", &co, &cron, &e), PGSCHED_ERR_CONFIG);
+        assert_null(cron);
+        assert_non_null(strstr(e.message, "allocator"));
+        memset(&mc, 0, sizeof mc);
+        mc.allocator = &partial[k];
+        assert_int_equal(pgsched_memory_store_create(&mc, &store, &e), PGSCHED_ERR_CONFIG);
+        assert_null(store);
+        assert_non_null(strstr(e.message, "allocator"));
+#ifndef PGSCHED_NO_LIBPQ
+        {
+            pgsched_pg_config pc;
+            memset(&pc, 0, sizeof pc);
+            pc.conninfo = "dbname=none";
+            pc.allocator = &partial[k];
+            assert_int_equal(pgsched_pg_store_create(&pc, &store, &e), PGSCHED_ERR_CONFIG);
+            assert_null(store);
+            assert_non_null(strstr(e.message, "allocator"));
+        }
+#endif
+        memset(&nc, 0, sizeof nc);
+        nc.conninfo = "dbname=none";
+        nc.allocator = &partial[k];
+        assert_int_equal(pgsched_create(&nc, &node, &e), PGSCHED_ERR_CONFIG);
+        assert_null(node);
+        assert_non_null(strstr(e.message, "allocator"));
+    }
+    assert_int_equal(calls, 0);
+    whole.malloc_fn = counting_malloc;
+    whole.realloc_fn = counting_realloc;
+    whole.free_fn = counting_free;
+    whole.user = &calls;
+    {
+        pgsched_cron_options co;
+        pgsched_cron *cron = NULL;
+        memset(&co, 0, sizeof co);
+        co.allocator = &whole;
+        assert_int_equal(pgsched_cron_parse("* * * * *", &co, &cron, &e), PGSCHED_OK);
+        pgsched_cron_free(cron);
+    }
+    assert_true(calls > 0);
+}
+
 static void passwords_never_survive_conninfo_redaction(void **state)
 {
     static const struct { const char *in, *out; } cases[] = {
@@ -446,6 +527,7 @@ int main(void)
         cmocka_unit_test(names_and_keys_have_length_and_character_limits),
         cmocka_unit_test(identifiers_must_be_plain_sql_names),
         cmocka_unit_test(job_lists_own_deep_copies_that_survive_growth),
+        cmocka_unit_test(a_partly_filled_allocator_is_refused_by_every_constructor),
         cmocka_unit_test(passwords_never_survive_conninfo_redaction),
         cmocka_unit_test(store_wrappers_refuse_null_pointers_with_a_sentence),
         cmocka_unit_test(a_store_lacking_a_required_method_is_refused_by_every_wrapper),
