@@ -516,7 +516,9 @@ static void pg_store_rejects_identifiers_that_are_not_plain_names(void **state)
 }
 #endif
 
-int main(void)
+#include "test_filter.h"
+
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(every_result_code_has_its_own_sentence),
@@ -536,5 +538,6 @@ int main(void)
         cmocka_unit_test(pg_store_rejects_identifiers_that_are_not_plain_names),
 #endif
     };
+    test_filter_from(argc, argv);
     return cmocka_run_group_tests_name("basics", tests, NULL, NULL);
 }

@@ -1580,6 +1580,8 @@ static void schedule_next_dispatches_on_the_kind(void **state)
     assert_int_equal(pgsched_schedule_next(NULL, NULL, 0, &t, &err), PGSCHED_ERR_INVALID_ARGUMENT);
 }
 
+#include "test_filter.h"
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -1619,7 +1621,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(interval_and_once_calculators),
         cmocka_unit_test(schedule_next_dispatches_on_the_kind),
     };
-    (void)argc;
+    test_filter_from(argc, argv);
     find_repo_root(argv[0]);
     return cmocka_run_group_tests_name("cron", tests, NULL, NULL);
 }

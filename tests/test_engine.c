@@ -5,7 +5,8 @@
           tests/test_engine.c -o build/test_engine -lcmocka -lpq -lpthread
    Run:   PGSCHED_TEST_DSN='host=... dbname=...' build/test_engine
           (without PGSCHED_TEST_DSN the PostgreSQL group fails, unless PGSCHED_TEST_SKIP_PG=1)
-   Env:   ENGINE_TEST_FILTER=<glob>  run only matching tests (cmocka's test filter)
+   Env:   build/test_engine '<glob>' or PGSCHED_TEST_FILTER=<glob> runs only matching tests
+          (tests/test_filter.h; ENGINE_TEST_FILTER still works)
           ENGINE_TEST_VERBOSE=1      print the engine's log and measured latencies
 
    Each test is written once (tests/engine_suite_*.h) and listed below for the stores where
@@ -137,17 +138,18 @@
 #define T_MEM(name) {#name, name##_cm, memory_setup, efx_teardown, NULL},
 #define T_PG(name) {#name, name##_cm, pg_setup, efx_teardown, NULL},
 
-int main(void)
+#include "test_filter.h"
+
+int main(int argc, char **argv)
 {
     static const struct CMUnitTest memory_tests[] = {MEMORY_TESTS(T_MEM) BOTH_TESTS(T_MEM)};
     static const struct CMUnitTest pg_tests[] = {BOTH_TESTS(T_PG) PG_TESTS(T_PG)};
-    const char *filter = getenv("ENGINE_TEST_FILTER");
     const char *skip = getenv("PGSCHED_TEST_SKIP_PG");
     int failures = 0;
 
     g_verbose = getenv("ENGINE_TEST_VERBOSE") && getenv("ENGINE_TEST_VERBOSE")[0] &&
                 strcmp(getenv("ENGINE_TEST_VERBOSE"), "0") != 0;
-    if (filter && filter[0]) cmocka_set_test_filter(filter);
+    test_filter_from(argc, argv);
 
     failures += cmocka_run_group_tests_name("engine (memory store)", memory_tests, NULL, NULL);
 

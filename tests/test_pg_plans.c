@@ -167,7 +167,9 @@ static void take_back_reads_only_running_rows(void **state)
                        "pgsched_jobs_running", g ? "take-back (generic plan)" : "take-back");
 }
 
-int main(void)
+#include "test_filter.h"
+
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(claim_reads_only_due_rows_of_its_types_through_the_type_due_index),
@@ -176,5 +178,6 @@ int main(void)
         cmocka_unit_test(outcomes_are_written_by_primary_key),
         cmocka_unit_test(take_back_reads_only_running_rows),
     };
+    test_filter_from(argc, argv);
     return cmocka_run_group_tests_name("pg_plans", tests, setup, teardown);
 }

@@ -8,7 +8,8 @@
            PGSCHED_TEST_CLAIM_ROWS=1000 ...  (rows per thread of the 8-thread claim race;
                                               default 5000, the acceptance figure)
    The PostgreSQL group fails when PGSCHED_TEST_DSN is unset, unless PGSCHED_TEST_SKIP_PG=1.
-   An optional argument runs only the tests whose name matches (cmocka's '*' and '?').
+   An optional argument (or PGSCHED_TEST_FILTER) runs only the tests whose name matches
+   (cmocka's '*' and '?'; tests/test_filter.h, the same in every test binary).
    Each PostgreSQL test works in its own schema t_<pid>_<n>, dropped afterwards; a few also
    create roles r_<pid>_<n> or databases t_<pid>_<n>_db (dropped too), so the DSN's user must
    be allowed to create roles and databases. */
@@ -194,11 +195,13 @@ static void postgresql_is_reachable(void **state)
     fail_msg("cannot connect to PGSCHED_TEST_DSN: %s", g_admin ? PQerrorMessage(g_admin) : "?");
 }
 
+#include "test_filter.h"
+
 int main(int argc, char **argv)
 {
     const char *skip = getenv("PGSCHED_TEST_SKIP_PG");
     int failures = 0;
-    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    test_filter_from(argc, argv);
     failures += cmocka_run_group_tests_name("store conformance: memory", memory_tests, NULL, NULL);
     if (skip && strcmp(skip, "1") == 0) {
         printf("[  SKIPPED ] store conformance: postgresql (PGSCHED_TEST_SKIP_PG=1)\n");
