@@ -5746,7 +5746,33 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
 
 /* Statements. Each is generated once per store from a template in which {J} {R} {N} {Q} stand
    for the quoted, schema-qualified jobs, runs, nodes tables and sequence, and {NOTIFY...}
-   parts are kept only when notifications are on. Every value is a $n parameter. */
+   parts are kept only when notifications are on. Every value is a $n parameter.
+
+   Names and search_path (a role that may create objects in a schema on the search path, as
+   anyone may in `public` up to PostgreSQL 14, could otherwise plant `public.nextval(text)`,
+   which beats pg_catalog.nextval(regclass) for a text argument, and run it with the node's
+   privileges). The convention, for every statement here and any added later:
+   - Tables and the sequence are always qualified ({J} {R} {N} {Q} {V}).
+   - The library's own connections (pool, listener, setup and migrations) pin
+     `search_path = pg_catalog, pg_temp` as the first statement after connecting, every
+     reconnect included (pgsched__pg_connect). On them functions and operators can only
+     resolve in pg_catalog (pg_temp is never searched for those, and comes last for types),
+     so statements that only ever run there may be written plainly: now(), x = y, ::text.
+   - A statement that may be sent on a connection the library does not own (Q_SCHEDULE via
+     pgsched_schedule_job_tx, and anything else sent on the caller's connection, prepared or
+     not) resolves names through the caller's search_path, which the library must not
+     change. There every name is qualified: functions pg_catalog.now(), pg_catalog.nextval(),
+     operators OPERATOR(pg_catalog.=) (also where = hides: IN (...), CASE x WHEN, NULLIF,
+     IS DISTINCT FROM, = ANY, row comparisons: write them with an explicit OPERATOR), types
+     in casts ::pg_catalog.text, ::pg_catalog.int8, collations pg_catalog."C". Syntax that is
+     no name look-up needs nothing: coalesce, CASE WHEN, LEAST/GREATEST, extract(... from ...),
+     a typed literal interval '1 second', literals assigned to columns. The shared pieces
+     (PGSCHED__NOTIFY, PGSCHED__PG_US) are qualified, so they may be used anywhere.
+   Why not qualify the pool-only statements too: with the pin, every name in them already
+   resolves to pg_catalog and nothing else, and qualifying each operator would make the long
+   statements much harder to read and review for no further protection.
+   The store test pg_no_statement_calls_a_look_alike_planted_in_public runs every statement
+   against look-alikes that an unprivileged role planted in public. */
 enum {
     PGSCHED__Q_NOW,
     PGSCHED__Q_SCHEDULE,
@@ -5773,7 +5799,8 @@ enum {
 /* Times go into SQL as RFC 3339 text (exact to the microsecond; arithmetic on intervals would
    pass through a double and drift after year 2255) and come out as binary timestamptz.
    Notification payloads carry them as int8 microseconds since the epoch. */
-#define PGSCHED__PG_US(x) "((extract(epoch from " x ") * 1000000)::int8)"
+#define PGSCHED__PG_US(x)                                                                         \
+    "((extract(epoch from " x ") OPERATOR(pg_catalog.*) 1000000)::pg_catalog.int8)"
 
 /* The columns of a job row, in the order pgsched__pg_job() reads them. */
 #define PGSCHED__JOB_COLS(a)                                                                      \
@@ -5788,57 +5815,60 @@ enum {
    a row written by hand through SQL with a huge key still cannot make pg_notify fail the
    transaction, because anything near the 8000-byte limit is replaced by a resync marker. */
 #define PGSCHED__NOTIFY(chan, expr)                                                               \
-    "pg_notify(" chan ", CASE WHEN octet_length(p_.p) < 7000 THEN p_.p ELSE 'R' END) FROM "      \
-    "(SELECT " expr " AS p) p_"
+    "pg_catalog.pg_notify(" chan ", CASE WHEN pg_catalog.octet_length(p_.p) "                    \
+    "OPERATOR(pg_catalog.<) 7000 THEN p_.p ELSE 'R' END) FROM (SELECT " expr " AS p) p_"
+
+/* The test "the row is running" of the statements that may run on the caller's connection. */
+#define PGSCHED__PG_J_RUNNING "j.status OPERATOR(pg_catalog.=) 'running'"
 
 static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     /* NOW */
     "SELECT now()",
 
     /* SCHEDULE: $1 name $2 key $3 kind $4 cron $5 every_us $6 params $7 max_retries
-       $8 next_run (NULL = now) $9 apply_after_run $10 node $11 channel */
+       $8 next_run (NULL = now) $9 apply_after_run $10 node $11 channel.
+       Also sent on the caller's connection (pgsched_schedule_job_tx): every name in it is
+       qualified (see the convention above). */
     /* prev: the status before, as the statement's snapshot saw it (a FOR UPDATE here would run
        after the upsert below changed the row, and find nothing); a write that commits in
        between can make the reported old status stale, never the row itself */
-    "WITH prev AS (SELECT status FROM {J} WHERE name = $1::text AND key = $2::text), "
-    "nr AS (SELECT coalesce($8::timestamptz, now()) AS t), "
+    "WITH prev AS (SELECT status FROM {J} WHERE name OPERATOR(pg_catalog.=) $1::pg_catalog.text "
+    "AND key OPERATOR(pg_catalog.=) $2::pg_catalog.text), "
+    "nr AS (SELECT coalesce($8::pg_catalog.timestamptz, pg_catalog.now()) AS t), "
     "up AS (INSERT INTO {J} AS j (name, key, status, kind, cron, every_us, params, max_retries, "
     "attempt, next_run, version, created_at, updated_at) "
-    "SELECT $1::text, $2::text, 'pending', $3::text, $4::text, $5::int8, $6::json, $7::int4, 0, "
-    "nr.t, nextval('{Q}'), now(), now() FROM nr "
+    "SELECT $1::pg_catalog.text, $2::pg_catalog.text, 'pending', $3::pg_catalog.text, "
+    "$4::pg_catalog.text, $5::pg_catalog.int8, $6::pg_catalog.json, $7::pg_catalog.int4, 0, "
+    "nr.t, pg_catalog.nextval('{Q}'), pg_catalog.now(), pg_catalog.now() FROM nr "
     "ON CONFLICT (name, key) DO UPDATE SET "
-    "kind = CASE WHEN j.status = 'running' THEN j.kind ELSE EXCLUDED.kind END, "
-    "cron = CASE WHEN j.status = 'running' THEN j.cron ELSE EXCLUDED.cron END, "
-    "every_us = CASE WHEN j.status = 'running' THEN j.every_us ELSE EXCLUDED.every_us END, "
-    "params = CASE WHEN j.status = 'running' THEN j.params ELSE EXCLUDED.params END, "
-    "max_retries = CASE WHEN j.status = 'running' THEN j.max_retries "
+    "kind = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.kind ELSE EXCLUDED.kind END, "
+    "cron = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.cron ELSE EXCLUDED.cron END, "
+    "every_us = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.every_us ELSE EXCLUDED.every_us END, "
+    "params = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.params ELSE EXCLUDED.params END, "
+    "max_retries = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.max_retries "
     "ELSE EXCLUDED.max_retries END, "
-    "attempt = CASE WHEN j.status = 'running' THEN j.attempt ELSE 0 END, "
-    "next_run = CASE WHEN j.status = 'running' THEN j.next_run "
-    "WHEN j.status = 'pending' THEN LEAST(j.next_run, EXCLUDED.next_run) "
+    "attempt = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.attempt ELSE 0 END, "
+    "next_run = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.next_run "
+    "WHEN j.status OPERATOR(pg_catalog.=) 'pending' THEN LEAST(j.next_run, EXCLUDED.next_run) "
     "ELSE EXCLUDED.next_run END, "
-    "cancel_requested = CASE WHEN j.status = 'running' THEN j.cancel_requested ELSE false END, "
+    "cancel_requested = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.cancel_requested "
+    "ELSE false END, "
     /* a re-schedule, deferred or not, wins over an earlier unschedule of the running row */
     "remove_requested = false, "
-    "ch_kind = CASE WHEN j.status = 'running' THEN EXCLUDED.kind END, "
-    "ch_cron = CASE WHEN j.status = 'running' THEN EXCLUDED.cron END, "
-    "ch_every_us = CASE WHEN j.status = 'running' THEN EXCLUDED.every_us END, "
-    "ch_params = CASE WHEN j.status = 'running' THEN EXCLUDED.params END, "
-    "ch_max_retries = CASE WHEN j.status = 'running' THEN EXCLUDED.max_retries END, "
-    "ch_next_run = CASE WHEN j.status = 'running' THEN EXCLUDED.next_run END, "
-    "status = CASE WHEN j.status = 'running' THEN j.status ELSE 'pending' END, "
+    "ch_kind = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN EXCLUDED.kind END, "
+    "ch_cron = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN EXCLUDED.cron END, "
+    "ch_every_us = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN EXCLUDED.every_us END, "
+    "ch_params = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN EXCLUDED.params END, "
+    "ch_max_retries = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN EXCLUDED.max_retries END, "
+    "ch_next_run = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN EXCLUDED.next_run END, "
+    "status = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.status ELSE 'pending' END, "
     /* nextval here, after the row lock, not in the proposed row: a version taken before
        waiting for a concurrent writer could be older than the one that writer stored */
-    "version = nextval('{Q}'), updated_at = now() "
-    "WHERE j.status <> 'running' OR $9::bool "
-    "RETURNING j.status, j.next_run, j.version, (j.xmax = 0) AS created) "
-    "SELECT up.status, up.next_run, up.version, up.created, prev.status"
-    "{NOTIFY, (SELECT " PGSCHED__NOTIFY("$11::text",
-                                        "concat_ws(E'\\t', 'C', $1::text, $2::text, "
-                                        "coalesce(prev.status, 'none'), up.status, "
-                                        "up.version::text, coalesce($10::text, ''), "
-                                        "coalesce(" PGSCHED__PG_US("up.next_run") "::text, ''))") ")}"
-    " FROM up LEFT JOIN prev ON true",
+    "version = pg_catalog.nextval('{Q}'), updated_at = pg_catalog.now() "
+    "WHERE j.status OPERATOR(pg_catalog.<>) 'running' OR $9::pg_catalog.bool "
+    "RETURNING j.status, j.next_run, j.version, (j.xmax OPERATOR(pg_catalog.=) 0) AS created) "
+    "SELECT up.status, up.next_run, up.version, up.created, prev.status",
+    /* ... continued in pgsched__pg_template_tail */
 
     /* CLAIM: $1 node $2 names[] $3 max $4 channel. One row always comes back (the info
        row); claimed rows fill the job columns. Each type is read through its own
@@ -6046,6 +6076,14 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
 static const char *pgsched__pg_template_tail(int q)
 {
     switch (q) {
+    case PGSCHED__Q_SCHEDULE:
+        return "{NOTIFY, (SELECT " PGSCHED__NOTIFY(
+            "$11::pg_catalog.text",
+            "pg_catalog.concat_ws(E'\\t', 'C', $1::pg_catalog.text, $2::pg_catalog.text, "
+            "coalesce(prev.status, 'none'), up.status, up.version::pg_catalog.text, "
+            "coalesce($10::pg_catalog.text, ''), "
+            "coalesce(" PGSCHED__PG_US("up.next_run") "::pg_catalog.text, ''))") ")}"
+            " FROM up LEFT JOIN prev ON true";
     case PGSCHED__Q_FINISH:
         return
             "upd AS (UPDATE {J} j SET "
@@ -6502,14 +6540,30 @@ static PGconn *pgsched__pg_connect(pgsched__pg *p, char *why, size_t why_size)
         return NULL;
     }
     PQsetNoticeProcessor(c, pgsched__pg_quiet, NULL);
-    /* A row lock held by someone else's open transaction (a caller scheduling inside its own
+    /* First of all, before any statement that calls a function: the search path (see "Names
+       and search_path" above the statement templates). It overrides whatever the server, the
+       role, the database or the conninfo's `options` set; the rest of `options` still holds.
+       A row lock held by someone else's open transaction (a caller scheduling inside its own
        transaction, say) must not stall a node's dispatcher: the hot statements skip locked
        rows, and any other statement gives up after a while and is tried again later.
        Every statement is written for READ COMMITTED (SKIP LOCKED claims, re-checked row
        locks); a database or role whose default is stricter must not change that. */
     {
-        PGresult *r = PQexec(c, "SET lock_timeout = '5s'; "
+        PGresult *r = PQexec(c, "SET search_path = pg_catalog, pg_temp; "
+                                "SET lock_timeout = '5s'; "
                                 "SET default_transaction_isolation = 'read committed'");
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            const char *m = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+            char msg[300];
+            size_t n;
+            pgsched__copy_text(msg, sizeof msg, "cannot set up the session: ");
+            n = strlen(msg);
+            pgsched__pg_message(msg + n, sizeof msg - n, m ? m : PQerrorMessage(c));
+            pgsched__copy_text(why, why_size, msg);
+            PQclear(r);
+            PQfinish(c);
+            return NULL;
+        }
         PQclear(r);
     }
     return c;

@@ -987,3 +987,319 @@ STORE_TEST(pg_a_password_never_appears_in_a_connect_error)
 }
 
 #endif /* STORE_SUITE_PG_H */
+
+/* ---- search_path: look-alike functions planted by an unprivileged role ---------------------- */
+
+/* What a role with nothing but CREATE on `public` (everyone's right up to PostgreSQL 14) can
+   plant there: functions and operators that beat pg_catalog's for the argument types the
+   library's statements use (nextval(text) over nextval(regclass), ...), others that tie with
+   pg_catalog's and win on a search path that lists public first (now(), =), and domains named
+   like the types in casts. Each records its call in public.calls and then does what the
+   original does, so that a hijacked statement still works and only the record tells. */
+static const char *const look_alikes[] = {
+    "CREATE TABLE public.calls (what text, app text, query text)",
+    "GRANT INSERT ON public.calls TO PUBLIC",
+    "CREATE FUNCTION public.rec(w pg_catalog.text) RETURNS pg_catalog.bool LANGUAGE sql AS "
+    "$$ INSERT INTO public.calls VALUES (w, pg_catalog.current_setting('application_name'), "
+    "pg_catalog.current_query()) RETURNING true $$",
+    "CREATE FUNCTION public.nextval(pg_catalog.text) RETURNS pg_catalog.int8 LANGUAGE sql AS "
+    "$$ SELECT public.rec('nextval(text)'); SELECT pg_catalog.nextval($1::pg_catalog.regclass) $$",
+    "CREATE FUNCTION public.concat_ws(pg_catalog.text, VARIADIC pg_catalog.text[]) "
+    "RETURNS pg_catalog.text LANGUAGE sql AS $$ SELECT public.rec('concat_ws(text, text[])'); "
+    "SELECT pg_catalog.array_to_string($2, $1) $$",
+    "CREATE FUNCTION public.unnest(pg_catalog.text[]) RETURNS SETOF pg_catalog.text LANGUAGE sql "
+    "AS $$ SELECT public.rec('unnest(text[])'); SELECT pg_catalog.unnest($1) $$",
+    "CREATE FUNCTION public.hashtextextended(pg_catalog.text, pg_catalog.int4) "
+    "RETURNS pg_catalog.int8 LANGUAGE sql AS $$ SELECT public.rec('hashtextextended(text, int)'); "
+    "SELECT pg_catalog.hashtextextended($1, $2) $$",
+    "CREATE FUNCTION public.now() RETURNS pg_catalog.timestamptz LANGUAGE sql AS "
+    "$$ SELECT public.rec('now()'); SELECT pg_catalog.now() $$",
+    "CREATE FUNCTION public.octet_length(pg_catalog.text) RETURNS pg_catalog.int4 LANGUAGE sql "
+    "AS $$ SELECT public.rec('octet_length(text)'); SELECT pg_catalog.octet_length($1) $$",
+    "CREATE FUNCTION public.pg_notify(pg_catalog.text, pg_catalog.text) RETURNS void "
+    "LANGUAGE sql AS $$ SELECT public.rec('pg_notify(text, text)'); "
+    "SELECT pg_catalog.pg_notify($1, $2) $$",
+    "CREATE FUNCTION public.to_regclass(pg_catalog.text) RETURNS pg_catalog.regclass "
+    "LANGUAGE sql AS $$ SELECT public.rec('to_regclass(text)'); "
+    "SELECT pg_catalog.to_regclass($1) $$",
+    "CREATE FUNCTION public.mul_bi(pg_catalog.int8, pg_catalog.interval) "
+    "RETURNS pg_catalog.interval LANGUAGE sql AS $$ SELECT public.rec('*(bigint, interval)'); "
+    "SELECT $1::pg_catalog.float8 OPERATOR(pg_catalog.*) $2 $$",
+    "CREATE OPERATOR public.* (FUNCTION = public.mul_bi, LEFTARG = pg_catalog.int8, "
+    "RIGHTARG = pg_catalog.interval)",
+    "CREATE FUNCTION public.mul_ni(pg_catalog.numeric, pg_catalog.int4) "
+    "RETURNS pg_catalog.numeric LANGUAGE sql AS $$ SELECT public.rec('*(numeric, integer)'); "
+    "SELECT $1 OPERATOR(pg_catalog.*) $2 $$",
+    "CREATE OPERATOR public.* (FUNCTION = public.mul_ni, LEFTARG = pg_catalog.numeric, "
+    "RIGHTARG = pg_catalog.int4)",
+    "CREATE FUNCTION public.eq_tt(pg_catalog.text, pg_catalog.text) RETURNS pg_catalog.bool "
+    "LANGUAGE sql AS $$ SELECT public.rec('=(text, text)'); "
+    "SELECT $1 OPERATOR(pg_catalog.=) $2 $$",
+    "CREATE OPERATOR public.= (FUNCTION = public.eq_tt, LEFTARG = pg_catalog.text, "
+    "RIGHTARG = pg_catalog.text)",
+    "CREATE FUNCTION public.ne_tt(pg_catalog.text, pg_catalog.text) RETURNS pg_catalog.bool "
+    "LANGUAGE sql AS $$ SELECT public.rec('<>(text, text)'); "
+    "SELECT $1 OPERATOR(pg_catalog.<>) $2 $$",
+    "CREATE OPERATOR public.<> (FUNCTION = public.ne_tt, LEFTARG = pg_catalog.text, "
+    "RIGHTARG = pg_catalog.text)",
+    "CREATE FUNCTION public.lt_ii(pg_catalog.int4, pg_catalog.int4) RETURNS pg_catalog.bool "
+    "LANGUAGE sql AS $$ SELECT public.rec('<(integer, integer)'); "
+    "SELECT $1 OPERATOR(pg_catalog.<) $2 $$",
+    "CREATE OPERATOR public.< (FUNCTION = public.lt_ii, LEFTARG = pg_catalog.int4, "
+    "RIGHTARG = pg_catalog.int4)",
+    "CREATE FUNCTION public.eq_xi(pg_catalog.xid, pg_catalog.int4) RETURNS pg_catalog.bool "
+    "LANGUAGE sql AS $$ SELECT public.rec('=(xid, integer)'); "
+    "SELECT $1 OPERATOR(pg_catalog.=) $2 $$",
+    "CREATE OPERATOR public.= (FUNCTION = public.eq_xi, LEFTARG = pg_catalog.xid, "
+    "RIGHTARG = pg_catalog.int4)",
+    /* last: from here on `text` in this session would still mean pg_catalog.text (pg_catalog
+       is searched first when the path does not list it), but be safe */
+    "CREATE DOMAIN public.text AS pg_catalog.text CHECK (public.rec('domain text'))",
+    "CREATE DOMAIN public.int8 AS pg_catalog.int8 CHECK (public.rec('domain int8'))",
+    "CREATE DOMAIN public.int4 AS pg_catalog.int4 CHECK (public.rec('domain int4'))",
+    "CREATE DOMAIN public.bool AS pg_catalog.bool CHECK (public.rec('domain bool'))",
+    "CREATE DOMAIN public.json AS pg_catalog.json CHECK (public.rec('domain json'))",
+    "CREATE DOMAIN public.timestamptz AS pg_catalog.timestamptz "
+    "CHECK (public.rec('domain timestamptz'))",
+};
+
+static void pg_exec_or_fail(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", PQresultErrorMessage(r));
+        PQclear(r);
+        fail_msg("%s\n  failed: %s", sql, msg);
+    }
+    PQclear(r);
+}
+
+/* A fresh database whose `public` anyone may create in, with the look-alikes planted there by
+   a new role that has no other privilege. Returns a superuser connection to it (closed at
+   teardown) and its conninfo in *conninfo (malloc'd). */
+static PGconn *hostile_database(fixture *fx, char **conninfo)
+{
+    const char *db = fx_new_database_name(fx);
+    char role[64], sql[256];
+    PGconn *c;
+    size_t i;
+    snprintf(role, sizeof role, "r_%ld_%d", (long)getpid(), ++g_schema_counter);
+    snprintf(fx->roles[fx->nroles++], sizeof fx->roles[0], "%s", role);
+    admin_exec("CREATE ROLE \"%s\" LOGIN", role);
+    admin_exec("CREATE DATABASE \"%s\"", db);
+    *conninfo = conninfo_set(g_dsn, "dbname", db);
+    assert_true(fx->nconns < 4);
+    c = PQconnectdb(*conninfo);
+    fx->conns[fx->nconns++] = c;
+    if (PQstatus(c) != CONNECTION_OK) fail_msg("cannot connect: %s", PQerrorMessage(c));
+    pg_exec_or_fail(c, "SET client_min_messages = warning");
+    pg_exec_or_fail(c, "GRANT CREATE ON SCHEMA public TO PUBLIC");
+    snprintf(sql, sizeof sql, "SET ROLE \"%s\"", role);
+    pg_exec_or_fail(c, sql);
+    for (i = 0; i < sizeof look_alikes / sizeof look_alikes[0]; i++)
+        pg_exec_or_fail(c, look_alikes[i]);
+    pg_exec_or_fail(c, "RESET ROLE");
+    /* the bait works: an unqualified call on the default search path takes it */
+    pg_exec_or_fail(c, "CREATE TEMP SEQUENCE bait");
+    pg_exec_or_fail(c, "SELECT nextval('bait')");
+    {
+        PGresult *r = PQexec(c, "SELECT count(*) FROM public.calls");
+        int n = PQresultStatus(r) == PGRES_TUPLES_OK ? atoi(PQgetvalue(r, 0, 0)) : -1;
+        PQclear(r);
+        if (n != 1) fail_msg("the planted nextval(text) was not called on the default path");
+    }
+    pg_exec_or_fail(c, "TRUNCATE public.calls");
+    return c;
+}
+
+/* Fails the test listing every planted function that was called. */
+static void assert_no_look_alike_called(PGconn *c)
+{
+    PGresult *r = PQexec(c, "SELECT what, app, pg_catalog.count(*)::pg_catalog.text || ' calls, "
+                            "e.g. in ' || pg_catalog.left(pg_catalog.min(query), 100) "
+                            "FROM public.calls GROUP BY 1, 2 ORDER BY 1, 2");
+    int i, n;
+    char msg[2048];
+    size_t len = 0;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        PQclear(r);
+        fail_msg("reading public.calls failed: %s", PQerrorMessage(c));
+    }
+    n = PQntuples(r);
+    msg[0] = '\0';
+    for (i = 0; i < n && len < sizeof msg - 1; i++)
+        len += (size_t)snprintf(msg + len, sizeof msg - len, "\n  %s from %s in: %s",
+                                PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+    PQclear(r);
+    if (n) fail_msg("planted look-alikes were called:%s", msg);
+}
+
+STORE_TEST(pg_no_statement_calls_a_look_alike_planted_in_public)
+{
+    /* Every statement of the store, on its own connections (setup with the migration, pool,
+       listener, check-only setup) and on a caller's connection whose search path lists
+       public first, in a database where an unprivileged role planted look-alikes. */
+    char *conninfo, *callinfo, *appinfo;
+    PGconn *admin, *caller;
+    pgsched_store *s, *check;
+    pgsched_schedule_request req;
+    pgsched_schedule_outcome so;
+    pgsched_listener *l;
+    pgsched_job_list *claimed, *back = fx_jlist(fx), *got = fx_jlist(fx);
+    pgsched_run_list *runs = fx_rlist(fx);
+    pgsched_lease lease;
+    pgsched_lease_state ls;
+    pgsched_outcome oc;
+    pgsched_finish_result fr;
+    pgsched_change_outcome co;
+    pgsched_cleanup_request cr;
+    pgsched_cleanup_outcome clo;
+    pgsched_node_record node;
+    pgsched_list_filter lf;
+    pgsched_time now, next;
+    const char *names[1] = {"hj"};
+    evlog *g = fx_evlog(fx);
+
+    admin = hostile_database(fx, &conninfo);
+    appinfo = conninfo_set(conninfo, "application_name", "pgsched_hijack_test");
+    free(conninfo);
+    if (fx_pg_store(fx, appinfo, fx->schema, fx->prefix, 0, &s, E) != PGSCHED_OK) {
+        free(appinfo);
+        fail_msg("create: %s", fx->err.message);
+    }
+    OK(pgsched_store_setup(s, E));
+    if (fx_pg_store(fx, appinfo, fx->schema, fx->prefix, 1, &check, E) != PGSCHED_OK) {
+        free(appinfo);
+        fail_msg("create: %s", fx->err.message);
+    }
+    OK(pgsched_store_setup(check, E));
+    l = fx_listen(fx, s);
+
+    /* the caller's own connection, search path public first, in its own transaction */
+    callinfo = conninfo_set(appinfo, "application_name", "caller");
+    free(appinfo);
+    assert_true(fx->nconns < 4);
+    caller = PQconnectdb(callinfo);
+    free(callinfo);
+    fx->conns[fx->nconns++] = caller;
+    if (PQstatus(caller) != CONNECTION_OK) fail_msg("cannot connect: %s", PQerrorMessage(caller));
+    pg_exec_or_fail(caller, "SET search_path = public, pg_catalog");
+    pg_exec_or_fail(caller, "BEGIN");
+    req = once_req("hjtx", "tx", 0);
+    OK(pgsched__store_schedule(s, &req, caller, &so, E));
+    assert_int_equal(so.created, 1);
+    req.next_run = fx_now(fx) + PGSCHED_HOUR;
+    OK(pgsched__store_schedule(s, &req, caller, &so, E)); /* the ON CONFLICT branch */
+    assert_int_equal(so.created, 0);
+    pg_exec_or_fail(caller, "COMMIT");
+
+    memset(&node, 0, sizeof node);
+    node.id = "node-1";
+    node.host = "h";
+    node.names = names;
+    node.name_count = 1;
+    OK(pgsched_store_node_register(s, &node, E));
+    OK(pgsched_store_now(s, &now, E));
+    req = once_req("hj", "k", 0);
+    OK(pgsched_store_schedule(s, &req, &so, E));
+    OK(pgsched_store_next_due(s, names, 1, &next, &now, E));
+    claimed = claim_of(fx, s, "node-1", "hj", 1, NULL);
+    assert_int_equal(claimed->count, 1);
+    /* a deferred re-schedule of the running row, on the caller's connection */
+    req.apply_after_run = 1;
+    pg_exec_or_fail(caller, "BEGIN");
+    OK(pgsched__store_schedule(s, &req, caller, &so, E));
+    pg_exec_or_fail(caller, "COMMIT");
+    assert_int_equal(so.deferred, 1);
+    lease.name = claimed->items[0].name;
+    lease.key = claimed->items[0].key;
+    lease.token = claimed->items[0].lease;
+    OK(pgsched_store_heartbeat(s, "node-1", &lease, 1, 1, &ls, &now, E));
+    assert_int_equal(ls.lost, 0);
+    OK(pgsched_store_cancel(s, "hj", "k", "node-1", &co, E));
+    OK(pgsched_store_take_back(s, "node-2", PGSCHED_MICROSECOND, 10, back, E));
+    assert_int_equal(back->count, 1);
+    oc = outcome_of(&back->items[0], PGSCHED_OUTCOME_FAILURE, PGSCHED_PENDING, 0);
+    oc.retry_delay = PGSCHED_SECOND;
+    oc.cancelled_status = PGSCHED_CANCELLED;
+    OK(pgsched_store_finish(s, &oc, 1, &fr, E));
+    assert_int_equal(fr.code, PGSCHED_OK);
+    assert_non_null(evlog_await(fx, s, l, g, PGSCHED_EVENT_CHANGE, "hj", "k", fr.version));
+    OK(pgsched_store_trigger(s, "hj", "k", "node-1", &co, E));
+    OK(pgsched_store_get(s, "hj", "k", got, E));
+    memset(&lf, 0, sizeof lf);
+    lf.name = "hj";
+    lf.status = PGSCHED_PENDING;
+    lf.after_name = "a";
+    lf.after_key = "a";
+    OK(pgsched_store_list(s, &lf, got, E));
+    OK(pgsched_store_history(s, "hj", "k", 10, runs, E));
+    assert_true(runs->count > 0);
+    OK(pgsched_store_remove(s, "hj", "k", "node-1", &co, E));
+    memset(&cr, 0, sizeof cr);
+    cr.node_id = "node-1";
+    cr.finished_retention = cr.history_retention = cr.orphan_timeout = PGSCHED_MICROSECOND;
+    OK(pgsched_store_cleanup(s, &cr, &clo, E));
+    OK(pgsched_store_node_unregister(s, "node-1", E));
+
+    assert_no_look_alike_called(admin);
+}
+
+/* SHOW `what` on `c`, into buf. */
+static void show_setting(PGconn *c, const char *what, char *buf, size_t size)
+{
+    char sql[128];
+    PGresult *r;
+    snprintf(sql, sizeof sql, "SHOW %s", what);
+    r = PQexec(c, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        PQclear(r);
+        fail_msg("%s failed: %s", sql, PQerrorMessage(c));
+    }
+    snprintf(buf, size, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+}
+
+STORE_TEST(pg_every_connection_pins_its_search_path_keeping_the_users_other_options)
+{
+    /* The conninfo's own options (a search path among them) still apply, except that the
+       search path is the library's, on every connection, again after a reconnect. */
+    char app[64], *named, *conninfo, got[256];
+    pgsched_store *s;
+    pgsched__pg *p;
+    pgsched__pgc *c;
+    pgsched_listener *l;
+    pgsched_time now;
+    int round;
+
+    snprintf(app, sizeof app, "pgsched_test_%ld_%d", (long)getpid(), ++g_schema_counter);
+    named = conninfo_with(g_dsn, NULL, app);
+    conninfo = conninfo_set(named, "options", "-c search_path=public -c work_mem=7777kB");
+    free(named);
+    if (fx_pg_store(fx, conninfo, fx->schema, fx->prefix, 0, &s, E) != PGSCHED_OK) {
+        free(conninfo);
+        fail_msg("create: %s", fx->err.message);
+    }
+    free(conninfo);
+    OK(pgsched_store_setup(s, E));
+    p = (pgsched__pg *)s;
+    for (round = 0; round < 2; round++) {
+        if (round == 1) {
+            terminate_pool(s, app);
+            OK(pgsched_store_now(s, &now, E)); /* reconnects */
+        }
+        OK(pgsched__pg_acquire(p, &c, E));
+        show_setting(c->conn, "search_path", got, sizeof got);
+        if (strcmp(got, "pg_catalog, pg_temp") != 0) {
+            pgsched__pg_release(p, c);
+            fail_msg("round %d: a pool connection's search_path is \"%s\"", round, got);
+        }
+        show_setting(c->conn, "work_mem", got, sizeof got);
+        pgsched__pg_release(p, c);
+        assert_string_equal(got, "7777kB");
+    }
+    l = fx_listen(fx, s);
+    show_setting(((pgsched__pglistener *)(void *)l)->conn, "search_path", got, sizeof got);
+    assert_string_equal(got, "pg_catalog, pg_temp");
+}

@@ -169,7 +169,9 @@
     X(pg_a_cancel_racing_a_claim_asks_the_new_owner_to_stop)                                   \
     X(pg_a_cancel_racing_an_outcome_cancels_the_one_time_row_that_became_pending)              \
     X(pg_a_trigger_racing_an_outcome_makes_the_row_that_became_pending_due_now)                \
-    X(pg_heartbeat_and_finish_skip_a_row_another_transaction_has_locked)
+    X(pg_heartbeat_and_finish_skip_a_row_another_transaction_has_locked)                       \
+    X(pg_no_statement_calls_a_look_alike_planted_in_public)                                    \
+    X(pg_every_connection_pins_its_search_path_keeping_the_users_other_options)
 
 /* Tests of what only the memory store has. */
 #define MEMORY_ONLY(X)                                                                         \
