@@ -9,7 +9,8 @@
 #   make unit              the test binaries and tests/test_*.sh against a throwaway cluster
 #   make asan / tsan       the test binaries under clang's ASan+UBSan / TSan
 #   make fuzz              each tests/fuzz/fuzz_*.c for FUZZ_SECONDS (default 60)
-#   make bench             build and run tests/bench/*.c
+#   make bench             the benchmarks of tests/bench/ on a throwaway PostgreSQL, ending with
+#                          one summary table (tests/bench/run.sh; BENCH_QUICK=1 for a short run)
 #   make install           pgsched.h, pgsched.pc and pgsched-cron under $(DESTDIR)$(PREFIX)
 #   make clean
 #
@@ -184,21 +185,13 @@ fuzz:
 
 bench-build: $(BENCHES)
 
-# One cluster for all benchmarks (those that need no database ignore it).
+# tests/bench/run.sh starts its own throwaway cluster (unless PGSCHED_TEST_DSN is set), runs
+# every figure with fsync off and on, and ends with one summary table. BENCH_QUICK=1: a short
+# run; BENCH_PEER=FILE: the peer's figures from the same sitting (see tests/bench/run.sh).
 bench:
 	@bash tests/deps.sh bench
 	@$(MAKE) --no-print-directory -j$(JOBS) bench-build
-	@set -u; fail=0; \
-	[ -n "$(BENCHES)" ] || { echo "no benchmarks (tests/bench/*.c)"; exit 1; }; \
-	if [ -z "$${PGSCHED_TEST_DSN:-}" ]; then \
-		out=$$(bash tests/pgcluster.sh start) || exit 1; eval "$$out"; \
-		trap 'bash tests/pgcluster.sh stop "$$PGSCHED_CLUSTER_DIR"' EXIT; trap 'exit 130' INT TERM; \
-	fi; \
-	for b in $(BENCHES); do \
-		echo "== $${b##*/}"; \
-		$$b || { echo "-- $${b##*/}: FAILED (exit $$?)"; fail=$$((fail + 1)); }; \
-	done; \
-	[ $$fail = 0 ]
+	@bash tests/bench/run.sh $(BUILD)
 
 # Without PGSCHED_DSN the demo gets a throwaway cluster; when there is no server to start one
 # with (deps.sh could not install it) or it does not start, build/demo runs without PGSCHED_DSN

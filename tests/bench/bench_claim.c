@@ -1,9 +1,14 @@
-/* bench_claim.c - does the cost of a claim depend on the size of the table? (SPEC §11)
+/* bench_claim.c - does the cost of a claim or a schedule depend on the size of the table?
+   (SPEC §11)
 
-   Measures the claim statement (100 rows per claim, 2,000 due rows) with 1,000 and then with
-   1,000,000 future rows in the table, prints the median latency of each and their ratio, and
-   the EXPLAIN ANALYZE of one claim with the large table (run in a transaction that is rolled
-   back). Needs PostgreSQL: $PGSCHED_TEST_DSN (or $PGSCHED_DSN). */
+   Measures the claim statement (100 rows per claim, 2,000 due rows) and a single schedule
+   call (one new row, one statement) with 1,000 and then with 1,000,000 future rows in the
+   table, prints the median latency of each and their ratio, and the EXPLAIN ANALYZE of one
+   claim with the large table (run in a transaction that is rolled back). The store's
+   statements are first prepared while the table is small, as in a service that starts on an
+   empty table and grows. `bench_claim ROWS` uses ROWS instead of 1,000,000. Prints the
+   figures also as "BENCH scale.<figure> <ms>" lines for tests/bench/run.sh.
+   Needs PostgreSQL: $PGSCHED_TEST_DSN (or $PGSCHED_DSN). */
 #define PGSCHED_IMPLEMENTATION
 #include "pgsched.h"
 
@@ -13,6 +18,7 @@
 
 #define DUE_ROWS 2000
 #define CLAIM_BATCH 100
+#define SCHEDULES 200
 
 static PGconn *admin;
 
@@ -76,13 +82,42 @@ static pgsched_duration measure(pgsched_store *store)
     return n ? lat[n / 2] : 0;
 }
 
-int main(void)
+/* SCHEDULES single schedule calls of new rows; returns the median latency. */
+static pgsched_duration measure_schedule(pgsched_store *store, const char *tag)
+{
+    static pgsched_duration lat[SCHEDULES];
+    pgsched_schedule_request q;
+    pgsched_schedule_outcome out;
+    pgsched_error e;
+    char key[64];
+    int i;
+    memset(&q, 0, sizeof q);
+    q.name = "scheduled";
+    q.key = key;
+    q.kind = PGSCHED_ONCE;
+    q.node_id = "bench";
+    for (i = 0; i < SCHEDULES; i++) {
+        pgsched_time t0 = pgsched__monotonic();
+        snprintf(key, sizeof key, "%s-%d", tag, i);
+        q.next_run = pgsched_now() + PGSCHED_DAY;
+        if (pgsched_store_schedule(store, &q, &out, &e) != PGSCHED_OK) {
+            fprintf(stderr, "bench_claim: schedule: %s\n", e.message);
+            exit(1);
+        }
+        lat[i] = pgsched__monotonic() - t0;
+    }
+    qsort(lat, SCHEDULES, sizeof lat[0], cmp);
+    return lat[SCHEDULES / 2];
+}
+
+int main(int argc, char **argv)
 {
     const char *dsn = getenv("PGSCHED_TEST_DSN");
     pgsched_pg_config pc;
     pgsched_store *store;
     pgsched_error e;
-    pgsched_duration small, large;
+    pgsched_duration small, large, sched_small, sched_large;
+    long big = argc > 1 ? atol(argv[1]) : 1000000;
     char explain[4096];
     PGresult *r;
     int i;
@@ -109,15 +144,26 @@ int main(void)
     add_rows("future", "small", 1000, "1 day");
     add_rows("due", "a", DUE_ROWS, "-1 hour");
     small = measure(store);
+    sched_small = measure_schedule(store, "small");
 
-    add_rows("future", "large", 999000, "2 days");
+    if (big < 2000) big = 2000;
+    add_rows("future", "large", big - 1000, "2 days");
     add_rows("due", "b", DUE_ROWS, "-1 hour");
     large = measure(store);
+    sched_large = measure_schedule(store, "large");
 
     printf("claim of %d rows, median of %d claims:\n", CLAIM_BATCH, DUE_ROWS / CLAIM_BATCH);
     printf("  with 1,000 future rows:     %8.3f ms\n", (double)small / 1000.0);
-    printf("  with 1,000,000 future rows: %8.3f ms  (ratio %.2f)\n", (double)large / 1000.0,
+    printf("  with %ld future rows: %8.3f ms  (ratio %.2f)\n", big, (double)large / 1000.0,
            small ? (double)large / (double)small : 0.0);
+    printf("schedule of one new row, median of %d single calls:\n", SCHEDULES);
+    printf("  with 1,000 rows:     %8.3f ms\n", (double)sched_small / 1000.0);
+    printf("  with %ld rows: %8.3f ms  (ratio %.2f)\n", big, (double)sched_large / 1000.0,
+           sched_small ? (double)sched_large / (double)sched_small : 0.0);
+    printf("BENCH scale.claim_ms.rows_1000 %.3f\n", (double)small / 1000.0);
+    printf("BENCH scale.claim_ms.rows_%ld %.3f\n", big, (double)large / 1000.0);
+    printf("BENCH scale.schedule_ms.rows_1000 %.3f\n", (double)sched_small / 1000.0);
+    printf("BENCH scale.schedule_ms.rows_%ld %.3f\n", big, (double)sched_large / 1000.0);
 
     /* The plan of a real claim (rolled back), parameters as the store sends them. */
     add_rows("due", "c", DUE_ROWS, "-1 hour");
@@ -131,8 +177,8 @@ int main(void)
         fprintf(stderr, "bench_claim: EXPLAIN: %s", PQerrorMessage(admin));
         return 1;
     }
-    printf("\nEXPLAIN ANALYZE of one claim with 1,000,000 future rows present:\n");
-    for (i = 0; i < PQntuples(r); i++) printf("  %s\n", PQgetvalue(r, i, 0));
+    printf("# EXPLAIN ANALYZE of one claim with %ld future rows present:\n", big);
+    for (i = 0; i < PQntuples(r); i++) printf("#   %s\n", PQgetvalue(r, i, 0));
     PQclear(r);
     sql("ROLLBACK");
     sql("DROP SCHEMA bench_claim CASCADE");
