@@ -10,7 +10,10 @@
          JOBS over the time from starting the processes until no row is pending or running
          (polled every 10 ms). Also each node's peak RSS.
      bench_node node SCHEMA WORKERS           one node until SIGTERM, then prints its report
-     bench_node schedule SCHEMA COUNT         COUNT single pgsched_schedule_job calls
+     bench_node schedule SCHEMA COUNT BULK    COUNT single pgsched_schedule_job calls, then (where
+                                              the header has them) BULK jobs in one
+                                              pgsched_schedule_jobs call and BULK in one
+                                              pgsched_schedule_jobs_tx call (BEGIN to COMMIT)
      bench_node latency SCHEMA COUNT INTERVAL_MS on|off
          an idle node (notifications on or off); another process (`produce` mode) schedules
          COUNT jobs INTERVAL_MS apart; latency = the run's start minus the job's creation,
@@ -338,7 +341,7 @@ static int mode_throughput(const char *schema, int nodes, int workers, long jobs
 
 /* ---- scheduling ---------------------------------------------------------------------------- */
 
-static int mode_schedule(const char *schema, long count)
+static int mode_schedule(const char *schema, long count, long bulk)
 {
     pgsched_job_type t;
     pgsched_job_spec s;
@@ -365,6 +368,48 @@ static int mode_schedule(const char *schema, long count)
     secs = mono_s() - t0;
     printf("# schedule fsync=%s: %ld single calls in %.3f s\n", fs, count, secs);
     printf("BENCH schedule.single.fsync_%s %.0f\n", fs, (double)count / secs);
+#ifdef PGSCHED_SCHEDULE_BATCH_MAX /* the bulk calls exist */
+    {
+        pgsched_job_spec *specs = calloc((size_t)bulk, sizeof *specs);
+        pgsched_result *res = calloc((size_t)bulk, sizeof *res);
+        char *keys = malloc((size_t)bulk * 32);
+        PGconn *conn = PQconnectdb(dsn);
+        int tx;
+        if (!specs || !res || !keys) die("schedule", "out of memory");
+        if (PQstatus(conn) != CONNECTION_OK) die("connect", PQerrorMessage(conn));
+        for (tx = 0; tx < 2; tx++) {
+            for (i = 0; i < bulk; i++) {
+                specs[i] = s;
+                specs[i].key = keys + i * 32;
+                snprintf(keys + i * 32, 32, "%s-%ld", tx ? "bulk-tx" : "bulk", i);
+            }
+            t0 = mono_s();
+            if (tx) {
+                PGresult *r = PQexec(conn, "BEGIN");
+                PQclear(r);
+                if (pgsched_schedule_jobs_tx(n, conn, specs, (size_t)bulk, res, &e) != PGSCHED_OK)
+                    die("schedule_jobs_tx", e.message);
+                r = PQexec(conn, "COMMIT");
+                if (PQresultStatus(r) != PGRES_COMMAND_OK) die("commit", PQerrorMessage(conn));
+                PQclear(r);
+            } else if (pgsched_schedule_jobs(n, specs, (size_t)bulk, res, &e) != PGSCHED_OK) {
+                die("schedule_jobs", e.message);
+            }
+            secs = mono_s() - t0;
+            printf("# schedule fsync=%s: %ld jobs in one %s call in %.3f s\n", fs, bulk,
+                   tx ? "pgsched_schedule_jobs_tx (with BEGIN and COMMIT)" : "pgsched_schedule_jobs",
+                   secs);
+            printf("BENCH schedule.%s.fsync_%s %.0f\n", tx ? "bulk_tx" : "bulk", fs,
+                   (double)bulk / secs);
+        }
+        PQfinish(conn);
+        free(specs);
+        free(res);
+        free(keys);
+    }
+#else
+    (void)bulk;
+#endif
     pgsched_destroy(n);
     return 0;
 }
@@ -673,7 +718,8 @@ int main(int argc, char **argv)
     if (strcmp(mode, "node") == 0 && argc == 4) return mode_node(argv[2], atoi(argv[3]));
     if (strcmp(mode, "throughput") == 0 && argc == 6)
         return mode_throughput(argv[2], atoi(argv[3]), atoi(argv[4]), atol(argv[5]));
-    if (strcmp(mode, "schedule") == 0 && argc == 4) return mode_schedule(argv[2], atol(argv[3]));
+    if (strcmp(mode, "schedule") == 0 && argc == 5)
+        return mode_schedule(argv[2], atol(argv[3]), atol(argv[4]));
     if (strcmp(mode, "produce") == 0 && argc == 5)
         return mode_produce(argv[2], atol(argv[3]), atof(argv[4]));
     if (strcmp(mode, "latency") == 0 && argc == 6)

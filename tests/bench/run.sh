@@ -103,7 +103,8 @@ for fs in $modes; do
                 "$B/bench_node" throughput bench_tput "$n" "$WORKERS" "$JOBS"
         done
     done
-    step "scheduling: $SCHEDULES single calls, fsync $fs" "$B/bench_node" schedule bench_sched "$SCHEDULES"
+    step "scheduling: $SCHEDULES single calls; $JOBS in one bulk call, fsync $fs" \
+        "$B/bench_node" schedule bench_sched "$SCHEDULES" "$JOBS"
     if [ "$fs" != on ]; then
         step "memory: $MEM_JOBS runs on one node" "$B/bench_node" memory bench_mem "$MEM_JOBS"
     fi
