@@ -721,6 +721,10 @@ typedef struct pgsched_pg_config {
     pgsched_duration reconnect_min; /* backoff after a lost connection; 0 = 100 ms */
     pgsched_duration reconnect_max; /* 0 = 10 s */
     const pgsched_allocator *allocator; /* NULL = default */
+    /* Where the store reports a row it quarantined (a PGSCHED_LOG_* level and a sentence);
+       NULL = nowhere. A node that creates its own store passes its own log. */
+    void (*log)(void *user, int level, const char *message);
+    void *log_user;
 } pgsched_pg_config;
 
 PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
@@ -5742,7 +5746,7 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
 #include <fcntl.h>
 
 /* The schema version this library writes and reads. Migration n takes version n-1 to n. */
-#define PGSCHED__PG_SCHEMA_VERSION 1
+#define PGSCHED__PG_SCHEMA_VERSION 2
 
 /* Statements. Each is generated once per store from a template in which {J} {R} {N} {Q} stand
    for the quoted, schema-qualified jobs, runs, nodes tables and sequence, and {NOTIFY...}
@@ -5793,6 +5797,8 @@ enum {
     PGSCHED__Q_CLEAN_HISTORY,
     PGSCHED__Q_CLEAN_NODES,
     PGSCHED__Q_CLEAN_ORPHANS,
+    PGSCHED__Q_QUARANTINE,
+    PGSCHED__Q_QUARANTINE_DUE,
     PGSCHED__Q_COUNT
 };
 
@@ -5820,6 +5826,30 @@ enum {
 
 /* The test "the row is running" of the statements that may run on the caller's connection. */
 #define PGSCHED__PG_J_RUNNING "j.status OPERATOR(pg_catalog.=) 'running'"
+
+/* What is wrong with a row (columns prefixed `a`) that a statement could not process, naming
+   the bad value; `other` when it is none of the values the schema lets through. */
+#define PGSCHED__PG_DIAGNOSIS(a, other)                                                           \
+    "coalesce(CASE WHEN " a "runs = 9223372036854775807 THEN 'runs is ' || " a "runs::text || "   \
+    "', the largest bigint' WHEN " a "failures = 9223372036854775807 THEN 'failures is ' || " a  \
+    "failures::text || ', the largest bigint' WHEN " a "attempt >= 2147483647 THEN "            \
+    "'attempt is ' || " a "attempt::text || ', the largest integer' WHEN " a "ch_kind IS NOT "  \
+    "NULL AND " a "ch_kind NOT IN ('once', 'cron', 'interval', 'custom') THEN 'the deferred "   \
+    "change has the unknown kind ' || quote_literal(" a "ch_kind) WHEN " a "ch_kind IS NOT "    \
+    "NULL AND " a "ch_params IS NULL THEN 'the deferred change has NULL params' WHEN " a         \
+    "ch_kind IS NOT NULL AND " a "ch_max_retries IS NULL THEN 'the deferred change has NULL "   \
+    "max_retries' WHEN NOT isfinite(" a "next_run) THEN 'next_run is ' || " a "next_run::text " \
+    "WHEN NOT isfinite(" a "ch_next_run) THEN 'the deferred next_run is ' || " a                \
+    "ch_next_run::text WHEN NOT isfinite(" a "heartbeat_at) THEN 'heartbeat_at is ' || " a      \
+    "heartbeat_at::text END, " other ")"
+
+/* What migration 2 makes the schema refuse: a deferred change that no outcome could apply,
+   and the infinite times that no statement can turn into a number. */
+#define PGSCHED__PG_DEFERRED_VALID                                                                \
+    "(ch_kind IS NULL OR (ch_kind IN ('once', 'cron', 'interval', 'custom') AND ch_params IS "  \
+    "NOT NULL AND ch_max_retries IS NOT NULL))"
+#define PGSCHED__PG_TIMES_FINITE                                                                  \
+    "(isfinite(next_run) AND isfinite(ch_next_run) AND isfinite(heartbeat_at))"
 
 static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     /* NOW */
@@ -5951,8 +5981,10 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
 
     /* TAKE_BACK: $1 node $2 stall_us $3 max $4 channel */
     "WITH c AS (SELECT s.name, s.key, nextval('{Q}') AS v FROM (SELECT name, key FROM {J} "
-    "WHERE status = 'running' AND heartbeat_at < now() - $2::int8 * interval '1 microsecond' "
-    "ORDER BY heartbeat_at LIMIT $3::int4 FOR UPDATE SKIP LOCKED) s), "
+    /* a running row without a heartbeat time (written by hand) is as silent as can be */
+    "WHERE status = 'running' AND (heartbeat_at < now() - $2::int8 * interval '1 microsecond' "
+    "OR heartbeat_at IS NULL) ORDER BY heartbeat_at NULLS FIRST LIMIT $3::int4 "
+    "FOR UPDATE SKIP LOCKED) s), "
     "u AS (UPDATE {J} j SET owner = $1::text, lease = c.v, version = c.v, heartbeat_at = now(), "
     "last_lease = NULL, "
     "updated_at = now() FROM c WHERE j.name = c.name AND j.key = c.key RETURNING j.*) "
@@ -6070,6 +6102,34 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "WHERE j.status <> 'running' AND j.updated_at < now() - $1::int8 * interval '1 microsecond' "
     "LIMIT $2::int8 FOR UPDATE OF j SKIP LOCKED) "
     "DELETE FROM {J} j USING v WHERE j.name = v.name AND j.key = v.key",
+
+    /* QUARANTINE: $1 name $2 key $3 token (NULL: a pending row) $4 why $5 node $6 channel.
+       A row whose values the other statements cannot process (written by hand or by another
+       tool) is taken out of circulation: failed, its lease and deferred change dropped,
+       last_error naming the bad value. It touches no column that could be the bad one. */
+    "WITH cur AS (SELECT status FROM {J} WHERE name = $1::text AND key = $2::text "
+    "AND CASE WHEN $3::int8 IS NULL THEN status = 'pending' ELSE status = 'running' "
+    "AND lease = $3::int8 END FOR UPDATE), "
+    "u AS (UPDATE {J} j SET status = 'failed', owner = NULL, lease = NULL, "
+    "last_lease = j.lease, heartbeat_at = NULL, next_run = NULL, finished_at = now(), "
+    "cancel_requested = false, remove_requested = false, ch_kind = NULL, ch_cron = NULL, "
+    "ch_every_us = NULL, ch_params = NULL, ch_max_retries = NULL, ch_next_run = NULL, "
+    "last_error = 'quarantined: ' || " PGSCHED__PG_DIAGNOSIS("j.", "$4::text") ", "
+    "version = nextval('{Q}'), updated_at = now() FROM cur "
+    "WHERE j.name = $1::text AND j.key = $2::text RETURNING j.version, j.last_error) "
+    "SELECT cur.status, u.version, u.last_error"
+    "{NOTIFY, (SELECT " PGSCHED__NOTIFY("$6::text",
+                                        "concat_ws(E'\\t', 'C', $1::text, $2::text, cur.status, "
+                                        "'failed', u.version::text, $5::text, '')") ")}"
+    " FROM cur JOIN u ON true",
+
+    /* QUARANTINE_DUE: $1 names[] $2 limit. The due rows of the types that would make a
+       claim fail (attempt would overflow, an infinite due time), by name and key, for
+       QUARANTINE to take out one by one. */
+    "SELECT x.name, x.key FROM (SELECT DISTINCT unnest($1::text[]) AS name) n CROSS JOIN "
+    "LATERAL (SELECT x.name, x.key FROM {J} x WHERE x.name = n.name AND x.status = 'pending' "
+    "AND x.next_run <= now() AND (x.attempt >= 2147483647 OR NOT isfinite(x.next_run)) "
+    "LIMIT $2::int4) x",
 };
 
 /* The second half of a statement too long for one C99 string literal. */
@@ -6141,7 +6201,7 @@ static const char *const pgsched__pg_stmt_names[PGSCHED__Q_COUNT] = {
     "pgsched_remove", "pgsched_get", "pgsched_list", "pgsched_history",
     "pgsched_next_due", "pgsched_node_register", "pgsched_node_unregister",
     "pgsched_clean_finished", "pgsched_clean_history", "pgsched_clean_nodes",
-    "pgsched_clean_orphans",
+    "pgsched_clean_orphans", "pgsched_quarantine", "pgsched_quarantine_due",
 };
 
 /* Migration 1. {S} is the quoted schema, {P} the prefix inside quoted names. */
@@ -6210,11 +6270,32 @@ static const char *const pgsched__pg_migration_1 =
     " stopped_at timestamptz"
     ");";
 
+/* Migration 2: the jobs table refuses what no statement can process. Rows already holding
+   such values (written by hand, by other tools) are first quarantined as a node would at run
+   time (status failed, lease and deferred change dropped, last_error naming the value), so
+   the constraints are validated at once. NOT VALID constraints were the alternative, but they
+   still apply to every later UPDATE of an old bad row, the quarantine included, which would
+   then fail: repairing first leaves no row that no statement can touch. Counters and the
+   attempt are not bounded here: a CHECK below the type's limit only moves the failure of the
+   increment to the bound; such rows are quarantined at run time instead. */
+static const char *const pgsched__pg_migration_2 =
+    "UPDATE {J} j SET status = 'failed', owner = NULL, lease = NULL, last_lease = j.lease, "
+    "heartbeat_at = NULL, next_run = NULL, finished_at = now(), cancel_requested = false, "
+    "remove_requested = false, ch_kind = NULL, ch_cron = NULL, ch_every_us = NULL, "
+    "ch_params = NULL, ch_max_retries = NULL, ch_next_run = NULL, "
+    "last_error = 'quarantined by the upgrade to schema version 2: ' || "
+    PGSCHED__PG_DIAGNOSIS("j.", "'a value the schema now refuses'") ", "
+    "version = nextval('{Q}'), updated_at = now() "
+    "WHERE " PGSCHED__PG_DEFERRED_VALID " IS FALSE OR " PGSCHED__PG_TIMES_FINITE " IS FALSE;"
+    "ALTER TABLE {J} ADD CONSTRAINT {I:jobs_deferred} CHECK " PGSCHED__PG_DEFERRED_VALID ", "
+    "ADD CONSTRAINT {I:jobs_finite} CHECK " PGSCHED__PG_TIMES_FINITE ";";
+
 /* The SQL that takes the schema from version v-1 to v. */
 static const char *pgsched__pg_migration(int v)
 {
     switch (v) {
     case 1: return pgsched__pg_migration_1;
+    case 2: return pgsched__pg_migration_2;
     }
     return NULL;
 }
@@ -6239,6 +6320,8 @@ typedef struct pgsched__pg {
     char names_sql[5][160]; /* quoted names: jobs, runs, nodes, seq, version */
     char *sql[PGSCHED__Q_COUNT];
     int notify, no_create;
+    void (*log)(void *user, int level, const char *message);
+    void *log_user;
     pgsched_duration reconnect_min, reconnect_max;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -6992,6 +7075,90 @@ static char *pgsched__pg_names_array(pgsched__pg *p, const char *const *names, s
     return b.p;
 }
 
+/* Whether a statement was refused for the values of a row (SQLSTATE class 22, data exception;
+   23, integrity constraint violation; 0A000, which PostgreSQL gives an infinite time turned
+   into a number: pgsched__pg_check puts the code in the message) rather than for the state
+   of the database; running it again would fail the same way. */
+static int pgsched__pg_row_error(const pgsched_error *e)
+{
+    return e->code == PGSCHED_ERR_DATABASE &&
+           (strstr(e->message, "(SQLSTATE 22") || strstr(e->message, "(SQLSTATE 23") ||
+            strstr(e->message, "(SQLSTATE 0A000)"));
+}
+
+/* Quarantines the row (see QUARANTINE; `token` 0: a pending row) and logs it, once: the row
+   leaves the state in which it was found. `*version` (optional) is its new version, 0 when
+   it was no longer in that state. */
+static pgsched_result pgsched__pg_quarantine(pgsched__pg *p, const char *name, const char *key,
+                                             int64_t token, const char *why, const char *node,
+                                             int64_t *version, pgsched_error *err)
+{
+    char tok[32];
+    const char *vals[6];
+    PGresult *res;
+    pgsched_result r;
+    if (version) *version = 0;
+    pgsched__i64(tok, sizeof tok, token);
+    vals[0] = name;
+    vals[1] = key;
+    vals[2] = token ? tok : NULL;
+    vals[3] = why;
+    vals[4] = node;
+    vals[5] = p->channel;
+    r = pgsched__pg_run(p, PGSCHED__Q_QUARANTINE, 6, vals, 0, &res, err);
+    if (r != PGSCHED_OK) return r;
+    if (PQntuples(res) == 1) {
+        if (version) *version = pgsched__pg_int(res, 0, 1);
+        if (p->log) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "job %.128s/%.200s%s cannot be processed and is "
+                     "quarantined (status failed, its lease dropped): %s", name, key,
+                     strlen(key) > 200 ? "..." : "", pgsched__pg_text(res, 0, 2));
+            p->log(p->log_user, PGSCHED_LOG_ERROR, msg);
+        }
+    }
+    PQclear(res);
+    return pgsched__ok(err);
+}
+
+/* A claimed or taken-back row whose name or key this library would refuse (written by hand:
+   too long, a control character) would fail every later call that names it, a heartbeat of
+   all the node's leases included: it is quarantined instead of handed out. Returns 1 when
+   the row may be handed out. */
+static int pgsched__pg_row_usable(pgsched__pg *p, const pgsched_job *job, const char *node)
+{
+    pgsched_error ve;
+    if (pgsched_validate_name(job->name, &ve) == PGSCHED_OK &&
+        pgsched_validate_key(job->key, &ve) == PGSCHED_OK)
+        return 1;
+    /* if this fails, the row stalls and the next take-back tries again */
+    pgsched__pg_quarantine(p, job->name, job->key, job->lease, ve.message, node, NULL, NULL);
+    return 0;
+}
+
+/* Quarantines the due rows of the types that make every claim of them fail; returns how
+   many. */
+static int pgsched__pg_quarantine_due(pgsched__pg *p, const char *names, const char *node,
+                                      const char *why)
+{
+    const char *vals[2];
+    PGresult *res;
+    int i, n, done = 0;
+    vals[0] = names;
+    vals[1] = "100";
+    if (pgsched__pg_run(p, PGSCHED__Q_QUARANTINE_DUE, 2, vals, 1, &res, NULL) != PGSCHED_OK)
+        return 0;
+    n = PQntuples(res);
+    for (i = 0; i < n; i++) {
+        int64_t v = 0;
+        if (pgsched__pg_quarantine(p, pgsched__pg_text(res, i, 0), pgsched__pg_text(res, i, 1), 0,
+                                   why, node, &v, NULL) == PGSCHED_OK && v)
+            done++;
+    }
+    PQclear(res);
+    return done;
+}
+
 static pgsched_result pgsched__pg_claim(pgsched_store *s, const pgsched_claim_request *q,
                                         pgsched_job_list *out, pgsched_claim_outcome *info,
                                         pgsched_error *err)
@@ -6999,6 +7166,7 @@ static pgsched_result pgsched__pg_claim(pgsched_store *s, const pgsched_claim_re
     pgsched__pg *p = (pgsched__pg *)s;
     char max[16];
     const char *vals[4];
+    pgsched_error e;
     char *names = pgsched__pg_names_array(p, q->names, q->name_count);
     PGresult *res;
     pgsched_result r;
@@ -7009,9 +7177,20 @@ static pgsched_result pgsched__pg_claim(pgsched_store *s, const pgsched_claim_re
     vals[1] = names;
     vals[2] = max;
     vals[3] = p->channel;
-    r = pgsched__pg_run(p, PGSCHED__Q_CLAIM, 4, vals, 0, &res, err);
+    r = pgsched__pg_run(p, PGSCHED__Q_CLAIM, 4, vals, 0, &res, &e);
+    if (r != PGSCHED_OK && pgsched__pg_row_error(&e)) {
+        /* A due row whose values break the statement for every row of its types: take it
+           out, then claim again. */
+        char why[PGSCHED_ERROR_MAX + 32];
+        snprintf(why, sizeof why, "claiming it failed: %s", e.message);
+        if (pgsched__pg_quarantine_due(p, names, q->node_id, why) > 0)
+            r = pgsched__pg_run(p, PGSCHED__Q_CLAIM, 4, vals, 0, &res, &e);
+    }
     pgsched__free(&p->alloc, names);
-    if (r != PGSCHED_OK) return r;
+    if (r != PGSCHED_OK) {
+        if (err) *err = e;
+        return r;
+    }
     n = PQntuples(res);
     for (i = 0; i < n; i++) {
         pgsched_job job;
@@ -7021,6 +7200,7 @@ static pgsched_result pgsched__pg_claim(pgsched_store *s, const pgsched_claim_re
         }
         if (PQgetisnull(res, i, 2)) continue; /* the info row when nothing was claimed */
         pgsched__pg_job(res, i, 2, &job);
+        if (!pgsched__pg_row_usable(p, &job, q->node_id)) continue;
         if (pgsched_job_list_push(out, &job) != PGSCHED_OK) {
             /* The rows are ours in the database but we cannot hold them: they stall and are
                taken back after the stall timeout, each counting one attempt. */
@@ -7097,10 +7277,10 @@ done:
     return r;
 }
 
-static pgsched_result pgsched__pg_finish(pgsched_store *s, const pgsched_outcome *o, size_t count,
-                                         pgsched_finish_result *res_out, pgsched_error *err)
+static pgsched_result pgsched__pg_finish_batch(pgsched__pg *p, const pgsched_outcome *o,
+                                               size_t count, pgsched_finish_result *res_out,
+                                               pgsched_error *err)
 {
-    pgsched__pg *p = (pgsched__pg *)s;
     pgsched__buf b[12];
     const char *vals[13];
     PGresult *res = NULL;
@@ -7182,6 +7362,47 @@ static pgsched_result pgsched__pg_finish(pgsched_store *s, const pgsched_outcome
     return pgsched__ok(err);
 }
 
+static pgsched_result pgsched__pg_finish(pgsched_store *s, const pgsched_outcome *o, size_t count,
+                                         pgsched_finish_result *res_out, pgsched_error *err)
+{
+    pgsched__pg *p = (pgsched__pg *)s;
+    pgsched_error e;
+    char why[PGSCHED_ERROR_MAX + 40];
+    int64_t version = 0;
+    size_t i;
+    pgsched_result r = pgsched__pg_finish_batch(p, o, count, res_out, &e);
+    if (r == PGSCHED_OK || !pgsched__pg_row_error(&e)) {
+        if (err) *err = e;
+        return r;
+    }
+    if (count > 1) {
+        /* One row's values broke the batch (a counter at its limit, a deferred change
+           written by hand): each outcome alone, so that only that row's fails. Any other
+           failure fails the batch, which is sent again: the outcomes written meanwhile then
+           come back replayed. */
+        for (i = 0; i < count; i++) {
+            r = pgsched__pg_finish(s, &o[i], 1, &res_out[i], &e);
+            if (r != PGSCHED_OK) break;
+        }
+        if (r != PGSCHED_OK) {
+            for (i = 0; i < count; i++) res_out[i].code = r;
+            if (err) *err = e;
+            return r;
+        }
+        return pgsched__ok(err);
+    }
+    snprintf(why, sizeof why, "the outcome could not be written: %s", e.message);
+    r = pgsched__pg_quarantine(p, o->name, o->key, o->token, why, o->node_id, &version, err);
+    memset(res_out, 0, sizeof *res_out);
+    res_out->code = r != PGSCHED_OK ? r : version ? PGSCHED_OK : PGSCHED_ERR_LEASE_LOST;
+    if (version) {
+        res_out->outcome = o->outcome;
+        res_out->new_status = PGSCHED_FAILED;
+        res_out->version = version;
+    }
+    return r;
+}
+
 static pgsched_result pgsched__pg_take_back(pgsched_store *s, const char *node_id,
                                             pgsched_duration stall_timeout, int max,
                                             pgsched_job_list *out, pgsched_error *err)
@@ -7206,6 +7427,7 @@ static pgsched_result pgsched__pg_take_back(pgsched_store *s, const char *node_i
     for (i = 0; i < n; i++) {
         pgsched_job job;
         pgsched__pg_job(res, i, 0, &job);
+        if (!pgsched__pg_row_usable(p, &job, node_id)) continue;
         if (pgsched_job_list_push(out, &job) != PGSCHED_OK) {
             PQclear(res);
             return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory taking back rows");
@@ -7783,6 +8005,8 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
     snprintf(p->lock_key, sizeof p->lock_key, "pgsched migrate %s", schema);
     p->notify = !cfg->no_notifications;
     p->no_create = cfg->no_create_schema;
+    p->log = cfg->log;
+    p->log_user = cfg->log_user;
     p->reconnect_min = cfg->reconnect_min ? cfg->reconnect_min : 100 * PGSCHED_MILLISECOND;
     p->reconnect_max = cfg->reconnect_max ? cfg->reconnect_max : 10 * PGSCHED_SECOND;
     if (p->reconnect_max < p->reconnect_min) p->reconnect_max = p->reconnect_min;
@@ -8131,6 +8355,12 @@ static int pgsched__has_zone_prefix(const char *text)
         if (!x[i]) return 1;
     }
     return 0;
+}
+
+/* The log of a store the node created itself (it reports the rows it quarantines). */
+static void pgsched__store_log(void *user, int level, const char *message)
+{
+    pgsched__log((pgsched_node *)user, (pgsched_log_level)level, "%s", message);
 }
 
 /* ---- cron cache: a parsed expression is immutable, so entries are shared freely ---- */
@@ -9707,6 +9937,8 @@ static pgsched_result pgsched__init_locked(pgsched_node *n, pgsched_error *err)
         pc.no_create_schema = n->cfg.no_create_schema;
         pc.no_notifications = n->cfg.no_notifications;
         pc.allocator = &n->alloc;
+        pc.log = pgsched__store_log;
+        pc.log_user = n;
         r = pgsched_pg_store_create(&pc, &n->store, err);
         if (r != PGSCHED_OK) return r;
         n->owns_store = 1;

@@ -566,11 +566,12 @@ STORE_TEST(pg_an_oversized_notification_becomes_a_resync_and_the_claim_still_com
                "attempt, next_run, version) VALUES ('huge', repeat('k', 9000), 'pending', 'once', "
                "'{}', 0, 0, now() - interval '1 hour', nextval('\"%s\".\"%sseq\"'))",
                fx->schema, fx->prefix, fx->schema, fx->prefix);
+    /* the claim commits; the row, whose key no call could name, is quarantined rather than
+       handed out (see the poison row tests) */
     got = claim(fx, "node-1", "huge", 1, NULL);
-    assert_int_equal(got->count, 1);
-    assert_int_equal(strlen(got->items[0].key), 9000);
+    assert_int_equal(got->count, 0);
     assert_int_equal(admin_int("SELECT count(*) FROM \"%s\".\"%sjobs\" WHERE name = 'huge' AND "
-                               "status = 'running'",
+                               "status = 'failed'",
                                fx->schema, fx->prefix),
                      1);
     deadline = mono_us() + 10 * PGSCHED_SECOND;
@@ -924,7 +925,8 @@ STORE_TEST(pg_a_setup_waiting_for_the_migration_lock_waits_past_the_lock_timeout
     if (ctx.rc != PGSCHED_OK)
         fail_msg("setup after the wait failed: %d (%s): %s", (int)ctx.rc,
                  pgsched_result_string(ctx.rc), ctx.message);
-    assert_int_equal(admin_int("SELECT count(*) FROM \"%s\".w_schema_version", schema), 1);
+    assert_int_equal(admin_int("SELECT count(*) FROM \"%s\".w_schema_version", schema),
+                     PGSCHED__PG_SCHEMA_VERSION);
 }
 
 STORE_TEST(pg_a_database_not_in_utf8_is_refused_at_setup_naming_its_encoding)

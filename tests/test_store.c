@@ -23,6 +23,7 @@
 #include "store_suite_events.h"
 #include "store_suite_concurrency.h"
 #include "store_suite_pg.h"
+#include "store_suite_poison.h"
 
 /* Tests that run on both stores. */
 #define BOTH_STORES(X)                                                                         \
@@ -171,7 +172,18 @@
     X(pg_a_trigger_racing_an_outcome_makes_the_row_that_became_pending_due_now)                \
     X(pg_heartbeat_and_finish_skip_a_row_another_transaction_has_locked)                       \
     X(pg_no_statement_calls_a_look_alike_planted_in_public)                                    \
-    X(pg_every_connection_pins_its_search_path_keeping_the_users_other_options)
+    X(pg_every_connection_pins_its_search_path_keeping_the_users_other_options)               \
+    X(pg_poison_row_outcome_with_runs_at_the_limit_is_quarantined_and_the_batch_goes_on)       \
+    X(pg_poison_row_outcome_with_failures_at_the_limit_is_quarantined_and_the_batch_goes_on)   \
+    X(pg_poison_row_deferred_change_of_unknown_kind_is_refused_or_quarantined)                 \
+    X(pg_poison_row_deferred_change_with_null_params_is_refused_or_quarantined)                \
+    X(pg_poison_row_with_attempt_at_the_limit_does_not_block_claims)                           \
+    X(pg_poison_row_due_at_minus_infinity_is_refused_or_does_not_block_claims)                 \
+    X(pg_poison_row_with_a_key_over_the_limit_is_not_handed_out_and_leases_renew)              \
+    X(pg_poison_row_with_a_control_character_in_its_key_is_not_handed_out_and_leases_renew)    \
+    X(pg_poison_row_stalled_with_an_over_long_name_is_quarantined_not_taken_back_forever)      \
+    X(pg_poison_row_running_without_a_heartbeat_time_is_taken_back)                            \
+    X(pg_upgrading_a_version_1_schema_quarantines_rows_it_now_refuses_and_keeps_the_rest)
 
 /* Tests of what only the memory store has. */
 #define MEMORY_ONLY(X)                                                                         \
