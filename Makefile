@@ -11,6 +11,9 @@
 #   make fuzz              each tests/fuzz/fuzz_*.c for FUZZ_SECONDS (default 60)
 #   make bench             the benchmarks of tests/bench/ on a throwaway PostgreSQL, ending with
 #                          one summary table (tests/bench/run.sh; BENCH_QUICK=1 for a short run)
+#   make cluster-test      node processes on a throwaway PostgreSQL, killed, frozen, cut off,
+#                          restarted, skewed, stopped and cancelled, checked against what they
+#                          recorded; valgrind memcheck of the demo and of a node (CI runs it)
 #   make install           pgsched.h, pgsched.pc and pgsched-cron under $(DESTDIR)$(PREFIX)
 #   make clean
 #
@@ -62,7 +65,7 @@ BENCHES := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.
 RESULTS := $(BUILD)/test-results
 
 .PHONY: all examples tests check unit asan asan-build tsan tsan-build fuzz fuzz-build bench \
-	bench-build demo test install clean
+	bench-build demo test install clean cluster-test
 
 all: examples
 examples: $(EXAMPLES)
@@ -154,6 +157,22 @@ test:
 	done; \
 	echo "TOTAL: $$p passed, $$f failed"; \
 	[ $$f = 0 ]
+
+# --- cluster-test --------------------------------------------------------------------------------
+# tests/cluster/run.sh: the scenarios and invariants are described at its top. CLUSTER_SCENARIOS
+# picks some of them (default: all).
+CLUSTER_NODE := $(BUILD)/cluster_node
+CLUSTER_SCENARIOS ?=
+
+$(CLUSTER_NODE): tests/cluster/node.c $(HEADERS)
+	@mkdir -p $(@D)
+	@rm -f $@
+	$(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@ $(LDLIBS)
+
+cluster-test:
+	@bash tests/deps.sh cluster
+	@$(MAKE) --no-print-directory $(CLUSTER_NODE) $(BUILD)/demo
+	CLUSTER_NODE=$(CLUSTER_NODE) bash tests/cluster/run.sh $(CLUSTER_SCENARIOS)
 
 # --- fuzz, bench, demo ---------------------------------------------------------------------------
 fuzz-build: $(FUZZERS)

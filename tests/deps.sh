@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/deps.sh [test|demo|fuzz|bench] - make sure what that purpose needs is installed.
+# tests/deps.sh [test|demo|fuzz|bench|cluster] - make sure what that purpose needs is installed.
 #
 # Checks by looking at the machine (commands, headers, runtime libraries), not at dpkg, so a
 # toolchain installed another way counts. Silent and quick when nothing is missing. Otherwise:
@@ -17,13 +17,13 @@ set -euo pipefail
 
 purpose=${1:-test}
 case $purpose in
-test | demo | fuzz | bench) ;;
+test | demo | fuzz | bench | cluster) ;;
 -h | --help)
     sed -n '2,15p' "$0"
     exit 0
     ;;
 *)
-    echo "usage: $0 [test|demo|fuzz|bench]" >&2
+    echo "usage: $0 [test|demo|fuzz|bench|cluster]" >&2
     exit 2
     ;;
 esac
@@ -143,6 +143,17 @@ check_python() {
     done
 }
 
+# make cluster-test: valgrind (memcheck of the demo and a node) and libfaketime (the nodes an
+# hour ahead and behind; the multi-threaded variant, libfaketimeMT).
+check_valgrind() { have valgrind || need valgrind "valgrind, for the memory checks"; }
+check_faketime() {
+    local f found=
+    for f in /usr/lib/*/faketime/libfaketimeMT.so.1 /usr/lib/faketime/libfaketimeMT.so.1; do
+        [ -f "$f" ] && found=1
+    done
+    [ -n "$found" ] || need libfaketime "libfaketimeMT.so.1, for the clock skew scenario"
+}
+
 check_make
 case $purpose in
 test)
@@ -161,6 +172,16 @@ test)
         check_clang asan ubsan_standalone tsan
     fi
     check_python
+    check_valgrind
+    check_faketime
+    ;;
+cluster)
+    check_gcc
+    check_libpq
+    check_server
+    check_tzdata
+    check_valgrind
+    check_faketime
     ;;
 demo)
     check_gcc
