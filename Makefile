@@ -14,7 +14,8 @@
 #   make cluster-test      node processes on a throwaway PostgreSQL, killed, frozen, cut off,
 #                          restarted, skewed, stopped and cancelled, checked against what they
 #                          recorded; valgrind memcheck of the demo and of a node (CI runs it)
-#   make install           pgsched.h, pgsched.pc and pgsched-cron under $(DESTDIR)$(PREFIX)
+#   make install           pgsched.h, pgsched.pc, pgsched-cron and pgschedctl (whose --help is
+#                          its manual) under $(DESTDIR)$(PREFIX)
 #   make clean
 #
 # A PostgreSQL server for the tests comes from tests/pgcluster.sh unless PGSCHED_TEST_DSN is
@@ -103,7 +104,7 @@ $(BENCHES): $(BUILD)/bench/%: tests/bench/%.c $(HEADERS)
 	$(CC) $(CPPFLAGS) $(BENCH_CFLAGS) $< -o $@ $(LDLIBS)
 
 # The names tell run_tests.sh what must be there: a test that failed to build counts as failed.
-unit: tests
+unit: tests $(filter $(BUILD)/pgsched-cron $(BUILD)/pgschedctl,$(EXAMPLES))
 	bash tests/run_tests.sh $(BUILD) $(TEST_NAMES) $(TEST_SCRIPTS)
 
 # test_pg_plans is all PostgreSQL: nothing of it runs without a server.
@@ -244,10 +245,11 @@ demo:
 # --- install -------------------------------------------------------------------------------------
 VERSION = $(shell sed -n 's/^\#define PGSCHED_VERSION_STRING "\(.*\)"/\1/p' pgsched.h)
 CRON_TOOL := $(filter $(BUILD)/pgsched-cron,$(EXAMPLES))
+CTL_TOOL := $(filter $(BUILD)/pgschedctl,$(EXAMPLES))
 
 # While the header's sections still live in src/, an installed pgsched.h could not compile its
 # implementation: refuse rather than install a header that only half works.
-install: pgsched.pc.in $(CRON_TOOL)
+install: pgsched.pc.in $(CRON_TOOL) $(CTL_TOOL)
 	@if grep -q '^[[:space:]]*#[[:space:]]*include "src/' pgsched.h; then \
 		echo "make install: pgsched.h still includes src/*.h; inline them before installing" >&2; \
 		exit 1; \
@@ -260,6 +262,10 @@ install: pgsched.pc.in $(CRON_TOOL)
 ifneq ($(CRON_TOOL),)
 	install -d $(DESTDIR)$(BINDIR)
 	install -m 755 $(CRON_TOOL) $(DESTDIR)$(BINDIR)/pgsched-cron
+endif
+ifneq ($(CTL_TOOL),)
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 755 $(CTL_TOOL) $(DESTDIR)$(BINDIR)/pgschedctl
 endif
 
 clean:

@@ -256,8 +256,8 @@ must_fail() { # COMPILER STD SOURCE
         return 1
     }
 }
-# `make install` into a scratch prefix (its own build dir: the repository's is left alone), then
-# a program that defines PGSCHED_IMPLEMENTATION, compiled and linked with nothing but what
+# `make install` into a scratch prefix (its own build dir: the repository's is left alone), the
+# installed tools' --help, then a program that defines PGSCHED_IMPLEMENTATION, compiled and linked with nothing but what
 # `pkg-config --cflags --libs pgsched` gives, and run.
 pkgconfig() { # COMPILER STD SOURCE
     local cc=$1 std=$2 src=$3 pc
@@ -265,6 +265,11 @@ pkgconfig() { # COMPILER STD SOURCE
     env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make --no-print-directory -C "$repo" install \
         PREFIX="$PWD/prefix" BUILD="$PWD/build" || return 1
     [ -f prefix/include/pgsched.h ] || { echo "no prefix/include/pgsched.h"; return 1; }
+    # the tools, with their manual (--help)
+    for tool in pgsched-cron pgschedctl; do
+        prefix/bin/$tool --help >help.txt || { echo "prefix/bin/$tool --help failed"; return 1; }
+        grep -q "^usage: $tool" help.txt || { echo "prefix/bin/$tool --help: no usage line"; return 1; }
+    done
     pc=$(PKG_CONFIG_PATH=$PWD/prefix/lib/pkgconfig pkg-config --cflags --libs pgsched) || return 1
     echo "pkg-config --cflags --libs pgsched: $pc"
     # Word splitting of $pc is wanted: it is a list of flags.

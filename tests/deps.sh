@@ -46,6 +46,8 @@ check_gcc() { have gcc || need gcc "gcc"; }
 check_gxx() { have g++ || need g++ "g++, for the C++ compile checks"; }
 check_pkgconfig() { have pkg-config || need pkgconf "pkg-config, for the installed pgsched.pc check"; }
 check_musl() { have musl-gcc || need musl-tools "musl-gcc, for the musl build check"; }
+# script(1) gives tests/test_pgschedctl.sh a pseudo-terminal for `pgschedctl top`.
+check_script() { have script || need bsdutils "script, for tests/test_pgschedctl.sh"; }
 
 # pg_config + libpq-fe.h + libpq.so, all from libpq-dev on Debian.
 check_libpq() {
@@ -161,6 +163,7 @@ test)
     check_gxx
     check_pkgconfig
     check_musl
+    check_script
     check_libpq
     check_server
     check_cmocka
