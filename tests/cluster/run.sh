@@ -323,8 +323,9 @@ SELECT (SELECT count(*) FROM pgsched_jobs WHERE kind = 'once'),
     fi
 }
 
-# Seconds from each fault of KIND (at) to the next start, on another node, of every job that
-# was running on the faulty node at that moment: "p50 max count".
+# Seconds from each fault of KIND (at) to the next start, on another node, of every one-time
+# job that was running on the faulty node at that moment and did not succeed there (a run may
+# still end well between the fault and its effect): "p50 max count never".
 recovery() { # KIND
     make_views || return
     q "SELECT coalesce(round(percentile_cont(0.5) WITHIN GROUP (ORDER BY d)::numeric, 2), -1),
@@ -334,7 +335,9 @@ recovery() { # KIND
                    AND n.started_at > f.at) - f.at) AS d
                  FROM t_faults f JOIN v_runs r ON r.node = f.node_id
                  JOIN pgsched_jobs j ON (j.name, j.key) = (r.name, r.key) AND j.kind = 'once'
-                WHERE f.kind = '$1' AND r.started_at <= f.at AND r.end_at >= f.at) x"
+                WHERE f.kind = '$1' AND r.started_at <= f.at AND r.end_at >= f.at
+                  AND (r.outcome IS DISTINCT FROM 'success' OR EXISTS (SELECT 1 FROM t_runs n
+                       WHERE (n.name, n.key) = (r.name, r.key) AND n.started_at > f.at))) x"
 }
 
 # ---- scenarios -------------------------------------------------------------------------------
