@@ -614,6 +614,8 @@ scenario_shutdown() {
         FROM t_nodes WHERE label = 'a'") s, the process exited after $(q "SELECT
         round(extract(epoch FROM exited_at - signalled_at)::numeric, 2) FROM t_nodes
         WHERE label = 'a'") s"
+    [ "$(q "SELECT shutdown_at - signalled_at < interval '2.5 s' FROM t_nodes WHERE label = 'a'")" = t ] ||
+        bad "pgsched_shutdown did not return at its timeout (1 s) while handlers ignored the cancel"
     wait_for "$(once_done)" 60 "the one-time jobs" || return
     stop_all
     check_invariants
