@@ -387,9 +387,12 @@ typedef struct pgsched_event {
    pointers. Methods receive input already checked by the pgsched_store_* wrappers below, so a
    store need not validate names, keys, JSON or pointers. Every time comparison uses the
    store's own clock. To grow the table, append members and raise PGSCHED_STORE_VERSION; the
-   engine checks `version` before calling a newer member. */
+   engine checks `version` before calling a newer member.
+   Version 1: setup .. listen_close. Version 2 appends schedule_many and schedule_many_tx, both
+   optional (NULL); a table of version 1 keeps working: its batches are written one schedule
+   call per request, and it cannot schedule in the caller's transaction. */
 
-#define PGSCHED_STORE_VERSION 1
+#define PGSCHED_STORE_VERSION 2
 
 typedef struct pgsched_store pgsched_store;
 typedef struct pgsched_store_methods pgsched_store_methods;
@@ -552,7 +555,9 @@ struct pgsched_store_methods {
 
     /* Insert or update. A running row: PGSCHED_ERR_RUNNING unless apply_after_run. Otherwise
        the row becomes pending with the new schedule, params and budget (attempt 0), and its
-       due time is the earlier of the stored one (when it was pending) and the new one. */
+       due time is the earlier of the stored one (when it was pending) and the new one.
+       `external_conn` is always NULL since version 2 (the caller's transaction goes through
+       schedule_many_tx); a store may refuse anything else with PGSCHED_ERR_UNSUPPORTED. */
     pgsched_result (*schedule)(pgsched_store *s, const pgsched_schedule_request *req,
                                void *external_conn, pgsched_schedule_outcome *out,
                                pgsched_error *err);
@@ -625,6 +630,25 @@ struct pgsched_store_methods {
     /* Makes a listen_wait in progress return at once (from any thread). */
     void (*listen_wake)(pgsched_store *s, pgsched_listener *l);
     void (*listen_close)(pgsched_store *s, pgsched_listener *l);
+
+    /* ---- version 2 ---- */
+
+    /* Optional (NULL: the wrapper calls schedule once per request). `count` requests, each as
+       schedule would take it, at most PGSCHED_SCHEDULE_BATCH_MAX, no (name, key) twice,
+       written as one operation: results[i] and outs[i] are what schedule would have given
+       request i (PGSCHED_ERR_RUNNING for a running row without apply_after_run). Returns
+       PGSCHED_OK once every result is set, or an error when nothing was written. */
+    pgsched_result (*schedule_many)(pgsched_store *s, const pgsched_schedule_request *reqs,
+                                    size_t count, pgsched_schedule_outcome *outs,
+                                    pgsched_result *results, pgsched_error *err);
+    /* Optional (NULL: PGSCHED_ERR_UNSUPPORTED). The same inside the caller's open transaction
+       on the caller's connection `conn` (a PGconn for a PostgreSQL store): the rows exist if
+       and only if that transaction commits. It must not make the caller's transaction fail
+       (beyond a failure of the write itself) nor change its session settings. */
+    pgsched_result (*schedule_many_tx)(pgsched_store *s, void *conn,
+                                       const pgsched_schedule_request *reqs, size_t count,
+                                       pgsched_schedule_outcome *outs, pgsched_result *results,
+                                       pgsched_error *err);
 };
 
 /* The wrappers: check every argument (names, keys, UTF-8, JSON, pointers, ids), give the
@@ -637,6 +661,27 @@ PGSCHED_DEF pgsched_result pgsched_store_schedule(pgsched_store *s,
                                                   const pgsched_schedule_request *req,
                                                   pgsched_schedule_outcome *out,
                                                   pgsched_error *err);
+/* Many requests at once (PGSCHED_STORE_VERSION 2). results[i] (and outs[i], which may be
+   NULL) is what pgsched_store_schedule would give request i: a request that fails its checks
+   fails alone and writes nothing; the others are written in batches of at most
+   PGSCHED_SCHEDULE_BATCH_MAX (a request repeating an earlier (name, key) of the same call is
+   written after it, as separate calls would). Returns PGSCHED_OK when every request is OK,
+   else the code of the first request that failed, with `err` naming its index and why. */
+#define PGSCHED_SCHEDULE_BATCH_MAX 5000
+PGSCHED_DEF pgsched_result pgsched_store_schedule_many(pgsched_store *s,
+                                                       const pgsched_schedule_request *reqs,
+                                                       size_t count,
+                                                       pgsched_schedule_outcome *outs,
+                                                       pgsched_result *results,
+                                                       pgsched_error *err);
+/* The same in the caller's open transaction on `conn` (the store's schedule_many_tx;
+   PGSCHED_ERR_UNSUPPORTED for every request when the store has none). */
+PGSCHED_DEF pgsched_result pgsched_store_schedule_many_tx(pgsched_store *s, void *conn,
+                                                          const pgsched_schedule_request *reqs,
+                                                          size_t count,
+                                                          pgsched_schedule_outcome *outs,
+                                                          pgsched_result *results,
+                                                          pgsched_error *err);
 PGSCHED_DEF pgsched_result pgsched_store_claim(pgsched_store *s, const pgsched_claim_request *req,
                                                pgsched_job_list *out,
                                                pgsched_claim_outcome *info, pgsched_error *err);
@@ -864,6 +909,26 @@ PGSCHED_DEF pgsched_result pgsched_schedule_job(pgsched_node *node, const pgsche
    and only if that transaction commits. PostgreSQL store only. */
 PGSCHED_DEF pgsched_result pgsched_schedule_job_tx(pgsched_node *node, struct pg_conn *conn,
                                                const pgsched_job_spec *spec, pgsched_error *err);
+/* Many jobs at once, in one statement per batch of up to PGSCHED_SCHEDULE_BATCH_MAX.
+   results[i] (required) is the code pgsched_schedule_job would give specs[i]: a spec that is
+   invalid (name, key, params, schedule, type not registered) or refused (a running row without
+   apply_after_run: PGSCHED_ERR_RUNNING) fails alone and writes nothing; every other one is
+   written with the same semantics, events and status callbacks as one pgsched_schedule_job,
+   and a spec repeating an earlier (name, key) applies after it. Returns PGSCHED_OK when every
+   spec is OK, else the code of the first spec that failed, with `err` naming its index and why
+   (and how many failed). A store error (connection, database) fails the specs it reached:
+   with several batches, those of earlier batches may be written (their results say so). */
+PGSCHED_DEF pgsched_result pgsched_schedule_jobs(pgsched_node *node, const pgsched_job_spec *specs,
+                                                 size_t count, pgsched_result *results,
+                                                 pgsched_error *err);
+/* The same in the caller's open transaction on its own libpq connection: the jobs exist if and
+   only if that transaction commits. Statements sent there are prepared once per connection
+   (under a name starting "pgsched_"), fully schema-qualified, and leave the session's
+   settings alone; a connection whose transaction has already failed is refused before
+   anything is sent. Needs a store with schedule_many_tx (the PostgreSQL store has it). */
+PGSCHED_DEF pgsched_result pgsched_schedule_jobs_tx(pgsched_node *node, struct pg_conn *conn,
+                                                    const pgsched_job_spec *specs, size_t count,
+                                                    pgsched_result *results, pgsched_error *err);
 PGSCHED_DEF pgsched_result pgsched_cancel(pgsched_node *node, const char *name, const char *key,
                                           pgsched_cancel_effect *effect, pgsched_error *err);
 PGSCHED_DEF pgsched_result pgsched_unschedule(pgsched_node *node, const char *name,
@@ -3779,6 +3844,213 @@ PGSCHED_DEF pgsched_result pgsched_store_schedule(pgsched_store *s,
     return pgsched__store_schedule(s, req, NULL, out, err);
 }
 
+static uint64_t pgsched__hash(const char *a, const char *b);
+static pgsched_result pgsched__err_running(pgsched_error *err, const char *name, const char *key,
+                                           const char *what);
+
+/* What a call on many items reports: the first item that failed (index `first`, `count` when
+   none did), its message, and how many failed. */
+typedef struct pgsched__many_report {
+    size_t first, failed;
+    pgsched_error e;
+} pgsched__many_report;
+
+static void pgsched__many_note(pgsched__many_report *m, size_t i, pgsched_result code,
+                               const pgsched_error *e)
+{
+    if (code == PGSCHED_OK) return;
+    m->failed++;
+    if (i >= m->first) return;
+    m->first = i;
+    if (e && e->code == code && e->message[0]) m->e = *e;
+    else pgsched__fail(&m->e, code, "%s", pgsched_result_string(code));
+}
+
+/* The return value and `err` of a call on many items: OK, or the first failure's code and a
+   sentence naming its index, why, and how many others failed. */
+static pgsched_result pgsched__many_result(const pgsched__many_report *m, const char *item,
+                                           size_t count, pgsched_error *err)
+{
+    if (m->failed == 0) return pgsched__ok(err);
+    if (m->failed == 1)
+        return pgsched__fail(err, m->e.code, "%s %lu of %lu: %s", item, (unsigned long)m->first,
+                             (unsigned long)count, m->e.message);
+    return pgsched__fail(err, m->e.code, "%s %lu of %lu: %s (%lu failed in all)", item,
+                         (unsigned long)m->first, (unsigned long)count, m->e.message,
+                         (unsigned long)m->failed);
+}
+
+/* Writes one duplicate-free batch through the store: its schedule_many, or (a store of
+   version 1 or without one) one schedule call per request. */
+static void pgsched__store_batch(pgsched_store *s, void *conn, int tx,
+                                 const pgsched_schedule_request *reqs, const size_t *at, size_t n,
+                                 pgsched_schedule_outcome *outs, pgsched_result *results,
+                                 pgsched__many_report *m)
+{
+    const pgsched_store_methods *mt = s->methods;
+    pgsched_error e;
+    size_t k;
+    memset(&e, 0, sizeof e);
+    if (tx || (mt->version >= 2 && mt->schedule_many)) {
+        pgsched_result r;
+        if (tx && (mt->version < 2 || !mt->schedule_many_tx))
+            r = pgsched__fail(&e, PGSCHED_ERR_UNSUPPORTED,
+                              "the %s store cannot schedule in the caller's transaction",
+                              mt->name ? mt->name : "custom");
+        else if (tx)
+            r = mt->schedule_many_tx(s, conn, reqs, n, outs, results, &e);
+        else
+            r = mt->schedule_many(s, reqs, n, outs, results, &e);
+        for (k = 0; k < n; k++) {
+            pgsched_error one;
+            if (r != PGSCHED_OK) results[k] = r;
+            if (results[k] == PGSCHED_OK || at[k] >= m->first) {
+                pgsched__many_note(m, at[k], results[k], NULL);
+                continue;
+            }
+            if (r != PGSCHED_OK) one = e;
+            else if (results[k] == PGSCHED_ERR_RUNNING)
+                pgsched__err_running(&one, reqs[k].name, reqs[k].key,
+                                     "re-scheduling is refused unless it applies after the run");
+            else
+                pgsched__fail(&one, results[k], "job %s/%s: %s", reqs[k].name, reqs[k].key,
+                              pgsched_result_string(results[k]));
+            pgsched__many_note(m, at[k], results[k], &one);
+        }
+        return;
+    }
+    for (k = 0; k < n; k++) {
+        memset(&e, 0, sizeof e);
+        results[k] = mt->schedule(s, &reqs[k], NULL, &outs[k], &e);
+        pgsched__many_note(m, at[k], results[k], &e);
+    }
+}
+
+/* Checks every request, then writes the valid ones in rounds (a request repeating an earlier
+   (name, key) of the call goes in the round after it) of batches. */
+static pgsched_result pgsched__store_schedule_many(pgsched_store *s, void *conn, int tx,
+                                                   const pgsched_schedule_request *reqs,
+                                                   size_t count, pgsched_schedule_outcome *outs,
+                                                   pgsched_result *results,
+                                                   pgsched__many_report *m, pgsched_error *err)
+{
+    pgsched_allocator a = pgsched__allocator(NULL);
+    pgsched_schedule_request *norm = NULL, *breq = NULL;
+    pgsched_schedule_outcome *bout = NULL;
+    pgsched_result *bres = NULL;
+    size_t *valid = NULL, *at = NULL, *slots = NULL, nvalid = 0, nslots = 1, i, k;
+    unsigned *round = NULL, rounds = 0, rd;
+    pgsched_result r = pgsched__check_store(s, err);
+    if (r != PGSCHED_OK) return r;
+    if (count && !reqs) return pgsched__null(err, "the schedule requests");
+    if (count && !results) return pgsched__null(err, "the results array");
+    if (count > (size_t)-1 / (4 * sizeof *norm))
+        return pgsched__fail(err, PGSCHED_ERR_TOO_LARGE, "too many requests");
+    while (nslots < 2 * count) nslots *= 2;
+    norm = (pgsched_schedule_request *)pgsched__malloc(&a, count * sizeof *norm);
+    valid = (size_t *)pgsched__malloc(&a, count * sizeof *valid);
+    round = (unsigned *)pgsched__malloc(&a, count * sizeof *round);
+    slots = (size_t *)pgsched__malloc(&a, nslots * sizeof *slots);
+    k = count < PGSCHED_SCHEDULE_BATCH_MAX ? count : PGSCHED_SCHEDULE_BATCH_MAX;
+    breq = (pgsched_schedule_request *)pgsched__malloc(&a, k * sizeof *breq);
+    bout = (pgsched_schedule_outcome *)pgsched__malloc(&a, k * sizeof *bout);
+    bres = (pgsched_result *)pgsched__malloc(&a, k * sizeof *bres);
+    at = (size_t *)pgsched__malloc(&a, k * sizeof *at);
+    if (!norm || !valid || !round || !slots || !breq || !bout || !bres || !at) {
+        r = pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory scheduling %lu jobs",
+                          (unsigned long)count);
+        goto done;
+    }
+    for (i = 0; i < nslots; i++) slots[i] = (size_t)-1;
+    for (i = 0; i < count; i++) {
+        pgsched_error e;
+        if (outs) memset(&outs[i], 0, sizeof outs[i]);
+        memset(&e, 0, sizeof e);
+        results[i] = pgsched__check_schedule_request(&reqs[i], &e);
+        if (results[i] != PGSCHED_OK) {
+            pgsched__many_note(m, i, results[i], &e);
+            continue;
+        }
+        norm[i] = reqs[i];
+        if (!norm[i].params) norm[i].params = "{}";
+        if (norm[i].kind != PGSCHED_CRON) norm[i].cron = NULL;
+        if (norm[i].kind != PGSCHED_INTERVAL) norm[i].every = 0;
+        /* the round: one after the latest earlier request of the same (name, key) */
+        round[i] = 0;
+        for (k = (size_t)(pgsched__hash(reqs[i].name, reqs[i].key) & (nslots - 1));;
+             k = (k + 1) & (nslots - 1)) {
+            size_t j = slots[k];
+            if (j == (size_t)-1) break;
+            if (strcmp(reqs[j].name, reqs[i].name) == 0 && strcmp(reqs[j].key, reqs[i].key) == 0) {
+                round[i] = round[j] + 1;
+                break;
+            }
+        }
+        slots[k] = i;
+        if (round[i] + 1 > rounds) rounds = round[i] + 1;
+        valid[nvalid++] = i;
+    }
+    for (rd = 0; rd < rounds; rd++) {
+        size_t n = 0;
+        for (i = 0; i <= nvalid; i++) {
+            if (i < nvalid && round[valid[i]] == rd) {
+                at[n] = valid[i];
+                breq[n++] = norm[valid[i]];
+            }
+            if (n == 0 || (n < PGSCHED_SCHEDULE_BATCH_MAX && i < nvalid)) continue;
+            memset(bout, 0, n * sizeof *bout);
+            pgsched__store_batch(s, conn, tx, breq, at, n, bout, bres, m);
+            for (k = 0; k < n; k++) {
+                results[at[k]] = bres[k];
+                if (outs && bres[k] == PGSCHED_OK) outs[at[k]] = bout[k];
+            }
+            n = 0;
+        }
+    }
+    r = PGSCHED_OK;
+done:
+    pgsched__free(&a, norm);
+    pgsched__free(&a, valid);
+    pgsched__free(&a, round);
+    pgsched__free(&a, slots);
+    pgsched__free(&a, breq);
+    pgsched__free(&a, bout);
+    pgsched__free(&a, bres);
+    pgsched__free(&a, at);
+    return r;
+}
+
+PGSCHED_DEF pgsched_result pgsched_store_schedule_many(pgsched_store *s,
+                                                       const pgsched_schedule_request *reqs,
+                                                       size_t count,
+                                                       pgsched_schedule_outcome *outs,
+                                                       pgsched_result *results,
+                                                       pgsched_error *err)
+{
+    pgsched__many_report m;
+    pgsched_result r;
+    memset(&m, 0, sizeof m);
+    m.first = count;
+    r = pgsched__store_schedule_many(s, NULL, 0, reqs, count, outs, results, &m, err);
+    return r != PGSCHED_OK ? r : pgsched__many_result(&m, "request", count, err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_store_schedule_many_tx(pgsched_store *s, void *conn,
+                                                          const pgsched_schedule_request *reqs,
+                                                          size_t count,
+                                                          pgsched_schedule_outcome *outs,
+                                                          pgsched_result *results,
+                                                          pgsched_error *err)
+{
+    pgsched__many_report m;
+    pgsched_result r;
+    if (!conn) return pgsched__null(err, "the caller's connection");
+    memset(&m, 0, sizeof m);
+    m.first = count;
+    r = pgsched__store_schedule_many(s, conn, 1, reqs, count, outs, results, &m, err);
+    return r != PGSCHED_OK ? r : pgsched__many_result(&m, "request", count, err);
+}
+
 PGSCHED_DEF pgsched_result pgsched_store_claim(pgsched_store *s, const pgsched_claim_request *req,
                                                pgsched_job_list *out,
                                                pgsched_claim_outcome *info, pgsched_error *err)
@@ -4640,30 +4912,31 @@ static pgsched_result pgsched__mem_now_m(pgsched_store *s, pgsched_time *now, pg
     return pgsched__ok(err);
 }
 
-static pgsched_result pgsched__mem_schedule(pgsched_store *s, const pgsched_schedule_request *q,
-                                            void *external_conn, pgsched_schedule_outcome *out,
-                                            pgsched_error *err)
+static pgsched_result pgsched__mem_nomem(pgsched_error *err)
 {
-    pgsched__mem *m = (pgsched__mem *)s;
+    return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory in the in-memory store");
+}
+
+/* One schedule, with m->mu held. */
+static pgsched_result pgsched__mem_schedule_locked(pgsched__mem *m,
+                                                   const pgsched_schedule_request *q,
+                                                   pgsched_schedule_outcome *out,
+                                                   pgsched_error *err)
+{
     pgsched__mrow *r;
     pgsched_time now, next;
-    if (external_conn)
-        return pgsched__fail(err, PGSCHED_ERR_UNSUPPORTED,
-                             "the in-memory store cannot join a PostgreSQL transaction");
-    pthread_mutex_lock(&m->mu);
     now = pgsched__mem_now(m);
     next = q->next_run ? q->next_run : now;
     r = pgsched__mem_find(m, q->name, q->key);
     if (r && r->status == PGSCHED_RUNNING) {
         char *cron = NULL, *params = NULL;
         if (!q->apply_after_run) {
-            pthread_mutex_unlock(&m->mu);
             return pgsched__err_running(err, q->name, q->key,
                                         "re-scheduling is refused unless it applies after the run");
         }
         if (!pgsched__mem_setstr(m, &cron, q->cron) || !pgsched__mem_setstr(m, &params, q->params)) {
             pgsched__free(&m->alloc, cron);
-            return pgsched__mem_oom(m, err);
+            return pgsched__mem_nomem(err);
         }
         pgsched__free(&m->alloc, r->ch_cron);
         pgsched__free(&m->alloc, r->ch_params);
@@ -4682,21 +4955,20 @@ static pgsched_result pgsched__mem_schedule(pgsched_store *s, const pgsched_sche
         out->next_run = r->next_run;
         out->version = r->version;
         pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, PGSCHED_RUNNING, PGSCHED_RUNNING, q->node_id);
-        pthread_mutex_unlock(&m->mu);
         return pgsched__ok(err);
     }
     if (!r) {
         pgsched__mtype *t = pgsched__mem_type(m, q->name, 1);
-        if (!t) return pgsched__mem_oom(m, err);
+        if (!t) return pgsched__mem_nomem(err);
         r = (pgsched__mrow *)pgsched__calloc(&m->alloc, sizeof *r);
-        if (!r) return pgsched__mem_oom(m, err);
+        if (!r) return pgsched__mem_nomem(err);
         r->name = pgsched__strdup(&m->alloc, q->name);
         r->key = pgsched__strdup(&m->alloc, q->key);
         r->cron = q->cron ? pgsched__strdup(&m->alloc, q->cron) : NULL;
         r->params = pgsched__strdup(&m->alloc, q->params);
         if (!r->name || !r->key || !r->params || (q->cron && !r->cron)) {
             pgsched__mem_row_free(m, r);
-            return pgsched__mem_oom(m, err);
+            return pgsched__mem_nomem(err);
         }
         r->type = t;
         r->heap_pos = (size_t)-1;
@@ -4709,7 +4981,7 @@ static pgsched_result pgsched__mem_schedule(pgsched_store *s, const pgsched_sche
         r->version = ++m->seq;
         if (!pgsched__heap_reserve(m, t)) {
             pgsched__mem_row_free(m, r);
-            return pgsched__mem_oom(m, err);
+            return pgsched__mem_nomem(err);
         }
         pgsched__mem_set_status(m, r, PGSCHED_PENDING);
         r->updated_at = now;
@@ -4726,7 +4998,7 @@ static pgsched_result pgsched__mem_schedule(pgsched_store *s, const pgsched_sche
         pgsched_status old = r->status;
         if (!pgsched__mem_setstr(m, &cron, q->cron) || !pgsched__mem_setstr(m, &params, q->params)) {
             pgsched__free(&m->alloc, cron);
-            return pgsched__mem_oom(m, err);
+            return pgsched__mem_nomem(err);
         }
         if (old == PGSCHED_PENDING && r->next_run < next) next = r->next_run;
         pgsched__free(&m->alloc, r->cron);
@@ -4747,6 +5019,35 @@ static pgsched_result pgsched__mem_schedule(pgsched_store *s, const pgsched_sche
     out->next_run = r->next_run;
     out->version = r->version;
     pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, out->old_status, PGSCHED_PENDING, q->node_id);
+    return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__mem_schedule(pgsched_store *s, const pgsched_schedule_request *q,
+                                            void *external_conn, pgsched_schedule_outcome *out,
+                                            pgsched_error *err)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    pgsched_result r;
+    if (external_conn)
+        return pgsched__fail(err, PGSCHED_ERR_UNSUPPORTED,
+                             "the in-memory store cannot join a PostgreSQL transaction");
+    pthread_mutex_lock(&m->mu);
+    r = pgsched__mem_schedule_locked(m, q, out, err);
+    pthread_mutex_unlock(&m->mu);
+    return r;
+}
+
+/* A batch under one hold of the lock: no other call sees half of it. */
+static pgsched_result pgsched__mem_schedule_many(pgsched_store *s,
+                                                 const pgsched_schedule_request *reqs,
+                                                 size_t count, pgsched_schedule_outcome *outs,
+                                                 pgsched_result *results, pgsched_error *err)
+{
+    pgsched__mem *m = (pgsched__mem *)s;
+    size_t i;
+    pthread_mutex_lock(&m->mu);
+    for (i = 0; i < count; i++)
+        results[i] = pgsched__mem_schedule_locked(m, &reqs[i], &outs[i], NULL);
     pthread_mutex_unlock(&m->mu);
     return pgsched__ok(err);
 }
@@ -5576,6 +5877,8 @@ static const pgsched_store_methods pgsched__mem_methods = {
     pgsched__mem_listen_wait,
     pgsched__mem_listen_wake,
     pgsched__mem_listen_close,
+    pgsched__mem_schedule_many,
+    NULL, /* no transaction to join */
 };
 
 PGSCHED_DEF pgsched_result pgsched_memory_store_create(const pgsched_memory_config *cfg,
@@ -5855,21 +6158,34 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     /* NOW */
     "SELECT now()",
 
-    /* SCHEDULE: $1 name $2 key $3 kind $4 cron $5 every_us $6 params $7 max_retries
-       $8 next_run (NULL = now) $9 apply_after_run $10 node $11 channel.
-       Also sent on the caller's connection (pgsched_schedule_job_tx): every name in it is
-       qualified (see the convention above). */
-    /* prev: the status before, as the statement's snapshot saw it (a FOR UPDATE here would run
-       after the upsert below changed the row, and find nothing); a write that commits in
-       between can make the reported old status stale, never the row itself */
-    "WITH prev AS (SELECT status FROM {J} WHERE name OPERATOR(pg_catalog.=) $1::pg_catalog.text "
-    "AND key OPERATOR(pg_catalog.=) $2::pg_catalog.text), "
-    "nr AS (SELECT coalesce($8::pg_catalog.timestamptz, pg_catalog.now()) AS t), "
+    /* SCHEDULE: $1 names[] $2 keys[] $3 kinds[] $4 crons[] $5 every_us[] $6 params[]
+       $7 max_retries[] $8 next_runs[] (NULL = now) $9 apply_after_run[] $10 node $11 channel.
+       One row per request, in request order; a refused one (a running row, apply_after_run
+       false) has a NULL status. No (name, key) comes twice (the wrapper sees to it).
+       - It is also sent on the caller's connection (pgsched_schedule_job_tx and _jobs_tx),
+         under the caller's search path: every name in it is qualified (see the convention
+         above).
+       - The upsert's conflict check through the primary key is its only look-up of the
+         table, so no plan, generic or custom, made when the table held nothing or millions
+         of rows, can turn it into a scan. The status the row had comes out of the upsert
+         itself (prev_status; NULL when inserted), read under the row lock.
+       - Rows are inserted in (name, key) order: two batches that overlap lock their common
+         rows in the same order and cannot deadlock.
+       - The apply_after_run flags are looked up by a hashed subplan, only for running rows. */
+    /* (the many-argument unnest is grammar that only exists unqualified: ROWS FROM here) */
+    "WITH i AS MATERIALIZED (SELECT * FROM ROWS FROM (pg_catalog.unnest($1::pg_catalog.text[]), "
+    "pg_catalog.unnest($2::pg_catalog.text[]), pg_catalog.unnest($3::pg_catalog.text[]), "
+    "pg_catalog.unnest($4::pg_catalog.text[]), pg_catalog.unnest($5::pg_catalog.int8[]), "
+    "pg_catalog.unnest($6::pg_catalog.text[]), pg_catalog.unnest($7::pg_catalog.int4[]), "
+    "pg_catalog.unnest($8::pg_catalog.timestamptz[]), pg_catalog.unnest($9::pg_catalog.bool[])) "
+    "WITH ORDINALITY AS i(name, key, kind, cron, every_us, params, max_retries, next_run, "
+    "after_run, idx)), "
     "up AS (INSERT INTO {J} AS j (name, key, status, kind, cron, every_us, params, max_retries, "
     "attempt, next_run, version, created_at, updated_at) "
-    "SELECT $1::pg_catalog.text, $2::pg_catalog.text, 'pending', $3::pg_catalog.text, "
-    "$4::pg_catalog.text, $5::pg_catalog.int8, $6::pg_catalog.json, $7::pg_catalog.int4, 0, "
-    "nr.t, pg_catalog.nextval('{Q}'), pg_catalog.now(), pg_catalog.now() FROM nr "
+    "SELECT i.name, i.key, 'pending', i.kind, i.cron, i.every_us, i.params::pg_catalog.json, "
+    "i.max_retries, 0, COALESCE(i.next_run, pg_catalog.now()), "
+    "pg_catalog.nextval('{Q}'::pg_catalog.regclass), pg_catalog.now(), pg_catalog.now() FROM i "
+    "ORDER BY i.name COLLATE pg_catalog.\"C\", i.key COLLATE pg_catalog.\"C\" "
     "ON CONFLICT (name, key) DO UPDATE SET "
     "kind = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.kind ELSE EXCLUDED.kind END, "
     "cron = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.cron ELSE EXCLUDED.cron END, "
@@ -5892,13 +6208,21 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "ch_max_retries = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN EXCLUDED.max_retries END, "
     "ch_next_run = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN EXCLUDED.next_run END, "
     "status = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.status ELSE 'pending' END, "
+    "prev_status = j.status, "
     /* nextval here, after the row lock, not in the proposed row: a version taken before
        waiting for a concurrent writer could be older than the one that writer stored */
-    "version = pg_catalog.nextval('{Q}'), updated_at = pg_catalog.now() "
-    "WHERE j.status OPERATOR(pg_catalog.<>) 'running' OR $9::pg_catalog.bool "
-    "RETURNING j.status, j.next_run, j.version, (j.xmax OPERATOR(pg_catalog.=) 0) AS created) "
-    "SELECT up.status, up.next_run, up.version, up.created, prev.status",
-    /* ... continued in pgsched__pg_template_tail */
+    "version = pg_catalog.nextval('{Q}'::pg_catalog.regclass), updated_at = pg_catalog.now() "
+    "WHERE j.status OPERATOR(pg_catalog.<>) 'running' OR ROW(j.name, j.key) "
+    "OPERATOR(pg_catalog.=) ANY (SELECT a.name, a.key FROM i a WHERE a.after_run) "
+    "RETURNING j.name, j.key, j.status, j.next_run, j.version, j.prev_status) "
+    "SELECT up.status, up.next_run, up.version, up.prev_status"
+    "{NOTIFY, CASE WHEN up.status IS NULL THEN NULL ELSE (SELECT " PGSCHED__NOTIFY(
+        "$11::pg_catalog.text",
+        "pg_catalog.concat_ws(E'\\t', 'C', up.name, up.key, COALESCE(up.prev_status, 'none'), "
+        "up.status, up.version::pg_catalog.text, COALESCE($10::pg_catalog.text, ''), "
+        "COALESCE(" PGSCHED__PG_US("up.next_run") "::pg_catalog.text, ''))") ") END}"
+    " FROM i LEFT JOIN up ON up.name OPERATOR(pg_catalog.=) i.name "
+    "AND up.key OPERATOR(pg_catalog.=) i.key ORDER BY i.idx",
 
     /* CLAIM: $1 node $2 names[] $3 max $4 channel. One row always comes back (the info
        row); claimed rows fill the job columns. Each type is read through its own
@@ -6136,14 +6460,6 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
 static const char *pgsched__pg_template_tail(int q)
 {
     switch (q) {
-    case PGSCHED__Q_SCHEDULE:
-        return "{NOTIFY, (SELECT " PGSCHED__NOTIFY(
-            "$11::pg_catalog.text",
-            "pg_catalog.concat_ws(E'\\t', 'C', $1::pg_catalog.text, $2::pg_catalog.text, "
-            "coalesce(prev.status, 'none'), up.status, up.version::pg_catalog.text, "
-            "coalesce($10::pg_catalog.text, ''), "
-            "coalesce(" PGSCHED__PG_US("up.next_run") "::pg_catalog.text, ''))") ")}"
-            " FROM up LEFT JOIN prev ON true";
     case PGSCHED__Q_FINISH:
         return
             "upd AS (UPDATE {J} j SET "
@@ -6288,7 +6604,10 @@ static const char *const pgsched__pg_migration_2 =
     "version = nextval('{Q}'), updated_at = now() "
     "WHERE " PGSCHED__PG_DEFERRED_VALID " IS FALSE OR " PGSCHED__PG_TIMES_FINITE " IS FALSE;"
     "ALTER TABLE {J} ADD CONSTRAINT {I:jobs_deferred} CHECK " PGSCHED__PG_DEFERRED_VALID ", "
-    "ADD CONSTRAINT {I:jobs_finite} CHECK " PGSCHED__PG_TIMES_FINITE ";";
+    "ADD CONSTRAINT {I:jobs_finite} CHECK " PGSCHED__PG_TIMES_FINITE ";"
+    /* the status a row had before a schedule's upsert, so that the upsert reports it without
+       a second look-up of the row (see SCHEDULE); meaningless between schedules */
+    "ALTER TABLE {J} ADD COLUMN prev_status text;";
 
 /* The SQL that takes the schema from version v-1 to v. */
 static const char *pgsched__pg_migration(int v)
@@ -6319,6 +6638,13 @@ typedef struct pgsched__pg {
     char lock_key[160];
     char names_sql[5][160]; /* quoted names: jobs, runs, nodes, seq, version */
     char *sql[PGSCHED__Q_COUNT];
+    /* Callers' connections on which the schedule statement is prepared, as ext_name (which
+       hashes its text, so two stores or two versions never share a name), newest first. */
+    struct {
+        const void *conn;
+        int pid;
+    } ext[16];
+    char ext_name[40];
     int notify, no_create;
     void (*log)(void *user, int level, const char *message);
     void *log_user;
@@ -7005,58 +7331,191 @@ static pgsched_result pgsched__pg_now(pgsched_store *s, pgsched_time *now, pgsch
     return pgsched__ok(err);
 }
 
+/* Whether the schedule statement is prepared on the caller's connection c (backend pid):
+   `forget` drops it from the list, `add` puts it first. */
+static int pgsched__pg_ext_known(pgsched__pg *p, PGconn *c, int pid, int forget, int add)
+{
+    size_t n = sizeof p->ext / sizeof p->ext[0], i, k;
+    int found = 0;
+    pthread_mutex_lock(&p->mu);
+    for (i = 0; i < n && !(p->ext[i].conn == c && p->ext[i].pid == pid); i++) {}
+    found = i < n;
+    if (found && forget) {
+        for (k = i; k + 1 < n; k++) p->ext[k] = p->ext[k + 1];
+        p->ext[n - 1].conn = NULL;
+    } else if (add) {
+        for (k = found ? i : n - 1; k > 0; k--) p->ext[k] = p->ext[k - 1];
+        p->ext[0].conn = c;
+        p->ext[0].pid = pid;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return found;
+}
+
+/* Runs the schedule statement on the caller's connection, inside whatever transaction it has
+   open. An error there would abort that transaction, so nothing that can fail is sent before
+   the write itself: a connection already in a failed transaction is refused untouched, and the
+   statement is prepared only after the catalogue says it is not (once per connection: a
+   connection seen before is trusted to keep it; one whose statements the caller deallocated
+   fails once, with SQLSTATE 26000, and is prepared again on the next call). */
+static pgsched_result pgsched__pg_ext_run(pgsched__pg *p, PGconn *c, const char *const *vals,
+                                          PGresult **out, pgsched_error *err)
+{
+    int pid, exists;
+    PGresult *res;
+    pgsched_result r;
+    *out = NULL;
+    if (PQstatus(c) != CONNECTION_OK)
+        return pgsched__fail(err, PGSCHED_ERR_CONNECTION, "the caller's connection is not open");
+    switch (PQtransactionStatus(c)) {
+    case PQTRANS_IDLE:
+    case PQTRANS_INTRANS: break;
+    case PQTRANS_INERROR:
+        return pgsched__fail(err, PGSCHED_ERR_STATE,
+                             "the caller's transaction has already failed (roll it back); "
+                             "nothing was sent");
+    default:
+        return pgsched__fail(err, PGSCHED_ERR_STATE,
+                             "the caller's connection is busy with another command");
+    }
+#ifdef LIBPQ_HAS_PIPELINING
+    if (PQpipelineStatus(c) != PQ_PIPELINE_OFF)
+        return pgsched__fail(err, PGSCHED_ERR_STATE,
+                             "the caller's connection is in pipeline mode; leave it first");
+#endif
+    pid = PQbackendPID(c);
+    if (!pgsched__pg_ext_known(p, c, pid, 0, 0)) {
+        const char *v[1];
+        v[0] = p->ext_name;
+        res = PQexecParams(c,
+                           "SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE name "
+                           "OPERATOR(pg_catalog.=) $1::pg_catalog.text",
+                           1, NULL, v, NULL, NULL, 0);
+        r = pgsched__pg_check(c, res, "looking up the prepared schedule statement", err);
+        exists = r == PGSCHED_OK && PQntuples(res) == 1;
+        PQclear(res);
+        if (r != PGSCHED_OK) return r;
+        if (!exists) {
+            res = PQprepare(c, p->ext_name, p->sql[PGSCHED__Q_SCHEDULE], 11,
+                            pgsched__pg_text_types);
+            r = pgsched__pg_check(c, res, "preparing the schedule statement", err);
+            PQclear(res);
+            if (r != PGSCHED_OK) return r;
+        }
+        pgsched__pg_ext_known(p, c, pid, 0, 1);
+    }
+    res = PQexecPrepared(c, p->ext_name, 11, vals, NULL, NULL, 1);
+    r = pgsched__pg_check(c, res, "schedule", err);
+    if (r != PGSCHED_OK) {
+        const char *code = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+        if (code && strcmp(code, "26000") == 0) pgsched__pg_ext_known(p, c, pid, 1, 0);
+        PQclear(res);
+        return r;
+    }
+    *out = res;
+    return PGSCHED_OK;
+}
+
+/* Writes n requests in one statement, on the store's connection or (conn) the caller's. */
+static pgsched_result pgsched__pg_schedule_rows(pgsched__pg *p, PGconn *conn,
+                                                const pgsched_schedule_request *reqs, size_t n,
+                                                pgsched_schedule_outcome *outs,
+                                                pgsched_result *results, pgsched_error *err)
+{
+    pgsched__buf b[9];
+    const char *vals[11];
+    PGresult *res = NULL;
+    pgsched_result r;
+    size_t i, k;
+    memset(b, 0, sizeof b);
+    for (k = 0; k < 9; k++) {
+        b[k].a = &p->alloc;
+        pgsched__buf_add(&b[k], "{", 1);
+    }
+    for (i = 0; i < n; i++) {
+        const pgsched_schedule_request *q = &reqs[i];
+        char next[PGSCHED_TIME_STRING_MAX];
+        int first = i == 0;
+        pgsched__pg_array_add(&b[0], q->name, first);
+        pgsched__pg_array_add(&b[1], q->key, first);
+        pgsched__pg_array_add(&b[2], pgsched__kind_string(q->kind), first);
+        pgsched__pg_array_add(&b[3], q->cron, first);
+        if (q->kind == PGSCHED_INTERVAL) pgsched__pg_array_int(&b[4], q->every, first);
+        else pgsched__pg_array_add(&b[4], NULL, first);
+        pgsched__pg_array_add(&b[5], q->params, first);
+        pgsched__pg_array_int(&b[6], q->max_retries, first);
+        if (q->next_run) pgsched_time_format(q->next_run, 0, 1, next, sizeof next);
+        pgsched__pg_array_add(&b[7], q->next_run ? next : NULL, first);
+        pgsched__buf_puts(&b[8], first ? "" : ",");
+        pgsched__buf_puts(&b[8], q->apply_after_run ? "t" : "f");
+    }
+    r = PGSCHED_OK;
+    for (k = 0; k < 9; k++) {
+        pgsched__buf_add(&b[k], "}", 1);
+        if (b[k].oom) r = pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory scheduling");
+        vals[k] = b[k].p;
+    }
+    vals[9] = reqs[0].node_id;
+    vals[10] = p->channel;
+    if (r == PGSCHED_OK) {
+        if (conn) r = pgsched__pg_ext_run(p, conn, vals, &res, err);
+        /* not repeated after a lost reply: the rows may have run and finished meanwhile */
+        else r = pgsched__pg_run(p, PGSCHED__Q_SCHEDULE, 11, vals, 0, &res, err);
+    }
+    for (k = 0; k < 9; k++) pgsched__free(&p->alloc, b[k].p);
+    if (r != PGSCHED_OK) return r;
+    if ((size_t)PQntuples(res) != n) {
+        PQclear(res);
+        return pgsched__fail(err, PGSCHED_ERR_DATABASE,
+                             "schedule returned %d rows for %lu requests", PQntuples(res),
+                             (unsigned long)n);
+    }
+    for (i = 0; i < n; i++) {
+        pgsched_schedule_outcome *o = &outs[i];
+        const char *prev = pgsched__pg_text(res, (int)i, 3);
+        if (PQgetisnull(res, (int)i, 0)) {
+            results[i] = PGSCHED_ERR_RUNNING;
+            continue;
+        }
+        results[i] = PGSCHED_OK;
+        o->deferred = pgsched__status_parse(pgsched__pg_text(res, (int)i, 0)) == PGSCHED_RUNNING;
+        o->next_run = pgsched__pg_time(res, (int)i, 1);
+        o->version = pgsched__pg_int(res, (int)i, 2);
+        o->created = prev == NULL;
+        o->old_status = o->deferred ? PGSCHED_RUNNING : pgsched__status_parse(prev);
+    }
+    PQclear(res);
+    return pgsched__ok(err);
+}
+
 static pgsched_result pgsched__pg_schedule(pgsched_store *s, const pgsched_schedule_request *q,
                                            void *external_conn, pgsched_schedule_outcome *out,
                                            pgsched_error *err)
 {
-    pgsched__pg *p = (pgsched__pg *)s;
-    char every[32], retries[16], next[PGSCHED_TIME_STRING_MAX];
-    const char *vals[11];
-    PGresult *res;
-    pgsched_result r;
-    pgsched__i64(every, sizeof every, q->every);
-    pgsched__i64(retries, sizeof retries, q->max_retries);
-    pgsched_time_format(q->next_run, 0, 1, next, sizeof next);
-    vals[0] = q->name;
-    vals[1] = q->key;
-    vals[2] = pgsched__kind_string(q->kind);
-    vals[3] = q->cron;
-    vals[4] = q->kind == PGSCHED_INTERVAL ? every : NULL;
-    vals[5] = q->params;
-    vals[6] = retries;
-    vals[7] = q->next_run ? next : NULL;
-    vals[8] = q->apply_after_run ? "true" : "false";
-    vals[9] = q->node_id;
-    vals[10] = p->channel;
-    if (external_conn) {
-        /* The caller's connection and transaction: no prepared statement of ours lives there. */
-        PGconn *c = (PGconn *)external_conn;
-        res = PQexecParams(c, p->sql[PGSCHED__Q_SCHEDULE], 11, pgsched__pg_text_types, vals, NULL,
-                           NULL, 1);
-        r = pgsched__pg_check(c, res, "schedule", err);
-        if (r != PGSCHED_OK) {
-            PQclear(res);
-            return r;
-        }
-    } else {
-        /* not repeated after a lost reply: the row may have run and finished meanwhile */
-        r = pgsched__pg_run(p, PGSCHED__Q_SCHEDULE, 11, vals, 0, &res, err);
-        if (r != PGSCHED_OK) return r;
-    }
-    if (PQntuples(res) == 0) {
-        PQclear(res);
+    pgsched_result one, r = pgsched__pg_schedule_rows((pgsched__pg *)s, (PGconn *)external_conn,
+                                                      q, 1, out, &one, err);
+    if (r != PGSCHED_OK) return r;
+    if (one == PGSCHED_ERR_RUNNING)
         return pgsched__err_running(err, q->name, q->key,
                                     "re-scheduling is refused unless it applies after the run");
-    }
-    out->deferred = pgsched__status_parse(pgsched__pg_text(res, 0, 0)) == PGSCHED_RUNNING;
-    out->next_run = pgsched__pg_time(res, 0, 1);
-    out->version = pgsched__pg_int(res, 0, 2);
-    out->created = pgsched__pg_bool(res, 0, 3);
-    out->old_status = out->created ? PGSCHED_STATUS_NONE
-                                   : pgsched__status_parse(pgsched__pg_text(res, 0, 4));
-    if (out->deferred) out->old_status = PGSCHED_RUNNING;
-    PQclear(res);
     return pgsched__ok(err);
+}
+
+static pgsched_result pgsched__pg_schedule_many(pgsched_store *s,
+                                                const pgsched_schedule_request *reqs,
+                                                size_t count, pgsched_schedule_outcome *outs,
+                                                pgsched_result *results, pgsched_error *err)
+{
+    return pgsched__pg_schedule_rows((pgsched__pg *)s, NULL, reqs, count, outs, results, err);
+}
+
+static pgsched_result pgsched__pg_schedule_many_tx(pgsched_store *s, void *conn,
+                                                   const pgsched_schedule_request *reqs,
+                                                   size_t count, pgsched_schedule_outcome *outs,
+                                                   pgsched_result *results, pgsched_error *err)
+{
+    return pgsched__pg_schedule_rows((pgsched__pg *)s, (PGconn *)conn, reqs, count, outs,
+                                     results, err);
 }
 
 static char *pgsched__pg_names_array(pgsched__pg *p, const char *const *names, size_t n)
@@ -7954,6 +8413,8 @@ static const pgsched_store_methods pgsched__pg_methods = {
     pgsched__pg_listen_wait,
     pgsched__pg_listen_wake,
     pgsched__pg_listen_close,
+    pgsched__pg_schedule_many,
+    pgsched__pg_schedule_many_tx,
 };
 
 PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
@@ -8036,22 +8497,11 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
         pgsched__free(&a, p);
         return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory creating a store");
     }
+    snprintf(p->ext_name, sizeof p->ext_name, "pgsched_schedule_%016llx",
+             (unsigned long long)pgsched__hash(p->sql[PGSCHED__Q_SCHEDULE], NULL));
     pgsched__cond_init(&p->cv);
     *out = &p->base;
     return pgsched__ok(err);
-}
-
-/* The caller's-transaction path for the engine. */
-static pgsched_result pgsched__pg_schedule_external(pgsched_store *s,
-                                                    const pgsched_schedule_request *req,
-                                                    PGconn *conn, pgsched_schedule_outcome *out,
-                                                    pgsched_error *err)
-{
-    if (!conn) return pgsched__null(err, "the caller's connection");
-    if (s->methods != &pgsched__pg_methods)
-        return pgsched__fail(err, PGSCHED_ERR_UNSUPPORTED,
-                             "scheduling in the caller's transaction needs the PostgreSQL store");
-    return pgsched__store_schedule(s, req, conn, out, err);
 }
 
 #endif /* PGSCHED_NO_LIBPQ */
@@ -10278,57 +10728,147 @@ static void pgsched__note_due(pgsched_node *n, const char *name, pgsched_time ne
     pthread_mutex_unlock(&n->mu);
 }
 
-static pgsched_result pgsched__schedule_common(pgsched_node *n, void *conn,
-                                               const pgsched_job_spec *spec, pgsched_error *err)
+/* Schedules count specs through the store (conn: in the caller's transaction), noting each
+   failure in m. Returns an error only when the call as a whole cannot be made. */
+static pgsched_result pgsched__schedule_specs(pgsched_node *n, void *conn,
+                                              const pgsched_job_spec *specs, size_t count,
+                                              pgsched_result *results, pgsched__many_report *m,
+                                              pgsched_error *err)
 {
-    pgsched_schedule_request q;
-    pgsched_schedule_outcome o;
-    char *cron_text;
+    pgsched_schedule_request *reqs;
+    pgsched_schedule_outcome *outs;
+    pgsched_result *res;
+    char **crons;
+    size_t *at, nv = 0, i, k;
+    pgsched__many_report sm;
+    pgsched_time due = 0;
+    int any_due = 0;
     pgsched_result r = pgsched__check_usable(n, err);
     if (r != PGSCHED_OK) return r;
-    r = pgsched__prepare(n, spec, &q, &cron_text, err);
-    if (r == PGSCHED_OK) {
-        memset(&o, 0, sizeof o);
-#ifndef PGSCHED_NO_LIBPQ
-        if (conn) {
-            /* Announced by the store's notification when the caller's transaction commits;
-               without a node id, every node (this one too) sees it as news. */
-            q.node_id = NULL;
-            r = pgsched__pg_schedule_external(n->store, &q, (PGconn *)conn, &o, err);
-        } else
-#endif
-            r = pgsched_store_schedule(n->store, &q, &o, err);
-        if (r == PGSCHED_OK && !conn) {
-            pgsched__cb_push(n, spec->name, spec->key, o.old_status,
-                             o.deferred ? PGSCHED_RUNNING : PGSCHED_PENDING, o.next_run,
-                             o.version, n->id, 0);
-            if (!o.deferred) pgsched__note_due(n, spec->name, o.next_run);
+    if (count && !specs) return pgsched__null(err, "the job specs");
+    if (count && !results) return pgsched__null(err, "the results array");
+    if (count > (size_t)-1 / (2 * sizeof *reqs))
+        return pgsched__fail(err, PGSCHED_ERR_TOO_LARGE, "too many job specs");
+    reqs = (pgsched_schedule_request *)pgsched__malloc(&n->alloc, count * sizeof *reqs);
+    outs = (pgsched_schedule_outcome *)pgsched__malloc(&n->alloc, count * sizeof *outs);
+    res = (pgsched_result *)pgsched__malloc(&n->alloc, count * sizeof *res);
+    crons = (char **)pgsched__calloc(&n->alloc, count * sizeof *crons);
+    at = (size_t *)pgsched__malloc(&n->alloc, count * sizeof *at);
+    if (!reqs || !outs || !res || !crons || !at) {
+        r = pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory scheduling %lu jobs",
+                          (unsigned long)count);
+        goto done;
+    }
+    for (i = 0; i < count; i++) {
+        pgsched_error e;
+        memset(&e, 0, sizeof e);
+        results[i] = pgsched__prepare(n, &specs[i], &reqs[nv], &crons[i], &e);
+        if (results[i] != PGSCHED_OK) {
+            pgsched__many_note(m, i, results[i], &e);
+            continue;
+        }
+        /* In the caller's transaction: announced by the store's notification when it
+           commits; without a node id, every node (this one too) sees it as news. */
+        if (conn) reqs[nv].node_id = NULL;
+        at[nv++] = i;
+    }
+    memset(&sm, 0, sizeof sm);
+    sm.first = nv;
+    r = pgsched__store_schedule_many(n->store, conn, conn != NULL, reqs, nv, outs, res, &sm, err);
+    if (r != PGSCHED_OK) goto done;
+    if (sm.failed) {
+        m->failed += sm.failed - 1;
+        pgsched__many_note(m, at[sm.first], sm.e.code, &sm.e);
+    }
+    for (k = 0; k < nv; k++) {
+        const pgsched_schedule_outcome *o = &outs[k];
+        const pgsched__type *t;
+        results[at[k]] = res[k];
+        if (res[k] != PGSCHED_OK || conn) continue;
+        pgsched__cb_push(n, reqs[k].name, reqs[k].key, o->old_status,
+                         o->deferred ? PGSCHED_RUNNING : PGSCHED_PENDING, o->next_run, o->version,
+                         n->id, 0);
+        t = o->deferred ? NULL : pgsched__find_type(n, reqs[k].name);
+        if (t && t->t.handler && (!any_due || o->next_run < due)) {
+            due = o->next_run;
+            any_due = 1;
         }
     }
-    pgsched__free(&n->alloc, cron_text);
+    /* after a change made through this node: wake the dispatcher if work is due sooner */
+    if (any_due) {
+        pthread_mutex_lock(&n->mu);
+        pgsched__hint_due(n, due ? due : pgsched__db_now(n));
+        pthread_mutex_unlock(&n->mu);
+    }
+done:
+    if (crons)
+        for (i = 0; i < count; i++) pgsched__free(&n->alloc, crons[i]);
+    pgsched__free(&n->alloc, reqs);
+    pgsched__free(&n->alloc, outs);
+    pgsched__free(&n->alloc, res);
+    pgsched__free(&n->alloc, crons);
+    pgsched__free(&n->alloc, at);
     return r;
+}
+
+static pgsched_result pgsched__schedule_one(pgsched_node *n, void *conn,
+                                            const pgsched_job_spec *spec, pgsched_error *err)
+{
+    pgsched__many_report m;
+    pgsched_result one, r;
+    memset(&m, 0, sizeof m);
+    m.first = 1;
+    if (!spec) return pgsched__null(err, "the job spec");
+    r = pgsched__schedule_specs(n, conn, spec, 1, &one, &m, err);
+    if (r != PGSCHED_OK || m.failed == 0) return r == PGSCHED_OK ? pgsched__ok(err) : r;
+    if (err) *err = m.e;
+    return m.e.code;
 }
 
 PGSCHED_DEF pgsched_result pgsched_schedule_job(pgsched_node *n, const pgsched_job_spec *spec,
                                                 pgsched_error *err)
 {
-    return pgsched__schedule_common(n, NULL, spec, err);
+    return pgsched__schedule_one(n, NULL, spec, err);
 }
 
 PGSCHED_DEF pgsched_result pgsched_schedule_job_tx(pgsched_node *n, struct pg_conn *conn,
                                                    const pgsched_job_spec *spec,
                                                    pgsched_error *err)
 {
-#ifdef PGSCHED_NO_LIBPQ
-    PGSCHED__UNUSED(n);
-    PGSCHED__UNUSED(conn);
-    PGSCHED__UNUSED(spec);
-    return pgsched__fail(err, PGSCHED_ERR_UNSUPPORTED,
-                         "this build has no PostgreSQL store (PGSCHED_NO_LIBPQ)");
-#else
     if (!conn) return pgsched__null(err, "the caller's connection");
-    return pgsched__schedule_common(n, conn, spec, err);
-#endif
+    return pgsched__schedule_one(n, conn, spec, err);
+}
+
+static pgsched_result pgsched__schedule_many_api(pgsched_node *n, void *conn,
+                                                 const pgsched_job_spec *specs, size_t count,
+                                                 pgsched_result *results, pgsched_error *err)
+{
+    pgsched__many_report m;
+    pgsched_result r;
+    memset(&m, 0, sizeof m);
+    m.first = count;
+    r = pgsched__schedule_specs(n, conn, specs, count, results, &m, err);
+    if (r != PGSCHED_OK) {
+        size_t i;
+        for (i = 0; results && i < count; i++) results[i] = r;
+        return r;
+    }
+    return pgsched__many_result(&m, "spec", count, err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_schedule_jobs(pgsched_node *n, const pgsched_job_spec *specs,
+                                                 size_t count, pgsched_result *results,
+                                                 pgsched_error *err)
+{
+    return pgsched__schedule_many_api(n, NULL, specs, count, results, err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_schedule_jobs_tx(pgsched_node *n, struct pg_conn *conn,
+                                                    const pgsched_job_spec *specs, size_t count,
+                                                    pgsched_result *results, pgsched_error *err)
+{
+    if (!conn) return pgsched__null(err, "the caller's connection");
+    return pgsched__schedule_many_api(n, conn, specs, count, results, err);
 }
 
 /* A cancel that reaches a run of this very node needs no notification round trip. */

@@ -926,7 +926,7 @@ STORE_TEST(pg_a_setup_waiting_for_the_migration_lock_waits_past_the_lock_timeout
         fail_msg("setup after the wait failed: %d (%s): %s", (int)ctx.rc,
                  pgsched_result_string(ctx.rc), ctx.message);
     assert_int_equal(admin_int("SELECT count(*) FROM \"%s\".w_schema_version", schema),
-                     PGSCHED__PG_SCHEMA_VERSION);
+                     PGSCHED__PG_SCHEMA_VERSION); /* one row per migration, each applied once */
 }
 
 STORE_TEST(pg_a_database_not_in_utf8_is_refused_at_setup_naming_its_encoding)
@@ -1137,6 +1137,15 @@ static void assert_no_look_alike_called(PGconn *c)
     if (n) fail_msg("planted look-alikes were called:%s", msg);
 }
 
+/* One request through pgsched_store_schedule_many_tx, as pgsched_schedule_job_tx sends it. */
+static pgsched_result schedule_on_caller(pgsched_store *s, PGconn *caller,
+                                         const pgsched_schedule_request *req,
+                                         pgsched_schedule_outcome *out, pgsched_error *err)
+{
+    pgsched_result one;
+    return pgsched_store_schedule_many_tx(s, caller, req, 1, out, &one, err);
+}
+
 STORE_TEST(pg_no_statement_calls_a_look_alike_planted_in_public)
 {
     /* Every statement of the store, on its own connections (setup with the migration, pool,
@@ -1189,10 +1198,10 @@ STORE_TEST(pg_no_statement_calls_a_look_alike_planted_in_public)
     pg_exec_or_fail(caller, "SET search_path = public, pg_catalog");
     pg_exec_or_fail(caller, "BEGIN");
     req = once_req("hjtx", "tx", 0);
-    OK(pgsched__store_schedule(s, &req, caller, &so, E));
+    OK(schedule_on_caller(s, caller, &req, &so, E));
     assert_int_equal(so.created, 1);
     req.next_run = fx_now(fx) + PGSCHED_HOUR;
-    OK(pgsched__store_schedule(s, &req, caller, &so, E)); /* the ON CONFLICT branch */
+    OK(schedule_on_caller(s, caller, &req, &so, E)); /* the ON CONFLICT branch */
     assert_int_equal(so.created, 0);
     pg_exec_or_fail(caller, "COMMIT");
 
@@ -1211,7 +1220,7 @@ STORE_TEST(pg_no_statement_calls_a_look_alike_planted_in_public)
     /* a deferred re-schedule of the running row, on the caller's connection */
     req.apply_after_run = 1;
     pg_exec_or_fail(caller, "BEGIN");
-    OK(pgsched__store_schedule(s, &req, caller, &so, E));
+    OK(schedule_on_caller(s, caller, &req, &so, E));
     pg_exec_or_fail(caller, "COMMIT");
     assert_int_equal(so.deferred, 1);
     lease.name = claimed->items[0].name;
