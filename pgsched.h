@@ -6607,7 +6607,7 @@ static const char *const pgsched__pg_migration_2 =
     "ADD CONSTRAINT {I:jobs_finite} CHECK " PGSCHED__PG_TIMES_FINITE ";"
     /* the status a row had before a schedule's upsert, so that the upsert reports it without
        a second look-up of the row (see SCHEDULE); meaningless between schedules */
-    "ALTER TABLE {J} ADD COLUMN prev_status text;";
+    "ALTER TABLE {J} ADD COLUMN IF NOT EXISTS prev_status text;";
 
 /* The SQL that takes the schema from version v-1 to v. */
 static const char *pgsched__pg_migration(int v)

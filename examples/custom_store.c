@@ -24,12 +24,14 @@
 
 enum { M_SETUP, M_NOW, M_SCHEDULE, M_CLAIM, M_HEARTBEAT, M_FINISH, M_TAKE_BACK, M_CANCEL,
        M_TRIGGER, M_REMOVE, M_GET, M_LIST, M_HISTORY, M_NEXT_DUE, M_NODE_REGISTER,
-       M_NODE_UNREGISTER, M_CLEANUP, M_LISTEN_OPEN, M_LISTEN_WAIT, M_COUNT };
+       M_NODE_UNREGISTER, M_CLEANUP, M_LISTEN_OPEN, M_LISTEN_WAIT, M_SCHEDULE_MANY,
+       M_SCHEDULE_MANY_TX, M_COUNT };
 
 static const char *const method_names[M_COUNT] = {
     "setup", "now", "schedule", "claim", "heartbeat", "finish", "take_back", "cancel",
     "trigger", "remove", "get", "list", "history", "next_due", "node_register",
-    "node_unregister", "cleanup", "listen_open", "listen_wait"};
+    "node_unregister", "cleanup", "listen_open", "listen_wait", "schedule_many",
+    "schedule_many_tx"};
 
 typedef struct tracing_store {
     pgsched_store base; /* first: a tracing_store * is a pgsched_store * */
@@ -174,12 +176,40 @@ static void t_listen_close(pgsched_store *s, pgsched_listener *l)
     IN(s)->methods->listen_close(IN(s), l);
 }
 
+/* Version 2 methods are optional: forward them when the inner store has them. Without
+   schedule_many the engine would call schedule once per job; without schedule_many_tx it could
+   not schedule in the caller's transaction (the PostgreSQL store has both). */
+static pgsched_result t_schedule_many(pgsched_store *s, const pgsched_schedule_request *reqs,
+                                      size_t count, pgsched_schedule_outcome *outs,
+                                      pgsched_result *results, pgsched_error *err)
+{
+    size_t i;
+    if (IN(s)->methods->version >= 2 && IN(s)->methods->schedule_many)
+        FORWARD(M_SCHEDULE_MANY, schedule_many(IN(s), reqs, count, outs, results, err));
+    for (i = 0; i < count; i++)
+        results[i] = t_schedule(s, &reqs[i], NULL, &outs[i], NULL);
+    return PGSCHED_OK;
+}
+static pgsched_result t_schedule_many_tx(pgsched_store *s, void *conn,
+                                         const pgsched_schedule_request *reqs, size_t count,
+                                         pgsched_schedule_outcome *outs, pgsched_result *results,
+                                         pgsched_error *err)
+{
+    if (IN(s)->methods->version >= 2 && IN(s)->methods->schedule_many_tx)
+        FORWARD(M_SCHEDULE_MANY_TX,
+                schedule_many_tx(IN(s), conn, reqs, count, outs, results, err));
+    snprintf(err->message, sizeof err->message, "the %s store cannot join a transaction",
+             IN(s)->methods->name);
+    return err->code = PGSCHED_ERR_UNSUPPORTED;
+}
+
 /* The table, in the order of pgsched_store_methods. */
 static const pgsched_store_methods tracing_methods = {
     PGSCHED_STORE_VERSION, "tracing",
     t_setup, t_destroy, t_now, t_schedule, t_claim, t_heartbeat, t_finish, t_take_back,
     t_cancel, t_trigger, t_remove, t_get, t_list, t_history, t_next_due, t_node_register,
     t_node_unregister, t_cleanup, t_listen_open, t_listen_wait, t_listen_wake, t_listen_close,
+    t_schedule_many, t_schedule_many_tx,
 };
 
 static pgsched_store *tracing_store_create(pgsched_store *inner)

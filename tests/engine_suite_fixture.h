@@ -1067,13 +1067,16 @@ static void fault_listen_close(pgsched_store *s, pgsched_listener *l)
     FAULT_INNER(s)->methods->listen_close(FAULT_INNER(s), l);
 }
 
+/* Written for version 1 of the table (no schedule_many): a node's batches fall back to one
+   schedule call per job, so every schedule passes through the knobs above. */
 static const pgsched_store_methods fault_methods = {
-    PGSCHED_STORE_VERSION, "fault",          fault_setup,         fault_destroy,
+    1,                     "fault",          fault_setup,         fault_destroy,
     fault_now,             fault_schedule,   fault_claim,         fault_heartbeat,
     fault_finish,          fault_take_back,  fault_cancel,        fault_trigger,
     fault_remove,          fault_get,        fault_list,          fault_history,
     fault_next_due,        fault_node_register, fault_node_unregister, fault_cleanup,
-    fault_listen_open,     fault_listen_wait, fault_listen_wake,  fault_listen_close};
+    fault_listen_open,     fault_listen_wait, fault_listen_wake,  fault_listen_close,
+    NULL,                  NULL};
 
 /* A wrapper of the test's store that behaves until a knob is turned; freed at teardown
    (after the nodes). A node uses it with cfg.store = &w->base (and cfg.conninfo = NULL). */

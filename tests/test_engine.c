@@ -19,6 +19,7 @@
 #include "engine_suite_runs.h"
 #include "engine_suite_cluster.h"
 #include "engine_suite_hardening.h"
+#include "engine_suite_bulk.h"
 
 /* Tests that run on both stores. */
 #define BOTH_TESTS(X)                                                                          \
@@ -107,6 +108,8 @@
     X(retention_deletes_finished_once_rows_and_history)                                        \
     X(orphan_cleanup_keeps_types_of_live_nodes)                                                \
     X(store_clock_used_not_node_clock)                                                         \
+    X(schedule_jobs_writes_each_valid_spec_and_reports_each_failure)                           \
+    X(schedule_jobs_refuses_missing_arrays_and_accepts_an_empty_call)                          \
     X(long_run_times_are_64_bit)
 
 /* Configuration checks (no store I/O) and memory-store specifics. */
@@ -128,6 +131,7 @@
 
 #define PG_TESTS(X)                                                                            \
     X(schedule_in_caller_transaction)                                                          \
+    X(schedule_jobs_in_caller_transaction)                                                     \
     X(conninfo_node_owns_few_connections_and_closes_them)                                      \
     X(connection_loss_survived_and_outcome_recorded)                                           \
     X(row_locked_elsewhere_does_not_hold_back_other_leases)                                    \

@@ -24,6 +24,7 @@
 #include "store_suite_concurrency.h"
 #include "store_suite_pg.h"
 #include "store_suite_poison.h"
+#include "store_suite_bulk.h"
 
 /* Tests that run on both stores. */
 #define BOTH_STORES(X)                                                                         \
@@ -140,7 +141,12 @@
     X(closing_one_listener_leaves_the_others_listening)                                        \
     X(claims_from_8_threads_never_hand_out_a_row_twice)                                        \
     X(racing_finish_heartbeat_and_take_back_honour_one_lease_per_row)                          \
-    X(concurrent_reschedules_never_move_a_row_version_backwards)
+    X(concurrent_reschedules_never_move_a_row_version_backwards)                             \
+    X(a_batch_gives_each_request_what_one_schedule_would)                                      \
+    X(a_batch_of_valid_requests_returns_ok_and_an_empty_batch_does_nothing)                    \
+    X(a_batch_naming_a_row_twice_applies_the_requests_in_order)                                \
+    X(a_batch_larger_than_one_statement_writes_every_request)                                  \
+    X(a_batch_raises_one_change_event_per_row_it_wrote)
 
 /* Tests of what only the PostgreSQL store has. */
 #define PG_ONLY(X)                                                                             \
@@ -183,11 +189,17 @@
     X(pg_poison_row_with_a_control_character_in_its_key_is_not_handed_out_and_leases_renew)    \
     X(pg_poison_row_stalled_with_an_over_long_name_is_quarantined_not_taken_back_forever)      \
     X(pg_poison_row_running_without_a_heartbeat_time_is_taken_back)                            \
-    X(pg_upgrading_a_version_1_schema_quarantines_rows_it_now_refuses_and_keeps_the_rest)
+    X(pg_upgrading_a_version_1_schema_quarantines_rows_it_now_refuses_and_keeps_the_rest)      \
+    X(pg_a_batch_in_the_callers_transaction_exists_only_if_it_commits)                         \
+    X(pg_the_callers_search_path_cannot_redirect_the_schedule_statement)                       \
+    X(pg_the_statement_is_prepared_once_on_the_callers_connection)                             \
+    X(pg_a_callers_failed_transaction_is_refused_without_sending_anything)                     \
+    X(pg_a_version_1_schema_with_rows_is_upgraded_to_version_2)
 
 /* Tests of what only the memory store has. */
 #define MEMORY_ONLY(X)                                                                         \
-    X(a_listeners_queue_shrinks_back_once_a_burst_is_drained)
+    X(a_listeners_queue_shrinks_back_once_a_burst_is_drained)                                  \
+    X(the_memory_store_cannot_schedule_in_a_callers_transaction)
 
 #define MEMORY_ENTRY(f) {#f, f##_cm, memory_fixture_setup, fixture_teardown, NULL},
 #define PG_ENTRY(f) {#f, f##_cm, pg_fixture_setup, fixture_teardown, NULL},
