@@ -852,6 +852,9 @@ typedef struct pgsched_config {
     pgsched_duration retry_base;         /* first retry delay; 0 = 1 s */
     pgsched_duration retry_cap;          /* 0 = 10 min */
     pgsched_duration shutdown_timeout;   /* 0 = 30 s */
+    /* Drain mode: shutdown first lets runs finish for up to this long, then asks the rest to
+       stop and waits up to shutdown_timeout. 0 = no drain: they are asked to stop at once. */
+    pgsched_duration drain_timeout;
     pgsched_duration finished_retention; /* finished one-time rows; 0 = 7 days; NEVER = keep */
     pgsched_duration history_retention;  /* run history; 0 = 7 days; NEVER = keep */
     pgsched_duration orphan_timeout;     /* 0 = 7 days; NEVER = keep orphans */
@@ -947,13 +950,20 @@ PGSCHED_DEF void pgsched_get_counters(pgsched_node *node, pgsched_counters *out)
 PGSCHED_DEF const char *pgsched_node_id(const pgsched_node *node);
 PGSCHED_DEF pgsched_store *pgsched_node_store(const pgsched_node *node);
 
-/* Stops claiming, asks running handlers to stop, waits up to shutdown_timeout, records the
-   outcomes that arrive in time, gives back the leases of the rest, closes. Idempotent; fine
-   without start. Must not be called from a handler or a callback of the same node. */
+/* Stops claiming and gives back the claimed rows that have not started; asks running
+   handlers to stop (after drain_timeout, when set); waits up to shutdown_timeout, recording
+   each outcome as it arrives (a handler that stopped without an outcome gives its row back
+   uncounted). A handler still running at the timeout keeps its lease, renewed in the
+   background, until it returns; then its outcome is recorded. No other node runs that
+   instance meanwhile. Returns PGSCHED_OK when every run is done, PGSCHED_ERR_TIMEOUT (the
+   message names them; counters.running says how many) when some are still going.
+   Idempotent (a later call says again what is still going); fine without start. Must not be
+   called from a handler or a callback of the same node. */
 PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *node, pgsched_error *err);
 /* Shuts down if needed, then frees the node (and the store it created from conninfo). Waits
-   for handlers that ignored the cancel. Called from the node's own handler or callback it
-   does nothing (and logs an error). */
+   for handlers still running after the shutdown timeout (their leases are renewed meanwhile
+   and their outcomes recorded when they return). Called from the node's own handler or
+   callback it does nothing (and logs an error). */
 PGSCHED_DEF void pgsched_destroy(pgsched_node *node);
 
 /* The run context a handler receives. Fields are read-only; valid during the run. */
@@ -968,8 +978,22 @@ struct pgsched_run {
     void *user;               /* the job type's user pointer */
 };
 
+/* Why a run is asked to stop. */
+typedef enum pgsched_cancel_reason {
+    PGSCHED_CANCEL_REASON_NONE = 0,       /* not asked to stop */
+    PGSCHED_CANCEL_REASON_REQUEST = 1,    /* pgsched_cancel or pgsched_unschedule, any node */
+    PGSCHED_CANCEL_REASON_TIMEOUT = 2,    /* the job type's timeout ran out: a failure */
+    PGSCHED_CANCEL_REASON_LEASE_LOST = 3, /* another node took the row, or the lease could not
+                                             be renewed: whatever the run does is not
+                                             recorded, and the job may run elsewhere */
+    PGSCHED_CANCEL_REASON_SHUTDOWN = 4    /* the node is shutting down: returning failure gives
+                                             the row back without counting an attempt */
+} pgsched_cancel_reason;
+
 /* Nonzero once a cancel was requested (by a call, a timeout, a lost lease or shutdown). */
 PGSCHED_DEF int pgsched_run_cancelled(const pgsched_run *run);
+/* Why: the first reason stays, except that a lost lease replaces any other. */
+PGSCHED_DEF pgsched_cancel_reason pgsched_run_cancel_reason(const pgsched_run *run);
 /* Sleeps up to `d`; returns early with nonzero when the run is cancelled, else 0. */
 PGSCHED_DEF int pgsched_run_sleep(pgsched_run *run, pgsched_duration d);
 /* Sets the error text stored with a failed attempt (printf-style; truncated to 4 KiB). */
@@ -8530,9 +8554,12 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
 enum { PGSCHED__CREATED, PGSCHED__INITIALIZED, PGSCHED__STARTED, PGSCHED__STOPPING,
        PGSCHED__STOPPED };
 
-/* Why a run was asked to stop. */
-enum { PGSCHED__CANCEL_NONE, PGSCHED__CANCEL_REQUESTED, PGSCHED__CANCEL_TIMEOUT,
-       PGSCHED__CANCEL_LEASE_LOST, PGSCHED__CANCEL_SHUTDOWN };
+/* Why a run was asked to stop (the values of pgsched_cancel_reason). */
+enum { PGSCHED__CANCEL_NONE = PGSCHED_CANCEL_REASON_NONE,
+       PGSCHED__CANCEL_REQUESTED = PGSCHED_CANCEL_REASON_REQUEST,
+       PGSCHED__CANCEL_TIMEOUT = PGSCHED_CANCEL_REASON_TIMEOUT,
+       PGSCHED__CANCEL_LEASE_LOST = PGSCHED_CANCEL_REASON_LEASE_LOST,
+       PGSCHED__CANCEL_SHUTDOWN = PGSCHED_CANCEL_REASON_SHUTDOWN };
 
 enum { PGSCHED__SLOT_FREE, PGSCHED__SLOT_READY, PGSCHED__SLOT_RUNNING };
 
@@ -8558,7 +8585,6 @@ typedef struct pgsched__slot {
     int index;
     int state;
     int cancel;          /* PGSCHED__CANCEL_*; read by handlers without the lock */
-    int released;        /* given back at shutdown: the handler's result is dropped */
     pgsched_job_list job;
     const pgsched__type *type;
     pgsched_time deadline;      /* monotonic; PGSCHED_NEVER without a timeout */
@@ -8652,6 +8678,18 @@ struct pgsched_node {
     /* dispatcher timing; monotonic microseconds */
     pgsched_time next_poll, next_heartbeat, next_cancel_check, next_stall, next_cleanup;
     pgsched_time outcome_retry_at, claim_retry_at, shutdown_deadline;
+    pgsched_time stop_ask_at; /* shutdown: when running handlers are asked to stop */
+    int stop_asked;
+    /* Past the shutdown timeout with handlers still running: pgsched_shutdown has returned,
+       the dispatcher goes on renewing their leases and records their outcomes, then stops
+       (and destroy joins it). */
+    int lingering;
+    int dispatcher_done, dispatcher_joined;
+    int detached; /* shutdown returned before the dispatcher ended: it unregisters the node */
+    /* A claim or take-back whose reply may have been lost after it committed (or an outcome
+       dropped): rows this node owns in the store but does not run are given back */
+    int strays;
+    pgsched_time strays_retry_at;
     pgsched_time known_due;  /* store clock; 0 = unknown */
     pgsched_time hint_due;   /* earliest due time learned while a claim was in flight */
     pgsched_duration contended; /* re-claim delay while due rows are locked elsewhere */
@@ -8755,7 +8793,9 @@ static int pgsched__is_node_thread(pgsched_node *n)
 {
     pthread_t self = pthread_self();
     int i;
-    if (n->dispatcher_started && pthread_equal(self, n->dispatcher)) return 1;
+    /* A joined thread's id may be given to a new thread of the application: not ours. */
+    if (n->dispatcher_started && !n->dispatcher_joined && pthread_equal(self, n->dispatcher))
+        return 1;
     if (n->listener_started && pthread_equal(self, n->listener)) return 1;
     if (n->callbacker_started && pthread_equal(self, n->callbacker)) return 1;
     for (i = 0; i < n->nslots; i++)
@@ -9350,8 +9390,7 @@ static void *pgsched__worker_main(void *arg)
         job = &s->job.items[0];
         /* A run handed over just as the node began to shut down (or whose lease is already
            gone) does not start: its lease is given back instead. */
-        skip = n->state >= PGSCHED__STOPPING || s->released ||
-               s->cancel == PGSCHED__CANCEL_LEASE_LOST;
+        skip = n->state >= PGSCHED__STOPPING || s->cancel == PGSCHED__CANCEL_LEASE_LOST;
         if (n->state >= PGSCHED__STOPPING && s->cancel != PGSCHED__CANCEL_LEASE_LOST)
             PGSCHED__STORE(&s->cancel, PGSCHED__CANCEL_SHUTDOWN);
         start_db = pgsched__db_now(n);
@@ -9396,8 +9435,8 @@ static void *pgsched__worker_main(void *arg)
                 error = pgsched__strdup(&n->alloc, buf);
             }
         }
-        if (cancel == PGSCHED__CANCEL_LEASE_LOST || s->released) {
-            /* Another run owns the row now (or shutdown gave it back): write nothing. */
+        if (cancel == PGSCHED__CANCEL_LEASE_LOST) {
+            /* Another run owns the row now (or may soon): write nothing. */
             pgsched__free(&n->alloc, error);
         } else {
             pgsched_time end = pgsched__db_now(n);
@@ -9410,7 +9449,6 @@ static void *pgsched__worker_main(void *arg)
         pgsched_job_list_clear(&s->job);
         s->state = PGSCHED__SLOT_FREE;
         s->cancel = PGSCHED__CANCEL_NONE;
-        s->released = 0;
         n->free_slots++;
         n->counters.running--;
         pthread_cond_signal(&n->cv);
@@ -9482,6 +9520,7 @@ static void pgsched__log_losses(pgsched_node *n)
     pthread_mutex_lock(&n->mu);
     outcomes = n->lost_outcomes;
     n->lost_outcomes = 0;
+    if (outcomes) n->strays = 1; /* their rows are given back once memory allows */
     pthread_mutex_unlock(&n->mu);
     pthread_mutex_lock(&n->cb_mu);
     callbacks = n->dropped_callbacks;
@@ -9489,8 +9528,7 @@ static void pgsched__log_losses(pgsched_node *n)
     pthread_mutex_unlock(&n->cb_mu);
     if (outcomes)
         pgsched__log(n, PGSCHED_LOG_ERROR,
-                     "out of memory: %d outcomes were lost (their leases expire and the rows "
-                     "are taken back)",
+                     "out of memory: %d outcomes were lost (their rows are given back)",
                      outcomes);
     if (callbacks)
         pgsched__log(n, PGSCHED_LOG_ERROR, "out of memory: %d status callbacks were dropped",
@@ -9650,7 +9688,7 @@ static size_t pgsched__collect_leases(pgsched_node *n, pgsched_lease *ls, size_t
     int s;
     for (s = 0; s < n->nslots && k < cap; s++) {
         pgsched__slot *sl = &n->slots[s];
-        if (sl->state == PGSCHED__SLOT_FREE || !sl->job.count || sl->released) continue;
+        if (sl->state == PGSCHED__SLOT_FREE || !sl->job.count) continue;
         ls[k].name = sl->job.items[0].name;
         ls[k].key = sl->job.items[0].key;
         ls[k].token = sl->job.items[0].lease;
@@ -9762,7 +9800,7 @@ done:
 
 /* Hands a claimed row to a free slot. `leased_at` is when the claim was sent (monotonic).
    Returns 0 when the row cannot be held (out of memory): it is ours in the store but will
-   not run here, so its lease expires and it is taken back. Caller holds mu. */
+   not run here, so it is given back (see pgsched__give_back_strays). Caller holds mu. */
 static int pgsched__assign(pgsched_node *n, const pgsched_job *job, pgsched_time leased_at)
 {
     int i;
@@ -9781,7 +9819,6 @@ static int pgsched__assign(pgsched_node *n, const pgsched_job *job, pgsched_time
         s->run.user = s->type ? s->type->t.user : NULL;
         s->cancel = s->job.items[0].cancel_requested ? PGSCHED__CANCEL_REQUESTED
                                                      : PGSCHED__CANCEL_NONE;
-        s->released = 0;
         s->renewed = leased_at;
         s->started_mono = pgsched__monotonic();
         s->deadline = s->type && s->type->t.timeout > 0 && s->type->t.timeout != PGSCHED_NEVER
@@ -9829,6 +9866,9 @@ static void pgsched__claim(pgsched_node *n)
     n->counters.claim_latency_total += n->counters.claim_latency_last;
     if (r != PGSCHED_OK) {
         n->claim_retry_at = pgsched__monotonic() + pgsched__retry_delay(n, r);
+        /* it may have committed before the connection was lost: those rows are ours in the
+           store but will never run here */
+        if (r == PGSCHED_ERR_CONNECTION) n->strays = 1;
         pthread_mutex_unlock(&n->mu);
         pgsched__store_trouble(n, "claiming", &e);
         pgsched_job_list_free(&got);
@@ -9873,6 +9913,11 @@ static void pgsched__take_back(pgsched_node *n)
     r = pgsched_store_take_back(n->store, n->id, n->cfg.stall_timeout, PGSCHED__TAKE_BACK_BATCH,
                                 &got, &e);
     if (r != PGSCHED_OK) {
+        if (r == PGSCHED_ERR_CONNECTION) {
+            pthread_mutex_lock(&n->mu);
+            n->strays = 1; /* as for a claim: it may have committed */
+            pthread_mutex_unlock(&n->mu);
+        }
         pgsched__store_trouble(n, "taking back stalled runs", &e);
     }
     for (i = 0; i < got.count; i++) {
@@ -9934,31 +9979,106 @@ static void pgsched__cleanup(pgsched_node *n)
                      (unsigned long)out.orphans_deleted, (unsigned long)out.nodes_deleted);
 }
 
-/* Gives back the leases of runs still going when the shutdown timeout ran out. */
-static void pgsched__release_all(pgsched_node *n)
+/* Whether this node holds the lease (name, key, token) in memory: a run (started or about to
+   start) or an outcome waiting to be written. Caller holds n->mu. */
+static int pgsched__holds_lease(pgsched_node *n, const pgsched_job *j)
 {
-    int i, released = 0;
+    size_t i;
+    if (pgsched__find_slot(n, j->name, j->key, j->lease)) return 1;
+    for (i = 0; i < n->npending; i++)
+        if (n->pending[i].o.token == j->lease && strcmp(n->pending[i].name, j->name) == 0 &&
+            strcmp(n->pending[i].key, j->key) == 0)
+            return 1;
+    return 0;
+}
+
+/* Gives back at once, without counting an attempt, every row the store says this node runs
+   but that it does not run: a claim or take-back that committed but whose reply was lost
+   with the connection, or an outcome lost for want of memory. Otherwise such rows would
+   wait for the stall timeout and count an attempt. Dispatcher only (no claim is in flight,
+   so every row this node claimed is in memory). */
+static void pgsched__give_back_strays(pgsched_node *n)
+{
+    pgsched_list_filter f;
+    pgsched_job_list l;
+    pgsched_error e;
+    pgsched_result r = PGSCHED_OK;
+    char after_name[PGSCHED_NAME_MAX + 1], after_key[PGSCHED_KEY_MAX + 1];
     char first[PGSCHED_NAME_MAX + PGSCHED_KEY_MAX + 2] = "";
+    size_t i;
+    int given = 0;
     pthread_mutex_lock(&n->mu);
-    for (i = 0; i < n->nslots; i++) {
-        pgsched__slot *s = &n->slots[i];
-        pgsched_outcome o;
-        if (s->state == PGSCHED__SLOT_FREE || s->released || !s->job.count) continue;
-        if (s->cancel == PGSCHED__CANCEL_LEASE_LOST) continue;
-        s->released = 1;
-        memset(&o, 0, sizeof o);
-        pgsched__decide(n, &s->job.items[0], s->type, PGSCHED_OUTCOME_RELEASED,
-                        pgsched__db_now(n), &o);
-        pgsched__queue_outcome(n, &s->job.items[0], &o, NULL, PGSCHED__COUNT_NONE);
-        if (!released++)
-            snprintf(first, sizeof first, "%s/%s", s->job.items[0].name, s->job.items[0].key);
-    }
+    n->strays = 0;
     pthread_mutex_unlock(&n->mu);
-    if (released)
+    memset(&f, 0, sizeof f);
+    f.status = PGSCHED_RUNNING;
+    f.limit = 500;
+    pgsched_job_list_init(&l, &n->alloc);
+    for (;;) {
+        pgsched_job_list_clear(&l);
+        r = pgsched_store_list(n->store, &f, &l, &e);
+        if (r != PGSCHED_OK) break;
+        pthread_mutex_lock(&n->mu);
+        for (i = 0; i < l.count; i++) {
+            const pgsched_job *j = &l.items[i];
+            pgsched_outcome o;
+            if (!j->owner || strcmp(j->owner, n->id) != 0 || pgsched__holds_lease(n, j)) continue;
+            memset(&o, 0, sizeof o);
+            pgsched__decide(n, j, pgsched__find_type(n, j->name), PGSCHED_OUTCOME_RELEASED,
+                            pgsched__db_now(n), &o);
+            pgsched__queue_outcome(n, j, &o, NULL, PGSCHED__COUNT_NONE);
+            if (!given++) snprintf(first, sizeof first, "%s/%s", j->name, j->key);
+        }
+        pthread_mutex_unlock(&n->mu);
+        if (l.count < f.limit) break;
+        snprintf(after_name, sizeof after_name, "%s", l.items[l.count - 1].name);
+        snprintf(after_key, sizeof after_key, "%s", l.items[l.count - 1].key);
+        f.after_name = after_name;
+        f.after_key = after_key;
+    }
+    pgsched_job_list_free(&l);
+    if (r != PGSCHED_OK) {
+        pthread_mutex_lock(&n->mu);
+        n->strays = 1;
+        n->strays_retry_at = pgsched__monotonic() + pgsched__retry_delay(n, r);
+        pthread_mutex_unlock(&n->mu);
+        pgsched__store_trouble(n, "looking for rows held but not run", &e);
+    }
+    if (given)
         pgsched__log(n, PGSCHED_LOG_WARN,
-                     "%d runs (%s%s) still going at the end of the shutdown timeout; their "
-                     "leases are given back",
-                     released, first, released > 1 ? ", ..." : "");
+                     "%d row%s (%s%s) held by this node in the store but not run here (a reply "
+                     "lost with the connection) given back, the attempt not counted",
+                     given, given > 1 ? "s" : "", first, given > 1 ? ", ..." : "");
+}
+
+/* Asks every running handler to stop for the shutdown. Caller holds n->mu. */
+static void pgsched__ask_stop(pgsched_node *n)
+{
+    int i;
+    n->stop_asked = 1;
+    for (i = 0; i < n->nslots; i++) pgsched__cancel_slot(&n->slots[i], PGSCHED__CANCEL_SHUTDOWN);
+}
+
+/* The runs still going: how many, and the first few by name into `buf`. Caller holds mu. */
+static int pgsched__still_going(pgsched_node *n, char *buf, size_t size)
+{
+    int i, count = 0;
+    size_t used = 0;
+    if (size) buf[0] = '\0';
+    for (i = 0; i < n->nslots; i++) {
+        const pgsched__slot *s = &n->slots[i];
+        if (s->state != PGSCHED__SLOT_RUNNING || !s->job.count) continue;
+        if (count < 3 && used < size) {
+            int w = snprintf(buf + used, size - used, "%s%s/%s", count ? ", " : "",
+                             s->job.items[0].name, s->job.items[0].key);
+            used = w < 0 ? size : used + (size_t)w;
+        } else if (count == 3 && used < size) {
+            int w = snprintf(buf + used, size - used, ", ...");
+            used = w < 0 ? size : used + (size_t)w;
+        }
+        count++;
+    }
+    return count;
 }
 
 /* A lease that could not be renewed for most of the stall timeout (the database is
@@ -9971,8 +10091,7 @@ static void pgsched__release_all(pgsched_node *n)
 /* Whether a slot holds a lease that self-fencing watches. Caller holds n->mu. */
 static int pgsched__slot_fenceable(const pgsched__slot *s)
 {
-    return s->state != PGSCHED__SLOT_FREE && !s->released &&
-           s->cancel != PGSCHED__CANCEL_LEASE_LOST;
+    return s->state != PGSCHED__SLOT_FREE && s->cancel != PGSCHED__CANCEL_LEASE_LOST;
 }
 
 /* Stops the runs whose lease is too old. Caller holds n->mu; returns how many. */
@@ -10008,27 +10127,32 @@ static pgsched_time pgsched__min_time(pgsched_time a, pgsched_time b) { return a
 static void *pgsched__dispatcher_main(void *arg)
 {
     pgsched_node *n = (pgsched_node *)arg;
-    int released = 0;
+    pgsched_time give_up = 0;
     pthread_mutex_lock(&n->mu);
     for (;;) {
         pgsched_time now = pgsched__monotonic(), wake;
         pgsched_time db_now = now + PGSCHED__LOAD(&n->offset);
         int stopping = n->state >= PGSCHED__STOPPING;
         int running = n->nslots - n->free_slots, i;
-        int do_flush, do_hb, do_cc, do_claim, do_stall, do_clean;
+        int do_flush, do_hb, do_cc, do_claim, do_stall, do_clean, do_strays;
 
         if (stopping && running == 0 && n->npending == 0) break;
-        if (stopping && !released && now >= n->shutdown_deadline) {
-            pthread_mutex_unlock(&n->mu);
-            pgsched__release_all(n);
-            released = 1;
-            pthread_mutex_lock(&n->mu);
+        if (stopping && !n->stop_asked && now >= n->stop_ask_at) {
+            /* drain mode: the runs had their time to finish; now they are asked to stop */
+            pgsched__ask_stop(n);
             continue;
         }
-        if (released && n->npending == 0) break;
-        if (released && now >= n->shutdown_deadline + 2 * PGSCHED_SECOND) {
-            /* The database stayed away: the leases expire and other nodes take the rows. */
-            break;
+        if (stopping && !n->lingering && now >= n->shutdown_deadline) {
+            /* pgsched_shutdown returns now; runs still going keep their leases, renewed
+               below, until they return */
+            n->lingering = 1;
+            pthread_cond_broadcast(&n->done_cv);
+        }
+        if (n->lingering && running == 0) {
+            /* Outcomes the database does not take within 2 s more are left: their leases
+               expire and other nodes take the rows back. */
+            if (!give_up) give_up = now + 2 * PGSCHED_SECOND;
+            if (now >= give_up) break;
         }
         /* per-run timeouts */
         for (i = 0; i < n->nslots; i++) {
@@ -10062,7 +10186,8 @@ static void *pgsched__dispatcher_main(void *arg)
                     (n->known_due && n->known_due <= db_now));
         do_stall = !stopping && now >= n->next_stall;
         do_clean = !stopping && now >= n->next_cleanup;
-        if (do_flush || do_hb || do_cc || do_claim || do_stall || do_clean) {
+        do_strays = n->strays && now >= n->strays_retry_at;
+        if (do_flush || do_hb || do_cc || do_claim || do_stall || do_clean || do_strays) {
             if (do_hb) n->next_heartbeat = now + n->cfg.heartbeat_interval;
             if (do_hb || do_cc) {
                 n->next_cancel_check = now + n->cfg.cancel_check_period;
@@ -10078,6 +10203,7 @@ static void *pgsched__dispatcher_main(void *arg)
             pthread_mutex_unlock(&n->mu);
             /* Outcomes first: they free capacity the claim then fills in the same pass. */
             if (do_flush) pgsched__flush_outcomes(n);
+            if (do_strays) pgsched__give_back_strays(n);
             if (do_hb || do_cc) pgsched__heartbeat(n, do_hb);
             if (do_claim) pgsched__claim(n);
             if (do_stall) pgsched__take_back(n);
@@ -10087,14 +10213,16 @@ static void *pgsched__dispatcher_main(void *arg)
         }
         wake = n->next_heartbeat;
         if (n->npending) wake = pgsched__min_time(wake, n->outcome_retry_at);
+        if (n->strays) wake = pgsched__min_time(wake, n->strays_retry_at);
         if (running) {
             wake = pgsched__min_time(wake, n->next_cancel_check);
             if (n->wake_cancel_check) wake = pgsched__min_time(wake, n->cc_not_before);
             wake = pgsched__min_time(wake, pgsched__next_fence(n));
         }
         if (stopping) {
-            wake = pgsched__min_time(wake, released ? n->shutdown_deadline + 2 * PGSCHED_SECOND
-                                                    : n->shutdown_deadline);
+            if (!n->stop_asked) wake = pgsched__min_time(wake, n->stop_ask_at);
+            if (!n->lingering) wake = pgsched__min_time(wake, n->shutdown_deadline);
+            if (give_up) wake = pgsched__min_time(wake, give_up);
         } else {
             wake = pgsched__min_time(wake, n->next_stall);
             wake = pgsched__min_time(wake, n->next_cleanup);
@@ -10109,6 +10237,19 @@ static void *pgsched__dispatcher_main(void *arg)
             if (n->slots[i].state == PGSCHED__SLOT_RUNNING && n->slots[i].cancel == PGSCHED__CANCEL_NONE)
                 wake = pgsched__min_time(wake, n->slots[i].deadline);
         if (wake > now) pgsched__cond_wait_until(&n->cv, &n->mu, wake);
+    }
+    n->dispatcher_done = 1;
+    pthread_cond_broadcast(&n->done_cv);
+    if (n->detached) {
+        /* pgsched_shutdown returned before the last runs did: the node stops now */
+        pgsched_error e;
+        pthread_mutex_unlock(&n->mu);
+        if (pgsched_store_node_unregister(n->store, n->id, &e) != PGSCHED_OK)
+            pgsched__store_trouble(n, "unregistering the node", &e);
+        pgsched__log(n, PGSCHED_LOG_INFO,
+                     "the runs still going at the end of the shutdown timeout have returned; "
+                     "node stopped");
+        return NULL;
     }
     pthread_mutex_unlock(&n->mu);
     return NULL;
@@ -10249,6 +10390,7 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
         (r = pgsched__check_duration_field("retry_base", c.retry_base, 0, err)) ||
         (r = pgsched__check_duration_field("retry_cap", c.retry_cap, 0, err)) ||
         (r = pgsched__check_duration_field("shutdown_timeout", c.shutdown_timeout, 0, err)) ||
+        (r = pgsched__check_duration_field("drain_timeout", c.drain_timeout, 0, err)) ||
         (r = pgsched__check_duration_field("finished_retention", c.finished_retention, 1, err)) ||
         (r = pgsched__check_duration_field("history_retention", c.history_retention, 1, err)) ||
         (r = pgsched__check_duration_field("orphan_timeout", c.orphan_timeout, 1, err)) ||
@@ -10958,9 +11100,30 @@ PGSCHED_DEF const char *pgsched_node_id(const pgsched_node *n) { return n ? n->i
 
 PGSCHED_DEF pgsched_store *pgsched_node_store(const pgsched_node *n) { return n ? n->store : NULL; }
 
+/* What pgsched_shutdown returns once the node is shut down: whether runs are still going.
+   Caller holds n->mu; the message is logged by the caller if `log` is set. */
+static pgsched_result pgsched__shutdown_result(pgsched_node *n, pgsched_error *err, char *msg,
+                                               size_t size)
+{
+    char names[200];
+    int going = n->dispatcher_done ? 0 : pgsched__still_going(n, names, sizeof names);
+    msg[0] = '\0';
+    if (!going) return pgsched__ok(err);
+    snprintf(msg, size,
+             "%d run%s (%s) still going at the end of the shutdown timeout: %s asked to stop "
+             "and keep%s %s lease%s, renewed, until %s return%s; %s outcome%s recorded then",
+             going, going > 1 ? "s" : "", names, going > 1 ? "they were" : "it was",
+             going > 1 ? "" : "s", going > 1 ? "their" : "its", going > 1 ? "s" : "",
+             going > 1 ? "they" : "it", going > 1 ? "" : "s", going > 1 ? "their" : "its",
+             going > 1 ? "s are" : " is");
+    return pgsched__fail(err, PGSCHED_ERR_TIMEOUT, "%s", msg);
+}
+
 PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *n, pgsched_error *err)
 {
-    int i, was;
+    int i, was, lingering;
+    pgsched_result r;
+    char msg[PGSCHED_ERROR_MAX];
     if (!n) return pgsched__null(err, "the node");
     pthread_mutex_lock(&n->mu);
     if (pgsched__is_node_thread(n)) {
@@ -10979,19 +11142,34 @@ PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *n, pgsched_error *err)
            a destroy after it never frees a node still shutting down */
         pgsched__rlock_unlock(&n->start_mu);
         while (!n->shutdown_done) pthread_cond_wait(&n->done_cv, &n->mu);
+        r = pgsched__shutdown_result(n, err, msg, sizeof msg);
         pthread_mutex_unlock(&n->mu);
-        return pgsched__ok(err);
+        return r;
     }
     n->state = PGSCHED__STOPPING;
-    n->shutdown_deadline = pgsched__monotonic() + n->cfg.shutdown_timeout;
-    for (i = 0; i < n->nslots; i++) pgsched__cancel_slot(&n->slots[i], PGSCHED__CANCEL_SHUTDOWN);
+    n->stop_ask_at = pgsched__monotonic() + n->cfg.drain_timeout;
+    n->shutdown_deadline = n->stop_ask_at + n->cfg.shutdown_timeout;
+    if (!n->cfg.drain_timeout) pgsched__ask_stop(n);
     pthread_cond_signal(&n->cv);
     pthread_mutex_unlock(&n->mu);
     pgsched__rlock_unlock(&n->start_mu);
 
     /* The *_started flags stay set until destroy: a handler still running may call
-       pgsched_shutdown and must be recognised as a node thread. */
-    if (n->dispatcher_started) pthread_join(n->dispatcher, NULL);
+       pgsched_shutdown and must be recognised as a node thread. The dispatcher ends when
+       every run is done, or goes on past the timeout for the runs still going (lingering):
+       then destroy joins it. */
+    pthread_mutex_lock(&n->mu);
+    while (n->dispatcher_started && !n->dispatcher_done && !n->lingering)
+        pthread_cond_wait(&n->done_cv, &n->mu);
+    lingering = n->dispatcher_started && !n->dispatcher_done;
+    n->detached = lingering;
+    pthread_mutex_unlock(&n->mu);
+    if (n->dispatcher_started && !lingering) {
+        pthread_join(n->dispatcher, NULL);
+        pthread_mutex_lock(&n->mu);
+        n->dispatcher_joined = 1;
+        pthread_mutex_unlock(&n->mu);
+    }
     pthread_mutex_lock(&n->mu);
     n->state = PGSCHED__STOPPED;
     for (i = 0; i < n->nslots; i++) pthread_cond_broadcast(&n->slots[i].cv);
@@ -11000,6 +11178,9 @@ PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *n, pgsched_error *err)
     if (n->listener_started) {
         pgsched_store_listen_wake(n->store, n->listen);
         pthread_join(n->listener, NULL);
+        pthread_mutex_lock(&n->mu);
+        n->listener_started = 0;
+        pthread_mutex_unlock(&n->mu);
     }
     if (n->listen) {
         pgsched_store_listen_close(n->store, n->listen);
@@ -11011,8 +11192,12 @@ PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *n, pgsched_error *err)
         pthread_cond_signal(&n->cb_cv);
         pthread_mutex_unlock(&n->cb_mu);
         pthread_join(n->callbacker, NULL);
+        pthread_mutex_lock(&n->mu);
+        n->callbacker_started = 0;
+        pthread_mutex_unlock(&n->mu);
     }
-    if (was == PGSCHED__STARTED) {
+    /* A lingering dispatcher unregisters the node itself when its last run returns. */
+    if (was == PGSCHED__STARTED && !lingering) {
         pgsched_error e;
         if (pgsched_store_node_unregister(n->store, n->id, &e) != PGSCHED_OK)
             pgsched__store_trouble(n, "unregistering the node", &e);
@@ -11021,13 +11206,15 @@ PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *n, pgsched_error *err)
 #ifndef PGSCHED_NO_LIBPQ
     /* The connections of a store the node made itself close now (calls after shutdown are
        refused; one already under way reconnects); destroy frees the rest. */
-    if (n->owns_store) pgsched__pg_close_idle(n->store);
+    if (n->owns_store && !lingering) pgsched__pg_close_idle(n->store);
 #endif
     pthread_mutex_lock(&n->mu);
     n->shutdown_done = 1;
     pthread_cond_broadcast(&n->done_cv);
+    r = pgsched__shutdown_result(n, err, msg, sizeof msg);
     pthread_mutex_unlock(&n->mu);
-    return pgsched__ok(err);
+    if (msg[0]) pgsched__log(n, PGSCHED_LOG_WARN, "%s", msg);
+    return r;
 }
 
 PGSCHED_DEF void pgsched_destroy(pgsched_node *n)
@@ -11046,7 +11233,15 @@ PGSCHED_DEF void pgsched_destroy(pgsched_node *n)
         return;
     }
     pgsched_shutdown(n, NULL);
-    /* Handlers that ignored the cancel are waited for here: their memory lives in the node. */
+    /* Handlers still running after the shutdown timeout are waited for here (their memory
+       lives in the node); the dispatcher renews their leases until they return and records
+       their outcomes. */
+    if (n->dispatcher_started && !n->dispatcher_joined) {
+        pthread_join(n->dispatcher, NULL);
+        pthread_mutex_lock(&n->mu);
+        n->dispatcher_joined = 1;
+        pthread_mutex_unlock(&n->mu);
+    }
     for (k = 0; k < n->nslots; k++) {
         if (n->slots[k].thread_started) pthread_join(n->slots[k].thread, NULL);
         pgsched_job_list_free(&n->slots[k].job);
@@ -11099,6 +11294,13 @@ PGSCHED_DEF int pgsched_run_cancelled(const pgsched_run *run)
     const pgsched__slot *s = (const pgsched__slot *)(const void *)run;
     if (!run) return 0;
     return PGSCHED__LOAD(&s->cancel) != PGSCHED__CANCEL_NONE;
+}
+
+PGSCHED_DEF pgsched_cancel_reason pgsched_run_cancel_reason(const pgsched_run *run)
+{
+    const pgsched__slot *s = (const pgsched__slot *)(const void *)run;
+    if (!run) return PGSCHED_CANCEL_REASON_NONE;
+    return (pgsched_cancel_reason)PGSCHED__LOAD(&s->cancel);
 }
 
 PGSCHED_DEF int pgsched_run_sleep(pgsched_run *run, pgsched_duration d)

@@ -552,18 +552,24 @@ ENGINE_TEST(shutdown_records_outcomes_that_arrive_in_time)
     assert_none_running(fx);
 }
 
-/* §12 (shutdown left leases to expire): a run still going at the shutdown timeout gets its
-   lease given back (pending, due now, attempt not counted), so another node takes it at once;
-   destroy waits for the handler; its late result is not written. */
-ENGINE_TEST(shutdown_gives_back_leases_of_stuck_runs)
+/* Issue 10: a handler that ignores the cancel past the shutdown timeout keeps its lease,
+   renewed, while it runs: pgsched_shutdown returns at its timeout saying which run is still
+   going, and another node does not start the job (not even after twice the stall timeout);
+   once the handler returns (failure, after the shutdown's cancel) the row is given back
+   uncounted and the other node runs it at once. Destroy waits for nothing more. */
+ENGINE_TEST(shutdown_keeps_lease_of_run_that_ignores_cancel_until_it_returns)
 {
     pgsched_config c = fx_config(fx);
     probe *pa = fx_probe(fx), *pb = fx_probe(fx);
     pgsched_node *a, *b;
     pgsched_job_spec s = spec_once("t", "k", 0);
-    pgsched_time t0, el;
+    pgsched_time t0, el, hb0;
     const pgsched_job *j;
     pgsched_run_list *h;
+    pgsched_result rc;
+    c.stall_timeout = 1 * SEC;
+    c.heartbeat_interval = 100 * MS;
+    c.stall_check_period = 100 * MS;
     c.shutdown_timeout = 200 * MS;
     pa->gated = 1;
     pa->gate_ignores_cancel = 1; /* stuck: ignores the cancel */
@@ -571,31 +577,261 @@ ENGINE_TEST(shutdown_gives_back_leases_of_stuck_runs)
     OK(pgsched_schedule_job(a, &s, E));
     WAIT_UNTIL(probe_inflight(pa) == 1, 5000);
     t0 = mono_us();
-    OK(pgsched_shutdown(a, E));
+    rc = pgsched_shutdown(a, E);
     el = mono_us() - t0;
+    assert_int_equal(rc, PGSCHED_ERR_TIMEOUT);
+    assert_int_equal(fx->err.code, PGSCHED_ERR_TIMEOUT);
+    assert_non_null(strstr(fx->err.message, "1 run (t/k) still going"));
     assert_between(el, 190 * MS, 2500 * MS);
+    assert_int_equal(counters_of(a).running, 1);
+    /* asked again: the same answer */
+    assert_int_equal(pgsched_shutdown(a, E), PGSCHED_ERR_TIMEOUT);
     assert_int_equal(probe_inflight(pa), 1); /* still stuck */
     j = job_get(fx, "t", "k");
-    assert_int_equal(j->status, PGSCHED_PENDING);
-    assert_null(j->owner);
-    assert_int_equal(j->attempt, 0);
-    assert_true(j->next_run <= fx_now(fx));
-    h = history_of(fx, "t", "k", 10);
-    assert_int_equal(h->count, 1);
-    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_RELEASED);
-    /* another node takes it at once */
+    assert_int_equal(j->status, PGSCHED_RUNNING);
+    assert_string_equal(j->owner, pgsched_node_id(a));
+    hb0 = j->heartbeat_at;
+    /* another node with the same stall timeout leaves it alone for 2.5 stall timeouts */
     b = start_node_with(fx, &c, "t", h_probe, pb);
+    t0 = mono_us();
+    while (mono_us() - t0 < 2500 * MS) {
+        j = job_get(fx, "t", "k");
+        assert_int_equal(j->status, PGSCHED_RUNNING);
+        assert_string_equal(j->owner, pgsched_node_id(a));
+        assert_int_equal(probe_nrecs(pb), 0);
+        sleep_us(50 * MS);
+    }
+    assert_true(job_get(fx, "t", "k")->heartbeat_at > hb0); /* renewed all along */
+    assert_int_equal(history_of(fx, "t", "k", 10)->count, 0);
+    /* it returns (failure, having been asked to stop for the shutdown): given back, not
+       counted, and b runs it at once */
+    probe_open_gate(pa);
+    WAIT_UNTIL(probe_finished(pa) == 1, 3000);
+    assert_int_equal(probe_rec(pa, 0).cancel_reason, PGSCHED_CANCEL_REASON_SHUTDOWN);
     WAIT_STATUS("t", "k", PGSCHED_COMPLETED, 3000);
     assert_int_equal(probe_rec(pb, 0).attempt, 1);
-    /* a's handler returns (success), destroy waits for it, nothing is written for it */
-    probe_open_gate(pa);
+    assert_true(probe_rec(pb, 0).start_mono >= probe_rec(pa, 0).end_mono);
+    OK(pgsched_shutdown(a, E)); /* nothing is going any more */
+    WAIT_UNTIL(counters_of(a).running == 0, 3000);
     fx_destroy_node(fx, a);
-    assert_int_equal(probe_finished(pa), 1);
     OK(pgsched_shutdown(b, E));
     h = history_of(fx, "t", "k", 10);
     assert_int_equal(h->count, 2);
+    assert_int_equal(h->items[1].outcome, PGSCHED_OUTCOME_RELEASED);
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_SUCCESS);
     assert_string_equal(h->items[0].node, pgsched_node_id(b));
     assert_int_equal(job_get(fx, "t", "k")->runs, 1);
+    assert_int_equal(probe_nrecs(pb), 1);
+}
+
+/* Issue 10: a claim that committed but whose reply was lost leaves rows this node owns in
+   the store but does not run. After the connection is back the node gives them back at once
+   (attempt not counted) instead of leaving them for the stall timeout (30 s here), and the
+   job then runs as its first attempt. */
+ENGINE_TEST(claim_whose_reply_was_lost_gives_its_rows_back_at_once)
+{
+    fault_store *w = fx_fault_store(fx);
+    pgsched_config c = fx_config_on(fx, w);
+    probe *p = fx_probe(fx);
+    pgsched_node *a;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    pgsched_run_list *h;
+    pgsched_time t0;
+    c.stall_timeout = 30 * SEC;
+    c.heartbeat_interval = 1 * SEC;
+    w->lose_claims = 1;
+    a = start_node_with(fx, &c, "t", h_probe, p);
+    t0 = mono_us();
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_STATUS("t", "k", PGSCHED_COMPLETED, 5000);
+    assert_true(mono_us() - t0 < 5 * SEC);
+    assert_int_equal(FAULT_GET(w->lost_claim_rows), 1);
+    assert_int_equal(probe_nrecs(p), 1);
+    assert_int_equal(probe_rec(p, 0).attempt, 1); /* the lost claim did not count */
+    h = history_of(fx, "t", "k", 10);
+    assert_int_equal(h->count, 2);
+    assert_int_equal(h->items[1].outcome, PGSCHED_OUTCOME_RELEASED);
+    assert_string_equal(h->items[1].node, pgsched_node_id(a));
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_SUCCESS);
+    assert_int_equal(counters_of(a).stalled_taken_back, 0);
+    assert_int_equal(job_get(fx, "t", "k")->runs, 1);
+}
+
+/* Rows the node runs, or whose outcome waits to be written, are not given back with the
+   strays: a lost claim reply while another run of the node is going leaves that run alone. */
+ENGINE_TEST(giving_back_lost_claims_leaves_the_nodes_own_runs_alone)
+{
+    fault_store *w = fx_fault_store(fx);
+    pgsched_config c = fx_config_on(fx, w);
+    probe *p = fx_probe(fx);
+    pgsched_node *a;
+    pgsched_job_spec s = spec_once("t", "k1", 0);
+    c.stall_timeout = 30 * SEC;
+    c.heartbeat_interval = 1 * SEC;
+    p->gated = 1;
+    a = start_node_with(fx, &c, "t", h_probe, p);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(probe_inflight(p) == 1, 5000);
+    FAULT_SET(w->lose_claims, 1);
+    s = spec_once("t", "k2", 0);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(probe_inflight(p) == 2, 5000);
+    assert_int_equal(FAULT_GET(w->lost_claim_rows), 1);
+    /* k1 still runs under its first lease, nothing recorded for it */
+    assert_int_equal(job_status(fx, "t", "k1"), PGSCHED_RUNNING);
+    assert_int_equal(history_of(fx, "t", "k1", 10)->count, 0);
+    assert_int_equal(history_of(fx, "t", "k2", 10)->items[0].outcome, PGSCHED_OUTCOME_RELEASED);
+    probe_open_gate(p);
+    WAIT_STATUS("t", "k1", PGSCHED_COMPLETED, 5000);
+    WAIT_STATUS("t", "k2", PGSCHED_COMPLETED, 5000);
+    assert_int_equal(history_of(fx, "t", "k1", 10)->count, 1);
+    assert_int_equal(counters_of(a).succeeded, 2);
+}
+
+/* A handler that returns success after the shutdown timeout has its success recorded (its
+   lease was kept), and destroy, called while it still runs, waits for it. */
+static int g_destroy_done; /* atomic */
+static void *destroy_thread(void *arg)
+{
+    pgsched_destroy((pgsched_node *)arg);
+    __atomic_store_n(&g_destroy_done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+ENGINE_TEST(late_success_after_shutdown_timeout_is_recorded_and_destroy_waits)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *a;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    pgsched_run_list *h;
+    pthread_t th;
+    int i;
+    c.shutdown_timeout = 100 * MS;
+    p->gated = 1;
+    p->gate_ignores_cancel = 1;
+    p->rc_on_cancel = PGSCHED_RUN_SUCCESS;
+    a = start_node_with(fx, &c, "t", h_probe, p);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(probe_inflight(p) == 1, 5000);
+    assert_int_equal(pgsched_shutdown(a, E), PGSCHED_ERR_TIMEOUT);
+    /* destroy from another thread: it must not return while the handler runs */
+    for (i = 0; i < fx->nnodes; i++)
+        if (fx->nodes[i] == a) fx->nodes[i] = NULL; /* the thread frees it */
+    __atomic_store_n(&g_destroy_done, 0, __ATOMIC_RELEASE);
+    assert_int_equal(pthread_create(&th, NULL, destroy_thread, a), 0);
+    sleep_us(300 * MS);
+    assert_int_equal(__atomic_load_n(&g_destroy_done, __ATOMIC_ACQUIRE), 0);
+    assert_int_equal(probe_inflight(p), 1);
+    assert_int_equal(job_status(fx, "t", "k"), PGSCHED_RUNNING);
+    probe_open_gate(p);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(probe_finished(p), 1);
+    assert_int_equal(job_status(fx, "t", "k"), PGSCHED_COMPLETED);
+    h = history_of(fx, "t", "k", 10);
+    assert_int_equal(h->count, 1);
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_SUCCESS);
+}
+
+/* Drain mode: runs finish undisturbed within drain_timeout, and shutdown returns when they
+   are done, not at the timeout. */
+ENGINE_TEST(drain_lets_runs_finish_before_asking_them_to_stop)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *a;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    pgsched_time t0, el;
+    c.drain_timeout = 3 * SEC;
+    c.shutdown_timeout = 3 * SEC;
+    p->work = 300 * MS; /* pgsched_run_sleep: would end early if cancelled */
+    a = start_node_with(fx, &c, "t", h_probe, p);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(probe_inflight(p) == 1, 5000);
+    t0 = mono_us();
+    OK(pgsched_shutdown(a, E));
+    el = mono_us() - t0;
+    assert_true(el < 2 * SEC);
+    assert_int_equal(probe_finished(p), 1);
+    assert_int_equal(probe_rec(p, 0).saw_cancel, 0);
+    assert_int_equal(probe_rec(p, 0).cancel_reason, PGSCHED_CANCEL_REASON_NONE);
+    assert_true(probe_rec(p, 0).end_mono - probe_rec(p, 0).start_mono >= 290 * MS);
+    assert_int_equal(job_status(fx, "t", "k"), PGSCHED_COMPLETED);
+}
+
+/* Drain mode: a run still going at the end of drain_timeout is asked to stop then (reason:
+   shutdown), not before; one that stops gives its row back uncounted. */
+ENGINE_TEST(drain_asks_runs_to_stop_when_it_ends)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *a;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    pgsched_time t0;
+    const pgsched_job *j;
+    run_rec r;
+    c.drain_timeout = 300 * MS;
+    c.shutdown_timeout = 3 * SEC;
+    a = fx_node(fx, &c);
+    fx_register(fx, a, "t", h_wait_cancel, p);
+    OK(pgsched_start(a, E));
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(probe_inflight(p) == 1, 5000);
+    t0 = mono_us();
+    OK(pgsched_shutdown(a, E));
+    assert_true(mono_us() - t0 < 2 * SEC);
+    r = probe_rec(p, 0);
+    assert_int_equal(r.saw_cancel, 1);
+    assert_int_equal(r.cancel_reason, PGSCHED_CANCEL_REASON_SHUTDOWN);
+    assert_true(r.cancel_seen_mono - t0 >= 290 * MS);
+    j = job_get(fx, "t", "k");
+    assert_int_equal(j->status, PGSCHED_PENDING);
+    assert_int_equal(j->attempt, 0);
+    assert_null(j->owner);
+    assert_int_equal(history_of(fx, "t", "k", 10)->items[0].outcome, PGSCHED_OUTCOME_RELEASED);
+}
+
+/* pgsched_run_cancel_reason says why a run was asked to stop: a cancel request, its timeout,
+   a lost lease (another node took the row), or nothing. (Shutdown: see the drain tests.) */
+ENGINE_TEST(cancel_reason_says_why_a_run_is_asked_to_stop)
+{
+    pgsched_config c = fx_config(fx);
+    probe *preq = fx_probe(fx), *pto = fx_probe(fx), *plost = fx_probe(fx), *pok = fx_probe(fx);
+    pgsched_node *a = fx_node(fx, &c);
+    pgsched_job_type t;
+    pgsched_job_spec s;
+    const pgsched_job *theirs;
+    fx_register(fx, a, "req", h_wait_cancel, preq);
+    t = type_of("to", h_wait_cancel, pto);
+    t.timeout = 100 * MS;
+    OK(pgsched_register(a, &t, E));
+    fx_register(fx, a, "lost", h_wait_cancel, plost);
+    fx_register(fx, a, "ok", h_probe, pok);
+    OK(pgsched_start(a, E));
+    s = spec_once("req", "k", 0);
+    OK(pgsched_schedule_job(a, &s, E));
+    s = spec_once("to", "k", 0);
+    s.max_retries = PGSCHED_NO_RETRIES;
+    OK(pgsched_schedule_job(a, &s, E));
+    s = spec_once("ok", "k", 0);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(probe_inflight(preq) == 1, 5000);
+    OK(pgsched_cancel(a, "req", "k", NULL, E));
+    WAIT_UNTIL(probe_finished(preq) == 1 && probe_finished(pto) == 1 &&
+                   probe_finished(pok) == 1, 5000);
+    assert_int_equal(probe_rec(preq, 0).cancel_reason, PGSCHED_CANCEL_REASON_REQUEST);
+    assert_int_equal(probe_rec(pto, 0).cancel_reason, PGSCHED_CANCEL_REASON_TIMEOUT);
+    assert_int_equal(probe_rec(pok, 0).cancel_reason, PGSCHED_CANCEL_REASON_NONE);
+    WAIT_UNTIL(counters_of(a).running == 0, 3000);
+    /* the only running row now: taken by another node, the next heartbeat says lost */
+    s = spec_once("lost", "k", 0);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(probe_inflight(plost) == 1, 5000);
+    theirs = take_back_one(fx, "other-node");
+    WAIT_UNTIL(probe_finished(plost) == 1, 5000);
+    assert_int_equal(probe_rec(plost, 0).cancel_reason, PGSCHED_CANCEL_REASON_LEASE_LOST);
+    finish_as_owner(fx, theirs);
+    assert_int_equal(pgsched_run_cancel_reason(NULL), PGSCHED_CANCEL_REASON_NONE);
 }
 
 static void hook_shutdown_self(pgsched_run *run, probe *p, run_rec *r)
@@ -772,7 +1008,7 @@ static void *shutdown_call_main(void *arg)
 }
 
 /* The engine logs nothing while it holds a lock of the node, so a log callback may call the
-   node's API: a shutdown that gives back the lease of a stuck run (and logs it) returns
+   node's API: a shutdown that logs the stuck run still going at its timeout returns
    within the shutdown timeout plus a margin instead of deadlocking. */
 ENGINE_TEST(log_callback_may_call_node_api_during_shutdown)
 {
@@ -825,8 +1061,8 @@ ENGINE_TEST(log_callback_may_call_node_api_during_shutdown)
     free(sc);
     if (g_verbose)
         fprintf(stderr, "    shutdown took %lld ms\n", (long long)(mono_us() - t0) / 1000);
-    /* the lease of the stuck run was given back, and that was logged through the callback */
-    assert_int_equal(job_status(fx, "t", "k"), PGSCHED_PENDING);
+    /* the stuck run keeps its lease, and that was logged through the callback */
+    assert_int_equal(job_status(fx, "t", "k"), PGSCHED_RUNNING);
     assert_true(fx_log_count(fx, PGSCHED_LOG_WARN) > warns_before);
     assert_true(__atomic_load_n(&g->api_calls, __ATOMIC_ACQUIRE) > calls_before);
     __atomic_store_n(&g->node, NULL, __ATOMIC_RELEASE); /* before the node is freed */

@@ -96,6 +96,7 @@ typedef struct run_rec {
     pgsched_time start_mono, end_mono; /* this machine's monotonic clock */
     pgsched_time cancel_seen_mono;     /* when the handler noticed the cancel (0 = never) */
     int cancelled_at_start, saw_cancel, rc, done;
+    pgsched_cancel_reason cancel_reason; /* at the end of the run */
     pgsched_result api_rc[8];          /* codes of API calls a hook made */
     char api_msg[PGSCHED_ERROR_MAX];
 } run_rec;
@@ -745,6 +746,7 @@ static int h_probe(pgsched_run *run)
         if (r) {
             if (cancelled && !r->cancel_seen_mono) r->cancel_seen_mono = mono_us();
             r->saw_cancel = cancelled;
+            r->cancel_reason = pgsched_run_cancel_reason(run);
             r->rc = rc;
             r->end_db = end_db;
             r->end_mono = mono_us();
@@ -789,6 +791,7 @@ static int h_wait_cancel(pgsched_run *run)
     if (r) {
         r->cancel_seen_mono = seen;
         r->saw_cancel = seen != 0;
+        r->cancel_reason = pgsched_run_cancel_reason(run);
         r->end_mono = mono_us();
         r->rc = rc;
         r->done = 1;
@@ -867,7 +870,9 @@ static run_rec probe_rec(probe *p, int i)
    - refuse_prefix: a finish batch with an outcome whose key starts with it is refused as a
      whole with PGSCHED_ERR_TIME_RANGE (a store that cannot write one of the outcomes);
    - drop_prefix: listen_wait drops the events whose key starts with it (notifications that
-     never arrive). */
+     never arrive);
+   - lose_claims: that many claims that took rows (counting down) commit and then fail with
+     PGSCHED_ERR_CONNECTION, their rows dropped: a reply lost with the connection. */
 
 enum { FAULT_HB_PASS, FAULT_HB_FAKE, FAULT_HB_FAIL };
 
@@ -884,6 +889,8 @@ typedef struct fault_store {
     int finish_calls; /* finish calls seen */
     const char *refuse_prefix; /* set before the node starts */
     const char *drop_prefix;   /* set before the node starts */
+    int lose_claims;
+    int lost_claim_rows; /* rows dropped by lose_claims */
 } fault_store;
 
 #define FAULT(s) ((fault_store *)(s))
@@ -937,6 +944,20 @@ static pgsched_result fault_claim(pgsched_store *s, const pgsched_claim_request 
         FAULT_SET(f->claim_phase, 1);
         sleep_us(FAULT_GET(f->claim_delay));
         FAULT_SET(f->claim_phase, 0);
+    }
+    if (r == PGSCHED_OK && out->count > before) {
+        int lose = FAULT_GET(f->lose_claims);
+        while (lose > 0 && !__atomic_compare_exchange_n(&f->lose_claims, &lose, lose - 1, 0,
+                                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        }
+        if (lose > 0) {
+            /* committed; the answer never arrives */
+            __atomic_add_fetch(&f->lost_claim_rows, (int)(out->count - before), __ATOMIC_ACQ_REL);
+            if (before == 0) pgsched_job_list_clear(out); /* the node's claims start empty */
+            return fault_fail(err, PGSCHED_ERR_CONNECTION,
+                              "connection to the database lost (fault injected after the claim "
+                              "committed)");
+        }
     }
     if (r == PGSCHED_OK && out->count > before && FAULT_GET(f->hold_claims)) {
         pgsched_time deadline = mono_us() + 10 * SEC;

@@ -84,7 +84,13 @@
     X(stale_run_is_stopped_when_its_node_claims_the_row_again)                                 \
     X(node_that_cannot_renew_its_leases_stops_its_runs_and_writes_nothing)                     \
     X(shutdown_records_outcomes_that_arrive_in_time)                                           \
-    X(shutdown_gives_back_leases_of_stuck_runs)                                                \
+    X(shutdown_keeps_lease_of_run_that_ignores_cancel_until_it_returns)                        \
+    X(late_success_after_shutdown_timeout_is_recorded_and_destroy_waits)                       \
+    X(drain_lets_runs_finish_before_asking_them_to_stop)                                       \
+    X(drain_asks_runs_to_stop_when_it_ends)                                                    \
+    X(cancel_reason_says_why_a_run_is_asked_to_stop)                                           \
+    X(claim_whose_reply_was_lost_gives_its_rows_back_at_once)                                  \
+    X(giving_back_lost_claims_leaves_the_nodes_own_runs_alone)                                 \
     X(shutdown_from_handler_or_callback_refused)                                               \
     X(destroy_shuts_down_running_node)                                                         \
     X(log_callback_may_call_node_api_during_shutdown)                                          \
