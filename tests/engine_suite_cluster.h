@@ -685,7 +685,7 @@ ENGINE_TEST(giving_back_lost_claims_leaves_the_nodes_own_runs_alone)
     WAIT_STATUS("t", "k1", PGSCHED_COMPLETED, 5000);
     WAIT_STATUS("t", "k2", PGSCHED_COMPLETED, 5000);
     assert_int_equal(history_of(fx, "t", "k1", 10)->count, 1);
-    assert_int_equal(counters_of(a).succeeded, 2);
+    WAIT_UNTIL(counters_of(a).succeeded == 2, 3000); /* counted once the write returned */
 }
 
 /* A handler that returns success after the shutdown timeout has its success recorded (its
@@ -2038,6 +2038,25 @@ ENGINE_TEST(conninfo_node_owns_few_connections_and_closes_them)
                                "application_name = '%s'",
                                app),
                      0);
+}
+
+/* README: every connection of the PostgreSQL store is named `pgsched` in pg_stat_activity
+   unless the connection string names it (the test above names it). */
+ENGINE_TEST(connections_are_named_pgsched_unless_conninfo_names_them)
+{
+    pgsched_config c = fx_config(fx);
+    pgsched_node *a;
+    const char *q = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pgsched' "
+                    "AND datname = current_database()";
+    long long before = admin_int("%s", q);
+    assert_null(strstr(g_dsn, "application_name"));
+    a = fx_node(fx, &c);
+    fx_register(fx, a, "t", h_probe, fx_probe(fx));
+    OK(pgsched_start(a, E));
+    WAIT_UNTIL(counters_of(a).polls >= 1, 5000);
+    assert_true(admin_int("%s", q) >= before + 1);
+    OK(pgsched_shutdown(a, E));
+    WAIT_UNTIL(admin_int("%s", q) == before, 3000);
 }
 
 /* §10: a lost database connection is survived: every connection of a node is killed while a
