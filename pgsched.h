@@ -878,6 +878,20 @@ typedef struct pgsched_config {
     const pgsched_allocator *allocator; /* NULL = default */
 } pgsched_config;
 
+/* A histogram of durations with fixed buckets: buckets[i] counts the observations above
+   pgsched_histogram_bound(i - 1) and at most pgsched_histogram_bound(i); the last bucket those
+   above every bound. The bounds are 1, 2.5, 5, 10, 25, 50, 100, 250, 500 ms, 1, 2.5, 5, 10,
+   30 and 60 s. */
+#define PGSCHED_HISTOGRAM_BUCKETS 16
+typedef struct pgsched_histogram {
+    int64_t count;
+    pgsched_duration sum;
+    int64_t buckets[PGSCHED_HISTOGRAM_BUCKETS];
+} pgsched_histogram;
+
+/* The upper bound of bucket i; PGSCHED_NEVER for the last one (and for i out of range). */
+PGSCHED_DEF pgsched_duration pgsched_histogram_bound(size_t i);
+
 typedef struct pgsched_counters {
     int64_t claimed;
     int64_t succeeded;
@@ -894,7 +908,24 @@ typedef struct pgsched_counters {
     pgsched_duration start_delay_last;    /* due time to handler start, last run */
     pgsched_duration start_delay_max;
     pgsched_duration start_delay_total;   /* divide by claimed for the mean */
+    int connected;              /* 1: the node's last claim or heartbeat reached the store; 0:
+                                   it failed for want of a connection (or none was made yet) */
+    int64_t connection_errors;  /* store calls that failed for want of a connection */
+    pgsched_histogram claim_latency; /* every claim statement */
+    pgsched_histogram start_delay;   /* due time to handler start, every run */
 } pgsched_counters;
+
+/* Counters of one registered job type on this node. */
+typedef struct pgsched_type_counters {
+    const char *name;           /* the type's name, valid until pgsched_destroy */
+    int64_t claimed;
+    int64_t succeeded;
+    int64_t failed;             /* failed attempts, retried ones included */
+    int64_t retried;
+    int64_t cancelled;
+    int64_t lease_lost;
+    int64_t running;            /* runs in progress now */
+} pgsched_type_counters;
 
 /* Checks the configuration (no I/O). Invalid fields give PGSCHED_ERR_CONFIG naming the field. */
 PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_node **out,
@@ -947,6 +978,17 @@ PGSCHED_DEF pgsched_result pgsched_history(pgsched_node *node, const char *name,
                                            size_t limit, pgsched_run_list *out,
                                            pgsched_error *err);
 PGSCHED_DEF void pgsched_get_counters(pgsched_node *node, pgsched_counters *out);
+/* The counters of each registered job type, in the order of registration: fills out[0..cap)
+   and returns how many types there are (call with cap 0 to size the array). */
+PGSCHED_DEF size_t pgsched_get_type_counters(pgsched_node *node, pgsched_type_counters *out,
+                                             size_t cap);
+/* The node's counters in the Prometheus text exposition format (version 0.0.4), for an HTTP
+   handler to serve with Content-Type "text/plain; version=0.0.4": runs by job type and
+   outcome, claims, retries, lease losses and running runs per type, the claim-latency and
+   start-delay histograms, and whether the store is reachable. Writes at most size bytes,
+   NUL-terminated, and returns the length of the whole text (without the NUL), as snprintf
+   does: a result >= size means it was cut; call again with a buffer of result + 1 bytes. */
+PGSCHED_DEF size_t pgsched_metrics_prometheus(pgsched_node *node, char *buf, size_t size);
 PGSCHED_DEF const char *pgsched_node_id(const pgsched_node *node);
 PGSCHED_DEF pgsched_store *pgsched_node_store(const pgsched_node *node);
 
@@ -8576,7 +8618,28 @@ typedef struct pgsched__type {
     pgsched_job_type t; /* t.name points to `name` */
     char *name;
     struct pgsched__type *next;
+    pgsched_type_counters c; /* under the node's mu */
 } pgsched__type;
+
+/* Adds d to a counter of type t (reached through a const pointer: a type is never const
+   itself), if there is such a type here. Callers hold the node's mu. */
+#define PGSCHED__TC_ADD(t, field, d)                                                              \
+    do {                                                                                          \
+        if (t) ((pgsched__type *)(t))->c.field += (d);                                           \
+    } while (0)
+
+static const pgsched_duration pgsched__hist_bounds[PGSCHED_HISTOGRAM_BUCKETS - 1] = {
+    1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
+    1000000, 2500000, 5000000, 10000000, 30000000, 60000000};
+
+static void pgsched__observe(pgsched_histogram *h, pgsched_duration d)
+{
+    size_t i = 0;
+    while (i < PGSCHED_HISTOGRAM_BUCKETS - 1 && d > pgsched__hist_bounds[i]) i++;
+    h->buckets[i]++;
+    h->count++;
+    h->sum += d;
+}
 
 /* One run slot; the public run context comes first so a pgsched_run * is a slot pointer. */
 typedef struct pgsched__slot {
@@ -9399,6 +9462,7 @@ static void *pgsched__worker_main(void *arg)
             n->counters.start_delay_last = d;
             if (d > n->counters.start_delay_max) n->counters.start_delay_max = d;
             n->counters.start_delay_total += d;
+            pgsched__observe(&n->counters.start_delay, d);
         }
         pthread_mutex_unlock(&n->mu);
 
@@ -9451,6 +9515,7 @@ static void *pgsched__worker_main(void *arg)
         s->cancel = PGSCHED__CANCEL_NONE;
         n->free_slots++;
         n->counters.running--;
+        PGSCHED__TC_ADD(s->type, running, -1);
         pthread_cond_signal(&n->cv);
     }
     pthread_mutex_unlock(&n->mu);
@@ -9505,6 +9570,10 @@ static void pgsched__store_trouble(pgsched_node *n, const char *what, const pgsc
     pthread_mutex_lock(&n->mu);
     last = n->last_error_log;
     if (now - last > 5 * PGSCHED_SECOND) n->last_error_log = now;
+    if (e->code == PGSCHED_ERR_CONNECTION) {
+        n->counters.connection_errors++;
+        n->counters.connected = 0;
+    }
     pthread_mutex_unlock(&n->mu);
     if (now - last > 5 * PGSCHED_SECOND)
         pgsched__log(n, e->code == PGSCHED_ERR_CONNECTION || e->code == PGSCHED_ERR_BUSY
@@ -9623,14 +9692,26 @@ static void pgsched__flush_outcomes(pgsched_node *n)
             /* the store recorded a cancel that won over a failure, stall or release */
             if (rs[i].outcome == PGSCHED_OUTCOME_CANCELLED && p->o.outcome != rs[i].outcome)
                 p->counter = PGSCHED__COUNT_CANCELLED;
+            const pgsched__type *tc = pgsched__find_type(n, p->name);
             switch (p->counter) {
-            case PGSCHED__COUNT_SUCCESS: n->counters.succeeded++; break;
-            case PGSCHED__COUNT_FAILURE: n->counters.failed++; break;
+            case PGSCHED__COUNT_SUCCESS:
+                n->counters.succeeded++;
+                PGSCHED__TC_ADD(tc, succeeded, 1);
+                break;
+            case PGSCHED__COUNT_FAILURE:
+                n->counters.failed++;
+                PGSCHED__TC_ADD(tc, failed, 1);
+                break;
             case PGSCHED__COUNT_RETRY:
                 n->counters.failed++;
                 n->counters.retried++;
+                PGSCHED__TC_ADD(tc, failed, 1);
+                PGSCHED__TC_ADD(tc, retried, 1);
                 break;
-            case PGSCHED__COUNT_CANCELLED: n->counters.cancelled++; break;
+            case PGSCHED__COUNT_CANCELLED:
+                n->counters.cancelled++;
+                PGSCHED__TC_ADD(tc, cancelled, 1);
+                break;
             case PGSCHED__COUNT_STALLED: n->counters.stalled_taken_back++; break;
             default: break;
             }
@@ -9641,6 +9722,7 @@ static void pgsched__flush_outcomes(pgsched_node *n)
             if (rs[i].replayed) n->resync = 1; /* what it became is unknown here: look again */
         } else if (rs[i].code == PGSCHED_ERR_LEASE_LOST) {
             n->counters.lease_lost++;
+            PGSCHED__TC_ADD(pgsched__find_type(n, p->name), lease_lost, 1);
         }
     }
     if (kept) {
@@ -9761,6 +9843,7 @@ static void pgsched__heartbeat(pgsched_node *n, int renew)
     }
     pgsched__clock_sample(n, before, now);
     pthread_mutex_lock(&n->mu);
+    n->counters.connected = 1;
     for (i = 0; i < k; i++) {
         pgsched__slot *s = pgsched__find_slot(n, ls[i].name, ls[i].key, ls[i].token);
         /* The store renewed the lease at some instant after `before`: measuring its age
@@ -9771,6 +9854,7 @@ static void pgsched__heartbeat(pgsched_node *n, int renew)
         if (st[i].lost) {
             if (s) {
                 n->counters.lease_lost++;
+                PGSCHED__TC_ADD(s->type, lease_lost, 1);
                 pgsched__cancel_slot(s, PGSCHED__CANCEL_LEASE_LOST);
             } else {
                 /* an outcome waiting to be written: its write says whether it was lost or
@@ -9828,6 +9912,8 @@ static int pgsched__assign(pgsched_node *n, const pgsched_job *job, pgsched_time
         n->free_slots--;
         n->counters.running++;
         n->counters.claimed++;
+        PGSCHED__TC_ADD(s->type, running, 1);
+        PGSCHED__TC_ADD(s->type, claimed, 1);
         pthread_cond_signal(&s->cv);
         return 1;
     }
@@ -9864,6 +9950,8 @@ static void pgsched__claim(pgsched_node *n)
     if (n->counters.claim_latency_last > n->counters.claim_latency_max)
         n->counters.claim_latency_max = n->counters.claim_latency_last;
     n->counters.claim_latency_total += n->counters.claim_latency_last;
+    pgsched__observe(&n->counters.claim_latency, n->counters.claim_latency_last);
+    n->counters.connected = r != PGSCHED_ERR_CONNECTION;
     if (r != PGSCHED_OK) {
         n->claim_retry_at = pgsched__monotonic() + pgsched__retry_delay(n, r);
         /* it may have committed before the connection was lost: those rows are ours in the
@@ -10103,6 +10191,7 @@ static int pgsched__self_fence(pgsched_node *n, pgsched_time now)
         if (pgsched__slot_fenceable(s) && now - s->renewed > PGSCHED__FENCE(n)) {
             pgsched__cancel_slot(s, PGSCHED__CANCEL_LEASE_LOST);
             n->counters.lease_lost++;
+            PGSCHED__TC_ADD(s->type, lease_lost, 1);
             fenced++;
         }
     }
@@ -10587,6 +10676,7 @@ PGSCHED_DEF pgsched_result pgsched_register(pgsched_node *n, const pgsched_job_t
     }
     t->t = *type;
     t->t.name = t->name;
+    t->c.name = t->name;
     pthread_mutex_lock(&n->mu);
     if (n->state >= PGSCHED__STARTED || n->starting) {
         pthread_mutex_unlock(&n->mu);
@@ -11094,6 +11184,172 @@ PGSCHED_DEF void pgsched_get_counters(pgsched_node *n, pgsched_counters *out)
     pthread_mutex_lock(&n->mu);
     *out = n->counters;
     pthread_mutex_unlock(&n->mu);
+}
+
+PGSCHED_DEF pgsched_duration pgsched_histogram_bound(size_t i)
+{
+    return i < PGSCHED_HISTOGRAM_BUCKETS - 1 ? pgsched__hist_bounds[i] : PGSCHED_NEVER;
+}
+
+PGSCHED_DEF size_t pgsched_get_type_counters(pgsched_node *n, pgsched_type_counters *out,
+                                             size_t cap)
+{
+    const pgsched__type *t;
+    size_t count, i;
+    if (!n) return 0;
+    pthread_mutex_lock(&n->mu);
+    count = n->ntypes;
+    /* the list is newest first: the oldest goes to out[count - 1] */
+    i = count;
+    for (t = n->types; t && i > 0; t = t->next) {
+        i--;
+        if (out && i < cap) out[i] = t->c;
+    }
+    pthread_mutex_unlock(&n->mu);
+    return count;
+}
+
+/* snprintf into a buffer that may be too small; `len` counts what the whole text needs. */
+typedef struct pgsched__out {
+    char *buf;
+    size_t size, len;
+} pgsched__out;
+
+static void pgsched__outf(pgsched__out *o, const char *fmt, ...) PGSCHED__PRINTF(2, 3);
+static void pgsched__outf(pgsched__out *o, const char *fmt, ...)
+{
+    va_list ap;
+    int k;
+    va_start(ap, fmt);
+    k = vsnprintf(o->len < o->size ? o->buf + o->len : NULL, o->len < o->size ? o->size - o->len : 0,
+                  fmt, ap);
+    va_end(ap);
+    if (k > 0) o->len += (size_t)k;
+}
+
+/* A label value: backslash, double quote and newline escaped. */
+static void pgsched__out_label(pgsched__out *o, const char *v)
+{
+    for (; *v; v++) {
+        if (*v == '\\') pgsched__outf(o, "\\\\");
+        else if (*v == '"') pgsched__outf(o, "\\\"");
+        else if (*v == '\n') pgsched__outf(o, "\\n");
+        else pgsched__outf(o, "%c", *v);
+    }
+}
+
+/* Microseconds as seconds, exactly and without the locale's decimal point ("0.0025", "1"). */
+static void pgsched__out_seconds(pgsched__out *o, pgsched_duration us)
+{
+    char frac[8];
+    int k;
+    if (us < 0) {
+        pgsched__outf(o, "-");
+        us = -us;
+    }
+    snprintf(frac, sizeof frac, "%06lld", (long long)(us % PGSCHED_SECOND));
+    for (k = 5; k >= 0 && frac[k] == '0'; k--) frac[k] = '\0';
+    pgsched__outf(o, "%lld%s%s", (long long)(us / PGSCHED_SECOND), frac[0] ? "." : "", frac);
+}
+
+static void pgsched__out_head(pgsched__out *o, const char *name, const char *type,
+                              const char *help)
+{
+    pgsched__outf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void pgsched__out_hist(pgsched__out *o, const char *name, const char *help,
+                              const pgsched_histogram *h)
+{
+    int64_t cum = 0;
+    size_t i;
+    pgsched__out_head(o, name, "histogram", help);
+    for (i = 0; i < PGSCHED_HISTOGRAM_BUCKETS; i++) {
+        cum += h->buckets[i];
+        pgsched__outf(o, "%s_bucket{le=\"", name);
+        if (i < PGSCHED_HISTOGRAM_BUCKETS - 1) pgsched__out_seconds(o, pgsched__hist_bounds[i]);
+        else pgsched__outf(o, "+Inf");
+        pgsched__outf(o, "\"} %lld\n", (long long)cum);
+    }
+    pgsched__outf(o, "%s_sum ", name);
+    pgsched__out_seconds(o, h->sum);
+    pgsched__outf(o, "\n%s_count %lld\n", name, (long long)h->count);
+}
+
+PGSCHED_DEF size_t pgsched_metrics_prometheus(pgsched_node *n, char *buf, size_t size)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } per_type[] = {
+        {"pgsched_claimed_total", "counter", "Runs this node claimed, by job type."},
+        {"pgsched_runs_total", "counter",
+         "Finished runs whose outcome this node recorded, by job type and outcome "
+         "(failure counts retried attempts too)."},
+        {"pgsched_retries_total", "counter",
+         "Failed attempts that were given another attempt, by job type."},
+        {"pgsched_lease_lost_total", "counter",
+         "Runs stopped because another node took their row, by job type."},
+        {"pgsched_running", "gauge", "Runs in progress on this node, by job type."},
+    };
+    pgsched__out o;
+    pgsched_counters c;
+    pgsched_type_counters *tc = NULL;
+    size_t ntypes = 0, i, k;
+    o.buf = buf;
+    o.size = buf ? size : 0;
+    o.len = 0;
+    if (o.size) buf[0] = '\0';
+    if (!n) return 0;
+    pthread_mutex_lock(&n->mu);
+    c = n->counters;
+    /* one snapshot of both, taken under the lock (types only grow, so ntypes is enough) */
+    if (n->ntypes) tc = (pgsched_type_counters *)pgsched__malloc(&n->alloc, n->ntypes * sizeof *tc);
+    if (tc) {
+        const pgsched__type *t;
+        ntypes = n->ntypes;
+        i = ntypes;
+        for (t = n->types; t && i > 0; t = t->next) tc[--i] = t->c;
+    }
+    pthread_mutex_unlock(&n->mu);
+
+    pgsched__out_head(&o, "pgsched_node_info", "gauge", "This node's id (always 1).");
+    pgsched__outf(&o, "pgsched_node_info{node=\"");
+    pgsched__out_label(&o, n->id);
+    pgsched__outf(&o, "\"} 1\n");
+    pgsched__out_head(&o, "pgsched_store_connected", "gauge",
+                      "1 when the node's last claim or heartbeat reached the store, else 0.");
+    pgsched__outf(&o, "pgsched_store_connected %d\n", c.connected ? 1 : 0);
+    pgsched__out_head(&o, "pgsched_connection_errors_total", "counter",
+                      "Store calls that failed for want of a connection.");
+    pgsched__outf(&o, "pgsched_connection_errors_total %lld\n", (long long)c.connection_errors);
+    pgsched__out_head(&o, "pgsched_claim_statements_total", "counter",
+                      "Claim statements this node issued.");
+    pgsched__outf(&o, "pgsched_claim_statements_total %lld\n", (long long)c.polls);
+    pgsched__out_head(&o, "pgsched_stalled_taken_back_total", "counter",
+                      "Runs of stalled nodes that this node took back.");
+    pgsched__outf(&o, "pgsched_stalled_taken_back_total %lld\n", (long long)c.stalled_taken_back);
+    for (k = 0; k < sizeof per_type / sizeof per_type[0]; k++) {
+        pgsched__out_head(&o, per_type[k].name, per_type[k].type, per_type[k].help);
+        for (i = 0; i < ntypes; i++) {
+            static const char *const outcomes[] = {"success", "failure", "cancelled"};
+            const int64_t values[] = {tc[i].claimed,  tc[i].succeeded, tc[i].failed,
+                                      tc[i].cancelled, tc[i].retried,  tc[i].lease_lost,
+                                      tc[i].running};
+            size_t j, first = k == 0 ? 0 : k == 1 ? 1 : k + 2, last = k == 1 ? 3 : first;
+            for (j = first; j <= last; j++) {
+                pgsched__outf(&o, "%s{job_type=\"", per_type[k].name);
+                pgsched__out_label(&o, tc[i].name);
+                if (k == 1) pgsched__outf(&o, "\",outcome=\"%s", outcomes[j - 1]);
+                pgsched__outf(&o, "\"} %lld\n", (long long)values[j]);
+            }
+        }
+    }
+    pgsched__out_hist(&o, "pgsched_claim_duration_seconds",
+                      "Duration of the claim statements this node issued.", &c.claim_latency);
+    pgsched__out_hist(&o, "pgsched_start_delay_seconds",
+                      "Time from a run's due time to its handler's start.", &c.start_delay);
+    pgsched__free(&n->alloc, tc);
+    return o.len;
 }
 
 PGSCHED_DEF const char *pgsched_node_id(const pgsched_node *n) { return n ? n->id : NULL; }

@@ -20,6 +20,7 @@
 #include "engine_suite_cluster.h"
 #include "engine_suite_hardening.h"
 #include "engine_suite_bulk.h"
+#include "engine_suite_metrics.h"
 
 /* Tests that run on both stores. */
 #define BOTH_TESTS(X)                                                                          \
@@ -120,6 +121,11 @@
 
 /* Configuration checks (no store I/O) and memory-store specifics. */
 #define MEMORY_TESTS(X)                                                                        \
+    X(histogram_bounds_are_the_documented_ones)                                                \
+    X(type_counters_count_runs_by_outcome)                                                     \
+    X(prometheus_text_has_every_family_and_escapes_labels)                                     \
+    X(prometheus_text_sized_like_snprintf)                                                     \
+    X(connection_state_follows_the_store)                                                      \
     X(config_negative_durations_rejected)                                                      \
     X(config_heartbeat_above_half_stall_rejected)                                              \
     X(config_max_concurrent_out_of_range_rejected)                                             \
