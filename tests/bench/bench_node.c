@@ -563,6 +563,8 @@ static int mode_precision(const char *schema, int want)
            "p50 %.2f p90 %.2f p99 %.2f max %.2f ms\n",
            fs, want, pct(lateness + skip, want, .5), pct(lateness + skip, want, .9),
            pct(lateness + skip, want, .99), lateness[skip + want - 1]);
+    printf("#   the latest firings: %.2f %.2f %.2f ms\n", lateness[skip + want - 1],
+           want > 1 ? lateness[skip + want - 2] : 0.0, want > 2 ? lateness[skip + want - 3] : 0.0);
     printf("BENCH precision.p50_ms %.3f\n", pct(lateness + skip, want, .5));
     printf("BENCH precision.p90_ms %.3f\n", pct(lateness + skip, want, .9));
     printf("BENCH precision.p99_ms %.3f\n", pct(lateness + skip, want, .99));

@@ -20,6 +20,8 @@
 #   BENCH_MEMORY_JOBS    runs of the memory figure                             [100000 | 20000]
 #   BENCH_FIRINGS        firings of the precision figure (= idle seconds)      [60 | 15]
 #   BENCH_LATENCY_JOBS   jobs of the latency figures, 5 ms apart               [500 | 200]
+#   BENCH_SUMMARY_ONLY=1 measure nothing: print the table again from the last run's raw figures
+#                        (BUILD_DIR/bench/results.txt), e.g. with another BENCH_PEER
 #   BENCH_PEER           a file with the output of the peer scripts (Graphile Worker's
 #                        graphile.sh and pgbench-baseline.sh), run in the same sitting: their
 #                        figures become the baselines of the comparable lines. Without it those
@@ -52,7 +54,13 @@ for b in bench_node bench_baseline bench_claim bench_cron; do
 done
 [ -z "$PEER" ] || [ -r "$PEER" ] || { echo "run.sh: BENCH_PEER=$PEER is not readable" >&2; exit 1; }
 
-RESULTS=$B/results.txt LOG=$B/bench.log SUMMARY=$B/summary.md
+RESULTS=$B/results.txt LOG=$B/bench.log SUMMARY=$B/summary.md RUNINFO=$B/run-info.sh
+fails=0
+if [ "${BENCH_SUMMARY_ONLY:-0}" = 1 ]; then
+    [ -r "$RESULTS" ] && [ -r "$RUNINFO" ] || { echo "run.sh: no earlier run in $B" >&2; exit 1; }
+    # shellcheck disable=SC1090
+    . "$RUNINFO" # the knobs, times and loads of the run that measured
+else # measure
 : >"$RESULTS"
 : >"$LOG"
 t_start=$SECONDS
@@ -68,7 +76,6 @@ ${PGSCHED_PG_CONF:-}" bash "$repo/tests/pgcluster.sh" start) || exit 1
     trap 'exit 130' INT TERM
 fi
 
-fails=0
 # absorb TITLE RC FILE: shows FILE, keeps it in the log and its BENCH lines in RESULTS.
 absorb() {
     grep -v '^BENCH ' "$3"
@@ -127,6 +134,13 @@ for fs in $modes; do
 done
 load_after=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
 elapsed=$((SECONDS - t_start))
+server=$("$B/bench_node" version 2>/dev/null || echo '?')
+when=$(date -u '+%Y-%m-%d %H:%M UTC')
+for v in ROUNDS JOBS WORKERS NODES BASE_S SCHEDULES BIG MEM_JOBS FIRINGS LAT_N load_before \
+    load_after elapsed server when; do
+    printf '%s=%q\n' "$v" "${!v}"
+done >"$RUNINFO"
+fi # measure
 
 # ---- the summary table --------------------------------------------------------------------
 # Medians of our figures (several rounds) and of the peer's (several runs of its scripts).
@@ -180,10 +194,10 @@ peer_or() { # PEERKEY FALLBACK FALLBACK_LABEL -> "value|label"
 }
 
 {
-    echo "pgsched \`make bench\`, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, load average $load_before before / $load_after after, $elapsed s;"
-    echo "PostgreSQL $("$B/bench_node" version 2>/dev/null || echo '?');" \
-        "throughput: median of $ROUNDS round(s) of $JOBS no-op jobs, $WORKERS workers in total split over the nodes."
-    [ -n "$PEER" ] && echo "Peer figures (Graphile Worker, pgbench) from $PEER, run in the same sitting." ||
+    echo "pgsched \`make bench\`, $when, $(nproc) cores, load average $load_before before / $load_after after, $elapsed s;"
+    echo "PostgreSQL $server;" \
+        "throughput: median of $ROUNDS round(s) of $(fmt "$JOBS" 0) no-op jobs, $WORKERS workers in total split over the nodes."
+    [ -n "$PEER" ] && echo "Peer figures (Graphile Worker, pgbench) from $(basename "$PEER"), run in the same sitting." ||
         echo "No BENCH_PEER file: Graphile Worker baselines are the figures recorded in issue 8 (an earlier sitting)."
     echo
     echo "| figure | value | baseline | ratio | goal |"
@@ -228,7 +242,7 @@ peer_or() { # PEERKEY FALLBACK FALLBACK_LABEL -> "value|label"
             if [ $n = on ]; then
                 case $p in p50) fb=1.6;; p90) fb=;; p99) fb=3.0;; esac
                 IFS='|' read -r gb gl <<<"$(peer_or "gw.$p.500.on" "$fb" "(issue 8 target)")"
-                [ -n "${P[gw.$p.500.on]:-}" ] && gl="(Graphile Worker, same sitting)"
+                [ -n "${P[gw.$p.500.on]:-}" ] && gl="(Graphile Worker, localQueue 500, same sitting)"
                 [ -z "$gb" ] && gl=""
                 row "latency schedule-to-start $p, notifications on, fsync on" "$v" " ms" 2 "$gb" "$gl" "<= 1x"
             else
@@ -261,6 +275,23 @@ peer_or() { # PEERKEY FALLBACK FALLBACK_LABEL -> "value|label"
     a=${V[memory.rss_kb.runs_$first]:-} z=${V[memory.rss_kb.runs_$MEM_JOBS]:-}
     row "memory: RSS after $(fmt "$MEM_JOBS" 0) runs" "${z:+$(awk -v k="$z" 'BEGIN { print k / 1024 }')}" " MB" 1 \
         "${a:+$(awk -v k="$a" 'BEGIN { print k / 1024 }')}" "(after $(fmt "$first" 0) runs)" "about 1x"
+    if [ -n "$PEER" ]; then
+        pv() { # KEY DECIMALS
+            if [ -n "${P[$1]:-}" ]; then fmt "${P[$1]}" "$2"; else echo "n/a"; fi
+        }
+        echo
+        echo "The peer in the same sitting (medians of the runs in $(basename "$PEER")):"
+        echo
+        echo "| peer figure | fsync on | fsync off |"
+        echo "|---|---|---|"
+        for lq in 0 500; do
+            label="Graphile Worker 0.18, concurrency 10"; [ $lq = 0 ] || label="$label + localQueue $lq"
+            echo "| $label: jobs/s | $(pv gw.tput.$lq.on 0) | $(pv gw.tput.$lq.off 0) |"
+            echo "| $label: latency p50 / p90 / p99 ms | $(pv gw.p50.$lq.on 2) / $(pv gw.p90.$lq.on 2) / $(pv gw.p99.$lq.on 2) | $(pv gw.p50.$lq.off 2) / $(pv gw.p90.$lq.off 2) / $(pv gw.p99.$lq.off 2) |"
+        done
+        echo "| Graphile Worker add_jobs(), one call: jobs/s | $(pv gw.add_jobs.on 0) | $(pv gw.add_jobs.off 0) |"
+        echo "| pgbench claim+complete, best of its client counts: tps | $(pv pgbench.best.on 0) | $(pv pgbench.best.off 0) |"
+    fi
 } >"$SUMMARY"
 
 echo
