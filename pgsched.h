@@ -5976,90 +5976,205 @@ PGSCHED_DEF pgsched_result pgsched_memory_store_create(const pgsched_memory_conf
 
 /* ---- [pgsched: stores] implementation: the PostgreSQL store --------------------------------- */
 
-/* The password values a connection string carries (URI user:password@, ?password=, and
-   password=value pairs, the value inside its quotes), as spans of the text in the order they
-   come; stores the first `cap`, returns how many there are. */
-static size_t pgsched__conninfo_secrets(const char *s, const char **at, size_t *len, size_t cap)
+/* The passwords a connection string carries, read the way libpq reads it: keyword/value pairs
+   `password` and `sslpassword` (separated by any of libpq's blanks: space, \t, \n, \r, \v,
+   \f; the value quoted or not, with backslash escapes), or a URI's user:password@ and
+   ?password= / &sslpassword= parameters (percent-encoded, keywords included). */
+typedef struct pgsched__secret {
+    const char *at; /* the value's text in the connection string (inside its quotes) */
+    size_t len;
+    char enc;       /* how that text encodes the value: 'b' backslash escapes, '%' percent */
+} pgsched__secret;
+
+#define PGSCHED__SECRETS_MAX 16
+
+static int pgsched__conninfo_blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
+static int pgsched__hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* The value `at`/`len` encoded as `enc`, decoded into out (cut to size); returns its length. */
+static size_t pgsched__secret_decode(const char *at, size_t len, char enc, char *out, size_t size)
+{
+    size_t i = 0, o = 0;
+    while (i < len) {
+        char c = at[i++];
+        if (enc == 'b' && c == '\\' && i < len) c = at[i++];
+        else if (enc == '%' && c == '%' && i + 1 < len && pgsched__hexval(at[i]) >= 0 &&
+                 pgsched__hexval(at[i + 1]) >= 0) {
+            c = (char)(pgsched__hexval(at[i]) * 16 + pgsched__hexval(at[i + 1]));
+            i += 2;
+        }
+        if (o + 1 < size) out[o] = c;
+        o++;
+    }
+    if (size) out[o < size ? o : size - 1] = '\0';
+    return o;
+}
+
+static void pgsched__secret_add(pgsched__secret *sec, size_t cap, size_t *n, const char *at,
+                                size_t len, char enc)
+{
+    if (*n < cap) {
+        sec[*n].at = at;
+        sec[*n].len = len;
+        sec[*n].enc = enc;
+    }
+    (*n)++;
+}
+
+static int pgsched__conninfo_is_uri(const char *s)
+{
+    return strncmp(s, "postgres://", 11) == 0 || strncmp(s, "postgresql://", 13) == 0;
+}
+
+/* A URI whose password holds an unencoded '@' or '/': libpq reads part of the password as the
+   host, port or database, and quotes that part in its error messages. Returns the span from
+   the first ':' of the user information to the last '@' that can end it (before the query),
+   or NULL when the URI reads the same either way. */
+static const char *pgsched__uri_loose_password(const char *s, size_t *len)
+{
+    const char *rest = strstr(s, "://") + 3, *first_at = strchr(rest, '@'), *q, *end, *last = NULL;
+    const char *colon;
+    if (!first_at) return NULL;
+    q = strchr(first_at, '/');
+    end = q ? strchr(q, '?') : NULL;
+    if (!end) end = rest + strlen(rest);
+    for (q = rest; q < end; q++)
+        if (*q == '@') last = q;
+    for (colon = rest; colon < last && *colon != ':'; colon++) {}
+    if (colon >= last) return NULL;
+    for (q = colon + 1; q < last; q++)
+        if (*q == '?') return NULL; /* a query with an '@' in it, not a password */
+    for (q = colon + 1; q < last; q++)
+        if (*q == '@' || *q == '/') break;
+    if (q == last) return NULL; /* a well-formed password: libpq reads the same */
+    *len = (size_t)(last - colon - 1);
+    return colon + 1;
+}
+
+/* Stores the first `cap` secrets of `s`, in no particular order (spans may overlap); returns
+   how many there are. */
+static size_t pgsched__conninfo_secrets(const char *s, pgsched__secret *sec, size_t cap)
 {
     size_t n = 0;
-    if (strncmp(s, "postgres://", 11) == 0 || strncmp(s, "postgresql://", 13) == 0) {
-        const char *p = strstr(s, "://") + 3, *q, *amp = NULL;
-        for (q = p; *q && *q != '/' && *q != '?'; q++)
-            if (*q == '@') amp = q;
-        if (amp) {
-            for (q = p; q < amp && *q != ':'; q++) {}
-            if (q < amp) {
-                if (n < cap) {
-                    at[n] = q + 1;
-                    len[n] = (size_t)(amp - q - 1);
-                }
-                n++;
-            }
+    if (pgsched__conninfo_is_uri(s)) {
+        const char *rest = strstr(s, "://") + 3, *p = rest, *loose, *q = rest;
+        size_t len;
+        /* libpq: the user information ends at the first '@' before any '/' */
+        while (*p && *p != '@' && *p != '/') p++;
+        if (*p == '@') {
+            const char *c = rest;
+            while (c < p && *c != ':') c++;
+            if (c < p) pgsched__secret_add(sec, cap, &n, c + 1, (size_t)(p - c - 1), '%');
+            q = p + 1;
         }
-        for (q = s; (q = strstr(q, "password=")) != NULL; q += 9)
-            if (q > s && (q[-1] == '?' || q[-1] == '&')) {
-                if (n < cap) {
-                    at[n] = q + 9;
-                    len[n] = strcspn(q + 9, "&");
-                }
-                n++;
-            }
+        loose = pgsched__uri_loose_password(s, &len);
+        if (loose) pgsched__secret_add(sec, cap, &n, loose, len, '%');
+        /* parameters: the query starts at the first '?' after the user information */
+        for (q = strchr(q, '?'); q && *q; q++) {
+            char key[16];
+            const char *k = q + 1, *eq;
+            if (*q != '?' && *q != '&') continue;
+            eq = k + strcspn(k, "=&");
+            if (*eq != '=' || (size_t)(eq - k) >= 3 * sizeof key) continue;
+            pgsched__secret_decode(k, (size_t)(eq - k), '%', key, sizeof key);
+            if (strcmp(key, "password") == 0 || strcmp(key, "sslpassword") == 0)
+                pgsched__secret_add(sec, cap, &n, eq + 1, strcspn(eq + 1, "&"), '%');
+        }
         return n;
     }
     while (*s) {
         const char *k;
-        s += strspn(s, " \t\n");
+        size_t klen;
+        while (pgsched__conninfo_blank(*s)) s++;
+        if (!*s) break;
         k = s;
-        s += strcspn(s, "= \t\n");
-        if ((size_t)(s - k) == 8 && strncmp(k, "password", 8) == 0) {
-            s += strspn(s, " \t=");
+        while (*s && *s != '=' && !pgsched__conninfo_blank(*s)) s++;
+        klen = (size_t)(s - k);
+        while (pgsched__conninfo_blank(*s)) s++;
+        if (*s != '=') continue; /* libpq refuses it, quoting only the keyword */
+        s++;
+        while (pgsched__conninfo_blank(*s)) s++;
+        {
+            int secret = (klen == 8 && strncmp(k, "password", 8) == 0) ||
+                         (klen == 11 && strncmp(k, "sslpassword", 11) == 0);
+            const char *v;
             if (*s == '\'') {
-                const char *v = ++s;
+                v = ++s;
                 while (*s && *s != '\'') s += (*s == '\\' && s[1]) ? 2 : 1;
-                if (n < cap) {
-                    at[n] = v;
-                    len[n] = (size_t)(s - v);
-                }
-                n++;
+                if (secret) pgsched__secret_add(sec, cap, &n, v, (size_t)(s - v), 'b');
+                if (*s) s++;
             } else {
-                if (n < cap) {
-                    at[n] = s;
-                    len[n] = strcspn(s, " \t\n");
-                }
-                n++;
+                v = s;
+                while (*s && !pgsched__conninfo_blank(*s)) s += (*s == '\\' && s[1]) ? 2 : 1;
+                if (secret) pgsched__secret_add(sec, cap, &n, v, (size_t)(s - v), 'b');
             }
         }
-        s += strcspn(s, " \t\n");
     }
     return n;
 }
 
-/* Replaces the passwords of `conninfo` found in `msg` by "********": libpq quotes a
-   malformed connection string (or a piece of it) back in its error messages. A password of
-   fewer than 4 bytes is replaced only where it follows ':' or '=', as it does in a quoted
-   connection string, so that a short one does not turn every such letter into stars. */
+/* The secrets of `s` as disjoint spans in text order, a quoted value with its quotes. Returns
+   how many spans it stored; *more is set when there were more secrets than `cap` (the caller
+   then hides everything from the last span on). */
+static size_t pgsched__conninfo_spans(const char *s, pgsched__secret *sec, size_t cap, int *more)
+{
+    size_t n = pgsched__conninfo_secrets(s, sec, cap), i, j, m = 0;
+    size_t kept = n < cap ? n : cap;
+    for (i = 0; i < kept; i++) {
+        if (sec[i].at > s && sec[i].at[-1] == '\'' && !pgsched__conninfo_is_uri(s)) {
+            sec[i].at--;
+            sec[i].len++;
+            if (sec[i].at[sec[i].len] == '\'') sec[i].len++;
+        }
+    }
+    for (i = 1; i < kept; i++) /* insertion sort by start: a handful of spans */
+        for (j = i; j > 0 && sec[j].at < sec[j - 1].at; j--) {
+            pgsched__secret t = sec[j];
+            sec[j] = sec[j - 1];
+            sec[j - 1] = t;
+        }
+    for (i = 0; i < kept; i++) {
+        if (m && sec[i].at <= sec[m - 1].at + sec[m - 1].len) {
+            const char *end = sec[i].at + sec[i].len;
+            if (end > sec[m - 1].at + sec[m - 1].len)
+                sec[m - 1].len = (size_t)(end - sec[m - 1].at);
+        } else {
+            sec[m++] = sec[i];
+        }
+    }
+    *more = n > cap;
+    return m;
+}
+
 /* Works without libpq: a password must not reach a log whichever store is built in. */
 PGSCHED_DEF size_t pgsched_conninfo_redact(const char *conninfo, char *buf, size_t size)
 {
-    const char *s = conninfo ? conninfo : "", *p = s, *at[16];
-    size_t len[16], n = pgsched__conninfo_secrets(s, at, len, 16), i, o = 0;
+    const char *s = conninfo ? conninfo : "", *p = s;
+    pgsched__secret sec[PGSCHED__SECRETS_MAX];
+    int more;
+    size_t n = pgsched__conninfo_spans(s, sec, PGSCHED__SECRETS_MAX, &more), i, o = 0;
 #define PGSCHED__PUTN(str, k)                                                                     \
     do {                                                                                          \
         size_t k_ = (k), c_ = o + 1 < size ? size - o - 1 : 0;                                    \
         if (c_) memcpy(buf + o, (str), k_ < c_ ? k_ : c_);                                        \
         o += k_;                                                                                  \
     } while (0)
-    for (i = 0; i < n && i < 16; i++) {
-        const char *from = at[i], *to = at[i] + len[i];
-        if (from > s && from[-1] == '\'') { /* a quoted value goes with its quotes */
-            from--;
-            if (*to == '\'') to++;
-        }
-        PGSCHED__PUTN(p, (size_t)(from - p));
+    for (i = 0; i < n; i++) {
+        PGSCHED__PUTN(p, (size_t)(sec[i].at - p));
         PGSCHED__PUTN("********", 8);
-        p = to;
+        p = sec[i].at + sec[i].len;
     }
-    if (n > 16) PGSCHED__PUTN("********", 8); /* more than anyone writes: hide the rest */
+    if (more) PGSCHED__PUTN("********", 8); /* more than anyone writes: hide the rest */
     else PGSCHED__PUTN(p, strlen(p));
     if (size) buf[o < size ? o : size - 1] = '\0';
 #undef PGSCHED__PUTN
@@ -6067,27 +6182,52 @@ PGSCHED_DEF size_t pgsched_conninfo_redact(const char *conninfo, char *buf, size
 }
 
 #ifndef PGSCHED_NO_LIBPQ
+/* Replaces in `msg` every occurrence of `v` (len bytes) by "********". A value of fewer than 4
+   bytes is replaced only where it follows ':', '=' or a quote, as it does where libpq quotes a
+   connection string, so that a short one does not turn every such letter into stars. */
+static void pgsched__scrub_one(char *msg, size_t size, const char *v, size_t len)
+{
+    char out[1024];
+    const char *from = msg, *c;
+    size_t o = 0;
+    if (len == 0) return;
+    for (c = msg; *c && o < sizeof out; c++) {
+        if (strncmp(c, v, len) != 0) continue;
+        if (len < 4 && (c == msg || (c[-1] != ':' && c[-1] != '=' && c[-1] != '"' &&
+                                     c[-1] != '\'')))
+            continue;
+        o += (size_t)snprintf(out + o, sizeof out - o, "%.*s********", (int)(c - from), from);
+        from = c + len;
+        c = from - 1;
+    }
+    if (o < sizeof out) snprintf(out + o, sizeof out - o, "%s", from);
+    out[sizeof out - 1] = '\0';
+    pgsched__copy_text(msg, size, out);
+}
+
+/* Replaces the passwords of `conninfo` found in `msg` (as written there, and decoded) by
+   "********": libpq quotes a malformed connection string (or a piece of it) back in its error
+   messages. A URI whose password holds an unencoded '@' or '/' makes libpq quote pieces of it
+   that cannot be told from other text: its message is replaced whole. */
 static void pgsched__conninfo_scrub(const char *conninfo, char *msg, size_t size)
 {
-    const char *at[8];
-    size_t len[8], n, i;
+    pgsched__secret sec[PGSCHED__SECRETS_MAX];
+    size_t n, i, len;
     if (!conninfo || !msg || !size) return;
-    n = pgsched__conninfo_secrets(conninfo, at, len, 8);
-    for (i = 0; i < n && i < 8; i++) {
-        char out[1024];
-        const char *from = msg, *c;
-        size_t o = 0;
-        if (len[i] == 0) continue;
-        for (c = msg; *c && o < sizeof out; c++) {
-            if (strncmp(c, at[i], len[i]) != 0) continue;
-            if (len[i] < 4 && (c == msg || (c[-1] != ':' && c[-1] != '='))) continue;
-            o += (size_t)snprintf(out + o, sizeof out - o, "%.*s********", (int)(c - from), from);
-            from = c + len[i];
-            c = from - 1;
-        }
-        if (o < sizeof out) snprintf(out + o, sizeof out - o, "%s", from);
-        out[sizeof out - 1] = '\0';
-        pgsched__copy_text(msg, size, out);
+    if (pgsched__conninfo_is_uri(conninfo) && pgsched__uri_loose_password(conninfo, &len)) {
+        pgsched__copy_text(msg, size,
+                           "the connection URI is malformed: a password holding '@' or '/' must "
+                           "be percent-encoded (%40, %2F); libpq's message is not shown, as it "
+                           "would quote part of the password");
+        return;
+    }
+    n = pgsched__conninfo_secrets(conninfo, sec, PGSCHED__SECRETS_MAX);
+    for (i = 0; i < n && i < PGSCHED__SECRETS_MAX; i++) {
+        char plain[512];
+        pgsched__scrub_one(msg, size, sec[i].at, sec[i].len);
+        len = pgsched__secret_decode(sec[i].at, sec[i].len, sec[i].enc, plain, sizeof plain);
+        if (len < sizeof plain && (len != sec[i].len || memcmp(plain, sec[i].at, len) != 0))
+            pgsched__scrub_one(msg, size, plain, len);
     }
 }
 #endif

@@ -274,6 +274,92 @@ static void passwords_never_survive_conninfo_redaction(void **state)
     assert_null(strstr(buf, "abc"));
 }
 
+/* Redacts `in` and checks the result against `out`, and (with libpq) that neither password
+   libpq itself reads from `in` is left in the result. */
+static void check_redaction(const char *in, const char *out)
+{
+    char buf[512];
+    size_t n = pgsched_conninfo_redact(in, buf, sizeof buf);
+    if (strcmp(buf, out) != 0) fail_msg("redacting [%s]\n  gave [%s]\n  want [%s]", in, buf, out);
+    assert_int_equal(n, strlen(buf));
+#ifndef PGSCHED_NO_LIBPQ
+    {
+        char *errmsg = NULL;
+        PQconninfoOption *opts = PQconninfoParse(in, &errmsg), *o;
+        PQfreemem(errmsg);
+        for (o = opts; o && o->keyword; o++)
+            if ((strcmp(o->keyword, "password") == 0 || strcmp(o->keyword, "sslpassword") == 0) &&
+                o->val && strlen(o->val) >= 4 && strstr(buf, o->val))
+                fail_msg("redacting [%s] left libpq's %s [%s]", in, o->keyword, o->val);
+        PQconninfoFree(opts);
+    }
+#endif
+}
+
+static void two_password_spans_that_overlap_are_redacted_as_one_inside_the_input(void **state)
+{
+    /* the URI's password holds "&password=": a query-parameter reading overlaps it */
+    char small[20];
+    (void)state;
+    check_redaction("postgresql://app:s3cr&password=et@host/db",
+                    "postgresql://app:********@host/db");
+    check_redaction("postgresql://app:p@ss&password=word@host/db?password=x",
+                    "postgresql://app:********@host/db?password=********");
+    assert_int_equal(pgsched_conninfo_redact("postgresql://app:s3cr&password=et@host/db", small,
+                                             sizeof small),
+                     strlen("postgresql://app:********@host/db"));
+    assert_string_equal(small, "postgresql://app:**");
+}
+
+static void sslpassword_is_redacted_like_password(void **state)
+{
+    (void)state;
+    check_redaction("host=db sslpassword=k3yphrase user=app",
+                    "host=db sslpassword=******** user=app");
+    check_redaction("sslpassword = 'k3y phrase' password=pw12",
+                    "sslpassword = ******** password=********");
+    check_redaction("postgresql://db/x?sslpassword=k3yphrase&sslmode=require",
+                    "postgresql://db/x?sslpassword=********&sslmode=require");
+}
+
+static void every_blank_libpq_knows_separates_conninfo_pairs_for_redaction(void **state)
+{
+    (void)state;
+    check_redaction("host=db\rpassword=s3cret\ruser=app", "host=db\rpassword=********\ruser=app");
+    check_redaction("host=db\vpassword=s3cret\vuser=app", "host=db\vpassword=********\vuser=app");
+    check_redaction("host=db\fpassword=s3cret\fuser=app", "host=db\fpassword=********\fuser=app");
+    check_redaction("host=db\tpassword\r=\vs3cret\nuser=app",
+                    "host=db\tpassword\r=\v********\nuser=app");
+}
+
+static void a_backslash_escape_in_an_unquoted_password_is_part_of_it(void **state)
+{
+    (void)state;
+    check_redaction("password=s3cr\\ et\\\\ user=app", "password=******** user=app");
+    check_redaction("password=s3cr\\'et host=db", "password=******** host=db");
+    check_redaction("password='s3cr\\'et' host=db", "password=******** host=db");
+    /* right after a quoted value, with no blank between, the next pair starts */
+    check_redaction("password='s3cret'host=db", "password=********host=db");
+}
+
+static void a_uri_password_with_an_unencoded_at_slash_or_question_mark_is_redacted_whole(void **state)
+{
+    (void)state;
+    check_redaction("postgresql://app:pa/ssword@host/db", "postgresql://app:********@host/db");
+    check_redaction("postgresql://app:pa@ssword@host/db", "postgresql://app:********@host/db");
+    check_redaction("postgresql://app:pa@ss/word@host:5432/db?sslmode=require",
+                    "postgresql://app:********@host:5432/db?sslmode=require");
+    check_redaction("postgresql://app:pa?ssword@host/db", "postgresql://app:********@host/db");
+    check_redaction("postgres://app:pass%40word@host/db", "postgres://app:********@host/db");
+    /* an '@' in the query or host part is no password */
+    check_redaction("postgresql://host:5432/db?user=me@corp&password=pw12",
+                    "postgresql://host:5432/db?user=me@corp&password=********");
+    check_redaction("postgresql://me@host:5432/db?application_name=a@b",
+                    "postgresql://me@host:5432/db?application_name=a@b");
+    /* a percent-encoded parameter name is still that parameter */
+    check_redaction("postgresql://host/db?pass%77ord=s3cret", "postgresql://host/db?pass%77ord=********");
+}
+
 static void store_wrappers_refuse_null_pointers_with_a_sentence(void **state)
 {
     pgsched_error e;
@@ -531,6 +617,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(job_lists_own_deep_copies_that_survive_growth),
         cmocka_unit_test(a_partly_filled_allocator_is_refused_by_every_constructor),
         cmocka_unit_test(passwords_never_survive_conninfo_redaction),
+        cmocka_unit_test(two_password_spans_that_overlap_are_redacted_as_one_inside_the_input),
+        cmocka_unit_test(sslpassword_is_redacted_like_password),
+        cmocka_unit_test(every_blank_libpq_knows_separates_conninfo_pairs_for_redaction),
+        cmocka_unit_test(a_backslash_escape_in_an_unquoted_password_is_part_of_it),
+        cmocka_unit_test(a_uri_password_with_an_unencoded_at_slash_or_question_mark_is_redacted_whole),
         cmocka_unit_test(store_wrappers_refuse_null_pointers_with_a_sentence),
         cmocka_unit_test(a_store_lacking_a_required_method_is_refused_by_every_wrapper),
         cmocka_unit_test(a_store_without_the_listen_methods_works_but_cannot_listen),
