@@ -9132,6 +9132,14 @@ static pgsched_result pgsched__next_occurrence(pgsched_node *n, const pgsched_jo
     case PGSCHED_CUSTOM: {
         const pgsched__type *t = pgsched__find_type(n, job->name);
         pgsched_result r;
+        /* A type this node runs without a calculator would make the row due again after
+           every run, here, forever: that is a configuration error, and the row fails. A type
+           it does not run (a row taken back from a stalled node) is left to a node that does. */
+        if (t && t->t.handler && !t->t.next_run)
+            return pgsched__fail(err, PGSCHED_ERR_SCHEDULE,
+                                 "job type %s has a custom schedule, but its registration on "
+                                 "this node has no next_run callback to compute the next run",
+                                 job->name);
         if (!t || !t->t.next_run)
             return pgsched__fail(err, PGSCHED_ERR_NOT_REGISTERED,
                                  "job type %s has no next-run callback on this node", job->name);

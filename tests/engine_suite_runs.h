@@ -1122,6 +1122,29 @@ ENGINE_TEST(custom_schedule_uses_type_callback)
     assert_int_equal(bad, 0);
 }
 
+/* A custom row (written by another node, or by hand) run by a node whose type has a handler
+   but no next_run callback: it ran once and failed, naming the cause, instead of being made
+   due again after every run. */
+ENGINE_TEST(a_custom_row_run_by_a_type_without_next_run_callback_fails_after_one_run)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *n = start_node_with(fx, &c, "t", h_probe, p);
+    pgsched_schedule_request q;
+    pgsched_schedule_outcome o;
+    memset(&q, 0, sizeof q);
+    q.name = "t";
+    q.key = "k";
+    q.kind = PGSCHED_CUSTOM;
+    q.max_retries = 3;
+    OK(pgsched_store_schedule(fx->store, &q, &o, E));
+    WAIT_STATUS("t", "k", PGSCHED_FAILED, 3000);
+    assert_int_equal(probe_nrecs(p), 1);
+    assert_int_equal(job_get(fx, "t", "k")->runs, 1);
+    assert_true(fx_log_count(fx, PGSCHED_LOG_ERROR) >= 1);
+    (void)n;
+}
+
 /* cfg.run_immediately: a recurring job scheduled here runs once at once. */
 ENGINE_TEST(run_immediately_runs_recurring_job_now)
 {
