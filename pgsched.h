@@ -997,8 +997,9 @@ PGSCHED_DEF pgsched_store *pgsched_node_store(const pgsched_node *node);
    each outcome as it arrives (a handler that stopped without an outcome gives its row back
    uncounted). A handler still running at the timeout keeps its lease, renewed in the
    background, until it returns; then its outcome is recorded. No other node runs that
-   instance meanwhile. Returns PGSCHED_OK when every run is done, PGSCHED_ERR_TIMEOUT (the
-   message names them; counters.running says how many) when some are still going.
+   instance meanwhile (status callbacks end when shutdown returns: theirs are not delivered).
+   Returns PGSCHED_OK when every run is done, PGSCHED_ERR_TIMEOUT (the message names them;
+   counters.running says how many) when some are still going.
    Idempotent (a later call says again what is still going); fine without start. Must not be
    called from a handler or a callback of the same node. */
 PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *node, pgsched_error *err);

@@ -657,6 +657,34 @@ ENGINE_TEST(claim_whose_reply_was_lost_gives_its_rows_back_at_once)
     assert_int_equal(job_get(fx, "t", "k")->runs, 1);
 }
 
+/* The same against PostgreSQL with the connections really gone: the claim commits, then
+   every connection of the store is terminated (pg_terminate_backend) and the claim reports
+   the lost connection. The node reconnects and gives the row back at once, uncounted. */
+ENGINE_TEST(claim_lost_with_terminated_connections_gives_its_rows_back_at_once)
+{
+    fault_store *w = fx_fault_store(fx);
+    pgsched_config c = fx_config_on(fx, w);
+    probe *p = fx_probe(fx);
+    pgsched_node *a;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    pgsched_run_list *h;
+    c.stall_timeout = 30 * SEC;
+    c.heartbeat_interval = 1 * SEC;
+    w->lose_claims = 1;
+    w->lose_claims_kill = 1;
+    a = start_node_with(fx, &c, "t", h_probe, p);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_STATUS("t", "k", PGSCHED_COMPLETED, 5000);
+    assert_int_equal(FAULT_GET(w->lost_claim_rows), 1);
+    assert_int_equal(probe_nrecs(p), 1);
+    assert_int_equal(probe_rec(p, 0).attempt, 1);
+    h = history_of(fx, "t", "k", 10);
+    assert_int_equal(h->count, 2);
+    assert_int_equal(h->items[1].outcome, PGSCHED_OUTCOME_RELEASED);
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_SUCCESS);
+    assert_int_equal(counters_of(a).stalled_taken_back, 0);
+}
+
 /* Rows the node runs, or whose outcome waits to be written, are not given back with the
    strays: a lost claim reply while another run of the node is going leaves that run alone. */
 ENGINE_TEST(giving_back_lost_claims_leaves_the_nodes_own_runs_alone)

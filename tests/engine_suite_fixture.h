@@ -872,7 +872,10 @@ static run_rec probe_rec(probe *p, int i)
    - drop_prefix: listen_wait drops the events whose key starts with it (notifications that
      never arrive);
    - lose_claims: that many claims that took rows (counting down) commit and then fail with
-     PGSCHED_ERR_CONNECTION, their rows dropped: a reply lost with the connection. */
+     PGSCHED_ERR_CONNECTION, their rows dropped: a reply lost with the connection;
+   - lose_claims_kill (PostgreSQL): such a claim also terminates, with pg_terminate_backend,
+     every connection named `pgsched` of the test database (the inner store's), so that the
+     node's next statements meet a dead connection and reconnect. */
 
 enum { FAULT_HB_PASS, FAULT_HB_FAKE, FAULT_HB_FAIL };
 
@@ -890,6 +893,7 @@ typedef struct fault_store {
     const char *refuse_prefix; /* set before the node starts */
     const char *drop_prefix;   /* set before the node starts */
     int lose_claims;
+    int lose_claims_kill;
     int lost_claim_rows; /* rows dropped by lose_claims */
 } fault_store;
 
@@ -949,6 +953,15 @@ static pgsched_result fault_claim(pgsched_store *s, const pgsched_claim_request 
         int lose = FAULT_GET(f->lose_claims);
         while (lose > 0 && !__atomic_compare_exchange_n(&f->lose_claims, &lose, lose - 1, 0,
                                                         __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        }
+        if (lose > 0 && FAULT_GET(f->lose_claims_kill)) {
+            /* a connection of its own: the admin one belongs to the test's thread */
+            PGconn *k = PQconnectdb(g_dsn);
+            if (PQstatus(k) == CONNECTION_OK)
+                PQclear(PQexec(k, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                                  "application_name = 'pgsched' AND datname = "
+                                  "current_database() AND pid <> pg_backend_pid()"));
+            PQfinish(k);
         }
         if (lose > 0) {
             /* committed; the answer never arrives */

@@ -147,6 +147,7 @@
     X(schedule_jobs_in_caller_transaction)                                                     \
     X(conninfo_node_owns_few_connections_and_closes_them)                                      \
     X(connections_are_named_pgsched_unless_conninfo_names_them)                                \
+    X(claim_lost_with_terminated_connections_gives_its_rows_back_at_once)                      \
     X(connection_loss_survived_and_outcome_recorded)                                           \
     X(row_locked_elsewhere_does_not_hold_back_other_leases)                                    \
     X(locked_due_row_does_not_make_the_node_poll_in_a_tight_loop)                              \
