@@ -6816,6 +6816,295 @@ static const char *const pgsched__pg_migration_2 =
        a second look-up of the row (see SCHEDULE); meaningless between schedules */
     "ALTER TABLE {J} ADD COLUMN IF NOT EXISTS prev_status text;";
 
+/* Migration 2 also creates the SQL functions {P}schedule, {P}trigger, {P}cancel and
+   {P}unschedule (and their helpers) in the schema, so that psql or a program in any language
+   can change jobs inside its own transaction. They write what the statements above write and
+   send the same notifications (node ""), run as the caller (SECURITY INVOKER: no privilege
+   beyond EXECUTE and the caller's rows), and pin search_path. EXECUTE is revoked from PUBLIC:
+   grant it to the roles that schedule. Cron: the first run is computed in SQL
+   ({P}cron_next), for the five-field grammar in UTC (numbers, names, *, ?, ranges, steps,
+   lists, the day rule, the @ macros but @every); an expression it does not compute (CRON_TZ=,
+   seconds, L, W, #) is refused with a message that says so, never stored unchecked: a node
+   that read it later would compute a different first run, or fail the row. The text is kept
+   in pieces (C99 caps a literal at 4095 bytes) and joined by pgsched__pg_migration_text. */
+static const char *const pgsched__pg_functions[] = {
+    "CREATE OR REPLACE FUNCTION {S}.{I:cron_value}(tok text, lo int, hi int, what text, names text[]) RETURNS int\n"
+    "LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $f$\n"
+    "DECLARE i int;\n"
+    "BEGIN\n"
+    "  IF tok ~ '^[0-9]{1,3}$' THEN\n"
+    "    IF tok::int < lo OR tok::int > hi THEN\n"
+    "      RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('pgsched: cron %s: %s is outside %s..%s', what, tok, lo, hi);\n"
+    "    END IF;\n"
+    "    RETURN tok::int;\n"
+    "  END IF;\n"
+    "  i := array_position(names, upper(tok));\n"
+    "  IF i IS NOT NULL THEN RETURN i - 1 + lo; END IF;\n"
+    "  IF tok ~ '[LW#]' THEN\n"
+    "    RAISE EXCEPTION USING ERRCODE = '0A000', MESSAGE = format('pgsched: cron %s: \"%s\" (L, W, #) is not computed by the SQL functions; schedule it with pgschedctl or the C API', what, tok);\n"
+    "  END IF;\n"
+    "  RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('pgsched: cron %s: \"%s\" is not a number%s', what, tok, CASE WHEN names IS NULL THEN '' ELSE ' or a name' END);\n"
+    "END $f$;\n"
+    "CREATE OR REPLACE FUNCTION {S}.{I:cron_field}(f text, lo int, hi int, what text, names text[]) RETURNS int[]\n"
+    "LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $f$\n"
+    "DECLARE part text; r text; m text[]; step int; a int; b int; v int; vals int[] := '{}';\n"
+    "  dow bool := what = 'day-of-week'; top int := CASE WHEN what = 'day-of-week' THEN 6 ELSE hi END;\n"
+    "  nvals int := CASE WHEN what = 'day-of-week' THEN 7 ELSE hi - lo + 1 END;\n"
+    "BEGIN\n"
+    "  IF f = '' THEN RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('pgsched: cron %s is empty', what); END IF;\n"
+    "  FOREACH part IN ARRAY string_to_array(f, ',') LOOP\n"
+    "    step := NULL;\n"
+    "    r := part;\n"
+    "    IF part LIKE '%/%' THEN\n"
+    "      m := regexp_match(part, '^([^/]+)/([0-9]{1,3})$');\n"
+    "      IF m IS NULL THEN\n"
+    "        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('pgsched: cron %s: \"%s\" has no valid step', what, part);\n"
+    "      END IF;\n"
+    "      r := m[1];\n"
+    "      step := m[2]::int;\n"
+    "      IF step < 1 OR step > nvals THEN\n"
+    "        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('pgsched: cron %s: the step of \"%s\" is outside 1..%s', what, part, nvals);\n"
+    "      END IF;\n"
+    "    END IF;\n"
+    "    IF r = '*' OR (r = '?' AND what IN ('day-of-month', 'day-of-week')) THEN\n"
+    "      a := lo; b := top;\n"
+    "    ELSIF r ~ '^[^-]+-[^-]+$' THEN\n"
+    "      a := {S}.{I:cron_value}(split_part(r, '-', 1), lo, hi, what, names);\n"
+    "      b := {S}.{I:cron_value}(split_part(r, '-', 2), lo, hi, what, names);\n"
+    "      IF dow AND b = 0 AND a > 0 THEN b := 7; END IF; /* FRI-SUN */\n"
+    "      IF a > b THEN\n"
+    "        RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('pgsched: cron %s: the range \"%s\" runs backwards', what, r);\n"
+    "      END IF;\n"
+    "    ELSE\n"
+    "      a := {S}.{I:cron_value}(r, lo, hi, what, names);\n"
+    "      IF dow AND a = 7 AND step IS NOT NULL THEN a := 0; END IF;\n"
+    "      b := CASE WHEN step IS NULL THEN a ELSE top END;\n"
+    "    END IF;\n"
+    "    v := a;\n"
+    "    WHILE v <= b LOOP\n"
+    "      vals := vals || CASE WHEN dow AND v = 7 THEN 0 ELSE v END;\n"
+    "      v := v + coalesce(step, 1);\n"
+    "    END LOOP;\n"
+    "  END LOOP;\n"
+    "  RETURN ARRAY(SELECT DISTINCT x FROM unnest(vals) x ORDER BY x);\n"
+    "END $f$;\n"
+    "CREATE OR REPLACE FUNCTION {S}.{I:cron_next}(expr text, after timestamptz) RETURNS timestamptz\n"
+    "LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $f$\n"
+    "DECLARE e text := lower(btrim(expr, E' \\t')); f text[]; mins int[]; hrs int[]; doms int[];\n"
+    "  mons int[]; dows int[]; dom_any bool; dow_any bool; t timestamp; d date; h int; mi int;\n"
+    "  i int; day_ok bool;\n"
+    "BEGIN\n"
+    "  e := CASE e WHEN '@yearly' THEN '0 0 1 1 *' WHEN '@annually' THEN '0 0 1 1 *'\n"
+    "    WHEN '@monthly' THEN '0 0 1 * *' WHEN '@weekly' THEN '0 0 * * 0'\n"
+    "    WHEN '@daily' THEN '0 0 * * *' WHEN '@midnight' THEN '0 0 * * *'\n"
+    "    WHEN '@hourly' THEN '0 * * * *' ELSE btrim(expr, E' \\t') END;\n"
+    "  IF e ~* '^cron_tz=' OR e ~ '^@' THEN\n",
+    "    RAISE EXCEPTION USING ERRCODE = '0A000', MESSAGE = format('pgsched: cron \"%s\": CRON_TZ= and @every are not computed by the SQL functions (give every => instead of @every); schedule it with pgschedctl or the C API', expr);\n"
+    "  END IF;\n"
+    "  f := regexp_split_to_array(e, E'[ \\t]+');\n"
+    "  IF array_length(f, 1) = 6 THEN\n"
+    "    RAISE EXCEPTION USING ERRCODE = '0A000', MESSAGE = format('pgsched: cron \"%s\": a seconds field is not computed by the SQL functions; schedule it with pgschedctl or the C API', expr);\n"
+    "  END IF;\n"
+    "  IF array_length(f, 1) <> 5 THEN\n"
+    "    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('pgsched: cron \"%s\" has %s fields; it needs 5 (minute hour day-of-month month day-of-week)', expr, coalesce(array_length(f, 1), 0));\n"
+    "  END IF;\n"
+    "  mins := {S}.{I:cron_field}(f[1], 0, 59, 'minute', NULL);\n"
+    "  hrs := {S}.{I:cron_field}(f[2], 0, 23, 'hour', NULL);\n"
+    "  doms := {S}.{I:cron_field}(f[3], 1, 31, 'day-of-month', NULL);\n"
+    "  mons := {S}.{I:cron_field}(f[4], 1, 12, 'month', ARRAY['JAN','FEB','MAR','APR','MAY','JUN','JUL','AUG','SEP','OCT','NOV','DEC']);\n"
+    "  dows := {S}.{I:cron_field}(f[5], 0, 7, 'day-of-week', ARRAY['SUN','MON','TUE','WED','THU','FRI','SAT']);\n"
+    "  dom_any := f[3] IN ('*', '?');\n"
+    "  dow_any := f[5] IN ('*', '?');\n"
+    "  t := date_trunc('minute', after AT TIME ZONE 'UTC') + interval '1 minute';\n"
+    "  d := t::date;\n"
+    "  /* 9 years cover every date a valid expression names (Feb 29 skips 2100) */\n"
+    "  FOR i IN 0 .. 9 * 366 LOOP\n"
+    "    IF extract(month FROM d)::int = ANY (mons) THEN\n"
+    "      IF dom_any AND dow_any THEN day_ok := true;\n"
+    "      ELSIF dom_any THEN day_ok := extract(dow FROM d)::int = ANY (dows);\n"
+    "      ELSIF dow_any THEN day_ok := extract(day FROM d)::int = ANY (doms);\n"
+    "      ELSE day_ok := extract(day FROM d)::int = ANY (doms) OR extract(dow FROM d)::int = ANY (dows);\n"
+    "      END IF;\n"
+    "      IF day_ok THEN\n"
+    "        FOREACH h IN ARRAY hrs LOOP\n"
+    "          IF d > t::date OR h >= extract(hour FROM t)::int THEN\n"
+    "            FOREACH mi IN ARRAY mins LOOP\n"
+    "              IF d > t::date OR h > extract(hour FROM t)::int OR mi >= extract(minute FROM t)::int THEN\n"
+    "                RETURN (d + make_time(h, mi, 0)) AT TIME ZONE 'UTC';\n"
+    "              END IF;\n"
+    "            END LOOP;\n"
+    "          END IF;\n"
+    "        END LOOP;\n"
+    "      END IF;\n"
+    "    END IF;\n"
+    "    d := d + 1;\n"
+    "  END LOOP;\n"
+    "  RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('pgsched: cron \"%s\" can never match', expr);\n"
+    "END $f$;\n"
+    "CREATE OR REPLACE FUNCTION {S}.{I:check_job}(name text, key text) RETURNS void\n"
+    "LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $f$\n"
+    "BEGIN\n"
+    "  IF name IS NULL OR octet_length(name) = 0 OR octet_length(name) > 128 THEN\n"
+    "    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('pgsched: the job name must be 1 to 128 bytes, got %s', coalesce(octet_length(name)::text, 'NULL'));\n"
+    "  END IF;\n"
+    "  IF key IS NULL OR octet_length(key) = 0 OR octet_length(key) > 256 THEN\n"
+    "    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('pgsched: the job key must be 1 to 256 bytes, got %s', coalesce(octet_length(key)::text, 'NULL'));\n"
+    "  END IF;\n"
+    "  IF name ~ '[\\x01-\\x1f\\x7f]' OR key ~ '[\\x01-\\x1f\\x7f]' THEN\n"
+    "    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('pgsched: the job %s/%s contains a control character', name, key);\n"
+    "  END IF;\n"
+    "END $f$;\n"
+    "CREATE OR REPLACE FUNCTION {S}.{I:schedule}(name text, key text, cron text DEFAULT NULL,\n"
+    "  every interval DEFAULT NULL, run_at timestamptz DEFAULT NULL, params json DEFAULT NULL,\n"
+    "  max_retries integer DEFAULT 3, after_run boolean DEFAULT false) RETURNS timestamptz\n"
+    "LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$\n"
+    "#variable_conflict use_column\n"
+    "DECLARE v_kind text := 'once'; v_cron text; v_every int8; v_first timestamptz;\n"
+    "  v_params json := coalesce($6, '{}'::json); r record;\n"
+    "BEGIN\n"
+    "  PERFORM {S}.{I:check_job}($1, $2);\n",
+    "  IF $3 IS NOT NULL AND $4 IS NOT NULL THEN\n"
+    "    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'pgsched: give cron or every, not both';\n"
+    "  END IF;\n"
+    "  IF $5 IS NOT NULL AND (NOT isfinite($5) OR $5 < '1900-01-01T00:00:00Z' OR $5 >= '10000-01-01T00:00:00Z') THEN\n"
+    "    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('pgsched: run_at %s is outside years 1900..9999', $5);\n"
+    "  END IF;\n"
+    "  IF $7 IS NULL OR $7 < 0 OR $7 > 1000000 THEN\n"
+    "    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('pgsched: max_retries %s is outside 0..1000000', coalesce($7::text, 'NULL'));\n"
+    "  END IF;\n"
+    "  IF octet_length(v_params::text) > 1048576 THEN\n"
+    "    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'pgsched: the parameters exceed 1048576 bytes';\n"
+    "  END IF;\n"
+    "  IF $3 IS NOT NULL THEN\n"
+    "    IF octet_length($3) > 1024 THEN\n"
+    "      RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = 'pgsched: the cron expression exceeds 1024 bytes';\n"
+    "    END IF;\n"
+    "    v_kind := 'cron';\n"
+    "    v_cron := $3;\n"
+    "    v_first := coalesce($5, {S}.{I:cron_next}($3, now()));\n"
+    "  ELSIF $4 IS NOT NULL THEN\n"
+    "    IF extract(year FROM $4) <> 0 OR extract(month FROM $4) <> 0 THEN\n"
+    "      RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('pgsched: every %s has months or years, which are not a fixed duration; give days', $4);\n"
+    "    END IF;\n"
+    "    v_every := (extract(epoch FROM $4) * 1000000)::int8;\n"
+    "    IF v_every <= 0 OR v_every > 3162240000000000 THEN\n"
+    "      RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format('pgsched: every %s must be positive and at most 100 years', $4);\n"
+    "    END IF;\n"
+    "    v_kind := 'interval';\n"
+    "    v_first := coalesce($5, now() + v_every * interval '1 microsecond');\n"
+    "  ELSE\n"
+    "    v_first := coalesce($5, now());\n"
+    "  END IF;\n"
+    "  WITH prev AS (SELECT status FROM {J} WHERE name = $1 AND key = $2),\n"
+    "  up AS (INSERT INTO {J} AS j (name, key, status, kind, cron, every_us, params, max_retries,\n"
+    "    attempt, next_run, version, created_at, updated_at)\n"
+    "    VALUES ($1, $2, 'pending', v_kind, v_cron, v_every, v_params, $7, 0, v_first,\n"
+    "      nextval('{Q}'), now(), now())\n"
+    "    ON CONFLICT (name, key) DO UPDATE SET\n"
+    "    kind = CASE WHEN j.status = 'running' THEN j.kind ELSE EXCLUDED.kind END,\n"
+    "    cron = CASE WHEN j.status = 'running' THEN j.cron ELSE EXCLUDED.cron END,\n"
+    "    every_us = CASE WHEN j.status = 'running' THEN j.every_us ELSE EXCLUDED.every_us END,\n"
+    "    params = CASE WHEN j.status = 'running' THEN j.params ELSE EXCLUDED.params END,\n"
+    "    max_retries = CASE WHEN j.status = 'running' THEN j.max_retries ELSE EXCLUDED.max_retries END,\n"
+    "    attempt = CASE WHEN j.status = 'running' THEN j.attempt ELSE 0 END,\n"
+    "    next_run = CASE WHEN j.status = 'running' THEN j.next_run\n"
+    "      WHEN j.status = 'pending' THEN LEAST(j.next_run, EXCLUDED.next_run) ELSE EXCLUDED.next_run END,\n"
+    "    cancel_requested = CASE WHEN j.status = 'running' THEN j.cancel_requested ELSE false END,\n"
+    "    remove_requested = false,\n"
+    "    ch_kind = CASE WHEN j.status = 'running' THEN EXCLUDED.kind END,\n"
+    "    ch_cron = CASE WHEN j.status = 'running' THEN EXCLUDED.cron END,\n"
+    "    ch_every_us = CASE WHEN j.status = 'running' THEN EXCLUDED.every_us END,\n"
+    "    ch_params = CASE WHEN j.status = 'running' THEN EXCLUDED.params END,\n"
+    "    ch_max_retries = CASE WHEN j.status = 'running' THEN EXCLUDED.max_retries END,\n"
+    "    ch_next_run = CASE WHEN j.status = 'running' THEN EXCLUDED.next_run END,\n"
+    "    status = CASE WHEN j.status = 'running' THEN j.status ELSE 'pending' END,\n"
+    "    version = nextval('{Q}'), updated_at = now()\n"
+    "    WHERE j.status <> 'running' OR $8\n"
+    "    RETURNING j.status, j.next_run, j.version)\n"
+    "  SELECT up.status, up.next_run, up.version, prev.status AS prev_status INTO r\n"
+    "    FROM up LEFT JOIN prev ON true;\n"
+    "  IF r.status IS NULL THEN\n",
+    "    RAISE EXCEPTION USING ERRCODE = '55006', MESSAGE = format('pgsched: the job %s/%s is running; pass after_run => true to apply the change when its run ends', $1, $2);\n"
+    "  END IF;\n"
+    "  PERFORM pg_notify({C}, CASE WHEN octet_length(p) < 7000 THEN p ELSE 'R' END)\n"
+    "    FROM (SELECT concat_ws(E'\\t', 'C', $1, $2, coalesce(r.prev_status, 'none'), r.status,\n"
+    "      r.version::text, '', ((extract(epoch FROM r.next_run) * 1000000)::int8)::text) AS p) p_;\n"
+    "  RETURN r.next_run;\n"
+    "END $f$;\n"
+    "CREATE OR REPLACE FUNCTION {S}.{I:trigger}(name text, key text) RETURNS timestamptz\n"
+    "LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$\n"
+    "#variable_conflict use_column\n"
+    "DECLARE v_status text; v_next timestamptz; v_version int8;\n"
+    "BEGIN\n"
+    "  PERFORM {S}.{I:check_job}($1, $2);\n"
+    "  SELECT status INTO v_status FROM {J} WHERE name = $1 AND key = $2 FOR UPDATE;\n"
+    "  IF NOT FOUND THEN\n"
+    "    RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('pgsched: job %s/%s does not exist', $1, $2);\n"
+    "  END IF;\n"
+    "  IF v_status <> 'pending' THEN\n"
+    "    RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = format('pgsched: job %s/%s is %s, not pending', $1, $2, v_status);\n"
+    "  END IF;\n"
+    "  UPDATE {J} SET next_run = now(), version = nextval('{Q}'), updated_at = now()\n"
+    "    WHERE name = $1 AND key = $2 RETURNING next_run, version INTO v_next, v_version;\n"
+    "  PERFORM pg_notify({C}, CASE WHEN octet_length(p) < 7000 THEN p ELSE 'R' END)\n"
+    "    FROM (SELECT concat_ws(E'\\t', 'C', $1, $2, 'pending', 'pending', v_version::text, '',\n"
+    "      ((extract(epoch FROM v_next) * 1000000)::int8)::text) AS p) p_;\n"
+    "  RETURN v_next;\n"
+    "END $f$;\n"
+    "CREATE OR REPLACE FUNCTION {S}.{I:cancel}(name text, key text) RETURNS text\n"
+    "LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$\n"
+    "#variable_conflict use_column\n"
+    "DECLARE v_status text; v_kind text; v_version int8; v_owner text;\n"
+    "BEGIN\n"
+    "  PERFORM {S}.{I:check_job}($1, $2);\n"
+    "  SELECT status, kind INTO v_status, v_kind FROM {J} WHERE name = $1 AND key = $2 FOR UPDATE;\n"
+    "  IF NOT FOUND THEN\n"
+    "    RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('pgsched: job %s/%s does not exist', $1, $2);\n"
+    "  END IF;\n"
+    "  IF v_status = 'running' THEN\n"
+    "    UPDATE {J} SET cancel_requested = true, version = nextval('{Q}'), updated_at = now()\n"
+    "      WHERE name = $1 AND key = $2 RETURNING version, owner INTO v_version, v_owner;\n"
+    "    PERFORM pg_notify({C}, CASE WHEN octet_length(p) < 7000 THEN p ELSE 'R' END)\n"
+    "      FROM (SELECT concat_ws(E'\\t', 'X', $1, $2, v_version::text, '', v_owner) AS p) p_;\n"
+    "    RETURN 'requested';\n"
+    "  ELSIF v_status = 'pending' AND v_kind = 'once' THEN\n"
+    "    UPDATE {J} SET status = 'cancelled', next_run = NULL, version = nextval('{Q}'),\n"
+    "      updated_at = now() WHERE name = $1 AND key = $2 RETURNING version INTO v_version;\n"
+    "    PERFORM pg_notify({C}, CASE WHEN octet_length(p) < 7000 THEN p ELSE 'R' END)\n"
+    "      FROM (SELECT concat_ws(E'\\t', 'C', $1, $2, 'pending', 'cancelled', v_version::text, '', '') AS p) p_;\n"
+    "    RETURN 'cancelled';\n"
+    "  END IF;\n"
+    "  RETURN 'none';\n"
+    "END $f$;\n"
+    "CREATE OR REPLACE FUNCTION {S}.{I:unschedule}(name text, key text) RETURNS text\n"
+    "LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp AS $f$\n"
+    "#variable_conflict use_column\n"
+    "DECLARE v_status text; v_version int8; v_owner text;\n"
+    "BEGIN\n"
+    "  PERFORM {S}.{I:check_job}($1, $2);\n"
+    "  SELECT status INTO v_status FROM {J} WHERE name = $1 AND key = $2 FOR UPDATE;\n"
+    "  IF NOT FOUND THEN\n"
+    "    RAISE EXCEPTION USING ERRCODE = 'P0002', MESSAGE = format('pgsched: job %s/%s does not exist', $1, $2);\n"
+    "  END IF;\n"
+    "  IF v_status = 'running' THEN\n"
+    "    UPDATE {J} SET cancel_requested = true, remove_requested = true, version = nextval('{Q}'),\n"
+    "      updated_at = now() WHERE name = $1 AND key = $2 RETURNING version, owner INTO v_version, v_owner;\n"
+    "    PERFORM pg_notify({C}, CASE WHEN octet_length(p) < 7000 THEN p ELSE 'R' END)\n",
+    "      FROM (SELECT concat_ws(E'\\t', 'X', $1, $2, v_version::text, '', v_owner) AS p) p_;\n"
+    "    RETURN 'deferred';\n"
+    "  END IF;\n"
+    "  DELETE FROM {J} WHERE name = $1 AND key = $2;\n"
+    "  v_version := nextval('{Q}');\n"
+    "  PERFORM pg_notify({C}, CASE WHEN octet_length(p) < 7000 THEN p ELSE 'R' END)\n"
+    "    FROM (SELECT concat_ws(E'\\t', 'C', $1, $2, v_status, 'none', v_version::text, '', '') AS p) p_;\n"
+    "  RETURN 'removed';\n"
+    "END $f$;\n"
+    "REVOKE ALL ON FUNCTION {S}.{I:schedule}(text, text, text, interval, timestamptz, json, integer, boolean),\n"
+    "  {S}.{I:trigger}(text, text), {S}.{I:cancel}(text, text), {S}.{I:unschedule}(text, text),\n"
+    "  {S}.{I:cron_next}(text, timestamptz), {S}.{I:cron_field}(text, int, int, text, text[]),\n"
+    "  {S}.{I:cron_value}(text, int, int, text, text[]), {S}.{I:check_job}(text, text) FROM PUBLIC;\n",
+    NULL};
+
 /* The SQL that takes the schema from version v-1 to v. */
 static const char *pgsched__pg_migration(int v)
 {
@@ -6932,6 +7221,11 @@ static char *pgsched__pg_expand(pgsched__pg *p, const char *t)
             case 'N': pgsched__buf_puts(&b, p->names_sql[PGSCHED__PGN_NODES]); break;
             case 'Q': pgsched__buf_puts(&b, p->names_sql[PGSCHED__PGN_SEQ]); break;
             case 'V': pgsched__buf_puts(&b, p->names_sql[PGSCHED__PGN_VERSION]); break;
+            case 'C': /* the NOTIFY channel as a literal (made of identifier characters) */
+                pgsched__buf_puts(&b, "'");
+                pgsched__buf_puts(&b, p->channel);
+                pgsched__buf_puts(&b, "'");
+                break;
             case 'S':
                 pgsched__buf_puts(&b, "\"");
                 pgsched__buf_puts(&b, p->schema);
@@ -7391,6 +7685,26 @@ static pgsched_result pgsched__pg_exec_simple(PGconn *c, const char *sql, const 
     return r;
 }
 
+/* Migration v expanded for this store; NULL when out of memory. */
+static char *pgsched__pg_migration_text(pgsched__pg *p, int v)
+{
+    pgsched__buf b;
+    char *q;
+    size_t i;
+    if (v != 2) return pgsched__pg_expand(p, pgsched__pg_migration(v));
+    memset(&b, 0, sizeof b);
+    b.a = &p->alloc;
+    pgsched__buf_puts(&b, pgsched__pg_migration(v));
+    for (i = 0; pgsched__pg_functions[i]; i++) pgsched__buf_puts(&b, pgsched__pg_functions[i]);
+    if (b.oom) {
+        pgsched__free(&p->alloc, b.p);
+        return NULL;
+    }
+    q = pgsched__pg_expand(p, b.p);
+    pgsched__free(&p->alloc, b.p);
+    return q;
+}
+
 static pgsched_result pgsched__pg_setup(pgsched_store *s, pgsched_error *err)
 {
     pgsched__pg *p = (pgsched__pg *)s;
@@ -7503,7 +7817,7 @@ static pgsched_result pgsched__pg_setup(pgsched_store *s, pgsched_error *err)
                               version, PGSCHED__PG_SCHEMA_VERSION);
     }
     while (r == PGSCHED_OK && version < PGSCHED__PG_SCHEMA_VERSION) {
-        char *q = pgsched__pg_expand(p, pgsched__pg_migration(version + 1));
+        char *q = pgsched__pg_migration_text(p, version + 1);
         char what[64];
         snprintf(what, sizeof what, "migration %d", version + 1);
         r = q ? pgsched__pg_exec_simple(c->conn, q, what, err)
