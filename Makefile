@@ -104,7 +104,8 @@ $(BENCHES): $(BUILD)/bench/%: tests/bench/%.c $(HEADERS)
 	$(CC) $(CPPFLAGS) $(BENCH_CFLAGS) $< -o $@ $(LDLIBS)
 
 # The names tell run_tests.sh what must be there: a test that failed to build counts as failed.
-unit: tests $(filter $(BUILD)/pgsched-cron $(BUILD)/pgschedctl,$(EXAMPLES))
+# The shell tests run the examples (test_examples.sh, test_cli.sh, test_pgschedctl.sh, ...).
+unit: tests examples
 	bash tests/run_tests.sh $(BUILD) $(TEST_NAMES) $(TEST_SCRIPTS)
 
 # test_pg_plans is all PostgreSQL: nothing of it runs without a server.
