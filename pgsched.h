@@ -6367,8 +6367,10 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
 
     /* SCHEDULE: $1 names[] $2 keys[] $3 kinds[] $4 crons[] $5 every_us[] $6 params[]
        $7 max_retries[] $8 next_runs[] (NULL = now) $9 apply_after_run[] $10 node $11 channel.
-       One row per request, in request order; a refused one (a running row, apply_after_run
-       false) has a NULL status. No (name, key) comes twice (the wrapper sees to it).
+       One row per request written, in no particular order (a join back to the requests would
+       be a nested loop in a generic plan, which estimates one row per array); a request
+       without its row was refused: a running row, apply_after_run false. No (name, key)
+       comes twice (the wrapper sees to it), so the caller matches rows by (name, key).
        - It is also sent on the caller's connection (pgsched_schedule_job_tx and _jobs_tx),
          under the caller's search path: every name in it is qualified (see the convention
          above).
@@ -6385,8 +6387,7 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "pg_catalog.unnest($4::pg_catalog.text[]), pg_catalog.unnest($5::pg_catalog.int8[]), "
     "pg_catalog.unnest($6::pg_catalog.text[]), pg_catalog.unnest($7::pg_catalog.int4[]), "
     "pg_catalog.unnest($8::pg_catalog.timestamptz[]), pg_catalog.unnest($9::pg_catalog.bool[])) "
-    "WITH ORDINALITY AS i(name, key, kind, cron, every_us, params, max_retries, next_run, "
-    "after_run, idx)), "
+    "AS i(name, key, kind, cron, every_us, params, max_retries, next_run, after_run)), "
     "up AS (INSERT INTO {J} AS j (name, key, status, kind, cron, every_us, params, max_retries, "
     "attempt, next_run, version, created_at, updated_at) "
     "SELECT i.name, i.key, 'pending', i.kind, i.cron, i.every_us, i.params::pg_catalog.json, "
@@ -6422,14 +6423,13 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "WHERE j.status OPERATOR(pg_catalog.<>) 'running' OR ROW(j.name, j.key) "
     "OPERATOR(pg_catalog.=) ANY (SELECT a.name, a.key FROM i a WHERE a.after_run) "
     "RETURNING j.name, j.key, j.status, j.next_run, j.version, j.prev_status) "
-    "SELECT up.status, up.next_run, up.version, up.prev_status"
-    "{NOTIFY, CASE WHEN up.status IS NULL THEN NULL ELSE (SELECT " PGSCHED__NOTIFY(
+    "SELECT up.name, up.key, up.status, up.next_run, up.version, up.prev_status"
+    "{NOTIFY, (SELECT " PGSCHED__NOTIFY(
         "$11::pg_catalog.text",
         "pg_catalog.concat_ws(E'\\t', 'C', up.name, up.key, COALESCE(up.prev_status, 'none'), "
         "up.status, up.version::pg_catalog.text, COALESCE($10::pg_catalog.text, ''), "
-        "COALESCE(" PGSCHED__PG_US("up.next_run") "::pg_catalog.text, ''))") ") END}"
-    " FROM i LEFT JOIN up ON up.name OPERATOR(pg_catalog.=) i.name "
-    "AND up.key OPERATOR(pg_catalog.=) i.key ORDER BY i.idx",
+        "COALESCE(" PGSCHED__PG_US("up.next_run") "::pg_catalog.text, ''))") ")}"
+    " FROM up",
 
     /* CLAIM: $1 node $2 names[] $3 max $4 channel. One row always comes back (the info
        row); claimed rows fill the job columns. Each type is read through its own
@@ -7947,7 +7947,8 @@ static pgsched_result pgsched__pg_schedule_rows(pgsched__pg *p, PGconn *conn,
     const char *vals[11];
     PGresult *res = NULL;
     pgsched_result r;
-    size_t i, k;
+    size_t i, k, nslots, *slots;
+    int row;
     memset(b, 0, sizeof b);
     for (k = 0; k < 9; k++) {
         b[k].a = &p->alloc;
@@ -7985,26 +7986,41 @@ static pgsched_result pgsched__pg_schedule_rows(pgsched__pg *p, PGconn *conn,
     }
     for (k = 0; k < 9; k++) pgsched__free(&p->alloc, b[k].p);
     if (r != PGSCHED_OK) return r;
-    if ((size_t)PQntuples(res) != n) {
+    /* the rows come back in no set order: find each one's request by (name, key) */
+    for (nslots = 1; nslots < 2 * n; nslots *= 2) {}
+    slots = (size_t *)pgsched__malloc(&p->alloc, nslots * sizeof *slots);
+    if (!slots) {
         PQclear(res);
-        return pgsched__fail(err, PGSCHED_ERR_DATABASE,
-                             "schedule returned %d rows for %lu requests", PQntuples(res),
-                             (unsigned long)n);
+        return pgsched__fail(err, PGSCHED_ERR_NOMEM,
+                             "out of memory reading what schedule wrote (it was written)");
     }
+    for (k = 0; k < nslots; k++) slots[k] = (size_t)-1;
     for (i = 0; i < n; i++) {
-        pgsched_schedule_outcome *o = &outs[i];
-        const char *prev = pgsched__pg_text(res, (int)i, 3);
-        if (PQgetisnull(res, (int)i, 0)) {
-            results[i] = PGSCHED_ERR_RUNNING;
-            continue;
-        }
+        for (k = (size_t)(pgsched__hash(reqs[i].name, reqs[i].key) & (nslots - 1));
+             slots[k] != (size_t)-1; k = (k + 1) & (nslots - 1)) {}
+        slots[k] = i;
+        results[i] = PGSCHED_ERR_RUNNING; /* until its row is seen */
+    }
+    for (row = 0; row < PQntuples(res); row++) {
+        const char *name = pgsched__pg_text(res, row, 0), *key = pgsched__pg_text(res, row, 1);
+        const char *prev = pgsched__pg_text(res, row, 5);
+        pgsched_schedule_outcome *o;
+        if (!name || !key) continue;
+        for (k = (size_t)(pgsched__hash(name, key) & (nslots - 1)); slots[k] != (size_t)-1;
+             k = (k + 1) & (nslots - 1))
+            if (strcmp(reqs[slots[k]].name, name) == 0 && strcmp(reqs[slots[k]].key, key) == 0)
+                break;
+        if (slots[k] == (size_t)-1) continue;
+        i = slots[k];
+        o = &outs[i];
         results[i] = PGSCHED_OK;
-        o->deferred = pgsched__status_parse(pgsched__pg_text(res, (int)i, 0)) == PGSCHED_RUNNING;
-        o->next_run = pgsched__pg_time(res, (int)i, 1);
-        o->version = pgsched__pg_int(res, (int)i, 2);
+        o->deferred = pgsched__status_parse(pgsched__pg_text(res, row, 2)) == PGSCHED_RUNNING;
+        o->next_run = pgsched__pg_time(res, row, 3);
+        o->version = pgsched__pg_int(res, row, 4);
         o->created = prev == NULL;
         o->old_status = o->deferred ? PGSCHED_RUNNING : pgsched__status_parse(prev);
     }
+    pgsched__free(&p->alloc, slots);
     PQclear(res);
     return pgsched__ok(err);
 }
