@@ -17,7 +17,8 @@
 #     back at shutdown do not count) and failure counter agree with its history
 #
 # Scenarios (default: all): checks (the checks find planted violations) load kill9 sigstop storm
-# restart skew sigterm (handlers honour the cancel) shutdown (they ignore it) cancel valgrind.
+# restart skew sigterm (handlers honour the cancel) drain (drain_timeout lets runs finish)
+# shutdown (handlers ignore the cancel) cancel valgrind.
 # Each prints its figures and PASS or FAIL; the last line is "N passed, N failed".
 #
 #   CLUSTER_NODE       the node binary (default build/cluster_node)
@@ -30,7 +31,7 @@ repo=$(cd "$here/../.." && pwd)
 NODE=${CLUSTER_NODE:-$repo/build/cluster_node}
 STALL_MS=${CLUSTER_STALL_MS:-3000}
 logdir=${CLUSTER_LOG_DIR:-$repo/build/cluster-logs}
-all_scenarios=(checks load kill9 sigstop storm restart skew sigterm shutdown cancel valgrind)
+all_scenarios=(checks load kill9 sigstop storm restart skew sigterm drain shutdown cancel valgrind)
 # Scenarios waiting for a fix in the engine: left out of the default run (each reported as
 # skipped, with the reason) but run when named.
 declare -A disabled=()
@@ -127,7 +128,7 @@ CREATE SCHEMA $schema;
 SET search_path = $schema;
 CREATE TABLE t_runs (id text PRIMARY KEY, name text COLLATE "C", key text COLLATE "C",
   node text, label text, pid int, attempt int, scheduled_for timestamptz,
-  started_at timestamptz, finished_at timestamptz, outcome text);
+  started_at timestamptz, finished_at timestamptz, outcome text, cancel_reason text);
 CREATE INDEX ON t_runs (name, key);
 CREATE TABLE t_nodes (label text, pid int, node_id text PRIMARY KEY, started_at timestamptz,
   local_clock timestamptz, signalled_at timestamptz, shutdown_at timestamptz,
@@ -281,21 +282,27 @@ SELECT (SELECT count(*) FROM pgsched_jobs WHERE kind = 'once'),
            WHERE (h.name, h.key) = (j.name, j.key) AND h.outcome <> 'released') OR j.failures <> (SELECT count(*)
            FROM pgsched_runs h WHERE (h.name, h.key) = (j.name, j.key)
             AND h.outcome IN ('failure', 'stalled'))),
+       (SELECT count(*) FROM t_runs WHERE (outcome = 'cancelled' OR outcome LIKE '%ignoring%')
+           AND cancel_reason IS NOT DISTINCT FROM 'none'),
+       (SELECT coalesce(string_agg(cancel_reason || ' ' || n, ', '), 'none') FROM (SELECT
+            cancel_reason, count(*) n FROM t_runs WHERE cancel_reason <> 'none' GROUP BY 1
+            ORDER BY 1) x),
        (SELECT count(*) FROM pgsched_runs WHERE outcome = 'stalled'),
        (SELECT count(*) FROM pgsched_runs WHERE outcome = 'released')") || {
         bad "the check query failed"
         return
     }
     local once cron runs dups causes unexpl overl overl_x early p50 p99 notdone succwrong
-    local firings twice missed running unfinished phantom failmiss counters stalled released
+    local firings twice missed running unfinished phantom failmiss counters noreason reasons
+    local stalled released
     IFS='|' read -r once cron runs dups causes unexpl overl overl_x early p50 p99 notdone succwrong \
-        firings twice missed running unfinished phantom failmiss counters stalled released \
-        <<<"$row"
+        firings twice missed running unfinished phantom failmiss counters noreason reasons \
+        stalled released <<<"$row"
     say "jobs $once one-time + $cron cron; runs $runs; duplicates $dups ($causes); overlaps $overl" \
         "(+$overl_x with a frozen node); early starts $early; lateness p50 ${p50} ms, p99 ${p99} ms"
     say "cron firings $firings, seconds fired twice $twice, seconds skipped $missed; rows left" \
-        "running $running;" \
-        "history: $stalled stalled, $released released"
+        "running $running; history: $stalled stalled, $released released; handlers asked to" \
+        "stop: $reasons"
     [ "$unexpl" = 0 ] || bad "$unexpl successful runs the history does not show (no success" \
         "of that node and attempt whose times contain the run's), with no cause"
     [ "$overl" = 0 ] || bad "$overl pairs of runs of one instance overlap"
@@ -307,6 +314,7 @@ SELECT (SELECT count(*) FROM pgsched_jobs WHERE kind = 'once'),
     [ "$unfinished" = 0 ] || bad "$unfinished runs on live nodes never finished"
     [ "$phantom" = 0 ] || bad "$phantom history successes that no node recorded"
     [ "$failmiss" = 0 ] || bad "$failmiss recorded failures missing from the history"
+    [ "$noreason" = 0 ] || bad "$noreason handlers stopped by a cancel could not tell why"
     [ "$counters" = 0 ] || bad "$counters jobs whose run or failure counters disagree with the history"
     if [ "$overl" != 0 ] || [ "$unexpl" != 0 ]; then
         q "SELECT 'overlap: ' || a.name || '/' || a.key || ' ' || a.label || ' ' || a.started_at::time
@@ -371,7 +379,8 @@ DELETE FROM t_runs WHERE key = 'ok4';
 INSERT INTO t_runs SELECT 'x.4', name, key, node, label, pid, attempt + 1, scheduled_for,
   finished_at + interval '1 s', finished_at + interval '2 s', 'failure' FROM t_runs
  WHERE key = 'ok5';
-UPDATE pgsched_jobs SET runs = runs + 1 WHERE key = 'ok6';" >/dev/null || {
+UPDATE pgsched_jobs SET runs = runs + 1 WHERE key = 'ok6';
+UPDATE t_runs SET outcome = 'cancelled', cancel_reason = 'none' WHERE key = 'ok7';" >/dev/null || {
         bad "could not plant the violations"
         return
     }
@@ -380,13 +389,13 @@ UPDATE pgsched_jobs SET runs = runs + 1 WHERE key = 'ok6';" >/dev/null || {
         "successful runs the history does not show" "cron seconds fired twice" \
         "rows left running" "did not end completed" "runs on live nodes never finished" \
         "history successes that no node recorded" "recorded failures missing from the history" \
-        "counters disagree with the history"; do
+        "counters disagree with the history" "stopped by a cancel could not tell why"; do
         if [[ $out != *"$want"* ]]; then
             bad "the checks missed a planted violation: $want"
             missing=$((missing + 1))
         fi
     done
-    [ "$missing" != 0 ] || say "all 10 kinds of planted violations found"
+    [ "$missing" != 0 ] || say "all 11 kinds of planted violations found"
 }
 
 scenario_load() {
@@ -457,6 +466,10 @@ scenario_sigstop() {
         "before the freeze; $thawed runs started since"
     [ "$none" = 0 ] || bad "$none jobs of the frozen node never ran again"
     [ "$thawed" -gt 0 ] || bad "node a ran nothing after it thawed"
+    [ "$(q "SELECT count(*) FROM t_runs r JOIN t_faults f ON f.node_id = r.node
+        WHERE r.started_at <= f.at AND r.outcome = 'cancelled'
+        AND r.cancel_reason <> 'lease lost'")" = 0 ] ||
+        bad "node a's runs of before the freeze were stopped for another reason than a lost lease"
     stop_all
     check_invariants
 }
@@ -584,10 +597,42 @@ scenario_sigterm() {
         exited_at - signalled_at)::numeric, 2) FROM t_nodes WHERE label = 'a'") s; their jobs" \
         "started again on another node after p50 $p50 s, max $max s"
     [ "$none" = 0 ] || bad "$none jobs of the stopped node never ran again"
+    [ "$(q "SELECT count(*) FROM t_runs WHERE label = 'a' AND outcome = 'cancelled'
+        AND cancel_reason <> 'shutdown'")" = 0 ] ||
+        bad "node a's handlers were stopped for another reason than shutdown"
     awk -v m="$max" -v s="$STALL_MS" 'BEGIN { exit !(m >= 0 && m < s / 1000) }' ||
         bad "jobs given back at shutdown took $max s to run again, not less than a stall timeout"
     stop_all
     check_invariants
+}
+
+# Drain mode: a node stopped with drain_timeout lets its runs finish instead of stopping them;
+# nothing is given back or run again.
+scenario_drain() {
+    for l in a b; do start_node "$l" -- workers=6 drain_ms=4000 shutdown_ms=1000; done
+    nodes_up 2 || return
+    schedule type=sleep prefix=long count=30 ms=1500 spread_ms=3000
+    schedule type=ok prefix=ok count=200 ms=5 spread_ms=6000
+    ticks 3
+    wait_for "(SELECT count(*) FROM t_runs WHERE label = 'a' AND finished_at IS NULL
+        AND name = 'sleep') >= 4" 30 "node a to run 4 long jobs" || return
+    stop_node a
+    say "node a: SIGTERM with $(q "SELECT count(*) FROM t_runs r JOIN t_nodes n ON n.node_id =
+        r.node WHERE n.label = 'a' AND r.name = 'sleep' AND r.started_at < n.signalled_at
+        AND r.finished_at > n.signalled_at") long runs going, exited after $(q "SELECT
+        round(extract(epoch FROM exited_at - signalled_at)::numeric, 2) FROM t_nodes
+        WHERE label = 'a'") s; outcomes of its runs going at the signal: $(q "SELECT
+        string_agg(outcome || ' ' || n, ', ') FROM (SELECT r.outcome, count(*) n FROM t_runs r
+        JOIN t_nodes n ON n.node_id = r.node WHERE n.label = 'a' AND r.started_at <
+        n.signalled_at AND r.finished_at > n.signalled_at GROUP BY 1) x")"
+    [ "$(q "SELECT count(*) FROM t_runs r JOIN t_nodes n ON n.node_id = r.node WHERE n.label = 'a'
+        AND r.started_at < n.signalled_at AND r.finished_at > n.signalled_at
+        AND r.outcome <> 'success'")" = 0 ] || bad "drain mode stopped runs it should have let finish"
+    wait_for "$(once_done)" 60 "the one-time jobs" || return
+    stop_all
+    check_invariants
+    [ "$(q "SELECT count(*) FROM pgsched_runs WHERE outcome = 'released' AND name = 'sleep'")" = 0 ] ||
+        bad "drain mode gave back runs it should have let finish"
 }
 
 # SIGTERM under load, with handlers that ignore the cancel past shutdown_timeout: the node
@@ -612,6 +657,9 @@ scenario_shutdown() {
         FROM t_nodes WHERE label = 'a'") s, the process exited after $(q "SELECT
         round(extract(epoch FROM exited_at - signalled_at)::numeric, 2) FROM t_nodes
         WHERE label = 'a'") s"
+    [ "$(q "SELECT count(*) FROM t_runs WHERE label = 'a' AND name = 'stubborn'
+        AND cancel_reason <> 'shutdown'")" = 0 ] ||
+        bad "node a's stubborn handlers were not told that the node is shutting down"
     [ "$(q "SELECT shutdown_at - signalled_at < interval '2.5 s' FROM t_nodes WHERE label = 'a'")" = t ] ||
         bad "pgsched_shutdown did not return at its timeout (1 s) while handlers ignored the cancel"
     wait_for "$(once_done)" 60 "the one-time jobs" || return
@@ -644,8 +692,9 @@ scenario_cancel() {
         "max ${lat#*|} ms"
     [ "$(q "SELECT count(*) FROM pgsched_jobs WHERE key LIKE 'long%' AND status = 'cancelled'")" = 12 ] ||
         bad "not every cancelled running job ended cancelled"
-    [ "$(q "SELECT count(*) FROM t_runs WHERE key LIKE 'long%' AND outcome = 'cancelled'")" = 12 ] ||
-        bad "not every cancelled handler saw its cancel"
+    [ "$(q "SELECT count(*) FROM t_runs WHERE key LIKE 'long%' AND outcome = 'cancelled'
+        AND cancel_reason = 'request'")" = 12 ] ||
+        bad "not every cancelled handler saw its cancel, as a cancel request"
     [ "$(q "SELECT count(*) FROM pgsched_jobs WHERE key LIKE 'later%' AND status = 'cancelled'")" = 10 ] ||
         bad "not every cancelled pending job ended cancelled"
     [ "$(q "SELECT count(*) FROM t_runs WHERE key LIKE 'later%'")" = 0 ] || bad "a cancelled pending job ran"
