@@ -913,6 +913,7 @@ typedef struct pgsched_counters {
     int64_t connection_errors;  /* store calls that failed for want of a connection */
     pgsched_histogram claim_latency; /* every claim statement */
     pgsched_histogram start_delay;   /* due time to handler start, every run */
+    int64_t status_events_dropped; /* changes not given to on_status: it fell 4096 behind */
 } pgsched_counters;
 
 /* Counters of one registered job type on this node. */
@@ -6309,6 +6310,7 @@ enum {
     PGSCHED__Q_CLEAN_ORPHANS,
     PGSCHED__Q_QUARANTINE,
     PGSCHED__Q_QUARANTINE_DUE,
+    PGSCHED__Q_CONFIRM,
     PGSCHED__Q_COUNT
 };
 
@@ -6661,6 +6663,12 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "LATERAL (SELECT x.name, x.key FROM {J} x WHERE x.name = n.name AND x.status = 'pending' "
     "AND x.next_run <= now() AND (x.attempt >= 2147483647 OR NOT isfinite(x.next_run)) "
     "LIMIT $2::int4) x",
+
+    /* CONFIRM: $1 names[] $2 keys[]. The status and version of each row a batch of
+       notifications names (run by the listener on its own connection): a notification only
+       says where to look. */
+    "SELECT l.i, j.status, j.version FROM unnest($1::text[], $2::text[]) WITH ORDINALITY "
+    "AS l(name, key, i) LEFT JOIN {J} j ON j.name = l.name AND j.key = l.key",
 };
 
 /* The second half of a statement too long for one C99 string literal. */
@@ -6724,7 +6732,7 @@ static const char *const pgsched__pg_stmt_names[PGSCHED__Q_COUNT] = {
     "pgsched_remove", "pgsched_get", "pgsched_list", "pgsched_history",
     "pgsched_next_due", "pgsched_node_register", "pgsched_node_unregister",
     "pgsched_clean_finished", "pgsched_clean_history", "pgsched_clean_nodes",
-    "pgsched_clean_orphans", "pgsched_quarantine", "pgsched_quarantine_due",
+    "pgsched_clean_orphans", "pgsched_quarantine", "pgsched_quarantine_due", "pgsched_confirm",
 };
 
 /* Migration 1. {S} is the quoted schema, {P} the prefix inside quoted names. */
@@ -8823,6 +8831,74 @@ static int pgsched__pg_parse_event(const char *payload, pgsched_event *ev)
     return 1;
 }
 
+/* Keeps the changes of events[0..n) that the table confirms and drops the others; returns
+   the new count. Anyone who can connect may NOTIFY on the channel, so a change event is only
+   a hint of where to look. It is delivered when its row's version is at least the event's
+   (the same version with the same status, or a later one: the row changed again since, as
+   versions only grow) or, for a removal, when the row is gone. An event naming a future
+   version, a status the row never had at that version, or a row that does not exist is
+   dropped. (Not confirmed: the old status and due time of a change already overtaken, and
+   the changes of a row removed before this read; the former cannot be told from history,
+   the latter are given up.) A batch that cannot be read becomes one resync. */
+static size_t pgsched__pg_confirm(pgsched__pg *p, pgsched__pglistener *l, pgsched_event *events,
+                                  size_t n)
+{
+    pgsched__buf bn, bk;
+    const char *vals[2];
+    PGresult *res = NULL;
+    size_t i, k = 0, want = 0;
+    int row, rows, ok = 0;
+    char *flags;
+    for (i = 0; i < n; i++)
+        if (events[i].kind == PGSCHED_EVENT_CHANGE) want++;
+    if (!want) return n;
+    flags = (char *)pgsched__calloc(&p->alloc, n);
+    memset(&bn, 0, sizeof bn);
+    bn.a = &p->alloc;
+    bk = bn;
+    pgsched__buf_add(&bn, "{", 1);
+    pgsched__buf_add(&bk, "{", 1);
+    for (i = 0; i < n; i++) {
+        pgsched__pg_array_add(&bn, events[i].name, i == 0);
+        pgsched__pg_array_add(&bk, events[i].key, i == 0);
+    }
+    pgsched__buf_add(&bn, "}", 1);
+    pgsched__buf_add(&bk, "}", 1);
+    if (flags && !bn.oom && !bk.oom) {
+        vals[0] = bn.p;
+        vals[1] = bk.p;
+        res = PQexecParams(l->conn, p->sql[PGSCHED__Q_CONFIRM], 2, NULL, vals, NULL, NULL, 1);
+        ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+    }
+    rows = ok ? PQntuples(res) : 0;
+    for (row = 0; row < rows; row++) {
+        int64_t idx = pgsched__pg_int(res, row, 0) - 1;
+        const pgsched_event *v;
+        if (idx < 0 || (size_t)idx >= n) continue;
+        v = &events[idx];
+        if (v->kind != PGSCHED_EVENT_CHANGE) continue;
+        if (PQgetisnull(res, row, 2)) {
+            flags[idx] = v->new_status == PGSCHED_STATUS_NONE;
+        } else {
+            int64_t version = pgsched__pg_int(res, row, 2);
+            flags[idx] = version > v->version ||
+                         (version == v->version &&
+                          pgsched__status_parse(pgsched__pg_text(res, row, 1)) == v->new_status);
+        }
+    }
+    PQclear(res);
+    pgsched__free(&p->alloc, bn.p);
+    pgsched__free(&p->alloc, bk.p);
+    for (i = 0; i < n; i++)
+        if (events[i].kind != PGSCHED_EVENT_CHANGE || (ok && flags[i])) events[k++] = events[i];
+    if (!ok) {
+        memset(&events[k], 0, sizeof events[k]);
+        events[k++].kind = PGSCHED_EVENT_RESYNC;
+    }
+    pgsched__free(&p->alloc, flags);
+    return k;
+}
+
 static pgsched_result pgsched__pg_listen_wait(pgsched_store *s, pgsched_listener *lh,
                                               pgsched_duration timeout, pgsched_event *events,
                                               size_t cap, size_t *count, pgsched_error *err)
@@ -8850,23 +8926,43 @@ static pgsched_result pgsched__pg_listen_wait(pgsched_store *s, pgsched_listener
             events[n++].kind = PGSCHED_EVENT_RESYNC;
             l->need_resync = 0;
         }
-        if (l->conn) {
-            PGnotify *nt;
-            if (!PQconsumeInput(l->conn)) {
-                /* The connection is gone; reconnect now, then report a resync. */
-                PQfinish(l->conn);
-                l->conn = NULL;
-                l->need_resync = 1;
-                l->retry_at = 0;
-                continue;
-            }
-            while (n < cap && (nt = PQnotifies(l->conn)) != NULL) {
-                if (!pgsched__pg_parse_event(nt->extra, &events[n])) {
-                    memset(&events[n], 0, sizeof events[n]);
-                    events[n].kind = PGSCHED_EVENT_RESYNC;
+        if (l->conn && n < cap) {
+            /* The socket is read only once libpq's queue is drained: a flood of notifications
+               waits in the server's queue, not in this process's memory. */
+            PGnotify *nt = PQnotifies(l->conn);
+            if (!nt) {
+                if (!PQconsumeInput(l->conn)) {
+                    /* The connection is gone; reconnect now, then report a resync. */
+                    PQfinish(l->conn);
+                    l->conn = NULL;
+                    l->need_resync = 1;
+                    l->retry_at = 0;
+                    continue;
                 }
-                n++;
-                PQfreemem(nt);
+                nt = PQnotifies(l->conn);
+            }
+            if (nt) {
+                while (nt) {
+                    if (!pgsched__pg_parse_event(nt->extra, &events[n])) {
+                        memset(&events[n], 0, sizeof events[n]);
+                        events[n].kind = PGSCHED_EVENT_RESYNC;
+                    }
+                    n++;
+                    PQfreemem(nt);
+                    nt = n < cap ? PQnotifies(l->conn) : NULL;
+                }
+                n = pgsched__pg_confirm(p, l, events, n);
+                /* the confirming query may have read further notifications off the socket
+                   into libpq's queue, where poll() cannot see them: look there first (a
+                   wake and the deadline still end the wait) */
+                if (n == 0) {
+                    if (read(l->wake_fd[0], drain, sizeof drain) > 0) {
+                        while (read(l->wake_fd[0], drain, sizeof drain) > 0) {}
+                        break;
+                    }
+                    if (pgsched__monotonic() < deadline) continue;
+                    break;
+                }
             }
         }
         if (n > 0 || now >= deadline) break;
@@ -9247,6 +9343,7 @@ struct pgsched_node {
     size_t cb_head, cb_count, cb_cap;
     int cb_stop;
     int dropped_callbacks; /* allocation failures, logged outside the lock */
+    size_t cb_overflow;    /* events dropped because the queue was full (see CBQ_MAX) */
     int cb_ordered; /* deliveries follow the listener (notifications on) */
     pgsched__own *own;
     size_t own_cap, own_count;
@@ -9512,11 +9609,20 @@ static pgsched_result pgsched__next_occurrence(pgsched_node *n, const pgsched_jo
    the order the store committed them. */
 #define PGSCHED__REORDER_WINDOW (50 * PGSCHED_MILLISECOND)
 
+/* The most status events waiting for on_status (about 500 bytes each). */
+#define PGSCHED__CBQ_MAX 4096
+
 /* Appends to the delivery queue, or with `hold` inserts in version order among the events
    not yet delivered and delays it by the reorder window. Caller holds cb_mu. */
 static void pgsched__cbq_put(pgsched_node *n, const pgsched__cbev *ev, int hold)
 {
     size_t pos;
+    if (n->cb_count >= PGSCHED__CBQ_MAX) {
+        /* on_status is that far behind (or a flood got through): the queue does not grow;
+           the listener reports it and the node reads due work and cancels again */
+        n->cb_overflow++;
+        return;
+    }
     if (n->cb_count == n->cb_cap) {
         size_t ncap = n->cb_cap ? n->cb_cap * 2 : 64, i;
         pgsched__cbev *nq = (pgsched__cbev *)pgsched__malloc(&n->alloc, ncap * sizeof *nq);
@@ -10830,6 +10936,8 @@ static void *pgsched__listener_main(void *arg)
     pgsched_node *n = (pgsched_node *)arg;
     pgsched_event ev[PGSCHED__EVENT_BATCH];
     pgsched_duration backoff = 0;
+    pgsched_time overflow_logged = 0; /* one line per 5 s while on_status lags */
+    size_t overflow = 0;
     for (;;) {
         size_t count = 0, i;
         pgsched_error e;
@@ -10887,6 +10995,31 @@ static void *pgsched__listener_main(void *arg)
         pthread_mutex_unlock(&n->mu);
         for (i = 0; i < count; i++)
             if (ev[i].kind == PGSCHED_EVENT_CHANGE) pgsched__cb_notified(n, &ev[i]);
+        if (n->cfg.on_status) {
+            size_t dropped;
+            pthread_mutex_lock(&n->cb_mu);
+            dropped = n->cb_overflow;
+            n->cb_overflow = 0;
+            pthread_mutex_unlock(&n->cb_mu);
+            if (dropped) {
+                /* whatever those events would have hinted at is read from the table */
+                pthread_mutex_lock(&n->mu);
+                n->resync = 1;
+                n->wake_cancel_check = 1;
+                n->counters.status_events_dropped += (int64_t)dropped;
+                pthread_cond_signal(&n->cv);
+                pthread_mutex_unlock(&n->mu);
+                overflow += dropped;
+            }
+            if (overflow && pgsched__monotonic() - overflow_logged > 5 * PGSCHED_SECOND) {
+                overflow_logged = pgsched__monotonic();
+                pgsched__log(n, PGSCHED_LOG_WARN,
+                             "on_status is %d events behind: %lu status changes were not "
+                             "delivered; due work and cancels are read again from the table",
+                             PGSCHED__CBQ_MAX, (unsigned long)overflow);
+                overflow = 0;
+            }
+        }
     }
     return NULL;
 }

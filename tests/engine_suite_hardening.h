@@ -106,4 +106,159 @@ ENGINE_TEST(forged_cancel_notifications_do_not_cancel_and_real_cancels_still_arr
     WAIT_STATUS("w", "k", PGSCHED_CANCELLED, 3000);
 }
 
+/* A C-payload as the store writes it: name, key, old and new status, version, node, due. */
+static void forged_change(char *buf, size_t size, const char *key, const char *old_status,
+                          const char *new_status, long long version, const char *node)
+{
+    snprintf(buf, size, "C\tt\t%s\t%s\t%s\t%lld\t%s\t", key, old_status, new_status, version,
+             node);
+}
+
+/* Status changes reach on_status only when the table confirms them: a forged change with a
+   version the row never had, a status the row did not have at its version, or for a row that
+   does not exist, is dropped, whichever node it claims to come from; real ones still come. */
+ENGINE_TEST(forged_status_events_are_not_delivered_and_real_ones_still_are)
+{
+    pgsched_config c = fx_config(fx), co = fx_config(fx);
+    recorder *g = fx_recorder(fx, &co);
+    pgsched_node *obs, *other;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    pgsched_cancel_effect eff;
+    PGconn *evil = fx_outsider(fx);
+    static const pgsched_status seq[] = {PGSCHED_STATUS_NONE, PGSCHED_PENDING, PGSCHED_PENDING,
+                                         PGSCHED_CANCELLED};
+    long long v;
+    char payload[512];
+    c.poll_interval = co.poll_interval = 60 * SEC;
+    obs = fx_node(fx, &co);
+    g->node = obs;
+    fx_register(fx, obs, "t", NULL, NULL);
+    OK(pgsched_start(obs, E));
+    other = fx_node(fx, &c);
+    fx_register(fx, other, "t", NULL, NULL);
+    OK(pgsched_start(other, E));
+    s.schedule.at = fx_now(fx) + PGSCHED_HOUR;
+    OK(pgsched_schedule_job(obs, &s, E));
+    recorder_wait(g, "t", "k", 1, 3000);
+    v = (long long)job_get(fx, "t", "k")->version;
+
+    forged_change(payload, sizeof payload, "k", "pending", "completed", v + 1000000, "evil");
+    outsider_notify(fx, evil, 1, payload);
+    forged_change(payload, sizeof payload, "k", "pending", "failed", v, "evil");
+    outsider_notify(fx, evil, 1, payload);
+    forged_change(payload, sizeof payload, "k", "pending", "running", v, pgsched_node_id(obs));
+    outsider_notify(fx, evil, 1, payload);
+    forged_change(payload, sizeof payload, "ghost", "none", "pending", 1, "evil");
+    outsider_notify(fx, evil, 1, payload);
+
+    /* a real change after them: once it is delivered, the forged ones were read (and
+       checked against the row as it was then) */
+    s = spec_once("t", "mark", 0);
+    s.schedule.at = fx_now(fx) + PGSCHED_HOUR;
+    OK(pgsched_schedule_job(other, &s, E));
+    WAIT_UNTIL(recorder_count(g, "t", "mark") == 1, 3000);
+    OK(pgsched_cancel(other, "t", "k", &eff, E));
+    assert_int_equal(eff, PGSCHED_CANCEL_DONE);
+    recorder_wait(g, "t", "k", 2, 3000);
+    WAIT_UNTIL(recorder_count(g, "t", "k") >= 2, 3000);
+    assert_event_sequence(g, "t", "k", seq, 2);
+    assert_int_equal(recorder_count(g, "t", "ghost"), 0);
+}
+
+/* A recorder hook that holds on_status until the gate opens (or 30 s pass), and notes the
+   change of key "after" (the recorder itself keeps only the first events). */
+static int g_status_gate, g_after_seen;
+static void rec_hook_gate(recorder *g, const pgsched_status_event *ev)
+{
+    pgsched_time deadline = mono_us() + 30 * SEC;
+    if (ev->key && strcmp(ev->key, "after") == 0)
+        __atomic_store_n(&g_after_seen, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&g_status_gate, __ATOMIC_ACQUIRE) && !fx_closing(g->fx) &&
+           mono_us() < deadline)
+        sleep_us(2 * MS);
+}
+
+static size_t node_callback_queue_cap(pgsched_node *n)
+{
+    size_t cap;
+    pthread_mutex_lock(&n->cb_mu);
+    cap = n->cb_cap;
+    pthread_mutex_unlock(&n->cb_mu);
+    return cap;
+}
+
+/* 200,000 notifications from an outsider, every one of them passing the version check (they
+   name versions the row has long passed), while on_status is stuck: the node's queue of
+   status events stays bounded, the node says so, and a real cancel and a real change still
+   arrive. */
+ENGINE_TEST(a_flood_of_forged_notifications_keeps_the_callback_queue_bounded)
+{
+    pgsched_config c = fx_config(fx), co = fx_config(fx);
+    recorder *g = fx_recorder(fx, &co);
+    probe *pw = fx_probe(fx);
+    pgsched_node *obs, *other;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    pgsched_cancel_effect eff;
+    PGconn *evil = fx_outsider(fx);
+    pgsched_time t0;
+    int warns;
+    run_rec r;
+    c.poll_interval = co.poll_interval = 60 * SEC;
+    c.cancel_check_period = co.cancel_check_period = 60 * SEC;
+    c.heartbeat_interval = co.heartbeat_interval = 10 * SEC;
+    c.stall_timeout = co.stall_timeout = 60 * SEC;
+    __atomic_store_n(&g_status_gate, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&g_after_seen, 0, __ATOMIC_RELEASE);
+    g->hook = rec_hook_gate;
+    admin_exec("SELECT setval('\"%s\".\"" EFX_PREFIX "seq\"', 10000000)", fx->schema);
+    obs = fx_node(fx, &co);
+    g->node = obs;
+    fx_register(fx, obs, "t", NULL, NULL);
+    fx_register(fx, obs, "w", h_wait_cancel, pw);
+    OK(pgsched_start(obs, E));
+    other = fx_node(fx, &c);
+    fx_register(fx, other, "t", NULL, NULL);
+    fx_register(fx, other, "w", NULL, NULL);
+    OK(pgsched_start(other, E));
+    s.schedule.at = fx_now(fx) + PGSCHED_HOUR;
+    OK(pgsched_schedule_job(other, &s, E));
+    s = spec_once("w", "k", 0);
+    OK(pgsched_schedule_job(other, &s, E));
+    WAIT_UNTIL(probe_inflight(pw) == 1, 3000);
+    warns = fx_log_count(fx, PGSCHED_LOG_WARN);
+
+    t0 = mono_us();
+    outsider_notify(fx, evil, 200000, "C\tt\tk\tpending\trunning\t%d\tevil\t");
+    if (g_verbose)
+        fprintf(stderr, "    200k notifications sent in %lld ms\n",
+                (long long)(mono_us() - t0) / 1000);
+    t0 = mono_us();
+    OK(pgsched_cancel(other, "w", "k", &eff, E));
+    assert_int_equal(eff, PGSCHED_CANCEL_REQUESTED);
+    WAIT_UNTIL(probe_finished(pw) == 1, 60000);
+    r = probe_rec(pw, 0);
+    assert_int_equal(r.saw_cancel, 1);
+    if (g_verbose)
+        fprintf(stderr, "    the cancel behind the flood arrived after %lld ms\n",
+                (long long)(r.cancel_seen_mono - t0) / 1000);
+    /* the node has read the whole flood (all but what the queue holds was dropped), and
+       said so */
+    WAIT_UNTIL(counters_of(obs).status_events_dropped >= 200000 - PGSCHED__CBQ_MAX, 60000);
+    WAIT_UNTIL(fx_log_count(fx, PGSCHED_LOG_WARN) > warns, 10000);
+    if (g_verbose)
+        fprintf(stderr, "    callback queue capacity %lu (bound %d)\n",
+                (unsigned long)node_callback_queue_cap(obs), PGSCHED__CBQ_MAX);
+    assert_true(node_callback_queue_cap(obs) <= PGSCHED__CBQ_MAX);
+
+    __atomic_store_n(&g_status_gate, 1, __ATOMIC_RELEASE);
+    s = spec_once("t", "after", 0);
+    s.schedule.at = fx_now(fx) + PGSCHED_HOUR;
+    t0 = mono_us();
+    OK(pgsched_schedule_job(other, &s, E));
+    WAIT_UNTIL(__atomic_load_n(&g_after_seen, __ATOMIC_ACQUIRE), 10000);
+    if (g_verbose)
+        fprintf(stderr, "    a real change after the flood arrived after %lld ms\n",
+                (long long)(mono_us() - t0) / 1000);
+}
+
 #endif

@@ -152,7 +152,9 @@
     X(row_locked_elsewhere_does_not_hold_back_other_leases)                                    \
     X(locked_due_row_does_not_make_the_node_poll_in_a_tight_loop)                              \
     X(listener_reconnect_makes_the_node_poll_at_once)                                         \
-    X(forged_cancel_notifications_do_not_cancel_and_real_cancels_still_arrive)
+    X(forged_cancel_notifications_do_not_cancel_and_real_cancels_still_arrive)                 \
+    X(forged_status_events_are_not_delivered_and_real_ones_still_are)                          \
+    X(a_flood_of_forged_notifications_keeps_the_callback_queue_bounded)
 
 #define T_MEM(name) {#name, name##_cm, memory_setup, efx_teardown, NULL},
 #define T_PG(name) {#name, name##_cm, pg_setup, efx_teardown, NULL},
