@@ -6665,7 +6665,7 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "LIMIT $2::int4) x",
 
     /* CONFIRM: $1 names[] $2 keys[]. The status and version of each row a batch of
-       notifications names (run by the listener on its own connection): a notification only
+       notifications names (read by the listener, on a pool connection): a notification only
        says where to look. */
     "SELECT l.i, j.status, j.version FROM unnest($1::text[], $2::text[]) WITH ORDINALITY "
     "AS l(name, key, i) LEFT JOIN {J} j ON j.name = l.name AND j.key = l.key",
@@ -8840,8 +8840,7 @@ static int pgsched__pg_parse_event(const char *payload, pgsched_event *ev)
    dropped. (Not confirmed: the old status and due time of a change already overtaken, and
    the changes of a row removed before this read; the former cannot be told from history,
    the latter are given up.) A batch that cannot be read becomes one resync. */
-static size_t pgsched__pg_confirm(pgsched__pg *p, pgsched__pglistener *l, pgsched_event *events,
-                                  size_t n)
+static size_t pgsched__pg_confirm(pgsched__pg *p, pgsched_event *events, size_t n)
 {
     pgsched__buf bn, bk;
     const char *vals[2];
@@ -8867,8 +8866,7 @@ static size_t pgsched__pg_confirm(pgsched__pg *p, pgsched__pglistener *l, pgsche
     if (flags && !bn.oom && !bk.oom) {
         vals[0] = bn.p;
         vals[1] = bk.p;
-        res = PQexecParams(l->conn, p->sql[PGSCHED__Q_CONFIRM], 2, NULL, vals, NULL, NULL, 1);
-        ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+        ok = pgsched__pg_run(p, PGSCHED__Q_CONFIRM, 2, vals, 1, &res, NULL) == PGSCHED_OK;
     }
     rows = ok ? PQntuples(res) : 0;
     for (row = 0; row < rows; row++) {
@@ -8951,10 +8949,9 @@ static pgsched_result pgsched__pg_listen_wait(pgsched_store *s, pgsched_listener
                     PQfreemem(nt);
                     nt = n < cap ? PQnotifies(l->conn) : NULL;
                 }
-                n = pgsched__pg_confirm(p, l, events, n);
-                /* the confirming query may have read further notifications off the socket
-                   into libpq's queue, where poll() cannot see them: look there first (a
-                   wake and the deadline still end the wait) */
+                n = pgsched__pg_confirm(p, events, n);
+                /* libpq's queue may hold more than one batch, where poll() cannot see them:
+                   look there first (a wake and the deadline still end the wait) */
                 if (n == 0) {
                     if (read(l->wake_fd[0], drain, sizeof drain) > 0) {
                         while (read(l->wake_fd[0], drain, sizeof drain) > 0) {}

@@ -261,4 +261,53 @@ ENGINE_TEST(a_flood_of_forged_notifications_keeps_the_callback_queue_bounded)
                 (long long)(mono_us() - t0) / 1000);
 }
 
+/* ---- rows the node did not write ------------------------------------------------------------ */
+
+/* Poison rows of the node's own type, due before a good job: one whose attempt would
+   overflow (every claim of the type used to fail), one whose key no call accepts (every
+   heartbeat of the node used to fail), one whose outcome cannot be written (runs at the
+   largest bigint: the outcome batch used to fail forever). The good job still runs on time,
+   its outcome is written, and each bad row ends failed, logged once. */
+ENGINE_TEST(poison_rows_do_not_stall_a_node_and_a_good_job_runs_on_time)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *n;
+    pgsched_job_spec s;
+    pgsched_time due;
+    run_rec r;
+    int errors;
+    n = start_node_with(fx, &c, "t", h_probe, p);
+    errors = fx_log_count(fx, PGSCHED_LOG_ERROR);
+    s = spec_once("t", "attempt", fx_now(fx) + PGSCHED_HOUR);
+    OK(pgsched_schedule_job(n, &s, E));
+    s = spec_once("t", "runs", fx_now(fx) + PGSCHED_HOUR);
+    OK(pgsched_schedule_job(n, &s, E));
+    admin_exec("UPDATE \"%s\".\"" EFX_PREFIX "jobs\" SET attempt = 2147483647, "
+               "next_run = now() - interval '1 minute' WHERE key = 'attempt'",
+               fx->schema);
+    admin_exec("UPDATE \"%s\".\"" EFX_PREFIX "jobs\" SET runs = 9223372036854775807, "
+               "next_run = now() - interval '1 minute' WHERE key = 'runs'",
+               fx->schema);
+    admin_exec("INSERT INTO \"%s\".\"" EFX_PREFIX "jobs\" (name, key, status, kind, params, "
+               "max_retries, attempt, next_run, version) VALUES ('t', repeat('k', 300), "
+               "'pending', 'once', '{}', 0, 0, now() - interval '1 minute', "
+               "nextval('\"%s\".\"" EFX_PREFIX "seq\"'))",
+               fx->schema, fx->schema);
+    due = fx_now(fx) + 300 * MS;
+    s = spec_once("t", "good", due);
+    OK(pgsched_schedule_job(n, &s, E));
+    WAIT_STATUS("t", "good", PGSCHED_COMPLETED, 5000);
+    r = probe_rec(p, probe_nrecs(p) - 1);
+    assert_string_equal(r.key, "good");
+    assert_between(r.start_db - due, 0, 150 * MS);
+    WAIT_STATUS("t", "attempt", PGSCHED_FAILED, 5000);
+    WAIT_STATUS("t", "runs", PGSCHED_FAILED, 5000);
+    assert_int_equal(admin_int("SELECT count(*) FROM \"%s\".\"" EFX_PREFIX "jobs\" WHERE "
+                               "status = 'failed' AND last_error LIKE 'quarantined: %%'",
+                               fx->schema),
+                     3);
+    assert_int_equal(fx_log_count(fx, PGSCHED_LOG_ERROR) - errors, 3);
+}
+
 #endif

@@ -154,7 +154,8 @@
     X(listener_reconnect_makes_the_node_poll_at_once)                                         \
     X(forged_cancel_notifications_do_not_cancel_and_real_cancels_still_arrive)                 \
     X(forged_status_events_are_not_delivered_and_real_ones_still_are)                          \
-    X(a_flood_of_forged_notifications_keeps_the_callback_queue_bounded)
+    X(a_flood_of_forged_notifications_keeps_the_callback_queue_bounded)                        \
+    X(poison_rows_do_not_stall_a_node_and_a_good_job_runs_on_time)
 
 #define T_MEM(name) {#name, name##_cm, memory_setup, efx_teardown, NULL},
 #define T_PG(name) {#name, name##_cm, pg_setup, efx_teardown, NULL},
