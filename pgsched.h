@@ -9415,13 +9415,34 @@ static void pgsched__hint_due(pgsched_node *n, pgsched_time t)
     if (!n->hint_due || t < n->hint_due) n->hint_due = t;
 }
 
+/* Each of a node's threads carries the node in a thread-specific value, set first thing when
+   it starts. Thread ids cannot tell: a joined thread's id is given to the next thread the
+   application creates, and the value, unlike the id, dies with its thread. */
+static pthread_once_t pgsched__self_once = PTHREAD_ONCE_INIT;
+static pthread_key_t pgsched__self_key;
+static int pgsched__self_ok;
+
+static void pgsched__self_init(void)
+{
+    pgsched__self_ok = pthread_key_create(&pgsched__self_key, NULL) == 0;
+}
+
+/* Marks the calling thread as one of node n's. */
+static void pgsched__self_mark(pgsched_node *n)
+{
+    pthread_once(&pgsched__self_once, pgsched__self_init);
+    if (pgsched__self_ok) pthread_setspecific(pgsched__self_key, n);
+}
+
 /* Whether the caller is one of the node's own threads. Caller holds n->mu (the *_started
    flags change under it). */
 static int pgsched__is_node_thread(pgsched_node *n)
 {
     pthread_t self = pthread_self();
     int i;
-    /* A joined thread's id may be given to a new thread of the application: not ours. */
+    pthread_once(&pgsched__self_once, pgsched__self_init);
+    if (pgsched__self_ok) return pthread_getspecific(pgsched__self_key) == (void *)n;
+    /* no key to be had (the process ran out of them): the ids of threads not yet joined */
     if (n->dispatcher_started && !n->dispatcher_joined && pthread_equal(self, n->dispatcher))
         return 1;
     if (n->listener_started && pthread_equal(self, n->listener)) return 1;
@@ -9829,6 +9850,7 @@ static pgsched_time pgsched__own_expire(pgsched_node *n, int all)
 static void *pgsched__callback_main(void *arg)
 {
     pgsched_node *n = (pgsched_node *)arg;
+    pgsched__self_mark(n);
     pthread_mutex_lock(&n->cb_mu);
     for (;;) {
         pgsched__cbev e;
@@ -10017,6 +10039,7 @@ static void *pgsched__worker_main(void *arg)
 {
     pgsched__slot *s = (pgsched__slot *)arg;
     pgsched_node *n = s->node;
+    pgsched__self_mark(n);
     pthread_mutex_lock(&n->mu);
     for (;;) {
         const pgsched_job *job;
@@ -10799,6 +10822,7 @@ static void *pgsched__dispatcher_main(void *arg)
 {
     pgsched_node *n = (pgsched_node *)arg;
     pgsched_time give_up = 0;
+    pgsched__self_mark(n);
     pthread_mutex_lock(&n->mu);
     for (;;) {
         pgsched_time now = pgsched__monotonic(), wake;
@@ -10935,6 +10959,7 @@ static void *pgsched__listener_main(void *arg)
     pgsched_duration backoff = 0;
     pgsched_time overflow_logged = 0; /* one line per 5 s while on_status lags */
     size_t overflow = 0;
+    pgsched__self_mark(n);
     for (;;) {
         size_t count = 0, i;
         pgsched_error e;

@@ -761,6 +761,96 @@ ENGINE_TEST(late_success_after_shutdown_timeout_is_recorded_and_destroy_waits)
     assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_SUCCESS);
 }
 
+/* pgsched_destroy from a thread the application created after pgsched_shutdown: such a
+   thread often gets the id of one of the node's joined threads (the dispatcher's, say), and
+   must not be taken for one of them (the node was left alive, and leaked). */
+#define RECYCLE_THREADS 16
+typedef struct recycled_ctx {
+    pgsched_node *n;
+    pthread_t ids[64];
+    int nids;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int arrived, chosen, destroyed; /* chosen: the index of the thread that destroys, or -2 */
+    int match[RECYCLE_THREADS];      /* -1, or the index in ids its own id equals */
+} recycled_ctx;
+
+typedef struct recycled_arg {
+    recycled_ctx *c;
+    int index;
+} recycled_arg;
+
+static void *destroy_if_chosen(void *arg)
+{
+    recycled_arg *a = (recycled_arg *)arg;
+    recycled_ctx *c = a->c;
+    int i, m = -1;
+    for (i = 0; i < c->nids; i++)
+        if (pthread_equal(pthread_self(), c->ids[i])) m = i;
+    pthread_mutex_lock(&c->mu);
+    c->match[a->index] = m;
+    c->arrived++;
+    pthread_cond_broadcast(&c->cv);
+    while (c->chosen == -1) pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+    if (c->chosen == a->index) {
+        pgsched_destroy(c->n);
+        c->destroyed = 1; /* read after the join */
+    }
+    return NULL;
+}
+
+ENGINE_TEST(destroy_from_a_thread_created_after_shutdown_frees_the_node)
+{
+    pgsched_config c = fx_config(fx);
+    pgsched_node *a;
+    recycled_ctx ctx;
+    recycled_arg args[RECYCLE_THREADS];
+    pthread_t th[RECYCLE_THREADS];
+    int i, errors;
+    a = start_node_with(fx, &c, "t", h_probe, fx_probe(fx));
+    memset(&ctx, 0, sizeof ctx);
+    ctx.n = a;
+    ctx.chosen = -1;
+    pthread_mutex_init(&ctx.mu, NULL);
+    pthread_cond_init(&ctx.cv, NULL);
+    /* the ids its threads had, the dispatcher's first */
+    pthread_mutex_lock(&a->mu);
+    if (a->dispatcher_started) ctx.ids[ctx.nids++] = a->dispatcher;
+    if (a->listener_started) ctx.ids[ctx.nids++] = a->listener;
+    if (a->callbacker_started) ctx.ids[ctx.nids++] = a->callbacker;
+    pthread_mutex_unlock(&a->mu);
+    assert_true(ctx.nids > 0);
+    OK(pgsched_shutdown(a, E));
+    for (i = 0; i < fx->nnodes; i++)
+        if (fx->nodes[i] == a) fx->nodes[i] = NULL; /* a new thread frees it */
+    errors = fx_log_count(fx, PGSCHED_LOG_ERROR);
+    /* several threads alive at once take several of the ids just freed */
+    for (i = 0; i < RECYCLE_THREADS; i++) {
+        args[i].c = &ctx;
+        args[i].index = i;
+        assert_int_equal(pthread_create(&th[i], NULL, destroy_if_chosen, &args[i]), 0);
+    }
+    pthread_mutex_lock(&ctx.mu);
+    while (ctx.arrived < RECYCLE_THREADS) pthread_cond_wait(&ctx.cv, &ctx.mu);
+    ctx.chosen = -2;
+    for (i = 0; i < RECYCLE_THREADS; i++) /* the lowest index in ids wins: the dispatcher */
+        if (ctx.match[i] >= 0 && (ctx.chosen == -2 || ctx.match[i] < ctx.match[ctx.chosen]))
+            ctx.chosen = i;
+    pthread_cond_broadcast(&ctx.cv);
+    pthread_mutex_unlock(&ctx.mu);
+    for (i = 0; i < RECYCLE_THREADS; i++) assert_int_equal(pthread_join(th[i], NULL), 0);
+    pthread_mutex_destroy(&ctx.mu);
+    pthread_cond_destroy(&ctx.cv);
+    if (ctx.chosen < 0) {
+        pgsched_destroy(a); /* this platform does not hand ids out again so soon */
+        fail_msg("no new thread got the id of one of the node's threads");
+    }
+    assert_int_equal(ctx.destroyed, 1);
+    /* destroy did its work: it did not log "called from a handler ... ignored" */
+    assert_int_equal(fx_log_count(fx, PGSCHED_LOG_ERROR), errors);
+}
+
 /* Drain mode: runs finish undisturbed within drain_timeout, and shutdown returns when they
    are done, not at the timeout. */
 ENGINE_TEST(drain_lets_runs_finish_before_asking_them_to_stop)

@@ -88,6 +88,7 @@
     X(shutdown_records_outcomes_that_arrive_in_time)                                           \
     X(shutdown_keeps_lease_of_run_that_ignores_cancel_until_it_returns)                        \
     X(late_success_after_shutdown_timeout_is_recorded_and_destroy_waits)                       \
+    X(destroy_from_a_thread_created_after_shutdown_frees_the_node)                             \
     X(drain_lets_runs_finish_before_asking_them_to_stop)                                       \
     X(drain_asks_runs_to_stop_when_it_ends)                                                    \
     X(cancel_reason_says_why_a_run_is_asked_to_stop)                                           \
