@@ -9572,9 +9572,20 @@ static pgsched_result pgsched__next_occurrence(pgsched_node *n, const pgsched_jo
             return pgsched__fail(err, PGSCHED_ERR_NO_NEXT, "the cron schedule has no run left");
         return r;
     }
-    case PGSCHED_INTERVAL:
+    case PGSCHED_INTERVAL: {
+        pgsched_result r;
         if (job->every <= 0) return pgsched__fail(err, PGSCHED_ERR_SCHEDULE, "the row's interval is not positive");
-        return pgsched_interval_next(job->every, after, next);
+        r = pgsched_interval_next(job->every, after, next);
+        /* one rule for every recurring kind: a schedule with no run before year 10000 is
+           over, as a cron schedule's is */
+        if (r == PGSCHED_ERR_TIME_RANGE)
+            return pgsched__fail(err, PGSCHED_ERR_NO_NEXT,
+                                 "the interval schedule has no run left before year 10000");
+        if (r != PGSCHED_OK)
+            return pgsched__fail(err, r, "the interval schedule has no next run: %s",
+                                 pgsched_result_string(r));
+        return r;
+    }
     case PGSCHED_CUSTOM: {
         const pgsched__type *t = pgsched__find_type(n, job->name);
         pgsched_result r;
@@ -9931,6 +9942,7 @@ static int pgsched__decide_kind(pgsched_node *n, const pgsched_job *job, const p
     pgsched_time next = 0;
     pgsched_result r = PGSCHED_OK;
     int recurring = pgsched__is_recurring(job->kind);
+    memset(&e, 0, sizeof e);
     /* Never before the due time of the run that just ended, whatever the clock estimate says:
        the same occurrence must not run twice. */
     pgsched_time after = end > job->next_run ? end : job->next_run;

@@ -1145,6 +1145,30 @@ ENGINE_TEST(a_custom_row_run_by_a_type_without_next_run_callback_fails_after_one
     (void)n;
 }
 
+/* An interval schedule whose next run would fall after year 9999 is over: the row completes
+   after its run, as a cron schedule's does, and nothing is logged as an error (the message
+   logged was an uninitialised buffer). Memory store: its clock is moved to year 9994 (the
+   database clock cannot be moved). */
+ENGINE_TEST(an_interval_with_no_run_before_year_10000_completes_like_a_cron_schedule)
+{
+    pgsched_config c;
+    probe *p = fx_probe(fx);
+    pgsched_job_spec s = spec_interval("t", "k", 10 * 365 * PGSCHED_DAY);
+    const pgsched_job *j;
+    if (fx->pg) return; /* the database clock cannot be moved to year 9994 */
+    fx_skew_add(fx, PGSCHED_TIME_MAX - 5 * 365 * PGSCHED_DAY - pgsched_now());
+    c = fx_config(fx);
+    start_node_with(fx, &c, "t", h_probe, p);
+    s.schedule.at = fx_now(fx);
+    OK(pgsched_schedule_job(fx->nodes[fx->nnodes - 1], &s, E));
+    WAIT_STATUS("t", "k", PGSCHED_COMPLETED, 3000);
+    j = job_get(fx, "t", "k");
+    assert_int_equal(j->runs, 1);
+    assert_int_equal(j->failures, 0);
+    assert_int_equal(probe_nrecs(p), 1);
+    assert_int_equal(fx_log_count(fx, PGSCHED_LOG_ERROR), 0);
+}
+
 /* cfg.run_immediately: a recurring job scheduled here runs once at once. */
 ENGINE_TEST(run_immediately_runs_recurring_job_now)
 {
