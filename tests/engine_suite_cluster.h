@@ -716,6 +716,51 @@ ENGINE_TEST(giving_back_lost_claims_leaves_the_nodes_own_runs_alone)
     WAIT_UNTIL(counters_of(a).succeeded == 2, 3000); /* counted once the write returned */
 }
 
+/* Rows a node holds but has not started (whatever local queue holds them) are its own too:
+   after a lost claim reply while the only worker is busy and more rows are due, every job
+   still runs exactly once, none is given back and run locally as well. */
+ENGINE_TEST(giving_back_lost_claims_runs_every_waiting_job_once)
+{
+    fault_store *w = fx_fault_store(fx);
+    pgsched_config c = fx_config_on(fx, w);
+    probe *p = fx_probe(fx);
+    pgsched_node *a;
+    pgsched_job_spec s = spec_once("t", "k1", 0);
+    const char *keys[] = {"k1", "k2", "k3"};
+    pgsched_time t0;
+    int i, k, runs;
+    c.max_concurrent = 1;
+    c.stall_timeout = 30 * SEC;
+    c.heartbeat_interval = 1 * SEC;
+    p->gated = 1;
+    a = start_node_with(fx, &c, "t", h_probe, p);
+    OK(pgsched_schedule_job(a, &s, E));
+    WAIT_UNTIL(probe_inflight(p) == 1, 5000);
+    s = spec_once("t", "k2", 0);
+    OK(pgsched_schedule_job(a, &s, E));
+    /* a few poll intervals: time for a node that claims ahead of its workers to hold k2 */
+    t0 = mono_us();
+    WAIT_UNTIL(mono_us() - t0 >= 400 * MS, 2000);
+    FAULT_SET(w->lose_claims, 1);
+    s = spec_once("t", "k3", 0);
+    OK(pgsched_schedule_job(a, &s, E));
+    t0 = mono_us();
+    WAIT_UNTIL(mono_us() - t0 >= 400 * MS, 2000);
+    probe_open_gate(p);
+    for (i = 0; i < 3; i++) WAIT_STATUS("t", keys[i], PGSCHED_COMPLETED, 10000);
+    assert_int_equal(FAULT_GET(w->lost_claim_rows) >= 1, 1);
+    for (i = 0; i < 3; i++) {
+        pgsched_run_list *h = history_of(fx, "t", keys[i], 10);
+        size_t j, ok = 0;
+        for (j = 0; j < h->count; j++) ok += h->items[j].outcome == PGSCHED_OUTCOME_SUCCESS;
+        assert_int_equal(ok, 1);
+        runs = 0;
+        for (k = 0; k < probe_nrecs(p); k++) runs += strcmp(probe_rec(p, k).key, keys[i]) == 0;
+        if (runs != 1) fail_msg("%s ran %d times", keys[i], runs);
+    }
+    assert_int_equal(probe_nrecs(p), 3);
+}
+
 /* A handler that returns success after the shutdown timeout has its success recorded (its
    lease was kept), and destroy, called while it still runs, waits for it. */
 static int g_destroy_done; /* atomic */

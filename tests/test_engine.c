@@ -95,6 +95,7 @@
     X(cancel_reason_says_why_a_run_is_asked_to_stop)                                           \
     X(claim_whose_reply_was_lost_gives_its_rows_back_at_once)                                  \
     X(giving_back_lost_claims_leaves_the_nodes_own_runs_alone)                                 \
+    X(giving_back_lost_claims_runs_every_waiting_job_once)                                     \
     X(shutdown_from_handler_or_callback_refused)                                               \
     X(destroy_shuts_down_running_node)                                                         \
     X(log_callback_may_call_node_api_during_shutdown)                                          \
