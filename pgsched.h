@@ -9349,16 +9349,47 @@ struct pgsched_node {
 
 /* ---- small helpers ---- */
 
+/* One log line, whatever the names, keys and texts in it hold (rows written by hand may carry
+   a line break that would forge a second line): control characters, C0, DEL and C1, become
+   \n, \r, \t or \xNN (\u0085 for the C1 ones, which are two bytes in UTF-8). */
+static void pgsched__log_escape(char *dst, size_t size, const char *src)
+{
+    size_t o = 0;
+    const unsigned char *c = (const unsigned char *)src;
+    for (; *c && o + 1 < size; c++) {
+        char esc[8];
+        const char *put = esc;
+        size_t k;
+        if (*c == '\n') put = "\\n";
+        else if (*c == '\r') put = "\\r";
+        else if (*c == '\t') put = "\\t";
+        else if (*c < 0x20 || *c == 0x7f) snprintf(esc, sizeof esc, "\\x%02x", (unsigned)*c);
+        else if (*c == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f) {
+            snprintf(esc, sizeof esc, "\\u%04x", (unsigned)c[1]);
+            c++;
+        } else {
+            dst[o++] = (char)*c;
+            continue;
+        }
+        k = strlen(put);
+        if (o + k >= size) break;
+        memcpy(dst + o, put, k);
+        o += k;
+    }
+    dst[o] = '\0';
+}
+
 static void pgsched__log(pgsched_node *n, pgsched_log_level level, const char *fmt, ...)
     PGSCHED__PRINTF(3, 4);
 static void pgsched__log(pgsched_node *n, pgsched_log_level level, const char *fmt, ...)
 {
-    char msg[1024];
+    char raw[1024], msg[1024];
     va_list ap;
     if (level < n->cfg.log_level) return;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    pgsched__log_escape(msg, sizeof msg, raw);
     if (n->cfg.log) {
         n->cfg.log(n->cfg.log_user, level, msg);
     } else {

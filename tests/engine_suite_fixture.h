@@ -186,6 +186,8 @@ typedef struct efx {
 
     pthread_mutex_t log_mu;
     int log_count[PGSCHED_LOG_OFF + 1];
+    int log_control;        /* lines holding a control character (a line break, say) */
+    char log_error[512];    /* the last line logged at PGSCHED_LOG_ERROR */
     pgsched_time started_mono; /* for the per-test time printed with ENGINE_TEST_VERBOSE */
 } efx;
 
@@ -267,6 +269,15 @@ static void fx_log(void *user, pgsched_log_level level, const char *message)
     efx *fx = (efx *)user;
     pthread_mutex_lock(&fx->log_mu);
     if (level >= 0 && level <= PGSCHED_LOG_OFF) fx->log_count[level]++;
+    {
+        const unsigned char *c;
+        for (c = (const unsigned char *)message; *c; c++)
+            if (*c < 0x20 || *c == 0x7f) {
+                fx->log_control++;
+                break;
+            }
+    }
+    if (level == PGSCHED_LOG_ERROR) snprintf(fx->log_error, sizeof fx->log_error, "%s", message);
     pthread_mutex_unlock(&fx->log_mu);
     if (g_verbose) fprintf(stderr, "    [log %d] %s\n", (int)level, message);
 }

@@ -1145,6 +1145,40 @@ ENGINE_TEST(a_custom_row_run_by_a_type_without_next_run_callback_fails_after_one
     (void)n;
 }
 
+/* A key written by hand with a line break (and a C1 NEL) cannot forge a second log line: the
+   node's log line about the row shows them escaped. PostgreSQL only: the memory store cannot
+   be written around the API, which refuses such keys. */
+ENGINE_TEST(control_characters_of_a_hand_written_key_are_escaped_in_log_lines)
+{
+    pgsched_config c;
+    probe *p = fx_probe(fx);
+    pgsched_schedule_request q;
+    pgsched_schedule_outcome o;
+    char seen[512];
+    int control;
+    if (!fx->pg) return;
+    memset(&q, 0, sizeof q);
+    q.name = "t";
+    q.key = "k";
+    q.kind = PGSCHED_CUSTOM; /* the type below cannot compute it: an error line names the row */
+    q.max_retries = 3;
+    q.next_run = fx_now(fx) + PGSCHED_HOUR;
+    OK(pgsched_store_schedule(fx->store, &q, &o, E));
+    admin_exec("UPDATE \"%s\".\"" EFX_PREFIX "jobs\" SET key = E'k\\nerror: forged\\u0085line', "
+               "next_run = now() WHERE name = 't'",
+               fx->schema);
+    c = fx_config(fx);
+    start_node_with(fx, &c, "t", h_probe, p);
+    WAIT_UNTIL(fx_log_count(fx, PGSCHED_LOG_ERROR) >= 1, 3000);
+    pthread_mutex_lock(&fx->log_mu);
+    snprintf(seen, sizeof seen, "%s", fx->log_error);
+    control = fx->log_control;
+    pthread_mutex_unlock(&fx->log_mu);
+    if (!strstr(seen, "t/k\\nerror: forged\\u0085line"))
+        fail_msg("the error line does not show the key escaped: %s", seen);
+    assert_int_equal(control, 0);
+}
+
 /* An interval schedule whose next run would fall after year 9999 is over: the row completes
    after its run, as a cron schedule's does, and nothing is logged as an error (the message
    logged was an uninitialised buffer). Memory store: its clock is moved to year 9994 (the

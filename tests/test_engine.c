@@ -70,6 +70,7 @@
     X(custom_next_run_past_year_9999_ends_the_schedule)                                        \
     X(a_custom_row_run_by_a_type_without_next_run_callback_fails_after_one_run)                \
     X(an_interval_with_no_run_before_year_10000_completes_like_a_cron_schedule)                \
+    X(control_characters_of_a_hand_written_key_are_escaped_in_log_lines)                       \
     X(a_refused_outcome_does_not_hold_back_other_outcomes)                                     \
     X(run_immediately_runs_recurring_job_now)                                                  \
     X(schedule_at_sets_first_recurring_run)                                                    \
