@@ -12005,6 +12005,10 @@ PGSCHED_DEF size_t pgsched_metrics_prometheus(pgsched_node *n, char *buf, size_t
     pgsched__out_head(&o, "pgsched_stalled_taken_back_total", "counter",
                       "Runs of stalled nodes that this node took back.");
     pgsched__outf(&o, "pgsched_stalled_taken_back_total %lld\n", (long long)c.stalled_taken_back);
+    pgsched__out_head(&o, "pgsched_status_events_dropped_total", "counter",
+                      "Status changes not given to on_status because it fell too far behind.");
+    pgsched__outf(&o, "pgsched_status_events_dropped_total %lld\n",
+                  (long long)c.status_events_dropped);
     for (k = 0; k < sizeof per_type / sizeof per_type[0]; k++) {
         pgsched__out_head(&o, per_type[k].name, per_type[k].type, per_type[k].help);
         for (i = 0; i < ntypes; i++) {

@@ -163,6 +163,7 @@ ENGINE_TEST(prometheus_text_has_every_family_and_escapes_labels)
         "pgsched_connection_errors_total counter",
         "pgsched_claim_statements_total counter",
         "pgsched_stalled_taken_back_total counter",
+        "pgsched_status_events_dropped_total counter",
         "pgsched_claimed_total counter",
         "pgsched_runs_total counter",
         "pgsched_retries_total counter",
