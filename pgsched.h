@@ -7713,6 +7713,47 @@ static char *pgsched__pg_migration_text(pgsched__pg *p, int v)
     return q;
 }
 
+/* The privileges a node's statements need, checked at setup so that a role missing one fails
+   pgsched_start with a sentence naming it, instead of starting and failing every statement:
+   USAGE on the schema; SELECT, INSERT, UPDATE, DELETE on jobs and nodes; SELECT, INSERT,
+   DELETE on runs; SELECT on schema_version; USAGE (or UPDATE) on the sequence (nextval).
+   The README's security section lists the same grants. */
+static pgsched_result pgsched__pg_check_privileges(pgsched__pg *p, PGconn *c, pgsched_error *err)
+{
+    static const char *const sql =
+        "SELECT current_user, string_agg(k.priv || ' on ' || k.kind || ' ' || k.obj, ', ' "
+        "ORDER BY k.n) FROM (VALUES (1, 'USAGE', 'schema', $1::text), "
+        "(2, 'SELECT', 'table', $2::text), (3, 'INSERT', 'table', $2::text), "
+        "(4, 'UPDATE', 'table', $2::text), (5, 'DELETE', 'table', $2::text), "
+        "(6, 'SELECT', 'table', $3::text), (7, 'INSERT', 'table', $3::text), "
+        "(8, 'DELETE', 'table', $3::text), "
+        "(9, 'SELECT', 'table', $4::text), (10, 'INSERT', 'table', $4::text), "
+        "(11, 'UPDATE', 'table', $4::text), (12, 'DELETE', 'table', $4::text), "
+        "(13, 'SELECT', 'table', $5::text), (14, 'USAGE', 'sequence', $6::text)) "
+        "AS k(n, priv, kind, obj) WHERE NOT CASE WHEN k.kind = 'schema' "
+        "THEN has_schema_privilege(k.obj, k.priv) WHEN k.kind = 'table' "
+        "THEN has_table_privilege(k.obj, k.priv) "
+        "ELSE has_sequence_privilege(k.obj, 'USAGE, UPDATE') END";
+    const char *vals[6];
+    PGresult *res;
+    pgsched_result r;
+    vals[0] = p->schema;
+    vals[1] = p->names_sql[PGSCHED__PGN_JOBS];
+    vals[2] = p->names_sql[PGSCHED__PGN_RUNS];
+    vals[3] = p->names_sql[PGSCHED__PGN_NODES];
+    vals[4] = p->names_sql[PGSCHED__PGN_VERSION];
+    vals[5] = p->names_sql[PGSCHED__PGN_SEQ];
+    res = PQexecParams(c, sql, 6, NULL, vals, NULL, NULL, 0);
+    r = pgsched__pg_check(c, res, "checking the role's privileges", err);
+    if (r == PGSCHED_OK && !PQgetisnull(res, 0, 1))
+        r = pgsched__fail(err, PGSCHED_ERR_DATABASE,
+                          "the role \"%s\" lacks privileges a node needs: %s (the README's "
+                          "security section lists the grants)",
+                          PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+    PQclear(res);
+    return r;
+}
+
 static pgsched_result pgsched__pg_setup(pgsched_store *s, pgsched_error *err)
 {
     pgsched__pg *p = (pgsched__pg *)s;
@@ -7764,6 +7805,7 @@ static pgsched_result pgsched__pg_setup(pgsched_store *s, pgsched_error *err)
                               version < PGSCHED__PG_SCHEMA_VERSION
                                   ? " (start a node with schema creation on to upgrade it)"
                                   : " (a newer pgsched wrote it; upgrade this program)");
+        if (r == PGSCHED_OK) r = pgsched__pg_check_privileges(p, c->conn, err);
         pgsched__pg_release(p, c);
         return r == PGSCHED_OK ? pgsched__ok(err) : r;
     }
@@ -7845,6 +7887,16 @@ static pgsched_result pgsched__pg_setup(pgsched_store *s, pgsched_error *err)
     }
     if (r == PGSCHED_OK) r = pgsched__pg_exec_simple(c->conn, "COMMIT", "committing the migration", err);
     else if (PQstatus(c->conn) == CONNECTION_OK) PQclear(PQexec(c->conn, "ROLLBACK"));
+    if (r != PGSCHED_OK && err && strstr(err->message, "(SQLSTATE 42501)")) {
+        /* a role that may use the tables but not create or alter them */
+        size_t m = strlen(err->message);
+        snprintf(err->message + m, sizeof err->message - m,
+                 "; a role without CREATE on the schema (one with row privileges only) must "
+                 "run with no_create_schema set, which checks the schema instead of creating "
+                 "or migrating it");
+    }
+    /* tables another role created, and this one may create beside but not use */
+    if (r == PGSCHED_OK) r = pgsched__pg_check_privileges(p, c->conn, err);
     pgsched__pg_release(p, c);
     return r == PGSCHED_OK ? pgsched__ok(err) : r;
 }

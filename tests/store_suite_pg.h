@@ -263,6 +263,98 @@ STORE_TEST(pg_a_check_only_setup_refuses_a_schema_older_than_this_library)
                      0);
 }
 
+/* Grants `role` exactly what the README's security section lists for a node in check-only
+   mode, but `omit` (a "PRIVILEGE ON object" line of that list, e.g. "INSERT ON runs"). */
+static void grant_node_privileges(fixture *fx, const char *role, const char *omit)
+{
+    static const char *const grants[][2] = {
+        {"USAGE ON SCHEMA", ""},     {"SELECT ON TABLE", "jobs"}, {"INSERT ON TABLE", "jobs"},
+        {"UPDATE ON TABLE", "jobs"}, {"DELETE ON TABLE", "jobs"}, {"SELECT ON TABLE", "runs"},
+        {"INSERT ON TABLE", "runs"}, {"DELETE ON TABLE", "runs"}, {"SELECT ON TABLE", "nodes"},
+        {"INSERT ON TABLE", "nodes"}, {"UPDATE ON TABLE", "nodes"}, {"DELETE ON TABLE", "nodes"},
+        {"SELECT ON TABLE", "schema_version"}, {"USAGE ON SEQUENCE", "seq"},
+    };
+    size_t i;
+    for (i = 0; i < sizeof grants / sizeof grants[0]; i++) {
+        char line[64];
+        snprintf(line, sizeof line, "%s %s", grants[i][0], grants[i][1]);
+        if (omit && strcmp(line, omit) == 0) continue;
+        if (!grants[i][1][0])
+            admin_exec("GRANT %s \"%s\" TO \"%s\"", grants[i][0], fx->schema, role);
+        else
+            admin_exec("GRANT %s \"%s\".\"%s%s\" TO \"%s\"", grants[i][0], fx->schema,
+                       fx->prefix, grants[i][1], role);
+    }
+}
+
+/* A role with the node's grants but `omit`, and a check-only store through it. */
+static pgsched_store *store_of_role_without(fixture *fx, const char *omit, int no_create)
+{
+    char role[64], *conninfo;
+    pgsched_store *s;
+    snprintf(role, sizeof role, "r_%ld_%d", (long)getpid(), ++g_schema_counter);
+    snprintf(fx->roles[fx->nroles++], sizeof fx->roles[0], "%s", role);
+    admin_exec("CREATE ROLE \"%s\" LOGIN", role);
+    grant_node_privileges(fx, role, omit);
+    conninfo = conninfo_with(g_dsn, role, NULL);
+    if (fx_pg_store(fx, conninfo, fx->schema, fx->prefix, no_create, &s, E) != PGSCHED_OK) {
+        free(conninfo);
+        fail_msg("create: %s", fx->err.message);
+    }
+    free(conninfo);
+    return s;
+}
+
+STORE_TEST(pg_setup_names_each_privilege_a_check_only_role_lacks)
+{
+    static const struct {
+        const char *omit, *named;
+    } cases[] = {
+        {"USAGE ON SEQUENCE seq", "USAGE on sequence"},
+        {"INSERT ON TABLE runs", "INSERT on table"},
+        {"DELETE ON TABLE nodes", "DELETE on table"},
+        {"UPDATE ON TABLE jobs", "UPDATE on table"},
+    };
+    size_t i;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        pgsched_store *s = store_of_role_without(fx, cases[i].omit, 1);
+        FAILS(PGSCHED_ERR_DATABASE, pgsched_store_setup(s, E));
+        if (!strstr(fx->err.message, cases[i].named) || !strstr(fx->err.message, "lacks"))
+            fail_msg("without %s: %s", cases[i].omit, fx->err.message);
+    }
+    assert_true(fx->nroles <= 4);
+}
+
+STORE_TEST(pg_setup_refuses_a_select_only_role_naming_what_it_lacks)
+{
+    char role[64], *conninfo;
+    pgsched_store *s;
+    snprintf(role, sizeof role, "r_%ld_%d", (long)getpid(), ++g_schema_counter);
+    snprintf(fx->roles[fx->nroles++], sizeof fx->roles[0], "%s", role);
+    admin_exec("CREATE ROLE \"%s\" LOGIN", role);
+    admin_exec("GRANT USAGE ON SCHEMA \"%s\" TO \"%s\"", fx->schema, role);
+    admin_exec("GRANT SELECT ON ALL TABLES IN SCHEMA \"%s\" TO \"%s\"", fx->schema, role);
+    admin_exec("GRANT SELECT ON ALL SEQUENCES IN SCHEMA \"%s\" TO \"%s\"", fx->schema, role);
+    conninfo = conninfo_with(g_dsn, role, NULL);
+    if (fx_pg_store(fx, conninfo, fx->schema, fx->prefix, 1, &s, E) != PGSCHED_OK) {
+        free(conninfo);
+        fail_msg("create: %s", fx->err.message);
+    }
+    free(conninfo);
+    FAILS(PGSCHED_ERR_DATABASE, pgsched_store_setup(s, E));
+    if (!strstr(fx->err.message, "INSERT on table") || !strstr(fx->err.message, "USAGE on sequence"))
+        fail_msg("%s", fx->err.message);
+}
+
+STORE_TEST(pg_default_mode_run_by_a_row_privilege_role_hints_at_no_create_schema)
+{
+    pgsched_store *s = store_of_role_without(fx, NULL, 0);
+    FAILS(PGSCHED_ERR_DATABASE, pgsched_store_setup(s, E));
+    if (!strstr(fx->err.message, "permission denied") ||
+        !strstr(fx->err.message, "no_create_schema"))
+        fail_msg("%s", fx->err.message);
+}
+
 STORE_TEST(pg_a_role_with_only_row_privileges_can_run_a_node)
 {
     char role[64], *conninfo;
@@ -284,11 +376,7 @@ STORE_TEST(pg_a_role_with_only_row_privileges_can_run_a_node)
     snprintf(role, sizeof role, "r_%ld_%d", (long)getpid(), ++g_schema_counter);
     snprintf(fx->roles[fx->nroles++], sizeof fx->roles[0], "%s", role);
     admin_exec("CREATE ROLE \"%s\" LOGIN", role);
-    admin_exec("GRANT USAGE ON SCHEMA \"%s\" TO \"%s\"", fx->schema, role);
-    admin_exec("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"%s\" TO \"%s\"",
-               fx->schema, role);
-    admin_exec("GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA \"%s\" TO \"%s\"",
-               fx->schema, role);
+    grant_node_privileges(fx, role, NULL);
     conninfo = conninfo_with(g_dsn, role, NULL);
     if (fx_pg_store(fx, conninfo, fx->schema, fx->prefix, 1, &s, E) != PGSCHED_OK) {
         free(conninfo);

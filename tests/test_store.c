@@ -158,6 +158,9 @@
     X(pg_setup_refuses_a_schema_written_by_a_newer_version)                                    \
     X(pg_a_check_only_setup_refuses_a_schema_older_than_this_library)                         \
     X(pg_a_role_with_only_row_privileges_can_run_a_node)                                       \
+    X(pg_setup_names_each_privilege_a_check_only_role_lacks)                                   \
+    X(pg_setup_refuses_a_select_only_role_naming_what_it_lacks)                                \
+    X(pg_default_mode_run_by_a_row_privilege_role_hints_at_no_create_schema)                   \
     X(pg_eight_nodes_setting_up_a_fresh_schema_at_once_migrate_it_once)                        \
     X(pg_several_prefixes_set_up_at_once_in_a_new_schema_all_succeed)                          \
     X(pg_a_setup_waiting_for_the_migration_lock_waits_past_the_lock_timeout)                   \
