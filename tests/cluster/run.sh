@@ -8,8 +8,10 @@
 #
 #   - every one-time job ends completed with exactly one success in the history; a run that
 #     succeeded but is not that success must be explained: its node was killed, or lost its
-#     lease (the history shows its attempt taken back as stalled), or gave it back at shutdown
+#     lease (the history shows its attempt taken back as stalled), or gave its row back (the
+#     history shows "released": at shutdown, or after reconnecting once its lease had expired)
 #   - no two runs of one instance overlap, unless one of them was on a frozen node
+#   - a handler stopped by a cancel knows why (pgsched_run_cancel_reason)
 #   - nothing starts before it is due (both times in the database's clock)
 #   - no cron second fires twice; no row is left running; no recorded run is left unfinished
 #     on a live node; the history's successes and failures are the recorded ones, each
