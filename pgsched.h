@@ -800,6 +800,9 @@ typedef enum pgsched_log_level {
 #define PGSCHED_RUN_FAILURE 1
 typedef int (*pgsched_handler)(pgsched_run *run);
 
+/* claim_ahead in a node's configuration: claim only as many rows as there are free workers. */
+#define PGSCHED_NO_CLAIM_AHEAD (-1)
+
 /* max_retries in a job type or a spec: 0 = default, PGSCHED_NO_RETRIES = none. */
 #define PGSCHED_NO_RETRIES (-1)
 
@@ -844,6 +847,10 @@ typedef struct pgsched_config {
     int no_create_schema;        /* PostgreSQL store: only check the schema version */
 
     int max_concurrent;          /* workers = runs at once; 0 = 4; at most 1024 */
+    int claim_ahead;             /* due rows claimed beyond the free workers and queued here
+                                    until one is free (leases renewed, cancels honoured,
+                                    given back at shutdown); 0 = 64; PGSCHED_NO_CLAIM_AHEAD =
+                                    none; at most 10000 */
     pgsched_duration poll_interval;      /* 0 = 1 s */
     pgsched_duration heartbeat_interval; /* 0 = stall_timeout / 6, at most 5 s; at most
                                             stall_timeout / 2 */
@@ -6363,6 +6370,25 @@ enum {
 #define PGSCHED__PG_TIMES_FINITE                                                                  \
     "(isfinite(next_run) AND isfinite(ch_next_run) AND isfinite(heartbeat_at))"
 
+/* Since when a running row has been silent: its heartbeat, or forever without one. */
+#define PGSCHED__PG_SILENT_SINCE "coalesce(heartbeat_at, '-infinity'::timestamptz)"
+
+/* "status = 'running'" in a look-up by key, written so that the partial indexes of running
+   rows (whose predicate it would otherwise imply) are not candidates: with statistics taken
+   while few rows ran, the planner would read every running row through one of them for each
+   key instead of the primary key. Status values are ASCII, so the C collation changes no
+   result. */
+#define PGSCHED__IS_RUNNING(x) x ".status COLLATE \"C\" = 'running' "
+
+/* The rows a CTE `c` has just locked, found again for its UPDATE by their tuple ids: the
+   join by key alone gets a hash join over the whole table once the planner's generic guess of
+   a LIMIT $n batch (a tenth of the rows) exceeds what an index look-up per row would cost.
+   (A row whose lock followed a concurrent update to a version newer than the statement's
+   snapshot is not found again: it stays as it was, unclaimed, and the lock ends at commit.) */
+#define PGSCHED__BY_TID(c)                                                                        \
+    "WHERE j.ctid = ANY (ARRAY(SELECT " c "_.tid FROM " c " " c "_)) AND j.ctid = " c ".tid "    \
+    "AND j.name = " c ".name AND j.key = " c ".key "
+
 static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     /* NOW */
     "SELECT now()",
@@ -6437,15 +6463,15 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
        row); claimed rows fill the job columns. Each type is read through its own
        (name, next_run) index range, so neither a million future rows nor a backlog of due
        rows of any type makes a claim slower: it touches at most max rows per type. */
-    "WITH c AS (SELECT s.name, s.key, nextval('{Q}') AS v FROM (SELECT l.name, l.key "
-    "FROM (SELECT DISTINCT unnest($2::text[]) AS name) n CROSS JOIN LATERAL "
-    "(SELECT x.name, x.key, x.next_run FROM {J} x WHERE x.name = n.name "
+    "WITH c AS (SELECT s.name, s.key, s.tid, nextval('{Q}') AS v FROM (SELECT l.name, l.key, "
+    "l.tid FROM (SELECT DISTINCT unnest($2::text[]) AS name) n CROSS JOIN LATERAL "
+    "(SELECT x.name, x.key, x.next_run, x.ctid AS tid FROM {J} x WHERE x.name = n.name "
     "AND x.status = 'pending' AND x.next_run <= now() ORDER BY x.next_run "
     "LIMIT $3::int4 FOR UPDATE SKIP LOCKED) l ORDER BY l.next_run LIMIT $3::int4) s), "
     "u AS (UPDATE {J} j SET status = 'running', owner = $1::text, lease = c.v, version = c.v, "
     "last_lease = NULL, "
     "attempt = j.attempt + 1, cancel_requested = false, started_at = now(), "
-    "heartbeat_at = now(), updated_at = now() FROM c WHERE j.name = c.name AND j.key = c.key "
+    "heartbeat_at = now(), updated_at = now() FROM c " PGSCHED__BY_TID("c")
     "RETURNING j.*), "
     /* next_due: the earliest pending row this claim did not take (the statement's snapshot
        still shows the claimed rows as pending, hence the anti-join with c) */
@@ -6460,20 +6486,23 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     " FROM info LEFT JOIN u ON true ORDER BY u.next_run",
 
     /* HEARTBEAT: $1 node $2 names[] $3 keys[] $4 tokens[] $5 renew. Returns the held leases,
-       each with whether it was renewed. The owner condition lets it read only this node's
-       running rows (the owner index). A row another transaction has locked (a caller
-       scheduling inside its own open transaction, say) is skipped, not waited for: it is
-       reported held but not renewed, and the other leases are renewed all the same. */
+       each with whether it was renewed. Each lease is looked up by primary key (a lateral
+       subquery the planner cannot turn into a scan of every running row), so the cost follows
+       the number of leases, not the running rows of other nodes. A row another transaction
+       has locked (a caller scheduling inside its own open transaction, say) is skipped, not
+       waited for: it is reported held but not renewed, and the other leases are renewed all
+       the same. */
     "WITH l AS (SELECT * FROM unnest($2::text[], $3::text[], $4::int8[]) AS l(name, key, token)), "
-    "k AS (SELECT j.name, j.key FROM {J} j JOIN l ON j.name = l.name AND j.key = l.key "
-    "AND j.lease = l.token WHERE $5::bool AND j.status = 'running' AND j.owner = $1::text "
-    "FOR UPDATE OF j SKIP LOCKED), "
+    "k AS (SELECT j.name, j.key FROM l CROSS JOIN LATERAL (SELECT x.name, x.key FROM {J} x "
+    "WHERE x.name = l.name AND x.key = l.key AND x.lease = l.token AND " PGSCHED__IS_RUNNING("x")
+    "AND x.owner = $1::text AND $5::bool FOR UPDATE SKIP LOCKED) j), "
     "h AS (UPDATE {J} j SET heartbeat_at = now() FROM k WHERE j.name = k.name AND j.key = k.key "
     "RETURNING j.name, j.key, j.cancel_requested, j.lease, true AS renewed), "
-    "r AS (SELECT j.name, j.key, j.cancel_requested, j.lease, false AS renewed FROM {J} j "
-    "JOIN l ON j.name = l.name AND j.key = l.key AND j.lease = l.token "
-    "WHERE j.status = 'running' AND j.owner = $1::text "
-    "AND NOT EXISTS (SELECT 1 FROM k WHERE k.name = j.name AND k.key = j.key)), "
+    "r AS (SELECT j.name, j.key, j.cancel_requested, j.lease, false AS renewed FROM l "
+    "CROSS JOIN LATERAL (SELECT x.name, x.key, x.cancel_requested, x.lease FROM {J} x "
+    "WHERE x.name = l.name AND x.key = l.key AND x.lease = l.token AND " PGSCHED__IS_RUNNING("x")
+    "AND x.owner = $1::text OFFSET 0) j "
+    "WHERE NOT EXISTS (SELECT 1 FROM k WHERE k.name = j.name AND k.key = j.key)), "
     "n AS (UPDATE {N} SET last_seen = now() WHERE id = $1::text RETURNING 1) "
     "SELECT now(), x.name, x.key, x.cancel_requested, x.lease, x.renewed FROM (SELECT 1) one "
     "LEFT JOIN (SELECT * FROM h UNION ALL SELECT * FROM r) x ON true",
@@ -6493,10 +6522,15 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "next_at, delay_us, rule, error, node, c_status, c_next_at, idx)), "
     /* a lease named twice in one batch: the first outcome applies, the others replay it */
     "o1 AS (SELECT DISTINCT ON (name, key, token) * FROM o ORDER BY name, key, token, idx), "
-    "cur AS (SELECT j.name, j.key, j.attempt, j.started_at, j.remove_requested, "
-    "j.cancel_requested, o1.idx FROM {J} j JOIN o1 ON j.name = o1.name AND j.key = o1.key "
-    "AND j.lease = o1.token WHERE j.status = 'running' FOR UPDATE OF j SKIP LOCKED), "
-    "e AS (SELECT cur.name, cur.key, cur.attempt, cur.started_at, cur.remove_requested, cur.idx, "
+    /* one primary-key look-up per outcome (see HEARTBEAT) */
+    "cur AS (SELECT j.name, j.key, j.tid, j.attempt, j.started_at, j.remove_requested, "
+    "j.cancel_requested, o1.idx FROM o1 CROSS JOIN LATERAL (SELECT x.name, x.key, "
+    "x.ctid AS tid, x.attempt, "
+    "x.started_at, x.remove_requested, x.cancel_requested FROM {J} x WHERE x.name = o1.name "
+    "AND x.key = o1.key AND x.lease = o1.token AND " PGSCHED__IS_RUNNING("x")
+    "FOR UPDATE SKIP LOCKED) j), "
+    "e AS (SELECT cur.name, cur.key, cur.tid, cur.attempt, cur.started_at, "
+    "cur.remove_requested, cur.idx, "
     "o.token, o.error, o.node, "
     "CASE WHEN x.cx THEN 'cancelled' ELSE o.outcome END AS outcome, "
     "CASE WHEN x.cx THEN o.c_status ELSE o.status END AS status, "
@@ -6508,19 +6542,21 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "hist AS (INSERT INTO {R} (id, name, key, node, attempt, started_at, finished_at, outcome, "
     "error) SELECT nextval('{Q}'), e.name, e.key, e.node, e.attempt, e.started_at, now(), "
     "e.outcome, e.error FROM e), "
-    "del AS (DELETE FROM {J} j USING e WHERE j.name = e.name AND j.key = e.key "
+    "del AS (DELETE FROM {J} j USING e " PGSCHED__BY_TID("e")
     "AND e.remove_requested RETURNING e.idx, j.name, nextval('{Q}') AS version, e.outcome), ",
     /* ... continued in pgsched__pg_template_tail (C99 caps a literal at 4095 bytes) */
 
-    /* TAKE_BACK: $1 node $2 stall_us $3 max $4 channel */
-    "WITH c AS (SELECT s.name, s.key, nextval('{Q}') AS v FROM (SELECT name, key FROM {J} "
-    /* a running row without a heartbeat time (written by hand) is as silent as can be */
-    "WHERE status = 'running' AND (heartbeat_at < now() - $2::int8 * interval '1 microsecond' "
-    "OR heartbeat_at IS NULL) ORDER BY heartbeat_at NULLS FIRST LIMIT $3::int4 "
-    "FOR UPDATE SKIP LOCKED) s), "
+    /* TAKE_BACK: $1 node $2 stall_us $3 max $4 channel. The stall index hands over the
+       running rows oldest heartbeat first (a running row without a heartbeat time, written by
+       hand, is as silent as can be: first), so the statement reads the rows it takes back
+       (and those others hold locked), not every running row. */
+    "WITH c AS (SELECT s.name, s.key, s.tid, nextval('{Q}') AS v FROM (SELECT name, key, "
+    "ctid AS tid FROM {J} WHERE status = 'running' AND " PGSCHED__PG_SILENT_SINCE
+    " < now() - $2::int8 * interval '1 microsecond' ORDER BY " PGSCHED__PG_SILENT_SINCE
+    " LIMIT $3::int4 FOR UPDATE SKIP LOCKED) s), "
     "u AS (UPDATE {J} j SET owner = $1::text, lease = c.v, version = c.v, heartbeat_at = now(), "
     "last_lease = NULL, "
-    "updated_at = now() FROM c WHERE j.name = c.name AND j.key = c.key RETURNING j.*) "
+    "updated_at = now() FROM c " PGSCHED__BY_TID("c") "RETURNING j.*) "
     "SELECT " PGSCHED__JOB_COLS("u.")
     "{NOTIFY, (SELECT " PGSCHED__NOTIFY("$4::text",
                                         "concat_ws(E'\\t', 'C', u.name, u.key, 'running', "
@@ -6703,17 +6739,15 @@ static const char *pgsched__pg_template_tail(int q)
             "finished_at = now(), owner = NULL, lease = NULL, last_lease = e.token, "
             "heartbeat_at = NULL, "
             "cancel_requested = false, version = nextval('{Q}'), updated_at = now() "
-            "FROM e WHERE j.name = e.name AND j.key = e.key "
+            "FROM e " PGSCHED__BY_TID("e")
             "AND NOT e.remove_requested "
             "RETURNING e.idx, j.status, j.next_run, j.version, e.outcome) "
             "SELECT o.idx, coalesce(upd.status, CASE WHEN del.name IS NOT NULL THEN 'none' END), "
             "upd.next_run, coalesce(upd.version, del.version), coalesce(upd.outcome, del.outcome), "
             "CASE WHEN upd.idx IS NULL AND del.name IS NULL THEN "
-            "CASE WHEN EXISTS (SELECT 1 FROM {J} x WHERE x.name = o.name AND x.key = o.key "
-            "AND x.last_lease = o.token) OR EXISTS (SELECT 1 FROM e WHERE e.name = o.name "
+            "CASE WHEN now_.last_lease = o.token OR EXISTS (SELECT 1 FROM e WHERE e.name = o.name "
             "AND e.key = o.key AND e.token = o.token) THEN 'replayed' "
-            "WHEN EXISTS (SELECT 1 FROM {J} x WHERE x.name = o.name AND x.key = o.key "
-            "AND x.lease = o.token AND x.status = 'running') THEN 'busy' END END"
+            "WHEN now_.lease = o.token AND now_.running THEN 'busy' END END"
             "{NOTIFY, CASE WHEN upd.status IS NULL AND del.name IS NULL THEN NULL ELSE (SELECT "
             PGSCHED__NOTIFY("$13::text", "concat_ws(E'\\t', 'C', o.name, o.key, 'running', "
                                          "coalesce(upd.status, 'none'), "
@@ -6721,7 +6755,11 @@ static const char *pgsched__pg_template_tail(int q)
                                          "coalesce(" PGSCHED__PG_US("upd.next_run") "::text, ''))")
             ") END}"
             " FROM o LEFT JOIN upd ON upd.idx = o.idx "
-            "LEFT JOIN del ON del.idx = o.idx ORDER BY o.idx";
+            "LEFT JOIN del ON del.idx = o.idx "
+            /* what became of a row this call did not write: looked up by key, and only then */
+            "LEFT JOIN LATERAL (SELECT x.last_lease, x.lease, " PGSCHED__IS_RUNNING("x")
+            "AS running FROM {J} x WHERE upd.idx IS NULL AND del.name IS NULL "
+            "AND x.name = o.name AND x.key = o.key OFFSET 0) now_ ON true ORDER BY o.idx";
     }
     return "";
 }
@@ -6822,7 +6860,13 @@ static const char *const pgsched__pg_migration_2 =
     "ADD CONSTRAINT {I:jobs_finite} CHECK " PGSCHED__PG_TIMES_FINITE ";"
     /* the status a row had before a schedule's upsert, so that the upsert reports it without
        a second look-up of the row (see SCHEDULE); meaningless between schedules */
-    "ALTER TABLE {J} ADD COLUMN IF NOT EXISTS prev_status text;";
+    "ALTER TABLE {J} ADD COLUMN IF NOT EXISTS prev_status text;"
+    /* Heartbeats and outcomes look their leases up by primary key, so the owner index of
+       running rows goes; take-back reads running rows by heartbeat age instead of sorting
+       all of them. (Heartbeat updates are no longer HOT; a row is heartbeaten only while its
+       run lasts longer than a heartbeat interval.) */
+    "DROP INDEX {S}.{I:jobs_running};"
+    "CREATE INDEX {I:jobs_stall} ON {J} (" PGSCHED__PG_SILENT_SINCE ") WHERE status = 'running';";
 
 /* Migration 2 also creates the SQL functions {P}schedule, {P}trigger, {P}cancel and
    {P}unschedule (and their helpers) in the schema, so that psql or a program in any language
@@ -9281,7 +9325,15 @@ typedef struct pgsched__pending {
     pgsched_outcome o;
     char *name, *key, *error;
     int counter;      /* which counter to bump when written */
+    pgsched_time not_before;     /* monotonic: its row was locked by another transaction */
+    pgsched_duration busy_wait;  /* how long it waited last time its row was locked */
 } pgsched__pending;
+
+/* A row claimed ahead of a free worker. Its lease is renewed like a running one's. */
+typedef struct pgsched__queued {
+    pgsched_job_list one; /* the row (one item) */
+    pgsched_time renewed; /* monotonic: when its lease was last known renewed */
+} pgsched__queued;
 
 enum { PGSCHED__COUNT_NONE, PGSCHED__COUNT_SUCCESS, PGSCHED__COUNT_FAILURE,
        PGSCHED__COUNT_RETRY, PGSCHED__COUNT_CANCELLED, PGSCHED__COUNT_STALLED };
@@ -9353,6 +9405,9 @@ struct pgsched_node {
     int nslots, free_slots;
     pgsched__pending *pending;
     size_t npending, pending_cap;
+    /* claimed ahead, waiting for a free worker, oldest first */
+    pgsched__queued *queue; /* entries queue[qhead .. qhead + nqueued - 1] */
+    int qhead, nqueued, queue_cap;
 
     /* dispatcher timing; monotonic microseconds */
     pgsched_time next_poll, next_heartbeat, next_cancel_check, next_stall, next_cleanup;
@@ -9369,6 +9424,7 @@ struct pgsched_node {
        dropped): rows this node owns in the store but does not run are given back */
     int strays;
     pgsched_time strays_retry_at;
+    pgsched_time outcome_ready_at; /* the earliest not_before of the pending outcomes */
     pgsched_time known_due;  /* store clock; 0 = unknown */
     pgsched_time hint_due;   /* earliest due time learned while a claim was in flight */
     pgsched_duration contended; /* re-claim delay while due rows are locked elsewhere */
@@ -10081,6 +10137,15 @@ static int pgsched__decide_kind(pgsched_node *n, const pgsched_job *job, const p
     }
 }
 
+/* A lease that could not be renewed for most of the stall timeout (the database is
+   unreachable from here, or another transaction keeps its row locked) must be assumed about
+   to be taken back by another node: its run is stopped and nothing is written for it, so a
+   job never runs twice at once. The margin of a quarter of the timeout covers the time a
+   cancelled handler needs to stop. */
+#define PGSCHED__FENCE(n) ((n)->cfg.stall_timeout / 4 * 3)
+
+static void pgsched__feed(pgsched_node *n);
+
 /* Queues an outcome for the dispatcher; takes ownership of `error`. Caller holds n->mu. */
 static void pgsched__queue_outcome(pgsched_node *n, const pgsched_job *job,
                                    const pgsched_outcome *o, char *error, int counter)
@@ -10117,6 +10182,9 @@ static void pgsched__queue_outcome(pgsched_node *n, const pgsched_job *job,
     p->o.error = p->error;
     p->o.token = job->lease;
     p->o.node_id = n->id;
+    p->not_before = 0;
+    p->busy_wait = 0;
+    n->outcome_ready_at = 0;
     n->npending++;
     pthread_cond_signal(&n->cv);
 }
@@ -10216,6 +10284,7 @@ static void *pgsched__worker_main(void *arg)
         n->free_slots++;
         n->counters.running--;
         PGSCHED__TC_ADD(s->type, running, -1);
+        pgsched__feed(n);
         pthread_cond_signal(&n->cv);
     }
     pthread_mutex_unlock(&n->mu);
@@ -10247,7 +10316,78 @@ static pgsched__slot *pgsched__find_slot(pgsched_node *n, const char *name, cons
     return NULL;
 }
 
-/* A cancel request for (name, key) reaches every run of it here. Caller holds n->mu. */
+/* ---- the claim-ahead queue (caller holds n->mu) ---- */
+
+#define PGSCHED__QUEUED(n, i) (&(n)->queue[(n)->qhead + (i)])
+
+/* Appends a claimed row; 0 when it cannot be held (out of memory). */
+static int pgsched__queue_push(pgsched_node *n, const pgsched_job *job, pgsched_time renewed)
+{
+    pgsched__queued *q;
+    if (n->qhead + n->nqueued == n->queue_cap) {
+        if (n->qhead > 0 && n->qhead >= n->queue_cap / 2) {
+            memmove(n->queue, n->queue + n->qhead, (size_t)n->nqueued * sizeof *n->queue);
+            n->qhead = 0;
+        } else {
+            int ncap = n->queue_cap ? n->queue_cap * 2 : 16;
+            pgsched__queued *nq = (pgsched__queued *)pgsched__realloc(
+                &n->alloc, n->queue, (size_t)ncap * sizeof *nq);
+            if (!nq) return 0;
+            n->queue = nq;
+            n->queue_cap = ncap;
+        }
+    }
+    q = &n->queue[n->qhead + n->nqueued];
+    pgsched_job_list_init(&q->one, &n->alloc);
+    if (pgsched_job_list_push(&q->one, job) != PGSCHED_OK) {
+        pgsched_job_list_free(&q->one);
+        return 0;
+    }
+    q->renewed = renewed;
+    n->nqueued++;
+    return 1;
+}
+
+/* Forgets queued row i. */
+static void pgsched__queue_drop(pgsched_node *n, int i)
+{
+    pgsched_job_list_free(&PGSCHED__QUEUED(n, i)->one);
+    if (i == 0) n->qhead++;
+    else
+        memmove(PGSCHED__QUEUED(n, i), PGSCHED__QUEUED(n, i + 1),
+                (size_t)(n->nqueued - i - 1) * sizeof *n->queue);
+    if (--n->nqueued == 0) n->qhead = 0;
+}
+
+/* Ends queued row i without running it: its outcome (cancelled, or given back) is written
+   like a run's. */
+static void pgsched__queue_end(pgsched_node *n, int i, pgsched_outcome_kind kind)
+{
+    const pgsched_job *job = &PGSCHED__QUEUED(n, i)->one.items[0];
+    pgsched_outcome o;
+    int counter;
+    memset(&o, 0, sizeof o);
+    counter = pgsched__decide(n, job, pgsched__find_type(n, job->name), kind, pgsched__db_now(n),
+                              &o);
+    pgsched__queue_outcome(n, job, &o, NULL,
+                           kind == PGSCHED_OUTCOME_RELEASED ? PGSCHED__COUNT_NONE : counter);
+    pgsched__queue_drop(n, i);
+}
+
+/* The queued row (name, key) under lease `token`, or -1. */
+static int pgsched__queue_find(pgsched_node *n, const char *name, const char *key, int64_t token)
+{
+    int i;
+    for (i = 0; i < n->nqueued; i++) {
+        const pgsched_job *j = &PGSCHED__QUEUED(n, i)->one.items[0];
+        if (j->lease == token && strcmp(j->name, name) == 0 && strcmp(j->key, key) == 0)
+            return i;
+    }
+    return -1;
+}
+
+/* A cancel request for (name, key) reaches every run of it here, and a queued row of it ends
+   as cancelled without starting. Caller holds n->mu. */
 static void pgsched__cancel_matching(pgsched_node *n, const char *name, const char *key)
 {
     int i;
@@ -10256,6 +10396,11 @@ static void pgsched__cancel_matching(pgsched_node *n, const char *name, const ch
         if (s->state != PGSCHED__SLOT_FREE && s->job.count &&
             strcmp(s->job.items[0].name, name) == 0 && strcmp(s->job.items[0].key, key) == 0)
             pgsched__cancel_slot(s, PGSCHED__CANCEL_REQUESTED);
+    }
+    for (i = n->nqueued - 1; i >= 0; i--) {
+        const pgsched_job *j = &PGSCHED__QUEUED(n, i)->one.items[0];
+        if (strcmp(j->name, name) == 0 && strcmp(j->key, key) == 0)
+            pgsched__queue_end(n, i, PGSCHED_OUTCOME_CANCELLED);
     }
 }
 
@@ -10321,7 +10466,11 @@ static int pgsched__retryable(pgsched_result r)
            r == PGSCHED_ERR_SCHEMA_VERSION;
 }
 
+static pgsched_time pgsched__min_time(pgsched_time a, pgsched_time b) { return a < b ? a : b; }
+
 #define PGSCHED__KEEP ((pgsched_result)1) /* per outcome: not written yet, try again */
+/* The longest wait before an outcome whose row was locked is written again. */
+#define PGSCHED__BUSY_WAIT_MAX (100 * PGSCHED_MILLISECOND)
 
 static void pgsched__flush_outcomes(pgsched_node *n)
 {
@@ -10329,20 +10478,50 @@ static void pgsched__flush_outcomes(pgsched_node *n)
     pgsched_outcome *os;
     pgsched_finish_result *rs;
     pgsched_error e;
-    size_t count, i, kept = 0;
+    size_t count, i, kept = 0, waiting = 0;
     pgsched_result r;
+    pgsched_time now;
+    int busy_long = 0;
 
     pthread_mutex_lock(&n->mu);
     count = n->npending;
-    if (!count || pgsched__monotonic() < n->outcome_retry_at) {
+    now = pgsched__monotonic();
+    if (!count || now < n->outcome_retry_at || now < n->outcome_ready_at) {
         pthread_mutex_unlock(&n->mu);
         return;
     }
-    /* Take the queue; new outcomes start a fresh one while this batch is written. */
+    /* Take the queue; new outcomes start a fresh one while this batch is written. Outcomes
+       whose row was locked a moment ago stay queued until their short wait is over. */
     batch = n->pending;
     n->pending = NULL;
     n->npending = n->pending_cap = 0;
+    for (i = 0; i < count; i++)
+        if (batch[i].not_before > now) waiting++;
+    if (waiting) {
+        pgsched__pending *w =
+            (pgsched__pending *)pgsched__malloc(&n->alloc, waiting * sizeof *w);
+        if (w) {
+            size_t k = 0, m = 0;
+            pgsched_time ready_at = PGSCHED_NEVER;
+            for (i = 0; i < count; i++) {
+                if (batch[i].not_before > now) {
+                    ready_at = pgsched__min_time(ready_at, batch[i].not_before);
+                    w[k++] = batch[i];
+                } else {
+                    batch[m++] = batch[i];
+                }
+            }
+            n->pending = w;
+            n->npending = n->pending_cap = waiting;
+            n->outcome_ready_at = ready_at;
+            count = m;
+        } /* else: written early, which is harmless */
+    }
     pthread_mutex_unlock(&n->mu);
+    if (!count) {
+        pgsched__free(&n->alloc, batch);
+        return;
+    }
 
     os = (pgsched_outcome *)pgsched__malloc(&n->alloc, count * sizeof *os);
     rs = (pgsched_finish_result *)pgsched__calloc(&n->alloc, count * sizeof *rs);
@@ -10373,9 +10552,19 @@ static void pgsched__flush_outcomes(pgsched_node *n)
         for (i = 0; i < count; i++) rs[i].code = PGSCHED__KEEP;
     for (i = 0; i < count; i++)
         if (rs[i].code == PGSCHED_ERR_BUSY) {
-            /* another transaction has the row locked: written by a later flush */
+            /* Another transaction has the row locked: usually another node's claim, whose
+               lock on a row it found already claimed lasts until its commit, a millisecond
+               or so. This outcome alone is written again shortly, the others are not held
+               back; only a lock that lasts (a caller's open transaction) is worth a word. */
+            batch[i].busy_wait = batch[i].busy_wait ? batch[i].busy_wait * 2
+                                                    : 2 * PGSCHED_MILLISECOND;
+            if (batch[i].busy_wait >= PGSCHED__BUSY_WAIT_MAX) {
+                batch[i].busy_wait = PGSCHED__BUSY_WAIT_MAX;
+                busy_long = 1;
+            }
+            batch[i].not_before = pgsched__monotonic() + batch[i].busy_wait;
             rs[i].code = PGSCHED__KEEP;
-            if (r == PGSCHED_OK)
+            if (r == PGSCHED_OK && busy_long)
                 pgsched__fail(&e, PGSCHED_ERR_BUSY, "%s/%s: the row is locked by another "
                               "transaction; the outcome is written later", batch[i].name,
                               batch[i].key);
@@ -10440,13 +10629,16 @@ static void pgsched__flush_outcomes(pgsched_node *n)
             pgsched__free(&n->alloc, n->pending);
             n->pending = merged;
             n->npending = n->pending_cap = total;
+            n->outcome_ready_at = PGSCHED_NEVER;
+            for (i = 0; i < total; i++)
+                n->outcome_ready_at = pgsched__min_time(n->outcome_ready_at, merged[i].not_before);
         } else {
             n->lost_outcomes += (int)kept;
         }
-        n->outcome_retry_at = pgsched__monotonic() + pgsched__retry_delay(n, r);
+        if (r != PGSCHED_OK) n->outcome_retry_at = pgsched__monotonic() + pgsched__retry_delay(n, r);
     }
     pthread_mutex_unlock(&n->mu);
-    if (kept) pgsched__store_trouble(n, "recording outcomes", &e);
+    if (kept && (r != PGSCHED_OK || busy_long)) pgsched__store_trouble(n, "recording outcomes", &e);
     for (i = 0; i < count; i++) {
         if (rs[i].code == PGSCHED_OK && !rs[i].replayed)
             pgsched__cb_push(n, batch[i].name, batch[i].key, PGSCHED_RUNNING, rs[i].new_status,
@@ -10474,6 +10666,13 @@ static size_t pgsched__collect_leases(pgsched_node *n, pgsched_lease *ls, size_t
         ls[k].name = sl->job.items[0].name;
         ls[k].key = sl->job.items[0].key;
         ls[k].token = sl->job.items[0].lease;
+        k++;
+    }
+    for (s = 0; s < n->nqueued && k < cap; s++) {
+        const pgsched_job *j = &PGSCHED__QUEUED(n, s)->one.items[0];
+        ls[k].name = j->name;
+        ls[k].key = j->key;
+        ls[k].token = j->lease;
         k++;
     }
     for (i = 0; i < n->npending && k < cap; i++) {
@@ -10504,7 +10703,7 @@ static void pgsched__heartbeat(pgsched_node *n, int renew)
     pgsched_result r;
 
     pthread_mutex_lock(&n->mu);
-    cap = (size_t)n->nslots + n->npending;
+    cap = (size_t)n->nslots + (size_t)n->nqueued + n->npending;
     ls = (pgsched_lease *)pgsched__malloc(&n->alloc, (cap + 1) * sizeof *ls);
     st = (pgsched_lease_state *)pgsched__malloc(&n->alloc, (cap + 1) * sizeof *st);
     names = (char **)pgsched__calloc(&n->alloc, (cap + 1) * sizeof *names);
@@ -10546,6 +10745,21 @@ static void pgsched__heartbeat(pgsched_node *n, int renew)
     n->counters.connected = 1;
     for (i = 0; i < k; i++) {
         pgsched__slot *s = pgsched__find_slot(n, ls[i].name, ls[i].key, ls[i].token);
+        int qi = s ? -1 : pgsched__queue_find(n, ls[i].name, ls[i].key, ls[i].token);
+        if (qi >= 0) {
+            /* a queued row: renewed, lost (never started, nothing to write) or cancelled */
+            if (st[i].lost) {
+                n->counters.lease_lost++;
+                pgsched__queue_drop(n, qi);
+            } else if (st[i].cancel_requested) {
+                pgsched__queue_end(n, qi, PGSCHED_OUTCOME_CANCELLED);
+            } else if (renew && !st[i].busy && before > PGSCHED__QUEUED(n, qi)->renewed) {
+                PGSCHED__QUEUED(n, qi)->renewed = before;
+            }
+            if (renew && st[i].busy) pgsched__heartbeat_soon(n);
+            st[i].lost = 0;
+            continue;
+        }
         /* The store renewed the lease at some instant after `before`: measuring its age
            from `before` can only overstate it, which is the safe side for self-fencing. A
            busy lease (its row locked by another transaction) was not renewed. */
@@ -10620,6 +10834,29 @@ static int pgsched__assign(pgsched_node *n, const pgsched_job *job, pgsched_time
     return 0; /* no free slot: cannot happen, a claim never asks for more than the free slots */
 }
 
+/* Hands queued rows to free workers, oldest first. A row whose lease has not been renewed
+   for as long as self-fencing allows is not started: another node may take it back. Caller
+   holds mu. */
+static void pgsched__feed(pgsched_node *n)
+{
+    pgsched_time now = pgsched__monotonic();
+    while (n->free_slots > 0 && n->nqueued > 0 && n->state < PGSCHED__STOPPING) {
+        pgsched__queued *q = PGSCHED__QUEUED(n, 0);
+        if (now - q->renewed > PGSCHED__FENCE(n)) n->counters.lease_lost++;
+        else if (!pgsched__assign(n, &q->one.items[0], q->renewed)) n->lost_outcomes++;
+        pgsched__queue_drop(n, 0);
+    }
+}
+
+/* How many rows a claim may take now: the free workers plus the room in the queue, once the
+   queue has run down to half (so that a busy node claims in batches, not a row at a time).
+   Caller holds mu. */
+static int pgsched__claim_room(const pgsched_node *n)
+{
+    if (n->nqueued > n->cfg.claim_ahead / 2) return 0;
+    return n->free_slots + n->cfg.claim_ahead - n->nqueued;
+}
+
 static void pgsched__claim(pgsched_node *n)
 {
     pgsched_claim_request q;
@@ -10632,7 +10869,7 @@ static void pgsched__claim(pgsched_node *n)
     int want;
 
     pthread_mutex_lock(&n->mu);
-    want = n->free_slots;
+    want = pgsched__claim_room(n);
     n->hint_due = 0; /* due times learned from now on survive this claim's result */
     pthread_mutex_unlock(&n->mu);
     if (want <= 0 || !n->nrun) return;
@@ -10663,8 +10900,13 @@ static void pgsched__claim(pgsched_node *n)
         return;
     }
     PGSCHED__STORE(&n->offset, info.now - (before + (pgsched__monotonic() - before) / 2));
-    for (i = 0; i < got.count; i++)
-        if (!pgsched__assign(n, &got.items[i], before)) n->lost_outcomes++;
+    for (i = 0; i < got.count; i++) {
+        int held = n->free_slots > 0 && n->nqueued == 0
+                       ? pgsched__assign(n, &got.items[i], before)
+                       : pgsched__queue_push(n, &got.items[i], before);
+        if (!held) n->lost_outcomes++;
+    }
+    pgsched__feed(n);
     /* A full batch may have left due rows behind: claim again as soon as a slot frees.
        A partial batch with due rows left means others hold those rows locked: other nodes'
        claims, briefly, or a caller's open transaction, for as long as it likes. Look again
@@ -10768,11 +11010,12 @@ static void pgsched__cleanup(pgsched_node *n)
 }
 
 /* Whether this node holds the lease (name, key, token) in memory: a run (started or about to
-   start) or an outcome waiting to be written. Caller holds n->mu. */
+   start), a row claimed ahead, or an outcome waiting to be written. Caller holds n->mu. */
 static int pgsched__holds_lease(pgsched_node *n, const pgsched_job *j)
 {
     size_t i;
     if (pgsched__find_slot(n, j->name, j->key, j->lease)) return 1;
+    if (pgsched__queue_find(n, j->name, j->key, j->lease) >= 0) return 1;
     for (i = 0; i < n->npending; i++)
         if (n->pending[i].o.token == j->lease && strcmp(n->pending[i].name, j->name) == 0 &&
             strcmp(n->pending[i].key, j->key) == 0)
@@ -10869,12 +11112,6 @@ static int pgsched__still_going(pgsched_node *n, char *buf, size_t size)
     return count;
 }
 
-/* A lease that could not be renewed for most of the stall timeout (the database is
-   unreachable from here, or another transaction keeps its row locked) must be assumed about
-   to be taken back by another node: its run is stopped and nothing is written for it, so a
-   job never runs twice at once. The margin of a quarter of the timeout covers the time a
-   cancelled handler needs to stop. */
-#define PGSCHED__FENCE(n) ((n)->cfg.stall_timeout / 4 * 3)
 
 /* Whether a slot holds a lease that self-fencing watches. Caller holds n->mu. */
 static int pgsched__slot_fenceable(const pgsched__slot *s)
@@ -10911,7 +11148,6 @@ static pgsched_time pgsched__next_fence(pgsched_node *n)
     return t;
 }
 
-static pgsched_time pgsched__min_time(pgsched_time a, pgsched_time b) { return a < b ? a : b; }
 
 static void *pgsched__dispatcher_main(void *arg)
 {
@@ -10926,6 +11162,11 @@ static void *pgsched__dispatcher_main(void *arg)
         int running = n->nslots - n->free_slots, i;
         int do_flush, do_hb, do_cc, do_claim, do_stall, do_clean, do_strays;
 
+        if (stopping && n->nqueued) {
+            /* queued rows never started: given back at once, no attempt counted */
+            while (n->nqueued) pgsched__queue_end(n, n->nqueued - 1, PGSCHED_OUTCOME_RELEASED);
+            continue;
+        }
         if (stopping && running == 0 && n->npending == 0) break;
         if (stopping && !n->stop_asked && now >= n->stop_ask_at) {
             /* drain mode: the runs had their time to finish; now they are asked to stop */
@@ -10966,12 +11207,12 @@ static void *pgsched__dispatcher_main(void *arg)
             pthread_mutex_lock(&n->mu);
             continue;
         }
-        do_flush = n->npending > 0 && now >= n->outcome_retry_at;
+        do_flush = n->npending > 0 && now >= n->outcome_retry_at && now >= n->outcome_ready_at;
         do_hb = now >= n->next_heartbeat;
-        do_cc = !do_hb && running > 0 &&
+        do_cc = !do_hb && (running > 0 || n->nqueued > 0) &&
                 (now >= n->next_cancel_check ||
                  (n->wake_cancel_check && now >= n->cc_not_before));
-        do_claim = !stopping && n->free_slots > 0 && n->nrun > 0 && now >= n->claim_retry_at &&
+        do_claim = !stopping && pgsched__claim_room(n) > 0 && n->nrun > 0 && now >= n->claim_retry_at &&
                    (n->resync || now >= n->next_poll ||
                     (n->known_due && n->known_due <= db_now));
         do_stall = !stopping && now >= n->next_stall;
@@ -11002,7 +11243,10 @@ static void *pgsched__dispatcher_main(void *arg)
             continue;
         }
         wake = n->next_heartbeat;
-        if (n->npending) wake = pgsched__min_time(wake, n->outcome_retry_at);
+        if (n->npending)
+            wake = pgsched__min_time(wake, n->outcome_retry_at > n->outcome_ready_at
+                                               ? n->outcome_retry_at
+                                               : n->outcome_ready_at);
         if (n->strays) wake = pgsched__min_time(wake, n->strays_retry_at);
         if (running) {
             wake = pgsched__min_time(wake, n->next_cancel_check);
@@ -11016,7 +11260,7 @@ static void *pgsched__dispatcher_main(void *arg)
         } else {
             wake = pgsched__min_time(wake, n->next_stall);
             wake = pgsched__min_time(wake, n->next_cleanup);
-            if (n->free_slots > 0 && n->nrun > 0) {
+            if (pgsched__claim_room(n) > 0 && n->nrun > 0) {
                 pgsched_time due = n->next_poll;
                 if (n->known_due)
                     due = pgsched__min_time(due, n->known_due - PGSCHED__LOAD(&n->offset));
@@ -11201,6 +11445,11 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
         return pgsched__fail(err, PGSCHED_ERR_CONFIG,
                              "max_concurrent: %d is outside 1..1024 (0 means the default, 4)",
                              c.max_concurrent);
+    if (c.claim_ahead < PGSCHED_NO_CLAIM_AHEAD || c.claim_ahead > 10000)
+        return pgsched__fail(err, PGSCHED_ERR_CONFIG,
+                             "claim_ahead: %d is outside 1..10000 (0 means the default, 64; "
+                             "PGSCHED_NO_CLAIM_AHEAD none)",
+                             c.claim_ahead);
     if ((r = pgsched__check_duration_field("poll_interval", c.poll_interval, 0, err)) ||
         (r = pgsched__check_duration_field("heartbeat_interval", c.heartbeat_interval, 0, err)) ||
         (r = pgsched__check_duration_field("stall_timeout", c.stall_timeout, 0, err)) ||
@@ -11216,6 +11465,8 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
         (r = pgsched__check_duration_field("cleanup_period", c.cleanup_period, 0, err)))
         return r;
     c.max_concurrent = PGSCHED__DEF(c.max_concurrent, 4);
+    c.claim_ahead = c.claim_ahead == PGSCHED_NO_CLAIM_AHEAD ? 0
+                                                            : PGSCHED__DEF(c.claim_ahead, 64);
     c.poll_interval = PGSCHED__DEF(c.poll_interval, PGSCHED_SECOND);
     c.stall_timeout = PGSCHED__DEF(c.stall_timeout, 30 * PGSCHED_SECOND);
     c.heartbeat_interval = PGSCHED__DEF(c.heartbeat_interval,
@@ -12239,6 +12490,8 @@ PGSCHED_DEF void pgsched_destroy(pgsched_node *n)
     }
     for (i = 0; i < n->npending; i++) pgsched__pending_free(n, &n->pending[i]);
     pgsched__free(&n->alloc, n->pending);
+    for (k = 0; k < n->nqueued; k++) pgsched_job_list_free(&n->queue[k].one);
+    pgsched__free(&n->alloc, n->queue);
     if (n->owns_store) pgsched_store_destroy(n->store);
     while (n->types) {
         pgsched__type *t = n->types;

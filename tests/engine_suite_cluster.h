@@ -2724,4 +2724,79 @@ ENGINE_TEST(a_busy_lease_is_renewed_again_soon_and_its_run_goes_on)
     assert_int_equal(counters_of(n).lease_lost, 0);
 }
 
+/* A store whose first outcome write finds every row locked by another transaction (as the
+   PostgreSQL store reports a row another node's claim still holds locked), and notes when
+   outcomes were written after that. */
+static pgsched_store_methods g_busy_finish_methods;
+static pgsched_time g_finish_busy_at, g_finish_after_at; /* monotonic; 0 = not yet */
+
+static pgsched_result busy_once_finish(pgsched_store *s, const pgsched_outcome *o, size_t count,
+                                       pgsched_finish_result *res, pgsched_error *err)
+{
+    size_t i;
+    pgsched_result r;
+    pthread_mutex_lock(&g_busy_mu);
+    if (!g_finish_busy_at) {
+        g_finish_busy_at = mono_us();
+        pthread_mutex_unlock(&g_busy_mu);
+        for (i = 0; i < count; i++) {
+            memset(&res[i], 0, sizeof res[i]);
+            res[i].code = PGSCHED_ERR_BUSY;
+        }
+        if (err) err->code = PGSCHED_OK;
+        return PGSCHED_OK;
+    }
+    pthread_mutex_unlock(&g_busy_mu);
+    r = g_busy_base->finish(s, o, count, res, err);
+    pthread_mutex_lock(&g_busy_mu);
+    if (!g_finish_after_at && r == PGSCHED_OK) g_finish_after_at = mono_us();
+    pthread_mutex_unlock(&g_busy_mu);
+    return r;
+}
+
+static pgsched_time finish_written_at(void)
+{
+    pgsched_time t;
+    pthread_mutex_lock(&g_busy_mu);
+    t = g_finish_after_at;
+    pthread_mutex_unlock(&g_busy_mu);
+    return t;
+}
+
+/* An outcome whose row was locked a moment ago (another node's claim holds a lock on a row
+   it found claimed already, until its commit) is written again within milliseconds, not a
+   poll interval later; its status callback still comes once, after the write. */
+ENGINE_TEST(an_outcome_whose_row_was_locked_is_written_again_within_milliseconds)
+{
+    pgsched_config c = fx_config(fx);
+    probe *p = fx_probe(fx);
+    pgsched_node *n;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    pgsched_time busy_at, after;
+    g_busy_base = fx->store->methods;
+    g_busy_finish_methods = *g_busy_base;
+    g_busy_finish_methods.finish = busy_once_finish;
+    pthread_mutex_lock(&g_busy_mu);
+    g_finish_busy_at = g_finish_after_at = 0;
+    pthread_mutex_unlock(&g_busy_mu);
+    ((pgsched_store *)fx->store)->methods = &g_busy_finish_methods;
+    c.poll_interval = 10 * SEC;
+    n = start_node_with(fx, &c, "t", h_probe, p);
+    OK(pgsched_schedule_job(n, &s, E));
+    WAIT_STATUS("t", "k", PGSCHED_COMPLETED, 10000);
+    WAIT_UNTIL(finish_written_at() != 0, 2000); /* the store committed before it returned */
+    pthread_mutex_lock(&g_busy_mu);
+    busy_at = g_finish_busy_at;
+    after = g_finish_after_at;
+    pthread_mutex_unlock(&g_busy_mu);
+    assert_true(busy_at != 0 && after != 0);
+    if (g_verbose)
+        fprintf(stderr, "    written %lld ms after the row was found locked\n",
+                (long long)((after - busy_at) / 1000));
+    assert_true(after - busy_at < 300 * MS);
+    assert_int_equal(probe_nrecs(p), 1);
+    WAIT_UNTIL(counters_of(n).succeeded == 1, 2000);
+    assert_int_equal(counters_of(n).lease_lost, 0);
+}
+
 #endif /* ENGINE_SUITE_CLUSTER_H */

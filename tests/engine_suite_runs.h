@@ -1513,4 +1513,101 @@ ENGINE_TEST(cron_row_without_zone_runs_at_utc_time_on_node_with_default_zone)
     assert_between(j->next_run, r.end_db - 50 * MS, r.end_db + PGSCHED_DAY);
 }
 
+/* ---- claim ahead ---------------------------------------------------------------------------- */
+
+/* A node with one worker, busy with a gated run of "slow", and a due "t"/"k1" it claimed
+   ahead into its queue (its row is running in the store, its handler not started). */
+static pgsched_node *node_with_a_queued_row(efx *fx, pgsched_config *c, probe *slow, probe *p)
+{
+    pgsched_node *n;
+    pgsched_job_spec s;
+    c->max_concurrent = 1;
+    c->claim_ahead = 4;
+    slow->gated = 1;
+    n = fx_node(fx, c);
+    fx_register(fx, n, "slow", h_probe, slow);
+    fx_register(fx, n, "t", h_probe, p);
+    OK(pgsched_start(n, E));
+    s = spec_once("slow", "s0", 0);
+    OK(pgsched_schedule_job(n, &s, E));
+    WAIT_UNTIL(probe_inflight(slow) == 1, 5000);
+    s = spec_once("t", "k1", 0);
+    OK(pgsched_schedule_job(n, &s, E));
+    WAIT_STATUS("t", "k1", PGSCHED_RUNNING, 5000);
+    assert_int_equal(probe_nrecs(p), 0); /* claimed, queued, not started */
+    return n;
+}
+
+/* Cancelling a row that waits in a node's claim-ahead queue ends it as cancelled without
+   running it, while the worker is still busy. */
+ENGINE_TEST(a_cancelled_queued_row_ends_cancelled_without_running)
+{
+    pgsched_config c = fx_config(fx);
+    probe *slow = fx_probe(fx), *p = fx_probe(fx);
+    pgsched_node *n = node_with_a_queued_row(fx, &c, slow, p);
+    pgsched_cancel_effect eff;
+    OK(pgsched_cancel(n, "t", "k1", &eff, E));
+    WAIT_STATUS("t", "k1", PGSCHED_CANCELLED, 5000);
+    assert_int_equal(probe_inflight(slow), 1); /* the worker never got to it */
+    probe_open_gate(slow);
+    WAIT_STATUS("slow", "s0", PGSCHED_COMPLETED, 5000);
+    OK(pgsched_shutdown(n, E));
+    assert_int_equal(probe_nrecs(p), 0);
+    assert_int_equal(history_of(fx, "t", "k1", 10)->items[0].outcome, PGSCHED_OUTCOME_CANCELLED);
+}
+
+/* Unscheduling a queued row deletes it without running it. */
+ENGINE_TEST(an_unscheduled_queued_row_is_removed_without_running)
+{
+    pgsched_config c = fx_config(fx);
+    probe *slow = fx_probe(fx), *p = fx_probe(fx);
+    pgsched_node *n = node_with_a_queued_row(fx, &c, slow, p);
+    pgsched_remove_effect re;
+    OK(pgsched_unschedule(n, "t", "k1", &re, E));
+    WAIT_STATUS("t", "k1", PGSCHED_STATUS_NONE, 5000);
+    assert_int_equal(probe_inflight(slow), 1);
+    probe_open_gate(slow);
+    OK(pgsched_shutdown(n, E));
+    assert_int_equal(probe_nrecs(p), 0);
+}
+
+/* Shutdown gives a queued row back at once: pending again, no attempt counted, never run. */
+ENGINE_TEST(shutdown_gives_queued_rows_back_without_counting_an_attempt)
+{
+    pgsched_config c = fx_config(fx);
+    probe *slow = fx_probe(fx), *p = fx_probe(fx);
+    pgsched_node *n = node_with_a_queued_row(fx, &c, slow, p);
+    const pgsched_job *j;
+    OK(pgsched_shutdown(n, E)); /* the gated run ends on the shutdown's cancel */
+    j = job_get(fx, "t", "k1");
+    assert_int_equal(j->status, PGSCHED_PENDING);
+    assert_int_equal(j->attempt, 0);
+    assert_int_equal(probe_nrecs(p), 0);
+}
+
+/* A queued row's lease is renewed like a running one's: waiting longer than the stall timeout
+   in the queue, it is neither taken back nor lost, and then runs once, as attempt 1. */
+ENGINE_TEST(a_queued_row_keeps_its_lease_while_it_waits)
+{
+    pgsched_config c = fx_config(fx);
+    probe *slow = fx_probe(fx), *p = fx_probe(fx);
+    pgsched_node *n;
+    pgsched_time t0;
+    c.stall_timeout = 1500 * MS;
+    c.heartbeat_interval = 150 * MS;
+    c.stall_check_period = 100 * MS;
+    n = node_with_a_queued_row(fx, &c, slow, p);
+    t0 = mono_us();
+    while (mono_us() - t0 < 2500 * MS) sleep_us(20 * MS); /* longer than the stall timeout */
+    assert_int_equal(job_status(fx, "t", "k1"), PGSCHED_RUNNING);
+    assert_int_equal(probe_nrecs(p), 0);
+    probe_open_gate(slow);
+    WAIT_STATUS("t", "k1", PGSCHED_COMPLETED, 5000);
+    assert_int_equal(probe_nrecs(p), 1);
+    assert_int_equal(probe_rec(p, 0).attempt, 1);
+    WAIT_UNTIL(counters_of(n).succeeded == 2, 2000);
+    assert_int_equal(counters_of(n).stalled_taken_back, 0);
+    assert_int_equal(counters_of(n).lease_lost, 0);
+}
+
 #endif /* ENGINE_SUITE_RUNS_H */

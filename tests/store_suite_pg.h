@@ -248,6 +248,42 @@ STORE_TEST(pg_setup_refuses_a_schema_written_by_a_newer_version)
                      newer);
 }
 
+/* Tables written by version 1 of the library, with rows in them, are upgraded in place: the
+   rows stay, and a stalled run in them is taken back through the index version 2 added. */
+STORE_TEST(pg_a_version_1_schema_with_rows_upgrades_to_version_2)
+{
+    pgsched_store *s;
+    pgsched_job_list got;
+    char *v1;
+    OK(fx_pg_store(fx, NULL, fx->schema, "up_", 0, &s, E));
+    v1 = pgsched__pg_expand((pgsched__pg *)s, pgsched__pg_migration(1));
+    assert_non_null(v1);
+    admin_exec("%s", v1);
+    free(v1);
+    admin_exec("CREATE TABLE \"%s\".up_schema_version (version integer PRIMARY KEY, "
+               "applied_at timestamptz NOT NULL DEFAULT now())", fx->schema);
+    admin_exec("INSERT INTO \"%s\".up_schema_version VALUES (1)", fx->schema);
+    admin_exec("INSERT INTO \"%s\".up_jobs (name, key, status, kind, params, max_retries, "
+               "next_run, version, owner, lease, heartbeat_at, attempt) VALUES "
+               "('t', 'waiting', 'pending', 'once', '{}', 0, now() + interval '1 hour', 1, NULL, "
+               "NULL, NULL, 0), ('t', 'stalled', 'running', 'once', '{}', 0, now(), 2, 'gone', 2, "
+               "now() - interval '1 hour', 1)",
+               fx->schema);
+    OK(pgsched_store_setup(s, E));
+    assert_int_equal(admin_int("SELECT max(version) FROM \"%s\".up_schema_version", fx->schema),
+                     2);
+    assert_int_equal(admin_int("SELECT count(*) FROM \"%s\".up_jobs", fx->schema), 2);
+    assert_int_equal(admin_int("SELECT count(*) FROM pg_indexes WHERE schemaname = '%s' AND "
+                               "indexname IN ('up_jobs_stall', 'up_jobs_running')",
+                               fx->schema),
+                     1);
+    pgsched_job_list_init(&got, NULL);
+    OK(pgsched_store_take_back(s, "n2", 60 * PGSCHED_SECOND, 10, &got, E));
+    assert_int_equal((int)got.count, 1);
+    assert_string_equal(got.items[0].key, "stalled");
+    pgsched_job_list_free(&got);
+}
+
 STORE_TEST(pg_a_check_only_setup_refuses_a_schema_older_than_this_library)
 {
     /* A node that may not migrate (schema creation off) must not run on tables an older

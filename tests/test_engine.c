@@ -25,6 +25,10 @@
 /* Tests that run on both stores. */
 #define BOTH_TESTS(X)                                                                          \
     X(config_zero_fields_take_defaults)                                                        \
+    X(a_cancelled_queued_row_ends_cancelled_without_running)                                   \
+    X(an_unscheduled_queued_row_is_removed_without_running)                                    \
+    X(shutdown_gives_queued_rows_back_without_counting_an_attempt)                             \
+    X(a_queued_row_keeps_its_lease_while_it_waits)                                             \
     X(register_rules_enforced)                                                                 \
     X(start_twice_refused)                                                                     \
     X(calls_before_init_refused)                                                               \
@@ -144,7 +148,8 @@
     X(concurrent_start_starts_the_node_once)                                                   \
     X(store_without_notifications_is_polled_quietly)                                           \
     X(failing_listen_neither_stops_jobs_nor_spins)                                             \
-    X(a_busy_lease_is_renewed_again_soon_and_its_run_goes_on)
+    X(a_busy_lease_is_renewed_again_soon_and_its_run_goes_on)                                  \
+    X(an_outcome_whose_row_was_locked_is_written_again_within_milliseconds)
 
 #define PG_TESTS(X)                                                                            \
     X(schedule_in_caller_transaction)                                                          \

@@ -156,6 +156,7 @@
     X(pg_setup_creates_a_missing_schema)                                                       \
     X(pg_setup_without_tables_fails_with_schema_version)                                       \
     X(pg_setup_refuses_a_schema_written_by_a_newer_version)                                    \
+    X(pg_a_version_1_schema_with_rows_upgrades_to_version_2)                                   \
     X(pg_a_check_only_setup_refuses_a_schema_older_than_this_library)                         \
     X(pg_a_role_with_only_row_privileges_can_run_a_node)                                       \
     X(pg_setup_names_each_privilege_a_check_only_role_lacks)                                   \
