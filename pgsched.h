@@ -6865,8 +6865,8 @@ static const char *const pgsched__pg_migration_2 =
        running rows goes; take-back reads running rows by heartbeat age instead of sorting
        all of them. (Heartbeat updates are no longer HOT; a row is heartbeaten only while its
        run lasts longer than a heartbeat interval.) */
-    "DROP INDEX {S}.{I:jobs_running};"
-    "CREATE INDEX {I:jobs_stall} ON {J} (" PGSCHED__PG_SILENT_SINCE ") WHERE status = 'running';";
+    "DROP INDEX IF EXISTS {S}.{I:jobs_running};"
+    "CREATE INDEX IF NOT EXISTS {I:jobs_stall} ON {J} (" PGSCHED__PG_SILENT_SINCE ") WHERE status = 'running';";
 
 /* Migration 2 also creates the SQL functions {P}schedule, {P}trigger, {P}cancel and
    {P}unschedule (and their helpers) in the schema, so that psql or a program in any language

@@ -331,6 +331,10 @@ STORE_TEST(pg_upgrading_a_version_1_schema_quarantines_rows_it_now_refuses_and_k
     admin_exec("ALTER TABLE \"%s\".\"%sjobs\" DROP CONSTRAINT \"%sjobs_deferred\", "
                "DROP CONSTRAINT \"%sjobs_finite\"",
                fx->schema, fx->prefix, fx->prefix, fx->prefix);
+    admin_exec("DROP INDEX \"%s\".\"%sjobs_stall\"", fx->schema, fx->prefix);
+    admin_exec("CREATE INDEX \"%sjobs_running\" ON \"%s\".\"%sjobs\" (owner) "
+               "WHERE status = 'running'",
+               fx->prefix, fx->schema, fx->prefix);
     admin_exec("DELETE FROM \"%s\".\"%sschema_version\" WHERE version > 1", fx->schema,
                fx->prefix);
     schedule_once(fx, "p", "good", fx_now(fx) - fx->unit);
@@ -358,6 +362,15 @@ STORE_TEST(pg_upgrading_a_version_1_schema_quarantines_rows_it_now_refuses_and_k
     got = claim_of(fx, s, "node-1", "p", 10, NULL);
     assert_int_equal(got->count, 1);
     assert_string_equal(got->items[0].key, "good");
+    /* take-back's index replaced the owner index */
+    assert_int_equal(admin_int("SELECT count(*) FROM pg_indexes WHERE schemaname = '%s' AND "
+                               "indexname = '%sjobs_stall'",
+                               fx->schema, fx->prefix),
+                     1);
+    assert_int_equal(admin_int("SELECT count(*) FROM pg_indexes WHERE schemaname = '%s' AND "
+                               "indexname = '%sjobs_running'",
+                               fx->schema, fx->prefix),
+                     0);
     /* and the schema now refuses them */
     snprintf(sql, sizeof sql,
              "UPDATE \"%s\".\"%sjobs\" SET next_run = '-infinity' WHERE key = 'later'",
