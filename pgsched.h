@@ -7822,7 +7822,8 @@ static pgsched_result pgsched__pg_setup(pgsched_store *s, pgsched_error *err)
         }
     }
     if (p->no_create) {
-        /* Only check: a role with row privileges alone must be able to run a node. */
+        /* Only check: a role with row privileges (and USAGE on the sequence) must be able to
+           run a node. */
         vals[0] = p->names_sql[PGSCHED__PGN_VERSION];
         res = PQexecParams(c->conn, "SELECT to_regclass($1::text) IS NOT NULL", 1, NULL, vals,
                            NULL, NULL, 0);
