@@ -235,19 +235,22 @@ peer_or() { # PEERKEY FALLBACK FALLBACK_LABEL -> "value|label"
                 "$gb" "$gl" ">= 1x"
         done
     done
-    for n in on off; do
-        for p in p50 p90 p99; do
-            v=${V[latency.${p}_ms.fsync_on.notify_$n]:-}
-            [ -n "$v" ] || continue
-            if [ $n = on ]; then
-                case $p in p50) fb=1.6;; p90) fb=;; p99) fb=3.0;; esac
-                IFS='|' read -r gb gl <<<"$(peer_or "gw.$p.500.on" "$fb" "(issue 8 target)")"
-                [ -n "${P[gw.$p.500.on]:-}" ] && gl="(Graphile Worker, localQueue 500, same sitting)"
-                [ -z "$gb" ] && gl=""
-                row "latency schedule-to-start $p, notifications on, fsync on" "$v" " ms" 2 "$gb" "$gl" "<= 1x"
-            else
-                row "latency schedule-to-start $p, notifications off (polling), fsync on" "$v" " ms" 1 1000 "(the poll interval)" "<= 1x"
-            fi
+    for lfs in on off; do # fsync on with our own cluster; whatever a given server has
+        for n in on off; do
+            for p in p50 p90 p99; do
+                v=${V[latency.${p}_ms.fsync_$lfs.notify_$n]:-}
+                [ -n "$v" ] || continue
+                if [ $n = on ]; then
+                    case $p in p50) fb=1.6;; p90) fb=;; p99) fb=3.0;; esac
+                    [ "$lfs" = on ] || fb= # the targets are for fsync on
+                    IFS='|' read -r gb gl <<<"$(peer_or "gw.$p.500.$lfs" "$fb" "(issue 8 target)")"
+                    [ -n "${P[gw.$p.500.$lfs]:-}" ] && gl="(Graphile Worker, localQueue 500, same sitting)"
+                    [ -z "$gb" ] && gl=""
+                    row "latency schedule-to-start $p, notifications on, fsync $lfs" "$v" " ms" 2 "$gb" "$gl" "<= 1x"
+                else
+                    row "latency schedule-to-start $p, notifications off (polling), fsync $lfs" "$v" " ms" 1 1000 "(the poll interval)" "<= 1x"
+                fi
+            done
         done
     done
     row "precision: lateness p50, every-second cron, $FIRINGS firings" "${V[precision.p50_ms]:-}" " ms" 2 "" "" "-"
