@@ -6294,7 +6294,8 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
    resolves to pg_catalog and nothing else, and qualifying each operator would make the long
    statements much harder to read and review for no further protection.
    The store test pg_no_statement_calls_a_look_alike_planted_in_public runs every statement
-   against look-alikes that an unprivileged role planted in public. */
+   against look-alikes that an unprivileged role planted in public, and
+   tests/test_search_path.sh runs the whole store suite in such a database. */
 enum {
     PGSCHED__Q_NOW,
     PGSCHED__Q_SCHEDULE,
