@@ -8,8 +8,9 @@
    The input is a connection string, optionally followed by a NUL and a message to scrub.
    Besides crashes and sanitizer reports it checks that redaction reports the full length
    whatever the buffer, that a cut result is a prefix of the full one, and that a password
-   libpq itself reads from the string (written there as it is, 4 bytes or more) occurs fewer
-   times in the redacted text than in the input: the place where it stood is hidden. */
+   libpq itself reads from the string (written there as it is, right after its '=', ':' or
+   quote, 4 bytes or more) occurs fewer times in the redacted text than in the input: the
+   place where it stood is hidden. */
 #define PGSCHED_IMPLEMENTATION
 #include "pgsched.h"
 
@@ -69,8 +70,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t before;
         if (strcmp(o->keyword, "password") != 0 && strcmp(o->keyword, "sslpassword") != 0) continue;
         if (!o->val || strlen(o->val) < 4 || strchr(o->val, '*')) continue;
+        {
+            /* only a value written as it is, right after its '=', ':' or quote (one written
+               encoded may still occur elsewhere: "sslpassword=sslpass%77or" holds
+               "sslpasswor" in its keyword, which is no password) */
+            size_t vl = strlen(o->val);
+            char *pat = (char *)malloc(vl + 2);
+            int raw = 0;
+            const char *lead;
+            for (lead = "=:'"; *lead && !raw; lead++) {
+                pat[0] = *lead;
+                memcpy(pat + 1, o->val, vl + 1);
+                raw = strstr(in, pat) != NULL;
+            }
+            free(pat);
+            if (!raw) continue;
+        }
         before = occurrences(in, o->val);
-        if (before == 0) continue; /* written encoded: it cannot be quoted as it is */
         check(occurrences(out, o->val) < before, "libpq's password is hidden where it stood", in,
               out);
     }
