@@ -849,7 +849,7 @@ typedef struct pgsched_config {
     int max_concurrent;          /* workers = runs at once; 0 = 4; at most 1024 */
     int claim_ahead;             /* due rows claimed beyond the free workers and queued here
                                     until one is free (leases renewed, cancels honoured,
-                                    given back at shutdown); 0 = 64; PGSCHED_NO_CLAIM_AHEAD =
+                                    given back at shutdown); 0 = 256; PGSCHED_NO_CLAIM_AHEAD =
                                     none; at most 10000 */
     pgsched_duration poll_interval;      /* 0 = 1 s */
     pgsched_duration heartbeat_interval; /* 0 = stall_timeout / 6, at most 5 s; at most
@@ -11449,7 +11449,7 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
                              c.max_concurrent);
     if (c.claim_ahead < PGSCHED_NO_CLAIM_AHEAD || c.claim_ahead > 10000)
         return pgsched__fail(err, PGSCHED_ERR_CONFIG,
-                             "claim_ahead: %d is outside 1..10000 (0 means the default, 64; "
+                             "claim_ahead: %d is outside 1..10000 (0 means the default, 256; "
                              "PGSCHED_NO_CLAIM_AHEAD none)",
                              c.claim_ahead);
     if ((r = pgsched__check_duration_field("poll_interval", c.poll_interval, 0, err)) ||
@@ -11468,7 +11468,7 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
         return r;
     c.max_concurrent = PGSCHED__DEF(c.max_concurrent, 4);
     c.claim_ahead = c.claim_ahead == PGSCHED_NO_CLAIM_AHEAD ? 0
-                                                            : PGSCHED__DEF(c.claim_ahead, 64);
+                                                            : PGSCHED__DEF(c.claim_ahead, 256);
     c.poll_interval = PGSCHED__DEF(c.poll_interval, PGSCHED_SECOND);
     c.stall_timeout = PGSCHED__DEF(c.stall_timeout, 30 * PGSCHED_SECOND);
     c.heartbeat_interval = PGSCHED__DEF(c.heartbeat_interval,
