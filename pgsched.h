@@ -1035,8 +1035,9 @@ typedef enum pgsched_cancel_reason {
     PGSCHED_CANCEL_REASON_REQUEST = 1,    /* pgsched_cancel or pgsched_unschedule, any node */
     PGSCHED_CANCEL_REASON_TIMEOUT = 2,    /* the job type's timeout ran out: a failure */
     PGSCHED_CANCEL_REASON_LEASE_LOST = 3, /* another node took the row, or the lease could not
-                                             be renewed: whatever the run does is not
-                                             recorded, and the job may run elsewhere */
+                                             be renewed: a failure is not recorded, a
+                                             success only if no other node took the row
+                                             meanwhile; the job may run elsewhere */
     PGSCHED_CANCEL_REASON_SHUTDOWN = 4    /* the node is shutting down: returning failure gives
                                              the row back without counting an attempt */
 } pgsched_cancel_reason;
@@ -9327,6 +9328,7 @@ typedef struct pgsched__pending {
     pgsched_outcome o;
     char *name, *key, *error;
     int counter;      /* which counter to bump when written */
+    int lost_counted; /* its run was already counted as lease_lost (self-fencing) */
     pgsched_time not_before;     /* monotonic: its row was locked by another transaction */
     pgsched_duration busy_wait;  /* how long it waited last time its row was locked */
 } pgsched__pending;
@@ -10149,8 +10151,10 @@ static int pgsched__decide_kind(pgsched_node *n, const pgsched_job *job, const p
 static void pgsched__feed(pgsched_node *n);
 
 /* Queues an outcome for the dispatcher; takes ownership of `error`. Caller holds n->mu. */
-static void pgsched__queue_outcome(pgsched_node *n, const pgsched_job *job,
-                                   const pgsched_outcome *o, char *error, int counter)
+/* Queues an outcome for the dispatcher to write; returns 0 when it was lost for want of
+   memory (counted in lost_outcomes). Caller holds mu. */
+static int pgsched__queue_outcome(pgsched_node *n, const pgsched_job *job,
+                                  const pgsched_outcome *o, char *error, int counter)
 {
     pgsched__pending *p;
     if (n->npending == n->pending_cap) {
@@ -10161,7 +10165,7 @@ static void pgsched__queue_outcome(pgsched_node *n, const pgsched_job *job,
             /* The lease expires and the row is taken back: the run counts as stalled. */
             n->lost_outcomes++;
             pgsched__free(&n->alloc, error);
-            return;
+            return 0;
         }
         n->pending = np;
         n->pending_cap = ncap;
@@ -10172,12 +10176,13 @@ static void pgsched__queue_outcome(pgsched_node *n, const pgsched_job *job,
     p->key = pgsched__strdup(&n->alloc, job->key);
     p->error = error;
     p->counter = counter;
+    p->lost_counted = 0;
     if (!p->name || !p->key) {
         pgsched__free(&n->alloc, p->name);
         pgsched__free(&n->alloc, p->key);
         pgsched__free(&n->alloc, error);
         n->lost_outcomes++;
-        return;
+        return 0;
     }
     p->o.name = p->name;
     p->o.key = p->key;
@@ -10189,6 +10194,7 @@ static void pgsched__queue_outcome(pgsched_node *n, const pgsched_job *job,
     n->outcome_ready_at = 0;
     n->npending++;
     pthread_cond_signal(&n->cv);
+    return 1;
 }
 
 static void pgsched__pending_free(pgsched_node *n, pgsched__pending *p)
@@ -10269,16 +10275,22 @@ static void *pgsched__worker_main(void *arg)
                 error = pgsched__strdup(&n->alloc, buf);
             }
         }
-        if (cancel == PGSCHED__CANCEL_LEASE_LOST) {
+        if (cancel == PGSCHED__CANCEL_LEASE_LOST && kind != PGSCHED_OUTCOME_SUCCESS) {
             /* Another run owns the row now (or may soon): write nothing. */
             pgsched__free(&n->alloc, error);
         } else {
+            /* A success is written even after the lease was given up for lost (self-fencing
+               while the database was away): its token decides. It is recorded if no other
+               node took the row meanwhile, refused (lease lost) if one did; written nothing,
+               the row would be given back or taken back and the job run again. */
             pgsched_time end = pgsched__db_now(n);
             memset(&o, 0, sizeof o);
             pthread_mutex_unlock(&n->mu);
             counter = pgsched__decide(n, job, s->type, kind, end, &o);
             pthread_mutex_lock(&n->mu);
-            pgsched__queue_outcome(n, job, &o, error, counter);
+            if (pgsched__queue_outcome(n, job, &o, error, counter) &&
+                cancel == PGSCHED__CANCEL_LEASE_LOST)
+                n->pending[n->npending - 1].lost_counted = 1; /* counted when it was lost */
         }
         pgsched_job_list_clear(&s->job);
         s->state = PGSCHED__SLOT_FREE;
@@ -10611,7 +10623,7 @@ static void pgsched__flush_outcomes(pgsched_node *n)
                 if (t && t->t.handler) pgsched__hint_due(n, rs[i].next_run);
             }
             if (rs[i].replayed) n->resync = 1; /* what it became is unknown here: look again */
-        } else if (rs[i].code == PGSCHED_ERR_LEASE_LOST) {
+        } else if (rs[i].code == PGSCHED_ERR_LEASE_LOST && !p->lost_counted) {
             n->counters.lease_lost++;
             PGSCHED__TC_ADD(pgsched__find_type(n, p->name), lease_lost, 1);
         }

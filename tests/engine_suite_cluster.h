@@ -452,7 +452,7 @@ ENGINE_TEST(stale_run_is_stopped_when_its_node_claims_the_row_again)
 
 /* A node that cannot renew its leases (the database is unreachable from it alone) stops its
    runs once 3/4 of stall_timeout passed since the last renewal, before any other node may
-   take the rows back, and writes nothing for them: the row stays running under its lease
+   take the rows back, and writes nothing for those that then fail: the row stays running under its lease
    until another node takes it back. */
 ENGINE_TEST(node_that_cannot_renew_its_leases_stops_its_runs_and_writes_nothing)
 {
@@ -500,6 +500,101 @@ ENGINE_TEST(node_that_cannot_renew_its_leases_stops_its_runs_and_writes_nothing)
     finish_as_owner(fx, theirs);
     assert_int_equal(job_status(fx, "t", "k"), PGSCHED_COMPLETED);
     FAULT_SET(w->heartbeat_mode, FAULT_HB_PASS);
+}
+
+/* The restart scenario's duplicate: a run that succeeds after its node gave the lease up for
+   lost (the database away for more than 3/4 of stall_timeout, so the node fenced itself) is
+   recorded as the success it was once the database is back, no other node having taken the
+   row meanwhile. It was written nothing, so a lost claim reply meanwhile (the node then gives
+   back the rows it owns but does not hold) gave it back as "released" and it ran again. */
+ENGINE_TEST(success_after_self_fencing_is_recorded_once_the_database_is_back)
+{
+    fault_store *w = fx_fault_store(fx);
+    pgsched_config c = fx_config_on(fx, w);
+    probe *p = fx_probe(fx), *q = fx_probe(fx);
+    pgsched_node *n;
+    pgsched_job_spec s;
+    pgsched_run_list *h;
+    int finishes;
+    c.stall_timeout = 1200 * MS; /* fences its runs 900 ms after the last renewal */
+    c.heartbeat_interval = 50 * MS;
+    c.cancel_check_period = 60 * SEC;
+    c.stall_check_period = 60 * SEC; /* the node does not take its own row back */
+    p->rc_on_cancel = PGSCHED_RUN_SUCCESS; /* its work was done when the cancel came */
+    n = fx_node(fx, &c);
+    fx_register(fx, n, "t", h_wait_cancel, p);
+    fx_register(fx, n, "u", h_probe, q);
+    OK(pgsched_start(n, E));
+    s = spec_once("t", "k", 0);
+    OK(pgsched_schedule_job(n, &s, E));
+    WAIT_UNTIL(probe_inflight(p) == 1, 3000);
+    /* the database goes away from this node */
+    FAULT_SET(w->heartbeat_mode, FAULT_HB_FAIL);
+    FAULT_SET(w->finish_down, 1);
+    WAIT_UNTIL(probe_finished(p) == 1, 3000);
+    assert_int_equal(probe_rec(p, 0).cancel_reason, PGSCHED_CANCEL_REASON_LEASE_LOST);
+    /* meanwhile a claim's reply is lost: the node looks for rows it owns but does not hold */
+    FAULT_SET(w->lose_claims, 1);
+    s = spec_once("u", "k2", 0);
+    OK(pgsched_schedule_job(n, &s, E));
+    WAIT_UNTIL(FAULT_GET(w->lost_claim_rows) == 1 && FAULT_GET(w->list_calls) >= 1, 3000);
+    /* the dispatcher writes outcomes again only once that look-up is over */
+    finishes = FAULT_GET(w->finish_calls);
+    WAIT_UNTIL(FAULT_GET(w->finish_calls) > finishes, 3000);
+    /* the database is back */
+    FAULT_SET(w->finish_down, 0);
+    FAULT_SET(w->heartbeat_mode, FAULT_HB_PASS);
+    WAIT_STATUS("t", "k", PGSCHED_COMPLETED, 3000);
+    WAIT_STATUS("u", "k2", PGSCHED_COMPLETED, 3000); /* the lost claim's row, given back */
+    h = history_of(fx, "t", "k", 10);
+    assert_int_equal(h->count, 1);
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_SUCCESS);
+    assert_string_equal(h->items[0].node, pgsched_node_id(n));
+    assert_int_equal(job_get(fx, "t", "k")->runs, 1);
+    assert_int_equal(probe_nrecs(p), 1); /* it did not run again */
+    h = history_of(fx, "u", "k2", 10);
+    assert_int_equal(h->count, 2);
+    assert_int_equal(h->items[1].outcome, PGSCHED_OUTCOME_RELEASED);
+    assert_int_equal(counters_of(n).lease_lost, 1);
+}
+
+/* The same success, when another node took the row back meanwhile, is refused by the lease
+   token: nothing of it is recorded (no success, no "released"), the new holder's run is
+   intact, and the lost lease is counted once. */
+ENGINE_TEST(success_after_self_fencing_is_lost_when_another_node_took_the_row)
+{
+    fault_store *w = fx_fault_store(fx);
+    pgsched_config c = fx_config_on(fx, w);
+    probe *p = fx_probe(fx);
+    pgsched_node *n;
+    pgsched_job_spec s = spec_once("t", "k", 0);
+    const pgsched_job *theirs, *now;
+    int64_t polls;
+    c.stall_timeout = 1200 * MS;
+    c.heartbeat_interval = 50 * MS;
+    c.cancel_check_period = 60 * SEC;
+    c.stall_check_period = 60 * SEC;
+    p->rc_on_cancel = PGSCHED_RUN_SUCCESS;
+    n = start_node_with(fx, &c, "t", h_wait_cancel, p);
+    OK(pgsched_schedule_job(n, &s, E));
+    WAIT_UNTIL(probe_inflight(p) == 1, 3000);
+    FAULT_SET(w->heartbeat_mode, FAULT_HB_FAIL);
+    FAULT_SET(w->finish_down, 1);
+    WAIT_UNTIL(probe_finished(p) == 1, 3000);
+    theirs = take_back_one(fx, "other-node");
+    FAULT_SET(w->finish_down, 0);
+    FAULT_SET(w->heartbeat_mode, FAULT_HB_PASS);
+    polls = counters_of(n).polls;
+    WAIT_UNTIL(counters_of(n).polls >= polls + 2, 3000); /* outcomes are flushed first */
+    now = job_get(fx, "t", "k");
+    assert_int_equal(now->status, PGSCHED_RUNNING);
+    assert_string_equal(now->owner, "other-node");
+    assert_int_equal(now->lease, theirs->lease);
+    assert_int_equal(history_of(fx, "t", "k", 10)->count, 0);
+    assert_int_equal(counters_of(n).lease_lost, 1);
+    assert_int_equal(counters_of(n).succeeded, 0);
+    finish_as_owner(fx, theirs);
+    assert_int_equal(job_status(fx, "t", "k"), PGSCHED_COMPLETED);
 }
 
 /* ---- shutdown ------------------------------------------------------------------------------ */

@@ -878,6 +878,8 @@ static run_rec probe_rec(probe *p, int i)
      without asking the inner store (the node's heartbeats are "in flight" while the test
      changes the rows); FAULT_HB_FAIL fails with PGSCHED_ERR_CONNECTION (the database is
      unreachable from this node only);
+   - finish_down: every finish fails with PGSCHED_ERR_CONNECTION before reaching the inner
+     store (with FAULT_HB_FAIL: the database away from this node, as during a restart);
    - refuse_prefix: a finish batch with an outcome whose key starts with it is refused as a
      whole with PGSCHED_ERR_TIME_RANGE (a store that cannot write one of the outcomes);
    - drop_prefix: listen_wait drops the events whose key starts with it (notifications that
@@ -901,6 +903,8 @@ typedef struct fault_store {
     int heartbeat_mode;
     int heartbeats;   /* heartbeat calls seen (any mode) */
     int finish_calls; /* finish calls seen */
+    int finish_down;
+    int list_calls;   /* list calls seen (a node lists its running rows to give back strays) */
     const char *refuse_prefix; /* set before the node starts */
     const char *drop_prefix;   /* set before the node starts */
     int lose_claims;
@@ -1020,6 +1024,9 @@ static pgsched_result fault_finish(pgsched_store *s, const pgsched_outcome *o, s
     fault_store *f = FAULT(s);
     size_t i;
     __atomic_add_fetch(&f->finish_calls, 1, __ATOMIC_ACQ_REL);
+    if (FAULT_GET(f->finish_down))
+        return fault_fail(err, PGSCHED_ERR_CONNECTION,
+                          "connection to the database lost (fault injected by the test)");
     for (i = 0; i < count; i++)
         if (fault_has_prefix(o[i].key, f->refuse_prefix))
             return fault_fail(err, PGSCHED_ERR_TIME_RANGE,
@@ -1058,6 +1065,7 @@ static pgsched_result fault_get(pgsched_store *s, const char *name, const char *
 static pgsched_result fault_list(pgsched_store *s, const pgsched_list_filter *f,
                                  pgsched_job_list *out, pgsched_error *err)
 {
+    __atomic_add_fetch(&FAULT(s)->list_calls, 1, __ATOMIC_ACQ_REL);
     return FAULT_INNER(s)->methods->list(FAULT_INNER(s), f, out, err);
 }
 static pgsched_result fault_history(pgsched_store *s, const char *name, const char *key,

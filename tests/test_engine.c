@@ -91,6 +91,8 @@
     X(stale_node_cannot_overwrite_newer_run)                                                   \
     X(stale_run_is_stopped_when_its_node_claims_the_row_again)                                 \
     X(node_that_cannot_renew_its_leases_stops_its_runs_and_writes_nothing)                     \
+    X(success_after_self_fencing_is_recorded_once_the_database_is_back)                        \
+    X(success_after_self_fencing_is_lost_when_another_node_took_the_row)                       \
     X(shutdown_records_outcomes_that_arrive_in_time)                                           \
     X(shutdown_keeps_lease_of_run_that_ignores_cancel_until_it_returns)                        \
     X(late_success_after_shutdown_timeout_is_recorded_and_destroy_waits)                       \
