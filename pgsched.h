@@ -335,7 +335,8 @@ PGSCHED_DEF const char *pgsched_outcome_string(pgsched_outcome_kind k);
 typedef struct pgsched_run_record {
     const char *name;
     const char *key;
-    const char *node;
+    const char *node; /* the node that ran the attempt (for a stall too, not the one that
+                         took the row back) */
     int attempt;
     pgsched_time started_at;
     pgsched_time finished_at;
@@ -584,7 +585,8 @@ struct pgsched_store_methods {
 
     /* Moves up to `max` running rows whose lease was not renewed within stall_timeout to the
        node with fresh tokens (still running, attempt unchanged) and appends them to `out`; the
-       engine then records each as a STALLED outcome. */
+       engine then records each as a STALLED outcome. The history row of an attempt names the
+       node that claimed it, not a node that took it back. */
     pgsched_result (*take_back)(pgsched_store *s, const char *node_id,
                                 pgsched_duration stall_timeout, int max, pgsched_job_list *out,
                                 pgsched_error *err);
@@ -4592,6 +4594,9 @@ struct pgsched__mrow {
     int max_retries, attempt;
     pgsched_time next_run;
     char owner[PGSCHED_NODE_ID_MAX + 1];
+    /* the node that ran the current attempt: its history row names it, also when another
+       node took the row back (and became its owner) and records the stall */
+    char ran_by[PGSCHED_NODE_ID_MAX + 1];
     int64_t lease, last_lease; /* last_lease: the lease whose outcome was recorded last */
     pgsched_time heartbeat_at, started_at, finished_at;
     int cancel_requested, remove_requested;
@@ -5165,6 +5170,7 @@ static pgsched_result pgsched__mem_claim(pgsched_store *s, const pgsched_claim_r
         row = best->heap[0];
         pgsched__mem_set_status(m, row, PGSCHED_RUNNING);
         pgsched__copy_text(row->owner, sizeof row->owner, q->node_id);
+        pgsched__copy_text(row->ran_by, sizeof row->ran_by, q->node_id);
         row->version = ++m->seq;
         row->lease = row->version;
         row->last_lease = 0; /* a new run: the last one's outcome can no longer be replayed */
@@ -5252,7 +5258,7 @@ static void pgsched__mem_history(pgsched__mem *m, const pgsched__mrow *r, const 
     memset(&rec, 0, sizeof rec);
     rec.name = r->name;
     rec.key = r->key;
-    rec.node = o->node_id;
+    rec.node = r->ran_by[0] ? r->ran_by : o->node_id;
     rec.attempt = r->attempt;
     rec.started_at = r->started_at;
     rec.finished_at = now;
@@ -6470,8 +6476,8 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "(SELECT x.name, x.key, x.next_run, x.ctid AS tid FROM {J} x WHERE x.name = n.name "
     "AND x.status = 'pending' AND x.next_run <= now() ORDER BY x.next_run "
     "LIMIT $3::int4 FOR UPDATE SKIP LOCKED) l ORDER BY l.next_run LIMIT $3::int4) s), "
-    "u AS (UPDATE {J} j SET status = 'running', owner = $1::text, lease = c.v, version = c.v, "
-    "last_lease = NULL, "
+    "u AS (UPDATE {J} j SET status = 'running', owner = $1::text, ran_by = $1::text, "
+    "lease = c.v, version = c.v, last_lease = NULL, "
     "attempt = j.attempt + 1, cancel_requested = false, started_at = now(), "
     "heartbeat_at = now(), updated_at = now() FROM c " PGSCHED__BY_TID("c")
     "RETURNING j.*), "
@@ -6526,13 +6532,13 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "o1 AS (SELECT DISTINCT ON (name, key, token) * FROM o ORDER BY name, key, token, idx), "
     /* one primary-key look-up per outcome (see HEARTBEAT) */
     "cur AS (SELECT j.name, j.key, j.tid, j.attempt, j.started_at, j.remove_requested, "
-    "j.cancel_requested, o1.idx FROM o1 CROSS JOIN LATERAL (SELECT x.name, x.key, "
-    "x.ctid AS tid, x.attempt, "
-    "x.started_at, x.remove_requested, x.cancel_requested FROM {J} x WHERE x.name = o1.name "
+    "j.cancel_requested, j.ran_by, o1.idx FROM o1 CROSS JOIN LATERAL (SELECT x.name, x.key, "
+    "x.ctid AS tid, x.attempt, x.started_at, x.remove_requested, x.cancel_requested, "
+    "x.ran_by FROM {J} x WHERE x.name = o1.name "
     "AND x.key = o1.key AND x.lease = o1.token AND " PGSCHED__IS_RUNNING("x")
     "FOR UPDATE SKIP LOCKED) j), "
     "e AS (SELECT cur.name, cur.key, cur.tid, cur.attempt, cur.started_at, "
-    "cur.remove_requested, cur.idx, "
+    "cur.remove_requested, cur.idx, coalesce(cur.ran_by, o.node) AS ran_by, "
     "o.token, o.error, o.node, "
     "CASE WHEN x.cx THEN 'cancelled' ELSE o.outcome END AS outcome, "
     "CASE WHEN x.cx THEN o.c_status ELSE o.status END AS status, "
@@ -6542,7 +6548,7 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "FROM cur JOIN o ON o.idx = cur.idx CROSS JOIN LATERAL (SELECT cur.cancel_requested "
     "AND o.c_status IS NOT NULL AND o.outcome IN ('failure', 'stalled', 'released') AS cx) x), "
     "hist AS (INSERT INTO {R} (id, name, key, node, attempt, started_at, finished_at, outcome, "
-    "error) SELECT nextval('{Q}'), e.name, e.key, e.node, e.attempt, e.started_at, now(), "
+    "error) SELECT nextval('{Q}'), e.name, e.key, e.ran_by, e.attempt, e.started_at, now(), "
     "e.outcome, e.error FROM e), "
     "del AS (DELETE FROM {J} j USING e " PGSCHED__BY_TID("e")
     "AND e.remove_requested RETURNING e.idx, j.name, nextval('{Q}') AS version, e.outcome), ",
@@ -6863,6 +6869,9 @@ static const char *const pgsched__pg_migration_2 =
     /* the status a row had before a schedule's upsert, so that the upsert reports it without
        a second look-up of the row (see SCHEDULE); meaningless between schedules */
     "ALTER TABLE {J} ADD COLUMN IF NOT EXISTS prev_status text;"
+    /* the node that ran the current attempt (set by a claim, kept by a take-back): the
+       history row of a stall names it, not the node that took the row back */
+    "ALTER TABLE {J} ADD COLUMN IF NOT EXISTS ran_by text;"
     /* Heartbeats and outcomes look their leases up by primary key, so the owner index of
        running rows goes; take-back reads running rows by heartbeat age instead of sorting
        all of them. (Heartbeat updates are no longer HOT; a row is heartbeaten only while its

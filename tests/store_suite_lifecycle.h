@@ -1429,6 +1429,31 @@ STORE_TEST(stalled_run_is_taken_back_by_another_node_with_a_fresh_token)
     assert_int_equal(take_back(fx, "node-3", stall, 10)->count, 0);
 }
 
+/* A stalled attempt's history row names the node that ran it, not the node that took the row
+   back and wrote the stall; the next attempt's row names the node that ran that one. */
+STORE_TEST(stalled_attempt_history_names_the_node_that_ran_it)
+{
+    pgsched_duration stall = 2 * fx->unit;
+    const pgsched_job *j = schedule_and_claim(fx, "node-1", "stall", "k"), *t, *again;
+    pgsched_run_list *h;
+    fx_wait_until(fx, j->heartbeat_at + stall + 1);
+    t = &take_back(fx, "node-2", stall, 10)->items[0];
+    assert_string_equal(t->owner, "node-2"); /* node-2 holds the row and writes the stall */
+    finish_ok(fx, t, PGSCHED_OUTCOME_STALLED, PGSCHED_PENDING, 0);
+    h = history_of(fx, "stall", "k", 10);
+    assert_int_equal(h->count, 1);
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_STALLED);
+    assert_int_equal(h->items[0].attempt, 1);
+    assert_string_equal(h->items[0].node, "node-1");
+    again = claim_one(fx, "node-3", "stall", "k");
+    finish_ok(fx, again, PGSCHED_OUTCOME_SUCCESS, PGSCHED_COMPLETED, 0);
+    h = history_of(fx, "stall", "k", 10);
+    assert_int_equal(h->count, 2);
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_SUCCESS);
+    assert_string_equal(h->items[0].node, "node-3");
+    assert_string_equal(h->items[1].node, "node-1");
+}
+
 STORE_TEST(a_run_is_stalled_only_once_the_stall_timeout_has_passed)
 {
     pgsched_duration stall = 2 * fx->unit;
@@ -1535,7 +1560,7 @@ STORE_TEST(a_stalled_run_counts_as_a_failed_attempt)
     h = history_of(fx, "crash", "k", 0);
     assert_int_equal(h->count, 1);
     assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_STALLED);
-    assert_string_equal(h->items[0].node, "node-2");
+    assert_string_equal(h->items[0].node, "node-1"); /* the node that ran it */
     assert_int_equal(h->items[0].attempt, 1);
     /* the retry is the second attempt */
     assert_int_equal(claim_one(fx, "node-3", "crash", "k")->attempt, 2);

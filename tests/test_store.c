@@ -91,6 +91,7 @@
     X(a_claim_naming_a_type_twice_hands_out_each_row_once)                                     \
     X(keys_that_differ_in_case_space_or_normalisation_are_different_rows)                      \
     X(stalled_run_is_taken_back_by_another_node_with_a_fresh_token)                            \
+    X(stalled_attempt_history_names_the_node_that_ran_it)                                      \
     X(a_run_is_stalled_only_once_the_stall_timeout_has_passed)                                 \
     X(take_back_takes_at_most_max_rows)                                                        \
     X(take_back_with_a_limit_takes_the_longest_silent_run_first)                               \

@@ -213,11 +213,10 @@ CREATE OR REPLACE VIEW v_frozen AS
 SELECT r.id FROM v_runs r JOIN t_faults f ON f.node_id = r.node AND f.kind = 'freeze'
  WHERE r.started_at <= f.until AND r.end_at >= f.at;
 -- the history row of a recorded run: same attempt and node, and its times contain the run's
--- start (a recurring job's attempt starts at 1 again on every occurrence). The node of a
--- stalled attempt's row is the node that took it back, not the one that ran it.
+-- start (a recurring job's attempt starts at 1 again on every occurrence).
 CREATE OR REPLACE FUNCTION f_hist(r v_runs, o text) RETURNS boolean LANGUAGE sql STABLE AS
 \$\$ SELECT EXISTS (SELECT 1 FROM pgsched_runs h WHERE (h.name, h.key, h.attempt) =
-     (r.name, r.key, r.attempt) AND (h.node = r.node OR o = 'stalled') AND h.outcome = o AND h.started_at <= r.started_at
+     (r.name, r.key, r.attempt) AND h.node = r.node AND h.outcome = o AND h.started_at <= r.started_at
      AND r.started_at <= h.finished_at
      AND (o <> 'success' OR r.finished_at <= h.finished_at)) \$\$;
 -- successful runs that the history does not show as the success they were, with the cause
