@@ -853,6 +853,11 @@ typedef struct pgsched_config {
                                     until one is free (leases renewed, cancels honoured,
                                     given back at shutdown); 0 = 256; PGSCHED_NO_CLAIM_AHEAD =
                                     none; at most 10000 */
+    pgsched_duration claim_ahead_wait; /* a queue in which no row reached a worker for this
+                                    long (every worker busy with long runs) is given back, no
+                                    attempt counted, so that idle nodes run its rows; then
+                                    this node claims no more than its free workers for as
+                                    long again; 0 = 1 s */
     pgsched_duration poll_interval;      /* 0 = 1 s */
     pgsched_duration heartbeat_interval; /* 0 = stall_timeout / 6, at most 5 s; at most
                                             stall_timeout / 2 */
@@ -9346,6 +9351,7 @@ typedef struct pgsched__pending {
 typedef struct pgsched__queued {
     pgsched_job_list one; /* the row (one item) */
     pgsched_time renewed; /* monotonic: when its lease was last known renewed */
+    pgsched_time queued_at; /* monotonic */
 } pgsched__queued;
 
 enum { PGSCHED__COUNT_NONE, PGSCHED__COUNT_SUCCESS, PGSCHED__COUNT_FAILURE,
@@ -9421,6 +9427,8 @@ struct pgsched_node {
     /* claimed ahead, waiting for a free worker, oldest first */
     pgsched__queued *queue; /* entries queue[qhead .. qhead + nqueued - 1] */
     int qhead, nqueued, queue_cap;
+    pgsched_time queue_moved;        /* monotonic: a queued row last went to a worker */
+    pgsched_time ahead_paused_until; /* monotonic: claim only for free workers until then */
 
     /* dispatcher timing; monotonic microseconds */
     pgsched_time next_poll, next_heartbeat, next_cancel_check, next_stall, next_cleanup;
@@ -10367,6 +10375,7 @@ static int pgsched__queue_push(pgsched_node *n, const pgsched_job *job, pgsched_
         return 0;
     }
     q->renewed = renewed;
+    q->queued_at = pgsched__monotonic();
     n->nqueued++;
     return 1;
 }
@@ -10868,14 +10877,30 @@ static void pgsched__feed(pgsched_node *n)
         if (now - q->renewed > PGSCHED__FENCE(n)) n->counters.lease_lost++;
         else if (!pgsched__assign(n, &q->one.items[0], q->renewed)) n->lost_outcomes++;
         pgsched__queue_drop(n, 0);
+        n->queue_moved = now;
     }
 }
 
-/* How many rows a claim may take now: the free workers plus the room in the queue, once the
-   queue has run down to half (so that a busy node claims in batches, not a row at a time).
+/* When a queue with every worker busy gets stuck: claim_ahead_wait after the later of its
+   oldest row's arrival and the last row it handed to a worker (0: no queue or a free worker).
    Caller holds mu. */
+static pgsched_time pgsched__queue_stuck_at(const pgsched_node *n)
+{
+    pgsched_time since;
+    if (!n->nqueued || n->free_slots > 0) return 0;
+    since = n->queue[n->qhead].queued_at;
+    if (n->queue_moved > since) since = n->queue_moved;
+    return since + n->cfg.claim_ahead_wait;
+}
+
+/* How many rows a claim may take now: the free workers plus the room in the queue, once the
+   queue has run down to half (so that a busy node claims in batches, not a row at a time);
+   only the free workers while claiming ahead is paused (see pgsched__queue_stuck). Caller
+   holds mu. */
 static int pgsched__claim_room(const pgsched_node *n)
 {
+    if (n->ahead_paused_until && pgsched__monotonic() < n->ahead_paused_until)
+        return n->nqueued ? 0 : n->free_slots;
     if (n->nqueued > n->cfg.claim_ahead / 2) return 0;
     return n->free_slots + n->cfg.claim_ahead - n->nqueued;
 }
@@ -11190,6 +11215,15 @@ static void *pgsched__dispatcher_main(void *arg)
             while (n->nqueued) pgsched__queue_end(n, n->nqueued - 1, PGSCHED_OUTCOME_RELEASED);
             continue;
         }
+        if (!stopping && n->nqueued && now >= pgsched__queue_stuck_at(n) &&
+            pgsched__queue_stuck_at(n)) {
+            /* Every worker is busy with runs that outlast the wait, and other nodes may be
+               idle: the queued rows go back for anyone (no attempt counted), and this node
+               claims only for free workers for a while, so it does not take them again. */
+            while (n->nqueued) pgsched__queue_end(n, n->nqueued - 1, PGSCHED_OUTCOME_RELEASED);
+            n->ahead_paused_until = now + n->cfg.claim_ahead_wait;
+            continue;
+        }
         if (stopping && running == 0 && n->npending == 0) break;
         if (stopping && !n->stop_asked && now >= n->stop_ask_at) {
             /* drain mode: the runs had their time to finish; now they are asked to stop */
@@ -11283,6 +11317,9 @@ static void *pgsched__dispatcher_main(void *arg)
         } else {
             wake = pgsched__min_time(wake, n->next_stall);
             wake = pgsched__min_time(wake, n->next_cleanup);
+            if (pgsched__queue_stuck_at(n)) wake = pgsched__min_time(wake, pgsched__queue_stuck_at(n));
+            if (n->ahead_paused_until > now && n->nrun > 0)
+                wake = pgsched__min_time(wake, n->ahead_paused_until);
             if (pgsched__claim_room(n) > 0 && n->nrun > 0) {
                 pgsched_time due = n->next_poll;
                 if (n->known_due)
@@ -11481,6 +11518,7 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
         (r = pgsched__check_duration_field("retry_cap", c.retry_cap, 0, err)) ||
         (r = pgsched__check_duration_field("shutdown_timeout", c.shutdown_timeout, 0, err)) ||
         (r = pgsched__check_duration_field("drain_timeout", c.drain_timeout, 0, err)) ||
+        (r = pgsched__check_duration_field("claim_ahead_wait", c.claim_ahead_wait, 0, err)) ||
         (r = pgsched__check_duration_field("finished_retention", c.finished_retention, 1, err)) ||
         (r = pgsched__check_duration_field("history_retention", c.history_retention, 1, err)) ||
         (r = pgsched__check_duration_field("orphan_timeout", c.orphan_timeout, 1, err)) ||
@@ -11490,6 +11528,7 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
     c.max_concurrent = PGSCHED__DEF(c.max_concurrent, 4);
     c.claim_ahead = c.claim_ahead == PGSCHED_NO_CLAIM_AHEAD ? 0
                                                             : PGSCHED__DEF(c.claim_ahead, 256);
+    c.claim_ahead_wait = PGSCHED__DEF(c.claim_ahead_wait, PGSCHED_SECOND);
     c.poll_interval = PGSCHED__DEF(c.poll_interval, PGSCHED_SECOND);
     c.stall_timeout = PGSCHED__DEF(c.stall_timeout, 30 * PGSCHED_SECOND);
     c.heartbeat_interval = PGSCHED__DEF(c.heartbeat_interval,

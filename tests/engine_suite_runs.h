@@ -1525,6 +1525,7 @@ static pgsched_node *node_with_a_queued_row(efx *fx, pgsched_config *c, probe *s
     pgsched_job_spec s;
     c->max_concurrent = 1;
     c->claim_ahead = 4;
+    if (!c->claim_ahead_wait) c->claim_ahead_wait = 60 * SEC; /* it stays queued */
     slow->gated = 1;
     n = fx_node(fx, c);
     fx_register(fx, n, "slow", h_probe, slow);
@@ -1610,6 +1611,31 @@ ENGINE_TEST(a_queued_row_keeps_its_lease_while_it_waits)
     WAIT_UNTIL(counters_of(n).succeeded == 2, 2000);
     assert_int_equal(counters_of(n).stalled_taken_back, 0);
     assert_int_equal(counters_of(n).lease_lost, 0);
+}
+
+/* A node whose every worker is busy with a long run does not sit on the rows it claimed
+   ahead: after claim_ahead_wait with no queued row reaching a worker, it gives them back (no
+   attempt counted) and an idle node runs them, while the long run still goes on. */
+ENGINE_TEST(a_queue_stuck_behind_a_long_run_goes_to_an_idle_node)
+{
+    pgsched_config c = fx_config(fx), cb = fx_config(fx);
+    probe *slow = fx_probe(fx), *p = fx_probe(fx), *p2 = fx_probe(fx);
+    pgsched_node *a, *b;
+    pgsched_run_list *h;
+    c.claim_ahead_wait = 200 * MS;
+    a = node_with_a_queued_row(fx, &c, slow, p);
+    b = start_node_with(fx, &cb, "t", h_probe, p2);
+    WAIT_STATUS("t", "k1", PGSCHED_COMPLETED, 5000);
+    assert_int_equal(probe_inflight(slow), 1); /* the long run is still going */
+    assert_int_equal(probe_nrecs(p), 0);       /* never started on the busy node */
+    assert_int_equal(probe_nrecs(p2), 1);
+    assert_int_equal(probe_rec(p2, 0).attempt, 1); /* the give-back counted no attempt */
+    h = history_of(fx, "t", "k1", 10);
+    assert_int_equal(h->items[0].outcome, PGSCHED_OUTCOME_SUCCESS);
+    assert_string_equal(h->items[0].node, pgsched_node_id(b));
+    probe_open_gate(slow);
+    WAIT_STATUS("slow", "s0", PGSCHED_COMPLETED, 5000);
+    OK(pgsched_shutdown(a, E));
 }
 
 #endif /* ENGINE_SUITE_RUNS_H */
