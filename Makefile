@@ -53,7 +53,7 @@ BENCH_CFLAGS ?= $(WARN) -g -O2
 # Everything is rebuilt when the header or a piece of it changes. src/ is where the header's
 # sections live while they are written; the wildcard is empty once they are inlined.
 HEADERS := pgsched.h $(wildcard src/*.h)
-TEST_HEADERS := $(HEADERS) $(wildcard tests/*.h tests/data/*.h)
+TEST_HEADERS := $(HEADERS) $(wildcard tests/*.h tests/data/*.h tests/engine/*.inc tests/store/*.inc)
 
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/%,$(wildcard examples/*.c))
 TEST_NAMES := $(patsubst tests/%.c,%,$(wildcard tests/test_*.c))

@@ -9,18 +9,26 @@
           (tests/test_filter.h; ENGINE_TEST_FILTER still works)
           ENGINE_TEST_VERBOSE=1      print the engine's log and measured latencies
 
-   Each test is written once (tests/engine_suite_*.h) and listed below for the stores where
-   it makes sense. */
+   Each test is written once (in tests/engine/, a fragment per concern) and listed below
+   for the stores where it makes sense. */
 #define PGSCHED_IMPLEMENTATION
 #include "pgsched.h"
 
-#include "engine_suite_fixture.h"
-#include "engine_suite_config.h"
-#include "engine_suite_runs.h"
-#include "engine_suite_cluster.h"
-#include "engine_suite_hardening.h"
-#include "engine_suite_bulk.h"
-#include "engine_suite_metrics.h"
+#include "engine/fixture.inc"
+#include "engine/config.inc"
+#include "engine/runs.inc"
+#include "engine/leases.inc"
+#include "engine/shutdown.inc"
+#include "engine/wakeups.inc"
+#include "engine/callbacks.inc"
+#include "engine/nodes.inc"
+#include "engine/maintenance.inc"
+#include "engine/clocks.inc"
+#include "engine/pg_only.inc"
+#include "engine/memory_only.inc"
+#include "engine/hardening.inc"
+#include "engine/bulk.inc"
+#include "engine/metrics.inc"
 
 /* Tests that run on both stores. */
 #define BOTH_TESTS(X)                                                                          \

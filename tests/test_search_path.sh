@@ -4,7 +4,7 @@
 # (everyone's right up to PostgreSQL 14) planted look-alikes of the functions and operators the
 # library's statements use: each records its call in public.calls and then does what the
 # original does. None may be called from a library connection, nor from the statement sent on
-# the caller's connection. (store_suite_pg.h's pg_no_statement_calls_a_look_alike_planted_in_public
+# the caller's connection. (store/pg.inc's pg_no_statement_calls_a_look_alike_planted_in_public
 # covers every statement, and ties on a caller path that lists public first; this runs all.)
 #
 # Needs PGSCHED_TEST_DSN (a role that may create databases and roles), psql, and

@@ -16,15 +16,15 @@
 #define PGSCHED_IMPLEMENTATION
 #include "pgsched.h"
 
-#include "store_suite_fixture.h"
-#include "store_suite_validation.h"
-#include "store_suite_lifecycle.h"
-#include "store_suite_queries.h"
-#include "store_suite_events.h"
-#include "store_suite_concurrency.h"
-#include "store_suite_pg.h"
-#include "store_suite_poison.h"
-#include "store_suite_bulk.h"
+#include "store/fixture.inc"
+#include "store/validation.inc"
+#include "store/lifecycle.inc"
+#include "store/queries.inc"
+#include "store/events.inc"
+#include "store/concurrency.inc"
+#include "store/pg.inc"
+#include "store/poison.inc"
+#include "store/bulk.inc"
 
 /* Tests that run on both stores. */
 #define BOTH_STORES(X)                                                                         \
