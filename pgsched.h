@@ -858,7 +858,10 @@ typedef struct pgsched_config {
                                     attempt counted, so that idle nodes run its rows; then
                                     this node claims no more than its free workers for as
                                     long again; 0 = 1 s */
-    pgsched_duration poll_interval;      /* 0 = 1 s */
+    pgsched_duration poll_interval;      /* 0 = 1 s; with both this and heartbeat_interval
+                                            0, an idle node whose notifications arrive polls
+                                            every 30 s only and heartbeats (holding no lease)
+                                            every 30 s or orphan_timeout / 4 */
     pgsched_duration heartbeat_interval; /* 0 = stall_timeout / 6, at most 5 s; at most
                                             stall_timeout / 2 */
     pgsched_duration stall_timeout;      /* 0 = 30 s */
@@ -9450,6 +9453,8 @@ struct pgsched_node {
     pgsched_time hint_due;   /* earliest due time learned while a claim was in flight */
     pgsched_duration contended; /* re-claim delay while due rows are locked elsewhere */
     int resync, wake_cancel_check;
+    int listen_ok; /* the listener's last wait succeeded: notifications arrive */
+    int idle_defaults; /* poll and heartbeat intervals left to the library (see below) */
     pgsched_time cc_not_before; /* monotonic: no woken cancel check before (see the gap) */
     pgsched_duration offset; /* store clock minus monotonic clock */
     pgsched_time last_error_log;
@@ -10716,6 +10721,32 @@ static size_t pgsched__collect_leases(pgsched_node *n, pgsched_lease *ls, size_t
     return k;
 }
 
+/* An idle node's statements. With notifications arriving, everything that makes a row due
+   says so (a schedule, trigger, retry, give-back or take-back notifies, and the claim learns
+   the next due time), so the poll is only a safety net and comes every 30 s; while the
+   listener is down, or without notifications, every poll_interval. A node that holds no
+   lease heartbeats only to be seen (its types are not orphans), every 30 s or a quarter of
+   the orphan timeout. Both apply only while poll_interval and heartbeat_interval are left
+   at 0: intervals a caller sets are kept as they are. */
+#define PGSCHED__IDLE_PERIOD (30 * PGSCHED_SECOND)
+
+static pgsched_duration pgsched__poll_period(const pgsched_node *n)
+{
+    return n->idle_defaults && n->listen_ok && n->cfg.poll_interval < PGSCHED__IDLE_PERIOD
+               ? PGSCHED__IDLE_PERIOD
+               : n->cfg.poll_interval;
+}
+
+static pgsched_duration pgsched__heartbeat_period(const pgsched_node *n)
+{
+    pgsched_duration d = PGSCHED__IDLE_PERIOD;
+    if (!n->idle_defaults || n->nslots - n->free_slots > 0 || n->nqueued > 0 || n->npending > 0)
+        return n->cfg.heartbeat_interval;
+    if (n->cfg.orphan_timeout != PGSCHED_NEVER && n->cfg.orphan_timeout / 4 < d)
+        d = n->cfg.orphan_timeout / 4;
+    return d > n->cfg.heartbeat_interval ? d : n->cfg.heartbeat_interval;
+}
+
 /* A heartbeat that could not renew every lease (it failed, or a row was busy) is tried
    again well before the leases run out rather than a whole interval later. Caller holds mu. */
 static void pgsched__heartbeat_soon(pgsched_node *n)
@@ -10948,6 +10979,9 @@ static void pgsched__claim(pgsched_node *n)
         return;
     }
     PGSCHED__STORE(&n->offset, info.now - (before + (pgsched__monotonic() - before) / 2));
+    /* leases now held: an idle node's long heartbeat period ends here */
+    if (got.count && n->next_heartbeat > before + n->cfg.heartbeat_interval)
+        n->next_heartbeat = before + n->cfg.heartbeat_interval;
     for (i = 0; i < got.count; i++) {
         int held = n->free_slots > 0 && n->nqueued == 0
                        ? pgsched__assign(n, &got.items[i], before)
@@ -11276,14 +11310,14 @@ static void *pgsched__dispatcher_main(void *arg)
         do_clean = !stopping && now >= n->next_cleanup;
         do_strays = n->strays && now >= n->strays_retry_at;
         if (do_flush || do_hb || do_cc || do_claim || do_stall || do_clean || do_strays) {
-            if (do_hb) n->next_heartbeat = now + n->cfg.heartbeat_interval;
+            if (do_hb) n->next_heartbeat = now + pgsched__heartbeat_period(n);
             if (do_hb || do_cc) {
                 n->next_cancel_check = now + n->cfg.cancel_check_period;
                 n->wake_cancel_check = 0;
                 n->cc_not_before = now + PGSCHED__CANCEL_WAKE_GAP;
             }
             if (do_claim) {
-                n->next_poll = now + pgsched__jitter(n, n->cfg.poll_interval, 90, 110);
+                n->next_poll = now + pgsched__jitter(n, pgsched__poll_period(n), 90, 110);
                 n->resync = 0;
             }
             if (do_stall) n->next_stall = now + pgsched__jitter(n, n->cfg.stall_check_period, 80, 120);
@@ -11359,6 +11393,9 @@ static void *pgsched__listener_main(void *arg)
     pgsched_time overflow_logged = 0; /* one line per 5 s while on_status lags */
     size_t overflow = 0;
     pgsched__self_mark(n);
+    pthread_mutex_lock(&n->mu);
+    n->listen_ok = 1; /* the store listens since init (listen_open) */
+    pthread_mutex_unlock(&n->mu);
     for (;;) {
         size_t count = 0, i;
         pgsched_error e;
@@ -11375,6 +11412,14 @@ static void *pgsched__listener_main(void *arg)
             /* A store whose listening fails is asked again later, not at once (that would
                spin); events missed meanwhile are made up for by a poll once it works. */
             pgsched_time until;
+            pthread_mutex_lock(&n->mu);
+            if (n->listen_ok) { /* poll every poll_interval until it works again */
+                pgsched_time soon = pgsched__monotonic() + n->cfg.poll_interval;
+                n->listen_ok = 0;
+                if (n->next_poll > soon) n->next_poll = soon;
+                pthread_cond_signal(&n->cv);
+            }
+            pthread_mutex_unlock(&n->mu);
             pgsched__store_trouble(n, "listening", &e);
             backoff = backoff ? backoff * 2 : 100 * PGSCHED_MILLISECOND;
             if (backoff > 5 * PGSCHED_SECOND) backoff = 5 * PGSCHED_SECOND;
@@ -11386,6 +11431,7 @@ static void *pgsched__listener_main(void *arg)
             continue;
         }
         pthread_mutex_lock(&n->mu);
+        n->listen_ok = 1;
         if (backoff) {
             backoff = 0;
             n->resync = 1;
@@ -11492,7 +11538,7 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
     pgsched_node *n;
     pgsched_config c;
     pgsched_result r;
-    int i;
+    int i, idle_defaults;
     if (!out) return pgsched__null(err, "the output node");
     *out = NULL;
     if (!cfg) return pgsched__null(err, "the configuration");
@@ -11529,6 +11575,7 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
     c.claim_ahead = c.claim_ahead == PGSCHED_NO_CLAIM_AHEAD ? 0
                                                             : PGSCHED__DEF(c.claim_ahead, 256);
     c.claim_ahead_wait = PGSCHED__DEF(c.claim_ahead_wait, PGSCHED_SECOND);
+    idle_defaults = c.poll_interval == 0 && c.heartbeat_interval == 0;
     c.poll_interval = PGSCHED__DEF(c.poll_interval, PGSCHED_SECOND);
     c.stall_timeout = PGSCHED__DEF(c.stall_timeout, 30 * PGSCHED_SECOND);
     c.heartbeat_interval = PGSCHED__DEF(c.heartbeat_interval,
@@ -11595,6 +11642,7 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
     c.default_zone = n->default_zone;
     c.allocator = NULL;
     n->cfg = c;
+    n->idle_defaults = idle_defaults;
     n->store = c.store;
     n->notifications = !c.no_notifications;
     n->nslots = c.max_concurrent;

@@ -37,6 +37,7 @@
     X(an_unscheduled_queued_row_is_removed_without_running)                                    \
     X(shutdown_gives_queued_rows_back_without_counting_an_attempt)                             \
     X(a_queued_row_keeps_its_lease_while_it_waits)                                             \
+    X(an_idle_node_with_default_intervals_polls_rarely_and_still_runs_jobs_at_once)            \
     X(a_queue_stuck_behind_a_long_run_goes_to_an_idle_node)                                    \
     X(register_rules_enforced)                                                                 \
     X(start_twice_refused)                                                                     \
