@@ -7704,7 +7704,9 @@ static pgsched_result pgsched__pg_run(pgsched__pg *p, int q, int nparams,
     int tries;
     pgsched_result r = PGSCHED_OK;
     *out = NULL;
-    for (tries = 0; tries < 2; tries++) {
+    /* An idempotent statement may meet every pooled connection cut at once (a server restart,
+       pg_terminate_backend): it tries each, then a fresh one. */
+    for (tries = 0; tries <= p->nconns; tries++) {
         pgsched__pgc *c;
         PGresult *res;
         r = pgsched__pg_acquire(p, &c, err);
