@@ -12,7 +12,7 @@
      pgsched_create(&cfg, &node, &err);
      type.name = "mail"; type.handler = send_mail;  pgsched_register(node, &type, &err);
      pgsched_start(node, &err);
-     spec.name = "mail"; spec.key = "welcome-42"; spec.schedule.kind = PGSCHED_ONCE;
+     spec.name = "mail"; spec.key = "welcome-42"; spec.schedule.kind = PGSCHED_SCHEDULE_ONCE;
      pgsched_schedule_job(node, &spec, &err);        (any node of the cluster may run it)
      ...  pgsched_destroy(node);                    (graceful shutdown, then free)
    Every function returns a pgsched_result (0 = PGSCHED_OK) and fills an optional
@@ -221,10 +221,10 @@ PGSCHED_DEF void pgsched_cron_free(pgsched_cron *cron);
 
 /* Schedule kinds. Recurring = CRON, INTERVAL, CUSTOM. */
 typedef enum pgsched_schedule_kind {
-    PGSCHED_ONCE = 1,     /* one run, at `at` (0 = now) */
-    PGSCHED_CRON = 2,     /* a cron expression; "@every <d>" is stored as an INTERVAL */
-    PGSCHED_INTERVAL = 3, /* every `every`, measured from the end of the previous run */
-    PGSCHED_CUSTOM = 4    /* the job type's next-run callback computes every run */
+    PGSCHED_SCHEDULE_ONCE = 1,     /* one run, at `at` (0 = now) */
+    PGSCHED_SCHEDULE_CRON = 2,     /* a cron expression; "@every <d>" is stored as an INTERVAL */
+    PGSCHED_SCHEDULE_INTERVAL = 3, /* every `every`, measured from the end of the previous run */
+    PGSCHED_SCHEDULE_CUSTOM = 4    /* the job type's next-run callback computes every run */
 } pgsched_schedule_kind;
 
 typedef struct pgsched_schedule {
@@ -248,7 +248,7 @@ PGSCHED_DEF pgsched_result pgsched_once_next(pgsched_time at, pgsched_time after
                                              pgsched_time *next);
 /* Any kind but CUSTOM (which needs its callback): parses s->cron on each call, so hold a
    pgsched_cron instead for repeated use. */
-PGSCHED_DEF pgsched_result pgsched_schedule_next(const pgsched_schedule *s,
+PGSCHED_DEF pgsched_result pgsched_next_run(const pgsched_schedule *s,
                                                  const pgsched_cron_options *opts,
                                                  pgsched_time after, pgsched_time *next,
                                                  pgsched_error *err);
@@ -265,11 +265,11 @@ PGSCHED_DEF pgsched_result pgsched_schedule_next(const pgsched_schedule *s,
 
 typedef enum pgsched_status {
     PGSCHED_STATUS_NONE = 0, /* not a row: "did not exist" / "was removed" in events */
-    PGSCHED_PENDING = 1,
-    PGSCHED_RUNNING = 2,
-    PGSCHED_COMPLETED = 3,
-    PGSCHED_FAILED = 4,
-    PGSCHED_CANCELLED = 5
+    PGSCHED_STATUS_PENDING = 1,
+    PGSCHED_STATUS_RUNNING = 2,
+    PGSCHED_STATUS_COMPLETED = 3,
+    PGSCHED_STATUS_FAILED = 4,
+    PGSCHED_STATUS_CANCELLED = 5
 } pgsched_status;
 
 /* "pending", "running", ...; "none" for PGSCHED_STATUS_NONE. */
@@ -321,15 +321,15 @@ PGSCHED_DEF void pgsched_job_list_clear(pgsched_job_list *list);
 PGSCHED_DEF void pgsched_job_list_free(pgsched_job_list *list);
 
 /* How a finished attempt ended, as recorded in the run history. */
-typedef enum pgsched_outcome_kind {
+typedef enum pgsched_outcome {
     PGSCHED_OUTCOME_SUCCESS = 1,
     PGSCHED_OUTCOME_FAILURE = 2,   /* handler failed or timed out */
     PGSCHED_OUTCOME_CANCELLED = 3, /* stopped on a cancel request */
     PGSCHED_OUTCOME_STALLED = 4,   /* its node stopped renewing the lease; taken back */
     PGSCHED_OUTCOME_RELEASED = 5   /* given back at shutdown; the attempt is not counted */
-} pgsched_outcome_kind;
+} pgsched_outcome;
 
-PGSCHED_DEF const char *pgsched_outcome_string(pgsched_outcome_kind k);
+PGSCHED_DEF const char *pgsched_outcome_string(pgsched_outcome k);
 
 /* One row of run history: a finished attempt. */
 typedef struct pgsched_run_record {
@@ -340,7 +340,7 @@ typedef struct pgsched_run_record {
     int attempt;
     pgsched_time started_at;
     pgsched_time finished_at;
-    pgsched_outcome_kind outcome;
+    pgsched_outcome outcome;
     const char *error; /* or NULL */
     int64_t id;        /* increasing in the order records were written */
 } pgsched_run_record;
@@ -416,13 +416,13 @@ typedef struct pgsched_schedule_request {
     const char *node_id;     /* who makes the change (events); may be NULL */
 } pgsched_schedule_request;
 
-typedef struct pgsched_schedule_outcome {
+typedef struct pgsched_schedule_info {
     int created;                /* a new row was inserted */
     int deferred;               /* the row is running; the change applies when the run ends */
     pgsched_status old_status;  /* NONE when created */
     pgsched_time next_run;      /* the row's due time now (earlier of stored and new) */
     int64_t version;
-} pgsched_schedule_outcome;
+} pgsched_schedule_info;
 
 typedef struct pgsched_claim_request {
     const char *node_id;
@@ -431,10 +431,10 @@ typedef struct pgsched_claim_request {
     int max;                   /* at most this many rows */
 } pgsched_claim_request;
 
-typedef struct pgsched_claim_outcome {
+typedef struct pgsched_claim_info {
     pgsched_time now;      /* the store's clock at the claim */
     pgsched_time next_due; /* earliest due time among the types' pending rows left; 0 = none */
-} pgsched_claim_outcome;
+} pgsched_claim_info;
 
 /* One lease a node holds: the row and the token it was claimed with. */
 typedef struct pgsched_lease {
@@ -458,11 +458,11 @@ typedef enum pgsched_attempt_rule {
     PGSCHED_ATTEMPT_UNCOUNT = 2  /* released: the attempt does not count */
 } pgsched_attempt_rule;
 
-typedef struct pgsched_outcome {
+typedef struct pgsched_finish_request {
     const char *name;
     const char *key;
     int64_t token;               /* the lease token: the write happens only if it still holds */
-    pgsched_outcome_kind outcome;
+    pgsched_outcome outcome;
     pgsched_status status;       /* the row's next status: PENDING/COMPLETED/FAILED/CANCELLED */
     pgsched_time next_run;       /* PENDING: due time (store clock); 0 = now + retry_delay */
     pgsched_duration retry_delay;
@@ -475,38 +475,37 @@ typedef struct pgsched_outcome {
        status and due time (0 = now) and a fresh budget instead. */
     pgsched_status cancelled_status;
     pgsched_time cancelled_next_run;
-} pgsched_outcome;
+} pgsched_finish_request;
 
-typedef struct pgsched_finish_result {
+typedef struct pgsched_finish_info {
     pgsched_result code;        /* OK; LEASE_LOST: another run owns the row, nothing written;
                                    BUSY: another transaction has the row locked, try again */
-    pgsched_outcome_kind outcome; /* what was recorded (CANCELLED when the cancel won) */
+    pgsched_outcome outcome; /* what was recorded (CANCELLED when the cancel won) */
     pgsched_status new_status;  /* what the row became (NONE: removed, as requested) */
     pgsched_time next_run;      /* PENDING: its due time */
     int64_t version;
     int replayed;               /* OK: this lease's outcome had been recorded already (a retry
                                    after a lost reply); nothing changed, the fields above are 0 */
-} pgsched_finish_result;
+} pgsched_finish_info;
 
-typedef enum pgsched_cancel_effect {
-    PGSCHED_CANCEL_NONE = 0,      /* nothing to cancel: pending recurring, or finished */
-    PGSCHED_CANCEL_REQUESTED = 1, /* running: its node is asked to stop the run */
-    PGSCHED_CANCEL_DONE = 2       /* pending one-time: now cancelled without running */
-} pgsched_cancel_effect;
+/* What a cancel or a removal did. */
+typedef enum pgsched_change_effect {
+    PGSCHED_CHANGE_NONE = 0,             /* nothing to cancel: pending recurring, or finished */
+    PGSCHED_CHANGE_CANCEL_REQUESTED = 1, /* running: its node is asked to stop the run */
+    PGSCHED_CHANGE_CANCELLED = 2,        /* pending one-time: now cancelled without running */
+    PGSCHED_CHANGE_REMOVED = 3,          /* the row is deleted */
+    PGSCHED_CHANGE_REMOVE_DEFERRED = 4   /* running: cancel requested, deleted when its run
+                                            ends */
+} pgsched_change_effect;
 
-typedef enum pgsched_remove_effect {
-    PGSCHED_REMOVE_DONE = 1,     /* the row is deleted */
-    PGSCHED_REMOVE_DEFERRED = 2  /* running: cancel requested, deleted when its run ends */
-} pgsched_remove_effect;
-
-typedef struct pgsched_change_outcome {
-    int effect;                 /* a pgsched_cancel_effect or pgsched_remove_effect */
+typedef struct pgsched_change_info {
+    pgsched_change_effect effect; /* cancel and remove: what they did; else NONE */
     pgsched_status old_status;
     pgsched_status new_status;  /* NONE when removed */
     pgsched_time next_run;      /* trigger: the new due time */
     int64_t version;
     char owner[PGSCHED_NODE_ID_MAX + 1]; /* running rows: the node running it */
-} pgsched_change_outcome;
+} pgsched_change_info;
 
 typedef struct pgsched_list_filter {
     const char *name;       /* only this job type (NULL = all) */
@@ -536,12 +535,12 @@ typedef struct pgsched_cleanup_request {
     size_t limit;                        /* at most this many rows per part (0 = 10000) */
 } pgsched_cleanup_request;
 
-typedef struct pgsched_cleanup_outcome {
+typedef struct pgsched_cleanup_info {
     size_t finished_deleted;
     size_t history_deleted;
     size_t orphans_deleted;
     size_t nodes_deleted;
-} pgsched_cleanup_outcome;
+} pgsched_cleanup_info;
 
 typedef struct pgsched_listener pgsched_listener; /* a store's subscription to its events */
 
@@ -560,13 +559,13 @@ struct pgsched_store_methods {
        `external_conn` is always NULL since version 2 (the caller's transaction goes through
        schedule_many_tx); a store may refuse anything else with PGSCHED_ERR_UNSUPPORTED. */
     pgsched_result (*schedule)(pgsched_store *s, const pgsched_schedule_request *req,
-                               void *external_conn, pgsched_schedule_outcome *out,
+                               void *external_conn, pgsched_schedule_info *out,
                                pgsched_error *err);
 
     /* Moves up to req->max due pending rows of the given types to running for the node, in
        due order, each with a fresh lease token and attempt + 1. Appends them to `out`. */
     pgsched_result (*claim)(pgsched_store *s, const pgsched_claim_request *req,
-                            pgsched_job_list *out, pgsched_claim_outcome *info,
+                            pgsched_job_list *out, pgsched_claim_info *info,
                             pgsched_error *err);
 
     /* Renews (when `renew`) the node's leases in one operation and reports, per lease, whether
@@ -580,8 +579,8 @@ struct pgsched_store_methods {
     /* Records outcomes, each conditional on its lease token; writes history rows; applies a
        pending re-schedule or a pending removal. results[i] says what happened to outcome i.
        A CANCELLED outcome (or one the cancel won over) acknowledges a cancel request. */
-    pgsched_result (*finish)(pgsched_store *s, const pgsched_outcome *outcomes, size_t count,
-                             pgsched_finish_result *results, pgsched_error *err);
+    pgsched_result (*finish)(pgsched_store *s, const pgsched_finish_request *outcomes, size_t count,
+                             pgsched_finish_info *results, pgsched_error *err);
 
     /* Moves up to `max` running rows whose lease was not renewed within stall_timeout to the
        node with fresh tokens (still running, attempt unchanged) and appends them to `out`; the
@@ -592,13 +591,13 @@ struct pgsched_store_methods {
                                 pgsched_error *err);
 
     pgsched_result (*cancel)(pgsched_store *s, const char *name, const char *key,
-                             const char *node_id, pgsched_change_outcome *out,
+                             const char *node_id, pgsched_change_info *out,
                              pgsched_error *err);
     pgsched_result (*trigger)(pgsched_store *s, const char *name, const char *key,
-                              const char *node_id, pgsched_change_outcome *out,
+                              const char *node_id, pgsched_change_info *out,
                               pgsched_error *err);
     pgsched_result (*remove)(pgsched_store *s, const char *name, const char *key,
-                             const char *node_id, pgsched_change_outcome *out,
+                             const char *node_id, pgsched_change_info *out,
                              pgsched_error *err);
 
     pgsched_result (*get)(pgsched_store *s, const char *name, const char *key,
@@ -620,7 +619,7 @@ struct pgsched_store_methods {
     pgsched_result (*node_unregister)(pgsched_store *s, const char *node_id, pgsched_error *err);
 
     pgsched_result (*cleanup)(pgsched_store *s, const pgsched_cleanup_request *req,
-                              pgsched_cleanup_outcome *out, pgsched_error *err);
+                              pgsched_cleanup_info *out, pgsched_error *err);
 
     /* Events: every change made through any node sharing the store reaches every listener
        (deletions by cleanup excepted: retention and orphan clean-up raise no events). */
@@ -641,7 +640,7 @@ struct pgsched_store_methods {
        request i (PGSCHED_ERR_RUNNING for a running row without apply_after_run). Returns
        PGSCHED_OK once every result is set, or an error when nothing was written. */
     pgsched_result (*schedule_many)(pgsched_store *s, const pgsched_schedule_request *reqs,
-                                    size_t count, pgsched_schedule_outcome *outs,
+                                    size_t count, pgsched_schedule_info *outs,
                                     pgsched_result *results, pgsched_error *err);
     /* Optional (NULL: PGSCHED_ERR_UNSUPPORTED). The same inside the caller's open transaction
        on the caller's connection `conn` (a PGconn for a PostgreSQL store): the rows exist if
@@ -649,7 +648,7 @@ struct pgsched_store_methods {
        (beyond a failure of the write itself) nor change its session settings. */
     pgsched_result (*schedule_many_tx)(pgsched_store *s, void *conn,
                                        const pgsched_schedule_request *reqs, size_t count,
-                                       pgsched_schedule_outcome *outs, pgsched_result *results,
+                                       pgsched_schedule_info *outs, pgsched_result *results,
                                        pgsched_error *err);
 };
 
@@ -661,7 +660,7 @@ PGSCHED_DEF pgsched_result pgsched_store_now(pgsched_store *s, pgsched_time *now
                                              pgsched_error *err);
 PGSCHED_DEF pgsched_result pgsched_store_schedule(pgsched_store *s,
                                                   const pgsched_schedule_request *req,
-                                                  pgsched_schedule_outcome *out,
+                                                  pgsched_schedule_info *out,
                                                   pgsched_error *err);
 /* Many requests at once (PGSCHED_STORE_VERSION 2). results[i] (and outs[i], which may be
    NULL) is what pgsched_store_schedule would give request i: a request that fails its checks
@@ -673,7 +672,7 @@ PGSCHED_DEF pgsched_result pgsched_store_schedule(pgsched_store *s,
 PGSCHED_DEF pgsched_result pgsched_store_schedule_many(pgsched_store *s,
                                                        const pgsched_schedule_request *reqs,
                                                        size_t count,
-                                                       pgsched_schedule_outcome *outs,
+                                                       pgsched_schedule_info *outs,
                                                        pgsched_result *results,
                                                        pgsched_error *err);
 /* The same in the caller's open transaction on `conn` (the store's schedule_many_tx;
@@ -681,31 +680,31 @@ PGSCHED_DEF pgsched_result pgsched_store_schedule_many(pgsched_store *s,
 PGSCHED_DEF pgsched_result pgsched_store_schedule_many_tx(pgsched_store *s, void *conn,
                                                           const pgsched_schedule_request *reqs,
                                                           size_t count,
-                                                          pgsched_schedule_outcome *outs,
+                                                          pgsched_schedule_info *outs,
                                                           pgsched_result *results,
                                                           pgsched_error *err);
 PGSCHED_DEF pgsched_result pgsched_store_claim(pgsched_store *s, const pgsched_claim_request *req,
                                                pgsched_job_list *out,
-                                               pgsched_claim_outcome *info, pgsched_error *err);
+                                               pgsched_claim_info *info, pgsched_error *err);
 PGSCHED_DEF pgsched_result pgsched_store_heartbeat(pgsched_store *s, const char *node_id,
                                                    const pgsched_lease *leases, size_t count,
                                                    int renew, pgsched_lease_state *states,
                                                    pgsched_time *now, pgsched_error *err);
-PGSCHED_DEF pgsched_result pgsched_store_finish(pgsched_store *s, const pgsched_outcome *outcomes,
-                                                size_t count, pgsched_finish_result *results,
+PGSCHED_DEF pgsched_result pgsched_store_finish(pgsched_store *s, const pgsched_finish_request *outcomes,
+                                                size_t count, pgsched_finish_info *results,
                                                 pgsched_error *err);
 PGSCHED_DEF pgsched_result pgsched_store_take_back(pgsched_store *s, const char *node_id,
                                                    pgsched_duration stall_timeout, int max,
                                                    pgsched_job_list *out, pgsched_error *err);
 PGSCHED_DEF pgsched_result pgsched_store_cancel(pgsched_store *s, const char *name,
                                                 const char *key, const char *node_id,
-                                                pgsched_change_outcome *out, pgsched_error *err);
+                                                pgsched_change_info *out, pgsched_error *err);
 PGSCHED_DEF pgsched_result pgsched_store_trigger(pgsched_store *s, const char *name,
                                                  const char *key, const char *node_id,
-                                                 pgsched_change_outcome *out, pgsched_error *err);
+                                                 pgsched_change_info *out, pgsched_error *err);
 PGSCHED_DEF pgsched_result pgsched_store_remove(pgsched_store *s, const char *name,
                                                 const char *key, const char *node_id,
-                                                pgsched_change_outcome *out, pgsched_error *err);
+                                                pgsched_change_info *out, pgsched_error *err);
 PGSCHED_DEF pgsched_result pgsched_store_get(pgsched_store *s, const char *name, const char *key,
                                              pgsched_job_list *out, pgsched_error *err);
 PGSCHED_DEF pgsched_result pgsched_store_list(pgsched_store *s, const pgsched_list_filter *filter,
@@ -723,7 +722,7 @@ PGSCHED_DEF pgsched_result pgsched_store_node_unregister(pgsched_store *s, const
                                                          pgsched_error *err);
 PGSCHED_DEF pgsched_result pgsched_store_cleanup(pgsched_store *s,
                                                  const pgsched_cleanup_request *req,
-                                                 pgsched_cleanup_outcome *out,
+                                                 pgsched_cleanup_info *out,
                                                  pgsched_error *err);
 PGSCHED_DEF pgsched_result pgsched_store_listen_open(pgsched_store *s, pgsched_listener **out,
                                                      pgsched_error *err);
@@ -816,7 +815,7 @@ typedef struct pgsched_job_type {
     pgsched_duration retry_base;/* backoff of this type; 0 = the node's */
     pgsched_duration retry_cap; /* 0 = the node's */
     pgsched_duration timeout;   /* a run longer than this is cancelled and fails; 0 = none */
-    pgsched_next_fn next_run;   /* calculator of PGSCHED_CUSTOM schedules */
+    pgsched_next_fn next_run;   /* calculator of PGSCHED_SCHEDULE_CUSTOM schedules */
     void *next_run_user;
 } pgsched_job_type;
 
@@ -982,9 +981,9 @@ PGSCHED_DEF pgsched_result pgsched_schedule_jobs_tx(pgsched_node *node, struct p
                                                     const pgsched_job_spec *specs, size_t count,
                                                     pgsched_result *results, pgsched_error *err);
 PGSCHED_DEF pgsched_result pgsched_cancel(pgsched_node *node, const char *name, const char *key,
-                                          pgsched_cancel_effect *effect, pgsched_error *err);
-PGSCHED_DEF pgsched_result pgsched_unschedule(pgsched_node *node, const char *name,
-                                              const char *key, pgsched_remove_effect *effect,
+                                          pgsched_change_effect *effect, pgsched_error *err);
+PGSCHED_DEF pgsched_result pgsched_remove(pgsched_node *node, const char *name,
+                                              const char *key, pgsched_change_effect *effect,
                                               pgsched_error *err);
 PGSCHED_DEF pgsched_result pgsched_trigger(pgsched_node *node, const char *name, const char *key,
                                            pgsched_error *err);
@@ -1042,7 +1041,7 @@ struct pgsched_run {
 /* Why a run is asked to stop. */
 typedef enum pgsched_cancel_reason {
     PGSCHED_CANCEL_REASON_NONE = 0,       /* not asked to stop */
-    PGSCHED_CANCEL_REASON_REQUEST = 1,    /* pgsched_cancel or pgsched_unschedule, any node */
+    PGSCHED_CANCEL_REASON_REQUEST = 1,    /* pgsched_cancel or pgsched_remove, any node */
     PGSCHED_CANCEL_REASON_TIMEOUT = 2,    /* the job type's timeout ran out: a failure */
     PGSCHED_CANCEL_REASON_LEASE_LOST = 3, /* another node took the row, or the lease could not
                                              be renewed: a failure is not recorded, a
@@ -3162,7 +3161,7 @@ PGSCHED_DEF pgsched_result pgsched_once_next(pgsched_time at, pgsched_time after
     return PGSCHED_OK;
 }
 
-PGSCHED_DEF pgsched_result pgsched_schedule_next(const pgsched_schedule *s,
+PGSCHED_DEF pgsched_result pgsched_next_run(const pgsched_schedule *s,
                                                  const pgsched_cron_options *opts,
                                                  pgsched_time after, pgsched_time *next,
                                                  pgsched_error *err)
@@ -3176,7 +3175,7 @@ PGSCHED_DEF pgsched_result pgsched_schedule_next(const pgsched_schedule *s,
                              "the time %lld is outside years 1900-9999", (long long)after);
     pgsched_time_format(after, 0, 1, ta, sizeof ta);
     switch (s->kind) {
-    case PGSCHED_ONCE:
+    case PGSCHED_SCHEDULE_ONCE:
         r = pgsched_once_next(s->at, after, next);
         if (r == PGSCHED_ERR_SCHEDULE)
             return pgsched__fail(err, r,
@@ -3192,7 +3191,7 @@ PGSCHED_DEF pgsched_result pgsched_schedule_next(const pgsched_schedule *s,
             return pgsched__fail(err, r, "the one-time schedule at %s has no run after %s", tb, ta);
         }
         return pgsched__ok(err);
-    case PGSCHED_CRON: {
+    case PGSCHED_SCHEDULE_CRON: {
         pgsched_cron *c;
         if (!s->cron)
             return pgsched__fail(err, PGSCHED_ERR_SCHEDULE, "a cron schedule needs its expression");
@@ -3204,7 +3203,7 @@ PGSCHED_DEF pgsched_result pgsched_schedule_next(const pgsched_schedule *s,
                                  ta);
         return pgsched__ok(err);
     }
-    case PGSCHED_INTERVAL:
+    case PGSCHED_SCHEDULE_INTERVAL:
         r = pgsched_interval_next(s->every, after, next);
         if (r == PGSCHED_ERR_SCHEDULE)
             return pgsched__fail(err, r,
@@ -3216,10 +3215,10 @@ PGSCHED_DEF pgsched_result pgsched_schedule_next(const pgsched_schedule *s,
                                  "10000",
                                  ta);
         return pgsched__ok(err);
-    case PGSCHED_CUSTOM:
+    case PGSCHED_SCHEDULE_CUSTOM:
         return pgsched__fail(err, PGSCHED_ERR_SCHEDULE,
                              "a custom schedule is computed by its job type's next-run callback, "
-                             "which pgsched_schedule_next does not have");
+                             "which pgsched_next_run does not have");
     }
     return pgsched__fail(err, PGSCHED_ERR_SCHEDULE, "unknown schedule kind %d", (int)s->kind);
 }
@@ -3230,16 +3229,16 @@ PGSCHED_DEF const char *pgsched_status_string(pgsched_status s)
 {
     switch (s) {
     case PGSCHED_STATUS_NONE: return "none";
-    case PGSCHED_PENDING: return "pending";
-    case PGSCHED_RUNNING: return "running";
-    case PGSCHED_COMPLETED: return "completed";
-    case PGSCHED_FAILED: return "failed";
-    case PGSCHED_CANCELLED: return "cancelled";
+    case PGSCHED_STATUS_PENDING: return "pending";
+    case PGSCHED_STATUS_RUNNING: return "running";
+    case PGSCHED_STATUS_COMPLETED: return "completed";
+    case PGSCHED_STATUS_FAILED: return "failed";
+    case PGSCHED_STATUS_CANCELLED: return "cancelled";
     }
     return "unknown";
 }
 
-PGSCHED_DEF const char *pgsched_outcome_string(pgsched_outcome_kind k)
+PGSCHED_DEF const char *pgsched_outcome_string(pgsched_outcome k)
 {
     switch (k) {
     case PGSCHED_OUTCOME_SUCCESS: return "success";
@@ -3253,7 +3252,7 @@ PGSCHED_DEF const char *pgsched_outcome_string(pgsched_outcome_kind k)
 
 static int pgsched__is_recurring(pgsched_schedule_kind k)
 {
-    return k == PGSCHED_CRON || k == PGSCHED_INTERVAL || k == PGSCHED_CUSTOM;
+    return k == PGSCHED_SCHEDULE_CRON || k == PGSCHED_SCHEDULE_INTERVAL || k == PGSCHED_SCHEDULE_CUSTOM;
 }
 
 /* ---- owned lists ----
@@ -3845,7 +3844,7 @@ static pgsched_result pgsched__check_schedule_request(const pgsched_schedule_req
     if ((r = pgsched__check_name_key(req->name, req->key, err)) != PGSCHED_OK) return r;
     if (req->params && (r = pgsched_validate_json(req->params, err)) != PGSCHED_OK) return r;
     switch (req->kind) {
-    case PGSCHED_CRON: {
+    case PGSCHED_SCHEDULE_CRON: {
         size_t n;
         if (!req->cron || !req->cron[0])
             return pgsched__fail(err, PGSCHED_ERR_SCHEDULE,
@@ -3859,14 +3858,14 @@ static pgsched_result pgsched__check_schedule_request(const pgsched_schedule_req
             return pgsched__fail(err, PGSCHED_ERR_UTF8, "the cron expression is not valid UTF-8");
         break;
     }
-    case PGSCHED_INTERVAL:
+    case PGSCHED_SCHEDULE_INTERVAL:
         if (req->every <= 0 || req->every > PGSCHED__DURATION_MAX)
             return pgsched__fail(err, PGSCHED_ERR_SCHEDULE,
                                  "an interval schedule needs a positive interval of at most "
                                  "100 years");
         break;
-    case PGSCHED_ONCE:
-    case PGSCHED_CUSTOM: break;
+    case PGSCHED_SCHEDULE_ONCE:
+    case PGSCHED_SCHEDULE_CUSTOM: break;
     default:
         return pgsched__fail(err, PGSCHED_ERR_SCHEDULE, "the schedule kind %d is unknown",
                              (int)req->kind);
@@ -3905,17 +3904,17 @@ PGSCHED_DEF pgsched_result pgsched_store_now(pgsched_store *s, pgsched_time *now
 
 static pgsched_result pgsched__store_schedule(pgsched_store *s,
                                               const pgsched_schedule_request *req, void *conn,
-                                              pgsched_schedule_outcome *out, pgsched_error *err)
+                                              pgsched_schedule_info *out, pgsched_error *err)
 {
-    pgsched_schedule_outcome local;
+    pgsched_schedule_info local;
     pgsched_schedule_request copy;
     pgsched_result r = pgsched__check_store(s, err);
     if (r != PGSCHED_OK) return r;
     if ((r = pgsched__check_schedule_request(req, err)) != PGSCHED_OK) return r;
     copy = *req;
     if (!copy.params) copy.params = "{}";
-    if (copy.kind != PGSCHED_CRON) copy.cron = NULL;
-    if (copy.kind != PGSCHED_INTERVAL) copy.every = 0;
+    if (copy.kind != PGSCHED_SCHEDULE_CRON) copy.cron = NULL;
+    if (copy.kind != PGSCHED_SCHEDULE_INTERVAL) copy.every = 0;
     memset(&local, 0, sizeof local);
     r = s->methods->schedule(s, &copy, conn, &local, err);
     if (out) *out = local;
@@ -3924,7 +3923,7 @@ static pgsched_result pgsched__store_schedule(pgsched_store *s,
 
 PGSCHED_DEF pgsched_result pgsched_store_schedule(pgsched_store *s,
                                                   const pgsched_schedule_request *req,
-                                                  pgsched_schedule_outcome *out,
+                                                  pgsched_schedule_info *out,
                                                   pgsched_error *err)
 {
     return pgsched__store_schedule(s, req, NULL, out, err);
@@ -3970,7 +3969,7 @@ static pgsched_result pgsched__many_result(const pgsched__many_report *m, const 
    version 1 or without one) one schedule call per request. */
 static void pgsched__store_batch(pgsched_store *s, void *conn, int tx,
                                  const pgsched_schedule_request *reqs, const size_t *at, size_t n,
-                                 pgsched_schedule_outcome *outs, pgsched_result *results,
+                                 pgsched_schedule_info *outs, pgsched_result *results,
                                  pgsched__many_report *m)
 {
     const pgsched_store_methods *mt = s->methods;
@@ -4016,13 +4015,13 @@ static void pgsched__store_batch(pgsched_store *s, void *conn, int tx,
    (name, key) of the call goes in the round after it) of batches. */
 static pgsched_result pgsched__store_schedule_many(pgsched_store *s, void *conn, int tx,
                                                    const pgsched_schedule_request *reqs,
-                                                   size_t count, pgsched_schedule_outcome *outs,
+                                                   size_t count, pgsched_schedule_info *outs,
                                                    pgsched_result *results,
                                                    pgsched__many_report *m, pgsched_error *err)
 {
     pgsched_allocator a = pgsched__allocator(NULL);
     pgsched_schedule_request *norm = NULL, *breq = NULL;
-    pgsched_schedule_outcome *bout = NULL;
+    pgsched_schedule_info *bout = NULL;
     pgsched_result *bres = NULL;
     size_t *valid = NULL, *at = NULL, *slots = NULL, nvalid = 0, nslots = 1, i, k;
     unsigned *round = NULL, rounds = 0, rd;
@@ -4039,7 +4038,7 @@ static pgsched_result pgsched__store_schedule_many(pgsched_store *s, void *conn,
     slots = (size_t *)pgsched__malloc(&a, nslots * sizeof *slots);
     k = count < PGSCHED_SCHEDULE_BATCH_MAX ? count : PGSCHED_SCHEDULE_BATCH_MAX;
     breq = (pgsched_schedule_request *)pgsched__malloc(&a, k * sizeof *breq);
-    bout = (pgsched_schedule_outcome *)pgsched__malloc(&a, k * sizeof *bout);
+    bout = (pgsched_schedule_info *)pgsched__malloc(&a, k * sizeof *bout);
     bres = (pgsched_result *)pgsched__malloc(&a, k * sizeof *bres);
     at = (size_t *)pgsched__malloc(&a, k * sizeof *at);
     if (!norm || !valid || !round || !slots || !breq || !bout || !bres || !at) {
@@ -4059,8 +4058,8 @@ static pgsched_result pgsched__store_schedule_many(pgsched_store *s, void *conn,
         }
         norm[i] = reqs[i];
         if (!norm[i].params) norm[i].params = "{}";
-        if (norm[i].kind != PGSCHED_CRON) norm[i].cron = NULL;
-        if (norm[i].kind != PGSCHED_INTERVAL) norm[i].every = 0;
+        if (norm[i].kind != PGSCHED_SCHEDULE_CRON) norm[i].cron = NULL;
+        if (norm[i].kind != PGSCHED_SCHEDULE_INTERVAL) norm[i].every = 0;
         /* the round: one after the latest earlier request of the same (name, key) */
         round[i] = 0;
         for (k = (size_t)(pgsched__hash(reqs[i].name, reqs[i].key) & (nslots - 1));;
@@ -4109,7 +4108,7 @@ done:
 PGSCHED_DEF pgsched_result pgsched_store_schedule_many(pgsched_store *s,
                                                        const pgsched_schedule_request *reqs,
                                                        size_t count,
-                                                       pgsched_schedule_outcome *outs,
+                                                       pgsched_schedule_info *outs,
                                                        pgsched_result *results,
                                                        pgsched_error *err)
 {
@@ -4124,7 +4123,7 @@ PGSCHED_DEF pgsched_result pgsched_store_schedule_many(pgsched_store *s,
 PGSCHED_DEF pgsched_result pgsched_store_schedule_many_tx(pgsched_store *s, void *conn,
                                                           const pgsched_schedule_request *reqs,
                                                           size_t count,
-                                                          pgsched_schedule_outcome *outs,
+                                                          pgsched_schedule_info *outs,
                                                           pgsched_result *results,
                                                           pgsched_error *err)
 {
@@ -4139,9 +4138,9 @@ PGSCHED_DEF pgsched_result pgsched_store_schedule_many_tx(pgsched_store *s, void
 
 PGSCHED_DEF pgsched_result pgsched_store_claim(pgsched_store *s, const pgsched_claim_request *req,
                                                pgsched_job_list *out,
-                                               pgsched_claim_outcome *info, pgsched_error *err)
+                                               pgsched_claim_info *info, pgsched_error *err)
 {
-    pgsched_claim_outcome local;
+    pgsched_claim_info local;
     pgsched_result r = pgsched__check_store(s, err);
     if (r != PGSCHED_OK) return r;
     if (!req) return pgsched__null(err, "the claim request");
@@ -4185,8 +4184,8 @@ PGSCHED_DEF pgsched_result pgsched_store_heartbeat(pgsched_store *s, const char 
     return r;
 }
 
-PGSCHED_DEF pgsched_result pgsched_store_finish(pgsched_store *s, const pgsched_outcome *o,
-                                                size_t count, pgsched_finish_result *results,
+PGSCHED_DEF pgsched_result pgsched_store_finish(pgsched_store *s, const pgsched_finish_request *o,
+                                                size_t count, pgsched_finish_info *results,
                                                 pgsched_error *err)
 {
     size_t i;
@@ -4201,8 +4200,8 @@ PGSCHED_DEF pgsched_result pgsched_store_finish(pgsched_store *s, const pgsched_
         if (o[i].outcome < PGSCHED_OUTCOME_SUCCESS || o[i].outcome > PGSCHED_OUTCOME_RELEASED)
             return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT,
                                  "outcome kind %d is unknown", (int)o[i].outcome);
-        if (o[i].status < PGSCHED_PENDING || o[i].status > PGSCHED_CANCELLED ||
-            o[i].status == PGSCHED_RUNNING)
+        if (o[i].status < PGSCHED_STATUS_PENDING || o[i].status > PGSCHED_STATUS_CANCELLED ||
+            o[i].status == PGSCHED_STATUS_RUNNING)
             return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT,
                                  "an outcome cannot leave a row %s",
                                  pgsched_status_string(o[i].status));
@@ -4221,8 +4220,8 @@ PGSCHED_DEF pgsched_result pgsched_store_finish(pgsched_store *s, const pgsched_
         if (o[i].error && pgsched__utf8_check(o[i].error, strlen(o[i].error)) != (size_t)-1)
             return pgsched__fail(err, PGSCHED_ERR_UTF8, "an error text is not valid UTF-8");
         if (o[i].cancelled_status != PGSCHED_STATUS_NONE &&
-            (o[i].cancelled_status < PGSCHED_PENDING || o[i].cancelled_status > PGSCHED_CANCELLED ||
-             o[i].cancelled_status == PGSCHED_RUNNING))
+            (o[i].cancelled_status < PGSCHED_STATUS_PENDING || o[i].cancelled_status > PGSCHED_STATUS_CANCELLED ||
+             o[i].cancelled_status == PGSCHED_STATUS_RUNNING))
             return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT,
                                  "a cancel cannot leave a row %s",
                                  pgsched_status_string(o[i].cancelled_status));
@@ -4255,14 +4254,14 @@ PGSCHED_DEF pgsched_result pgsched_store_take_back(pgsched_store *s, const char 
 
 /* cancel, trigger and remove share their checks and their optional output. */
 typedef pgsched_result (*pgsched__change_fn)(pgsched_store *, const char *, const char *,
-                                             const char *, pgsched_change_outcome *,
+                                             const char *, pgsched_change_info *,
                                              pgsched_error *);
 
 static pgsched_result pgsched__store_change(pgsched_store *s, int which, const char *name,
                                             const char *key, const char *node_id,
-                                            pgsched_change_outcome *out, pgsched_error *err)
+                                            pgsched_change_info *out, pgsched_error *err)
 {
-    pgsched_change_outcome local;
+    pgsched_change_info local;
     pgsched__change_fn fn;
     pgsched_result r = pgsched__check_store(s, err);
     if (r != PGSCHED_OK) return r;
@@ -4277,21 +4276,21 @@ static pgsched_result pgsched__store_change(pgsched_store *s, int which, const c
 
 PGSCHED_DEF pgsched_result pgsched_store_cancel(pgsched_store *s, const char *name,
                                                 const char *key, const char *node_id,
-                                                pgsched_change_outcome *out, pgsched_error *err)
+                                                pgsched_change_info *out, pgsched_error *err)
 {
     return pgsched__store_change(s, 0, name, key, node_id, out, err);
 }
 
 PGSCHED_DEF pgsched_result pgsched_store_trigger(pgsched_store *s, const char *name,
                                                  const char *key, const char *node_id,
-                                                 pgsched_change_outcome *out, pgsched_error *err)
+                                                 pgsched_change_info *out, pgsched_error *err)
 {
     return pgsched__store_change(s, 1, name, key, node_id, out, err);
 }
 
 PGSCHED_DEF pgsched_result pgsched_store_remove(pgsched_store *s, const char *name,
                                                 const char *key, const char *node_id,
-                                                pgsched_change_outcome *out, pgsched_error *err)
+                                                pgsched_change_info *out, pgsched_error *err)
 {
     return pgsched__store_change(s, 2, name, key, node_id, out, err);
 }
@@ -4316,7 +4315,7 @@ PGSCHED_DEF pgsched_result pgsched_store_list(pgsched_store *s, const pgsched_li
     memset(&f, 0, sizeof f);
     if (filter) f = *filter;
     if (f.name && (r = pgsched_validate_name(f.name, err)) != PGSCHED_OK) return r;
-    if (f.status < PGSCHED_STATUS_NONE || f.status > PGSCHED_CANCELLED)
+    if (f.status < PGSCHED_STATUS_NONE || f.status > PGSCHED_STATUS_CANCELLED)
         return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT, "status %d is unknown",
                              (int)f.status);
     if ((f.after_name == NULL) != (f.after_key == NULL))
@@ -4384,11 +4383,11 @@ PGSCHED_DEF pgsched_result pgsched_store_node_unregister(pgsched_store *s, const
 
 PGSCHED_DEF pgsched_result pgsched_store_cleanup(pgsched_store *s,
                                                  const pgsched_cleanup_request *req,
-                                                 pgsched_cleanup_outcome *out,
+                                                 pgsched_cleanup_info *out,
                                                  pgsched_error *err)
 {
     pgsched_cleanup_request q;
-    pgsched_cleanup_outcome local;
+    pgsched_cleanup_info local;
     pgsched_result r = pgsched__check_store(s, err);
     if (r != PGSCHED_OK) return r;
     if (!req) return pgsched__null(err, "the cleanup request");
@@ -4803,10 +4802,10 @@ static void pgsched__running_link(pgsched__mem *m, pgsched__mrow *r)
 /* Moves a row to `st`, keeping the heap and the running list in step. */
 static void pgsched__mem_set_status(pgsched__mem *m, pgsched__mrow *r, pgsched_status st)
 {
-    if (st == PGSCHED_PENDING) pgsched__heap_update(r);
+    if (st == PGSCHED_STATUS_PENDING) pgsched__heap_update(r);
     else pgsched__heap_remove(r);
-    if (r->status == PGSCHED_RUNNING && st != PGSCHED_RUNNING) pgsched__running_unlink(m, r);
-    if (r->status != PGSCHED_RUNNING && st == PGSCHED_RUNNING) pgsched__running_link(m, r);
+    if (r->status == PGSCHED_STATUS_RUNNING && st != PGSCHED_STATUS_RUNNING) pgsched__running_unlink(m, r);
+    if (r->status != PGSCHED_STATUS_RUNNING && st == PGSCHED_STATUS_RUNNING) pgsched__running_link(m, r);
     r->status = st;
 }
 
@@ -4854,7 +4853,7 @@ static void pgsched__mem_delete(pgsched__mem *m, pgsched__mrow *r)
     while (*pp && *pp != r) pp = &(*pp)->hnext;
     if (*pp) *pp = r->hnext;
     pgsched__heap_remove(r);
-    if (r->status == PGSCHED_RUNNING) pgsched__running_unlink(m, r);
+    if (r->status == PGSCHED_STATUS_RUNNING) pgsched__running_unlink(m, r);
     t->rows--;
     m->nrows--;
     pgsched__mem_row_free(m, r);
@@ -4909,7 +4908,7 @@ static void pgsched__mem_to_job(const pgsched__mrow *r, pgsched_job *j)
     j->max_retries = r->max_retries;
     j->attempt = r->attempt;
     j->next_run = r->next_run;
-    j->owner = r->status == PGSCHED_RUNNING ? r->owner : NULL;
+    j->owner = r->status == PGSCHED_STATUS_RUNNING ? r->owner : NULL;
     j->lease = r->lease;
     j->heartbeat_at = r->heartbeat_at;
     j->started_at = r->started_at;
@@ -4966,8 +4965,8 @@ static void pgsched__mem_emit(pgsched__mem *m, pgsched_event_kind kind, const pg
     ev.old_status = old_status;
     ev.new_status = new_status;
     /* a claim carries the due time of the run it starts, as the PostgreSQL store's does */
-    ev.next_run = new_status == PGSCHED_PENDING ||
-                          (old_status == PGSCHED_PENDING && new_status == PGSCHED_RUNNING)
+    ev.next_run = new_status == PGSCHED_STATUS_PENDING ||
+                          (old_status == PGSCHED_STATUS_PENDING && new_status == PGSCHED_STATUS_RUNNING)
                       ? r->next_run
                       : 0;
     ev.version = r->version;
@@ -5009,7 +5008,7 @@ static pgsched_result pgsched__mem_nomem(pgsched_error *err)
 /* One schedule, with m->mu held. */
 static pgsched_result pgsched__mem_schedule_locked(pgsched__mem *m,
                                                    const pgsched_schedule_request *q,
-                                                   pgsched_schedule_outcome *out,
+                                                   pgsched_schedule_info *out,
                                                    pgsched_error *err)
 {
     pgsched__mrow *r;
@@ -5017,7 +5016,7 @@ static pgsched_result pgsched__mem_schedule_locked(pgsched__mem *m,
     now = pgsched__mem_now(m);
     next = q->next_run ? q->next_run : now;
     r = pgsched__mem_find(m, q->name, q->key);
-    if (r && r->status == PGSCHED_RUNNING) {
+    if (r && r->status == PGSCHED_STATUS_RUNNING) {
         char *cron = NULL, *params = NULL;
         if (!q->apply_after_run) {
             return pgsched__err_running(err, q->name, q->key,
@@ -5040,10 +5039,10 @@ static pgsched_result pgsched__mem_schedule_locked(pgsched__mem *m,
         r->version = ++m->seq;
         r->updated_at = now;
         out->deferred = 1;
-        out->old_status = PGSCHED_RUNNING;
+        out->old_status = PGSCHED_STATUS_RUNNING;
         out->next_run = r->next_run;
         out->version = r->version;
-        pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, PGSCHED_RUNNING, PGSCHED_RUNNING, q->node_id);
+        pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, PGSCHED_STATUS_RUNNING, PGSCHED_STATUS_RUNNING, q->node_id);
         return pgsched__ok(err);
     }
     if (!r) {
@@ -5072,7 +5071,7 @@ static pgsched_result pgsched__mem_schedule_locked(pgsched__mem *m,
             pgsched__mem_row_free(m, r);
             return pgsched__mem_nomem(err);
         }
-        pgsched__mem_set_status(m, r, PGSCHED_PENDING);
+        pgsched__mem_set_status(m, r, PGSCHED_STATUS_PENDING);
         r->updated_at = now;
         {
             size_t b = (size_t)(pgsched__hash(r->name, r->key) & (m->nbuckets - 1));
@@ -5089,7 +5088,7 @@ static pgsched_result pgsched__mem_schedule_locked(pgsched__mem *m,
             pgsched__free(&m->alloc, cron);
             return pgsched__mem_nomem(err);
         }
-        if (old == PGSCHED_PENDING && r->next_run < next) next = r->next_run;
+        if (old == PGSCHED_STATUS_PENDING && r->next_run < next) next = r->next_run;
         pgsched__free(&m->alloc, r->cron);
         pgsched__free(&m->alloc, r->params);
         r->cron = cron;
@@ -5101,18 +5100,18 @@ static pgsched_result pgsched__mem_schedule_locked(pgsched__mem *m,
         r->next_run = next;
         r->cancel_requested = r->remove_requested = 0;
         r->version = ++m->seq;
-        pgsched__mem_set_status(m, r, PGSCHED_PENDING);
+        pgsched__mem_set_status(m, r, PGSCHED_STATUS_PENDING);
         r->updated_at = now;
         out->old_status = old;
     }
     out->next_run = r->next_run;
     out->version = r->version;
-    pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, out->old_status, PGSCHED_PENDING, q->node_id);
+    pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, out->old_status, PGSCHED_STATUS_PENDING, q->node_id);
     return pgsched__ok(err);
 }
 
 static pgsched_result pgsched__mem_schedule(pgsched_store *s, const pgsched_schedule_request *q,
-                                            void *external_conn, pgsched_schedule_outcome *out,
+                                            void *external_conn, pgsched_schedule_info *out,
                                             pgsched_error *err)
 {
     pgsched__mem *m = (pgsched__mem *)s;
@@ -5129,7 +5128,7 @@ static pgsched_result pgsched__mem_schedule(pgsched_store *s, const pgsched_sche
 /* A batch under one hold of the lock: no other call sees half of it. */
 static pgsched_result pgsched__mem_schedule_many(pgsched_store *s,
                                                  const pgsched_schedule_request *reqs,
-                                                 size_t count, pgsched_schedule_outcome *outs,
+                                                 size_t count, pgsched_schedule_info *outs,
                                                  pgsched_result *results, pgsched_error *err)
 {
     pgsched__mem *m = (pgsched__mem *)s;
@@ -5142,7 +5141,7 @@ static pgsched_result pgsched__mem_schedule_many(pgsched_store *s,
 }
 
 static pgsched_result pgsched__mem_claim(pgsched_store *s, const pgsched_claim_request *q,
-                                         pgsched_job_list *out, pgsched_claim_outcome *info,
+                                         pgsched_job_list *out, pgsched_claim_info *info,
                                          pgsched_error *err)
 {
     pgsched__mem *m = (pgsched__mem *)s;
@@ -5176,7 +5175,7 @@ static pgsched_result pgsched__mem_claim(pgsched_store *s, const pgsched_claim_r
                 best = types[i];
         if (!best) break;
         row = best->heap[0];
-        pgsched__mem_set_status(m, row, PGSCHED_RUNNING);
+        pgsched__mem_set_status(m, row, PGSCHED_STATUS_RUNNING);
         pgsched__copy_text(row->owner, sizeof row->owner, q->node_id);
         pgsched__copy_text(row->ran_by, sizeof row->ran_by, q->node_id);
         row->version = ++m->seq;
@@ -5193,11 +5192,11 @@ static pgsched_result pgsched__mem_claim(pgsched_store *s, const pgsched_claim_r
             row->attempt--;
             row->lease = 0;
             row->owner[0] = '\0';
-            pgsched__mem_set_status(m, row, PGSCHED_PENDING);
+            pgsched__mem_set_status(m, row, PGSCHED_STATUS_PENDING);
             r = pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory in a claim");
             break;
         }
-        pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, row, PGSCHED_PENDING, PGSCHED_RUNNING,
+        pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, row, PGSCHED_STATUS_PENDING, PGSCHED_STATUS_RUNNING,
                           q->node_id);
         claimed++;
     }
@@ -5233,7 +5232,7 @@ static pgsched_result pgsched__mem_heartbeat(pgsched_store *s, const char *node_
     now = pgsched__mem_now(m);
     for (i = 0; i < count; i++) {
         pgsched__mrow *r = pgsched__mem_find(m, leases[i].name, leases[i].key);
-        if (!r || r->status != PGSCHED_RUNNING || r->lease != leases[i].token ||
+        if (!r || r->status != PGSCHED_STATUS_RUNNING || r->lease != leases[i].token ||
             strcmp(r->owner, node_id) != 0) {
             states[i].lost = 1;
             continue;
@@ -5248,7 +5247,7 @@ static pgsched_result pgsched__mem_heartbeat(pgsched_store *s, const char *node_
     return pgsched__ok(err);
 }
 
-static void pgsched__mem_history(pgsched__mem *m, const pgsched__mrow *r, const pgsched_outcome *o,
+static void pgsched__mem_history(pgsched__mem *m, const pgsched__mrow *r, const pgsched_finish_request *o,
                                  pgsched_time now)
 {
     pgsched__mhist *h;
@@ -5287,8 +5286,8 @@ static void pgsched__mem_history(pgsched__mem *m, const pgsched__mrow *r, const 
     m->hist_n++;
 }
 
-static pgsched_result pgsched__mem_finish(pgsched_store *s, const pgsched_outcome *o,
-                                          size_t count, pgsched_finish_result *res,
+static pgsched_result pgsched__mem_finish(pgsched_store *s, const pgsched_finish_request *o,
+                                          size_t count, pgsched_finish_info *res,
                                           pgsched_error *err)
 {
     pgsched__mem *m = (pgsched__mem *)s;
@@ -5298,10 +5297,10 @@ static pgsched_result pgsched__mem_finish(pgsched_store *s, const pgsched_outcom
     now = pgsched__mem_now(m);
     for (i = 0; i < count; i++) {
         pgsched__mrow *r = pgsched__mem_find(m, o[i].name, o[i].key);
-        pgsched_outcome e = o[i]; /* what the outcome becomes */
+        pgsched_finish_request e = o[i]; /* what the outcome becomes */
         pgsched_status st;
         int failed;
-        if (!r || r->status != PGSCHED_RUNNING || r->lease != o[i].token) {
+        if (!r || r->status != PGSCHED_STATUS_RUNNING || r->lease != o[i].token) {
             size_t j;
             if (r && o[i].token > 0 && r->last_lease == o[i].token) res[i].replayed = 1;
             for (j = 0; j < i && !res[i].replayed; j++) /* named twice in this batch */
@@ -5341,7 +5340,7 @@ static pgsched_result pgsched__mem_finish(pgsched_store *s, const pgsched_outcom
         r->version = ++m->seq;
         r->updated_at = now;
         if (r->remove_requested) {
-            pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, PGSCHED_RUNNING, PGSCHED_STATUS_NONE,
+            pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, PGSCHED_STATUS_RUNNING, PGSCHED_STATUS_NONE,
                               o[i].node_id);
             res[i].new_status = PGSCHED_STATUS_NONE;
             res[i].version = r->version;
@@ -5349,13 +5348,13 @@ static pgsched_result pgsched__mem_finish(pgsched_store *s, const pgsched_outcom
             res[i].code = PGSCHED_OK;
             continue;
         }
-        if (st == PGSCHED_PENDING)
+        if (st == PGSCHED_STATUS_PENDING)
             r->next_run = e.next_run ? e.next_run : now + e.retry_delay;
         else
             r->next_run = 0;
         if (r->has_change) {
             /* The re-schedule asked for while running takes effect now. */
-            if (st != PGSCHED_PENDING || r->ch_next_run < r->next_run) r->next_run = r->ch_next_run;
+            if (st != PGSCHED_STATUS_PENDING || r->ch_next_run < r->next_run) r->next_run = r->ch_next_run;
             pgsched__free(&m->alloc, r->cron);
             pgsched__free(&m->alloc, r->params);
             r->cron = r->ch_cron;
@@ -5366,13 +5365,13 @@ static pgsched_result pgsched__mem_finish(pgsched_store *s, const pgsched_outcom
             r->max_retries = r->ch_max_retries;
             r->attempt = 0;
             r->has_change = 0;
-            st = PGSCHED_PENDING;
+            st = PGSCHED_STATUS_PENDING;
         }
         pgsched__mem_set_status(m, r, st);
-        pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, PGSCHED_RUNNING, r->status, o[i].node_id);
+        pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, PGSCHED_STATUS_RUNNING, r->status, o[i].node_id);
         res[i].code = PGSCHED_OK;
         res[i].new_status = r->status;
-        res[i].next_run = r->status == PGSCHED_PENDING ? r->next_run : 0;
+        res[i].next_run = r->status == PGSCHED_STATUS_PENDING ? r->next_run : 0;
         res[i].version = r->version;
     }
     pthread_mutex_unlock(&m->mu);
@@ -5427,7 +5426,7 @@ static pgsched_result pgsched__mem_take_back(pgsched_store *s, const char *node_
             pthread_mutex_unlock(&m->mu);
             return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory taking back rows");
         }
-        pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, PGSCHED_RUNNING, PGSCHED_RUNNING, node_id);
+        pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, PGSCHED_STATUS_RUNNING, PGSCHED_STATUS_RUNNING, node_id);
         n++;
     }
     pgsched__free(&m->alloc, stalled);
@@ -5452,7 +5451,7 @@ static pgsched__mrow *pgsched__mem_lock_row(pgsched__mem *m, const char *name, c
 }
 
 static pgsched_result pgsched__mem_cancel(pgsched_store *s, const char *name, const char *key,
-                                          const char *node_id, pgsched_change_outcome *out,
+                                          const char *node_id, pgsched_change_info *out,
                                           pgsched_error *err)
 {
     pgsched__mem *m = (pgsched__mem *)s;
@@ -5460,23 +5459,23 @@ static pgsched_result pgsched__mem_cancel(pgsched_store *s, const char *name, co
     pgsched__mrow *r = pgsched__mem_lock_row(m, name, key, &now, err);
     if (!r) return PGSCHED_ERR_NOT_FOUND;
     out->old_status = out->new_status = r->status;
-    if (r->status == PGSCHED_RUNNING) {
+    if (r->status == PGSCHED_STATUS_RUNNING) {
         r->cancel_requested = 1;
         r->version = ++m->seq;
         r->updated_at = now;
-        out->effect = PGSCHED_CANCEL_REQUESTED;
+        out->effect = PGSCHED_CHANGE_CANCEL_REQUESTED;
         pgsched__copy_text(out->owner, sizeof out->owner, r->owner);
-        pgsched__mem_emit(m, PGSCHED_EVENT_CANCEL, r, PGSCHED_RUNNING, PGSCHED_RUNNING, node_id);
-    } else if (r->status == PGSCHED_PENDING && r->kind == PGSCHED_ONCE) {
+        pgsched__mem_emit(m, PGSCHED_EVENT_CANCEL, r, PGSCHED_STATUS_RUNNING, PGSCHED_STATUS_RUNNING, node_id);
+    } else if (r->status == PGSCHED_STATUS_PENDING && r->kind == PGSCHED_SCHEDULE_ONCE) {
         r->next_run = 0;
         r->version = ++m->seq;
         r->updated_at = now;
-        pgsched__mem_set_status(m, r, PGSCHED_CANCELLED);
-        out->effect = PGSCHED_CANCEL_DONE;
-        out->new_status = PGSCHED_CANCELLED;
-        pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, PGSCHED_PENDING, PGSCHED_CANCELLED, node_id);
+        pgsched__mem_set_status(m, r, PGSCHED_STATUS_CANCELLED);
+        out->effect = PGSCHED_CHANGE_CANCELLED;
+        out->new_status = PGSCHED_STATUS_CANCELLED;
+        pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, PGSCHED_STATUS_PENDING, PGSCHED_STATUS_CANCELLED, node_id);
     } else {
-        out->effect = PGSCHED_CANCEL_NONE;
+        out->effect = PGSCHED_CHANGE_NONE;
     }
     out->version = r->version;
     pthread_mutex_unlock(&m->mu);
@@ -5484,7 +5483,7 @@ static pgsched_result pgsched__mem_cancel(pgsched_store *s, const char *name, co
 }
 
 static pgsched_result pgsched__mem_trigger(pgsched_store *s, const char *name, const char *key,
-                                           const char *node_id, pgsched_change_outcome *out,
+                                           const char *node_id, pgsched_change_info *out,
                                            pgsched_error *err)
 {
     pgsched__mem *m = (pgsched__mem *)s;
@@ -5493,11 +5492,11 @@ static pgsched_result pgsched__mem_trigger(pgsched_store *s, const char *name, c
     pthread_mutex_lock(&m->mu);
     now = pgsched__mem_now(m);
     r = pgsched__mem_find(m, name, key);
-    if (!r || r->status != PGSCHED_PENDING) {
+    if (!r || r->status != PGSCHED_STATUS_PENDING) {
         pgsched_status st = r ? r->status : PGSCHED_STATUS_NONE;
         pthread_mutex_unlock(&m->mu);
         if (st == PGSCHED_STATUS_NONE) return pgsched__err_not_found(err, name, key);
-        if (st == PGSCHED_RUNNING)
+        if (st == PGSCHED_STATUS_RUNNING)
             return pgsched__err_running(err, name, key, "it cannot be triggered");
         return pgsched__err_not_pending(err, name, key, st);
     }
@@ -5505,16 +5504,16 @@ static pgsched_result pgsched__mem_trigger(pgsched_store *s, const char *name, c
     r->version = ++m->seq;
     r->updated_at = now;
     pgsched__heap_update(r);
-    out->old_status = out->new_status = PGSCHED_PENDING;
+    out->old_status = out->new_status = PGSCHED_STATUS_PENDING;
     out->next_run = now;
     out->version = r->version;
-    pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, PGSCHED_PENDING, PGSCHED_PENDING, node_id);
+    pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, PGSCHED_STATUS_PENDING, PGSCHED_STATUS_PENDING, node_id);
     pthread_mutex_unlock(&m->mu);
     return pgsched__ok(err);
 }
 
 static pgsched_result pgsched__mem_remove(pgsched_store *s, const char *name, const char *key,
-                                          const char *node_id, pgsched_change_outcome *out,
+                                          const char *node_id, pgsched_change_info *out,
                                           pgsched_error *err)
 {
     pgsched__mem *m = (pgsched__mem *)s;
@@ -5524,16 +5523,16 @@ static pgsched_result pgsched__mem_remove(pgsched_store *s, const char *name, co
     out->old_status = r->status;
     r->version = ++m->seq;
     out->version = r->version;
-    if (r->status == PGSCHED_RUNNING) {
+    if (r->status == PGSCHED_STATUS_RUNNING) {
         r->cancel_requested = 1;
         r->remove_requested = 1;
         r->updated_at = now;
-        out->effect = PGSCHED_REMOVE_DEFERRED;
-        out->new_status = PGSCHED_RUNNING;
+        out->effect = PGSCHED_CHANGE_REMOVE_DEFERRED;
+        out->new_status = PGSCHED_STATUS_RUNNING;
         pgsched__copy_text(out->owner, sizeof out->owner, r->owner);
-        pgsched__mem_emit(m, PGSCHED_EVENT_CANCEL, r, PGSCHED_RUNNING, PGSCHED_RUNNING, node_id);
+        pgsched__mem_emit(m, PGSCHED_EVENT_CANCEL, r, PGSCHED_STATUS_RUNNING, PGSCHED_STATUS_RUNNING, node_id);
     } else {
-        out->effect = PGSCHED_REMOVE_DONE;
+        out->effect = PGSCHED_CHANGE_REMOVED;
         out->new_status = PGSCHED_STATUS_NONE;
         pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, r->status, PGSCHED_STATUS_NONE, node_id);
         pgsched__mem_delete(m, r);
@@ -5731,7 +5730,7 @@ static pgsched_result pgsched__mem_node_unregister(pgsched_store *s, const char 
 }
 
 static pgsched_result pgsched__mem_cleanup(pgsched_store *s, const pgsched_cleanup_request *q,
-                                           pgsched_cleanup_outcome *out, pgsched_error *err)
+                                           pgsched_cleanup_info *out, pgsched_error *err)
 {
     pgsched__mem *m = (pgsched__mem *)s;
     pgsched_time now;
@@ -5791,14 +5790,14 @@ static pgsched_result pgsched__mem_cleanup(pgsched_store *s, const pgsched_clean
         pgsched__mrow *r = m->buckets[b];
         while (r) {
             pgsched__mrow *next = r->hnext;
-            int finished = r->kind == PGSCHED_ONCE &&
-                           (r->status == PGSCHED_COMPLETED || r->status == PGSCHED_FAILED ||
-                            r->status == PGSCHED_CANCELLED);
+            int finished = r->kind == PGSCHED_SCHEDULE_ONCE &&
+                           (r->status == PGSCHED_STATUS_COMPLETED || r->status == PGSCHED_STATUS_FAILED ||
+                            r->status == PGSCHED_STATUS_CANCELLED);
             if (finished && q->finished_retention != PGSCHED_NEVER &&
                 r->updated_at < now - q->finished_retention && out->finished_deleted < q->limit) {
                 pgsched__mem_delete(m, r);
                 out->finished_deleted++;
-            } else if (q->orphan_timeout != PGSCHED_NEVER && r->status != PGSCHED_RUNNING &&
+            } else if (q->orphan_timeout != PGSCHED_NEVER && r->status != PGSCHED_STATUS_RUNNING &&
                        !r->type->live && r->updated_at < now - q->orphan_timeout &&
                        out->orphans_deleted < q->limit) {
                 pgsched__mem_delete(m, r);
@@ -7398,10 +7397,10 @@ static const char *pgsched__pg_text(const PGresult *r, int row, int col)
 static const char *pgsched__kind_string(pgsched_schedule_kind k)
 {
     switch (k) {
-    case PGSCHED_ONCE: return "once";
-    case PGSCHED_CRON: return "cron";
-    case PGSCHED_INTERVAL: return "interval";
-    case PGSCHED_CUSTOM: return "custom";
+    case PGSCHED_SCHEDULE_ONCE: return "once";
+    case PGSCHED_SCHEDULE_CRON: return "cron";
+    case PGSCHED_SCHEDULE_INTERVAL: return "interval";
+    case PGSCHED_SCHEDULE_CUSTOM: return "custom";
     }
     return "unknown";
 }
@@ -7409,23 +7408,23 @@ static const char *pgsched__kind_string(pgsched_schedule_kind k)
 static pgsched_status pgsched__status_parse(const char *s)
 {
     if (!s) return PGSCHED_STATUS_NONE;
-    if (strcmp(s, "pending") == 0) return PGSCHED_PENDING;
-    if (strcmp(s, "running") == 0) return PGSCHED_RUNNING;
-    if (strcmp(s, "completed") == 0) return PGSCHED_COMPLETED;
-    if (strcmp(s, "failed") == 0) return PGSCHED_FAILED;
-    if (strcmp(s, "cancelled") == 0) return PGSCHED_CANCELLED;
+    if (strcmp(s, "pending") == 0) return PGSCHED_STATUS_PENDING;
+    if (strcmp(s, "running") == 0) return PGSCHED_STATUS_RUNNING;
+    if (strcmp(s, "completed") == 0) return PGSCHED_STATUS_COMPLETED;
+    if (strcmp(s, "failed") == 0) return PGSCHED_STATUS_FAILED;
+    if (strcmp(s, "cancelled") == 0) return PGSCHED_STATUS_CANCELLED;
     return PGSCHED_STATUS_NONE;
 }
 
 static pgsched_schedule_kind pgsched__kind_parse(const char *s)
 {
-    if (s && strcmp(s, "cron") == 0) return PGSCHED_CRON;
-    if (s && strcmp(s, "interval") == 0) return PGSCHED_INTERVAL;
-    if (s && strcmp(s, "custom") == 0) return PGSCHED_CUSTOM;
-    return PGSCHED_ONCE;
+    if (s && strcmp(s, "cron") == 0) return PGSCHED_SCHEDULE_CRON;
+    if (s && strcmp(s, "interval") == 0) return PGSCHED_SCHEDULE_INTERVAL;
+    if (s && strcmp(s, "custom") == 0) return PGSCHED_SCHEDULE_CUSTOM;
+    return PGSCHED_SCHEDULE_ONCE;
 }
 
-static pgsched_outcome_kind pgsched__outcome_parse(const char *s)
+static pgsched_outcome pgsched__outcome_parse(const char *s)
 {
     if (s && strcmp(s, "failure") == 0) return PGSCHED_OUTCOME_FAILURE;
     if (s && strcmp(s, "cancelled") == 0) return PGSCHED_OUTCOME_CANCELLED;
@@ -8066,7 +8065,7 @@ static pgsched_result pgsched__pg_ext_run(pgsched__pg *p, PGconn *c, const char 
 /* Writes n requests in one statement, on the store's connection or (conn) the caller's. */
 static pgsched_result pgsched__pg_schedule_rows(pgsched__pg *p, PGconn *conn,
                                                 const pgsched_schedule_request *reqs, size_t n,
-                                                pgsched_schedule_outcome *outs,
+                                                pgsched_schedule_info *outs,
                                                 pgsched_result *results, pgsched_error *err)
 {
     pgsched__buf b[9];
@@ -8088,7 +8087,7 @@ static pgsched_result pgsched__pg_schedule_rows(pgsched__pg *p, PGconn *conn,
         pgsched__pg_array_add(&b[1], q->key, first);
         pgsched__pg_array_add(&b[2], pgsched__kind_string(q->kind), first);
         pgsched__pg_array_add(&b[3], q->cron, first);
-        if (q->kind == PGSCHED_INTERVAL) pgsched__pg_array_int(&b[4], q->every, first);
+        if (q->kind == PGSCHED_SCHEDULE_INTERVAL) pgsched__pg_array_int(&b[4], q->every, first);
         else pgsched__pg_array_add(&b[4], NULL, first);
         pgsched__pg_array_add(&b[5], q->params, first);
         pgsched__pg_array_int(&b[6], q->max_retries, first);
@@ -8130,7 +8129,7 @@ static pgsched_result pgsched__pg_schedule_rows(pgsched__pg *p, PGconn *conn,
     for (row = 0; row < PQntuples(res); row++) {
         const char *name = pgsched__pg_text(res, row, 0), *key = pgsched__pg_text(res, row, 1);
         const char *prev = pgsched__pg_text(res, row, 5);
-        pgsched_schedule_outcome *o;
+        pgsched_schedule_info *o;
         if (!name || !key) continue;
         for (k = (size_t)(pgsched__hash(name, key) & (nslots - 1)); slots[k] != (size_t)-1;
              k = (k + 1) & (nslots - 1))
@@ -8140,11 +8139,11 @@ static pgsched_result pgsched__pg_schedule_rows(pgsched__pg *p, PGconn *conn,
         i = slots[k];
         o = &outs[i];
         results[i] = PGSCHED_OK;
-        o->deferred = pgsched__status_parse(pgsched__pg_text(res, row, 2)) == PGSCHED_RUNNING;
+        o->deferred = pgsched__status_parse(pgsched__pg_text(res, row, 2)) == PGSCHED_STATUS_RUNNING;
         o->next_run = pgsched__pg_time(res, row, 3);
         o->version = pgsched__pg_int(res, row, 4);
         o->created = prev == NULL;
-        o->old_status = o->deferred ? PGSCHED_RUNNING : pgsched__status_parse(prev);
+        o->old_status = o->deferred ? PGSCHED_STATUS_RUNNING : pgsched__status_parse(prev);
     }
     pgsched__free(&p->alloc, slots);
     PQclear(res);
@@ -8152,7 +8151,7 @@ static pgsched_result pgsched__pg_schedule_rows(pgsched__pg *p, PGconn *conn,
 }
 
 static pgsched_result pgsched__pg_schedule(pgsched_store *s, const pgsched_schedule_request *q,
-                                           void *external_conn, pgsched_schedule_outcome *out,
+                                           void *external_conn, pgsched_schedule_info *out,
                                            pgsched_error *err)
 {
     pgsched_result one, r = pgsched__pg_schedule_rows((pgsched__pg *)s, (PGconn *)external_conn,
@@ -8166,7 +8165,7 @@ static pgsched_result pgsched__pg_schedule(pgsched_store *s, const pgsched_sched
 
 static pgsched_result pgsched__pg_schedule_many(pgsched_store *s,
                                                 const pgsched_schedule_request *reqs,
-                                                size_t count, pgsched_schedule_outcome *outs,
+                                                size_t count, pgsched_schedule_info *outs,
                                                 pgsched_result *results, pgsched_error *err)
 {
     return pgsched__pg_schedule_rows((pgsched__pg *)s, NULL, reqs, count, outs, results, err);
@@ -8174,7 +8173,7 @@ static pgsched_result pgsched__pg_schedule_many(pgsched_store *s,
 
 static pgsched_result pgsched__pg_schedule_many_tx(pgsched_store *s, void *conn,
                                                    const pgsched_schedule_request *reqs,
-                                                   size_t count, pgsched_schedule_outcome *outs,
+                                                   size_t count, pgsched_schedule_info *outs,
                                                    pgsched_result *results, pgsched_error *err)
 {
     return pgsched__pg_schedule_rows((pgsched__pg *)s, (PGconn *)conn, reqs, count, outs,
@@ -8282,7 +8281,7 @@ static int pgsched__pg_quarantine_due(pgsched__pg *p, const char *names, const c
 }
 
 static pgsched_result pgsched__pg_claim(pgsched_store *s, const pgsched_claim_request *q,
-                                        pgsched_job_list *out, pgsched_claim_outcome *info,
+                                        pgsched_job_list *out, pgsched_claim_info *info,
                                         pgsched_error *err)
 {
     pgsched__pg *p = (pgsched__pg *)s;
@@ -8399,8 +8398,8 @@ done:
     return r;
 }
 
-static pgsched_result pgsched__pg_finish_batch(pgsched__pg *p, const pgsched_outcome *o,
-                                               size_t count, pgsched_finish_result *res_out,
+static pgsched_result pgsched__pg_finish_batch(pgsched__pg *p, const pgsched_finish_request *o,
+                                               size_t count, pgsched_finish_info *res_out,
                                                pgsched_error *err)
 {
     pgsched__buf b[12];
@@ -8484,8 +8483,8 @@ static pgsched_result pgsched__pg_finish_batch(pgsched__pg *p, const pgsched_out
     return pgsched__ok(err);
 }
 
-static pgsched_result pgsched__pg_finish(pgsched_store *s, const pgsched_outcome *o, size_t count,
-                                         pgsched_finish_result *res_out, pgsched_error *err)
+static pgsched_result pgsched__pg_finish(pgsched_store *s, const pgsched_finish_request *o, size_t count,
+                                         pgsched_finish_info *res_out, pgsched_error *err)
 {
     pgsched__pg *p = (pgsched__pg *)s;
     pgsched_error e;
@@ -8519,7 +8518,7 @@ static pgsched_result pgsched__pg_finish(pgsched_store *s, const pgsched_outcome
     res_out->code = r != PGSCHED_OK ? r : version ? PGSCHED_OK : PGSCHED_ERR_LEASE_LOST;
     if (version) {
         res_out->outcome = o->outcome;
-        res_out->new_status = PGSCHED_FAILED;
+        res_out->new_status = PGSCHED_STATUS_FAILED;
         res_out->version = version;
     }
     return r;
@@ -8582,7 +8581,7 @@ static pgsched_result pgsched__pg_change(pgsched__pg *p, int q, const char *name
 }
 
 static pgsched_result pgsched__pg_cancel(pgsched_store *s, const char *name, const char *key,
-                                         const char *node_id, pgsched_change_outcome *out,
+                                         const char *node_id, pgsched_change_info *out,
                                          pgsched_error *err)
 {
     PGresult *res;
@@ -8592,22 +8591,22 @@ static pgsched_result pgsched__pg_cancel(pgsched_store *s, const char *name, con
     out->old_status = pgsched__status_parse(pgsched__pg_text(res, 0, 0));
     out->version = pgsched__pg_int(res, 0, 2);
     if (PQgetisnull(res, 0, 1)) {
-        out->effect = PGSCHED_CANCEL_NONE;
+        out->effect = PGSCHED_CHANGE_NONE;
         out->new_status = out->old_status;
-    } else if (out->old_status == PGSCHED_RUNNING) {
-        out->effect = PGSCHED_CANCEL_REQUESTED;
-        out->new_status = PGSCHED_RUNNING;
+    } else if (out->old_status == PGSCHED_STATUS_RUNNING) {
+        out->effect = PGSCHED_CHANGE_CANCEL_REQUESTED;
+        out->new_status = PGSCHED_STATUS_RUNNING;
         pgsched__copy_text(out->owner, sizeof out->owner, pgsched__pg_text(res, 0, 3));
     } else {
-        out->effect = PGSCHED_CANCEL_DONE;
-        out->new_status = PGSCHED_CANCELLED;
+        out->effect = PGSCHED_CHANGE_CANCELLED;
+        out->new_status = PGSCHED_STATUS_CANCELLED;
     }
     PQclear(res);
     return pgsched__ok(err);
 }
 
 static pgsched_result pgsched__pg_trigger(pgsched_store *s, const char *name, const char *key,
-                                          const char *node_id, pgsched_change_outcome *out,
+                                          const char *node_id, pgsched_change_info *out,
                                           pgsched_error *err)
 {
     PGresult *res;
@@ -8618,10 +8617,10 @@ static pgsched_result pgsched__pg_trigger(pgsched_store *s, const char *name, co
     st = pgsched__status_parse(pgsched__pg_text(res, 0, 0));
     if (PQgetisnull(res, 0, 2)) {
         PQclear(res);
-        if (st == PGSCHED_RUNNING) return pgsched__err_running(err, name, key, "it cannot be triggered");
+        if (st == PGSCHED_STATUS_RUNNING) return pgsched__err_running(err, name, key, "it cannot be triggered");
         return pgsched__err_not_pending(err, name, key, st);
     }
-    out->old_status = out->new_status = PGSCHED_PENDING;
+    out->old_status = out->new_status = PGSCHED_STATUS_PENDING;
     out->next_run = pgsched__pg_time(res, 0, 1);
     out->version = pgsched__pg_int(res, 0, 2);
     PQclear(res);
@@ -8629,7 +8628,7 @@ static pgsched_result pgsched__pg_trigger(pgsched_store *s, const char *name, co
 }
 
 static pgsched_result pgsched__pg_remove(pgsched_store *s, const char *name, const char *key,
-                                         const char *node_id, pgsched_change_outcome *out,
+                                         const char *node_id, pgsched_change_info *out,
                                          pgsched_error *err)
 {
     PGresult *res;
@@ -8639,11 +8638,11 @@ static pgsched_result pgsched__pg_remove(pgsched_store *s, const char *name, con
     out->old_status = pgsched__status_parse(pgsched__pg_text(res, 0, 0));
     out->version = pgsched__pg_int(res, 0, 2);
     if (pgsched__pg_bool(res, 0, 3)) {
-        out->effect = PGSCHED_REMOVE_DONE;
+        out->effect = PGSCHED_CHANGE_REMOVED;
         out->new_status = PGSCHED_STATUS_NONE;
     } else {
-        out->effect = PGSCHED_REMOVE_DEFERRED;
-        out->new_status = PGSCHED_RUNNING;
+        out->effect = PGSCHED_CHANGE_REMOVE_DEFERRED;
+        out->new_status = PGSCHED_STATUS_RUNNING;
         pgsched__copy_text(out->owner, sizeof out->owner, pgsched__pg_text(res, 0, 1));
     }
     PQclear(res);
@@ -8812,7 +8811,7 @@ static pgsched_result pgsched__pg_count(pgsched__pg *p, int q, int n, const char
 }
 
 static pgsched_result pgsched__pg_cleanup(pgsched_store *s, const pgsched_cleanup_request *q,
-                                          pgsched_cleanup_outcome *out, pgsched_error *err)
+                                          pgsched_cleanup_info *out, pgsched_error *err)
 {
     pgsched__pg *p = (pgsched__pg *)s;
     const pgsched_duration cap = PGSCHED__DURATION_MAX;
@@ -8936,7 +8935,7 @@ static int pgsched__pg_parse_event(const char *payload, pgsched_event *ev)
         ev->next_run = f[7][0] ? strtoll(f[7], NULL, 10) : 0;
     } else if (strcmp(f[0], "X") == 0 && nf == 6) {
         ev->kind = PGSCHED_EVENT_CANCEL;
-        ev->old_status = ev->new_status = PGSCHED_RUNNING;
+        ev->old_status = ev->new_status = PGSCHED_STATUS_RUNNING;
         ev->version = strtoll(f[3], NULL, 10);
         pgsched__copy_text(ev->node, sizeof ev->node, f[4]);
         pgsched__copy_text(ev->owner, sizeof ev->owner, f[5]);
@@ -9344,7 +9343,7 @@ typedef struct pgsched__slot {
 
 /* An outcome waiting to be written (its lease still held in the store). */
 typedef struct pgsched__pending {
-    pgsched_outcome o;
+    pgsched_finish_request o;
     char *name, *key, *error;
     int counter;      /* which counter to bump when written */
     int lost_counted; /* its run was already counted as lease_lost (self-fencing) */
@@ -9726,7 +9725,7 @@ static pgsched_result pgsched__next_occurrence(pgsched_node *n, const pgsched_jo
                                                pgsched_error *err)
 {
     switch (job->kind) {
-    case PGSCHED_CRON: {
+    case PGSCHED_SCHEDULE_CRON: {
         pgsched_cron *c;
         int owned;
         pgsched_result r;
@@ -9739,7 +9738,7 @@ static pgsched_result pgsched__next_occurrence(pgsched_node *n, const pgsched_jo
             return pgsched__fail(err, PGSCHED_ERR_NO_NEXT, "the cron schedule has no run left");
         return r;
     }
-    case PGSCHED_INTERVAL: {
+    case PGSCHED_SCHEDULE_INTERVAL: {
         pgsched_result r;
         if (job->every <= 0) return pgsched__fail(err, PGSCHED_ERR_SCHEDULE, "the row's interval is not positive");
         r = pgsched_interval_next(job->every, after, next);
@@ -9753,7 +9752,7 @@ static pgsched_result pgsched__next_occurrence(pgsched_node *n, const pgsched_jo
                                  pgsched_result_string(r));
         return r;
     }
-    case PGSCHED_CUSTOM: {
+    case PGSCHED_SCHEDULE_CUSTOM: {
         const pgsched__type *t = pgsched__find_type(n, job->name);
         pgsched_result r;
         /* A type this node runs without a calculator would make the row due again after
@@ -9781,7 +9780,7 @@ static pgsched_result pgsched__next_occurrence(pgsched_node *n, const pgsched_jo
                                  pgsched_result_string(r));
         return r;
     }
-    case PGSCHED_ONCE: break;
+    case PGSCHED_SCHEDULE_ONCE: break;
     }
     return pgsched__fail(err, PGSCHED_ERR_NO_NEXT, "a one-time job has no next run");
 }
@@ -9926,7 +9925,7 @@ static void pgsched__cbev_fill(pgsched__cbev *e, const char *name, const char *k
     pgsched__copy_text(e->node, sizeof e->node, node);
     e->ev.old_status = old_status;
     e->ev.new_status = new_status;
-    e->ev.next_run = new_status == PGSCHED_PENDING ? next_run : 0;
+    e->ev.next_run = new_status == PGSCHED_STATUS_PENDING ? next_run : 0;
     e->ev.version = version;
     e->ev.remote = remote;
 }
@@ -10076,22 +10075,22 @@ static pgsched_duration pgsched__backoff(pgsched_node *n, const pgsched__type *t
 }
 
 static int pgsched__decide_kind(pgsched_node *n, const pgsched_job *job, const pgsched__type *t,
-                                pgsched_outcome_kind kind, pgsched_time end, int quiet,
-                                pgsched_outcome *o);
+                                pgsched_outcome kind, pgsched_time end, int quiet,
+                                pgsched_finish_request *o);
 
 /* Fills `o` for a job whose attempt ended with `kind`. `end` is the store-clock time of the
    end of the run. Returns the counter to bump once written. An attempt that failed, stalled
    or was given back also carries what a cancel would make of it, for the store to apply
    when the row's cancel was requested (a request this node may not have seen yet). */
 static int pgsched__decide(pgsched_node *n, const pgsched_job *job, const pgsched__type *t,
-                           pgsched_outcome_kind kind, pgsched_time end, pgsched_outcome *o)
+                           pgsched_outcome kind, pgsched_time end, pgsched_finish_request *o)
 {
     int counter = pgsched__decide_kind(n, job, t, kind, end, 0, o);
     o->cancelled_status = PGSCHED_STATUS_NONE;
     o->cancelled_next_run = 0;
     if (kind == PGSCHED_OUTCOME_FAILURE || kind == PGSCHED_OUTCOME_STALLED ||
         kind == PGSCHED_OUTCOME_RELEASED) {
-        pgsched_outcome c;
+        pgsched_finish_request c;
         memset(&c, 0, sizeof c);
         /* quiet: a schedule that cannot be computed is logged once, by the real decision */
         pgsched__decide_kind(n, job, t, PGSCHED_OUTCOME_CANCELLED, end, 1, &c);
@@ -10102,8 +10101,8 @@ static int pgsched__decide(pgsched_node *n, const pgsched_job *job, const pgsche
 }
 
 static int pgsched__decide_kind(pgsched_node *n, const pgsched_job *job, const pgsched__type *t,
-                                pgsched_outcome_kind kind, pgsched_time end, int quiet,
-                                pgsched_outcome *o)
+                                pgsched_outcome kind, pgsched_time end, int quiet,
+                                pgsched_finish_request *o)
 {
     pgsched_error e;
     pgsched_time next = 0;
@@ -10119,39 +10118,39 @@ static int pgsched__decide_kind(pgsched_node *n, const pgsched_job *job, const p
     o->retry_delay = 0;
     o->attempt_rule = PGSCHED_ATTEMPT_RESET;
     if (kind == PGSCHED_OUTCOME_RELEASED) {
-        o->status = PGSCHED_PENDING;
+        o->status = PGSCHED_STATUS_PENDING;
         o->attempt_rule = PGSCHED_ATTEMPT_UNCOUNT;
         return PGSCHED__COUNT_NONE;
     }
     if ((kind == PGSCHED_OUTCOME_FAILURE || kind == PGSCHED_OUTCOME_STALLED) &&
         job->attempt <= job->max_retries) {
-        o->status = PGSCHED_PENDING;
+        o->status = PGSCHED_STATUS_PENDING;
         o->retry_delay = pgsched__backoff(n, t, job->attempt);
         o->attempt_rule = PGSCHED_ATTEMPT_KEEP;
         return kind == PGSCHED_OUTCOME_STALLED ? PGSCHED__COUNT_STALLED : PGSCHED__COUNT_RETRY;
     }
     if (!recurring) {
-        o->status = kind == PGSCHED_OUTCOME_SUCCESS     ? PGSCHED_COMPLETED
-                    : kind == PGSCHED_OUTCOME_CANCELLED ? PGSCHED_CANCELLED
-                                                        : PGSCHED_FAILED;
-        if (o->status == PGSCHED_FAILED) o->attempt_rule = PGSCHED_ATTEMPT_KEEP;
+        o->status = kind == PGSCHED_OUTCOME_SUCCESS     ? PGSCHED_STATUS_COMPLETED
+                    : kind == PGSCHED_OUTCOME_CANCELLED ? PGSCHED_STATUS_CANCELLED
+                                                        : PGSCHED_STATUS_FAILED;
+        if (o->status == PGSCHED_STATUS_FAILED) o->attempt_rule = PGSCHED_ATTEMPT_KEEP;
     } else {
         r = pgsched__next_occurrence(n, job, after, &next, &e);
         if (r == PGSCHED_OK) {
-            o->status = PGSCHED_PENDING;
+            o->status = PGSCHED_STATUS_PENDING;
             o->next_run = next;
         } else if (r == PGSCHED_ERR_NO_NEXT) {
-            o->status = PGSCHED_COMPLETED; /* the schedule is over */
+            o->status = PGSCHED_STATUS_COMPLETED; /* the schedule is over */
         } else if (r == PGSCHED_ERR_NOT_REGISTERED) {
             /* A custom schedule this node cannot compute (taken back from another node's
                type): make it due now; a node that registers the type runs it and computes
                the next run itself. */
-            o->status = PGSCHED_PENDING;
+            o->status = PGSCHED_STATUS_PENDING;
             if (!quiet)
                 pgsched__log(n, PGSCHED_LOG_WARN, "%s/%s: %s; made due now", job->name,
                              job->key, e.message);
         } else {
-            o->status = PGSCHED_FAILED;
+            o->status = PGSCHED_STATUS_FAILED;
             if (!quiet)
                 pgsched__log(n, PGSCHED_LOG_ERROR, "%s/%s: cannot compute the next run: %s",
                              job->name, job->key, e.message);
@@ -10178,7 +10177,7 @@ static void pgsched__feed(pgsched_node *n);
 /* Queues an outcome for the dispatcher to write; returns 0 when it was lost for want of
    memory (counted in lost_outcomes). Caller holds mu. */
 static int pgsched__queue_outcome(pgsched_node *n, const pgsched_job *job,
-                                  const pgsched_outcome *o, char *error, int counter)
+                                  const pgsched_finish_request *o, char *error, int counter)
 {
     pgsched__pending *p;
     if (n->npending == n->pending_cap) {
@@ -10240,8 +10239,8 @@ static void *pgsched__worker_main(void *arg)
         const pgsched_job *job;
         int rc, cancel, skip;
         char *error;
-        pgsched_outcome_kind kind;
-        pgsched_outcome o;
+        pgsched_outcome kind;
+        pgsched_finish_request o;
         int counter;
         pgsched_time start_db;
         while (s->state != PGSCHED__SLOT_READY && n->state != PGSCHED__STOPPED)
@@ -10400,10 +10399,10 @@ static void pgsched__queue_drop(pgsched_node *n, int i)
 
 /* Ends queued row i without running it: its outcome (cancelled, or given back) is written
    like a run's. */
-static void pgsched__queue_end(pgsched_node *n, int i, pgsched_outcome_kind kind)
+static void pgsched__queue_end(pgsched_node *n, int i, pgsched_outcome kind)
 {
     const pgsched_job *job = &PGSCHED__QUEUED(n, i)->one.items[0];
-    pgsched_outcome o;
+    pgsched_finish_request o;
     int counter;
     memset(&o, 0, sizeof o);
     counter = pgsched__decide(n, job, pgsched__find_type(n, job->name), kind, pgsched__db_now(n),
@@ -10514,8 +10513,8 @@ static pgsched_time pgsched__min_time(pgsched_time a, pgsched_time b) { return a
 static void pgsched__flush_outcomes(pgsched_node *n)
 {
     pgsched__pending *batch;
-    pgsched_outcome *os;
-    pgsched_finish_result *rs;
+    pgsched_finish_request *os;
+    pgsched_finish_info *rs;
     pgsched_error e;
     size_t count, i, kept = 0, waiting = 0;
     pgsched_result r;
@@ -10562,8 +10561,8 @@ static void pgsched__flush_outcomes(pgsched_node *n)
         return;
     }
 
-    os = (pgsched_outcome *)pgsched__malloc(&n->alloc, count * sizeof *os);
-    rs = (pgsched_finish_result *)pgsched__calloc(&n->alloc, count * sizeof *rs);
+    os = (pgsched_finish_request *)pgsched__malloc(&n->alloc, count * sizeof *os);
+    rs = (pgsched_finish_info *)pgsched__calloc(&n->alloc, count * sizeof *rs);
     if (!os || !rs) {
         r = pgsched__fail(&e, PGSCHED_ERR_NOMEM, "out of memory writing outcomes");
     } else {
@@ -10643,7 +10642,7 @@ static void pgsched__flush_outcomes(pgsched_node *n)
             case PGSCHED__COUNT_STALLED: n->counters.stalled_taken_back++; break;
             default: break;
             }
-            if (rs[i].new_status == PGSCHED_PENDING && rs[i].next_run) {
+            if (rs[i].new_status == PGSCHED_STATUS_PENDING && rs[i].next_run) {
                 const pgsched__type *t = pgsched__find_type(n, p->name);
                 if (t && t->t.handler) pgsched__hint_due(n, rs[i].next_run);
             }
@@ -10680,7 +10679,7 @@ static void pgsched__flush_outcomes(pgsched_node *n)
     if (kept && (r != PGSCHED_OK || busy_long)) pgsched__store_trouble(n, "recording outcomes", &e);
     for (i = 0; i < count; i++) {
         if (rs[i].code == PGSCHED_OK && !rs[i].replayed)
-            pgsched__cb_push(n, batch[i].name, batch[i].key, PGSCHED_RUNNING, rs[i].new_status,
+            pgsched__cb_push(n, batch[i].name, batch[i].key, PGSCHED_STATUS_RUNNING, rs[i].new_status,
                              rs[i].next_run, rs[i].version, n->id, 0);
         else if (rs[i].code == PGSCHED_ERR_LEASE_LOST)
             pgsched__log(n, PGSCHED_LOG_WARN,
@@ -10941,7 +10940,7 @@ static int pgsched__claim_room(const pgsched_node *n)
 static void pgsched__claim(pgsched_node *n)
 {
     pgsched_claim_request q;
-    pgsched_claim_outcome info;
+    pgsched_claim_info info;
     pgsched_job_list got;
     pgsched_error e;
     pgsched_result r;
@@ -11012,8 +11011,8 @@ static void pgsched__claim(pgsched_node *n)
     n->known_due = due;
     pthread_mutex_unlock(&n->mu);
     for (i = 0; i < got.count; i++)
-        pgsched__cb_push(n, got.items[i].name, got.items[i].key, PGSCHED_PENDING,
-                         PGSCHED_RUNNING, 0, got.items[i].version, n->id, 0);
+        pgsched__cb_push(n, got.items[i].name, got.items[i].key, PGSCHED_STATUS_PENDING,
+                         PGSCHED_STATUS_RUNNING, 0, got.items[i].version, n->id, 0);
     pgsched_job_list_free(&got);
 }
 
@@ -11036,7 +11035,7 @@ static void pgsched__take_back(pgsched_node *n)
     }
     for (i = 0; i < got.count; i++) {
         const pgsched_job *job = &got.items[i];
-        pgsched_outcome o;
+        pgsched_finish_request o;
         char msg[200];
         int counter;
         const pgsched__type *t = pgsched__find_type(n, job->name);
@@ -11071,7 +11070,7 @@ static void pgsched__register_node(pgsched_node *n)
 static void pgsched__cleanup(pgsched_node *n)
 {
     pgsched_cleanup_request q;
-    pgsched_cleanup_outcome out;
+    pgsched_cleanup_info out;
     pgsched_error e;
     /* Re-registering keeps the node's row (and so its types) alive even if it was deleted
        while this node was cut off from the database. */
@@ -11126,7 +11125,7 @@ static void pgsched__give_back_strays(pgsched_node *n)
     n->strays = 0;
     pthread_mutex_unlock(&n->mu);
     memset(&f, 0, sizeof f);
-    f.status = PGSCHED_RUNNING;
+    f.status = PGSCHED_STATUS_RUNNING;
     f.limit = 500;
     pgsched_job_list_init(&l, &n->alloc);
     for (;;) {
@@ -11136,7 +11135,7 @@ static void pgsched__give_back_strays(pgsched_node *n)
         pthread_mutex_lock(&n->mu);
         for (i = 0; i < l.count; i++) {
             const pgsched_job *j = &l.items[i];
-            pgsched_outcome o;
+            pgsched_finish_request o;
             if (!j->owner || strcmp(j->owner, n->id) != 0 || pgsched__holds_lease(n, j)) continue;
             memset(&o, 0, sizeof o);
             pgsched__decide(n, j, pgsched__find_type(n, j->name), PGSCHED_OUTCOME_RELEASED,
@@ -11457,7 +11456,7 @@ static void *pgsched__listener_main(void *arg)
                 }
             } else if (v->kind == PGSCHED_EVENT_CHANGE && strcmp(v->node, n->id) != 0) {
                 const pgsched__type *t = pgsched__find_type(n, v->name);
-                if (v->new_status == PGSCHED_PENDING && v->next_run && t && t->t.handler)
+                if (v->new_status == PGSCHED_STATUS_PENDING && v->next_run && t && t->t.handler)
                     pgsched__hint_due(n, v->next_run);
             }
         }
@@ -11967,10 +11966,10 @@ static pgsched_result pgsched__prepare(pgsched_node *n, const pgsched_job_spec *
                              "schedule.at is outside years 1900..9999");
     q->kind = s->kind;
     switch (s->kind) {
-    case PGSCHED_ONCE:
+    case PGSCHED_SCHEDULE_ONCE:
         q->next_run = s->at; /* 0: the store's now */
         break;
-    case PGSCHED_CRON: {
+    case PGSCHED_SCHEDULE_CRON: {
         pgsched_cron *c;
         int owned;
         pgsched_duration every;
@@ -11992,7 +11991,7 @@ static pgsched_result pgsched__prepare(pgsched_node *n, const pgsched_job_spec *
         if (r != PGSCHED_OK) return r;
         every = pgsched_cron_interval(c);
         if (every > 0) {
-            q->kind = PGSCHED_INTERVAL; /* "@every" is a fixed interval */
+            q->kind = PGSCHED_SCHEDULE_INTERVAL; /* "@every" is a fixed interval */
             q->every = every;
             q->next_run = s->at ? s->at : n->cfg.run_immediately ? 0 : db_now + every;
         } else {
@@ -12006,7 +12005,7 @@ static pgsched_result pgsched__prepare(pgsched_node *n, const pgsched_job_spec *
         if (owned) pgsched_cron_free(c);
         return r;
     }
-    case PGSCHED_INTERVAL:
+    case PGSCHED_SCHEDULE_INTERVAL:
         if (s->every <= 0 || s->every > PGSCHED__DURATION_MAX)
             return pgsched__fail(err, PGSCHED_ERR_SCHEDULE,
                                  "an interval schedule needs a positive interval of at most "
@@ -12014,7 +12013,7 @@ static pgsched_result pgsched__prepare(pgsched_node *n, const pgsched_job_spec *
         q->every = s->every;
         q->next_run = s->at ? s->at : n->cfg.run_immediately ? 0 : db_now + s->every;
         break;
-    case PGSCHED_CUSTOM:
+    case PGSCHED_SCHEDULE_CUSTOM:
         if (!t->t.next_run)
             return pgsched__fail(err, PGSCHED_ERR_SCHEDULE,
                                  "job type %s has no next_run callback for a custom schedule",
@@ -12060,7 +12059,7 @@ static pgsched_result pgsched__schedule_specs(pgsched_node *n, void *conn,
                                               pgsched_error *err)
 {
     pgsched_schedule_request *reqs;
-    pgsched_schedule_outcome *outs;
+    pgsched_schedule_info *outs;
     pgsched_result *res;
     char **crons;
     size_t *at, nv = 0, i, k;
@@ -12074,7 +12073,7 @@ static pgsched_result pgsched__schedule_specs(pgsched_node *n, void *conn,
     if (count > (size_t)-1 / (2 * sizeof *reqs))
         return pgsched__fail(err, PGSCHED_ERR_TOO_LARGE, "too many job specs");
     reqs = (pgsched_schedule_request *)pgsched__malloc(&n->alloc, count * sizeof *reqs);
-    outs = (pgsched_schedule_outcome *)pgsched__malloc(&n->alloc, count * sizeof *outs);
+    outs = (pgsched_schedule_info *)pgsched__malloc(&n->alloc, count * sizeof *outs);
     res = (pgsched_result *)pgsched__malloc(&n->alloc, count * sizeof *res);
     crons = (char **)pgsched__calloc(&n->alloc, count * sizeof *crons);
     at = (size_t *)pgsched__malloc(&n->alloc, count * sizeof *at);
@@ -12105,12 +12104,12 @@ static pgsched_result pgsched__schedule_specs(pgsched_node *n, void *conn,
         pgsched__many_note(m, at[sm.first], sm.e.code, &sm.e);
     }
     for (k = 0; k < nv; k++) {
-        const pgsched_schedule_outcome *o = &outs[k];
+        const pgsched_schedule_info *o = &outs[k];
         const pgsched__type *t;
         results[at[k]] = res[k];
         if (res[k] != PGSCHED_OK || conn) continue;
         pgsched__cb_push(n, reqs[k].name, reqs[k].key, o->old_status,
-                         o->deferred ? PGSCHED_RUNNING : PGSCHED_PENDING, o->next_run, o->version,
+                         o->deferred ? PGSCHED_STATUS_RUNNING : PGSCHED_STATUS_PENDING, o->next_run, o->version,
                          n->id, 0);
         t = o->deferred ? NULL : pgsched__find_type(n, reqs[k].name);
         if (t && t->t.handler && (!any_due || o->next_run < due)) {
@@ -12206,29 +12205,29 @@ static void pgsched__local_cancel(pgsched_node *n, const char *name, const char 
 }
 
 PGSCHED_DEF pgsched_result pgsched_cancel(pgsched_node *n, const char *name, const char *key,
-                                          pgsched_cancel_effect *effect, pgsched_error *err)
+                                          pgsched_change_effect *effect, pgsched_error *err)
 {
-    pgsched_change_outcome o;
+    pgsched_change_info o;
     pgsched_result r = pgsched__check_usable(n, err);
     if (r != PGSCHED_OK) return r;
     r = pgsched_store_cancel(n->store, name, key, n->id, &o, err);
     if (r != PGSCHED_OK) return r;
-    if (effect) *effect = (pgsched_cancel_effect)o.effect;
-    if (o.effect == PGSCHED_CANCEL_REQUESTED) pgsched__local_cancel(n, name, key, o.owner);
+    if (effect) *effect = (pgsched_change_effect)o.effect;
+    if (o.effect == PGSCHED_CHANGE_CANCEL_REQUESTED) pgsched__local_cancel(n, name, key, o.owner);
     pgsched__cb_push(n, name, key, o.old_status, o.new_status, 0, o.version, n->id, 0);
     return PGSCHED_OK;
 }
 
-PGSCHED_DEF pgsched_result pgsched_unschedule(pgsched_node *n, const char *name, const char *key,
-                                              pgsched_remove_effect *effect, pgsched_error *err)
+PGSCHED_DEF pgsched_result pgsched_remove(pgsched_node *n, const char *name, const char *key,
+                                              pgsched_change_effect *effect, pgsched_error *err)
 {
-    pgsched_change_outcome o;
+    pgsched_change_info o;
     pgsched_result r = pgsched__check_usable(n, err);
     if (r != PGSCHED_OK) return r;
     r = pgsched_store_remove(n->store, name, key, n->id, &o, err);
     if (r != PGSCHED_OK) return r;
-    if (effect) *effect = (pgsched_remove_effect)o.effect;
-    if (o.effect == PGSCHED_REMOVE_DEFERRED) pgsched__local_cancel(n, name, key, o.owner);
+    if (effect) *effect = (pgsched_change_effect)o.effect;
+    if (o.effect == PGSCHED_CHANGE_REMOVE_DEFERRED) pgsched__local_cancel(n, name, key, o.owner);
     pgsched__cb_push(n, name, key, o.old_status, o.new_status, 0, o.version, n->id, 0);
     return PGSCHED_OK;
 }
@@ -12236,7 +12235,7 @@ PGSCHED_DEF pgsched_result pgsched_unschedule(pgsched_node *n, const char *name,
 PGSCHED_DEF pgsched_result pgsched_trigger(pgsched_node *n, const char *name, const char *key,
                                            pgsched_error *err)
 {
-    pgsched_change_outcome o;
+    pgsched_change_info o;
     pgsched_result r = pgsched__check_usable(n, err);
     if (r != PGSCHED_OK) return r;
     r = pgsched_store_trigger(n->store, name, key, n->id, &o, err);

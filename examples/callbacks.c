@@ -36,7 +36,7 @@ static void on_status(void *user, const pgsched_status_event *e)
     printf("%-16s %-9s -> %-9s by %.8s%s\n", e->key, pgsched_status_string(e->old_status),
            pgsched_status_string(e->new_status), e->node, e->remote ? " (remote)" : "");
     fflush(stdout);
-    if (e->new_status == PGSCHED_COMPLETED) {
+    if (e->new_status == PGSCHED_STATUS_COMPLETED) {
         pthread_mutex_lock(&mu);
         completed++;
         pthread_cond_signal(&cv);
@@ -88,7 +88,7 @@ int main(void)
         snprintf(key, sizeof key, "%s%d", tag, i);
         job.name = "resize";
         job.key = key;
-        job.schedule.kind = PGSCHED_ONCE;
+        job.schedule.kind = PGSCHED_SCHEDULE_ONCE;
         if (pgsched_schedule_job(i % 2 ? b : a, &job, &err))
             fprintf(stderr, "callbacks: %s\n", err.message);
     }

@@ -60,7 +60,7 @@ int main(void)
     pgsched_config cfg = {0};
     pgsched_job_type type = {0};
     pgsched_job_spec job = {0};
-    pgsched_cancel_effect effect;
+    pgsched_change_effect effect;
     pgsched_node *node;
     pgsched_error err;
     char key[64];
@@ -80,20 +80,20 @@ int main(void)
     snprintf(key, sizeof key, "report-%ld", (long)getpid());
     job.name = "export";
     job.key = key;
-    job.schedule.kind = PGSCHED_ONCE;
+    job.schedule.kind = PGSCHED_SCHEDULE_ONCE;
     if (pgsched_schedule_job(node, &job, &err) == PGSCHED_OK &&
-        wait_status(node, key, PGSCHED_RUNNING)) {
+        wait_status(node, key, PGSCHED_STATUS_RUNNING)) {
         printf("export %s is running; cancelling it\n", key);
         if (pgsched_cancel(node, "export", key, &effect, &err) == PGSCHED_OK)
-            printf("cancel: %s\n", effect == PGSCHED_CANCEL_REQUESTED ? "requested from its node"
-                                   : effect == PGSCHED_CANCEL_DONE  ? "done (it was pending)"
+            printf("cancel: %s\n", effect == PGSCHED_CHANGE_CANCEL_REQUESTED ? "requested from its node"
+                                   : effect == PGSCHED_CHANGE_CANCELLED  ? "done (it was pending)"
                                                                     : "nothing to cancel");
-        ok = wait_status(node, key, PGSCHED_CANCELLED);
+        ok = wait_status(node, key, PGSCHED_STATUS_CANCELLED);
         printf("export %s is now %s\n", key, pgsched_status_string(status_of(node, key)));
     } else {
         fprintf(stderr, "cancel: the job did not start\n");
     }
-    pgsched_unschedule(node, "export", key, NULL, NULL);
+    pgsched_remove(node, "export", key, NULL, NULL);
     pgsched_destroy(node);
     return ok ? 0 : 1;
 }

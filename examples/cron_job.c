@@ -47,14 +47,14 @@ int main(int argc, char **argv)
 
     job.name = "tick";
     job.key = "every-2s";
-    job.schedule.kind = PGSCHED_CRON;
+    job.schedule.kind = PGSCHED_SCHEDULE_CRON;
     job.schedule.cron = "*/2 * * * * *"; /* sec min hour dom mon dow */
     if (pgsched_schedule_job(node, &job, &err)) fprintf(stderr, "cron_job: %s\n", err.message);
 
     sleep(seconds);
     pgsched_get_counters(node, &counters);
     printf("this node ran %lld firing(s) in %u s\n", (long long)counters.succeeded, seconds);
-    pgsched_unschedule(node, "tick", "every-2s", NULL, NULL); /* leave no recurring row behind */
+    pgsched_remove(node, "tick", "every-2s", NULL, NULL); /* leave no recurring row behind */
     pgsched_destroy(node);
     return counters.succeeded > 0 ? 0 : 1;
 }

@@ -82,12 +82,12 @@ static pgsched_result t_now(pgsched_store *s, pgsched_time *now, pgsched_error *
     FORWARD(M_NOW, now(IN(s), now, err));
 }
 static pgsched_result t_schedule(pgsched_store *s, const pgsched_schedule_request *req,
-                                 void *conn, pgsched_schedule_outcome *out, pgsched_error *err)
+                                 void *conn, pgsched_schedule_info *out, pgsched_error *err)
 {
     FORWARD(M_SCHEDULE, schedule(IN(s), req, conn, out, err));
 }
 static pgsched_result t_claim(pgsched_store *s, const pgsched_claim_request *req,
-                              pgsched_job_list *out, pgsched_claim_outcome *info,
+                              pgsched_job_list *out, pgsched_claim_info *info,
                               pgsched_error *err)
 {
     FORWARD(M_CLAIM, claim(IN(s), req, out, info, err));
@@ -98,8 +98,8 @@ static pgsched_result t_heartbeat(pgsched_store *s, const char *node, const pgsc
 {
     FORWARD(M_HEARTBEAT, heartbeat(IN(s), node, l, n, renew, st, now, err));
 }
-static pgsched_result t_finish(pgsched_store *s, const pgsched_outcome *o, size_t n,
-                               pgsched_finish_result *res, pgsched_error *err)
+static pgsched_result t_finish(pgsched_store *s, const pgsched_finish_request *o, size_t n,
+                               pgsched_finish_info *res, pgsched_error *err)
 {
     FORWARD(M_FINISH, finish(IN(s), o, n, res, err));
 }
@@ -109,17 +109,17 @@ static pgsched_result t_take_back(pgsched_store *s, const char *node, pgsched_du
     FORWARD(M_TAKE_BACK, take_back(IN(s), node, stall, max, out, err));
 }
 static pgsched_result t_cancel(pgsched_store *s, const char *name, const char *key,
-                               const char *node, pgsched_change_outcome *out, pgsched_error *err)
+                               const char *node, pgsched_change_info *out, pgsched_error *err)
 {
     FORWARD(M_CANCEL, cancel(IN(s), name, key, node, out, err));
 }
 static pgsched_result t_trigger(pgsched_store *s, const char *name, const char *key,
-                                const char *node, pgsched_change_outcome *out, pgsched_error *err)
+                                const char *node, pgsched_change_info *out, pgsched_error *err)
 {
     FORWARD(M_TRIGGER, trigger(IN(s), name, key, node, out, err));
 }
 static pgsched_result t_remove(pgsched_store *s, const char *name, const char *key,
-                               const char *node, pgsched_change_outcome *out, pgsched_error *err)
+                               const char *node, pgsched_change_info *out, pgsched_error *err)
 {
     FORWARD(M_REMOVE, remove(IN(s), name, key, node, out, err));
 }
@@ -153,7 +153,7 @@ static pgsched_result t_node_unregister(pgsched_store *s, const char *id, pgsche
     FORWARD(M_NODE_UNREGISTER, node_unregister(IN(s), id, err));
 }
 static pgsched_result t_cleanup(pgsched_store *s, const pgsched_cleanup_request *req,
-                                pgsched_cleanup_outcome *out, pgsched_error *err)
+                                pgsched_cleanup_info *out, pgsched_error *err)
 {
     FORWARD(M_CLEANUP, cleanup(IN(s), req, out, err));
 }
@@ -180,7 +180,7 @@ static void t_listen_close(pgsched_store *s, pgsched_listener *l)
    schedule_many the engine would call schedule once per job; without schedule_many_tx it could
    not schedule in the caller's transaction (the PostgreSQL store has both). */
 static pgsched_result t_schedule_many(pgsched_store *s, const pgsched_schedule_request *reqs,
-                                      size_t count, pgsched_schedule_outcome *outs,
+                                      size_t count, pgsched_schedule_info *outs,
                                       pgsched_result *results, pgsched_error *err)
 {
     size_t i;
@@ -192,7 +192,7 @@ static pgsched_result t_schedule_many(pgsched_store *s, const pgsched_schedule_r
 }
 static pgsched_result t_schedule_many_tx(pgsched_store *s, void *conn,
                                          const pgsched_schedule_request *reqs, size_t count,
-                                         pgsched_schedule_outcome *outs, pgsched_result *results,
+                                         pgsched_schedule_info *outs, pgsched_result *results,
                                          pgsched_error *err)
 {
     if (IN(s)->methods->version >= 2 && IN(s)->methods->schedule_many_tx)
@@ -270,7 +270,7 @@ int main(void)
         spec.name = "greet";
         spec.key = key;
         spec.params = params;
-        spec.schedule.kind = PGSCHED_ONCE;
+        spec.schedule.kind = PGSCHED_SCHEDULE_ONCE;
         if (pgsched_schedule_job(node, &spec, &e) != PGSCHED_OK)
             return fprintf(stderr, "%s\n", e.message), 1;
     }

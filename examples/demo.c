@@ -76,8 +76,8 @@ static int cleanup(pgsched_run *run)
 
 static void on_status(void *user, const pgsched_status_event *e)
 {
-    if (e->new_status == PGSCHED_FAILED || e->new_status == PGSCHED_CANCELLED ||
-        (e->new_status == PGSCHED_COMPLETED && strcmp(e->name, "email") != 0))
+    if (e->new_status == PGSCHED_STATUS_FAILED || e->new_status == PGSCHED_STATUS_CANCELLED ||
+        (e->new_status == PGSCHED_STATUS_COMPLETED && strcmp(e->name, "email") != 0))
         say((const char *)user, "status %s/%s: %s -> %s%s", e->name, e->key,
             pgsched_status_string(e->old_status), pgsched_status_string(e->new_status),
             e->remote ? " (seen through a notification)" : "");
@@ -179,15 +179,15 @@ int main(void)
 
     /* A recurring cron job with a seconds field, an interval job, a job that fails twice
        before it succeeds, and a burst of one-time emails spread over the next seconds. */
-    schedule(a, "report", "every-2-seconds", PGSCHED_CRON, "*/2 * * * * *", 0, 0, NULL);
-    schedule(a, "tidy", "temp-files", PGSCHED_INTERVAL, NULL, 3 * PGSCHED_SECOND, 0, NULL);
-    schedule(a, "flaky", "sync-upstream", PGSCHED_ONCE, NULL, 0, 0, NULL);
+    schedule(a, "report", "every-2-seconds", PGSCHED_SCHEDULE_CRON, "*/2 * * * * *", 0, 0, NULL);
+    schedule(a, "tidy", "temp-files", PGSCHED_SCHEDULE_INTERVAL, NULL, 3 * PGSCHED_SECOND, 0, NULL);
+    schedule(a, "flaky", "sync-upstream", PGSCHED_SCHEDULE_ONCE, NULL, 0, 0, NULL);
     for (i = 1; i <= 8; i++) {
         char key[32], params[96];
         snprintf(key, sizeof key, "welcome-%d", i);
         snprintf(params, sizeof params, "{\"to\": \"user%d@example.com\", \"template\": \"welcome\"}",
                  i);
-        schedule(b, "email", key, PGSCHED_ONCE, NULL, 0,
+        schedule(b, "email", key, PGSCHED_SCHEDULE_ONCE, NULL, 0,
                  pgsched_now() + (pgsched_time)i * 700 * PGSCHED_MILLISECOND, params);
     }
 

@@ -21,7 +21,7 @@ static int work(pgsched_run *run)
     return PGSCHED_RUN_SUCCESS;
 }
 
-/* A PGSCHED_CUSTOM schedule: the next run is whatever this returns, here 1.5 s after the
+/* A PGSCHED_SCHEDULE_CUSTOM schedule: the next run is whatever this returns, here 1.5 s after the
    previous one, so long as the instance's params do not say "paused". */
 static pgsched_result every_1500ms(void *user, const char *name, const char *key,
                                    const char *params, pgsched_time after, pgsched_time *next)
@@ -68,10 +68,10 @@ int main(int argc, char **argv)
         pgsched_store_destroy(store);
         return 1;
     }
-    add(node, "berlin", PGSCHED_CRON, "* * * * * *", 0);                   /* default zone */
-    add(node, "tokyo", PGSCHED_CRON, "CRON_TZ=Asia/Tokyo */2 * * * * *", 0);
-    add(node, "interval", PGSCHED_INTERVAL, NULL, 700 * PGSCHED_MILLISECOND);
-    add(node, "custom", PGSCHED_CUSTOM, NULL, 0);
+    add(node, "berlin", PGSCHED_SCHEDULE_CRON, "* * * * * *", 0);                   /* default zone */
+    add(node, "tokyo", PGSCHED_SCHEDULE_CRON, "CRON_TZ=Asia/Tokyo */2 * * * * *", 0);
+    add(node, "interval", PGSCHED_SCHEDULE_INTERVAL, NULL, 700 * PGSCHED_MILLISECOND);
+    add(node, "custom", PGSCHED_SCHEDULE_CUSTOM, NULL, 0);
 
     sleep(seconds);
     pgsched_get_counters(node, &counters);

@@ -160,11 +160,11 @@ int main(int argc, char **argv)
     memset(&spec, 0, sizeof spec);
     spec.name = "tick";
     spec.key = "every-200ms";
-    spec.schedule.kind = PGSCHED_INTERVAL;
+    spec.schedule.kind = PGSCHED_SCHEDULE_INTERVAL;
     spec.schedule.every = 200 * PGSCHED_MILLISECOND;
     if (pgsched_schedule_job(node, &spec, &err) != PGSCHED_OK) goto fail;
     spec.name = "flaky";
-    spec.schedule.kind = PGSCHED_ONCE;
+    spec.schedule.kind = PGSCHED_SCHEDULE_ONCE;
     for (i = 0; i < 6; i++) {
         snprintf(key, sizeof key, "job-%d", i);
         spec.key = key;

@@ -489,12 +489,12 @@ static const char *schedule_text(const pgsched_job *j, char *buf, size_t size)
 {
     char d[64];
     switch (j->kind) {
-    case PGSCHED_CRON: snprintf(buf, size, "%s", j->cron ? j->cron : "?"); break;
-    case PGSCHED_INTERVAL:
+    case PGSCHED_SCHEDULE_CRON: snprintf(buf, size, "%s", j->cron ? j->cron : "?"); break;
+    case PGSCHED_SCHEDULE_INTERVAL:
         snprintf(buf, size, "every %s", fmt_duration(j->every, d, sizeof d));
         break;
-    case PGSCHED_ONCE: snprintf(buf, size, "once"); break;
-    case PGSCHED_CUSTOM: snprintf(buf, size, "custom"); break;
+    case PGSCHED_SCHEDULE_ONCE: snprintf(buf, size, "once"); break;
+    case PGSCHED_SCHEDULE_CUSTOM: snprintf(buf, size, "custom"); break;
     default: snprintf(buf, size, "?"); break;
     }
     return buf;
@@ -503,10 +503,10 @@ static const char *schedule_text(const pgsched_job *j, char *buf, size_t size)
 static const char *kind_string(pgsched_schedule_kind k)
 {
     switch (k) {
-    case PGSCHED_ONCE: return "once";
-    case PGSCHED_CRON: return "cron";
-    case PGSCHED_INTERVAL: return "interval";
-    case PGSCHED_CUSTOM: return "custom";
+    case PGSCHED_SCHEDULE_ONCE: return "once";
+    case PGSCHED_SCHEDULE_CRON: return "cron";
+    case PGSCHED_SCHEDULE_INTERVAL: return "interval";
+    case PGSCHED_SCHEDULE_CUSTOM: return "custom";
     }
     return "unknown";
 }
@@ -521,7 +521,7 @@ static void job_json(FILE *f, const pgsched_job *j)
             kind_string(j->kind));
     json_string(f, j->cron);
     fputs(",\"every_us\":", f);
-    if (j->kind == PGSCHED_INTERVAL) fprintf(f, "%lld", (long long)j->every);
+    if (j->kind == PGSCHED_SCHEDULE_INTERVAL) fprintf(f, "%lld", (long long)j->every);
     else fputs("null", f);
     /* params is JSON text the store validated: written as it is */
     fprintf(f, ",\"params\":%s,\"max_retries\":%d,\"attempt\":%d,\"next_run\":",
@@ -564,7 +564,7 @@ static int parse_count(const opts *o, const char *what, const char *text, long m
 static int parse_status(const opts *o, const char *text, pgsched_status *out)
 {
     int s;
-    for (s = PGSCHED_PENDING; s <= PGSCHED_CANCELLED; s++)
+    for (s = PGSCHED_STATUS_PENDING; s <= PGSCHED_STATUS_CANCELLED; s++)
         if (strcmp(text, pgsched_status_string((pgsched_status)s)) == 0) {
             *out = (pgsched_status)s;
             return EX_OK;
@@ -640,7 +640,7 @@ static int cmd_list(opts *o)
             table_add(&t, j->key);
             table_add(&t, pgsched_status_string(j->status));
             table_add(&t, schedule_text(j, sched, sizeof sched));
-            table_add(&t, j->status == PGSCHED_PENDING || j->status == PGSCHED_RUNNING
+            table_add(&t, j->status == PGSCHED_STATUS_PENDING || j->status == PGSCHED_STATUS_RUNNING
                               ? fmt_time(j->next_run, tb)
                               : "-");
             table_addf(&t, "%d", j->attempt);
@@ -1146,7 +1146,7 @@ static int cmd_top(opts *o)
 static int cmd_schedule(opts *o)
 {
     pgsched_schedule_request q;
-    pgsched_schedule_outcome out;
+    pgsched_schedule_info out;
     pgsched_store *s;
     pgsched_error e;
     pgsched_result r;
@@ -1199,23 +1199,23 @@ static int cmd_schedule(opts *o)
     q.max_retries = (int)retries;
     q.apply_after_run = o->after_run;
     if (cron && pgsched_cron_interval(cron) > 0) {
-        q.kind = PGSCHED_INTERVAL; /* "@every DUR" is an interval, as in the library */
+        q.kind = PGSCHED_SCHEDULE_INTERVAL; /* "@every DUR" is an interval, as in the library */
         q.every = pgsched_cron_interval(cron);
     } else if (cron) {
-        q.kind = PGSCHED_CRON;
+        q.kind = PGSCHED_SCHEDULE_CRON;
         q.cron = o->cron;
     } else if (o->every) {
-        q.kind = PGSCHED_INTERVAL;
+        q.kind = PGSCHED_SCHEDULE_INTERVAL;
     } else {
-        q.kind = PGSCHED_ONCE;
+        q.kind = PGSCHED_SCHEDULE_ONCE;
     }
     if (at) q.next_run = at;
-    else if (q.kind == PGSCHED_INTERVAL) q.next_run = now + q.every;
-    else if (q.kind == PGSCHED_CRON && pgsched_cron_next(cron, now, &q.next_run) != PGSCHED_OK) {
+    else if (q.kind == PGSCHED_SCHEDULE_INTERVAL) q.next_run = now + q.every;
+    else if (q.kind == PGSCHED_SCHEDULE_CRON && pgsched_cron_next(cron, now, &q.next_run) != PGSCHED_OK) {
         fprintf(stderr, "pgschedctl: --cron: the schedule has no run after now\n");
         ex = EX_REFUSED;
         goto done;
-    } else if (q.kind == PGSCHED_ONCE) q.next_run = now;
+    } else if (q.kind == PGSCHED_SCHEDULE_ONCE) q.next_run = now;
     memset(&out, 0, sizeof out);
     r = pgsched_store_schedule(s, &q, &out, &e);
     if (r != PGSCHED_OK) {
@@ -1250,9 +1250,9 @@ done:
 
 /* cancel, trigger, unschedule: one call on (NAME, KEY) that returns a change outcome. */
 typedef pgsched_result (*change_fn)(pgsched_store *, const char *, const char *, const char *,
-                                    pgsched_change_outcome *, pgsched_error *);
+                                    pgsched_change_info *, pgsched_error *);
 
-static int change(opts *o, change_fn fn, const char *what, pgsched_change_outcome *out)
+static int change(opts *o, change_fn fn, const char *what, pgsched_change_info *out)
 {
     pgsched_store *s;
     pgsched_error e;
@@ -1274,7 +1274,7 @@ static int change(opts *o, change_fn fn, const char *what, pgsched_change_outcom
     return EX_OK;
 }
 
-static void change_json(const opts *o, const char *effect, const pgsched_change_outcome *out)
+static void change_json(const opts *o, const char *effect, const pgsched_change_info *out)
 {
     fputs("{\"name\":", stdout);
     json_string(stdout, o->args[0]);
@@ -1290,32 +1290,32 @@ static void change_json(const opts *o, const char *effect, const pgsched_change_
 
 static int cmd_cancel(opts *o)
 {
-    pgsched_change_outcome out;
+    pgsched_change_info out;
     int ex = change(o, pgsched_store_cancel, "cancelling", &out);
     const char *effect;
     if (ex != EX_OK) return ex;
-    effect = out.effect == PGSCHED_CANCEL_DONE        ? "cancelled"
-             : out.effect == PGSCHED_CANCEL_REQUESTED ? "requested"
+    effect = out.effect == PGSCHED_CHANGE_CANCELLED        ? "cancelled"
+             : out.effect == PGSCHED_CHANGE_CANCEL_REQUESTED ? "requested"
                                                       : "none";
     if (o->json) change_json(o, effect, &out);
-    if (out.effect == PGSCHED_CANCEL_DONE) {
+    if (out.effect == PGSCHED_CHANGE_CANCELLED) {
         if (!o->json) printf("cancelled %s/%s (it will not run)\n", o->args[0], o->args[1]);
         return EX_OK;
     }
-    if (out.effect == PGSCHED_CANCEL_REQUESTED) {
+    if (out.effect == PGSCHED_CHANGE_CANCEL_REQUESTED) {
         if (!o->json)
             printf("asked node %s to stop the run of %s/%s\n", out.owner, o->args[0], o->args[1]);
         return EX_OK;
     }
     fprintf(stderr, "pgschedctl: %s/%s is %s%s: nothing to cancel (unschedule removes it)\n",
             o->args[0], o->args[1], pgsched_status_string(out.old_status),
-            out.old_status == PGSCHED_PENDING ? " and recurring" : "");
+            out.old_status == PGSCHED_STATUS_PENDING ? " and recurring" : "");
     return EX_REFUSED;
 }
 
 static int cmd_trigger(opts *o)
 {
-    pgsched_change_outcome out;
+    pgsched_change_info out;
     char tb[PGSCHED_TIME_STRING_MAX];
     int ex = change(o, pgsched_store_trigger, "triggering", &out);
     if (ex != EX_OK) return ex;
@@ -1326,12 +1326,12 @@ static int cmd_trigger(opts *o)
 
 static int cmd_unschedule(opts *o)
 {
-    pgsched_change_outcome out;
+    pgsched_change_info out;
     int ex = change(o, pgsched_store_remove, "unscheduling", &out);
     if (ex != EX_OK) return ex;
     if (o->json)
-        change_json(o, out.effect == PGSCHED_REMOVE_DEFERRED ? "deferred" : "removed", &out);
-    else if (out.effect == PGSCHED_REMOVE_DEFERRED)
+        change_json(o, out.effect == PGSCHED_CHANGE_REMOVE_DEFERRED ? "deferred" : "removed", &out);
+    else if (out.effect == PGSCHED_CHANGE_REMOVE_DEFERRED)
         printf("%s/%s is running on node %s: asked it to stop; removed when the run ends\n",
                o->args[0], o->args[1], out.owner);
     else

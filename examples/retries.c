@@ -39,7 +39,7 @@ static void on_status(void *user, const pgsched_status_event *e)
     (void)user;
     printf("  %s/%s: %s -> %s\n", e->name, e->key, pgsched_status_string(e->old_status),
            pgsched_status_string(e->new_status));
-    if (e->new_status == PGSCHED_COMPLETED || e->new_status == PGSCHED_FAILED) {
+    if (e->new_status == PGSCHED_STATUS_COMPLETED || e->new_status == PGSCHED_STATUS_FAILED) {
         pthread_mutex_lock(&mu);
         finished = 1;
         pthread_cond_signal(&cv);
@@ -78,7 +78,7 @@ int main(void)
     job.name = "charge";
     job.key = key;
     job.params = "{\"amount\": 1999, \"currency\": \"EUR\"}";
-    job.schedule.kind = PGSCHED_ONCE; /* due now */
+    job.schedule.kind = PGSCHED_SCHEDULE_ONCE; /* due now */
     if (pgsched_schedule_job(node, &job, &err)) {
         fprintf(stderr, "retries: %s\n", err.message);
     } else {
@@ -101,7 +101,7 @@ int main(void)
         ok = history.count == 3 && history.items[0].outcome == PGSCHED_OUTCOME_SUCCESS;
     }
     pgsched_run_list_free(&history);
-    pgsched_unschedule(node, "charge", key, NULL, NULL);
+    pgsched_remove(node, "charge", key, NULL, NULL);
     pgsched_destroy(node);
     return ok ? 0 : 1;
 }

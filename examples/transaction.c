@@ -37,7 +37,7 @@ static int place_order(pgsched_node *node, PGconn *conn, const char *order, int 
     PQclear(r);
     job.name = "receipt";
     job.key = order;
-    job.schedule.kind = PGSCHED_ONCE;
+    job.schedule.kind = PGSCHED_SCHEDULE_ONCE;
     if (ok && pgsched_schedule_job_tx(node, conn, &job, &err) != PGSCHED_OK) {
         fprintf(stderr, "transaction: %s\n", err.message);
         ok = 0;
@@ -90,7 +90,7 @@ int main(void)
     printf("committed order: its receipt job %s\n", exists(node, kept));
     printf("rolled-back order: its receipt job %s\n", exists(node, dropped));
     ok = ok && exists(node, kept)[0] == 'e' && exists(node, dropped)[0] == 'd';
-    pgsched_unschedule(node, "receipt", kept, NULL, NULL);
+    pgsched_remove(node, "receipt", kept, NULL, NULL);
     PQfinish(conn);
     pgsched_destroy(node);
     return ok ? 0 : 1;

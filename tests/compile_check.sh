@@ -68,13 +68,13 @@ int main(void)
     pgsched_cron *cron = NULL;
     pgsched_store *store = NULL;
     pgsched_schedule_request q;
-    pgsched_schedule_outcome o;
+    pgsched_schedule_info o;
     pgsched_error e;
     memset(&q, 0, sizeof q);
     memset(&o, 0, sizeof o);
     q.name = "check";
     q.key = "once";
-    q.kind = PGSCHED_ONCE;
+    q.kind = PGSCHED_SCHEDULE_ONCE;
     if (pgsched_cron_parse("*/15 9-17 * * MON-FRI", NULL, &cron, &e) != PGSCHED_OK) return 1;
     pgsched_cron_free(cron);
     if (pgsched_memory_store_create(NULL, &store, &e) != PGSCHED_OK) return 1;
@@ -111,13 +111,13 @@ int main(void)
 {
     pgsched_store *store = NULL;
     pgsched_schedule_request q;
-    pgsched_schedule_outcome o;
+    pgsched_schedule_info o;
     pgsched_error e;
     memset(&q, 0, sizeof q);
     memset(&o, 0, sizeof o);
     q.name = "check";
     q.key = "once";
-    q.kind = PGSCHED_ONCE;
+    q.kind = PGSCHED_SCHEDULE_ONCE;
     if (pgsched_memory_store_create(NULL, &store, &e) != PGSCHED_OK) return 1;
     if (pgsched_store_schedule(store, &q, &o, &e) != PGSCHED_OK) return 1;
     pgsched_store_destroy(store);
@@ -182,13 +182,13 @@ int main(void)
     if (pgsched_start(node, &err) != PGSCHED_OK) goto fail;
     spec.name = "hello";
     spec.key = "once";
-    spec.schedule.kind = PGSCHED_ONCE;
+    spec.schedule.kind = PGSCHED_SCHEDULE_ONCE;
     if (pgsched_schedule_job(node, &spec, &err) != PGSCHED_OK) goto fail;
     pgsched_job_list_init(&rows, NULL);
     for (i = 0; i < 1000 && !done; i++) { /* up to 10 s for the run to complete */
         pgsched_job_list_clear(&rows);
         if (pgsched_get(node, "hello", "once", &rows, &err) != PGSCHED_OK) goto fail;
-        done = rows.count == 1 && rows.items[0].status == PGSCHED_COMPLETED;
+        done = rows.count == 1 && rows.items[0].status == PGSCHED_STATUS_COMPLETED;
         if (!done) {
             struct timespec ts = {0, 10000000};
             nanosleep(&ts, NULL);

@@ -422,16 +422,16 @@ static void a_store_lacking_a_required_method_is_refused_by_every_wrapper(void *
     const pgsched_store_methods *real = s->methods;
     const char *names[1] = {"t"};
     pgsched_schedule_request sr;
-    pgsched_schedule_outcome so;
+    pgsched_schedule_info so;
     pgsched_claim_request cr;
-    pgsched_claim_outcome info;
-    pgsched_outcome oc;
-    pgsched_finish_result fr;
-    pgsched_change_outcome co;
+    pgsched_claim_info info;
+    pgsched_finish_request oc;
+    pgsched_finish_info fr;
+    pgsched_change_info co;
     pgsched_list_filter f;
     pgsched_node_record node;
     pgsched_cleanup_request cq;
-    pgsched_cleanup_outcome cout;
+    pgsched_cleanup_info cout;
     pgsched_listener *l = NULL;
     pgsched_job_list jl;
     pgsched_run_list rl;
@@ -443,7 +443,7 @@ static void a_store_lacking_a_required_method_is_refused_by_every_wrapper(void *
     memset(&sr, 0, sizeof sr);
     sr.name = "t";
     sr.key = "k";
-    sr.kind = PGSCHED_ONCE;
+    sr.kind = PGSCHED_SCHEDULE_ONCE;
     memset(&cr, 0, sizeof cr);
     cr.node_id = "n";
     cr.names = names;
@@ -454,7 +454,7 @@ static void a_store_lacking_a_required_method_is_refused_by_every_wrapper(void *
     oc.key = "k";
     oc.token = 1;
     oc.outcome = PGSCHED_OUTCOME_SUCCESS;
-    oc.status = PGSCHED_COMPLETED;
+    oc.status = PGSCHED_STATUS_COMPLETED;
     oc.node_id = "n";
     memset(&f, 0, sizeof f);
     memset(&node, 0, sizeof node);
@@ -510,11 +510,11 @@ static void a_store_without_the_listen_methods_works_but_cannot_listen(void **st
         const pgsched_store_methods *real = s->methods;
         const char *names[1] = {"t"};
         pgsched_schedule_request sr;
-        pgsched_schedule_outcome so;
+        pgsched_schedule_info so;
         pgsched_claim_request cr;
-        pgsched_claim_outcome info;
-        pgsched_outcome oc;
-        pgsched_finish_result fr;
+        pgsched_claim_info info;
+        pgsched_finish_request oc;
+        pgsched_finish_info fr;
         pgsched_job_list jl;
         pgsched_listener *l = (pgsched_listener *)&copy; /* overwritten with NULL */
         pgsched_event ev[4];
@@ -527,7 +527,7 @@ static void a_store_without_the_listen_methods_works_but_cannot_listen(void **st
         memset(&sr, 0, sizeof sr);
         sr.name = "t";
         sr.key = "k";
-        sr.kind = PGSCHED_ONCE;
+        sr.kind = PGSCHED_SCHEDULE_ONCE;
         assert_int_equal(pgsched_store_schedule(s, &sr, &so, &e), PGSCHED_OK);
         memset(&cr, 0, sizeof cr);
         cr.node_id = "n";
@@ -541,13 +541,13 @@ static void a_store_without_the_listen_methods_works_but_cannot_listen(void **st
         oc.key = "k";
         oc.token = jl.items[0].lease;
         oc.outcome = PGSCHED_OUTCOME_SUCCESS;
-        oc.status = PGSCHED_COMPLETED;
+        oc.status = PGSCHED_STATUS_COMPLETED;
         oc.node_id = "n";
         assert_int_equal(pgsched_store_finish(s, &oc, 1, &fr, &e), PGSCHED_OK);
         assert_int_equal(fr.code, PGSCHED_OK);
         pgsched_job_list_clear(&jl);
         assert_int_equal(pgsched_store_get(s, "t", "k", &jl, &e), PGSCHED_OK);
-        assert_int_equal(jl.items[0].status, PGSCHED_COMPLETED);
+        assert_int_equal(jl.items[0].status, PGSCHED_STATUS_COMPLETED);
         /* listening is refused, the same way whether one or all listen methods are missing */
         memset(&e, 0, sizeof e);
         assert_int_equal(pgsched_store_listen_open(s, &l, &e), PGSCHED_ERR_UNSUPPORTED);

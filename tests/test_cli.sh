@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # tests/test_cli.sh - checks the pgsched-cron command line: output format and exit statuses.
 #
-#   tests/test_cli.sh [path/to/pgsched-cron]     (default: build/pgsched-cron, or $PGSCHED_CRON)
+#   tests/test_cli.sh [path/to/pgsched-cron]     (default: build/pgsched-cron, or $PGSCHED_SCHEDULE_CRON)
 #
 # Prints one line per failed check and "N passed, N failed" at the end; exits 1 on a failure.
 set -u
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-bin=${1:-${PGSCHED_CRON:-$here/build/pgsched-cron}}
+bin=${1:-${PGSCHED_SCHEDULE_CRON:-$here/build/pgsched-cron}}
 if [ ! -x "$bin" ]; then
     echo "test_cli.sh: $bin is not built" >&2
     echo "0 passed, 1 failed"

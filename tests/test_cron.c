@@ -1530,54 +1530,54 @@ static void schedule_next_dispatches_on_the_kind(void **state)
     pgsched_error err;
     (void)state;
     memset(&s, 0, sizeof s);
-    s.kind = PGSCHED_CRON;
+    s.kind = PGSCHED_SCHEDULE_CRON;
     s.cron = "CRON_TZ=America/New_York 30 2 * * *";
-    assert_int_equal(pgsched_schedule_next(&s, NULL, T("2026-03-08T00:00:00Z"), &t, &err),
+    assert_int_equal(pgsched_next_run(&s, NULL, T("2026-03-08T00:00:00Z"), &t, &err),
                      PGSCHED_OK);
     assert_int_equal(t, T("2026-03-08T07:00:00Z"));
     s.cron = "@every 5m";
-    assert_int_equal(pgsched_schedule_next(&s, NULL, 0, &t, &err), PGSCHED_OK);
+    assert_int_equal(pgsched_next_run(&s, NULL, 0, &t, &err), PGSCHED_OK);
     assert_int_equal(t, 5 * PGSCHED_MINUTE);
     s.cron = "0 0 30 2 *";
-    assert_int_equal(pgsched_schedule_next(&s, NULL, 0, &t, &err), PGSCHED_ERR_CRON_NEVER);
+    assert_int_equal(pgsched_next_run(&s, NULL, 0, &t, &err), PGSCHED_ERR_CRON_NEVER);
     s.cron = NULL;
-    assert_int_equal(pgsched_schedule_next(&s, NULL, 0, &t, &err), PGSCHED_ERR_SCHEDULE);
+    assert_int_equal(pgsched_next_run(&s, NULL, 0, &t, &err), PGSCHED_ERR_SCHEDULE);
     assert_string_equal(err.message, "a cron schedule needs its expression");
     s.cron = "59 23 31 12 *";
-    assert_int_equal(pgsched_schedule_next(&s, NULL, T("9999-12-31T23:59:00Z"), &t, &err),
+    assert_int_equal(pgsched_next_run(&s, NULL, T("9999-12-31T23:59:00Z"), &t, &err),
                      PGSCHED_ERR_TIME_RANGE);
     assert_string_equal(err.message,
                         "the cron schedule has no run between 9999-12-31T23:59:00Z and year 10000");
 
-    s.kind = PGSCHED_INTERVAL;
+    s.kind = PGSCHED_SCHEDULE_INTERVAL;
     s.every = PGSCHED_HOUR;
-    assert_int_equal(pgsched_schedule_next(&s, NULL, 0, &t, &err), PGSCHED_OK);
+    assert_int_equal(pgsched_next_run(&s, NULL, 0, &t, &err), PGSCHED_OK);
     assert_int_equal(t, PGSCHED_HOUR);
     s.every = 0;
-    assert_int_equal(pgsched_schedule_next(&s, NULL, 0, &t, &err), PGSCHED_ERR_SCHEDULE);
+    assert_int_equal(pgsched_next_run(&s, NULL, 0, &t, &err), PGSCHED_ERR_SCHEDULE);
     assert_string_equal(err.message,
                         "an interval schedule needs a positive interval (every = 0 us)");
 
-    s.kind = PGSCHED_ONCE;
+    s.kind = PGSCHED_SCHEDULE_ONCE;
     s.at = T("2026-05-01T00:00:00Z");
-    assert_int_equal(pgsched_schedule_next(&s, NULL, T("2026-01-01T00:00:00Z"), &t, &err),
+    assert_int_equal(pgsched_next_run(&s, NULL, T("2026-01-01T00:00:00Z"), &t, &err),
                      PGSCHED_OK);
     assert_int_equal(t, s.at);
-    assert_int_equal(pgsched_schedule_next(&s, NULL, s.at, &t, &err), PGSCHED_ERR_NO_NEXT);
+    assert_int_equal(pgsched_next_run(&s, NULL, s.at, &t, &err), PGSCHED_ERR_NO_NEXT);
     assert_string_equal(err.message, "the one-time schedule at 2026-05-01T00:00:00Z has no run "
                                      "after 2026-05-01T00:00:00Z");
     s.at = 0;
-    assert_int_equal(pgsched_schedule_next(&s, NULL, 0, &t, &err), PGSCHED_ERR_SCHEDULE);
+    assert_int_equal(pgsched_next_run(&s, NULL, 0, &t, &err), PGSCHED_ERR_SCHEDULE);
 
-    s.kind = PGSCHED_CUSTOM;
-    assert_int_equal(pgsched_schedule_next(&s, NULL, 0, &t, &err), PGSCHED_ERR_SCHEDULE);
+    s.kind = PGSCHED_SCHEDULE_CUSTOM;
+    assert_int_equal(pgsched_next_run(&s, NULL, 0, &t, &err), PGSCHED_ERR_SCHEDULE);
     assert_string_equal(err.message,
                         "a custom schedule is computed by its job type's next-run callback, "
-                        "which pgsched_schedule_next does not have");
+                        "which pgsched_next_run does not have");
     s.kind = (pgsched_schedule_kind)99;
-    assert_int_equal(pgsched_schedule_next(&s, NULL, 0, &t, &err), PGSCHED_ERR_SCHEDULE);
+    assert_int_equal(pgsched_next_run(&s, NULL, 0, &t, &err), PGSCHED_ERR_SCHEDULE);
     assert_string_equal(err.message, "unknown schedule kind 99");
-    assert_int_equal(pgsched_schedule_next(NULL, NULL, 0, &t, &err), PGSCHED_ERR_INVALID_ARGUMENT);
+    assert_int_equal(pgsched_next_run(NULL, NULL, 0, &t, &err), PGSCHED_ERR_INVALID_ARGUMENT);
 }
 
 #include "test_filter.h"

@@ -281,12 +281,12 @@ static double median_schedule_ms(pgsched_store *s, const char *tag, int n)
     char key[32];
     int i;
     pgsched_schedule_request q;
-    pgsched_schedule_outcome o;
+    pgsched_schedule_info o;
     pgsched_error e;
     memset(&q, 0, sizeof q);
     q.name = "sched";
     q.key = key;
-    q.kind = PGSCHED_ONCE;
+    q.kind = PGSCHED_SCHEDULE_ONCE;
     q.next_run = pgsched_now() + PGSCHED_DAY;
     for (i = 0; i < n && i < 101; i++) {
         double t0;

@@ -87,14 +87,14 @@ static pgsched_duration measure_schedule(pgsched_store *store, const char *tag)
 {
     static pgsched_duration lat[SCHEDULES];
     pgsched_schedule_request q;
-    pgsched_schedule_outcome out;
+    pgsched_schedule_info out;
     pgsched_error e;
     char key[64];
     int i;
     memset(&q, 0, sizeof q);
     q.name = "scheduled";
     q.key = key;
-    q.kind = PGSCHED_ONCE;
+    q.kind = PGSCHED_SCHEDULE_ONCE;
     q.node_id = "bench";
     for (i = 0; i < SCHEDULES; i++) {
         pgsched_time t0 = pgsched__monotonic();

@@ -358,7 +358,7 @@ static int mode_schedule(const char *schema, long count, long bulk)
     memset(&s, 0, sizeof s);
     s.name = "noop";
     s.key = key;
-    s.schedule.kind = PGSCHED_ONCE;
+    s.schedule.kind = PGSCHED_SCHEDULE_ONCE;
     s.schedule.at = pgsched_now() + PGSCHED_DAY; /* never runs: no node runs noop here */
     t0 = mono_s();
     for (i = 0; i < count; i++) {
@@ -431,7 +431,7 @@ static int mode_produce(const char *schema, long count, double interval_ms)
     memset(&s, 0, sizeof s);
     s.name = "lat";
     s.key = key;
-    s.schedule.kind = PGSCHED_ONCE; /* at = 0: now, by the database clock */
+    s.schedule.kind = PGSCHED_SCHEDULE_ONCE; /* at = 0: now, by the database clock */
     t0 = mono_s();
     for (i = 0; i < count; i++) {
         double wait = t0 + (double)i * interval_ms / 1000.0 - mono_s();
@@ -545,7 +545,7 @@ static int mode_precision(const char *schema, int want)
     memset(&s, 0, sizeof s);
     s.name = "tick";
     s.key = "every-second";
-    s.schedule.kind = PGSCHED_CRON;
+    s.schedule.kind = PGSCHED_SCHEDULE_CRON;
     s.schedule.cron = "* * * * * *";
     if (pgsched_schedule_job(n, &s, &e) != PGSCHED_OK) die("schedule", e.message);
     t0 = mono_s();

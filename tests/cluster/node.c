@@ -408,10 +408,10 @@ static int cmd_schedule(int argc, char **argv)
         s.params = params;
         s.max_retries = (int)num(argc, argv, "retries", 5);
         if (cron) {
-            s.schedule.kind = PGSCHED_CRON;
+            s.schedule.kind = PGSCHED_SCHEDULE_CRON;
             s.schedule.cron = cron;
         } else {
-            s.schedule.kind = PGSCHED_ONCE;
+            s.schedule.kind = PGSCHED_SCHEDULE_ONCE;
             s.schedule.at = now + (delay + (spread > 0 ? rand() % spread : 0)) *
                                       PGSCHED_MILLISECOND;
         }
@@ -432,7 +432,7 @@ static int cmd_cancel(int argc, char **argv)
     if (!type) die("cancel needs type=");
     node = client_node(type);
     for (i = 2; i < argc; i++) {
-        pgsched_cancel_effect eff = PGSCHED_CANCEL_NONE;
+        pgsched_change_effect eff = PGSCHED_CHANGE_NONE;
         pgsched_error e;
         const char *key, *v[3] = {NULL, NULL, NULL};
         if (strncmp(argv[i], "key=", 4) != 0) continue;
@@ -444,8 +444,8 @@ static int cmd_cancel(int argc, char **argv)
                2, v);
         if (pgsched_cancel(node, type, key, &eff, &e) != PGSCHED_OK)
             die("cancel %s/%s: %s", type, key, e.message);
-        v[2] = eff == PGSCHED_CANCEL_REQUESTED ? "requested"
-               : eff == PGSCHED_CANCEL_DONE    ? "done"
+        v[2] = eff == PGSCHED_CHANGE_CANCEL_REQUESTED ? "requested"
+               : eff == PGSCHED_CHANGE_CANCELLED    ? "done"
                                                : "none";
         record("UPDATE t_cancels SET effect = $3 WHERE name = $1 AND key = $2", 3, v);
         n++;
