@@ -31,14 +31,17 @@
                               pthread_condattr_setclock; defined automatically on macOS).
 
    CONTENTS (search for the banner text)
+     The application API:
      [pgsched: basics]         version, results, errors, times, allocator
      [pgsched: cron]           the cron parser and the other schedule calculators
-     [pgsched: jobs]           job rows, lists, run history, events
-     [pgsched: store vtable]   the storage interface and its validating wrappers
-     [pgsched: stores]         the in-memory store and the PostgreSQL store
+     [pgsched: jobs]           job rows, lists, run history, list filters, change effects
+     [pgsched: stores]         creating and destroying the in-memory and PostgreSQL stores
      [pgsched: engine]         nodes, job types, the run context
-     The implementation follows in the same order ("[pgsched: cron] implementation", ...),
-     then the license.
+     Only for writing or testing a store of your own (an application needs none of it):
+     [pgsched: store author API]  the storage interface (vtable) and its contract, events,
+                               the validating pgsched_store_* wrappers, validators
+     The implementation follows ("[pgsched: cron] implementation", ...) in the order basics,
+     cron, jobs, store author API (the wrappers), stores, engine; then the license.
 
    REVISION HISTORY
      0.1.0 (2026-11-26) first release: cron engine with time zones, stores, engine.
@@ -360,134 +363,6 @@ PGSCHED_DEF pgsched_result pgsched_run_list_push(pgsched_run_list *list,
 PGSCHED_DEF void pgsched_run_list_clear(pgsched_run_list *list);
 PGSCHED_DEF void pgsched_run_list_free(pgsched_run_list *list);
 
-/* A notification from a store (fixed-size so that waiting allocates nothing). */
-typedef enum pgsched_event_kind {
-    PGSCHED_EVENT_CHANGE = 1,     /* a row changed: status, due time, or it was removed */
-    PGSCHED_EVENT_CANCEL = 2,     /* a cancel was requested for a running row of `owner` */
-    PGSCHED_EVENT_RESYNC = 3      /* events may have been missed (reconnect, overflow): poll */
-} pgsched_event_kind;
-
-typedef struct pgsched_event {
-    pgsched_event_kind kind;
-    pgsched_status old_status;   /* CHANGE: before (NONE = created) */
-    pgsched_status new_status;   /* CHANGE: after (NONE = removed) */
-    pgsched_time next_run;       /* CHANGE to PENDING: the due time */
-    int64_t version;             /* the row's version after the change */
-    char name[PGSCHED_NAME_MAX + 1];
-    char key[PGSCHED_KEY_MAX + 1];
-    char node[PGSCHED_NODE_ID_MAX + 1];  /* the node that made the change ("" = unknown) */
-    char owner[PGSCHED_NODE_ID_MAX + 1]; /* CANCEL: the node running the row */
-} pgsched_event;
-
-/* ============================================================================================
-   [pgsched: store vtable]
-   ============================================================================================
-   The engine reaches storage only through this table, in the manner of SQLite's VFS. A store
-   is a struct whose first member is `const pgsched_store_methods *methods`. Every method is
-   thread-safe, takes the store first, returns a pgsched_result and writes outputs through
-   pointers. Methods receive input already checked by the pgsched_store_* wrappers below, so a
-   store need not validate names, keys, JSON or pointers. Every time comparison uses the
-   store's own clock. To grow the table, append members and raise PGSCHED_STORE_VERSION; the
-   engine checks `version` before calling a newer member.
-   Version 1: setup .. listen_close. Version 2 appends schedule_many and schedule_many_tx, both
-   optional (NULL); a table of version 1 keeps working: its batches are written one schedule
-   call per request, and it cannot schedule in the caller's transaction. */
-
-#define PGSCHED_STORE_VERSION 2
-
-typedef struct pgsched_store pgsched_store;
-typedef struct pgsched_store_methods pgsched_store_methods;
-
-struct pgsched_store {
-    const pgsched_store_methods *methods;
-};
-
-/* Insert or update of (name, key). */
-typedef struct pgsched_schedule_request {
-    const char *name;
-    const char *key;
-    pgsched_schedule_kind kind;
-    const char *cron;        /* CRON: the expression text to store */
-    pgsched_duration every;  /* INTERVAL */
-    const char *params;      /* JSON text (NULL = "{}") */
-    int max_retries;         /* >= 0 */
-    pgsched_time next_run;   /* the first run, store clock; 0 = the store's now */
-    int apply_after_run;     /* a running row: store the change for when its run ends */
-    const char *node_id;     /* who makes the change (events); may be NULL */
-} pgsched_schedule_request;
-
-typedef struct pgsched_schedule_info {
-    int created;                /* a new row was inserted */
-    int deferred;               /* the row is running; the change applies when the run ends */
-    pgsched_status old_status;  /* NONE when created */
-    pgsched_time next_run;      /* the row's due time now (earlier of stored and new) */
-    int64_t version;
-} pgsched_schedule_info;
-
-typedef struct pgsched_claim_request {
-    const char *node_id;
-    const char *const *names;  /* the job types the node runs */
-    size_t name_count;
-    int max;                   /* at most this many rows */
-} pgsched_claim_request;
-
-typedef struct pgsched_claim_info {
-    pgsched_time now;      /* the store's clock at the claim */
-    pgsched_time next_due; /* earliest due time among the types' pending rows left; 0 = none */
-} pgsched_claim_info;
-
-/* One lease a node holds: the row and the token it was claimed with. */
-typedef struct pgsched_lease {
-    const char *name;
-    const char *key;
-    int64_t token;
-} pgsched_lease;
-
-/* Per lease, written by heartbeat. */
-typedef struct pgsched_lease_state {
-    int lost;             /* the row is gone or its token changed: stop the run */
-    int cancel_requested; /* a cancel was requested for this run */
-    int busy;             /* held, but another transaction had the row locked: not renewed
-                             this time (a store without row locks never sets it) */
-} pgsched_lease_state;
-
-/* How a row continues after an attempt, decided by the engine (the store computes nothing). */
-typedef enum pgsched_attempt_rule {
-    PGSCHED_ATTEMPT_RESET = 0,   /* a fresh retry budget: attempt = 0 */
-    PGSCHED_ATTEMPT_KEEP = 1,    /* a retry: the attempt stays counted */
-    PGSCHED_ATTEMPT_UNCOUNT = 2  /* released: the attempt does not count */
-} pgsched_attempt_rule;
-
-typedef struct pgsched_finish_request {
-    const char *name;
-    const char *key;
-    int64_t token;               /* the lease token: the write happens only if it still holds */
-    pgsched_outcome outcome;
-    pgsched_status status;       /* the row's next status: PENDING/COMPLETED/FAILED/CANCELLED */
-    pgsched_time next_run;       /* PENDING: due time (store clock); 0 = now + retry_delay */
-    pgsched_duration retry_delay;
-    pgsched_attempt_rule attempt_rule;
-    const char *error;           /* error text for FAILURE/STALLED (NULL = none) */
-    const char *node_id;         /* the node writing the outcome */
-    /* A cancel requested for the run wins over a FAILURE, STALLED or RELEASED outcome (the
-       run's node may not have seen the request before the attempt ended): when the row's
-       cancel_requested is set and this is not NONE, the store records CANCELLED with this
-       status and due time (0 = now) and a fresh budget instead. */
-    pgsched_status cancelled_status;
-    pgsched_time cancelled_next_run;
-} pgsched_finish_request;
-
-typedef struct pgsched_finish_info {
-    pgsched_result code;        /* OK; LEASE_LOST: another run owns the row, nothing written;
-                                   BUSY: another transaction has the row locked, try again */
-    pgsched_outcome outcome; /* what was recorded (CANCELLED when the cancel won) */
-    pgsched_status new_status;  /* what the row became (NONE: removed, as requested) */
-    pgsched_time next_run;      /* PENDING: its due time */
-    int64_t version;
-    int replayed;               /* OK: this lease's outcome had been recorded already (a retry
-                                   after a lost reply); nothing changed, the fields above are 0 */
-} pgsched_finish_info;
-
 /* What a cancel or a removal did. */
 typedef enum pgsched_change_effect {
     PGSCHED_CHANGE_NONE = 0,             /* nothing to cancel: pending recurring, or finished */
@@ -498,15 +373,6 @@ typedef enum pgsched_change_effect {
                                             ends */
 } pgsched_change_effect;
 
-typedef struct pgsched_change_info {
-    pgsched_change_effect effect; /* cancel and remove: what they did; else NONE */
-    pgsched_status old_status;
-    pgsched_status new_status;  /* NONE when removed */
-    pgsched_time next_run;      /* trigger: the new due time */
-    int64_t version;
-    char owner[PGSCHED_NODE_ID_MAX + 1]; /* running rows: the node running it */
-} pgsched_change_info;
-
 typedef struct pgsched_list_filter {
     const char *name;       /* only this job type (NULL = all) */
     pgsched_status status;  /* only this status (NONE = all) */
@@ -515,235 +381,20 @@ typedef struct pgsched_list_filter {
     size_t limit;           /* 0 = 1000 */
 } pgsched_list_filter;
 
-typedef struct pgsched_node_record {
-    const char *id;
-    const char *host;
-    int64_t pid;
-    const char *const *names;   /* job types the node has registered */
-    size_t name_count;
-} pgsched_node_record;
-
-/* What maintenance to do; a duration of PGSCHED_NEVER skips that part. */
-typedef struct pgsched_cleanup_request {
-    const char *node_id;
-    pgsched_duration finished_retention; /* delete finished one-time rows older than this */
-    pgsched_duration history_retention;  /* delete run history older than this, and records
-                                            of nodes not seen for this (and orphan_timeout) */
-    /* delete rows idle for this long whose type no node, running or stopped, registered
-       within it: a type whose nodes are all down for a deploy loses nothing */
-    pgsched_duration orphan_timeout;
-    size_t limit;                        /* at most this many rows per part (0 = 10000) */
-} pgsched_cleanup_request;
-
-typedef struct pgsched_cleanup_info {
-    size_t finished_deleted;
-    size_t history_deleted;
-    size_t orphans_deleted;
-    size_t nodes_deleted;
-} pgsched_cleanup_info;
-
-typedef struct pgsched_listener pgsched_listener; /* a store's subscription to its events */
-
-struct pgsched_store_methods {
-    int version; /* PGSCHED_STORE_VERSION the table was written for */
-    const char *name;
-
-    /* Create or upgrade the schema (or check it when the store was told not to create). */
-    pgsched_result (*setup)(pgsched_store *s, pgsched_error *err);
-    void (*destroy)(pgsched_store *s);
-    pgsched_result (*now)(pgsched_store *s, pgsched_time *now, pgsched_error *err);
-
-    /* Insert or update. A running row: PGSCHED_ERR_RUNNING unless apply_after_run. Otherwise
-       the row becomes pending with the new schedule, params and budget (attempt 0), and its
-       due time is the earlier of the stored one (when it was pending) and the new one.
-       `external_conn` is always NULL since version 2 (the caller's transaction goes through
-       schedule_many_tx); a store may refuse anything else with PGSCHED_ERR_UNSUPPORTED. */
-    pgsched_result (*schedule)(pgsched_store *s, const pgsched_schedule_request *req,
-                               void *external_conn, pgsched_schedule_info *out,
-                               pgsched_error *err);
-
-    /* Moves up to req->max due pending rows of the given types to running for the node, in
-       due order, each with a fresh lease token and attempt + 1. Appends them to `out`. */
-    pgsched_result (*claim)(pgsched_store *s, const pgsched_claim_request *req,
-                            pgsched_job_list *out, pgsched_claim_info *info,
-                            pgsched_error *err);
-
-    /* Renews (when `renew`) the node's leases in one operation and reports, per lease, whether
-       it is lost, whether a cancel was requested, and whether it was busy (held, not renewed:
-       another transaction had the row locked). Also marks the node as seen. */
-    pgsched_result (*heartbeat)(pgsched_store *s, const char *node_id,
-                                const pgsched_lease *leases, size_t count, int renew,
-                                pgsched_lease_state *states, pgsched_time *now,
-                                pgsched_error *err);
-
-    /* Records outcomes, each conditional on its lease token; writes history rows; applies a
-       pending re-schedule or a pending removal. results[i] says what happened to outcome i.
-       A CANCELLED outcome (or one the cancel won over) acknowledges a cancel request. */
-    pgsched_result (*finish)(pgsched_store *s, const pgsched_finish_request *outcomes, size_t count,
-                             pgsched_finish_info *results, pgsched_error *err);
-
-    /* Moves up to `max` running rows whose lease was not renewed within stall_timeout to the
-       node with fresh tokens (still running, attempt unchanged) and appends them to `out`; the
-       engine then records each as a STALLED outcome. The history row of an attempt names the
-       node that claimed it, not a node that took it back. */
-    pgsched_result (*take_back)(pgsched_store *s, const char *node_id,
-                                pgsched_duration stall_timeout, int max, pgsched_job_list *out,
-                                pgsched_error *err);
-
-    pgsched_result (*cancel)(pgsched_store *s, const char *name, const char *key,
-                             const char *node_id, pgsched_change_info *out,
-                             pgsched_error *err);
-    pgsched_result (*trigger)(pgsched_store *s, const char *name, const char *key,
-                              const char *node_id, pgsched_change_info *out,
-                              pgsched_error *err);
-    pgsched_result (*remove)(pgsched_store *s, const char *name, const char *key,
-                             const char *node_id, pgsched_change_info *out,
-                             pgsched_error *err);
-
-    pgsched_result (*get)(pgsched_store *s, const char *name, const char *key,
-                          pgsched_job_list *out, pgsched_error *err);
-    pgsched_result (*list)(pgsched_store *s, const pgsched_list_filter *filter,
-                           pgsched_job_list *out, pgsched_error *err);
-    /* Newest first; name/key NULL = all instances; limit 0 = 100. */
-    pgsched_result (*history)(pgsched_store *s, const char *name, const char *key, size_t limit,
-                              pgsched_run_list *out, pgsched_error *err);
-
-    /* Earliest due time among pending rows of the types (0 = none). */
-    pgsched_result (*next_due)(pgsched_store *s, const char *const *names, size_t count,
-                               pgsched_time *next, pgsched_time *now, pgsched_error *err);
-
-    /* Records the node (or renews its record) with the types it registers and marks it seen. */
-    pgsched_result (*node_register)(pgsched_store *s, const pgsched_node_record *node,
-                                    pgsched_error *err);
-    /* Marks the node stopped. Its record, types included, stays until cleanup deletes it. */
-    pgsched_result (*node_unregister)(pgsched_store *s, const char *node_id, pgsched_error *err);
-
-    pgsched_result (*cleanup)(pgsched_store *s, const pgsched_cleanup_request *req,
-                              pgsched_cleanup_info *out, pgsched_error *err);
-
-    /* Events: every change made through any node sharing the store reaches every listener
-       (deletions by cleanup excepted: retention and orphan clean-up raise no events). */
-    pgsched_result (*listen_open)(pgsched_store *s, pgsched_listener **out, pgsched_error *err);
-    /* Waits up to `timeout` for events; writes at most `cap`, sets *count (0 on timeout). */
-    pgsched_result (*listen_wait)(pgsched_store *s, pgsched_listener *l,
-                                  pgsched_duration timeout, pgsched_event *events, size_t cap,
-                                  size_t *count, pgsched_error *err);
-    /* Makes a listen_wait in progress return at once (from any thread). */
-    void (*listen_wake)(pgsched_store *s, pgsched_listener *l);
-    void (*listen_close)(pgsched_store *s, pgsched_listener *l);
-
-    /* ---- version 2 ---- */
-
-    /* Optional (NULL: the wrapper calls schedule once per request). `count` requests, each as
-       schedule would take it, at most PGSCHED_SCHEDULE_BATCH_MAX, no (name, key) twice,
-       written as one operation: results[i] and outs[i] are what schedule would have given
-       request i (PGSCHED_ERR_RUNNING for a running row without apply_after_run). Returns
-       PGSCHED_OK once every result is set, or an error when nothing was written. */
-    pgsched_result (*schedule_many)(pgsched_store *s, const pgsched_schedule_request *reqs,
-                                    size_t count, pgsched_schedule_info *outs,
-                                    pgsched_result *results, pgsched_error *err);
-    /* Optional (NULL: PGSCHED_ERR_UNSUPPORTED). The same inside the caller's open transaction
-       on the caller's connection `conn` (a PGconn for a PostgreSQL store): the rows exist if
-       and only if that transaction commits. It must not make the caller's transaction fail
-       (beyond a failure of the write itself) nor change its session settings. */
-    pgsched_result (*schedule_many_tx)(pgsched_store *s, void *conn,
-                                       const pgsched_schedule_request *reqs, size_t count,
-                                       pgsched_schedule_info *outs, pgsched_result *results,
-                                       pgsched_error *err);
-};
-
-/* The wrappers: check every argument (names, keys, UTF-8, JSON, pointers, ids), give the
-   same errors whatever the store, then call the method. Use these, not the table. */
-PGSCHED_DEF pgsched_result pgsched_store_setup(pgsched_store *s, pgsched_error *err);
-PGSCHED_DEF void pgsched_store_destroy(pgsched_store *s);
-PGSCHED_DEF pgsched_result pgsched_store_now(pgsched_store *s, pgsched_time *now,
-                                             pgsched_error *err);
-PGSCHED_DEF pgsched_result pgsched_store_schedule(pgsched_store *s,
-                                                  const pgsched_schedule_request *req,
-                                                  pgsched_schedule_info *out,
-                                                  pgsched_error *err);
-/* Many requests at once (PGSCHED_STORE_VERSION 2). results[i] (and outs[i], which may be
-   NULL) is what pgsched_store_schedule would give request i: a request that fails its checks
-   fails alone and writes nothing; the others are written in batches of at most
-   PGSCHED_SCHEDULE_BATCH_MAX (a request repeating an earlier (name, key) of the same call is
-   written after it, as separate calls would). Returns PGSCHED_OK when every request is OK,
-   else the code of the first request that failed, with `err` naming its index and why. */
-#define PGSCHED_SCHEDULE_BATCH_MAX 5000
-PGSCHED_DEF pgsched_result pgsched_store_schedule_many(pgsched_store *s,
-                                                       const pgsched_schedule_request *reqs,
-                                                       size_t count,
-                                                       pgsched_schedule_info *outs,
-                                                       pgsched_result *results,
-                                                       pgsched_error *err);
-/* The same in the caller's open transaction on `conn` (the store's schedule_many_tx;
-   PGSCHED_ERR_UNSUPPORTED for every request when the store has none). */
-PGSCHED_DEF pgsched_result pgsched_store_schedule_many_tx(pgsched_store *s, void *conn,
-                                                          const pgsched_schedule_request *reqs,
-                                                          size_t count,
-                                                          pgsched_schedule_info *outs,
-                                                          pgsched_result *results,
-                                                          pgsched_error *err);
-PGSCHED_DEF pgsched_result pgsched_store_claim(pgsched_store *s, const pgsched_claim_request *req,
-                                               pgsched_job_list *out,
-                                               pgsched_claim_info *info, pgsched_error *err);
-PGSCHED_DEF pgsched_result pgsched_store_heartbeat(pgsched_store *s, const char *node_id,
-                                                   const pgsched_lease *leases, size_t count,
-                                                   int renew, pgsched_lease_state *states,
-                                                   pgsched_time *now, pgsched_error *err);
-PGSCHED_DEF pgsched_result pgsched_store_finish(pgsched_store *s, const pgsched_finish_request *outcomes,
-                                                size_t count, pgsched_finish_info *results,
-                                                pgsched_error *err);
-PGSCHED_DEF pgsched_result pgsched_store_take_back(pgsched_store *s, const char *node_id,
-                                                   pgsched_duration stall_timeout, int max,
-                                                   pgsched_job_list *out, pgsched_error *err);
-PGSCHED_DEF pgsched_result pgsched_store_cancel(pgsched_store *s, const char *name,
-                                                const char *key, const char *node_id,
-                                                pgsched_change_info *out, pgsched_error *err);
-PGSCHED_DEF pgsched_result pgsched_store_trigger(pgsched_store *s, const char *name,
-                                                 const char *key, const char *node_id,
-                                                 pgsched_change_info *out, pgsched_error *err);
-PGSCHED_DEF pgsched_result pgsched_store_remove(pgsched_store *s, const char *name,
-                                                const char *key, const char *node_id,
-                                                pgsched_change_info *out, pgsched_error *err);
-PGSCHED_DEF pgsched_result pgsched_store_get(pgsched_store *s, const char *name, const char *key,
-                                             pgsched_job_list *out, pgsched_error *err);
-PGSCHED_DEF pgsched_result pgsched_store_list(pgsched_store *s, const pgsched_list_filter *filter,
-                                              pgsched_job_list *out, pgsched_error *err);
-PGSCHED_DEF pgsched_result pgsched_store_history(pgsched_store *s, const char *name,
-                                                 const char *key, size_t limit,
-                                                 pgsched_run_list *out, pgsched_error *err);
-PGSCHED_DEF pgsched_result pgsched_store_next_due(pgsched_store *s, const char *const *names,
-                                                  size_t count, pgsched_time *next,
-                                                  pgsched_time *now, pgsched_error *err);
-PGSCHED_DEF pgsched_result pgsched_store_node_register(pgsched_store *s,
-                                                       const pgsched_node_record *node,
-                                                       pgsched_error *err);
-PGSCHED_DEF pgsched_result pgsched_store_node_unregister(pgsched_store *s, const char *node_id,
-                                                         pgsched_error *err);
-PGSCHED_DEF pgsched_result pgsched_store_cleanup(pgsched_store *s,
-                                                 const pgsched_cleanup_request *req,
-                                                 pgsched_cleanup_info *out,
-                                                 pgsched_error *err);
-PGSCHED_DEF pgsched_result pgsched_store_listen_open(pgsched_store *s, pgsched_listener **out,
-                                                     pgsched_error *err);
-PGSCHED_DEF pgsched_result pgsched_store_listen_wait(pgsched_store *s, pgsched_listener *l,
-                                                     pgsched_duration timeout,
-                                                     pgsched_event *events, size_t cap,
-                                                     size_t *count, pgsched_error *err);
-PGSCHED_DEF void pgsched_store_listen_wake(pgsched_store *s, pgsched_listener *l);
-PGSCHED_DEF void pgsched_store_listen_close(pgsched_store *s, pgsched_listener *l);
-
-/* Validators the wrappers use, public for stores and tools. */
-PGSCHED_DEF pgsched_result pgsched_validate_name(const char *name, pgsched_error *err);
-PGSCHED_DEF pgsched_result pgsched_validate_key(const char *key, pgsched_error *err);
-PGSCHED_DEF pgsched_result pgsched_validate_json(const char *json, pgsched_error *err);
-/* A plain SQL name: ASCII letters, digits, '_', not starting with a digit, 1..max_len bytes. */
-PGSCHED_DEF pgsched_result pgsched_validate_identifier(const char *what, const char *ident,
-                                                       size_t max_len, pgsched_error *err);
-
 /* ============================================================================================
    [pgsched: stores]
-   ============================================================================================ */
+   ============================================================================================
+   A store holds the job rows; a node reaches it through pgsched_config.store, or creates a
+   PostgreSQL store from pgsched_config.conninfo itself. A store you create is yours: destroy it
+   after every node that uses it. Writing a store of your own: [pgsched: store author API]. */
+
+typedef struct pgsched_store pgsched_store;
+
+/* Frees a store you created (NULL is fine), after every node that uses it is destroyed. */
+PGSCHED_DEF void pgsched_store_destroy(pgsched_store *s);
+/* The store's clock (the database's for PostgreSQL): due times are compared with it. */
+PGSCHED_DEF pgsched_result pgsched_store_now(pgsched_store *s, pgsched_time *now,
+                                             pgsched_error *err);
 
 /* The in-memory store: same semantics as PostgreSQL, shareable by many nodes in one process. */
 typedef struct pgsched_memory_config {
@@ -1063,6 +714,367 @@ PGSCHED_DEF void pgsched_run_set_error(pgsched_run *run, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+
+/* ============================================================================================
+   [pgsched: store author API]
+   ============================================================================================
+   Only for writing or testing a store; an application needs nothing below (it creates,
+   passes and destroys stores with [pgsched: stores]).
+   The engine reaches storage only through this table, in the manner of SQLite's VFS. A store
+   is a struct whose first member is `const pgsched_store_methods *methods`. Every method is
+   thread-safe, takes the store first, returns a pgsched_result and writes outputs through
+   pointers. Methods receive input already checked by the pgsched_store_* wrappers below, so a
+   store need not validate names, keys, JSON or pointers. Every time comparison uses the
+   store's own clock. To grow the table, append members and raise PGSCHED_STORE_VERSION; the
+   engine checks `version` before calling a newer member.
+   Version 1: setup .. listen_close. Version 2 appends schedule_many and schedule_many_tx, both
+   optional (NULL); a table of version 1 keeps working: its batches are written one schedule
+   call per request, and it cannot schedule in the caller's transaction. */
+
+#define PGSCHED_STORE_VERSION 2
+
+/* A notification from a store (fixed-size so that waiting allocates nothing). */
+typedef enum pgsched_event_kind {
+    PGSCHED_EVENT_CHANGE = 1,     /* a row changed: status, due time, or it was removed */
+    PGSCHED_EVENT_CANCEL = 2,     /* a cancel was requested for a running row of `owner` */
+    PGSCHED_EVENT_RESYNC = 3      /* events may have been missed (reconnect, overflow): poll */
+} pgsched_event_kind;
+
+typedef struct pgsched_event {
+    pgsched_event_kind kind;
+    pgsched_status old_status;   /* CHANGE: before (NONE = created) */
+    pgsched_status new_status;   /* CHANGE: after (NONE = removed) */
+    pgsched_time next_run;       /* CHANGE to PENDING: the due time */
+    int64_t version;             /* the row's version after the change */
+    char name[PGSCHED_NAME_MAX + 1];
+    char key[PGSCHED_KEY_MAX + 1];
+    char node[PGSCHED_NODE_ID_MAX + 1];  /* the node that made the change ("" = unknown) */
+    char owner[PGSCHED_NODE_ID_MAX + 1]; /* CANCEL: the node running the row */
+} pgsched_event;
+
+typedef struct pgsched_store_methods pgsched_store_methods;
+
+struct pgsched_store {
+    const pgsched_store_methods *methods;
+};
+
+/* Insert or update of (name, key). */
+typedef struct pgsched_schedule_request {
+    const char *name;
+    const char *key;
+    pgsched_schedule_kind kind;
+    const char *cron;        /* CRON: the expression text to store */
+    pgsched_duration every;  /* INTERVAL */
+    const char *params;      /* JSON text (NULL = "{}") */
+    int max_retries;         /* >= 0 */
+    pgsched_time next_run;   /* the first run, store clock; 0 = the store's now */
+    int apply_after_run;     /* a running row: store the change for when its run ends */
+    const char *node_id;     /* who makes the change (events); may be NULL */
+} pgsched_schedule_request;
+
+typedef struct pgsched_schedule_info {
+    int created;                /* a new row was inserted */
+    int deferred;               /* the row is running; the change applies when the run ends */
+    pgsched_status old_status;  /* NONE when created */
+    pgsched_time next_run;      /* the row's due time now (earlier of stored and new) */
+    int64_t version;
+} pgsched_schedule_info;
+
+typedef struct pgsched_claim_request {
+    const char *node_id;
+    const char *const *names;  /* the job types the node runs */
+    size_t name_count;
+    int max;                   /* at most this many rows */
+} pgsched_claim_request;
+
+typedef struct pgsched_claim_info {
+    pgsched_time now;      /* the store's clock at the claim */
+    pgsched_time next_due; /* earliest due time among the types' pending rows left; 0 = none */
+} pgsched_claim_info;
+
+/* One lease a node holds: the row and the token it was claimed with. */
+typedef struct pgsched_lease {
+    const char *name;
+    const char *key;
+    int64_t token;
+} pgsched_lease;
+
+/* Per lease, written by heartbeat. */
+typedef struct pgsched_lease_state {
+    int lost;             /* the row is gone or its token changed: stop the run */
+    int cancel_requested; /* a cancel was requested for this run */
+    int busy;             /* held, but another transaction had the row locked: not renewed
+                             this time (a store without row locks never sets it) */
+} pgsched_lease_state;
+
+/* How a row continues after an attempt, decided by the engine (the store computes nothing). */
+typedef enum pgsched_attempt_rule {
+    PGSCHED_ATTEMPT_RESET = 0,   /* a fresh retry budget: attempt = 0 */
+    PGSCHED_ATTEMPT_KEEP = 1,    /* a retry: the attempt stays counted */
+    PGSCHED_ATTEMPT_UNCOUNT = 2  /* released: the attempt does not count */
+} pgsched_attempt_rule;
+
+typedef struct pgsched_finish_request {
+    const char *name;
+    const char *key;
+    int64_t token;               /* the lease token: the write happens only if it still holds */
+    pgsched_outcome outcome;
+    pgsched_status status;       /* the row's next status: PENDING/COMPLETED/FAILED/CANCELLED */
+    pgsched_time next_run;       /* PENDING: due time (store clock); 0 = now + retry_delay */
+    pgsched_duration retry_delay;
+    pgsched_attempt_rule attempt_rule;
+    const char *error;           /* error text for FAILURE/STALLED (NULL = none) */
+    const char *node_id;         /* the node writing the outcome */
+    /* A cancel requested for the run wins over a FAILURE, STALLED or RELEASED outcome (the
+       run's node may not have seen the request before the attempt ended): when the row's
+       cancel_requested is set and this is not NONE, the store records CANCELLED with this
+       status and due time (0 = now) and a fresh budget instead. */
+    pgsched_status cancelled_status;
+    pgsched_time cancelled_next_run;
+} pgsched_finish_request;
+
+typedef struct pgsched_finish_info {
+    pgsched_result code;        /* OK; LEASE_LOST: another run owns the row, nothing written;
+                                   BUSY: another transaction has the row locked, try again */
+    pgsched_outcome outcome; /* what was recorded (CANCELLED when the cancel won) */
+    pgsched_status new_status;  /* what the row became (NONE: removed, as requested) */
+    pgsched_time next_run;      /* PENDING: its due time */
+    int64_t version;
+    int replayed;               /* OK: this lease's outcome had been recorded already (a retry
+                                   after a lost reply); nothing changed, the fields above are 0 */
+} pgsched_finish_info;
+
+typedef struct pgsched_change_info {
+    pgsched_change_effect effect; /* cancel and remove: what they did; else NONE */
+    pgsched_status old_status;
+    pgsched_status new_status;  /* NONE when removed */
+    pgsched_time next_run;      /* trigger: the new due time */
+    int64_t version;
+    char owner[PGSCHED_NODE_ID_MAX + 1]; /* running rows: the node running it */
+} pgsched_change_info;
+
+typedef struct pgsched_node_record {
+    const char *id;
+    const char *host;
+    int64_t pid;
+    const char *const *names;   /* job types the node has registered */
+    size_t name_count;
+} pgsched_node_record;
+
+/* What maintenance to do; a duration of PGSCHED_NEVER skips that part. */
+typedef struct pgsched_cleanup_request {
+    const char *node_id;
+    pgsched_duration finished_retention; /* delete finished one-time rows older than this */
+    pgsched_duration history_retention;  /* delete run history older than this, and records
+                                            of nodes not seen for this (and orphan_timeout) */
+    /* delete rows idle for this long whose type no node, running or stopped, registered
+       within it: a type whose nodes are all down for a deploy loses nothing */
+    pgsched_duration orphan_timeout;
+    size_t limit;                        /* at most this many rows per part (0 = 10000) */
+} pgsched_cleanup_request;
+
+typedef struct pgsched_cleanup_info {
+    size_t finished_deleted;
+    size_t history_deleted;
+    size_t orphans_deleted;
+    size_t nodes_deleted;
+} pgsched_cleanup_info;
+
+typedef struct pgsched_listener pgsched_listener; /* a store's subscription to its events */
+
+struct pgsched_store_methods {
+    int version; /* PGSCHED_STORE_VERSION the table was written for */
+    const char *name;
+
+    /* Create or upgrade the schema (or check it when the store was told not to create). */
+    pgsched_result (*setup)(pgsched_store *s, pgsched_error *err);
+    void (*destroy)(pgsched_store *s);
+    pgsched_result (*now)(pgsched_store *s, pgsched_time *now, pgsched_error *err);
+
+    /* Insert or update. A running row: PGSCHED_ERR_RUNNING unless apply_after_run. Otherwise
+       the row becomes pending with the new schedule, params and budget (attempt 0), and its
+       due time is the earlier of the stored one (when it was pending) and the new one.
+       `external_conn` is always NULL since version 2 (the caller's transaction goes through
+       schedule_many_tx); a store may refuse anything else with PGSCHED_ERR_UNSUPPORTED. */
+    pgsched_result (*schedule)(pgsched_store *s, const pgsched_schedule_request *req,
+                               void *external_conn, pgsched_schedule_info *out,
+                               pgsched_error *err);
+
+    /* Moves up to req->max due pending rows of the given types to running for the node, in
+       due order, each with a fresh lease token and attempt + 1. Appends them to `out`. */
+    pgsched_result (*claim)(pgsched_store *s, const pgsched_claim_request *req,
+                            pgsched_job_list *out, pgsched_claim_info *info,
+                            pgsched_error *err);
+
+    /* Renews (when `renew`) the node's leases in one operation and reports, per lease, whether
+       it is lost, whether a cancel was requested, and whether it was busy (held, not renewed:
+       another transaction had the row locked). Also marks the node as seen. */
+    pgsched_result (*heartbeat)(pgsched_store *s, const char *node_id,
+                                const pgsched_lease *leases, size_t count, int renew,
+                                pgsched_lease_state *states, pgsched_time *now,
+                                pgsched_error *err);
+
+    /* Records outcomes, each conditional on its lease token; writes history rows; applies a
+       pending re-schedule or a pending removal. results[i] says what happened to outcome i.
+       A CANCELLED outcome (or one the cancel won over) acknowledges a cancel request. */
+    pgsched_result (*finish)(pgsched_store *s, const pgsched_finish_request *outcomes, size_t count,
+                             pgsched_finish_info *results, pgsched_error *err);
+
+    /* Moves up to `max` running rows whose lease was not renewed within stall_timeout to the
+       node with fresh tokens (still running, attempt unchanged) and appends them to `out`; the
+       engine then records each as a STALLED outcome. The history row of an attempt names the
+       node that claimed it, not a node that took it back. */
+    pgsched_result (*take_back)(pgsched_store *s, const char *node_id,
+                                pgsched_duration stall_timeout, int max, pgsched_job_list *out,
+                                pgsched_error *err);
+
+    pgsched_result (*cancel)(pgsched_store *s, const char *name, const char *key,
+                             const char *node_id, pgsched_change_info *out,
+                             pgsched_error *err);
+    pgsched_result (*trigger)(pgsched_store *s, const char *name, const char *key,
+                              const char *node_id, pgsched_change_info *out,
+                              pgsched_error *err);
+    pgsched_result (*remove)(pgsched_store *s, const char *name, const char *key,
+                             const char *node_id, pgsched_change_info *out,
+                             pgsched_error *err);
+
+    pgsched_result (*get)(pgsched_store *s, const char *name, const char *key,
+                          pgsched_job_list *out, pgsched_error *err);
+    pgsched_result (*list)(pgsched_store *s, const pgsched_list_filter *filter,
+                           pgsched_job_list *out, pgsched_error *err);
+    /* Newest first; name/key NULL = all instances; limit 0 = 100. */
+    pgsched_result (*history)(pgsched_store *s, const char *name, const char *key, size_t limit,
+                              pgsched_run_list *out, pgsched_error *err);
+
+    /* Earliest due time among pending rows of the types (0 = none). */
+    pgsched_result (*next_due)(pgsched_store *s, const char *const *names, size_t count,
+                               pgsched_time *next, pgsched_time *now, pgsched_error *err);
+
+    /* Records the node (or renews its record) with the types it registers and marks it seen. */
+    pgsched_result (*node_register)(pgsched_store *s, const pgsched_node_record *node,
+                                    pgsched_error *err);
+    /* Marks the node stopped. Its record, types included, stays until cleanup deletes it. */
+    pgsched_result (*node_unregister)(pgsched_store *s, const char *node_id, pgsched_error *err);
+
+    pgsched_result (*cleanup)(pgsched_store *s, const pgsched_cleanup_request *req,
+                              pgsched_cleanup_info *out, pgsched_error *err);
+
+    /* Events: every change made through any node sharing the store reaches every listener
+       (deletions by cleanup excepted: retention and orphan clean-up raise no events). */
+    pgsched_result (*listen_open)(pgsched_store *s, pgsched_listener **out, pgsched_error *err);
+    /* Waits up to `timeout` for events; writes at most `cap`, sets *count (0 on timeout). */
+    pgsched_result (*listen_wait)(pgsched_store *s, pgsched_listener *l,
+                                  pgsched_duration timeout, pgsched_event *events, size_t cap,
+                                  size_t *count, pgsched_error *err);
+    /* Makes a listen_wait in progress return at once (from any thread). */
+    void (*listen_wake)(pgsched_store *s, pgsched_listener *l);
+    void (*listen_close)(pgsched_store *s, pgsched_listener *l);
+
+    /* ---- version 2 ---- */
+
+    /* Optional (NULL: the wrapper calls schedule once per request). `count` requests, each as
+       schedule would take it, at most PGSCHED_SCHEDULE_BATCH_MAX, no (name, key) twice,
+       written as one operation: results[i] and outs[i] are what schedule would have given
+       request i (PGSCHED_ERR_RUNNING for a running row without apply_after_run). Returns
+       PGSCHED_OK once every result is set, or an error when nothing was written. */
+    pgsched_result (*schedule_many)(pgsched_store *s, const pgsched_schedule_request *reqs,
+                                    size_t count, pgsched_schedule_info *outs,
+                                    pgsched_result *results, pgsched_error *err);
+    /* Optional (NULL: PGSCHED_ERR_UNSUPPORTED). The same inside the caller's open transaction
+       on the caller's connection `conn` (a PGconn for a PostgreSQL store): the rows exist if
+       and only if that transaction commits. It must not make the caller's transaction fail
+       (beyond a failure of the write itself) nor change its session settings. */
+    pgsched_result (*schedule_many_tx)(pgsched_store *s, void *conn,
+                                       const pgsched_schedule_request *reqs, size_t count,
+                                       pgsched_schedule_info *outs, pgsched_result *results,
+                                       pgsched_error *err);
+};
+
+/* The wrappers: check every argument (names, keys, UTF-8, JSON, pointers, ids), give the
+   same errors whatever the store, then call the method. Use these, not the table. */
+PGSCHED_DEF pgsched_result pgsched_store_setup(pgsched_store *s, pgsched_error *err);
+PGSCHED_DEF pgsched_result pgsched_store_schedule(pgsched_store *s,
+                                                  const pgsched_schedule_request *req,
+                                                  pgsched_schedule_info *out,
+                                                  pgsched_error *err);
+/* Many requests at once (PGSCHED_STORE_VERSION 2). results[i] (and outs[i], which may be
+   NULL) is what pgsched_store_schedule would give request i: a request that fails its checks
+   fails alone and writes nothing; the others are written in batches of at most
+   PGSCHED_SCHEDULE_BATCH_MAX (a request repeating an earlier (name, key) of the same call is
+   written after it, as separate calls would). Returns PGSCHED_OK when every request is OK,
+   else the code of the first request that failed, with `err` naming its index and why. */
+#define PGSCHED_SCHEDULE_BATCH_MAX 5000
+PGSCHED_DEF pgsched_result pgsched_store_schedule_many(pgsched_store *s,
+                                                       const pgsched_schedule_request *reqs,
+                                                       size_t count,
+                                                       pgsched_schedule_info *outs,
+                                                       pgsched_result *results,
+                                                       pgsched_error *err);
+/* The same in the caller's open transaction on `conn` (the store's schedule_many_tx;
+   PGSCHED_ERR_UNSUPPORTED for every request when the store has none). */
+PGSCHED_DEF pgsched_result pgsched_store_schedule_many_tx(pgsched_store *s, void *conn,
+                                                          const pgsched_schedule_request *reqs,
+                                                          size_t count,
+                                                          pgsched_schedule_info *outs,
+                                                          pgsched_result *results,
+                                                          pgsched_error *err);
+PGSCHED_DEF pgsched_result pgsched_store_claim(pgsched_store *s, const pgsched_claim_request *req,
+                                               pgsched_job_list *out,
+                                               pgsched_claim_info *info, pgsched_error *err);
+PGSCHED_DEF pgsched_result pgsched_store_heartbeat(pgsched_store *s, const char *node_id,
+                                                   const pgsched_lease *leases, size_t count,
+                                                   int renew, pgsched_lease_state *states,
+                                                   pgsched_time *now, pgsched_error *err);
+PGSCHED_DEF pgsched_result pgsched_store_finish(pgsched_store *s, const pgsched_finish_request *outcomes,
+                                                size_t count, pgsched_finish_info *results,
+                                                pgsched_error *err);
+PGSCHED_DEF pgsched_result pgsched_store_take_back(pgsched_store *s, const char *node_id,
+                                                   pgsched_duration stall_timeout, int max,
+                                                   pgsched_job_list *out, pgsched_error *err);
+PGSCHED_DEF pgsched_result pgsched_store_cancel(pgsched_store *s, const char *name,
+                                                const char *key, const char *node_id,
+                                                pgsched_change_info *out, pgsched_error *err);
+PGSCHED_DEF pgsched_result pgsched_store_trigger(pgsched_store *s, const char *name,
+                                                 const char *key, const char *node_id,
+                                                 pgsched_change_info *out, pgsched_error *err);
+PGSCHED_DEF pgsched_result pgsched_store_remove(pgsched_store *s, const char *name,
+                                                const char *key, const char *node_id,
+                                                pgsched_change_info *out, pgsched_error *err);
+PGSCHED_DEF pgsched_result pgsched_store_get(pgsched_store *s, const char *name, const char *key,
+                                             pgsched_job_list *out, pgsched_error *err);
+PGSCHED_DEF pgsched_result pgsched_store_list(pgsched_store *s, const pgsched_list_filter *filter,
+                                              pgsched_job_list *out, pgsched_error *err);
+PGSCHED_DEF pgsched_result pgsched_store_history(pgsched_store *s, const char *name,
+                                                 const char *key, size_t limit,
+                                                 pgsched_run_list *out, pgsched_error *err);
+PGSCHED_DEF pgsched_result pgsched_store_next_due(pgsched_store *s, const char *const *names,
+                                                  size_t count, pgsched_time *next,
+                                                  pgsched_time *now, pgsched_error *err);
+PGSCHED_DEF pgsched_result pgsched_store_node_register(pgsched_store *s,
+                                                       const pgsched_node_record *node,
+                                                       pgsched_error *err);
+PGSCHED_DEF pgsched_result pgsched_store_node_unregister(pgsched_store *s, const char *node_id,
+                                                         pgsched_error *err);
+PGSCHED_DEF pgsched_result pgsched_store_cleanup(pgsched_store *s,
+                                                 const pgsched_cleanup_request *req,
+                                                 pgsched_cleanup_info *out,
+                                                 pgsched_error *err);
+PGSCHED_DEF pgsched_result pgsched_store_listen_open(pgsched_store *s, pgsched_listener **out,
+                                                     pgsched_error *err);
+PGSCHED_DEF pgsched_result pgsched_store_listen_wait(pgsched_store *s, pgsched_listener *l,
+                                                     pgsched_duration timeout,
+                                                     pgsched_event *events, size_t cap,
+                                                     size_t *count, pgsched_error *err);
+PGSCHED_DEF void pgsched_store_listen_wake(pgsched_store *s, pgsched_listener *l);
+PGSCHED_DEF void pgsched_store_listen_close(pgsched_store *s, pgsched_listener *l);
+
+/* Validators the wrappers use, public for stores and tools. */
+PGSCHED_DEF pgsched_result pgsched_validate_name(const char *name, pgsched_error *err);
+PGSCHED_DEF pgsched_result pgsched_validate_key(const char *key, pgsched_error *err);
+PGSCHED_DEF pgsched_result pgsched_validate_json(const char *json, pgsched_error *err);
+/* A plain SQL name: ASCII letters, digits, '_', not starting with a digit, 1..max_len bytes. */
+PGSCHED_DEF pgsched_result pgsched_validate_identifier(const char *what, const char *ident,
+                                                       size_t max_len, pgsched_error *err);
 
 #ifdef __cplusplus
 }
@@ -3736,7 +3748,7 @@ PGSCHED_DEF pgsched_result pgsched_validate_json(const char *s, pgsched_error *e
     return r;
 }
 
-/* ---- [pgsched: store vtable] implementation: the validating wrappers ------------------------
+/* ---- [pgsched: store author API] implementation: the validating wrappers ------------------
    Every check lives here, once, so that every store gives the same code and sentence for the
    same bad input and a store method never sees a NULL it did not expect. */
 
