@@ -8,7 +8,7 @@
      PGSCHED_NO_LIBPQ and link with -lpthread only).
 
    QUICK START
-     pgsched_config cfg = {0};  cfg.conninfo = "dbname=app";    (zero = default, everywhere)
+     pgsched_config cfg = {0};  cfg.pg.conninfo = "dbname=app";    (zero = default, everywhere)
      pgsched_create(&cfg, &node, &err);
      type.name = "mail"; type.handler = send_mail;  pgsched_register(node, &type, &err);
      pgsched_start(node, &err);
@@ -408,18 +408,23 @@ PGSCHED_DEF pgsched_result pgsched_memory_store_create(const pgsched_memory_conf
                                                        pgsched_store **out, pgsched_error *err);
 
 /* The PostgreSQL store (absent under PGSCHED_NO_LIBPQ: then create returns UNSUPPORTED). */
+/* Also a node's own store: pgsched_config.pg. Invalid fields give PGSCHED_ERR_CONFIG naming the
+   field ("pg.pool_size" when given through a node's configuration). */
 typedef struct pgsched_pg_config {
     const char *conninfo;        /* libpq connection string or URI (required) */
-    const char *schema;          /* NULL = "public" */
-    const char *prefix;          /* table name prefix; NULL = "pgsched_" */
+    const char *schema;          /* a plain SQL name, created if missing; NULL = "public" */
+    const char *prefix;          /* table name prefix, at most 49 bytes; NULL = "pgsched_" */
     int no_create_schema;        /* nonzero: never create or migrate, only check the version */
     int no_notifications;        /* nonzero: send no NOTIFY */
-    int pool_size;               /* connections for statements; 0 = 2 */
+    int pool_size;               /* connections for statements; 0 = 2; at most 64 */
     pgsched_duration reconnect_min; /* backoff after a lost connection; 0 = 100 ms */
-    pgsched_duration reconnect_max; /* 0 = 10 s */
-    const pgsched_allocator *allocator; /* NULL = default */
+    pgsched_duration reconnect_max; /* 0 = 10 s (or reconnect_min if that is more); given
+                                       both, at least reconnect_min */
+    /* NULL = default. In a node's configuration: NULL = the node's allocator. */
+    const pgsched_allocator *allocator;
     /* Where the store reports a row it quarantined (a PGSCHED_LOG_* level and a sentence);
-       NULL = nowhere. A node that creates its own store passes its own log. */
+       NULL = nowhere. In a node's configuration: NULL = the node's log, filtered by its
+       log_level; given, every message goes there unfiltered. */
     void (*log)(void *user, int level, const char *message);
     void *log_user;
 } pgsched_pg_config;
@@ -492,11 +497,13 @@ typedef struct pgsched_status_event {
 } pgsched_status_event;
 
 typedef struct pgsched_config {
-    pgsched_store *store;        /* a store you own; NULL = a PostgreSQL store from conninfo */
-    const char *conninfo;        /* used when store is NULL */
-    const char *schema;          /* PostgreSQL store: NULL = "public" */
-    const char *prefix;          /* PostgreSQL store: NULL = "pgsched_" */
-    int no_create_schema;        /* PostgreSQL store: only check the schema version */
+    pgsched_store *store;        /* a store you own; NULL = the node makes (and owns) a
+                                    PostgreSQL store from `pg` */
+    /* The PostgreSQL store the node makes when `store` is NULL (pg.conninfo is then
+       required); ignored when `store` is given. Checked by pgsched_create as
+       pgsched_pg_store_create checks it; errors name "pg.<field>". pg.allocator and pg.log
+       left NULL are the node's own; no_notifications below also sets pg.no_notifications. */
+    pgsched_pg_config pg;
 
     int max_concurrent;          /* workers = runs at once; 0 = 4; at most 1024 */
     int claim_ahead;             /* due rows claimed beyond the free workers and queued here
@@ -527,7 +534,7 @@ typedef struct pgsched_config {
     pgsched_duration orphan_timeout;     /* 0 = 7 days; NEVER = keep orphans */
     pgsched_duration stall_check_period; /* 0 = 5 s */
     pgsched_duration cleanup_period;     /* retention and orphans; 0 = 1 min */
-    int no_notifications;        /* nonzero: poll only */
+    int no_notifications;        /* nonzero: poll only (and pg.no_notifications) */
     int run_immediately;         /* recurring jobs scheduled here run once at once */
     const char *default_zone;    /* zone of cron expressions without CRON_TZ=; NULL = UTC */
 
@@ -6272,6 +6279,70 @@ static void pgsched__conninfo_scrub(const char *conninfo, char *msg, size_t size
    itself, without error.) */
 #define PGSCHED__PG_SUFFIX_MAX 14
 
+/* A duration field of a configuration: not negative, at most 100 years, PGSCHED_NEVER only where
+   `allow_never` (0 is left to the caller: it means the default). */
+static pgsched_result pgsched__check_duration_field(const char *field, pgsched_duration v,
+                                                    int allow_never, pgsched_error *err)
+{
+    if (v < 0)
+        return pgsched__fail(err, PGSCHED_ERR_CONFIG, "%s: a duration cannot be negative", field);
+    if (v == PGSCHED_NEVER && !allow_never)
+        return pgsched__fail(err, PGSCHED_ERR_CONFIG, "%s: PGSCHED_NEVER is not allowed here",
+                             field);
+    if (v != PGSCHED_NEVER && v > PGSCHED__DURATION_MAX)
+        return pgsched__fail(err, PGSCHED_ERR_CONFIG, "%s: more than 100 years", field);
+    return PGSCHED_OK;
+}
+
+/* The one place a PostgreSQL store's configuration is checked and its defaults applied, for
+   pgsched_pg_store_create and for the store a node makes from its configuration's `pg`. No I/O,
+   no allocation: `out` is `in` with every default filled in, its strings pointing into `in` or
+   at literals. `field` prefixes each field name in an error ("pg." through a node). */
+static pgsched_result pgsched__pg_config_resolve(const pgsched_pg_config *in, const char *field,
+                                                 pgsched_pg_config *out, pgsched_error *err)
+{
+    char name[32];
+    pgsched_result r;
+    *out = *in;
+    if (!out->conninfo)
+        return pgsched__fail(err, PGSCHED_ERR_CONFIG,
+                             "%sconninfo: the connection string is missing", field);
+    out->schema = out->schema ? out->schema : "public";
+    out->prefix = out->prefix ? out->prefix : "pgsched_";
+    snprintf(name, sizeof name, "%sschema", field);
+    if ((r = pgsched_validate_identifier(name, out->schema, 63, err)) != PGSCHED_OK) return r;
+    snprintf(name, sizeof name, "%sprefix", field);
+    if ((r = pgsched_validate_identifier(name, out->prefix, 63 - PGSCHED__PG_SUFFIX_MAX, err)) !=
+        PGSCHED_OK)
+        return r;
+    if (out->pool_size < 0 || out->pool_size > 64)
+        return pgsched__fail(err, PGSCHED_ERR_CONFIG,
+                             "%spool_size: %d is outside 1..64 (0 means the default, 2)", field,
+                             out->pool_size);
+    out->pool_size = out->pool_size ? out->pool_size : 2;
+    snprintf(name, sizeof name, "%sreconnect_min", field);
+    if ((r = pgsched__check_duration_field(name, out->reconnect_min, 0, err)) != PGSCHED_OK)
+        return r;
+    snprintf(name, sizeof name, "%sreconnect_max", field);
+    if ((r = pgsched__check_duration_field(name, out->reconnect_max, 0, err)) != PGSCHED_OK)
+        return r;
+    if (out->reconnect_min && out->reconnect_max && out->reconnect_max < out->reconnect_min)
+        return pgsched__fail(err, PGSCHED_ERR_CONFIG,
+                             "%sreconnect_max (%lld ms) must not be less than reconnect_min "
+                             "(%lld ms)",
+                             field, (long long)(out->reconnect_max / 1000),
+                             (long long)(out->reconnect_min / 1000));
+    out->reconnect_min = out->reconnect_min ? out->reconnect_min : 100 * PGSCHED_MILLISECOND;
+    out->reconnect_max = out->reconnect_max ? out->reconnect_max : 10 * PGSCHED_SECOND;
+    /* Only the defaulted maximum can be below a given minimum: the backoff stays at it. */
+    if (out->reconnect_max < out->reconnect_min) out->reconnect_max = out->reconnect_min;
+    if (pgsched__allocator_partial(out->allocator))
+        return pgsched__fail(err, PGSCHED_ERR_CONFIG,
+                             "%sallocator: give all of malloc_fn, realloc_fn and free_fn, or none",
+                             field);
+    return PGSCHED_OK;
+}
+
 #ifdef PGSCHED_NO_LIBPQ
 
 PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
@@ -9181,26 +9252,17 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
 {
     pgsched_allocator a;
     pgsched__pg *p;
+    pgsched_pg_config c;
     const char *schema, *prefix;
     pgsched_result r;
-    int i, pool;
+    int i;
     if (!out) return pgsched__null(err, "the output store");
     *out = NULL;
     if (!cfg) return pgsched__null(err, "the PostgreSQL store configuration");
-    if (!cfg->conninfo)
-        return pgsched__fail(err, PGSCHED_ERR_CONFIG, "conninfo: the connection string is missing");
-    schema = cfg->schema ? cfg->schema : "public";
-    prefix = cfg->prefix ? cfg->prefix : "pgsched_";
-    if ((r = pgsched_validate_identifier("schema", schema, 63, err)) != PGSCHED_OK) return r;
-    if ((r = pgsched_validate_identifier("prefix", prefix, 63 - PGSCHED__PG_SUFFIX_MAX, err)) !=
-        PGSCHED_OK)
-        return r;
-    if (cfg->pool_size < 0 || cfg->pool_size > 64)
-        return pgsched__fail(err, PGSCHED_ERR_CONFIG, "pool_size: %d is outside 0..64",
-                             cfg->pool_size);
-    if (cfg->reconnect_min < 0 || cfg->reconnect_max < 0)
-        return pgsched__fail(err, PGSCHED_ERR_CONFIG, "reconnect_min/max: a duration is negative");
-    if (pgsched__allocator_partial(cfg->allocator)) return pgsched__allocator_refused(err);
+    if ((r = pgsched__pg_config_resolve(cfg, "", &c, err)) != PGSCHED_OK) return r;
+    cfg = &c;
+    schema = c.schema;
+    prefix = c.prefix;
     a = pgsched__allocator(cfg->allocator);
     p = (pgsched__pg *)pgsched__calloc(&a, sizeof *p);
     if (!p) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory creating a store");
@@ -9227,14 +9289,12 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
     p->no_create = cfg->no_create_schema;
     p->log = cfg->log;
     p->log_user = cfg->log_user;
-    p->reconnect_min = cfg->reconnect_min ? cfg->reconnect_min : 100 * PGSCHED_MILLISECOND;
-    p->reconnect_max = cfg->reconnect_max ? cfg->reconnect_max : 10 * PGSCHED_SECOND;
-    if (p->reconnect_max < p->reconnect_min) p->reconnect_max = p->reconnect_min;
+    p->reconnect_min = c.reconnect_min;
+    p->reconnect_max = c.reconnect_max;
     p->backoff = p->reconnect_min;
-    pool = cfg->pool_size ? cfg->pool_size : 2;
-    p->conninfo = pgsched__strdup(&a, cfg->conninfo);
-    p->conns = (pgsched__pgc *)pgsched__calloc(&a, (size_t)pool * sizeof *p->conns);
-    p->nconns = pool;
+    p->conninfo = pgsched__strdup(&a, c.conninfo);
+    p->conns = (pgsched__pgc *)pgsched__calloc(&a, (size_t)c.pool_size * sizeof *p->conns);
+    p->nconns = c.pool_size;
     r = p->conninfo && p->conns ? PGSCHED_OK : PGSCHED_ERR_NOMEM;
     for (i = 0; i < PGSCHED__Q_COUNT && r == PGSCHED_OK; i++) {
         char *head = pgsched__pg_expand(p, pgsched__pg_templates[i]);
@@ -9409,6 +9469,7 @@ typedef struct pgsched__cron_entry {
 struct pgsched_node {
     pgsched_allocator alloc;
     pgsched_config cfg; /* defaults applied; strings below are copies */
+    pgsched_allocator pg_alloc; /* a copy of cfg.pg.allocator, when given */
     char *conninfo, *schema, *prefix, *default_zone;
     char id[PGSCHED_NODE_ID_MAX + 1];
     char host[256];
@@ -11529,19 +11590,6 @@ static void pgsched__make_id(pgsched_node *n)
     for (i = 0; i < 16; i++) n->rng = (n->rng << 8 | (n->rng >> 56)) ^ b[i];
 }
 
-static pgsched_result pgsched__check_duration_field(const char *field, pgsched_duration v,
-                                                    int allow_never, pgsched_error *err)
-{
-    if (v < 0)
-        return pgsched__fail(err, PGSCHED_ERR_CONFIG, "%s: a duration cannot be negative", field);
-    if (v == PGSCHED_NEVER && !allow_never)
-        return pgsched__fail(err, PGSCHED_ERR_CONFIG, "%s: PGSCHED_NEVER is not allowed here",
-                             field);
-    if (v != PGSCHED_NEVER && v > PGSCHED__DURATION_MAX)
-        return pgsched__fail(err, PGSCHED_ERR_CONFIG, "%s: more than 100 years", field);
-    return PGSCHED_OK;
-}
-
 #define PGSCHED__DEF(v, d) ((v) ? (v) : (d))
 
 PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_node **out,
@@ -11557,9 +11605,9 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
     if (!cfg) return pgsched__null(err, "the configuration");
     if (pgsched__allocator_partial(cfg->allocator)) return pgsched__allocator_refused(err);
     c = *cfg;
-    if (!c.store && !c.conninfo)
+    if (!c.store && !c.pg.conninfo)
         return pgsched__fail(err, PGSCHED_ERR_CONFIG,
-                             "store/conninfo: give a store or a PostgreSQL connection string");
+                             "store/pg.conninfo: give a store or a PostgreSQL connection string");
     if (c.max_concurrent < 0 || c.max_concurrent > 1024)
         return pgsched__fail(err, PGSCHED_ERR_CONFIG,
                              "max_concurrent: %d is outside 1..1024 (0 means the default, 4)",
@@ -11622,11 +11670,11 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
     if (c.log_level < PGSCHED_LOG_DEBUG || c.log_level > PGSCHED_LOG_OFF)
         return pgsched__fail(err, PGSCHED_ERR_CONFIG, "log_level: %d is not a level",
                              (int)c.log_level);
-    if (!c.store) {
-        if ((r = pgsched_validate_identifier("schema", c.schema ? c.schema : "public", 63, err)) ||
-            (r = pgsched_validate_identifier("prefix", c.prefix ? c.prefix : "pgsched_",
-                                             63 - PGSCHED__PG_SUFFIX_MAX, err)))
-            return r;
+    if (c.store) {
+        memset(&c.pg, 0, sizeof c.pg); /* not used: reads back zero */
+    } else {
+        if ((r = pgsched__pg_config_resolve(&cfg->pg, "pg.", &c.pg, err)) != PGSCHED_OK) return r;
+        c.pg.no_notifications = c.pg.no_notifications || c.no_notifications;
     }
     if (c.default_zone) {
         /* Checked now so that a typo fails at start-up, not at the first run. */
@@ -11645,23 +11693,14 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
     n = (pgsched_node *)pgsched__calloc(&a, sizeof *n);
     if (!n) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory creating a node");
     n->alloc = a;
-    n->conninfo = pgsched__strdup(&a, c.conninfo);
-    n->schema = pgsched__strdup(&a, c.schema);
-    n->prefix = pgsched__strdup(&a, c.prefix);
+    n->conninfo = pgsched__strdup(&a, c.pg.conninfo);
+    n->schema = pgsched__strdup(&a, c.pg.schema);
+    n->prefix = pgsched__strdup(&a, c.pg.prefix);
     n->default_zone = pgsched__strdup(&a, c.default_zone);
-    c.conninfo = n->conninfo;
-    c.schema = n->schema;
-    c.prefix = n->prefix;
-    c.default_zone = n->default_zone;
-    c.allocator = NULL;
-    n->cfg = c;
-    n->idle_defaults = idle_defaults;
-    n->store = c.store;
-    n->notifications = !c.no_notifications;
     n->nslots = c.max_concurrent;
     n->slots = (pgsched__slot *)pgsched__calloc(&a, (size_t)n->nslots * sizeof *n->slots);
-    if ((c.conninfo && !n->conninfo) || (c.schema && !n->schema) || (c.prefix && !n->prefix) ||
-        (c.default_zone && !n->default_zone) || !n->slots) {
+    if ((c.pg.conninfo && !n->conninfo) || (c.pg.schema && !n->schema) ||
+        (c.pg.prefix && !n->prefix) || (c.default_zone && !n->default_zone) || !n->slots) {
         pgsched__free(&a, n->conninfo);
         pgsched__free(&a, n->schema);
         pgsched__free(&a, n->prefix);
@@ -11670,6 +11709,19 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
         pgsched__free(&a, n);
         return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory creating a node");
     }
+    c.pg.conninfo = n->conninfo;
+    c.pg.schema = n->schema;
+    c.pg.prefix = n->prefix;
+    c.default_zone = n->default_zone;
+    if (c.pg.allocator) {
+        n->pg_alloc = *c.pg.allocator;
+        c.pg.allocator = &n->pg_alloc;
+    }
+    c.allocator = NULL;
+    n->cfg = c;
+    n->idle_defaults = idle_defaults;
+    n->store = c.store;
+    n->notifications = !c.no_notifications;
     pthread_mutex_init(&n->mu, NULL);
     pgsched__rlock_init(&n->start_mu);
     pgsched__cond_init(&n->cv);
@@ -11712,17 +11764,13 @@ static pgsched_result pgsched__init_locked(pgsched_node *n, pgsched_error *err)
     }
     pthread_mutex_unlock(&n->mu);
     if (!n->store) {
-        pgsched_pg_config pc;
+        pgsched_pg_config pc = n->cfg.pg; /* resolved and checked by pgsched_create */
         char safe[512];
-        memset(&pc, 0, sizeof pc);
-        pc.conninfo = n->conninfo;
-        pc.schema = n->schema;
-        pc.prefix = n->prefix;
-        pc.no_create_schema = n->cfg.no_create_schema;
-        pc.no_notifications = n->cfg.no_notifications;
-        pc.allocator = &n->alloc;
-        pc.log = pgsched__store_log;
-        pc.log_user = n;
+        if (!pc.allocator) pc.allocator = &n->alloc;
+        if (!pc.log) {
+            pc.log = pgsched__store_log;
+            pc.log_user = n;
+        }
         r = pgsched_pg_store_create(&pc, &n->store, err);
         if (r != PGSCHED_OK) return r;
         n->owns_store = 1;

@@ -50,7 +50,7 @@ static pgsched_node *make_node(const char *dsn, int watch)
     pgsched_job_type type = {0};
     pgsched_node *node;
     pgsched_error err;
-    cfg.conninfo = dsn;
+    cfg.pg.conninfo = dsn;
     if (watch) cfg.on_status = on_status;
     if (pgsched_create(&cfg, &node, &err)) {
         fprintf(stderr, "callbacks: %s\n", err.message);

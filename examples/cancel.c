@@ -67,7 +67,7 @@ int main(void)
     int ok = 0;
 
     if (!dsn) return fprintf(stderr, "cancel: set PGSCHED_DSN to a PostgreSQL database\n"), 2;
-    cfg.conninfo = dsn;
+    cfg.pg.conninfo = dsn;
     if (pgsched_create(&cfg, &node, &err)) return fprintf(stderr, "%s\n", err.message), 1;
     type.name = "export";
     type.handler = export_data;

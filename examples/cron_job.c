@@ -35,7 +35,7 @@ int main(int argc, char **argv)
     pgsched_error err;
 
     if (!dsn) return fprintf(stderr, "cron_job: set PGSCHED_DSN to a PostgreSQL database\n"), 2;
-    cfg.conninfo = dsn;
+    cfg.pg.conninfo = dsn;
     if (pgsched_create(&cfg, &node, &err)) return fprintf(stderr, "%s\n", err.message), 1;
     type.name = "tick";
     type.handler = tick;

@@ -96,9 +96,9 @@ static pgsched_node *make_node(const char *label, const char *dsn, pgsched_store
     pgsched_error e;
     pgsched_job_type t;
     memset(&cfg, 0, sizeof cfg);
-    cfg.conninfo = dsn;
+    cfg.pg.conninfo = dsn;
     cfg.store = shared;
-    cfg.schema = "pgsched_demo";
+    cfg.pg.schema = "pgsched_demo";
     cfg.max_concurrent = 3;
     cfg.poll_interval = 5 * PGSCHED_SECOND; /* notifications and due-time wake-ups do the rest */
     cfg.retry_base = 500 * PGSCHED_MILLISECOND;

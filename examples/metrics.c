@@ -139,8 +139,8 @@ int main(int argc, char **argv)
     /* the node */
     memset(&cfg, 0, sizeof cfg);
     if (dsn && *dsn) {
-        cfg.conninfo = dsn;
-        cfg.prefix = "metrics_example_"; /* tables of its own, beside an application's */
+        cfg.pg.conninfo = dsn;
+        cfg.pg.prefix = "metrics_example_"; /* tables of its own, beside an application's */
     } else {
         printf("PGSCHED_DSN is not set: using the in-memory store\n");
         if (pgsched_memory_store_create(NULL, &memory, &err) != PGSCHED_OK) goto fail_early;

@@ -61,7 +61,7 @@ int main(void)
     int ok = 0;
 
     if (!dsn) return fprintf(stderr, "retries: set PGSCHED_DSN to a PostgreSQL database\n"), 2;
-    cfg.conninfo = dsn;
+    cfg.pg.conninfo = dsn;
     cfg.on_status = on_status;
     cfg.retry_base = 200 * PGSCHED_MILLISECOND; /* first retry after ~200 ms, then doubling */
     if (pgsched_create(&cfg, &node, &err)) return fprintf(stderr, "%s\n", err.message), 1;

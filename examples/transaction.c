@@ -68,7 +68,7 @@ int main(void)
     int ok;
 
     if (!dsn) return fprintf(stderr, "transaction: set PGSCHED_DSN to a PostgreSQL database\n"), 2;
-    cfg.conninfo = dsn;
+    cfg.pg.conninfo = dsn;
     if (pgsched_create(&cfg, &node, &err)) return fprintf(stderr, "%s\n", err.message), 1;
     type.name = "receipt"; /* scheduled here, run elsewhere */
     if (pgsched_register(node, &type, &err) || pgsched_init(node, &err)) {

@@ -62,8 +62,8 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     memset(&cfg, 0, sizeof cfg);
-    cfg.conninfo = dsn;
-    cfg.schema = getenv("PGSCHED_SCHEMA"); /* NULL: public */
+    cfg.pg.conninfo = dsn;
+    cfg.pg.schema = getenv("PGSCHED_SCHEMA"); /* NULL: public */
     cfg.poll_interval = 100 * PGSCHED_MILLISECOND;
     cfg.retry_base = 100 * PGSCHED_MILLISECOND;
     cfg.shutdown_timeout = 5 * PGSCHED_SECOND;

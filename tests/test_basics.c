@@ -228,7 +228,7 @@ static void a_partly_filled_allocator_is_refused_by_every_constructor(void **sta
         }
 #endif
         memset(&nc, 0, sizeof nc);
-        nc.conninfo = "dbname=none";
+        nc.pg.conninfo = "dbname=none";
         nc.allocator = &partial[k];
         assert_int_equal(pgsched_create(&nc, &node, &e), PGSCHED_ERR_CONFIG);
         assert_null(node);

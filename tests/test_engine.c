@@ -152,6 +152,7 @@
     X(config_max_concurrent_out_of_range_rejected)                                             \
     X(config_retry_base_above_cap_rejected)                                                    \
     X(config_bad_identifiers_rejected)                                                         \
+    X(config_pg_fields_checked_as_the_store_checks_them)                                       \
     X(config_unknown_default_zone_rejected)                                                    \
     X(config_needs_store_or_conninfo)                                                          \
     X(create_does_no_io_init_reports_connection)                                               \
@@ -167,6 +168,7 @@
     X(schedule_in_caller_transaction)                                                          \
     X(schedule_jobs_in_caller_transaction)                                                     \
     X(conninfo_node_owns_few_connections_and_closes_them)                                      \
+    X(a_node_store_takes_pg_allocator_and_log_when_given)                                      \
     X(connections_are_named_pgsched_unless_conninfo_names_them)                                \
     X(claim_lost_with_terminated_connections_gives_its_rows_back_at_once)                      \
     X(connection_loss_survived_and_outcome_recorded)                                           \

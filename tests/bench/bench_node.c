@@ -195,8 +195,8 @@ static pgsched_node *make_node(const char *conninfo, const char *schema, int wor
     pgsched_node *n;
     pgsched_error e;
     memset(&cfg, 0, sizeof cfg);
-    cfg.conninfo = conninfo;
-    cfg.schema = schema;
+    cfg.pg.conninfo = conninfo;
+    cfg.pg.schema = schema;
     cfg.max_concurrent = workers;
     cfg.no_notifications = !notifications;
     cfg.log = count_log;

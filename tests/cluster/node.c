@@ -254,8 +254,8 @@ static void log_cb(void *user, pgsched_log_level level, const char *message)
 static void base_config(pgsched_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
-    cfg->conninfo = opt_dsn;
-    cfg->schema = opt_schema;
+    cfg->pg.conninfo = opt_dsn;
+    cfg->pg.schema = opt_schema;
     cfg->log = log_cb;
     cfg->log_level = PGSCHED_LOG_WARN;
 }
