@@ -7901,148 +7901,199 @@ static pgsched_result pgsched__pg_check_privileges(pgsched__pg *p, PGconn *c, pg
     return r;
 }
 
-static pgsched_result pgsched__pg_setup(pgsched_store *s, pgsched_error *err)
+/* Names, keys and texts are UTF-8 (checked before they reach a store); a database in another
+   encoding would refuse some of them, which the memory store accepts. */
+static pgsched_result pgsched__pg_check_encoding(PGconn *conn, pgsched_error *err)
 {
-    pgsched__pg *p = (pgsched__pg *)s;
-    pgsched__pgc *c;
+    const char *enc = PQparameterStatus(conn, "server_encoding");
+    if (enc && strcmp(enc, "UTF8") != 0 && strcmp(enc, "SQL_ASCII") != 0)
+        return pgsched__fail(err, PGSCHED_ERR_UNSUPPORTED,
+                             "the database's encoding is %s; pgsched needs a UTF8 database", enc);
+    return PGSCHED_OK;
+}
+
+/* The highest version recorded in the version table (0 when it is empty). */
+static pgsched_result pgsched__pg_read_version(pgsched__pg *p, PGconn *conn, int *version,
+                                               pgsched_error *err)
+{
+    char sql[512];
+    PGresult *res;
+    pgsched_result r;
+    snprintf(sql, sizeof sql, "SELECT coalesce(max(version), 0) FROM %s",
+             p->names_sql[PGSCHED__PGN_VERSION]);
+    res = PQexec(conn, sql);
+    r = pgsched__pg_check(conn, res, "reading the schema version", err);
+    if (r == PGSCHED_OK) *version = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return r;
+}
+
+/* no_create_schema: only check that the tables exist at this library's version. A role with
+   row privileges (and USAGE on the sequence) must be able to run a node. */
+static pgsched_result pgsched__pg_check_version(pgsched__pg *p, PGconn *conn, pgsched_error *err)
+{
     PGresult *res;
     pgsched_result r;
     int version = 0, exists;
-    char sql[512];
     const char *vals[1];
-
-    r = pgsched__pg_acquire(p, &c, err);
+    vals[0] = p->names_sql[PGSCHED__PGN_VERSION];
+    res = PQexecParams(conn, "SELECT to_regclass($1::text) IS NOT NULL", 1, NULL, vals, NULL,
+                       NULL, 0);
+    r = pgsched__pg_check(conn, res, "checking the schema", err);
+    exists = r == PGSCHED_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
     if (r != PGSCHED_OK) return r;
-    {
-        /* Names, keys and texts are UTF-8 (checked before they reach a store); a database in
-           another encoding would refuse some of them, which the memory store accepts. */
-        const char *enc = PQparameterStatus(c->conn, "server_encoding");
-        if (enc && strcmp(enc, "UTF8") != 0 && strcmp(enc, "SQL_ASCII") != 0) {
-            pgsched__pg_release(p, c);
-            return pgsched__fail(err, PGSCHED_ERR_UNSUPPORTED,
-                                 "the database's encoding is %s; pgsched needs a UTF8 database",
-                                 enc);
-        }
-    }
-    if (p->no_create) {
-        /* Only check: a role with row privileges (and USAGE on the sequence) must be able to
-           run a node. */
-        vals[0] = p->names_sql[PGSCHED__PGN_VERSION];
-        res = PQexecParams(c->conn, "SELECT to_regclass($1::text) IS NOT NULL", 1, NULL, vals,
-                           NULL, NULL, 0);
-        r = pgsched__pg_check(c->conn, res, "checking the schema", err);
-        exists = r == PGSCHED_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-        PQclear(res);
-        if (r == PGSCHED_OK && !exists)
-            r = pgsched__fail(err, PGSCHED_ERR_SCHEMA_VERSION,
-                              "the pgsched tables do not exist in schema \"%s\" with prefix "
-                              "\"%s\", and schema creation is off",
-                              p->schema, p->prefix);
-        if (r == PGSCHED_OK) {
-            snprintf(sql, sizeof sql, "SELECT coalesce(max(version), 0) FROM %s",
-                     p->names_sql[PGSCHED__PGN_VERSION]);
-            res = PQexec(c->conn, sql);
-            r = pgsched__pg_check(c->conn, res, "reading the schema version", err);
-            if (r == PGSCHED_OK) version = atoi(PQgetvalue(res, 0, 0));
-            PQclear(res);
-        }
-        if (r == PGSCHED_OK && version != PGSCHED__PG_SCHEMA_VERSION)
-            r = pgsched__fail(err, PGSCHED_ERR_SCHEMA_VERSION,
-                              "the schema is at version %d; this library needs version %d%s",
-                              version, PGSCHED__PG_SCHEMA_VERSION,
-                              version < PGSCHED__PG_SCHEMA_VERSION
-                                  ? " (start a node with schema creation on to upgrade it)"
-                                  : " (a newer pgsched wrote it; upgrade this program)");
-        if (r == PGSCHED_OK) r = pgsched__pg_check_privileges(p, c->conn, err);
-        pgsched__pg_release(p, c);
-        return r == PGSCHED_OK ? pgsched__ok(err) : r;
-    }
+    if (!exists)
+        return pgsched__fail(err, PGSCHED_ERR_SCHEMA_VERSION,
+                             "the pgsched tables do not exist in schema \"%s\" with prefix "
+                             "\"%s\", and schema creation is off",
+                             p->schema, p->prefix);
+    if ((r = pgsched__pg_read_version(p, conn, &version, err)) != PGSCHED_OK) return r;
+    if (version != PGSCHED__PG_SCHEMA_VERSION)
+        return pgsched__fail(err, PGSCHED_ERR_SCHEMA_VERSION,
+                             "the schema is at version %d; this library needs version %d%s",
+                             version, PGSCHED__PG_SCHEMA_VERSION,
+                             version < PGSCHED__PG_SCHEMA_VERSION
+                                 ? " (start a node with schema creation on to upgrade it)"
+                                 : " (a newer pgsched wrote it; upgrade this program)");
+    return PGSCHED_OK;
+}
 
-    r = pgsched__pg_exec_simple(c->conn, "BEGIN", "starting the migration", err);
+/* Opens the migration's transaction and takes its lock. */
+static pgsched_result pgsched__pg_migration_lock(pgsched__pg *p, PGconn *conn, pgsched_error *err)
+{
+    PGresult *res;
+    pgsched_result r;
+    const char *vals[1];
+    r = pgsched__pg_exec_simple(conn, "BEGIN", "starting the migration", err);
     /* Waiting for the migration lock is not a stuck row: another node may take minutes to
        migrate a large table, and the others wait for it (up to a bound, so that a stuck one
        is reported rather than waited for forever). */
     if (r == PGSCHED_OK)
-        r = pgsched__pg_exec_simple(c->conn, "SET LOCAL lock_timeout = '10min'",
+        r = pgsched__pg_exec_simple(conn, "SET LOCAL lock_timeout = '10min'",
                                     "starting the migration", err);
     if (r == PGSCHED_OK) {
         /* Many nodes may start at once: one migrates, the others wait and then see it done.
            The lock is per schema, not per prefix: tables of several prefixes created at once
            in a new schema would otherwise race to create the schema. */
         vals[0] = p->lock_key;
-        res = PQexecParams(c->conn, "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))",
+        res = PQexecParams(conn, "SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))",
                            1, NULL, vals, NULL, NULL, 0);
-        r = pgsched__pg_check(c->conn, res, "taking the migration lock", err);
+        r = pgsched__pg_check(conn, res, "taking the migration lock", err);
         PQclear(res);
     }
     /* The migration's own statements wait on table locks as every statement does: a DDL
        statement left waiting would queue every node's queries behind it. */
     if (r == PGSCHED_OK)
-        r = pgsched__pg_exec_simple(c->conn, "SET LOCAL lock_timeout = '5s'",
+        r = pgsched__pg_exec_simple(conn, "SET LOCAL lock_timeout = '5s'",
                                     "starting the migration", err);
-    if (r == PGSCHED_OK) {
-        vals[0] = p->schema;
-        res = PQexecParams(c->conn, "SELECT 1 FROM pg_namespace WHERE nspname = $1::text", 1,
-                           NULL, vals, NULL, NULL, 0);
-        r = pgsched__pg_check(c->conn, res, "looking up the schema", err);
-        exists = r == PGSCHED_OK && PQntuples(res) == 1;
-        PQclear(res);
-        if (r == PGSCHED_OK && !exists) {
-            char *q = pgsched__pg_expand(p, "CREATE SCHEMA IF NOT EXISTS {S}");
-            r = q ? pgsched__pg_exec_simple(c->conn, q, "creating the schema", err)
-                  : pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory");
-            pgsched__free(&p->alloc, q);
-        }
-    }
-    if (r == PGSCHED_OK) {
-        char *q = pgsched__pg_expand(p, "CREATE TABLE IF NOT EXISTS {V} (version integer PRIMARY "
-                                        "KEY, applied_at timestamptz NOT NULL DEFAULT now())");
-        r = q ? pgsched__pg_exec_simple(c->conn, q, "creating the version table", err)
-              : pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory");
-        pgsched__free(&p->alloc, q);
-    }
-    if (r == PGSCHED_OK) {
-        snprintf(sql, sizeof sql, "SELECT coalesce(max(version), 0) FROM %s",
-                 p->names_sql[PGSCHED__PGN_VERSION]);
-        res = PQexec(c->conn, sql);
-        r = pgsched__pg_check(c->conn, res, "reading the schema version", err);
-        if (r == PGSCHED_OK) version = atoi(PQgetvalue(res, 0, 0));
-        PQclear(res);
-        if (r == PGSCHED_OK && version > PGSCHED__PG_SCHEMA_VERSION)
-            r = pgsched__fail(err, PGSCHED_ERR_SCHEMA_VERSION,
-                              "the schema is at version %d, newer than this library's %d: "
-                              "upgrade this program",
-                              version, PGSCHED__PG_SCHEMA_VERSION);
-    }
+    return r;
+}
+
+/* Expands a statement's {S}/{V}... placeholders and runs it. */
+static pgsched_result pgsched__pg_exec_expanded(pgsched__pg *p, PGconn *conn, const char *tmpl,
+                                                const char *what, pgsched_error *err)
+{
+    char *q = pgsched__pg_expand(p, tmpl);
+    pgsched_result r = q ? pgsched__pg_exec_simple(conn, q, what, err)
+                         : pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory");
+    pgsched__free(&p->alloc, q);
+    return r;
+}
+
+/* The schema (when missing) and the version table, under the migration lock. */
+static pgsched_result pgsched__pg_create_version_table(pgsched__pg *p, PGconn *conn,
+                                                       pgsched_error *err)
+{
+    PGresult *res;
+    pgsched_result r;
+    int exists;
+    const char *vals[1];
+    vals[0] = p->schema;
+    res = PQexecParams(conn, "SELECT 1 FROM pg_namespace WHERE nspname = $1::text", 1, NULL, vals,
+                       NULL, NULL, 0);
+    r = pgsched__pg_check(conn, res, "looking up the schema", err);
+    exists = r == PGSCHED_OK && PQntuples(res) == 1;
+    PQclear(res);
+    if (r == PGSCHED_OK && !exists)
+        r = pgsched__pg_exec_expanded(p, conn, "CREATE SCHEMA IF NOT EXISTS {S}",
+                                      "creating the schema", err);
+    if (r == PGSCHED_OK)
+        r = pgsched__pg_exec_expanded(p, conn,
+                                      "CREATE TABLE IF NOT EXISTS {V} (version integer PRIMARY "
+                                      "KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+                                      "creating the version table", err);
+    return r;
+}
+
+/* Migrations version+1 .. PGSCHED__PG_SCHEMA_VERSION, each recorded in the version table. */
+static pgsched_result pgsched__pg_apply_migrations(pgsched__pg *p, PGconn *conn, int version,
+                                                   pgsched_error *err)
+{
+    pgsched_result r = PGSCHED_OK;
     while (r == PGSCHED_OK && version < PGSCHED__PG_SCHEMA_VERSION) {
         char *q = pgsched__pg_migration_text(p, version + 1);
         char what[64];
         snprintf(what, sizeof what, "migration %d", version + 1);
-        r = q ? pgsched__pg_exec_simple(c->conn, q, what, err)
+        r = q ? pgsched__pg_exec_simple(conn, q, what, err)
               : pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory");
         pgsched__free(&p->alloc, q);
         version++;
         if (r == PGSCHED_OK) {
-            char v[16];
+            char v[16], sql[512];
+            const char *vals[1];
+            PGresult *res;
             snprintf(v, sizeof v, "%d", version);
             snprintf(sql, sizeof sql, "INSERT INTO %s (version) VALUES ($1::int4)",
                      p->names_sql[PGSCHED__PGN_VERSION]);
             vals[0] = v;
-            res = PQexecParams(c->conn, sql, 1, NULL, vals, NULL, NULL, 0);
-            r = pgsched__pg_check(c->conn, res, "recording the schema version", err);
+            res = PQexecParams(conn, sql, 1, NULL, vals, NULL, NULL, 0);
+            r = pgsched__pg_check(conn, res, "recording the schema version", err);
             PQclear(res);
         }
     }
-    if (r == PGSCHED_OK) r = pgsched__pg_exec_simple(c->conn, "COMMIT", "committing the migration", err);
-    else if (PQstatus(c->conn) == CONNECTION_OK) PQclear(PQexec(c->conn, "ROLLBACK"));
+    return r;
+}
+
+/* Creates or migrates the tables in one transaction under the migration lock. */
+static pgsched_result pgsched__pg_migrate(pgsched__pg *p, PGconn *conn, pgsched_error *err)
+{
+    pgsched_result r;
+    int version = 0;
+    r = pgsched__pg_migration_lock(p, conn, err);
+    if (r == PGSCHED_OK) r = pgsched__pg_create_version_table(p, conn, err);
+    if (r == PGSCHED_OK) r = pgsched__pg_read_version(p, conn, &version, err);
+    if (r == PGSCHED_OK && version > PGSCHED__PG_SCHEMA_VERSION)
+        r = pgsched__fail(err, PGSCHED_ERR_SCHEMA_VERSION,
+                          "the schema is at version %d, newer than this library's %d: "
+                          "upgrade this program",
+                          version, PGSCHED__PG_SCHEMA_VERSION);
+    if (r == PGSCHED_OK) r = pgsched__pg_apply_migrations(p, conn, version, err);
+    if (r == PGSCHED_OK) r = pgsched__pg_exec_simple(conn, "COMMIT", "committing the migration", err);
+    else if (PQstatus(conn) == CONNECTION_OK) PQclear(PQexec(conn, "ROLLBACK"));
     if (r != PGSCHED_OK && err && strstr(err->message, "(SQLSTATE 42501)")) {
         /* a role that may use the tables but not create or alter them */
         size_t m = strlen(err->message);
         snprintf(err->message + m, sizeof err->message - m,
                  "; a role without CREATE on the schema (one with row privileges only) must "
-                 "run with no_create_schema set, which checks the schema instead of creating "
-                 "or migrating it");
+                 "run with no_create_schema set (pg.no_create_schema in a node's "
+                 "configuration), which checks the schema instead of creating or migrating it");
     }
+    return r;
+}
+
+/* Makes the tables ready: checks the database's encoding, then either only checks the schema
+   version (no_create_schema) or creates and migrates, then checks this role's privileges. */
+static pgsched_result pgsched__pg_setup(pgsched_store *s, pgsched_error *err)
+{
+    pgsched__pg *p = (pgsched__pg *)s;
+    pgsched__pgc *c;
+    pgsched_result r = pgsched__pg_acquire(p, &c, err);
+    if (r != PGSCHED_OK) return r;
+    r = pgsched__pg_check_encoding(c->conn, err);
+    if (r == PGSCHED_OK)
+        r = p->no_create ? pgsched__pg_check_version(p, c->conn, err)
+                         : pgsched__pg_migrate(p, c->conn, err);
     /* tables another role created, and this one may create beside but not use */
     if (r == PGSCHED_OK) r = pgsched__pg_check_privileges(p, c->conn, err);
     pgsched__pg_release(p, c);
