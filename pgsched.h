@@ -734,9 +734,66 @@ PGSCHED_DEF void pgsched_run_set_error(pgsched_run *run, const char *fmt, ...)
    store need not validate names, keys, JSON or pointers. Every time comparison uses the
    store's own clock. To grow the table, append members and raise PGSCHED_STORE_VERSION; the
    engine checks `version` before calling a newer member.
-   Version 1: setup .. listen_close. Version 2 appends schedule_many and schedule_many_tx, both
-   optional (NULL); a table of version 1 keeps working: its batches are written one schedule
-   call per request, and it cannot schedule in the caller's transaction. */
+   Version 1: setup .. listen_close, every member required. Version 2 appends schedule_many
+   and schedule_many_tx, both optional (NULL); a table of version 1 keeps working: its batches
+   are written one schedule call per request, and it cannot schedule in the caller's
+   transaction.
+
+   THE CONTRACT. What the engine relies on, whatever the store. The conformance harness
+   (tests/store/harness.inc; README "Writing a store") checks each rule with the tests listed
+   under its number there, on the in-memory store, the PostgreSQL store and
+   examples/custom_store.c: a failing test's name finds its rule in that list.
+   S1  Cancel wins. A cancel requested for a running row (cancel or remove) wins over a
+       FAILURE, STALLED or RELEASED outcome whose request gives a cancelled_status: the store
+       records CANCELLED with that status and due time and a fresh budget. It never turns a
+       SUCCESS into a cancel, and the request ends with the run (the next run starts clear).
+   S2  A re-schedule of a running row is refused with PGSCHED_ERR_RUNNING and changes nothing,
+       unless apply_after_run: then it is kept (a later one replaces it, and it replaces an
+       earlier remove) and applied when the run ends, by finish, after a take-back too. The
+       applied change makes the row pending with a fresh budget, whatever the outcome.
+   S3  A finish is a replay when it repeats an outcome already recorded for the same lease (a
+       retry after a lost reply): OK, `replayed` set, nothing written. The same token after
+       another claim of the row is LEASE_LOST; a batch naming one lease twice applies it once;
+       each outcome of a batch succeeds or fails on its own.
+   S4  The earlier due time wins. Scheduling a pending row keeps the earlier of its stored and
+       its new due time (a deferred re-schedule too); a finished row takes the new one. The
+       schedule, params and budget are the new ones (attempt 0).
+   S5  Lease tokens fence. Every claim and take-back gives the row a new nonzero token, never
+       one used before; finish and heartbeat act only when token (and node) still match:
+       otherwise LEASE_LOST / `lost`, and nothing is written. No row is ever handed to two
+       claims at once, whatever the threads and processes.
+   S6  Events. Every change made through any handle of the store (schedule, claim, finish,
+       take-back, cancel, trigger, remove) reaches every open listener as a CHANGE event, in
+       version order per instance, with the node that made it; a cancel of a running row also
+       raises CANCEL for its owner. A listener that cannot keep up gets RESYNC instead of
+       losing events silently. Clean-up deletions raise none.
+   S7  Versions come from one store-wide increasing sequence: every change gives the row a
+       higher version than any before it (a removed and re-created row included).
+   S8  Claims take due pending rows of the given types only, in due order, at most `max`,
+       making them running for the node with attempt + 1 and heartbeat_at = now. A finish
+       applies what the engine decided (status, due time or now + retry_delay, attempt rule,
+       error text), counts the run (and the failure) and writes one history record.
+   S9  Stalls. take_back takes only running rows whose last renewal is older than (not equal
+       to) the stall timeout, the longest silent first, at most `max`; the history row of the
+       attempt names the node that ran it; a stall counts as a failed attempt.
+   S10 Changes. cancel: running -> CANCEL_REQUESTED; pending one-time -> CANCELLED; pending
+       recurring or finished -> NONE. trigger: pending -> due now; running -> RUNNING;
+       finished -> NOT_PENDING. remove: deletes a row that is not running; a running row is
+       deleted when its run ends (REMOVE_DEFERRED, cancel requested). Missing row: NOT_FOUND.
+   S11 The store's clock is the only clock: due times, leases, retention and now() all read it;
+       a due time of 0 means its now; times keep microseconds.
+   S12 Same input, same answer. Bad input is refused by the wrappers before a method sees it,
+       with the same code and message whatever the store; a call that fails writes nothing
+       (finish: per outcome; batches: per request). Text is stored byte for byte (names,
+       keys, params, cron, error text up to 4 KiB) and compared bytewise: keys that differ
+       in case or normalisation are different rows.
+   S13 Queries: get, list (in (name, key) byte order, filtered, paged), history (newest
+       first), next_due, nodes and clean-up (retention, orphans, dead nodes, a limit per part)
+       behave alike in every store; setup twice is harmless.
+   S14 Batches (version 2): schedule_many gives each request what schedule would, in order for
+       a row named twice; schedule_many_tx does the same in the caller's transaction, and its
+       rows exist if and only if that transaction commits. A store without it refuses with
+       PGSCHED_ERR_UNSUPPORTED. */
 
 #define PGSCHED_STORE_VERSION 2
 
@@ -893,6 +950,8 @@ struct pgsched_store_methods {
     int version; /* PGSCHED_STORE_VERSION the table was written for */
     const char *name;
 
+    /* ---- version 1: every member required ---- */
+
     /* Create or upgrade the schema (or check it when the store was told not to create). */
     pgsched_result (*setup)(pgsched_store *s, pgsched_error *err);
     void (*destroy)(pgsched_store *s);
@@ -902,20 +961,22 @@ struct pgsched_store_methods {
        the row becomes pending with the new schedule, params and budget (attempt 0), and its
        due time is the earlier of the stored one (when it was pending) and the new one.
        `external_conn` is always NULL since version 2 (the caller's transaction goes through
-       schedule_many_tx); a store may refuse anything else with PGSCHED_ERR_UNSUPPORTED. */
+       schedule_many_tx); a store may refuse anything else with PGSCHED_ERR_UNSUPPORTED.
+       Rules S2, S4, S7, S11, S12. */
     pgsched_result (*schedule)(pgsched_store *s, const pgsched_schedule_request *req,
                                void *external_conn, pgsched_schedule_info *out,
                                pgsched_error *err);
 
     /* Moves up to req->max due pending rows of the given types to running for the node, in
-       due order, each with a fresh lease token and attempt + 1. Appends them to `out`. */
+       due order, each with a fresh lease token and attempt + 1. Appends them to `out`.
+       Rules S5, S8. */
     pgsched_result (*claim)(pgsched_store *s, const pgsched_claim_request *req,
                             pgsched_job_list *out, pgsched_claim_info *info,
                             pgsched_error *err);
 
     /* Renews (when `renew`) the node's leases in one operation and reports, per lease, whether
        it is lost, whether a cancel was requested, and whether it was busy (held, not renewed:
-       another transaction had the row locked). Also marks the node as seen. */
+       another transaction had the row locked). Also marks the node as seen. Rule S5. */
     pgsched_result (*heartbeat)(pgsched_store *s, const char *node_id,
                                 const pgsched_lease *leases, size_t count, int renew,
                                 pgsched_lease_state *states, pgsched_time *now,
@@ -923,18 +984,20 @@ struct pgsched_store_methods {
 
     /* Records outcomes, each conditional on its lease token; writes history rows; applies a
        pending re-schedule or a pending removal. results[i] says what happened to outcome i.
-       A CANCELLED outcome (or one the cancel won over) acknowledges a cancel request. */
+       A CANCELLED outcome (or one the cancel won over) acknowledges a cancel request.
+       Rules S1, S2, S3, S5. */
     pgsched_result (*finish)(pgsched_store *s, const pgsched_finish_request *outcomes, size_t count,
                              pgsched_finish_info *results, pgsched_error *err);
 
     /* Moves up to `max` running rows whose lease was not renewed within stall_timeout to the
        node with fresh tokens (still running, attempt unchanged) and appends them to `out`; the
        engine then records each as a STALLED outcome. The history row of an attempt names the
-       node that claimed it, not a node that took it back. */
+       node that claimed it, not a node that took it back. Rules S5, S9. */
     pgsched_result (*take_back)(pgsched_store *s, const char *node_id,
                                 pgsched_duration stall_timeout, int max, pgsched_job_list *out,
                                 pgsched_error *err);
 
+    /* Rule S10 (and S6: a cancel of a running row raises CANCEL for its owner). */
     pgsched_result (*cancel)(pgsched_store *s, const char *name, const char *key,
                              const char *node_id, pgsched_change_info *out,
                              pgsched_error *err);
@@ -967,7 +1030,8 @@ struct pgsched_store_methods {
                               pgsched_cleanup_info *out, pgsched_error *err);
 
     /* Events: every change made through any node sharing the store reaches every listener
-       (deletions by cleanup excepted: retention and orphan clean-up raise no events). */
+       (deletions by cleanup excepted: retention and orphan clean-up raise no events). Rule
+       S6. */
     pgsched_result (*listen_open)(pgsched_store *s, pgsched_listener **out, pgsched_error *err);
     /* Waits up to `timeout` for events; writes at most `cap`, sets *count (0 on timeout). */
     pgsched_result (*listen_wait)(pgsched_store *s, pgsched_listener *l,
@@ -977,13 +1041,13 @@ struct pgsched_store_methods {
     void (*listen_wake)(pgsched_store *s, pgsched_listener *l);
     void (*listen_close)(pgsched_store *s, pgsched_listener *l);
 
-    /* ---- version 2 ---- */
+    /* ---- version 2: optional as a group and each on its own (NULL = not offered) ---- */
 
     /* Optional (NULL: the wrapper calls schedule once per request). `count` requests, each as
        schedule would take it, at most PGSCHED_SCHEDULE_BATCH_MAX, no (name, key) twice,
        written as one operation: results[i] and outs[i] are what schedule would have given
        request i (PGSCHED_ERR_RUNNING for a running row without apply_after_run). Returns
-       PGSCHED_OK once every result is set, or an error when nothing was written. */
+       PGSCHED_OK once every result is set, or an error when nothing was written. Rule S14. */
     pgsched_result (*schedule_many)(pgsched_store *s, const pgsched_schedule_request *reqs,
                                     size_t count, pgsched_schedule_info *outs,
                                     pgsched_result *results, pgsched_error *err);
