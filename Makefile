@@ -83,6 +83,10 @@ $(TESTS): $(BUILD)/%: tests/%.c $(TEST_HEADERS)
 	@rm -f $@
 	$(CC) $(CPPFLAGS) $(CFLAGS) $< -o $@ $(CMOCKA_LIBS) $(LDLIBS)
 
+# The harness runs examples/custom_store.c as a third store (CI: make unit, asan, tsan).
+$(BUILD)/test_custom_store $(BUILD)/asan/test_custom_store $(BUILD)/tsan/test_custom_store: \
+	examples/custom_store.c
+
 $(ASAN_TESTS): $(BUILD)/asan/%: tests/%.c $(TEST_HEADERS)
 	@mkdir -p $(@D)
 	@rm -f $@

@@ -222,7 +222,12 @@ static pgsched_store *tracing_store_create(pgsched_store *inner)
     return &t->base;
 }
 
-/* ---- a node on the tracing store ---- */
+/* ---- a node on the tracing store ----
+   tests/test_custom_store.c includes this file for the store alone (CUSTOM_STORE_NO_MAIN) and
+   runs the store conformance harness on it (tests/store/harness.inc): every rule of the
+   contract, scheduling in the caller's transaction included, over the PostgreSQL store and
+   over the in-memory one. */
+#ifndef CUSTOM_STORE_NO_MAIN
 
 static pthread_mutex_t done_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t done_cv = PTHREAD_COND_INITIALIZER;
@@ -287,3 +292,4 @@ int main(void)
     pgsched_store_destroy(memory);
     return 0;
 }
+#endif /* CUSTOM_STORE_NO_MAIN */
