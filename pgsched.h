@@ -550,6 +550,18 @@ typedef struct pgsched_config {
     void *on_status_user;
 
     const pgsched_allocator *allocator; /* NULL = default */
+
+    /* The clock of every timer of the node, in monotonic microseconds that never go back:
+       heartbeats, polls, cancel and stall checks, cleanup, run timeouts, self-fencing,
+       claim_ahead_wait, retry delays, the drain and shutdown deadlines, pgsched_run_sleep and
+       the status callbacks' waits. NULL = CLOCK_MONOTONIC. For tests that move time by hand:
+       after moving it, call pgsched_clock_moved(node), which returns once the node has done
+       what fell due. A clock that moves by itself also works without that call: the node's
+       threads read it again at least every 10 ms of real time while it is set. The store
+       keeps its own clock (pgsched_memory_config.clock, the database's): a test that moves
+       one moves the other by as much, or the node's idea of the store's time drifts off. */
+    pgsched_time (*clock)(void *user);
+    void *clock_user;
 } pgsched_config;
 
 /* A histogram of durations with fixed buckets: buckets[i] counts the observations above
@@ -678,6 +690,15 @@ PGSCHED_DEF pgsched_store *pgsched_node_store(const pgsched_node *node);
    Idempotent (a later call says again what is still going); fine without start. Must not be
    called from a handler or a callback of the same node. */
 PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *node, pgsched_error *err);
+/* Tells the node that its clock (cfg.clock) moved. Wakes every wait of the node on it, then
+   returns once the dispatcher has done what fell due by the new time (heartbeats, claims,
+   cancel and stall checks, cleanup, run timeouts, self-fencing, drain and shutdown steps, each
+   with its store calls) and waits again, or has stopped; handlers in pgsched_run_sleep and
+   the status callbacks are woken, not waited for. A test that moves time in steps shorter
+   than the intervals it checks sees every heartbeat and check happen at its step. From the
+   node's own threads (a handler, a callback, the log) the call only wakes. Harmless with the
+   real clock. */
+PGSCHED_DEF void pgsched_clock_moved(pgsched_node *node);
 /* Shuts down if needed, then frees the node (and the store it created from conninfo). Waits
    for handlers still running after the shutdown timeout (their leases are renewed meanwhile
    and their outcomes recorded when they return). Called from the node's own handler or
@@ -9646,6 +9667,9 @@ struct pgsched_node {
     int idle_defaults; /* poll and heartbeat intervals left to the library (see below) */
     pgsched_time cc_not_before; /* monotonic: no woken cancel check before (see the gap) */
     pgsched_duration offset; /* store clock minus monotonic clock */
+    /* pgsched_clock_moved: calls so far, and the last call the dispatcher has caught up with
+       (done what was due at that time and waits again) */
+    int64_t clock_gen, clock_seen;
     pgsched_time last_error_log;
     int lost_outcomes; /* allocation failures, logged outside the lock */
 
@@ -9737,15 +9761,49 @@ static pgsched_duration pgsched__jitter(pgsched_node *n, pgsched_duration d, int
     return d / 100 * (lo + (pgsched_duration)r);
 }
 
+/* The node's monotonic clock: cfg.clock when set (a test's hand-moved time), else
+   CLOCK_MONOTONIC. Every timer of the engine reads this one. */
+static pgsched_time pgsched__mono(const pgsched_node *n)
+{
+    return n->cfg.clock ? n->cfg.clock(n->cfg.clock_user) : pgsched__monotonic();
+}
+
+/* How long a node with its own clock waits at most, in real time, before it reads that
+   clock again: a clock that moves by itself works without pgsched_clock_moved. */
+#define PGSCHED__CLOCK_SLICE (10 * PGSCHED_MILLISECOND)
+
+/* pgsched__cond_wait_until on the node's clock. With the real clock the deadline is the
+   condition variable's; with cfg.clock it is not a point in real time, so the wait ends when
+   pgsched_clock_moved signals or after a short real slice, and the caller's loop compares its
+   deadline with the clock again. */
+static void pgsched__wait_until(const pgsched_node *n, pthread_cond_t *cv, pthread_mutex_t *mu,
+                                pgsched_time deadline)
+{
+    if (!n->cfg.clock || deadline == PGSCHED_NEVER) {
+        pgsched__cond_wait_until(cv, mu, deadline);
+        return;
+    }
+    if (deadline <= pgsched__mono(n)) return;
+    pgsched__cond_wait_until(cv, mu, pgsched__deadline(PGSCHED__CLOCK_SLICE));
+}
+
+/* deadline = the node's clock + d, saturating at PGSCHED_NEVER. */
+static pgsched_time pgsched__node_deadline(const pgsched_node *n, pgsched_duration d)
+{
+    pgsched_time now = pgsched__mono(n);
+    if (d >= PGSCHED_NEVER - now) return PGSCHED_NEVER;
+    return now + d;
+}
+
 static pgsched_time pgsched__db_now(pgsched_node *n)
 {
-    return pgsched__monotonic() + PGSCHED__LOAD(&n->offset);
+    return pgsched__mono(n) + PGSCHED__LOAD(&n->offset);
 }
 
 /* The store clock maps to the monotonic clock at the midpoint of the call that read it. */
 static void pgsched__clock_sample(pgsched_node *n, pgsched_time before, pgsched_time store_now)
 {
-    pgsched_time mid = before + (pgsched__monotonic() - before) / 2;
+    pgsched_time mid = before + (pgsched__mono(n) - before) / 2;
     if (store_now <= 0) return;
     PGSCHED__STORE(&n->offset, store_now - mid);
 }
@@ -10027,7 +10085,7 @@ static void pgsched__cbq_put(pgsched_node *n, const pgsched__cbev *ev, int hold)
         }
     n->cbq[(n->cb_head + pos) % n->cb_cap] = *ev;
     n->cbq[(n->cb_head + pos) % n->cb_cap].ready_at =
-        hold ? pgsched__monotonic() + PGSCHED__REORDER_WINDOW : 0;
+        hold ? pgsched__mono(n) + PGSCHED__REORDER_WINDOW : 0;
     n->cb_count++;
     pthread_cond_signal(&n->cb_cv);
 }
@@ -10134,7 +10192,7 @@ static void pgsched__cb_push(pgsched_node *n, const char *name, const char *key,
         } else {
             o->version = version;
             o->delivered = 0;
-            o->expires = pgsched__monotonic() + PGSCHED__OWN_WAIT;
+            o->expires = pgsched__mono(n) + PGSCHED__OWN_WAIT;
             o->ev = e;
             n->own_count++;
             pgsched__own_timer(n, &n->own_wait, version, o->expires);
@@ -10161,7 +10219,7 @@ static void pgsched__cb_notified(pgsched_node *n, const pgsched_event *v)
             /* before the local copy: deliver now, drop that copy when it comes */
             o->version = v->version;
             o->delivered = 1;
-            o->expires = pgsched__monotonic() + PGSCHED__OWN_KEEP;
+            o->expires = pgsched__mono(n) + PGSCHED__OWN_KEEP;
             n->own_count++;
             pgsched__own_timer(n, &n->own_keep, v->version, o->expires);
             pgsched__cbq_put(n, &e, 0);
@@ -10182,7 +10240,7 @@ static void pgsched__cb_notified(pgsched_node *n, const pgsched_event *v)
    every waiting entry (at shutdown, once the listener has stopped). */
 static pgsched_time pgsched__own_expire(pgsched_node *n, int all)
 {
-    pgsched_time now = pgsched__monotonic(), next = PGSCHED_NEVER;
+    pgsched_time now = pgsched__mono(n), next = PGSCHED_NEVER;
     int w;
     for (w = 0; w < 2; w++) {
         pgsched__ofifo *f = w == 0 ? &n->own_wait : &n->own_keep;
@@ -10222,12 +10280,12 @@ static void *pgsched__callback_main(void *arg)
         pgsched_time next = pgsched__own_expire(n, n->cb_stop);
         if (!n->cb_count) {
             if (n->cb_stop) break;
-            pgsched__cond_wait_until(&n->cb_cv, &n->cb_mu, next);
+            pgsched__wait_until(n, &n->cb_cv, &n->cb_mu, next);
             continue;
         }
-        if (!n->cb_stop && n->cbq[n->cb_head].ready_at > pgsched__monotonic()) {
+        if (!n->cb_stop && n->cbq[n->cb_head].ready_at > pgsched__mono(n)) {
             pgsched_time at = n->cbq[n->cb_head].ready_at;
-            pgsched__cond_wait_until(&n->cb_cv, &n->cb_mu, at < next ? at : next);
+            pgsched__wait_until(n, &n->cb_cv, &n->cb_mu, at < next ? at : next);
             continue;
         }
         e = n->cbq[n->cb_head];
@@ -10569,7 +10627,7 @@ static int pgsched__queue_push(pgsched_node *n, const pgsched_job *job, pgsched_
         return 0;
     }
     q->renewed = renewed;
-    q->queued_at = pgsched__monotonic();
+    q->queued_at = pgsched__mono(n);
     n->nqueued++;
     return 1;
 }
@@ -10635,7 +10693,7 @@ static void pgsched__cancel_matching(pgsched_node *n, const char *name, const ch
 
 static void pgsched__store_trouble(pgsched_node *n, const char *what, const pgsched_error *e)
 {
-    pgsched_time now = pgsched__monotonic(), last;
+    pgsched_time now = pgsched__mono(n), last;
     /* one line per five seconds at most while a problem lasts (the database away, a
        statement failing over and over) */
     pthread_mutex_lock(&n->mu);
@@ -10711,7 +10769,7 @@ static void pgsched__flush_outcomes(pgsched_node *n)
 
     pthread_mutex_lock(&n->mu);
     count = n->npending;
-    now = pgsched__monotonic();
+    now = pgsched__mono(n);
     if (!count || now < n->outcome_retry_at || now < n->outcome_ready_at) {
         pthread_mutex_unlock(&n->mu);
         return;
@@ -10788,7 +10846,7 @@ static void pgsched__flush_outcomes(pgsched_node *n)
                 batch[i].busy_wait = PGSCHED__BUSY_WAIT_MAX;
                 busy_long = 1;
             }
-            batch[i].not_before = pgsched__monotonic() + batch[i].busy_wait;
+            batch[i].not_before = pgsched__mono(n) + batch[i].busy_wait;
             rs[i].code = PGSCHED__KEEP;
             if (r == PGSCHED_OK && busy_long)
                 pgsched__fail(&e, PGSCHED_ERR_BUSY, "%s/%s: the row is locked by another "
@@ -10861,7 +10919,7 @@ static void pgsched__flush_outcomes(pgsched_node *n)
         } else {
             n->lost_outcomes += (int)kept;
         }
-        if (r != PGSCHED_OK) n->outcome_retry_at = pgsched__monotonic() + pgsched__retry_delay(n, r);
+        if (r != PGSCHED_OK) n->outcome_retry_at = pgsched__mono(n) + pgsched__retry_delay(n, r);
     }
     pthread_mutex_unlock(&n->mu);
     if (kept && (r != PGSCHED_OK || busy_long)) pgsched__store_trouble(n, "recording outcomes", &e);
@@ -10940,7 +10998,7 @@ static pgsched_duration pgsched__heartbeat_period(const pgsched_node *n)
    again well before the leases run out rather than a whole interval later. Caller holds mu. */
 static void pgsched__heartbeat_soon(pgsched_node *n)
 {
-    pgsched_time again = pgsched__monotonic() + n->cfg.heartbeat_interval / 4;
+    pgsched_time again = pgsched__mono(n) + n->cfg.heartbeat_interval / 4;
     if (again < n->next_heartbeat) n->next_heartbeat = again;
 }
 
@@ -10981,7 +11039,7 @@ static void pgsched__heartbeat(pgsched_node *n, int renew)
         goto done;
     }
     if (!renew && k == 0) goto done;
-    before = pgsched__monotonic();
+    before = pgsched__mono(n);
     r = pgsched_store_heartbeat(n->store, n->id, ls, k, renew, st, &now, &e);
     if (r != PGSCHED_OK) {
         if (renew) {
@@ -11070,7 +11128,7 @@ static int pgsched__assign(pgsched_node *n, const pgsched_job *job, pgsched_time
         s->cancel = s->job.items[0].cancel_requested ? PGSCHED__CANCEL_REQUESTED
                                                      : PGSCHED__CANCEL_NONE;
         s->renewed = leased_at;
-        s->started_mono = pgsched__monotonic();
+        s->started_mono = pgsched__mono(n);
         s->deadline = s->type && s->type->t.timeout > 0 && s->type->t.timeout != PGSCHED_NEVER
                           ? s->started_mono + s->type->t.timeout
                           : PGSCHED_NEVER;
@@ -11091,7 +11149,7 @@ static int pgsched__assign(pgsched_node *n, const pgsched_job *job, pgsched_time
    holds mu. */
 static void pgsched__feed(pgsched_node *n)
 {
-    pgsched_time now = pgsched__monotonic();
+    pgsched_time now = pgsched__mono(n);
     while (n->free_slots > 0 && n->nqueued > 0 && n->state < PGSCHED__STOPPING) {
         pgsched__queued *q = PGSCHED__QUEUED(n, 0);
         if (now - q->renewed > PGSCHED__FENCE(n)) n->counters.lease_lost++;
@@ -11119,7 +11177,7 @@ static pgsched_time pgsched__queue_stuck_at(const pgsched_node *n)
    holds mu. */
 static int pgsched__claim_room(const pgsched_node *n)
 {
-    if (n->ahead_paused_until && pgsched__monotonic() < n->ahead_paused_until)
+    if (n->ahead_paused_until && pgsched__mono(n) < n->ahead_paused_until)
         return n->nqueued ? 0 : n->free_slots;
     if (n->nqueued > n->cfg.claim_ahead / 2) return 0;
     return n->free_slots + n->cfg.claim_ahead - n->nqueued;
@@ -11147,18 +11205,18 @@ static void pgsched__claim(pgsched_node *n)
     q.names = n->run_names;
     q.name_count = n->nrun;
     q.max = want;
-    before = pgsched__monotonic();
+    before = pgsched__mono(n);
     r = pgsched_store_claim(n->store, &q, &got, &info, &e);
     pthread_mutex_lock(&n->mu);
     n->counters.polls++;
-    n->counters.claim_latency_last = pgsched__monotonic() - before;
+    n->counters.claim_latency_last = pgsched__mono(n) - before;
     if (n->counters.claim_latency_last > n->counters.claim_latency_max)
         n->counters.claim_latency_max = n->counters.claim_latency_last;
     n->counters.claim_latency_total += n->counters.claim_latency_last;
     pgsched__observe(&n->counters.claim_latency, n->counters.claim_latency_last);
     n->counters.connected = r != PGSCHED_ERR_CONNECTION;
     if (r != PGSCHED_OK) {
-        n->claim_retry_at = pgsched__monotonic() + pgsched__retry_delay(n, r);
+        n->claim_retry_at = pgsched__mono(n) + pgsched__retry_delay(n, r);
         /* it may have committed before the connection was lost: those rows are ours in the
            store but will never run here */
         if (r == PGSCHED_ERR_CONNECTION) n->strays = 1;
@@ -11167,7 +11225,7 @@ static void pgsched__claim(pgsched_node *n)
         pgsched_job_list_free(&got);
         return;
     }
-    PGSCHED__STORE(&n->offset, info.now - (before + (pgsched__monotonic() - before) / 2));
+    PGSCHED__STORE(&n->offset, info.now - (before + (pgsched__mono(n) - before) / 2));
     /* leases now held: an idle node's long heartbeat period ends here */
     if (got.count && n->next_heartbeat > before + n->cfg.heartbeat_interval)
         n->next_heartbeat = before + n->cfg.heartbeat_interval;
@@ -11342,7 +11400,7 @@ static void pgsched__give_back_strays(pgsched_node *n)
     if (r != PGSCHED_OK) {
         pthread_mutex_lock(&n->mu);
         n->strays = 1;
-        n->strays_retry_at = pgsched__monotonic() + pgsched__retry_delay(n, r);
+        n->strays_retry_at = pgsched__mono(n) + pgsched__retry_delay(n, r);
         pthread_mutex_unlock(&n->mu);
         pgsched__store_trouble(n, "looking for rows held but not run", &e);
     }
@@ -11427,7 +11485,8 @@ static void *pgsched__dispatcher_main(void *arg)
     pgsched__self_mark(n);
     pthread_mutex_lock(&n->mu);
     for (;;) {
-        pgsched_time now = pgsched__monotonic(), wake;
+        int64_t gen = n->clock_gen; /* read under mu with now: the clock moved before it */
+        pgsched_time now = pgsched__mono(n), wake;
         pgsched_time db_now = now + PGSCHED__LOAD(&n->offset);
         int stopping = n->state >= PGSCHED__STOPPING;
         int running = n->nslots - n->free_slots, i;
@@ -11553,7 +11612,14 @@ static void *pgsched__dispatcher_main(void *arg)
         for (i = 0; i < n->nslots; i++)
             if (n->slots[i].state == PGSCHED__SLOT_RUNNING && n->slots[i].cancel == PGSCHED__CANCEL_NONE)
                 wake = pgsched__min_time(wake, n->slots[i].deadline);
-        if (wake > now) pgsched__cond_wait_until(&n->cv, &n->mu, wake);
+        if (wake > now) {
+            if (n->clock_seen != gen) {
+                /* everything due at the clock pgsched_clock_moved announced is done */
+                n->clock_seen = gen;
+                pthread_cond_broadcast(&n->done_cv);
+            }
+            pgsched__wait_until(n, &n->cv, &n->mu, wake);
+        }
     }
     n->dispatcher_done = 1;
     pthread_cond_broadcast(&n->done_cv);
@@ -11603,7 +11669,7 @@ static void *pgsched__listener_main(void *arg)
             pgsched_time until;
             pthread_mutex_lock(&n->mu);
             if (n->listen_ok) { /* poll every poll_interval until it works again */
-                pgsched_time soon = pgsched__monotonic() + n->cfg.poll_interval;
+                pgsched_time soon = pgsched__mono(n) + n->cfg.poll_interval;
                 n->listen_ok = 0;
                 if (n->next_poll > soon) n->next_poll = soon;
                 pthread_cond_signal(&n->cv);
@@ -11612,10 +11678,10 @@ static void *pgsched__listener_main(void *arg)
             pgsched__store_trouble(n, "listening", &e);
             backoff = backoff ? backoff * 2 : 100 * PGSCHED_MILLISECOND;
             if (backoff > 5 * PGSCHED_SECOND) backoff = 5 * PGSCHED_SECOND;
-            until = pgsched__monotonic() + backoff;
+            until = pgsched__mono(n) + backoff;
             pthread_mutex_lock(&n->mu);
-            while (n->state < PGSCHED__STOPPED && pgsched__monotonic() < until)
-                pgsched__cond_wait_until(&n->listen_cv, &n->mu, until);
+            while (n->state < PGSCHED__STOPPED && pgsched__mono(n) < until)
+                pgsched__wait_until(n, &n->listen_cv, &n->mu, until);
             pthread_mutex_unlock(&n->mu);
             continue;
         }
@@ -11667,8 +11733,8 @@ static void *pgsched__listener_main(void *arg)
                 pthread_mutex_unlock(&n->mu);
                 overflow += dropped;
             }
-            if (overflow && pgsched__monotonic() - overflow_logged > 5 * PGSCHED_SECOND) {
-                overflow_logged = pgsched__monotonic();
+            if (overflow && pgsched__mono(n) - overflow_logged > 5 * PGSCHED_SECOND) {
+                overflow_logged = pgsched__mono(n);
                 pgsched__log(n, PGSCHED_LOG_WARN,
                              "on_status is %d events behind: %lu status changes were not "
                              "delivered; due work and cancels are read again from the table",
@@ -11894,7 +11960,7 @@ static pgsched_result pgsched__init_locked(pgsched_node *n, pgsched_error *err)
     }
     r = pgsched_store_setup(n->store, err);
     if (r != PGSCHED_OK) return r;
-    before = pgsched__monotonic();
+    before = pgsched__mono(n);
     r = pgsched_store_now(n->store, &now, err);
     if (r != PGSCHED_OK) return r;
     pgsched__clock_sample(n, before, now);
@@ -12046,7 +12112,7 @@ PGSCHED_DEF pgsched_result pgsched_start(pgsched_node *n, pgsched_error *err)
         pgsched__rlock_unlock(&n->start_mu);
         return pgsched__fail(err, PGSCHED_ERR_STATE, "the node was shut down while starting");
     }
-    now = pgsched__monotonic();
+    now = pgsched__mono(n);
     n->next_poll = now;
     n->next_heartbeat = now + n->cfg.heartbeat_interval;
     n->next_cancel_check = now + n->cfg.cancel_check_period;
@@ -12673,7 +12739,7 @@ PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *n, pgsched_error *err)
         return r;
     }
     n->state = PGSCHED__STOPPING;
-    n->stop_ask_at = pgsched__monotonic() + n->cfg.drain_timeout;
+    n->stop_ask_at = pgsched__mono(n) + n->cfg.drain_timeout;
     n->shutdown_deadline = n->stop_ask_at + n->cfg.shutdown_timeout;
     if (!n->cfg.drain_timeout) pgsched__ask_stop(n);
     pthread_cond_signal(&n->cv);
@@ -12831,6 +12897,28 @@ PGSCHED_DEF pgsched_cancel_reason pgsched_run_cancel_reason(const pgsched_run *r
     return (pgsched_cancel_reason)PGSCHED__LOAD(&s->cancel);
 }
 
+PGSCHED_DEF void pgsched_clock_moved(pgsched_node *node)
+{
+    pgsched_node *n = node;
+    int64_t gen;
+    int i;
+    if (!n) return;
+    pthread_mutex_lock(&n->mu);
+    gen = ++n->clock_gen;
+    pthread_cond_broadcast(&n->cv);
+    pthread_cond_broadcast(&n->listen_cv);
+    for (i = 0; i < n->nslots; i++) pthread_cond_broadcast(&n->slots[i].cv);
+    /* the node's own threads do not wait: the dispatcher may be the caller, or be waiting
+       for it (a log line, a store call) */
+    if (!pgsched__is_node_thread(n))
+        while (n->dispatcher_started && !n->dispatcher_done && n->clock_seen - gen < 0)
+            pthread_cond_wait(&n->done_cv, &n->mu);
+    pthread_mutex_unlock(&n->mu);
+    pthread_mutex_lock(&n->cb_mu);
+    pthread_cond_broadcast(&n->cb_cv);
+    pthread_mutex_unlock(&n->cb_mu);
+}
+
 PGSCHED_DEF int pgsched_run_sleep(pgsched_run *run, pgsched_duration d)
 {
     pgsched__slot *s = (pgsched__slot *)(void *)run;
@@ -12839,10 +12927,10 @@ PGSCHED_DEF int pgsched_run_sleep(pgsched_run *run, pgsched_duration d)
     int cancelled;
     if (!run) return 0;
     n = s->node;
-    deadline = pgsched__deadline(d < 0 ? 0 : d);
+    deadline = pgsched__node_deadline(n, d < 0 ? 0 : d);
     pthread_mutex_lock(&n->mu);
-    while (s->cancel == PGSCHED__CANCEL_NONE && pgsched__monotonic() < deadline)
-        pgsched__cond_wait_until(&s->cv, &n->mu, deadline);
+    while (s->cancel == PGSCHED__CANCEL_NONE && pgsched__mono(n) < deadline)
+        pgsched__wait_until(n, &s->cv, &n->mu, deadline);
     cancelled = s->cancel != PGSCHED__CANCEL_NONE;
     pthread_mutex_unlock(&n->mu);
     return cancelled;

@@ -159,6 +159,7 @@
     X(schedule_tx_needs_postgresql_store)                                                      \
     X(status_callback_of_own_change_with_lost_notification_arrives_within_seconds)             \
     X(concurrent_start_starts_the_node_once)                                                   \
+    X(a_hand_moved_clock_drives_the_nodes_timers)                                              \
     X(store_without_notifications_is_polled_quietly)                                           \
     X(failing_listen_neither_stops_jobs_nor_spins)                                             \
     X(a_busy_lease_is_renewed_again_soon_and_its_run_goes_on)                                  \
