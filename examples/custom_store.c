@@ -2,9 +2,11 @@
 
    A store is a struct whose first member is a `pgsched_store`, i.e. a pointer to a table of
    methods. This example writes a "tracing" store: it implements every method by timing the
-   call and forwarding it to another store (here the in-memory one; the PostgreSQL store works
-   the same). A node then runs a few jobs through it, and at the end the example prints how
-   often the engine called each method and how long the calls took.
+   call and forwarding it to another store (the PostgreSQL store on $PGSCHED_DSN, else the
+   in-memory one). A node then runs a few jobs through it, and at the end the example prints
+   how often the engine called each method and how long the calls took. It passes the store
+   conformance harness, on both inner stores (tests/test_custom_store.c; README "Writing a
+   store"); the contract it keeps is in pgsched.h under [pgsched: store author API].
 
    Points to copy into a real store:
    - `version` is PGSCHED_STORE_VERSION, the table version the store was written for;
@@ -245,7 +247,8 @@ static int greet(pgsched_run *run)
 
 int main(void)
 {
-    pgsched_store *memory, *traced;
+    pgsched_store *inner, *traced;
+    const char *dsn = getenv("PGSCHED_DSN");
     pgsched_node *node;
     pgsched_config cfg;
     pgsched_job_type type;
@@ -254,8 +257,16 @@ int main(void)
     tracing_store *t;
     int i;
 
-    if (pgsched_memory_store_create(NULL, &memory, &e) != PGSCHED_OK) return 1;
-    traced = tracing_store_create(memory);
+    if (dsn && dsn[0]) {
+        pgsched_pg_config pg;
+        memset(&pg, 0, sizeof pg);
+        pg.conninfo = dsn;
+        if (pgsched_pg_store_create(&pg, &inner, &e) != PGSCHED_OK)
+            return fprintf(stderr, "%s\n", e.message), 1;
+    } else if (pgsched_memory_store_create(NULL, &inner, &e) != PGSCHED_OK) {
+        return fprintf(stderr, "%s\n", e.message), 1;
+    }
+    traced = tracing_store_create(inner);
     if (!traced) return 1;
 
     memset(&cfg, 0, sizeof cfg);
@@ -289,7 +300,7 @@ int main(void)
     for (i = 0; i < M_COUNT; i++)
         if (t->calls[i]) printf("%-16s %6ld %10.3f\n", method_names[i], t->calls[i], t->ms[i]);
     pgsched_store_destroy(traced);
-    pgsched_store_destroy(memory);
+    pgsched_store_destroy(inner);
     return 0;
 }
 #endif /* CUSTOM_STORE_NO_MAIN */
