@@ -617,6 +617,16 @@ typedef struct pgsched_type_counters {
 /* Checks the configuration (no I/O). Invalid fields give PGSCHED_ERR_CONFIG naming the field. */
 PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_node **out,
                                           pgsched_error *err);
+/* The node's configuration as pgsched_create resolved it: given values unchanged, every default
+   filled in (the durations, max_concurrent, claim_ahead, log_level; pg.schema "public",
+   pg.prefix "pgsched_", pg.pool_size, pg.reconnect_min/max; allocator and pg.allocator the
+   ones in use). Its strings and allocators belong to the node and stay valid until
+   pgsched_destroy. Read back as given: store, the callbacks (log NULL: stderr; pg.log NULL: the
+   node's log), default_zone (NULL: UTC, nothing written into cron text), and `pg` all zero
+   when the node was given a store. Given to pgsched_create, it makes a node configured the
+   same, except for the quieter idle polling, which needs poll_interval and heartbeat_interval
+   both left 0. PGSCHED_ERR_INVALID_ARGUMENT when node or out is NULL. */
+PGSCHED_DEF pgsched_result pgsched_get_config(const pgsched_node *node, pgsched_config *out);
 /* Connects, sets up the schema, registers the node. pgsched_start calls it if you did not. */
 PGSCHED_DEF pgsched_result pgsched_init(pgsched_node *node, pgsched_error *err);
 /* Before start. The type struct is copied; its strings too. */
@@ -1340,6 +1350,9 @@ static pgsched_allocator pgsched__allocator(const pgsched_allocator *a)
     if (a && a->malloc_fn && a->realloc_fn && a->free_fn) r = *a;
     return r;
 }
+
+static const pgsched_allocator pgsched__default_allocator = {
+    pgsched__default_malloc, pgsched__default_realloc, pgsched__default_free, NULL};
 
 static pgsched_result pgsched__allocator_refused(pgsched_error *err)
 {
@@ -9606,6 +9619,7 @@ struct pgsched_node {
     pgsched_allocator alloc;
     pgsched_config cfg; /* defaults applied; strings below are copies */
     pgsched_allocator pg_alloc; /* a copy of cfg.pg.allocator, when given */
+    int claim_ahead; /* cfg.claim_ahead, PGSCHED_NO_CLAIM_AHEAD as 0 */
     char *conninfo, *schema, *prefix, *default_zone;
     char id[PGSCHED_NODE_ID_MAX + 1];
     char host[256];
@@ -11179,8 +11193,8 @@ static int pgsched__claim_room(const pgsched_node *n)
 {
     if (n->ahead_paused_until && pgsched__mono(n) < n->ahead_paused_until)
         return n->nqueued ? 0 : n->free_slots;
-    if (n->nqueued > n->cfg.claim_ahead / 2) return 0;
-    return n->free_slots + n->cfg.claim_ahead - n->nqueued;
+    if (n->nqueued > n->claim_ahead / 2) return 0;
+    return n->free_slots + n->claim_ahead - n->nqueued;
 }
 
 static void pgsched__claim(pgsched_node *n)
@@ -11773,136 +11787,180 @@ static void pgsched__make_id(pgsched_node *n)
 
 #define PGSCHED__DEF(v, d) ((v) ? (v) : (d))
 
-PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_node **out,
-                                          pgsched_error *err)
+/* The checks of a node's configuration that need no defaults: ranges and signs. */
+static pgsched_result pgsched__config_check_fields(const pgsched_config *c, pgsched_error *err)
 {
-    pgsched_allocator a;
-    pgsched_node *n;
-    pgsched_config c;
     pgsched_result r;
-    int i, idle_defaults;
-    if (!out) return pgsched__null(err, "the output node");
-    *out = NULL;
-    if (!cfg) return pgsched__null(err, "the configuration");
-    if (pgsched__allocator_partial(cfg->allocator)) return pgsched__allocator_refused(err);
-    c = *cfg;
-    if (!c.store && !c.pg.conninfo)
+    if (!c->store && !c->pg.conninfo)
         return pgsched__fail(err, PGSCHED_ERR_CONFIG,
                              "store/pg.conninfo: give a store or a PostgreSQL connection string");
-    if (c.max_concurrent < 0 || c.max_concurrent > 1024)
+    if (pgsched__allocator_partial(c->allocator)) return pgsched__allocator_refused(err);
+    if (c->max_concurrent < 0 || c->max_concurrent > 1024)
         return pgsched__fail(err, PGSCHED_ERR_CONFIG,
                              "max_concurrent: %d is outside 1..1024 (0 means the default, 4)",
-                             c.max_concurrent);
-    if (c.claim_ahead < PGSCHED_NO_CLAIM_AHEAD || c.claim_ahead > 10000)
+                             c->max_concurrent);
+    if (c->claim_ahead < PGSCHED_NO_CLAIM_AHEAD || c->claim_ahead > 10000)
         return pgsched__fail(err, PGSCHED_ERR_CONFIG,
                              "claim_ahead: %d is outside 1..10000 (0 means the default, 256; "
                              "PGSCHED_NO_CLAIM_AHEAD none)",
-                             c.claim_ahead);
-    if ((r = pgsched__check_duration_field("poll_interval", c.poll_interval, 0, err)) ||
-        (r = pgsched__check_duration_field("heartbeat_interval", c.heartbeat_interval, 0, err)) ||
-        (r = pgsched__check_duration_field("stall_timeout", c.stall_timeout, 0, err)) ||
-        (r = pgsched__check_duration_field("cancel_check_period", c.cancel_check_period, 0, err)) ||
-        (r = pgsched__check_duration_field("retry_base", c.retry_base, 0, err)) ||
-        (r = pgsched__check_duration_field("retry_cap", c.retry_cap, 0, err)) ||
-        (r = pgsched__check_duration_field("shutdown_timeout", c.shutdown_timeout, 0, err)) ||
-        (r = pgsched__check_duration_field("drain_timeout", c.drain_timeout, 0, err)) ||
-        (r = pgsched__check_duration_field("claim_ahead_wait", c.claim_ahead_wait, 0, err)) ||
-        (r = pgsched__check_duration_field("finished_retention", c.finished_retention, 1, err)) ||
-        (r = pgsched__check_duration_field("history_retention", c.history_retention, 1, err)) ||
-        (r = pgsched__check_duration_field("orphan_timeout", c.orphan_timeout, 1, err)) ||
-        (r = pgsched__check_duration_field("stall_check_period", c.stall_check_period, 0, err)) ||
-        (r = pgsched__check_duration_field("cleanup_period", c.cleanup_period, 0, err)))
+                             c->claim_ahead);
+    if ((r = pgsched__check_duration_field("poll_interval", c->poll_interval, 0, err)) ||
+        (r = pgsched__check_duration_field("heartbeat_interval", c->heartbeat_interval, 0, err)) ||
+        (r = pgsched__check_duration_field("stall_timeout", c->stall_timeout, 0, err)) ||
+        (r = pgsched__check_duration_field("cancel_check_period", c->cancel_check_period, 0,
+                                           err)) ||
+        (r = pgsched__check_duration_field("retry_base", c->retry_base, 0, err)) ||
+        (r = pgsched__check_duration_field("retry_cap", c->retry_cap, 0, err)) ||
+        (r = pgsched__check_duration_field("shutdown_timeout", c->shutdown_timeout, 0, err)) ||
+        (r = pgsched__check_duration_field("drain_timeout", c->drain_timeout, 0, err)) ||
+        (r = pgsched__check_duration_field("claim_ahead_wait", c->claim_ahead_wait, 0, err)) ||
+        (r = pgsched__check_duration_field("finished_retention", c->finished_retention, 1,
+                                           err)) ||
+        (r = pgsched__check_duration_field("history_retention", c->history_retention, 1, err)) ||
+        (r = pgsched__check_duration_field("orphan_timeout", c->orphan_timeout, 1, err)) ||
+        (r = pgsched__check_duration_field("stall_check_period", c->stall_check_period, 0,
+                                           err)) ||
+        (r = pgsched__check_duration_field("cleanup_period", c->cleanup_period, 0, err)))
         return r;
-    c.max_concurrent = PGSCHED__DEF(c.max_concurrent, 4);
-    c.claim_ahead = c.claim_ahead == PGSCHED_NO_CLAIM_AHEAD ? 0
-                                                            : PGSCHED__DEF(c.claim_ahead, 256);
-    c.claim_ahead_wait = PGSCHED__DEF(c.claim_ahead_wait, PGSCHED_SECOND);
-    idle_defaults = c.poll_interval == 0 && c.heartbeat_interval == 0;
-    c.poll_interval = PGSCHED__DEF(c.poll_interval, PGSCHED_SECOND);
-    c.stall_timeout = PGSCHED__DEF(c.stall_timeout, 30 * PGSCHED_SECOND);
-    c.heartbeat_interval = PGSCHED__DEF(c.heartbeat_interval,
-                                        c.stall_timeout / 6 < 5 * PGSCHED_SECOND
-                                            ? c.stall_timeout / 6
-                                            : 5 * PGSCHED_SECOND);
-    if (c.heartbeat_interval <= 0) c.heartbeat_interval = 1;
-    c.cancel_check_period = PGSCHED__DEF(c.cancel_check_period, PGSCHED_SECOND);
-    c.retry_base = PGSCHED__DEF(c.retry_base, PGSCHED_SECOND);
-    c.retry_cap = PGSCHED__DEF(c.retry_cap, 10 * PGSCHED_MINUTE);
-    c.shutdown_timeout = PGSCHED__DEF(c.shutdown_timeout, 30 * PGSCHED_SECOND);
-    c.finished_retention = PGSCHED__DEF(c.finished_retention, 7 * PGSCHED_DAY);
-    c.history_retention = PGSCHED__DEF(c.history_retention, 7 * PGSCHED_DAY);
-    c.orphan_timeout = PGSCHED__DEF(c.orphan_timeout, 7 * PGSCHED_DAY);
-    c.stall_check_period = PGSCHED__DEF(c.stall_check_period, 5 * PGSCHED_SECOND);
-    c.cleanup_period = PGSCHED__DEF(c.cleanup_period, PGSCHED_MINUTE);
-    c.log_level = c.log_level ? c.log_level : PGSCHED_LOG_WARN;
+    if (c->log_level && (c->log_level < PGSCHED_LOG_DEBUG || c->log_level > PGSCHED_LOG_OFF))
+        return pgsched__fail(err, PGSCHED_ERR_CONFIG, "log_level: %d is not a level",
+                             (int)c->log_level);
+    return PGSCHED_OK;
+}
+
+/* Every zero field of a checked configuration replaced by its default (as documented beside
+   the fields of pgsched_config). */
+static void pgsched__config_defaults(pgsched_config *c)
+{
+    c->max_concurrent = PGSCHED__DEF(c->max_concurrent, 4);
+    c->claim_ahead = PGSCHED__DEF(c->claim_ahead, 256);
+    c->claim_ahead_wait = PGSCHED__DEF(c->claim_ahead_wait, PGSCHED_SECOND);
+    c->poll_interval = PGSCHED__DEF(c->poll_interval, PGSCHED_SECOND);
+    c->stall_timeout = PGSCHED__DEF(c->stall_timeout, 30 * PGSCHED_SECOND);
+    c->heartbeat_interval = PGSCHED__DEF(c->heartbeat_interval,
+                                         c->stall_timeout / 6 < 5 * PGSCHED_SECOND
+                                             ? c->stall_timeout / 6
+                                             : 5 * PGSCHED_SECOND);
+    if (c->heartbeat_interval <= 0) c->heartbeat_interval = 1;
+    c->cancel_check_period = PGSCHED__DEF(c->cancel_check_period, PGSCHED_SECOND);
+    c->retry_base = PGSCHED__DEF(c->retry_base, PGSCHED_SECOND);
+    c->retry_cap = PGSCHED__DEF(c->retry_cap, 10 * PGSCHED_MINUTE);
+    c->shutdown_timeout = PGSCHED__DEF(c->shutdown_timeout, 30 * PGSCHED_SECOND);
+    c->finished_retention = PGSCHED__DEF(c->finished_retention, 7 * PGSCHED_DAY);
+    c->history_retention = PGSCHED__DEF(c->history_retention, 7 * PGSCHED_DAY);
+    c->orphan_timeout = PGSCHED__DEF(c->orphan_timeout, 7 * PGSCHED_DAY);
+    c->stall_check_period = PGSCHED__DEF(c->stall_check_period, 5 * PGSCHED_SECOND);
+    c->cleanup_period = PGSCHED__DEF(c->cleanup_period, PGSCHED_MINUTE);
+    c->log_level = c->log_level ? c->log_level : PGSCHED_LOG_WARN;
+    if (!c->allocator || !c->allocator->malloc_fn) c->allocator = &pgsched__default_allocator;
+}
+
+/* The checks between fields, once their defaults are in. */
+static pgsched_result pgsched__config_check_relations(const pgsched_config *c, pgsched_error *err)
+{
     /* A run is stopped when its lease went unrenewed for 3/4 of the stall timeout (see
        self-fencing): a heartbeat at most every half of it leaves room for one to fail. */
-    if (c.heartbeat_interval > c.stall_timeout / 2)
+    if (c->heartbeat_interval > c->stall_timeout / 2)
         return pgsched__fail(err, PGSCHED_ERR_CONFIG,
                              "heartbeat_interval (%lld ms) must be at most half of stall_timeout "
                              "(%lld ms), so that a failed heartbeat can be retried before runs "
                              "are stopped for want of a renewed lease",
-                             (long long)(c.heartbeat_interval / 1000),
-                             (long long)(c.stall_timeout / 1000));
-    if (c.retry_base > c.retry_cap)
+                             (long long)(c->heartbeat_interval / 1000),
+                             (long long)(c->stall_timeout / 1000));
+    if (c->retry_base > c->retry_cap)
         return pgsched__fail(err, PGSCHED_ERR_CONFIG,
                              "retry_base (%lld ms) must not exceed retry_cap (%lld ms)",
-                             (long long)(c.retry_base / 1000), (long long)(c.retry_cap / 1000));
-    if (c.log_level < PGSCHED_LOG_DEBUG || c.log_level > PGSCHED_LOG_OFF)
-        return pgsched__fail(err, PGSCHED_ERR_CONFIG, "log_level: %d is not a level",
-                             (int)c.log_level);
-    if (c.store) {
-        memset(&c.pg, 0, sizeof c.pg); /* not used: reads back zero */
-    } else {
-        if ((r = pgsched__pg_config_resolve(&cfg->pg, "pg.", &c.pg, err)) != PGSCHED_OK) return r;
-        c.pg.no_notifications = c.pg.no_notifications || c.no_notifications;
-    }
-    if (c.default_zone) {
-        /* Checked now so that a typo fails at start-up, not at the first run. */
-        pgsched_cron_options o;
-        pgsched_cron *probe;
-        pgsched_error e;
-        memset(&o, 0, sizeof o);
-        o.default_zone = c.default_zone;
-        o.allocator = c.allocator;
-        if (pgsched_cron_parse("0 0 * * *", &o, &probe, &e) != PGSCHED_OK)
-            return pgsched__fail(err, PGSCHED_ERR_CONFIG, "default_zone: %s", e.message);
-        pgsched_cron_free(probe);
-    }
+                             (long long)(c->retry_base / 1000), (long long)(c->retry_cap / 1000));
+    return PGSCHED_OK;
+}
 
-    a = pgsched__allocator(c.allocator);
-    n = (pgsched_node *)pgsched__calloc(&a, sizeof *n);
-    if (!n) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory creating a node");
+/* A node's configuration resolved: `out` is `in` checked, with every default filled in. Pure:
+   no I/O, no allocation; `out`'s strings and allocators point into `in` or at constants.
+   pgsched_create makes its node from it and pgsched_get_config reads it back. (default_zone
+   is checked against the zone database by pgsched_create, which is I/O.) The result is a
+   fixed point: resolving it again gives it back. */
+static pgsched_result pgsched__config_resolve(const pgsched_config *in, pgsched_config *out,
+                                              pgsched_error *err)
+{
+    pgsched_result r;
+    *out = *in;
+    if ((r = pgsched__config_check_fields(in, err)) != PGSCHED_OK) return r;
+    pgsched__config_defaults(out);
+    if ((r = pgsched__config_check_relations(out, err)) != PGSCHED_OK) return r;
+    if (out->store) {
+        memset(&out->pg, 0, sizeof out->pg); /* not used: reads back zero */
+    } else {
+        if ((r = pgsched__pg_config_resolve(&in->pg, "pg.", &out->pg, err)) != PGSCHED_OK)
+            return r;
+        out->pg.no_notifications = out->pg.no_notifications || out->no_notifications;
+        if (!out->pg.allocator || !out->pg.allocator->malloc_fn) out->pg.allocator = out->allocator;
+    }
+    return PGSCHED_OK;
+}
+
+/* Checked now so that a typo fails at start-up, not at the first run. */
+static pgsched_result pgsched__config_check_zone(const pgsched_config *c, pgsched_error *err)
+{
+    pgsched_cron_options o;
+    pgsched_cron *probe;
+    pgsched_error e;
+    if (!c->default_zone) return PGSCHED_OK;
+    memset(&o, 0, sizeof o);
+    o.default_zone = c->default_zone;
+    o.allocator = c->allocator;
+    if (pgsched_cron_parse("0 0 * * *", &o, &probe, &e) != PGSCHED_OK)
+        return pgsched__fail(err, PGSCHED_ERR_CONFIG, "default_zone: %s", e.message);
+    pgsched_cron_free(probe);
+    return PGSCHED_OK;
+}
+
+/* A node holding its own copy of a resolved configuration: its strings, its allocators (so
+   that n->cfg, which pgsched_get_config hands out, points only into the node), its slots.
+   NULL when out of memory. */
+static pgsched_node *pgsched__node_alloc(const pgsched_config *c)
+{
+    pgsched_allocator a = *c->allocator;
+    pgsched_node *n = (pgsched_node *)pgsched__calloc(&a, sizeof *n);
+    if (!n) return NULL;
     n->alloc = a;
-    n->conninfo = pgsched__strdup(&a, c.pg.conninfo);
-    n->schema = pgsched__strdup(&a, c.pg.schema);
-    n->prefix = pgsched__strdup(&a, c.pg.prefix);
-    n->default_zone = pgsched__strdup(&a, c.default_zone);
-    n->nslots = c.max_concurrent;
+    n->cfg = *c;
+    n->conninfo = pgsched__strdup(&a, c->pg.conninfo);
+    n->schema = pgsched__strdup(&a, c->pg.schema);
+    n->prefix = pgsched__strdup(&a, c->pg.prefix);
+    n->default_zone = pgsched__strdup(&a, c->default_zone);
+    n->nslots = c->max_concurrent;
     n->slots = (pgsched__slot *)pgsched__calloc(&a, (size_t)n->nslots * sizeof *n->slots);
-    if ((c.pg.conninfo && !n->conninfo) || (c.pg.schema && !n->schema) ||
-        (c.pg.prefix && !n->prefix) || (c.default_zone && !n->default_zone) || !n->slots) {
+    if ((c->pg.conninfo && !n->conninfo) || (c->pg.schema && !n->schema) ||
+        (c->pg.prefix && !n->prefix) || (c->default_zone && !n->default_zone) || !n->slots) {
         pgsched__free(&a, n->conninfo);
         pgsched__free(&a, n->schema);
         pgsched__free(&a, n->prefix);
         pgsched__free(&a, n->default_zone);
         pgsched__free(&a, n->slots);
         pgsched__free(&a, n);
-        return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory creating a node");
+        return NULL;
     }
-    c.pg.conninfo = n->conninfo;
-    c.pg.schema = n->schema;
-    c.pg.prefix = n->prefix;
-    c.default_zone = n->default_zone;
-    if (c.pg.allocator) {
-        n->pg_alloc = *c.pg.allocator;
-        c.pg.allocator = &n->pg_alloc;
+    n->cfg.pg.conninfo = n->conninfo;
+    n->cfg.pg.schema = n->schema;
+    n->cfg.pg.prefix = n->prefix;
+    n->cfg.default_zone = n->default_zone;
+    n->cfg.allocator = &n->alloc;
+    if (c->store || c->pg.allocator == c->allocator) {
+        n->cfg.pg.allocator = c->store ? NULL : &n->alloc;
+    } else {
+        n->pg_alloc = *c->pg.allocator;
+        n->cfg.pg.allocator = &n->pg_alloc;
     }
-    c.allocator = NULL;
-    n->cfg = c;
-    n->idle_defaults = idle_defaults;
-    n->store = c.store;
-    n->notifications = !c.no_notifications;
+    return n;
+}
+
+/* The node's locks, condition variables, slots, id and host name. */
+static void pgsched__node_wire(pgsched_node *n)
+{
+    int i;
+    n->store = n->cfg.store;
+    n->notifications = !n->cfg.no_notifications;
+    n->claim_ahead = n->cfg.claim_ahead == PGSCHED_NO_CLAIM_AHEAD ? 0 : n->cfg.claim_ahead;
     pthread_mutex_init(&n->mu, NULL);
     pgsched__rlock_init(&n->start_mu);
     pgsched__cond_init(&n->cv);
@@ -11927,8 +11985,34 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
     if (pgsched__utf8_check(n->host, strlen(n->host)) != (size_t)-1)
         pgsched__copy_text(n->host, sizeof n->host, "unknown");
     n->state = PGSCHED__CREATED;
+}
+
+PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_node **out,
+                                          pgsched_error *err)
+{
+    pgsched_config c;
+    pgsched_node *n;
+    pgsched_result r;
+    if (!out) return pgsched__null(err, "the output node");
+    *out = NULL;
+    if (!cfg) return pgsched__null(err, "the configuration");
+    if ((r = pgsched__config_resolve(cfg, &c, err)) != PGSCHED_OK ||
+        (r = pgsched__config_check_zone(&c, err)) != PGSCHED_OK)
+        return r;
+    n = pgsched__node_alloc(&c);
+    if (!n) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory creating a node");
+    /* both left to the library: an idle node may poll and heartbeat less (see below) */
+    n->idle_defaults = cfg->poll_interval == 0 && cfg->heartbeat_interval == 0;
+    pgsched__node_wire(n);
     *out = n;
     return pgsched__ok(err);
+}
+
+PGSCHED_DEF pgsched_result pgsched_get_config(const pgsched_node *node, pgsched_config *out)
+{
+    if (!node || !out) return PGSCHED_ERR_INVALID_ARGUMENT;
+    *out = node->cfg; /* immutable after pgsched_create; its pointers are the node's */
+    return PGSCHED_OK;
 }
 
 /* Caller holds start_mu. */
@@ -11947,7 +12031,6 @@ static pgsched_result pgsched__init_locked(pgsched_node *n, pgsched_error *err)
     if (!n->store) {
         pgsched_pg_config pc = n->cfg.pg; /* resolved and checked by pgsched_create */
         char safe[512];
-        if (!pc.allocator) pc.allocator = &n->alloc;
         if (!pc.log) {
             pc.log = pgsched__store_log;
             pc.log_user = n;

@@ -33,6 +33,8 @@
 /* Tests that run on both stores. */
 #define BOTH_TESTS(X)                                                                          \
     X(config_zero_fields_take_defaults)                                                        \
+    X(config_read_back_has_every_default_filled_in)                                            \
+    X(config_read_back_keeps_given_values)                                                     \
     X(a_cancelled_queued_row_ends_cancelled_without_running)                                   \
     X(an_unscheduled_queued_row_is_removed_without_running)                                    \
     X(shutdown_gives_queued_rows_back_without_counting_an_attempt)                             \
