@@ -709,7 +709,7 @@ PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *node, pgsched_error *e
    node's own threads (a handler, a callback, the log) the call only wakes. Harmless with the
    real clock. */
 PGSCHED_DEF void pgsched_clock_moved(pgsched_node *node);
-/* Shuts down if needed, then frees the node (and the store it created from conninfo). Waits
+/* Shuts down if needed, then frees the node (and the store it made from cfg.pg). Waits
    for handlers still running after the shutdown timeout (their leases are renewed meanwhile
    and their outcomes recorded when they return). Called from the node's own handler or
    callback it does nothing (and logs an error). */
