@@ -532,7 +532,12 @@ typedef struct pgsched_config {
     pgsched_duration finished_retention; /* finished one-time rows; 0 = 7 days; NEVER = keep */
     pgsched_duration history_retention;  /* run history; 0 = 7 days; NEVER = keep */
     pgsched_duration orphan_timeout;     /* 0 = 7 days; NEVER = keep orphans */
-    pgsched_duration stall_check_period; /* 0 = 5 s */
+    pgsched_duration stall_check_period; /* how late past a lease's expiry a crashed node's
+                                            run may be taken back; 0 = 5 s. The look comes
+                                            when the oldest lease seen could stall (or a
+                                            stall timeout after none ran), up to a fifth of
+                                            this later; every this long with a store that
+                                            does not say (take_back info) */
     pgsched_duration cleanup_period;     /* retention and orphans; 0 = 1 min */
     int no_notifications;        /* nonzero: poll only (and pg.no_notifications) */
     int run_immediately;         /* recurring jobs scheduled here run once at once */
@@ -887,6 +892,17 @@ typedef struct pgsched_claim_info {
     pgsched_time next_due; /* earliest due time among the types' pending rows left; 0 = none */
 } pgsched_claim_info;
 
+/* What a take-back saw of the leases it left in place, so that the next look can wait until
+   one of them could have stalled rather than come every period. */
+typedef struct pgsched_take_back_info {
+    pgsched_time now;        /* the store's clock when it looked; 0 = the store does not say
+                                (the engine then looks every stall_check_period) */
+    pgsched_time next_stall; /* when the running row silent the longest, of those left
+                                running, stalls unless renewed first: its last heartbeat +
+                                stall_timeout (at or before `now` when such a row is stalled
+                                already but was locked or beyond max); 0 = no row running */
+} pgsched_take_back_info;
+
 /* One lease a node holds: the row and the token it was claimed with. */
 typedef struct pgsched_lease {
     const char *name;
@@ -1023,10 +1039,11 @@ struct pgsched_store_methods {
     /* Moves up to `max` running rows whose lease was not renewed within stall_timeout to the
        node with fresh tokens (still running, attempt unchanged) and appends them to `out`; the
        engine then records each as a STALLED outcome. The history row of an attempt names the
-       node that claimed it, not a node that took it back. Rules S5, S9. */
+       node that claimed it, not a node that took it back. Fills *info (zeroed by the
+       wrapper; a store may leave it so). Rules S5, S9. */
     pgsched_result (*take_back)(pgsched_store *s, const char *node_id,
                                 pgsched_duration stall_timeout, int max, pgsched_job_list *out,
-                                pgsched_error *err);
+                                pgsched_take_back_info *info, pgsched_error *err);
 
     /* Rule S10 (and S6: a cancel of a running row raises CANCEL for its owner). */
     pgsched_result (*cancel)(pgsched_store *s, const char *name, const char *key,
@@ -1130,9 +1147,12 @@ PGSCHED_DEF pgsched_result pgsched_store_heartbeat(pgsched_store *s, const char 
 PGSCHED_DEF pgsched_result pgsched_store_finish(pgsched_store *s, const pgsched_finish_request *outcomes,
                                                 size_t count, pgsched_finish_info *results,
                                                 pgsched_error *err);
+/* info may be NULL. */
 PGSCHED_DEF pgsched_result pgsched_store_take_back(pgsched_store *s, const char *node_id,
                                                    pgsched_duration stall_timeout, int max,
-                                                   pgsched_job_list *out, pgsched_error *err);
+                                                   pgsched_job_list *out,
+                                                   pgsched_take_back_info *info,
+                                                   pgsched_error *err);
 PGSCHED_DEF pgsched_result pgsched_store_cancel(pgsched_store *s, const char *name,
                                                 const char *key, const char *node_id,
                                                 pgsched_change_info *out, pgsched_error *err);
@@ -4355,8 +4375,11 @@ PGSCHED_DEF pgsched_result pgsched_store_finish(pgsched_store *s, const pgsched_
 
 PGSCHED_DEF pgsched_result pgsched_store_take_back(pgsched_store *s, const char *node_id,
                                                    pgsched_duration stall_timeout, int max,
-                                                   pgsched_job_list *out, pgsched_error *err)
+                                                   pgsched_job_list *out,
+                                                   pgsched_take_back_info *info,
+                                                   pgsched_error *err)
 {
+    pgsched_take_back_info ignored;
     pgsched_result r = pgsched__check_store(s, err);
     if (r != PGSCHED_OK) return r;
     if ((r = pgsched__validate_node_id(node_id, err)) != PGSCHED_OK) return r;
@@ -4366,7 +4389,9 @@ PGSCHED_DEF pgsched_result pgsched_store_take_back(pgsched_store *s, const char 
     if (max < 1 || max > PGSCHED__CLAIM_MAX)
         return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT,
                              "a take-back takes 1 to %d rows, not %d", PGSCHED__CLAIM_MAX, max);
-    return s->methods->take_back(s, node_id, stall_timeout, max, out, err);
+    if (!info) info = &ignored;
+    memset(info, 0, sizeof *info);
+    return s->methods->take_back(s, node_id, stall_timeout, max, out, info, err);
 }
 
 /* cancel, trigger and remove share their checks and their optional output. */
@@ -5502,9 +5527,28 @@ static int pgsched__mem_heartbeat_cmp(const void *a, const void *b)
     return x->heartbeat_at < y->heartbeat_at ? -1 : x->heartbeat_at > y->heartbeat_at;
 }
 
+/* The take-back's info: the rows left running (those taken back carry a fresh heartbeat).
+   Caller holds m->mu. */
+static void pgsched__mem_take_back_info(pgsched__mem *m, pgsched_time now,
+                                        pgsched_duration stall_timeout,
+                                        pgsched_take_back_info *info)
+{
+    const pgsched__mrow *r;
+    pgsched_time oldest = 0;
+    int any = 0;
+    for (r = m->running; r; r = r->rnext)
+        if (!any || r->heartbeat_at < oldest) {
+            oldest = r->heartbeat_at;
+            any = 1;
+        }
+    info->now = now;
+    info->next_stall = any ? oldest + stall_timeout : 0;
+}
+
 static pgsched_result pgsched__mem_take_back(pgsched_store *s, const char *node_id,
                                              pgsched_duration stall_timeout, int max,
-                                             pgsched_job_list *out, pgsched_error *err)
+                                             pgsched_job_list *out, pgsched_take_back_info *info,
+                                             pgsched_error *err)
 {
     pgsched__mem *m = (pgsched__mem *)s;
     pgsched__mrow *r, **stalled;
@@ -5516,6 +5560,7 @@ static pgsched_result pgsched__mem_take_back(pgsched_store *s, const char *node_
     for (r = m->running; r; r = r->rnext)
         if (r->heartbeat_at < now - stall_timeout) count++;
     if (!count) {
+        pgsched__mem_take_back_info(m, now, stall_timeout, info);
         pthread_mutex_unlock(&m->mu);
         return pgsched__ok(err);
     }
@@ -5547,6 +5592,7 @@ static pgsched_result pgsched__mem_take_back(pgsched_store *s, const char *node_
         n++;
     }
     pgsched__free(&m->alloc, stalled);
+    pgsched__mem_take_back_info(m, now, stall_timeout, info);
     pthread_mutex_unlock(&m->mu);
     return pgsched__ok(err);
 }
@@ -6507,10 +6553,7 @@ enum {
     PGSCHED__Q_NEXT_DUE,
     PGSCHED__Q_NODE_REGISTER,
     PGSCHED__Q_NODE_UNREGISTER,
-    PGSCHED__Q_CLEAN_FINISHED,
-    PGSCHED__Q_CLEAN_HISTORY,
-    PGSCHED__Q_CLEAN_NODES,
-    PGSCHED__Q_CLEAN_ORPHANS,
+    PGSCHED__Q_CLEANUP,
     PGSCHED__Q_QUARANTINE,
     PGSCHED__Q_QUARANTINE_DUE,
     PGSCHED__Q_CONFIRM,
@@ -6745,19 +6788,24 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     /* TAKE_BACK: $1 node $2 stall_us $3 max $4 channel. The stall index hands over the
        running rows oldest heartbeat first (a running row without a heartbeat time, written by
        hand, is as silent as can be: first), so the statement reads the rows it takes back
-       (and those others hold locked), not every running row. */
+       (and those others hold locked), not every running row. One row always comes back (the
+       info row: now and the silent-since time of the oldest running row left in place, read
+       through the same index, the rows taken back skipped); taken rows fill the job columns. */
     "WITH c AS (SELECT s.name, s.key, s.tid, nextval('{Q}') AS v FROM (SELECT name, key, "
     "ctid AS tid FROM {J} WHERE status = 'running' AND " PGSCHED__PG_SILENT_SINCE
     " < now() - $2::int8 * interval '1 microsecond' ORDER BY " PGSCHED__PG_SILENT_SINCE
     " LIMIT $3::int4 FOR UPDATE SKIP LOCKED) s), "
     "u AS (UPDATE {J} j SET owner = $1::text, lease = c.v, version = c.v, heartbeat_at = now(), "
     "last_lease = NULL, "
-    "updated_at = now() FROM c " PGSCHED__BY_TID("c") "RETURNING j.*) "
-    "SELECT " PGSCHED__JOB_COLS("u.")
-    "{NOTIFY, (SELECT " PGSCHED__NOTIFY("$4::text",
+    "updated_at = now() FROM c " PGSCHED__BY_TID("c") "RETURNING j.*), "
+    "info AS (SELECT now() AS now, (SELECT " PGSCHED__PG_SILENT_SINCE " FROM {J} x WHERE "
+    "x.status = 'running' AND NOT EXISTS (SELECT 1 FROM c WHERE c.name = x.name AND "
+    "c.key = x.key) ORDER BY " PGSCHED__PG_SILENT_SINCE " LIMIT 1) AS oldest) "
+    "SELECT info.now, info.oldest, " PGSCHED__JOB_COLS("u.")
+    "{NOTIFY, CASE WHEN u.name IS NULL THEN NULL ELSE (SELECT " PGSCHED__NOTIFY("$4::text",
                                         "concat_ws(E'\\t', 'C', u.name, u.key, 'running', "
-                                        "'running', u.version::text, $1::text, '')") ")}"
-    " FROM u",
+                                        "'running', u.version::text, $1::text, '')") ") END}"
+    " FROM info LEFT JOIN u ON true",
 
     /* CANCEL: $1 name $2 key $3 node $4 channel.
        cur locks the row and reads its latest version; the change decides on cur's values,
@@ -6839,34 +6887,35 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
        a node registered recently is not an orphan, however briefly no node is up. */
     "UPDATE {N} SET last_seen = now(), stopped_at = now() WHERE id = $1::text",
 
-    /* CLEAN_FINISHED: $1 retention_us $2 limit */
-    "DELETE FROM {J} j USING (SELECT name, key FROM {J} WHERE kind = 'once' "
-    "AND status IN ('completed', 'failed', 'cancelled') "
-    "AND updated_at < now() - $1::int8 * interval '1 microsecond' LIMIT $2::int8 "
-    "FOR UPDATE SKIP LOCKED) d WHERE j.name = d.name AND j.key = d.key",
-
-    /* CLEAN_HISTORY: $1 retention_us $2 limit */
-    "DELETE FROM {R} WHERE id IN (SELECT id FROM {R} "
-    "WHERE finished_at < now() - $1::int8 * interval '1 microsecond' LIMIT $2::int8)",
-
-    /* CLEAN_NODES: $1 retention_us $2 node */
-    "DELETE FROM {N} WHERE last_seen < now() - $1::int8 * interval '1 microsecond' "
-    "AND id <> $2::text",
-
-    /* CLEAN_ORPHANS: $1 orphan_us $2 limit. A type is dead when no node, live or stopped,
-       registered it within the orphan timeout: a deploy that stops every node of a type for a
-       while deletes nothing. The distinct names come from a skip scan of the primary key, so
-       the cost follows the number of types, not of rows. */
-    "WITH RECURSIVE names AS ((SELECT name FROM {J} ORDER BY name LIMIT 1) UNION ALL "
-    "SELECT (SELECT name FROM {J} x WHERE x.name > names.name ORDER BY x.name LIMIT 1) "
-    "FROM names WHERE names.name IS NOT NULL), "
+    /* CLEANUP: $1 finished_us $2 history_us $3 node_us $4 orphan_us (each NULL = skip that
+       part) $5 limit $6 node. One statement (an idle node's clean-up is one round trip a
+       minute, not four); its parts see one snapshot, as the separate statements they were
+       would have seen nearly the same: finished one-time rows past their retention, history
+       past its retention, records of nodes not seen for node_us (never this node's), and
+       orphans. A type is dead when no node, live or stopped, registered it within the orphan
+       timeout: a deploy that stops every node of a type for a while deletes nothing. The
+       distinct names come from a skip scan of the primary key, so the cost follows the number
+       of types, not of rows. A row both a finished and an orphan part pick is deleted once. */
+    "WITH RECURSIVE f AS (DELETE FROM {J} j USING (SELECT name, key FROM {J} WHERE "
+    "$1::int8 IS NOT NULL AND kind = 'once' AND status IN ('completed', 'failed', 'cancelled') "
+    "AND updated_at < now() - $1::int8 * interval '1 microsecond' LIMIT $5::int8 "
+    "FOR UPDATE SKIP LOCKED) d WHERE j.name = d.name AND j.key = d.key RETURNING 1), "
+    "h AS (DELETE FROM {R} WHERE id IN (SELECT id FROM {R} WHERE $2::int8 IS NOT NULL AND "
+    "finished_at < now() - $2::int8 * interval '1 microsecond' LIMIT $5::int8) RETURNING 1), "
+    "nd AS (DELETE FROM {N} WHERE $3::int8 IS NOT NULL AND "
+    "last_seen < now() - $3::int8 * interval '1 microsecond' AND id <> $6::text RETURNING 1), "
+    "names AS ((SELECT name FROM {J} WHERE $4::int8 IS NOT NULL ORDER BY name LIMIT 1) "
+    "UNION ALL SELECT (SELECT name FROM {J} x WHERE x.name > names.name ORDER BY x.name "
+    "LIMIT 1) FROM names WHERE names.name IS NOT NULL), "
     "dead AS (SELECT names.name FROM names WHERE names.name IS NOT NULL AND NOT EXISTS "
-    "(SELECT 1 FROM {N} n WHERE n.last_seen >= now() - $1::int8 * interval '1 microsecond' "
+    "(SELECT 1 FROM {N} n WHERE n.last_seen >= now() - $4::int8 * interval '1 microsecond' "
     "AND names.name = ANY(n.names))), "
     "v AS (SELECT j.name, j.key FROM {J} j JOIN dead ON dead.name = j.name "
-    "WHERE j.status <> 'running' AND j.updated_at < now() - $1::int8 * interval '1 microsecond' "
-    "LIMIT $2::int8 FOR UPDATE OF j SKIP LOCKED) "
-    "DELETE FROM {J} j USING v WHERE j.name = v.name AND j.key = v.key",
+    "WHERE j.status <> 'running' AND j.updated_at < now() - $4::int8 * interval '1 microsecond' "
+    "LIMIT $5::int8 FOR UPDATE OF j SKIP LOCKED), "
+    "o AS (DELETE FROM {J} j USING v WHERE j.name = v.name AND j.key = v.key RETURNING 1) "
+    "SELECT (SELECT count(*) FROM f), (SELECT count(*) FROM h), (SELECT count(*) FROM nd), "
+    "(SELECT count(*) FROM o)",
 
     /* QUARANTINE: $1 name $2 key $3 token (NULL: a pending row) $4 why $5 node $6 channel.
        A row whose values the other statements cannot process (written by hand or by another
@@ -6899,8 +6948,9 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     /* CONFIRM: $1 names[] $2 keys[]. The status and version of each row a batch of
        notifications names (read by the listener, on a pool connection): a notification only
        says where to look. */
-    "SELECT l.i, j.status, j.version FROM unnest($1::text[], $2::text[]) WITH ORDINALITY "
-    "AS l(name, key, i) LEFT JOIN {J} j ON j.name = l.name AND j.key = l.key",
+    /* (parenthesized: clang takes a lone two-piece literal here for a missing comma) */
+    ("SELECT l.i, j.status, j.version FROM unnest($1::text[], $2::text[]) WITH ORDINALITY "
+     "AS l(name, key, i) LEFT JOIN {J} j ON j.name = l.name AND j.key = l.key"),
 };
 
 /* The second half of a statement too long for one C99 string literal. */
@@ -6965,8 +7015,7 @@ static const char *const pgsched__pg_stmt_names[PGSCHED__Q_COUNT] = {
     "pgsched_finish", "pgsched_take_back", "pgsched_cancel", "pgsched_trigger",
     "pgsched_remove", "pgsched_get", "pgsched_list", "pgsched_history",
     "pgsched_next_due", "pgsched_node_register", "pgsched_node_unregister",
-    "pgsched_clean_finished", "pgsched_clean_history", "pgsched_clean_nodes",
-    "pgsched_clean_orphans", "pgsched_quarantine", "pgsched_quarantine_due", "pgsched_confirm",
+    "pgsched_cleanup", "pgsched_quarantine", "pgsched_quarantine_due", "pgsched_confirm",
 };
 
 /* Migration 1. {S} is the quoted schema, {P} the prefix inside quoted names. */
@@ -8758,7 +8807,8 @@ static pgsched_result pgsched__pg_finish(pgsched_store *s, const pgsched_finish_
 
 static pgsched_result pgsched__pg_take_back(pgsched_store *s, const char *node_id,
                                             pgsched_duration stall_timeout, int max,
-                                            pgsched_job_list *out, pgsched_error *err)
+                                            pgsched_job_list *out, pgsched_take_back_info *info,
+                                            pgsched_error *err)
 {
     pgsched__pg *p = (pgsched__pg *)s;
     char stall[32], mx[16];
@@ -8779,7 +8829,14 @@ static pgsched_result pgsched__pg_take_back(pgsched_store *s, const char *node_i
     n = PQntuples(res);
     for (i = 0; i < n; i++) {
         pgsched_job job;
-        pgsched__pg_job(res, i, 0, &job);
+        if (i == 0) {
+            pgsched_time oldest = pgsched__pg_time(res, 0, 1);
+            info->now = pgsched__pg_time(res, 0, 0);
+            /* a row without a heartbeat time reads as the earliest time there is */
+            info->next_stall = PQgetisnull(res, 0, 1) ? 0 : oldest + stall_timeout;
+        }
+        if (PQgetisnull(res, i, 2)) continue; /* the info row when nothing was taken */
+        pgsched__pg_job(res, i, 2, &job);
         if (!pgsched__pg_row_usable(p, &job, node_id)) continue;
         if (pgsched_job_list_push(out, &job) != PGSCHED_OK) {
             PQclear(res);
@@ -9031,51 +9088,42 @@ static pgsched_result pgsched__pg_node_unregister(pgsched_store *s, const char *
     return pgsched__pg_command((pgsched__pg *)s, PGSCHED__Q_NODE_UNREGISTER, 1, vals, err);
 }
 
-static pgsched_result pgsched__pg_count(pgsched__pg *p, int q, int n, const char *const *vals,
-                                        size_t *count, pgsched_error *err)
-{
-    PGresult *res;
-    pgsched_result r = pgsched__pg_run(p, q, n, vals, 1, &res, err);
-    if (r != PGSCHED_OK) return r;
-    *count += (size_t)strtoull(PQcmdTuples(res), NULL, 10);
-    PQclear(res);
-    return PGSCHED_OK;
-}
-
 static pgsched_result pgsched__pg_cleanup(pgsched_store *s, const pgsched_cleanup_request *q,
                                           pgsched_cleanup_info *out, pgsched_error *err)
 {
     pgsched__pg *p = (pgsched__pg *)s;
     const pgsched_duration cap = PGSCHED__DURATION_MAX;
-    char a[32], b[32], lim[32];
-    const char *vals[3];
-    pgsched_result r = PGSCHED_OK;
+    char f[32], h[32], nd[32], o[32], lim[32];
+    const char *vals[6];
+    PGresult *res;
+    pgsched_result r;
     pgsched__i64(lim, sizeof lim, (int64_t)q->limit);
+    memset(vals, 0, sizeof vals);
     if (q->finished_retention != PGSCHED_NEVER) {
-        pgsched__i64(a, sizeof a, q->finished_retention > cap ? cap : q->finished_retention);
-        vals[0] = a;
-        vals[1] = lim;
-        r = pgsched__pg_count(p, PGSCHED__Q_CLEAN_FINISHED, 2, vals, &out->finished_deleted, err);
+        pgsched__i64(f, sizeof f, q->finished_retention > cap ? cap : q->finished_retention);
+        vals[0] = f;
     }
-    if (r == PGSCHED_OK && q->history_retention != PGSCHED_NEVER) {
-        pgsched__i64(a, sizeof a, q->history_retention > cap ? cap : q->history_retention);
-        vals[0] = a;
-        vals[1] = lim;
-        r = pgsched__pg_count(p, PGSCHED__Q_CLEAN_HISTORY, 2, vals, &out->history_deleted, err);
-        if (r == PGSCHED_OK) {
-            pgsched__i64(b, sizeof b, pgsched__node_retention(q) > cap ? cap : pgsched__node_retention(q));
-            vals[0] = b;
-            vals[1] = q->node_id;
-            r = pgsched__pg_count(p, PGSCHED__Q_CLEAN_NODES, 2, vals, &out->nodes_deleted, err);
-        }
+    if (q->history_retention != PGSCHED_NEVER) {
+        pgsched_duration keep = pgsched__node_retention(q);
+        pgsched__i64(h, sizeof h, q->history_retention > cap ? cap : q->history_retention);
+        pgsched__i64(nd, sizeof nd, keep > cap ? cap : keep);
+        vals[1] = h;
+        vals[2] = nd;
     }
-    if (r == PGSCHED_OK && q->orphan_timeout != PGSCHED_NEVER) {
-        pgsched__i64(a, sizeof a, q->orphan_timeout > cap ? cap : q->orphan_timeout);
-        vals[0] = a;
-        vals[1] = lim;
-        r = pgsched__pg_count(p, PGSCHED__Q_CLEAN_ORPHANS, 2, vals, &out->orphans_deleted, err);
+    if (q->orphan_timeout != PGSCHED_NEVER) {
+        pgsched__i64(o, sizeof o, q->orphan_timeout > cap ? cap : q->orphan_timeout);
+        vals[3] = o;
     }
-    return r == PGSCHED_OK ? pgsched__ok(err) : r;
+    vals[4] = lim;
+    vals[5] = q->node_id;
+    r = pgsched__pg_run(p, PGSCHED__Q_CLEANUP, 6, vals, 1, &res, err);
+    if (r != PGSCHED_OK) return r;
+    out->finished_deleted += (size_t)pgsched__pg_int(res, 0, 0);
+    out->history_deleted += (size_t)pgsched__pg_int(res, 0, 1);
+    out->nodes_deleted += (size_t)pgsched__pg_int(res, 0, 2);
+    out->orphans_deleted += (size_t)pgsched__pg_int(res, 0, 3);
+    PQclear(res);
+    return pgsched__ok(err);
 }
 
 /* ---- listening ---- */
@@ -11276,15 +11324,47 @@ static void pgsched__claim(pgsched_node *n)
     pgsched_job_list_free(&got);
 }
 
+/* When to look for stalled runs again, after a take-back that saw the leases left in place
+   (`info`, read by a statement that returned at monotonic time `after`). No lease can stall
+   before the oldest one left does, and a lease taken after the look carries a heartbeat at
+   least as recent as the look: so the next look comes when the oldest stalls, or one stall
+   timeout later when nothing runs, then up to a fifth of stall_check_period later still (so
+   that idle nodes do not all look at once). A lease that has stalled already but could not
+   be taken (locked, or beyond the batch) keeps the period. An idle cluster costs about two
+   looks a minute instead of twelve; a crashed node's runs are taken back no later than
+   before. Returns 0 to keep the period. Caller holds n->mu. */
+static pgsched_time pgsched__next_stall_check(pgsched_node *n, const pgsched_take_back_info *info,
+                                              pgsched_time after)
+{
+    pgsched_duration wait;
+    if (!info->now) return 0; /* the store does not say */
+    if (!info->next_stall)
+        wait = n->cfg.stall_timeout;
+    else if (info->next_stall <= info->now)
+        return 0;
+    else
+        wait = info->next_stall - info->now;
+    if (wait > n->cfg.stall_timeout) wait = n->cfg.stall_timeout; /* a clock step, a hand edit */
+    return after + wait + PGSCHED_MILLISECOND + pgsched__jitter(n, n->cfg.stall_check_period, 0, 20);
+}
+
 static void pgsched__take_back(pgsched_node *n)
 {
     pgsched_job_list got;
+    pgsched_take_back_info info;
     pgsched_error e;
     pgsched_result r;
     size_t i;
     pgsched_job_list_init(&got, &n->alloc);
     r = pgsched_store_take_back(n->store, n->id, n->cfg.stall_timeout, PGSCHED__TAKE_BACK_BATCH,
-                                &got, &e);
+                                &got, &info, &e);
+    if (r == PGSCHED_OK) {
+        pgsched_time after = pgsched__mono(n), at;
+        pthread_mutex_lock(&n->mu);
+        at = pgsched__next_stall_check(n, &info, after);
+        if (at) n->next_stall = at;
+        pthread_mutex_unlock(&n->mu);
+    }
     if (r != PGSCHED_OK) {
         if (r == PGSCHED_ERR_CONNECTION) {
             pthread_mutex_lock(&n->mu);

@@ -106,9 +106,10 @@ static pgsched_result t_finish(pgsched_store *s, const pgsched_finish_request *o
     FORWARD(M_FINISH, finish(IN(s), o, n, res, err));
 }
 static pgsched_result t_take_back(pgsched_store *s, const char *node, pgsched_duration stall,
-                                  int max, pgsched_job_list *out, pgsched_error *err)
+                                  int max, pgsched_job_list *out, pgsched_take_back_info *info,
+                                  pgsched_error *err)
 {
-    FORWARD(M_TAKE_BACK, take_back(IN(s), node, stall, max, out, err));
+    FORWARD(M_TAKE_BACK, take_back(IN(s), node, stall, max, out, info, err));
 }
 static pgsched_result t_cancel(pgsched_store *s, const char *name, const char *key,
                                const char *node, pgsched_change_info *out, pgsched_error *err)

@@ -476,7 +476,7 @@ static void a_store_lacking_a_required_method_is_refused_by_every_wrapper(void *
     MISSING(pgsched_store_claim(s, &cr, &jl, &info, &e));
     MISSING(pgsched_store_heartbeat(s, "n", NULL, 0, 1, NULL, &now, &e));
     MISSING(pgsched_store_finish(s, &oc, 1, &fr, &e));
-    MISSING(pgsched_store_take_back(s, "n", PGSCHED_SECOND, 1, &jl, &e));
+    MISSING(pgsched_store_take_back(s, "n", PGSCHED_SECOND, 1, &jl, NULL, &e));
     MISSING(pgsched_store_cancel(s, "t", "k", "n", &co, &e));
     MISSING(pgsched_store_trigger(s, "t", "k", "n", &co, &e));
     MISSING(pgsched_store_remove(s, "t", "k", "n", &co, &e));

@@ -94,6 +94,7 @@
     X(max_concurrent_bounds_parallel_runs)                                                     \
     X(handler_uses_node_api_without_deadlock)                                                  \
     X(stall_take_back_counts_an_attempt)                                                       \
+    X(a_crashed_nodes_run_is_taken_back_in_time_beside_a_busy_node)                            \
     X(cancel_of_run_whose_node_died_applies_at_take_back)                                      \
     X(heartbeats_keep_long_run_alive)                                                          \
     X(heartbeat_at_half_the_stall_timeout_keeps_long_run_alive)                                \
