@@ -226,6 +226,11 @@ peer_or() { # PEERKEY FALLBACK FALLBACK_LABEL -> "value|label"
         fi
         row "scheduling: single calls, one commit each, fsync $fs" "${V[schedule.single.fsync_$fs]:-}" " jobs/s" 0 \
             3000 "(issue 8 target, fsync on)" ">= 1x"
+        if [ -n "${V[schedule.commit_ceiling.fsync_$fs]:-}" ]; then
+            row "scheduling: single calls vs one-row INSERT commits (1 client each, in turns), fsync $fs" \
+                "${V[schedule.single.fsync_$fs]:-}" " jobs/s" 0 "${V[schedule.commit_ceiling.fsync_$fs]}" \
+                "tps (the ceiling of one thread)" "about 1x"
+        fi
         for kind in bulk bulk_tx; do
             [ -n "${V[schedule.$kind.fsync_$fs]:-}" ] || continue
             if [ "$fs" = on ]; then fb=142000; else fb=158000; fi
