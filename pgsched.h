@@ -222,19 +222,27 @@ PGSCHED_DEF pgsched_duration pgsched_cron_interval(const pgsched_cron *cron);
 
 PGSCHED_DEF void pgsched_cron_free(pgsched_cron *cron);
 
-/* Schedule kinds. Recurring = CRON, INTERVAL, CUSTOM. */
+/* Schedule kinds. Recurring = CRON, INTERVAL, CUSTOM. The zero value is ONCE, so a zeroed
+   pgsched_schedule is one run, due now. */
 typedef enum pgsched_schedule_kind {
-    PGSCHED_SCHEDULE_ONCE = 1,     /* one run, at `at` (0 = now) */
-    PGSCHED_SCHEDULE_CRON = 2,     /* a cron expression; "@every <d>" is stored as an INTERVAL */
-    PGSCHED_SCHEDULE_INTERVAL = 3, /* every `every`, measured from the end of the previous run */
-    PGSCHED_SCHEDULE_CUSTOM = 4    /* the job type's next-run callback computes every run */
+    PGSCHED_SCHEDULE_ONCE = 0,     /* one run, at `at` (0 = now + delay) */
+    PGSCHED_SCHEDULE_CRON = 1,     /* a cron expression; "@every <d>" is stored as an INTERVAL */
+    PGSCHED_SCHEDULE_INTERVAL = 2, /* every `every`, measured from the end of the previous run */
+    PGSCHED_SCHEDULE_CUSTOM = 3    /* the job type's next-run callback computes every run */
 } pgsched_schedule_kind;
 
 typedef struct pgsched_schedule {
-    pgsched_schedule_kind kind;
+    pgsched_schedule_kind kind; /* 0 = ONCE */
     const char *cron;       /* CRON: the expression (may start with CRON_TZ=Zone) */
     pgsched_duration every; /* INTERVAL: the period, positive */
-    pgsched_time at;        /* ONCE: when (0 = now). Recurring: the first run (0 = computed) */
+    pgsched_time at;        /* ONCE: when (0 = now + delay). Recurring: the first run (0 =
+                               computed, or now + delay when delay is set) */
+    /* With at = 0: the first run is due this long after the store's now, read by the store
+       when it writes the row (the database's clock; the caller never reads it). ONCE: the
+       run. Recurring: the first run, later ones follow the schedule from there (it wins over
+       run_immediately). 0 = no delay; at most 100 years; negative, or set together with
+       `at`, is refused. */
+    pgsched_duration delay;
 } pgsched_schedule;
 
 /* A custom schedule's calculator, supplied by the job type: the next run strictly after
@@ -867,9 +875,11 @@ typedef struct pgsched_schedule_request {
     pgsched_duration every;  /* INTERVAL */
     const char *params;      /* JSON text (NULL = "{}") */
     int max_retries;         /* >= 0 */
-    pgsched_time next_run;   /* the first run, store clock; 0 = the store's now */
+    pgsched_time next_run;   /* the first run, store clock; 0 = the store's now + delay */
     int apply_after_run;     /* a running row: store the change for when its run ends */
     const char *node_id;     /* who makes the change (events); may be NULL */
+    pgsched_duration delay;  /* with next_run 0: added to the store's now when the row is
+                                written (any kind); >= 0, at most 100 years, 0 with next_run */
 } pgsched_schedule_request;
 
 typedef struct pgsched_schedule_info {
@@ -1006,7 +1016,8 @@ struct pgsched_store_methods {
 
     /* Insert or update. A running row: PGSCHED_ERR_RUNNING unless apply_after_run. Otherwise
        the row becomes pending with the new schedule, params and budget (attempt 0), and its
-       due time is the earlier of the stored one (when it was pending) and the new one.
+       due time is the earlier of the stored one (when it was pending) and the new one. A new
+       due time of 0 is the store's own now + req->delay, read when the row is written.
        `external_conn` is always NULL since version 2 (the caller's transaction goes through
        schedule_many_tx); a store may refuse anything else with PGSCHED_ERR_UNSUPPORTED.
        Rules S2, S4, S7, S11, S12. */
@@ -3317,7 +3328,8 @@ PGSCHED_DEF pgsched_result pgsched_next_run(const pgsched_schedule *s,
         if (r == PGSCHED_ERR_SCHEDULE)
             return pgsched__fail(err, r,
                                  "a one-time schedule needs a positive time (at = %lld); at = 0 "
-                                 "means \"now\", which only the engine can resolve",
+                                 "means \"the store's now + delay\", which only the store can "
+                                 "resolve",
                                  (long long)s->at);
         if (r == PGSCHED_ERR_TIME_RANGE)
             return pgsched__fail(err, r, "the one-time schedule's time %lld is after year 9999",
@@ -3973,6 +3985,19 @@ static pgsched_result pgsched__check_names(const char *const *names, size_t coun
     return PGSCHED_OK;
 }
 
+/* A delay from the store's now (schedule.delay, a request's delay): 0..100 years. */
+static pgsched_result pgsched__check_delay(const char *what, pgsched_duration d,
+                                           pgsched_error *err)
+{
+    if (d < 0)
+        return pgsched__fail(err, PGSCHED_ERR_DURATION, "%s is negative (%lld us)", what,
+                             (long long)d);
+    if (d > PGSCHED__DURATION_MAX)
+        return pgsched__fail(err, PGSCHED_ERR_DURATION,
+                             "%s is longer than 100 years (%lld us)", what, (long long)d);
+    return PGSCHED_OK;
+}
+
 static pgsched_result pgsched__check_schedule_request(const pgsched_schedule_request *req,
                                                       pgsched_error *err)
 {
@@ -4015,6 +4040,12 @@ static pgsched_result pgsched__check_schedule_request(const pgsched_schedule_req
         return pgsched__fail(err, PGSCHED_ERR_TIME_RANGE, "the first run time is negative");
     if ((r = pgsched__check_time("the first run time", req->next_run, err)) != PGSCHED_OK)
         return r;
+    if ((r = pgsched__check_delay("the request's delay", req->delay, err)) != PGSCHED_OK)
+        return r;
+    if (req->delay && req->next_run)
+        return pgsched__fail(err, PGSCHED_ERR_SCHEDULE,
+                             "the request sets both next_run and delay; a delay counts from "
+                             "the store's now and needs next_run 0");
     return pgsched__check_opt_node(req->node_id, err);
 }
 
@@ -5156,7 +5187,7 @@ static pgsched_result pgsched__mem_schedule_locked(pgsched__mem *m,
     pgsched__mrow *r;
     pgsched_time now, next;
     now = pgsched__mem_now(m);
-    next = q->next_run ? q->next_run : now;
+    next = q->next_run ? q->next_run : now + q->delay;
     r = pgsched__mem_find(m, q->name, q->key);
     if (r && r->status == PGSCHED_STATUS_RUNNING) {
         char *cron = NULL, *params = NULL;
@@ -6633,7 +6664,10 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "SELECT now()",
 
     /* SCHEDULE: $1 names[] $2 keys[] $3 kinds[] $4 crons[] $5 every_us[] $6 params[]
-       $7 max_retries[] $8 next_runs[] (NULL = now) $9 apply_after_run[] $10 node $11 channel.
+       $7 max_retries[] $8 next_runs[] (NULL = now + delay) $9 apply_after_run[] $10 node
+       $11 channel $12 delay_us[].
+       A delay is added to now() here, in the statement: the due time follows the database's
+       clock (in the caller's transaction, its start), which the caller never reads.
        One row per request written, in no particular order (a join back to the requests would
        be a nested loop in a generic plan, which estimates one row per array); a request
        without its row was refused: a running row, apply_after_run false. No (name, key)
@@ -6653,12 +6687,14 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "pg_catalog.unnest($2::pg_catalog.text[]), pg_catalog.unnest($3::pg_catalog.text[]), "
     "pg_catalog.unnest($4::pg_catalog.text[]), pg_catalog.unnest($5::pg_catalog.int8[]), "
     "pg_catalog.unnest($6::pg_catalog.text[]), pg_catalog.unnest($7::pg_catalog.int4[]), "
-    "pg_catalog.unnest($8::pg_catalog.timestamptz[]), pg_catalog.unnest($9::pg_catalog.bool[])) "
-    "AS i(name, key, kind, cron, every_us, params, max_retries, next_run, after_run)), "
+    "pg_catalog.unnest($8::pg_catalog.timestamptz[]), pg_catalog.unnest($9::pg_catalog.bool[]), "
+    "pg_catalog.unnest($12::pg_catalog.int8[])) "
+    "AS i(name, key, kind, cron, every_us, params, max_retries, next_run, after_run, delay_us)), "
     "up AS (INSERT INTO {J} AS j (name, key, status, kind, cron, every_us, params, max_retries, "
     "attempt, next_run, version, created_at, updated_at) "
     "SELECT i.name, i.key, 'pending', i.kind, i.cron, i.every_us, i.params::pg_catalog.json, "
-    "i.max_retries, 0, COALESCE(i.next_run, pg_catalog.now()), "
+    "i.max_retries, 0, COALESCE(i.next_run, pg_catalog.now() OPERATOR(pg_catalog.+) "
+    "(i.delay_us OPERATOR(pg_catalog.*) interval '1 microsecond')), "
     "pg_catalog.nextval('{Q}'::pg_catalog.regclass), pg_catalog.now(), pg_catalog.now() FROM i "
     "ORDER BY i.name COLLATE pg_catalog.\"C\", i.key COLLATE pg_catalog.\"C\" "
     "ON CONFLICT (name, key) DO UPDATE SET "
@@ -8323,7 +8359,7 @@ static pgsched_result pgsched__pg_ext_run(pgsched__pg *p, PGconn *c, const char 
         PQclear(res);
         if (r != PGSCHED_OK) return r;
         if (!exists) {
-            res = PQprepare(c, p->ext_name, p->sql[PGSCHED__Q_SCHEDULE], 11,
+            res = PQprepare(c, p->ext_name, p->sql[PGSCHED__Q_SCHEDULE], 12,
                             pgsched__pg_text_types);
             r = pgsched__pg_check(c, res, "preparing the schedule statement", err);
             PQclear(res);
@@ -8331,7 +8367,7 @@ static pgsched_result pgsched__pg_ext_run(pgsched__pg *p, PGconn *c, const char 
         }
         pgsched__pg_ext_known(p, c, pid, 0, 1);
     }
-    res = PQexecPrepared(c, p->ext_name, 11, vals, NULL, NULL, 1);
+    res = PQexecPrepared(c, p->ext_name, 12, vals, NULL, NULL, 1);
     r = pgsched__pg_check(c, res, "schedule", err);
     if (r != PGSCHED_OK) {
         const char *code = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
@@ -8349,14 +8385,14 @@ static pgsched_result pgsched__pg_schedule_rows(pgsched__pg *p, PGconn *conn,
                                                 pgsched_schedule_info *outs,
                                                 pgsched_result *results, pgsched_error *err)
 {
-    pgsched__buf b[9];
-    const char *vals[11];
+    pgsched__buf b[10];
+    const char *vals[12];
     PGresult *res = NULL;
     pgsched_result r;
     size_t i, k, nslots, *slots;
     int row;
     memset(b, 0, sizeof b);
-    for (k = 0; k < 9; k++) {
+    for (k = 0; k < 10; k++) {
         b[k].a = &p->alloc;
         pgsched__buf_add(&b[k], "{", 1);
     }
@@ -8376,21 +8412,23 @@ static pgsched_result pgsched__pg_schedule_rows(pgsched__pg *p, PGconn *conn,
         pgsched__pg_array_add(&b[7], q->next_run ? next : NULL, first);
         pgsched__buf_puts(&b[8], first ? "" : ",");
         pgsched__buf_puts(&b[8], q->apply_after_run ? "t" : "f");
+        pgsched__pg_array_int(&b[9], q->delay, first);
     }
     r = PGSCHED_OK;
-    for (k = 0; k < 9; k++) {
+    for (k = 0; k < 10; k++) {
         pgsched__buf_add(&b[k], "}", 1);
         if (b[k].oom) r = pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory scheduling");
-        vals[k] = b[k].p;
     }
+    for (k = 0; k < 9; k++) vals[k] = b[k].p;
     vals[9] = reqs[0].node_id;
     vals[10] = p->channel;
+    vals[11] = b[9].p;
     if (r == PGSCHED_OK) {
         if (conn) r = pgsched__pg_ext_run(p, conn, vals, &res, err);
         /* not repeated after a lost reply: the rows may have run and finished meanwhile */
-        else r = pgsched__pg_run(p, PGSCHED__Q_SCHEDULE, 11, vals, 0, &res, err);
+        else r = pgsched__pg_run(p, PGSCHED__Q_SCHEDULE, 12, vals, 0, &res, err);
     }
-    for (k = 0; k < 9; k++) pgsched__free(&p->alloc, b[k].p);
+    for (k = 0; k < 10; k++) pgsched__free(&p->alloc, b[k].p);
     if (r != PGSCHED_OK) return r;
     /* the rows come back in no set order: find each one's request by (name, key) */
     for (nslots = 1; nslots < 2 * n; nslots *= 2) {}
@@ -12368,10 +12406,18 @@ static pgsched_result pgsched__prepare(pgsched_node *n, const pgsched_job_spec *
     if (s->at < 0 || (s->at && (s->at < PGSCHED_TIME_MIN || s->at > PGSCHED_TIME_MAX)))
         return pgsched__fail(err, PGSCHED_ERR_TIME_RANGE,
                              "schedule.at is outside years 1900..9999");
+    if ((r = pgsched__check_delay("schedule.delay", s->delay, err)) != PGSCHED_OK) return r;
+    if (s->delay && s->at)
+        return pgsched__fail(err, PGSCHED_ERR_SCHEDULE,
+                             "schedule.at and schedule.delay are both set; give one: at is a "
+                             "time, delay counts from the store's now");
     q->kind = s->kind;
+    /* A delay makes the store compute the first run (next_run 0: its now + delay), whatever
+       the kind: it wins over run_immediately and over the schedule's own first run. */
+    q->delay = s->delay;
     switch (s->kind) {
     case PGSCHED_SCHEDULE_ONCE:
-        q->next_run = s->at; /* 0: the store's now */
+        q->next_run = s->at; /* 0: the store's now + delay */
         break;
     case PGSCHED_SCHEDULE_CRON: {
         pgsched_cron *c;
@@ -12397,11 +12443,13 @@ static pgsched_result pgsched__prepare(pgsched_node *n, const pgsched_job_spec *
         if (every > 0) {
             q->kind = PGSCHED_SCHEDULE_INTERVAL; /* "@every" is a fixed interval */
             q->every = every;
-            q->next_run = s->at ? s->at : n->cfg.run_immediately ? 0 : db_now + every;
+            q->next_run = s->at                                ? s->at
+                          : s->delay || n->cfg.run_immediately ? 0
+                                                               : db_now + every;
         } else {
             q->cron = text;
             if (s->at) q->next_run = s->at;
-            else if (n->cfg.run_immediately) q->next_run = 0;
+            else if (s->delay || n->cfg.run_immediately) q->next_run = 0;
             else r = pgsched_cron_next(c, db_now, &q->next_run);
             if (r != PGSCHED_OK)
                 r = pgsched__fail(err, PGSCHED_ERR_NO_NEXT, "the cron schedule has no run after now");
@@ -12415,7 +12463,9 @@ static pgsched_result pgsched__prepare(pgsched_node *n, const pgsched_job_spec *
                                  "an interval schedule needs a positive interval of at most "
                                  "100 years");
         q->every = s->every;
-        q->next_run = s->at ? s->at : n->cfg.run_immediately ? 0 : db_now + s->every;
+        q->next_run = s->at                                ? s->at
+                      : s->delay || n->cfg.run_immediately ? 0
+                                                           : db_now + s->every;
         break;
     case PGSCHED_SCHEDULE_CUSTOM:
         if (!t->t.next_run)
@@ -12423,7 +12473,7 @@ static pgsched_result pgsched__prepare(pgsched_node *n, const pgsched_job_spec *
                                  "job type %s has no next_run callback for a custom schedule",
                                  spec->name);
         if (s->at) q->next_run = s->at;
-        else if (n->cfg.run_immediately) q->next_run = 0;
+        else if (s->delay || n->cfg.run_immediately) q->next_run = 0;
         else {
             r = t->t.next_run(t->t.next_run_user, spec->name, spec->key,
                               spec->params ? spec->params : "{}", db_now, &q->next_run);

@@ -89,6 +89,8 @@
     X(control_characters_of_a_hand_written_key_are_escaped_in_log_lines)                       \
     X(a_refused_outcome_does_not_hold_back_other_outcomes)                                     \
     X(run_immediately_runs_recurring_job_now)                                                  \
+    X(a_zeroed_spec_runs_once_now)                                                             \
+    X(a_delay_is_counted_from_the_store_clock_now)                                             \
     X(schedule_at_sets_first_recurring_run)                                                    \
     X(run_history_rows_newest_first)                                                           \
     X(max_concurrent_bounds_parallel_runs)                                                     \
@@ -171,6 +173,7 @@
 #define PG_TESTS(X)                                                                            \
     X(schedule_in_caller_transaction)                                                          \
     X(schedule_jobs_in_caller_transaction)                                                     \
+    X(a_delay_in_the_callers_transaction_counts_from_its_now)                                  \
     X(conninfo_node_owns_few_connections_and_closes_them)                                      \
     X(a_node_store_takes_pg_allocator_and_log_when_given)                                      \
     X(connections_are_named_pgsched_unless_conninfo_names_them)                                \

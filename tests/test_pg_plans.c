@@ -324,11 +324,11 @@ static void schedule_prepared_on_an_empty_table_looks_rows_up_by_key_at_100k_row
     sql("DEALLOCATE ALL");
     sql("SET plan_cache_mode = auto");
     snprintf(buf, sizeof buf, "PREPARE sched_q(text, text, text, text, text, text, text, text, "
-             "text, text, text) AS %s", ((pgsched__pg *)s)->sql[PGSCHED__Q_SCHEDULE]);
+             "text, text, text, text) AS %s", ((pgsched__pg *)s)->sql[PGSCHED__Q_SCHEDULE]);
     sql(buf);
     for (i = 0; i < 8; i++) {
         snprintf(buf, sizeof buf, "EXECUTE sched_q('{sched}', '{prep%d}', '{once}', '{NULL}', "
-                 "'{NULL}', '{\"{}\"}', '{3}', '{NULL}', '{f}', 'n1', 'c')", i);
+                 "'{NULL}', '{\"{}\"}', '{3}', '{NULL}', '{f}', 'n1', 'c', '{0}')", i);
         sql(buf);
     }
     sql("INSERT INTO plans_sched.pgsched_jobs (name, key, status, kind, params, max_retries, "
@@ -336,7 +336,7 @@ static void schedule_prepared_on_an_empty_table_looks_rows_up_by_key_at_100k_row
         "now() + interval '1 day', nextval('plans_sched.pgsched_seq') "
         "FROM generate_series(1, 100000) g");
     r = PQexec(admin, "EXPLAIN (COSTS OFF) EXECUTE sched_q('{sched}', '{big5}', '{once}', "
-                      "'{NULL}', '{NULL}', '{\"{}\"}', '{3}', '{NULL}', '{f}', 'n1', 'c')");
+                      "'{NULL}', '{NULL}', '{\"{}\"}', '{3}', '{NULL}', '{f}', 'n1', 'c', '{0}')");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("%s", PQerrorMessage(admin));
     buf[0] = '\0';
     for (i = 0; i < PQntuples(r); i++) {
