@@ -5178,108 +5178,137 @@ static pgsched_result pgsched__mem_nomem(pgsched_error *err)
     return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory in the in-memory store");
 }
 
-/* One schedule, with m->mu held. */
+/* Schedule, in parts; each runs with m->mu held. */
+
+/* A running row keeps its run: the request is stored as the change its end applies. */
+static pgsched_result pgsched__mem_defer_change(pgsched__mem *m, pgsched__mrow *r,
+                                                const pgsched_schedule_request *q,
+                                                pgsched_time next, pgsched_time now,
+                                                pgsched_schedule_info *out, pgsched_error *err)
+{
+    char *cron = NULL, *params = NULL;
+    if (!q->apply_after_run)
+        return pgsched__err_running(err, q->name, q->key,
+                                    "re-scheduling is refused unless it applies after the run");
+    if (!pgsched__mem_setstr(m, &cron, q->cron) || !pgsched__mem_setstr(m, &params, q->params)) {
+        pgsched__free(&m->alloc, cron);
+        return pgsched__mem_nomem(err);
+    }
+    pgsched__free(&m->alloc, r->ch_cron);
+    pgsched__free(&m->alloc, r->ch_params);
+    r->has_change = 1;
+    r->ch_kind = q->kind;
+    r->ch_cron = cron;
+    r->ch_every = q->every;
+    r->ch_params = params;
+    r->ch_max_retries = q->max_retries;
+    r->ch_next_run = next;
+    r->remove_requested = 0; /* the re-schedule wins over an earlier remove */
+    r->version = ++m->seq;
+    r->updated_at = now;
+    out->deferred = 1;
+    out->old_status = PGSCHED_STATUS_RUNNING;
+    out->next_run = r->next_run;
+    out->version = r->version;
+    pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, PGSCHED_STATUS_RUNNING, PGSCHED_STATUS_RUNNING,
+                      q->node_id);
+    return pgsched__ok(err);
+}
+
+/* A new pending row, due at `next`, entered in the table and its type's heap. */
+static pgsched_result pgsched__mem_insert(pgsched__mem *m, const pgsched_schedule_request *q,
+                                          pgsched_time next, pgsched_time now,
+                                          pgsched__mrow **row, pgsched_error *err)
+{
+    pgsched__mtype *t = pgsched__mem_type(m, q->name, 1);
+    pgsched__mrow *r;
+    size_t b;
+    if (!t) return pgsched__mem_nomem(err);
+    r = (pgsched__mrow *)pgsched__calloc(&m->alloc, sizeof *r);
+    if (!r) return pgsched__mem_nomem(err);
+    r->name = pgsched__strdup(&m->alloc, q->name);
+    r->key = pgsched__strdup(&m->alloc, q->key);
+    r->cron = q->cron ? pgsched__strdup(&m->alloc, q->cron) : NULL;
+    r->params = pgsched__strdup(&m->alloc, q->params);
+    if (!r->name || !r->key || !r->params || (q->cron && !r->cron)) {
+        pgsched__mem_row_free(m, r);
+        return pgsched__mem_nomem(err);
+    }
+    r->type = t;
+    r->heap_pos = (size_t)-1;
+    r->status = PGSCHED_STATUS_NONE;
+    r->kind = q->kind;
+    r->every = q->every;
+    r->max_retries = q->max_retries;
+    r->next_run = next;
+    r->created_at = now;
+    r->version = ++m->seq;
+    if (!pgsched__heap_reserve(m, t)) {
+        pgsched__mem_row_free(m, r);
+        return pgsched__mem_nomem(err);
+    }
+    pgsched__mem_set_status(m, r, PGSCHED_STATUS_PENDING);
+    r->updated_at = now;
+    b = (size_t)(pgsched__hash(r->name, r->key) & (m->nbuckets - 1));
+    r->hnext = m->buckets[b];
+    m->buckets[b] = r;
+    if (++m->nrows > m->nbuckets) pgsched__mem_rehash(m, m->nbuckets * 2);
+    *row = r;
+    return PGSCHED_OK;
+}
+
+/* A row that is not running takes the request whole, with a fresh budget; a pending one keeps
+   the earlier of its due time and `next`. */
+static pgsched_result pgsched__mem_replace(pgsched__mem *m, pgsched__mrow *r,
+                                           const pgsched_schedule_request *q, pgsched_time next,
+                                           pgsched_time now, pgsched_error *err)
+{
+    char *cron = NULL, *params = NULL;
+    if (!pgsched__mem_setstr(m, &cron, q->cron) || !pgsched__mem_setstr(m, &params, q->params)) {
+        pgsched__free(&m->alloc, cron);
+        return pgsched__mem_nomem(err);
+    }
+    if (r->status == PGSCHED_STATUS_PENDING && r->next_run < next) next = r->next_run;
+    pgsched__free(&m->alloc, r->cron);
+    pgsched__free(&m->alloc, r->params);
+    r->cron = cron;
+    r->params = params;
+    r->kind = q->kind;
+    r->every = q->every;
+    r->max_retries = q->max_retries;
+    r->attempt = 0;
+    r->next_run = next;
+    r->cancel_requested = r->remove_requested = 0;
+    r->version = ++m->seq;
+    pgsched__mem_set_status(m, r, PGSCHED_STATUS_PENDING);
+    r->updated_at = now;
+    return PGSCHED_OK;
+}
+
+/* One schedule, with m->mu held: the due time in the store's clock (0: now + delay), then a
+   deferred change, a new row or a replaced one. */
 static pgsched_result pgsched__mem_schedule_locked(pgsched__mem *m,
                                                    const pgsched_schedule_request *q,
                                                    pgsched_schedule_info *out,
                                                    pgsched_error *err)
 {
-    pgsched__mrow *r;
-    pgsched_time now, next;
-    now = pgsched__mem_now(m);
-    next = q->next_run ? q->next_run : now + q->delay;
-    r = pgsched__mem_find(m, q->name, q->key);
-    if (r && r->status == PGSCHED_STATUS_RUNNING) {
-        char *cron = NULL, *params = NULL;
-        if (!q->apply_after_run) {
-            return pgsched__err_running(err, q->name, q->key,
-                                        "re-scheduling is refused unless it applies after the run");
-        }
-        if (!pgsched__mem_setstr(m, &cron, q->cron) || !pgsched__mem_setstr(m, &params, q->params)) {
-            pgsched__free(&m->alloc, cron);
-            return pgsched__mem_nomem(err);
-        }
-        pgsched__free(&m->alloc, r->ch_cron);
-        pgsched__free(&m->alloc, r->ch_params);
-        r->has_change = 1;
-        r->ch_kind = q->kind;
-        r->ch_cron = cron;
-        r->ch_every = q->every;
-        r->ch_params = params;
-        r->ch_max_retries = q->max_retries;
-        r->ch_next_run = next;
-        r->remove_requested = 0; /* the re-schedule wins over an earlier unschedule */
-        r->version = ++m->seq;
-        r->updated_at = now;
-        out->deferred = 1;
-        out->old_status = PGSCHED_STATUS_RUNNING;
-        out->next_run = r->next_run;
-        out->version = r->version;
-        pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, PGSCHED_STATUS_RUNNING, PGSCHED_STATUS_RUNNING, q->node_id);
-        return pgsched__ok(err);
-    }
-    if (!r) {
-        pgsched__mtype *t = pgsched__mem_type(m, q->name, 1);
-        if (!t) return pgsched__mem_nomem(err);
-        r = (pgsched__mrow *)pgsched__calloc(&m->alloc, sizeof *r);
-        if (!r) return pgsched__mem_nomem(err);
-        r->name = pgsched__strdup(&m->alloc, q->name);
-        r->key = pgsched__strdup(&m->alloc, q->key);
-        r->cron = q->cron ? pgsched__strdup(&m->alloc, q->cron) : NULL;
-        r->params = pgsched__strdup(&m->alloc, q->params);
-        if (!r->name || !r->key || !r->params || (q->cron && !r->cron)) {
-            pgsched__mem_row_free(m, r);
-            return pgsched__mem_nomem(err);
-        }
-        r->type = t;
-        r->heap_pos = (size_t)-1;
-        r->status = PGSCHED_STATUS_NONE;
-        r->kind = q->kind;
-        r->every = q->every;
-        r->max_retries = q->max_retries;
-        r->next_run = next;
-        r->created_at = now;
-        r->version = ++m->seq;
-        if (!pgsched__heap_reserve(m, t)) {
-            pgsched__mem_row_free(m, r);
-            return pgsched__mem_nomem(err);
-        }
-        pgsched__mem_set_status(m, r, PGSCHED_STATUS_PENDING);
-        r->updated_at = now;
-        {
-            size_t b = (size_t)(pgsched__hash(r->name, r->key) & (m->nbuckets - 1));
-            r->hnext = m->buckets[b];
-            m->buckets[b] = r;
-        }
-        if (++m->nrows > m->nbuckets) pgsched__mem_rehash(m, m->nbuckets * 2);
-        out->created = 1;
-        out->old_status = PGSCHED_STATUS_NONE;
-    } else {
-        char *cron = NULL, *params = NULL;
-        pgsched_status old = r->status;
-        if (!pgsched__mem_setstr(m, &cron, q->cron) || !pgsched__mem_setstr(m, &params, q->params)) {
-            pgsched__free(&m->alloc, cron);
-            return pgsched__mem_nomem(err);
-        }
-        if (old == PGSCHED_STATUS_PENDING && r->next_run < next) next = r->next_run;
-        pgsched__free(&m->alloc, r->cron);
-        pgsched__free(&m->alloc, r->params);
-        r->cron = cron;
-        r->params = params;
-        r->kind = q->kind;
-        r->every = q->every;
-        r->max_retries = q->max_retries;
-        r->attempt = 0;
-        r->next_run = next;
-        r->cancel_requested = r->remove_requested = 0;
-        r->version = ++m->seq;
-        pgsched__mem_set_status(m, r, PGSCHED_STATUS_PENDING);
-        r->updated_at = now;
-        out->old_status = old;
-    }
+    pgsched_time now = pgsched__mem_now(m);
+    pgsched_time next = q->next_run ? q->next_run : now + q->delay;
+    pgsched__mrow *r = pgsched__mem_find(m, q->name, q->key);
+    pgsched_status old = r ? r->status : PGSCHED_STATUS_NONE;
+    int created = r == NULL;
+    pgsched_result rc;
+    if (old == PGSCHED_STATUS_RUNNING)
+        return pgsched__mem_defer_change(m, r, q, next, now, out, err);
+    rc = r ? pgsched__mem_replace(m, r, q, next, now, err)
+           : pgsched__mem_insert(m, q, next, now, &r, err);
+    if (rc != PGSCHED_OK) return rc;
+    out->created = created;
+    out->old_status = old;
     out->next_run = r->next_run;
     out->version = r->version;
-    pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, out->old_status, PGSCHED_STATUS_PENDING, q->node_id);
+    pgsched__mem_emit(m, PGSCHED_EVENT_CHANGE, r, out->old_status, PGSCHED_STATUS_PENDING,
+                      q->node_id);
     return pgsched__ok(err);
 }
 
