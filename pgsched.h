@@ -825,7 +825,8 @@ PGSCHED_DEF void pgsched_run_set_error(pgsched_run *run, const char *fmt, ...)
        finished -> NOT_PENDING. remove: deletes a row that is not running; a running row is
        deleted when its run ends (REMOVE_DEFERRED, cancel requested). Missing row: NOT_FOUND.
    S11 The store's clock is the only clock: due times, leases, retention and now() all read it;
-       a due time of 0 means its now; times keep microseconds.
+       a due time of 0 means its now plus the request's delay, read when the row is written
+       (in the caller's transaction: that transaction's now); times keep microseconds.
    S12 Same input, same answer. Bad input is refused by the wrappers before a method sees it,
        with the same code and message whatever the store; a call that fails writes nothing
        (finish: per outcome; batches: per request). Text is stored byte for byte (names,
