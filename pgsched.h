@@ -286,7 +286,8 @@ typedef enum pgsched_status {
 /* "pending", "running", ...; "none" for PGSCHED_STATUS_NONE. */
 PGSCHED_DEF const char *pgsched_status_string(pgsched_status s);
 
-/* One job instance as a store holds it. Strings are owned by the list holding the row. */
+/* One job instance as a store holds it. Strings are owned by the list holding the row, or,
+   for a job from pgsched_get, by the job's own allocation (pgsched_job_free). */
 typedef struct pgsched_job {
     const char *name;
     const char *key;
@@ -680,8 +681,13 @@ PGSCHED_DEF pgsched_result pgsched_remove(pgsched_node *node, const char *name,
                                               pgsched_error *err);
 PGSCHED_DEF pgsched_result pgsched_trigger(pgsched_node *node, const char *name, const char *key,
                                            pgsched_error *err);
+/* The instance (name, key), in a single allocation (the job and its strings) made with the
+   node's allocator: free it with pgsched_job_free. PGSCHED_ERR_NOT_FOUND when there is none;
+   *out is NULL whenever the call fails. */
 PGSCHED_DEF pgsched_result pgsched_get(pgsched_node *node, const char *name, const char *key,
-                                       pgsched_job_list *out, pgsched_error *err);
+                                       pgsched_job **out, pgsched_error *err);
+/* Frees a job pgsched_get returned (NULL is fine), with the allocator that made it. */
+PGSCHED_DEF void pgsched_job_free(pgsched_job *job);
 PGSCHED_DEF pgsched_result pgsched_list(pgsched_node *node, const pgsched_list_filter *filter,
                                         pgsched_job_list *out, pgsched_error *err);
 PGSCHED_DEF pgsched_result pgsched_history(pgsched_node *node, const char *name, const char *key,
@@ -3475,6 +3481,45 @@ PGSCHED_DEF pgsched_result pgsched_job_list_push(pgsched_job_list *list, const p
     dst->last_error = pgsched__block_put(&cur, job->last_error);
     list->blocks[list->count++] = block;
     return PGSCHED_OK;
+}
+
+/* A job of its own (pgsched_get): one allocation holding this header, the job, then its
+   strings. The header remembers the allocator pgsched_job_free gives the block back to. */
+typedef struct pgsched__job_block {
+    pgsched_allocator alloc;
+    pgsched_job job;
+} pgsched__job_block;
+
+/* A deep copy of `job` in one block of `a`; NULL when out of memory. */
+static pgsched_job *pgsched__job_dup(const pgsched_allocator *a, const pgsched_job *job)
+{
+    size_t total = sizeof(pgsched__job_block) + pgsched__slen(job->name) +
+                   pgsched__slen(job->key) + pgsched__slen(job->cron) +
+                   pgsched__slen(job->params) + pgsched__slen(job->owner) +
+                   pgsched__slen(job->last_error);
+    pgsched__job_block *b = (pgsched__job_block *)pgsched__malloc(a, total);
+    char *cur;
+    if (!b) return NULL;
+    b->alloc = *a;
+    cur = (char *)(b + 1);
+    b->job = *job;
+    b->job.name = pgsched__block_put(&cur, job->name);
+    b->job.key = pgsched__block_put(&cur, job->key);
+    b->job.cron = pgsched__block_put(&cur, job->cron);
+    b->job.params = pgsched__block_put(&cur, job->params);
+    b->job.owner = pgsched__block_put(&cur, job->owner);
+    b->job.last_error = pgsched__block_put(&cur, job->last_error);
+    return &b->job;
+}
+
+PGSCHED_DEF void pgsched_job_free(pgsched_job *job)
+{
+    pgsched__job_block *b;
+    pgsched_allocator a;
+    if (!job) return;
+    b = (pgsched__job_block *)(void *)((char *)job - offsetof(pgsched__job_block, job));
+    a = b->alloc;
+    pgsched__free(&a, b);
 }
 
 /* Both list types share these: free each row's block, then (free) the arrays. */
@@ -12729,11 +12774,21 @@ PGSCHED_DEF pgsched_result pgsched_trigger(pgsched_node *n, const char *name, co
 }
 
 PGSCHED_DEF pgsched_result pgsched_get(pgsched_node *n, const char *name, const char *key,
-                                       pgsched_job_list *out, pgsched_error *err)
+                                       pgsched_job **out, pgsched_error *err)
 {
-    pgsched_result r = pgsched__check_usable(n, err);
-    if (r != PGSCHED_OK) return r;
-    return pgsched_store_get(n->store, name, key, out, err);
+    pgsched_job_list rows;
+    pgsched_result r;
+    if (!out) return pgsched__null(err, "the output job");
+    *out = NULL;
+    if ((r = pgsched__check_usable(n, err)) != PGSCHED_OK) return r;
+    pgsched_job_list_init(&rows, &n->alloc);
+    r = pgsched_store_get(n->store, name, key, &rows, err);
+    if (r == PGSCHED_OK && rows.count != 1)
+        r = pgsched__err_not_found(err, name, key);
+    if (r == PGSCHED_OK && !(*out = pgsched__job_dup(&n->alloc, &rows.items[0])))
+        r = pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory copying job %s/%s", name, key);
+    pgsched_job_list_free(&rows);
+    return r;
 }
 
 PGSCHED_DEF pgsched_result pgsched_list(pgsched_node *n, const pgsched_list_filter *filter,

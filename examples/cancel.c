@@ -33,12 +33,10 @@ static int export_data(pgsched_run *run)
 /* The instance's status now, or PGSCHED_STATUS_NONE when it does not exist. */
 static pgsched_status status_of(pgsched_node *node, const char *key)
 {
-    pgsched_job_list rows;
+    pgsched_job *job;
     pgsched_status st = PGSCHED_STATUS_NONE;
-    pgsched_job_list_init(&rows, NULL);
-    if (pgsched_get(node, "export", key, &rows, NULL) == PGSCHED_OK && rows.count == 1)
-        st = rows.items[0].status;
-    pgsched_job_list_free(&rows);
+    if (pgsched_get(node, "export", key, &job, NULL) == PGSCHED_OK) st = job->status;
+    pgsched_job_free(job); /* NULL when the call failed */
     return st;
 }
 

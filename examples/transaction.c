@@ -47,11 +47,9 @@ static int place_order(pgsched_node *node, PGconn *conn, const char *order, int 
 
 static const char *exists(pgsched_node *node, const char *key)
 {
-    pgsched_job_list rows;
-    pgsched_result r;
-    pgsched_job_list_init(&rows, NULL);
-    r = pgsched_get(node, "receipt", key, &rows, NULL);
-    pgsched_job_list_free(&rows);
+    pgsched_job *job;
+    pgsched_result r = pgsched_get(node, "receipt", key, &job, NULL);
+    pgsched_job_free(job);
     return r == PGSCHED_OK ? "exists" : r == PGSCHED_ERR_NOT_FOUND ? "does not exist"
                                                                    : "could not be read";
 }

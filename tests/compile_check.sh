@@ -167,7 +167,7 @@ int main(void)
     pgsched_config cfg;
     pgsched_job_type type;
     pgsched_job_spec spec;
-    pgsched_job_list rows;
+    pgsched_job *job;
     pgsched_error err;
     int i, done = 0;
     memset(&cfg, 0, sizeof cfg);
@@ -184,17 +184,15 @@ int main(void)
     spec.key = "once";
     spec.schedule.kind = PGSCHED_SCHEDULE_ONCE;
     if (pgsched_schedule_job(node, &spec, &err) != PGSCHED_OK) goto fail;
-    pgsched_job_list_init(&rows, NULL);
     for (i = 0; i < 1000 && !done; i++) { /* up to 10 s for the run to complete */
-        pgsched_job_list_clear(&rows);
-        if (pgsched_get(node, "hello", "once", &rows, &err) != PGSCHED_OK) goto fail;
-        done = rows.count == 1 && rows.items[0].status == PGSCHED_STATUS_COMPLETED;
+        if (pgsched_get(node, "hello", "once", &job, &err) != PGSCHED_OK) goto fail;
+        done = job->status == PGSCHED_STATUS_COMPLETED;
+        pgsched_job_free(job);
         if (!done) {
             struct timespec ts = {0, 10000000};
             nanosleep(&ts, NULL);
         }
     }
-    pgsched_job_list_free(&rows);
     pgsched_destroy(node);
     pgsched_store_destroy(store);
     printf("%s\n", done ? "one job ran and completed" : "the job did not complete in 10 s");

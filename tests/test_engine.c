@@ -90,6 +90,7 @@
     X(a_refused_outcome_does_not_hold_back_other_outcomes)                                     \
     X(run_immediately_runs_recurring_job_now)                                                  \
     X(a_zeroed_spec_runs_once_now)                                                             \
+    X(get_returns_one_job_in_a_single_allocation_of_the_node_allocator)                        \
     X(a_delay_is_counted_from_the_store_clock_now)                                             \
     X(schedule_at_sets_first_recurring_run)                                                    \
     X(run_history_rows_newest_first)                                                           \

@@ -52,14 +52,16 @@ for src in $blocks; do
             continue
         fi
         pass "$what runs and exits 0"
-        # The in-memory example: its one-time job ran once, its every-second job at least twice.
+        # The in-memory example: its one-time job ran once (and pgsched_get reads it back
+        # completed), its every-second job at least twice.
         if grep -q '"every-second"' "$src"; then
             once=$(grep -c 'hello/once' "$b.out")
             every=$(grep -c 'hello/every-second' "$b.out")
-            if [ "$once" = 1 ] && [ "$every" -ge 2 ]; then
-                pass "$what: the one-time job ran once, the cron job every second ($every runs)"
+            read_back=$(grep -c '^the one-time job is completed$' "$b.out")
+            if [ "$once" = 1 ] && [ "$every" -ge 2 ] && [ "$read_back" = 1 ]; then
+                pass "$what: the one-time job ran once and reads back completed, the cron job every second ($every runs)"
             else
-                fail "$what: one-time runs $once (want 1), cron runs $every (want >= 2)"
+                fail "$what: one-time runs $once (want 1), cron runs $every (want >= 2), read back completed $read_back (want 1)"
                 sed 's/^/    /' "$b.out" | head -20
             fi
         fi
