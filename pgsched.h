@@ -6611,7 +6611,7 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
 #include <fcntl.h>
 
 /* The schema version this library writes and reads. Migration n takes version n-1 to n. */
-#define PGSCHED__PG_SCHEMA_VERSION 2
+#define PGSCHED__PG_SCHEMA_VERSION 3
 
 /* Statements. Each is generated once per store from a template in which {J} {R} {N} {Q} stand
    for the quoted, schema-qualified jobs, runs, nodes tables and sequence, and {NOTIFY...}
@@ -6785,7 +6785,7 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "ELSE EXCLUDED.next_run END, "
     "cancel_requested = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.cancel_requested "
     "ELSE false END, "
-    /* a re-schedule, deferred or not, wins over an earlier unschedule of the running row */
+    /* a re-schedule, deferred or not, wins over an earlier remove of the running row */
     "remove_requested = false, "
     "ch_kind = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN EXCLUDED.kind END, "
     "ch_cron = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN EXCLUDED.cron END, "
@@ -7229,7 +7229,7 @@ static const char *const pgsched__pg_migration_2 =
 
 /* Migration 2 also creates the SQL functions {P}schedule, {P}trigger, {P}cancel and
    {P}unschedule (and their helpers) in the schema, so that psql or a program in any language
-   can change jobs inside its own transaction. They write what the statements above write and
+   can change jobs inside its own transaction (migration 3 renames {P}unschedule {P}remove). They write what the statements above write and
    send the same notifications (node ""), run as the caller (SECURITY INVOKER: no privilege
    beyond EXECUTE and the caller's rows), and pin search_path. EXECUTE is revoked from PUBLIC:
    grant it to the roles that schedule. Cron: the first run is computed in SQL
@@ -7516,12 +7516,20 @@ static const char *const pgsched__pg_functions[] = {
     "  {S}.{I:cron_value}(text, int, int, text, text[]), {S}.{I:check_job}(text, text) FROM PUBLIC;\n",
     NULL};
 
+/* Migration 3 (every schema change after version 2 goes here).
+   The SQL function {P}unschedule is {P}remove, the word the C API uses for the same change.
+   Renamed rather than created again: its grants, its REVOKE from PUBLIC, SECURITY INVOKER
+   and its pinned search_path stay as they were. */
+static const char *const pgsched__pg_migration_3 =
+    "ALTER FUNCTION {S}.{I:unschedule}(text, text) RENAME TO {I:remove};";
+
 /* The SQL that takes the schema from version v-1 to v. */
 static const char *pgsched__pg_migration(int v)
 {
     switch (v) {
     case 1: return pgsched__pg_migration_1;
     case 2: return pgsched__pg_migration_2;
+    case 3: return pgsched__pg_migration_3;
     }
     return NULL;
 }

@@ -37,7 +37,7 @@ static const char main_usage[] =
     "  cancel NAME KEY                                     cancel a pending one-time job, or\n"
     "                                                      ask a running one to stop\n"
     "  trigger NAME KEY                                    make a pending job due now\n"
-    "  unschedule NAME KEY                                 delete a job instance\n"
+    "  remove NAME KEY                                     delete a job instance\n"
     "  migrate                                             create or upgrade the tables\n"
     "  stats                                               counts across the cluster\n"
     "  top [-n COUNT]                                      a view refreshed every second\n"
@@ -49,7 +49,7 @@ static const char main_usage[] =
     "  --schema S     the schema of the tables (default public)\n"
     "  --prefix P     the prefix of the table names (default pgsched_)\n"
     "  --json         print JSON instead of a table (list, show, history, nodes, schedule,\n"
-    "                 cancel, trigger, unschedule, stats)\n"
+    "                 cancel, trigger, remove, stats)\n"
     "  -h, --help     print help and exit 0\n"
     "\n"
     "Exit status: 0 done; 1 refused (no such job, the job is running, invalid input, nothing to\n"
@@ -85,7 +85,7 @@ static int cmd_nodes(opts *o);
 static int cmd_schedule(opts *o);
 static int cmd_cancel(opts *o);
 static int cmd_trigger(opts *o);
-static int cmd_unschedule(opts *o);
+static int cmd_remove(opts *o);
 static int cmd_migrate(opts *o);
 static int cmd_stats(opts *o);
 static int cmd_top(opts *o);
@@ -146,14 +146,14 @@ static const command commands[] = {
      "\n"
      "A pending one-time job becomes cancelled without running. A running job's node is asked\n"
      "to stop the run (its handler sees pgsched_run_cancelled). A pending recurring job or a\n"
-     "finished one has nothing to cancel: exit status 1 (unschedule removes it).\n"},
+     "finished one has nothing to cancel: exit status 1 (remove deletes it).\n"},
     {"trigger", cmd_trigger, 2, 2, O_JSON,
      "usage: pgschedctl trigger NAME KEY [--json]\n"
      "\n"
      "Makes a pending job due now. Exit status 1 when it is not pending (running or\n"
      "finished) or does not exist.\n"},
-    {"unschedule", cmd_unschedule, 2, 2, O_JSON,
-     "usage: pgschedctl unschedule NAME KEY [--json]\n"
+    {"remove", cmd_remove, 2, 2, O_JSON,
+     "usage: pgschedctl remove NAME KEY [--json]\n"
      "\n"
      "Deletes a job instance. A running one is asked to stop and is deleted when its run\n"
      "ends. Exit status 1 when there is no such instance.\n"},
@@ -1248,7 +1248,7 @@ done:
     return ex;
 }
 
-/* cancel, trigger, unschedule: one call on (NAME, KEY) that returns a change outcome. */
+/* cancel, trigger, remove: one call on (NAME, KEY) that returns a change outcome. */
 typedef pgsched_result (*change_fn)(pgsched_store *, const char *, const char *, const char *,
                                     pgsched_change_info *, pgsched_error *);
 
@@ -1307,7 +1307,7 @@ static int cmd_cancel(opts *o)
             printf("asked node %s to stop the run of %s/%s\n", out.owner, o->args[0], o->args[1]);
         return EX_OK;
     }
-    fprintf(stderr, "pgschedctl: %s/%s is %s%s: nothing to cancel (unschedule removes it)\n",
+    fprintf(stderr, "pgschedctl: %s/%s is %s%s: nothing to cancel (remove deletes it)\n",
             o->args[0], o->args[1], pgsched_status_string(out.old_status),
             out.old_status == PGSCHED_STATUS_PENDING ? " and recurring" : "");
     return EX_REFUSED;
@@ -1324,10 +1324,10 @@ static int cmd_trigger(opts *o)
     return EX_OK;
 }
 
-static int cmd_unschedule(opts *o)
+static int cmd_remove(opts *o)
 {
     pgsched_change_info out;
-    int ex = change(o, pgsched_store_remove, "unscheduling", &out);
+    int ex = change(o, pgsched_store_remove, "removing", &out);
     if (ex != EX_OK) return ex;
     if (o->json)
         change_json(o, out.effect == PGSCHED_CHANGE_REMOVE_DEFERRED ? "deferred" : "removed", &out);

@@ -36,7 +36,7 @@
     X(config_read_back_has_every_default_filled_in)                                            \
     X(config_read_back_keeps_given_values)                                                     \
     X(a_cancelled_queued_row_ends_cancelled_without_running)                                   \
-    X(an_unscheduled_queued_row_is_removed_without_running)                                    \
+    X(a_removed_queued_row_is_deleted_without_running)                                    \
     X(shutdown_gives_queued_rows_back_without_counting_an_attempt)                             \
     X(a_queued_row_keeps_its_lease_while_it_waits)                                             \
     X(an_idle_node_with_default_intervals_polls_rarely_and_still_runs_jobs_at_once)            \
@@ -71,8 +71,8 @@
     X(cancel_then_handler_success_is_success)                                                  \
     X(cancel_pending_once_job_cancels_without_running)                                         \
     X(cancel_pending_recurring_or_finished_does_nothing)                                       \
-    X(unschedule_not_running_deletes_row)                                                      \
-    X(unschedule_running_removes_after_run)                                                    \
+    X(remove_deletes_a_row_that_is_not_running)                                                      \
+    X(remove_of_a_running_row_deletes_it_when_its_run_ends)                                                    \
     X(trigger_makes_pending_job_due_now)                                                       \
     X(reschedule_pending_replaces_and_keeps_earlier_run)                                       \
     X(reschedule_running_refused_or_applied_after_run)                                         \

@@ -118,7 +118,7 @@ sys.exit(not any(r["outcome"] == sys.argv[1] for r in json.load(sys.stdin)))' "$
 
 # ---- help and usage ----
 ctl help 0 --help && has help "$out" "usage: pgschedctl"
-for c in list show history nodes schedule cancel trigger unschedule migrate stats top; do
+for c in list show history nodes schedule cancel trigger remove migrate stats top; do
     ctl "$c --help" 0 "$c" --help && has "$c --help" "$out" "usage: pgschedctl $c"
 done
 ctl "help schedule" 0 help schedule && has "help schedule" "$out" "--every DUR"
@@ -174,7 +174,7 @@ ctl show_missing 1 show report nightly && has show_missing "$err" "does not exis
 ctl schedule_json 0 schedule tick t1 --every 2h --json &&
     json schedule_json 'd["created"] is False and d["old_status"] == "pending"'
 
-# ---- cancel, trigger, unschedule without a node ----
+# ---- cancel, trigger, remove without a node ----
 ctl cancel_recurring_refused 1 cancel tick t1 && has cancel_recurring_refused "$err" "nothing to cancel"
 ctl trigger 0 trigger mail later --json && json trigger 'd["effect"] == "triggered"'
 ctl trigger_moves_due_time 0 show mail later --json && json trigger_moves_due_time \
@@ -184,9 +184,9 @@ ctl cancel_once 0 cancel mail soon && has cancel_once "$out" "cancelled mail/soo
 wait_for cancelled_status 5 status_is mail soon cancelled
 ctl trigger_not_pending 1 trigger mail soon
 ctl cancel_missing 1 cancel mail nobody
-ctl unschedule 0 unschedule tick t1 && has unschedule "$out" "removed tick/t1"
-ctl unschedule_missing 1 unschedule tick t1
-ctl show_after_unschedule 1 show tick t1
+ctl remove 0 remove tick t1 && has remove "$out" "removed tick/t1"
+ctl remove_missing 1 remove tick t1
+ctl show_after_remove 1 show tick t1
 
 # ---- with a node ----
 cc=${CC:-cc}
@@ -233,9 +233,9 @@ wait_for deferred_change_applied 10 status_is ctl_sleep c pending
 
 ctl schedule_sleep_d 0 schedule ctl_sleep d --now
 wait_for sleep_d_running 10 status_is ctl_sleep d running
-ctl unschedule_running 0 unschedule ctl_sleep d --json && json unschedule_running \
+ctl remove_running 0 remove ctl_sleep d --json && json remove_running \
     'd["effect"] == "deferred"'
-wait_for unschedule_deletes_after_run 10 gone ctl_sleep d
+wait_for remove_deletes_after_run 10 gone ctl_sleep d
 
 # ---- top under a pseudo-terminal ----
 ctl schedule_sleep_e 0 schedule ctl_sleep e --now

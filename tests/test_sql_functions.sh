@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# tests/test_sql_functions.sh - the SQL functions of migration 2 ({prefix}schedule, trigger,
-# cancel, unschedule) against a real PostgreSQL and a running node.
+# tests/test_sql_functions.sh - the SQL functions of migrations 2 and 3 ({prefix}schedule,
+# trigger, cancel, remove) against a real PostgreSQL and a running node.
 #
 # Needs PGSCHED_TEST_DSN (tests/run_tests.sh sets it), psql, build/pgschedctl (to create the
 # tables, as any node would) and build/pgsched-cron (the C engine's first runs, compared with
@@ -104,11 +104,11 @@ S=$schema
 sql definitions ok "SELECT p.proname || ' ' || p.prosecdef || ' ' || array_to_string(p.proconfig, ';') \
     || ' ' || has_function_privilege('public', p.oid, 'EXECUTE') FROM pg_proc p \
     WHERE p.pronamespace = '$S'::regnamespace AND p.proname IN ('pgsched_schedule', \
-    'pgsched_trigger', 'pgsched_cancel', 'pgsched_unschedule') ORDER BY 1"
+    'pgsched_trigger', 'pgsched_cancel', 'pgsched_remove') ORDER BY 1"
 same definitions_invoker_pinned_no_public "$(cat "$out")" "pgsched_cancel false search_path=pg_catalog, pg_temp false
+pgsched_remove false search_path=pg_catalog, pg_temp false
 pgsched_schedule false search_path=pg_catalog, pg_temp false
-pgsched_trigger false search_path=pg_catalog, pg_temp false
-pgsched_unschedule false search_path=pg_catalog, pg_temp false"
+pgsched_trigger false search_path=pg_catalog, pg_temp false"
 
 # ---- the first run of a cron expression: the C engine's ----
 from=2026-03-07T10:17:30Z
@@ -178,10 +178,10 @@ same cancel_recurring_is_none "$(cat "$out")" none
 sql trigger_not_pending error "SELECT $S.pgsched_trigger('mail', 'welcome-42')"
 sql trigger_missing error "SELECT $S.pgsched_trigger('mail', 'nobody')"
 sql cancel_missing error "SELECT $S.pgsched_cancel('mail', 'nobody')"
-sql notify_unschedule ok "LISTEN \"$ch\"" "SELECT $S.pgsched_unschedule('tick', 't')"
-has unschedule_effect "$out" removed
-has notify_unschedule "$out" "$(printf 'payload "C\ttick\tt\tpending\tnone\t')"
-sql unschedule_missing error "SELECT $S.pgsched_unschedule('tick', 't')"
+sql notify_remove ok "LISTEN \"$ch\"" "SELECT $S.pgsched_remove('tick', 't')"
+has remove_effect "$out" removed
+has notify_remove "$out" "$(printf 'payload "C\ttick\tt\tpending\tnone\t')"
+sql remove_missing error "SELECT $S.pgsched_remove('tick', 't')"
 
 # ---- privileges: EXECUTE and the row grants, nothing more ----
 sql role ok "CREATE ROLE $role" "GRANT USAGE ON SCHEMA $S TO $role"
@@ -192,7 +192,7 @@ sql no_rows_no_scheduling error "SET ROLE $role" "SELECT $S.pgsched_schedule('a'
 sql row_grants ok "GRANT SELECT, INSERT, UPDATE, DELETE ON $S.pgsched_jobs TO $role" \
     "GRANT USAGE ON SEQUENCE $S.pgsched_seq TO $role"
 sql with_row_grants_it_schedules ok "SET ROLE $role" "SELECT $S.pgsched_schedule('a', 'b') IS NOT NULL" \
-    "SELECT $S.pgsched_unschedule('a', 'b')"
+    "SELECT $S.pgsched_remove('a', 'b')"
 
 # ---- a job scheduled from psql runs on a node ----
 cc=${CC:-cc}
@@ -221,8 +221,8 @@ wait_for the_node_stops_the_run 10 ran ctl_sleep s cancelled
 wait_for deferred_change_applied 10 status_is ctl_sleep s pending
 sql schedule_sleep2 ok "SELECT $S.pgsched_schedule('ctl_sleep', 's2')"
 wait_for sleep2_running 10 status_is ctl_sleep s2 running
-sql unschedule_running ok "SELECT $S.pgsched_unschedule('ctl_sleep', 's2')"
-same unschedule_running "$(cat "$out")" deferred
+sql remove_running ok "SELECT $S.pgsched_remove('ctl_sleep', 's2')"
+same remove_running "$(cat "$out")" deferred
 wait_for removed_when_the_run_ends 10 status_is ctl_sleep s2 ""
 sql trigger_far_future ok "SELECT $S.pgsched_schedule('ctl_ok', 'later', run_at => '2030-01-01T00:00:00Z')" \
     "SELECT $S.pgsched_trigger('ctl_ok', 'later') IS NOT NULL"
