@@ -484,10 +484,11 @@ typedef struct pgsched_job_type {
     void *next_run_user;
 } pgsched_job_type;
 
+/* Zeroed but for name and key, a spec is one run, due now, with the type's retry budget. */
 typedef struct pgsched_job_spec {
     const char *name;           /* a registered job type */
     const char *key;            /* the instance (1..PGSCHED_KEY_MAX bytes) */
-    pgsched_schedule schedule;
+    pgsched_schedule schedule;  /* zero: ONCE, due now (see schedule.at, schedule.delay) */
     const char *params;         /* JSON text; NULL = "{}" */
     int max_retries;            /* 0 = the type's default; PGSCHED_NO_RETRIES = none */
     int apply_after_run;        /* if running: apply when its run ends instead of refusing */
