@@ -166,6 +166,7 @@
     X(status_callback_of_own_change_with_lost_notification_arrives_within_seconds)             \
     X(concurrent_start_starts_the_node_once)                                                   \
     X(a_hand_moved_clock_drives_the_nodes_timers)                                              \
+    X(a_clock_that_moves_by_itself_is_read_again_within_milliseconds)                          \
     X(store_without_notifications_is_polled_quietly)                                           \
     X(failing_listen_neither_stops_jobs_nor_spins)                                             \
     X(a_busy_lease_is_renewed_again_soon_and_its_run_goes_on)                                  \
