@@ -9812,15 +9812,25 @@ struct pgsched_node {
     pthread_cond_t cv; /* wakes the dispatcher */
     pthread_cond_t done_cv; /* shutdown_done became 1 */
     pthread_cond_t listen_cv; /* the listener's wait after a failed listen: the state changed */
+    pthread_cond_t writer_cv; /* wakes the outcome writer */
     int shutdown_done;
-    pthread_t dispatcher, listener, callbacker;
+    pthread_t dispatcher, listener, callbacker, writer;
     int dispatcher_started, listener_started, callbacker_started;
+    /* The outcome writer (started and joined by the dispatcher) writes outcomes on a
+       connection of its own, so that outcomes and claims do not wait for each other's
+       commits. Without it (its thread could not start) the dispatcher writes them. */
+    int writer_started, writer_stop;
+    int writer_hold; /* start no batch: the dispatcher renews leases or compares the store
+                        with memory (see pgsched__writer_pause) */
     pgsched_listener *listen;
 
     pgsched__slot *slots;
     int nslots, free_slots;
     pgsched__pending *pending;
     size_t npending, pending_cap;
+    /* the batch being written: taken out of `pending`, its leases still held */
+    const pgsched__pending *flushing;
+    size_t nflushing;
     /* claimed ahead, waiting for a free worker, oldest first */
     pgsched__queued *queue; /* entries queue[qhead .. qhead + nqueued - 1] */
     int qhead, nqueued, queue_cap;
@@ -10043,6 +10053,7 @@ static int pgsched__is_node_thread(pgsched_node *n)
         return 1;
     if (n->listener_started && pthread_equal(self, n->listener)) return 1;
     if (n->callbacker_started && pthread_equal(self, n->callbacker)) return 1;
+    if (n->writer_started && pthread_equal(self, n->writer)) return 1;
     for (i = 0; i < n->nslots; i++)
         if (n->slots[i].thread_started && pthread_equal(self, n->slots[i].thread)) return 1;
     return 0;
@@ -10603,9 +10614,9 @@ static int pgsched__decide_kind(pgsched_node *n, const pgsched_job *job, const p
 
 static void pgsched__feed(pgsched_node *n);
 
-/* Queues an outcome for the dispatcher; takes ownership of `error`. Caller holds n->mu. */
-/* Queues an outcome for the dispatcher to write; returns 0 when it was lost for want of
-   memory (counted in lost_outcomes). Caller holds mu. */
+/* Queues an outcome to be written (by the outcome writer, or the dispatcher without one);
+   takes ownership of `error`. Returns 0 when it was lost for want of memory (counted in
+   lost_outcomes). Caller holds mu. */
 static int pgsched__queue_outcome(pgsched_node *n, const pgsched_job *job,
                                   const pgsched_finish_request *o, char *error, int counter)
 {
@@ -10646,7 +10657,8 @@ static int pgsched__queue_outcome(pgsched_node *n, const pgsched_job *job,
     p->busy_wait = 0;
     n->outcome_ready_at = 0;
     n->npending++;
-    pthread_cond_signal(&n->cv);
+    if (n->writer_started) pthread_cond_signal(&n->writer_cv);
+    else pthread_cond_signal(&n->cv);
     return 1;
 }
 
@@ -10940,30 +10952,21 @@ static pgsched_time pgsched__min_time(pgsched_time a, pgsched_time b) { return a
 /* The longest wait before an outcome whose row was locked is written again. */
 #define PGSCHED__BUSY_WAIT_MAX (100 * PGSCHED_MILLISECOND)
 
-static void pgsched__flush_outcomes(pgsched_node *n)
+/* Takes the outcomes ready to be written out of the pending queue, as the batch being
+   written (n->flushing); *count is its length. New outcomes start a fresh queue while it is
+   written. Outcomes whose row was locked a moment ago stay queued until their short wait is
+   over. NULL when there is nothing to write yet. Caller holds mu. */
+static pgsched__pending *pgsched__take_outcomes(pgsched_node *n, pgsched_time now, size_t *count)
 {
     pgsched__pending *batch;
-    pgsched_finish_request *os;
-    pgsched_finish_info *rs;
-    pgsched_error e;
-    size_t count, i, kept = 0, waiting = 0;
-    pgsched_result r;
-    pgsched_time now;
-    int busy_long = 0;
-
-    pthread_mutex_lock(&n->mu);
-    count = n->npending;
-    now = pgsched__mono(n);
-    if (!count || now < n->outcome_retry_at || now < n->outcome_ready_at) {
-        pthread_mutex_unlock(&n->mu);
-        return;
-    }
-    /* Take the queue; new outcomes start a fresh one while this batch is written. Outcomes
-       whose row was locked a moment ago stay queued until their short wait is over. */
+    size_t i, waiting = 0;
+    *count = n->npending;
+    if (!*count || now < n->outcome_retry_at || now < n->outcome_ready_at || n->writer_hold)
+        return NULL;
     batch = n->pending;
     n->pending = NULL;
     n->npending = n->pending_cap = 0;
-    for (i = 0; i < count; i++)
+    for (i = 0; i < *count; i++)
         if (batch[i].not_before > now) waiting++;
     if (waiting) {
         pgsched__pending *w =
@@ -10971,7 +10974,7 @@ static void pgsched__flush_outcomes(pgsched_node *n)
         if (w) {
             size_t k = 0, m = 0;
             pgsched_time ready_at = PGSCHED_NEVER;
-            for (i = 0; i < count; i++) {
+            for (i = 0; i < *count; i++) {
                 if (batch[i].not_before > now) {
                     ready_at = pgsched__min_time(ready_at, batch[i].not_before);
                     w[k++] = batch[i];
@@ -10982,132 +10985,188 @@ static void pgsched__flush_outcomes(pgsched_node *n)
             n->pending = w;
             n->npending = n->pending_cap = waiting;
             n->outcome_ready_at = ready_at;
-            count = m;
+            *count = m;
         } /* else: written early, which is harmless */
     }
-    pthread_mutex_unlock(&n->mu);
-    if (!count) {
+    if (!*count) {
         pgsched__free(&n->alloc, batch);
+        return NULL;
+    }
+    n->flushing = batch;
+    n->nflushing = *count;
+    return batch;
+}
+
+/* Writes a batch of outcomes in one statement. A batch refused for one bad outcome (a
+   callback's time out of range, say) is written again one by one, so that only the bad one
+   is dropped: its lease expires and the row is taken back, counting an attempt. rs[i].code
+   is PGSCHED__KEEP for an outcome to write again later; the result is the batch's (with *e
+   the last retryable failure). */
+static pgsched_result pgsched__write_outcomes(pgsched_node *n, const pgsched__pending *batch,
+                                              size_t count, pgsched_finish_request *os,
+                                              pgsched_finish_info *rs, pgsched_error *e)
+{
+    pgsched_result r;
+    size_t i;
+    for (i = 0; i < count; i++) os[i] = batch[i].o;
+    r = pgsched_store_finish(n->store, os, count, rs, e);
+    if (r != PGSCHED_OK && !pgsched__retryable(r)) {
+        for (i = 0; i < count; i++) {
+            pgsched_error e1;
+            pgsched_result r1 = pgsched_store_finish(n->store, &os[i], 1, &rs[i], &e1);
+            if (r1 == PGSCHED_OK) continue;
+            rs[i].code = pgsched__retryable(r1) ? PGSCHED__KEEP : r1;
+            if (!pgsched__retryable(r1))
+                pgsched__log(n, PGSCHED_LOG_ERROR, "%s/%s: the outcome was refused: %s",
+                             batch[i].name, batch[i].key, e1.message);
+            else
+                *e = e1;
+        }
+        r = PGSCHED_OK;
+    }
+    if (r != PGSCHED_OK)
+        for (i = 0; i < count; i++) rs[i].code = PGSCHED__KEEP;
+    return r;
+}
+
+/* Outcomes whose row another transaction has locked: usually another node's claim, whose
+   lock on a row it found already claimed lasts until its commit, a millisecond or so. Each
+   is kept and written again shortly, the others are not held back; only a lock that lasts (a
+   caller's open transaction) is worth a word: returns 1 then, with *e saying which row. */
+static int pgsched__outcomes_busy(const pgsched_node *n, pgsched__pending *batch, size_t count,
+                                  pgsched_finish_info *rs, pgsched_result r, pgsched_error *e)
+{
+    size_t i;
+    int busy_long = 0;
+    for (i = 0; i < count; i++) {
+        if (rs[i].code != PGSCHED_ERR_BUSY) continue;
+        batch[i].busy_wait = batch[i].busy_wait ? batch[i].busy_wait * 2 : 2 * PGSCHED_MILLISECOND;
+        if (batch[i].busy_wait >= PGSCHED__BUSY_WAIT_MAX) {
+            batch[i].busy_wait = PGSCHED__BUSY_WAIT_MAX;
+            busy_long = 1;
+        }
+        batch[i].not_before = pgsched__mono(n) + batch[i].busy_wait;
+        rs[i].code = PGSCHED__KEEP;
+        if (r == PGSCHED_OK && busy_long)
+            pgsched__fail(e, PGSCHED_ERR_BUSY, "%s/%s: the row is locked by another "
+                          "transaction; the outcome is written later", batch[i].name,
+                          batch[i].key);
+    }
+    return busy_long;
+}
+
+/* Counts a written outcome (a success, failure, ...) and learns what it says of the store:
+   a retry's due time, a replay that leaves the row's state unknown here. Caller holds mu. */
+static void pgsched__count_outcome(pgsched_node *n, pgsched__pending *p,
+                                   const pgsched_finish_info *ri)
+{
+    const pgsched__type *tc = pgsched__find_type(n, p->name);
+    if (ri->code == PGSCHED_ERR_LEASE_LOST) {
+        if (!p->lost_counted) {
+            n->counters.lease_lost++;
+            PGSCHED__TC_ADD(tc, lease_lost, 1);
+        }
         return;
     }
+    if (ri->code != PGSCHED_OK) return;
+    /* the store recorded a cancel that won over a failure, stall or release */
+    if (ri->outcome == PGSCHED_OUTCOME_CANCELLED && p->o.outcome != ri->outcome)
+        p->counter = PGSCHED__COUNT_CANCELLED;
+    switch (p->counter) {
+    case PGSCHED__COUNT_SUCCESS:
+        n->counters.succeeded++;
+        PGSCHED__TC_ADD(tc, succeeded, 1);
+        break;
+    case PGSCHED__COUNT_FAILURE:
+        n->counters.failed++;
+        PGSCHED__TC_ADD(tc, failed, 1);
+        break;
+    case PGSCHED__COUNT_RETRY:
+        n->counters.failed++;
+        n->counters.retried++;
+        PGSCHED__TC_ADD(tc, failed, 1);
+        PGSCHED__TC_ADD(tc, retried, 1);
+        break;
+    case PGSCHED__COUNT_CANCELLED:
+        n->counters.cancelled++;
+        PGSCHED__TC_ADD(tc, cancelled, 1);
+        break;
+    case PGSCHED__COUNT_STALLED: n->counters.stalled_taken_back++; break;
+    default: break;
+    }
+    if (ri->new_status == PGSCHED_STATUS_PENDING && ri->next_run && tc && tc->t.handler)
+        pgsched__hint_due(n, ri->next_run);
+    if (ri->replayed) n->resync = 1; /* what it became is unknown here: look again */
+}
+
+/* Puts the `kept` outcomes of a batch (those marked PGSCHED__KEEP; all of them without rs)
+   back in front of the newer ones, to be written again when their wait is over (or, after a
+   failed statement, its retry delay). Caller holds mu. */
+static void pgsched__keep_outcomes(pgsched_node *n, pgsched__pending *batch, size_t count,
+                                   const pgsched_finish_info *rs, size_t kept, pgsched_result r)
+{
+    size_t total = kept + n->npending, k = 0, i;
+    pgsched__pending *merged =
+        (pgsched__pending *)pgsched__malloc(&n->alloc, (total ? total : 1) * sizeof *merged);
+    if (merged) {
+        for (i = 0; i < count; i++)
+            if (!rs || rs[i].code == PGSCHED__KEEP) {
+                merged[k++] = batch[i];
+                batch[i].name = batch[i].key = batch[i].error = NULL; /* moved */
+            }
+        for (i = 0; i < n->npending; i++) merged[k++] = n->pending[i];
+        pgsched__free(&n->alloc, n->pending);
+        n->pending = merged;
+        n->npending = n->pending_cap = total;
+        n->outcome_ready_at = PGSCHED_NEVER;
+        for (i = 0; i < total; i++)
+            n->outcome_ready_at = pgsched__min_time(n->outcome_ready_at, merged[i].not_before);
+    } else {
+        n->lost_outcomes += (int)kept;
+    }
+    if (r != PGSCHED_OK) n->outcome_retry_at = pgsched__mono(n) + pgsched__retry_delay(n, r);
+}
+
+/* Writes the outcomes that are ready (on the outcome writer, or on the dispatcher without
+   one). Status callbacks hear of each only once it is committed. */
+static void pgsched__flush_outcomes(pgsched_node *n)
+{
+    pgsched__pending *batch;
+    pgsched_finish_request *os;
+    pgsched_finish_info *rs;
+    pgsched_error e;
+    size_t count, i, kept = 0;
+    pgsched_result r;
+    int busy_long = 0;
+
+    pthread_mutex_lock(&n->mu);
+    batch = pgsched__take_outcomes(n, pgsched__mono(n), &count);
+    pthread_mutex_unlock(&n->mu);
+    if (!batch) return;
 
     os = (pgsched_finish_request *)pgsched__malloc(&n->alloc, count * sizeof *os);
     rs = (pgsched_finish_info *)pgsched__calloc(&n->alloc, count * sizeof *rs);
     if (!os || !rs) {
         r = pgsched__fail(&e, PGSCHED_ERR_NOMEM, "out of memory writing outcomes");
+        pgsched__free(&n->alloc, rs);
+        rs = NULL; /* every outcome is kept */
     } else {
-        for (i = 0; i < count; i++) os[i] = batch[i].o;
-        r = pgsched_store_finish(n->store, os, count, rs, &e);
-        if (r != PGSCHED_OK && !pgsched__retryable(r)) {
-            /* The batch was refused for one bad outcome (a callback's time out of range, say):
-               write them one by one so that only the bad one is dropped. Its lease expires and
-               the row is taken back, counting an attempt. */
-            for (i = 0; i < count; i++) {
-                pgsched_error e1;
-                pgsched_result r1 = pgsched_store_finish(n->store, &os[i], 1, &rs[i], &e1);
-                if (r1 == PGSCHED_OK) continue;
-                rs[i].code = pgsched__retryable(r1) ? PGSCHED__KEEP : r1;
-                if (!pgsched__retryable(r1))
-                    pgsched__log(n, PGSCHED_LOG_ERROR, "%s/%s: the outcome was refused: %s",
-                                 batch[i].name, batch[i].key, e1.message);
-                else
-                    e = e1;
-            }
-            r = PGSCHED_OK;
-        }
+        r = pgsched__write_outcomes(n, batch, count, os, rs, &e);
+        busy_long = pgsched__outcomes_busy(n, batch, count, rs, r, &e);
     }
-    if (r != PGSCHED_OK)
-        for (i = 0; i < count; i++) rs[i].code = PGSCHED__KEEP;
-    for (i = 0; i < count; i++)
-        if (rs[i].code == PGSCHED_ERR_BUSY) {
-            /* Another transaction has the row locked: usually another node's claim, whose
-               lock on a row it found already claimed lasts until its commit, a millisecond
-               or so. This outcome alone is written again shortly, the others are not held
-               back; only a lock that lasts (a caller's open transaction) is worth a word. */
-            batch[i].busy_wait = batch[i].busy_wait ? batch[i].busy_wait * 2
-                                                    : 2 * PGSCHED_MILLISECOND;
-            if (batch[i].busy_wait >= PGSCHED__BUSY_WAIT_MAX) {
-                batch[i].busy_wait = PGSCHED__BUSY_WAIT_MAX;
-                busy_long = 1;
-            }
-            batch[i].not_before = pgsched__mono(n) + batch[i].busy_wait;
-            rs[i].code = PGSCHED__KEEP;
-            if (r == PGSCHED_OK && busy_long)
-                pgsched__fail(&e, PGSCHED_ERR_BUSY, "%s/%s: the row is locked by another "
-                              "transaction; the outcome is written later", batch[i].name,
-                              batch[i].key);
-        }
 
     pthread_mutex_lock(&n->mu);
     for (i = 0; i < count; i++) {
-        pgsched__pending *p = &batch[i];
-        if (rs[i].code == PGSCHED__KEEP) {
-            kept++;
-            continue;
-        }
-        if (rs[i].code == PGSCHED_OK) {
-            /* the store recorded a cancel that won over a failure, stall or release */
-            if (rs[i].outcome == PGSCHED_OUTCOME_CANCELLED && p->o.outcome != rs[i].outcome)
-                p->counter = PGSCHED__COUNT_CANCELLED;
-            const pgsched__type *tc = pgsched__find_type(n, p->name);
-            switch (p->counter) {
-            case PGSCHED__COUNT_SUCCESS:
-                n->counters.succeeded++;
-                PGSCHED__TC_ADD(tc, succeeded, 1);
-                break;
-            case PGSCHED__COUNT_FAILURE:
-                n->counters.failed++;
-                PGSCHED__TC_ADD(tc, failed, 1);
-                break;
-            case PGSCHED__COUNT_RETRY:
-                n->counters.failed++;
-                n->counters.retried++;
-                PGSCHED__TC_ADD(tc, failed, 1);
-                PGSCHED__TC_ADD(tc, retried, 1);
-                break;
-            case PGSCHED__COUNT_CANCELLED:
-                n->counters.cancelled++;
-                PGSCHED__TC_ADD(tc, cancelled, 1);
-                break;
-            case PGSCHED__COUNT_STALLED: n->counters.stalled_taken_back++; break;
-            default: break;
-            }
-            if (rs[i].new_status == PGSCHED_STATUS_PENDING && rs[i].next_run) {
-                const pgsched__type *t = pgsched__find_type(n, p->name);
-                if (t && t->t.handler) pgsched__hint_due(n, rs[i].next_run);
-            }
-            if (rs[i].replayed) n->resync = 1; /* what it became is unknown here: look again */
-        } else if (rs[i].code == PGSCHED_ERR_LEASE_LOST && !p->lost_counted) {
-            n->counters.lease_lost++;
-            PGSCHED__TC_ADD(pgsched__find_type(n, p->name), lease_lost, 1);
-        }
+        if (!rs || rs[i].code == PGSCHED__KEEP) kept++;
+        else pgsched__count_outcome(n, &batch[i], &rs[i]);
     }
-    if (kept) {
-        /* Keep them (in front of newer ones) and try again shortly. */
-        size_t total = kept + n->npending, k = 0;
-        pgsched__pending *merged =
-            (pgsched__pending *)pgsched__malloc(&n->alloc, (total ? total : 1) * sizeof *merged);
-        if (merged) {
-            for (i = 0; i < count; i++)
-                if (rs[i].code == PGSCHED__KEEP) {
-                    merged[k++] = batch[i];
-                    batch[i].name = batch[i].key = batch[i].error = NULL; /* moved */
-                }
-            for (i = 0; i < n->npending; i++) merged[k++] = n->pending[i];
-            pgsched__free(&n->alloc, n->pending);
-            n->pending = merged;
-            n->npending = n->pending_cap = total;
-            n->outcome_ready_at = PGSCHED_NEVER;
-            for (i = 0; i < total; i++)
-                n->outcome_ready_at = pgsched__min_time(n->outcome_ready_at, merged[i].not_before);
-        } else {
-            n->lost_outcomes += (int)kept;
-        }
-        if (r != PGSCHED_OK) n->outcome_retry_at = pgsched__mono(n) + pgsched__retry_delay(n, r);
-    }
+    if (kept) pgsched__keep_outcomes(n, batch, count, rs, kept, r);
+    n->flushing = NULL;
+    n->nflushing = 0;
+    pthread_cond_signal(&n->cv); /* the dispatcher may wait for the batch to end */
     pthread_mutex_unlock(&n->mu);
     if (kept && (r != PGSCHED_OK || busy_long)) pgsched__store_trouble(n, "recording outcomes", &e);
-    for (i = 0; i < count; i++) {
+    for (i = 0; rs && i < count; i++) {
         if (rs[i].code == PGSCHED_OK && !rs[i].replayed)
             pgsched__cb_push(n, batch[i].name, batch[i].key, PGSCHED_STATUS_RUNNING, rs[i].new_status,
                              rs[i].next_run, rs[i].version, n->id, 0);
@@ -11123,7 +11182,9 @@ static void pgsched__flush_outcomes(pgsched_node *n)
     pgsched__free(&n->alloc, rs);
 }
 
-/* The leases this node holds: running slots and outcomes not yet written. Caller holds mu. */
+/* The leases this node holds: running slots, queued rows and outcomes not yet written. The
+   batch being written is left out (see pgsched__heartbeat); its outcomes come back here if
+   its write fails. Caller holds mu. */
 static size_t pgsched__collect_leases(pgsched_node *n, pgsched_lease *ls, size_t cap)
 {
     size_t k = 0, i;
@@ -11171,7 +11232,8 @@ static pgsched_duration pgsched__poll_period(const pgsched_node *n)
 static pgsched_duration pgsched__heartbeat_period(const pgsched_node *n)
 {
     pgsched_duration d = PGSCHED__IDLE_PERIOD;
-    if (!n->idle_defaults || n->nslots - n->free_slots > 0 || n->nqueued > 0 || n->npending > 0)
+    if (!n->idle_defaults || n->nslots - n->free_slots > 0 || n->nqueued > 0 || n->npending > 0 ||
+        n->nflushing > 0)
         return n->cfg.heartbeat_interval;
     if (n->cfg.orphan_timeout != PGSCHED_NEVER && n->cfg.orphan_timeout / 4 < d)
         d = n->cfg.orphan_timeout / 4;
@@ -11186,6 +11248,26 @@ static void pgsched__heartbeat_soon(pgsched_node *n)
     if (again < n->next_heartbeat) n->next_heartbeat = again;
 }
 
+/* Keeps the outcome writer from starting a batch until pgsched__writer_resume; with
+   `drain`, also waits until the batch under way (if any) is written. Caller holds mu
+   (released while waiting). */
+static void pgsched__writer_pause(pgsched_node *n, int drain)
+{
+    n->writer_hold++;
+    while (drain && n->nflushing) pthread_cond_wait(&n->cv, &n->mu);
+}
+
+static void pgsched__writer_resume(pgsched_node *n)
+{
+    if (--n->writer_hold == 0) pthread_cond_signal(&n->writer_cv);
+}
+
+/* Renews the leases this node holds (renew), or only reads their cancel requests. A renewal
+   never touches a row an outcome write is writing: a finish that locks a row whose renewal
+   committed after the finish's snapshot was taken finds the new row version invisible to its
+   update (it records the run's history but leaves the row running, to be taken back and run
+   again). So the batch under way is left out of the renewal (see pgsched__collect_leases),
+   and no other batch starts until the renewal is done; neither waits for the other. */
 static void pgsched__heartbeat(pgsched_node *n, int renew)
 {
     pgsched_lease *ls;
@@ -11197,6 +11279,7 @@ static void pgsched__heartbeat(pgsched_node *n, int renew)
     pgsched_result r;
 
     pthread_mutex_lock(&n->mu);
+    if (renew) pgsched__writer_pause(n, 0);
     cap = (size_t)n->nslots + (size_t)n->nqueued + n->npending;
     ls = (pgsched_lease *)pgsched__malloc(&n->alloc, (cap + 1) * sizeof *ls);
     st = (pgsched_lease_state *)pgsched__malloc(&n->alloc, (cap + 1) * sizeof *st);
@@ -11288,6 +11371,11 @@ done:
     pgsched__free(&n->alloc, keys);
     pgsched__free(&n->alloc, ls);
     pgsched__free(&n->alloc, st);
+    if (renew) {
+        pthread_mutex_lock(&n->mu);
+        pgsched__writer_resume(n);
+        pthread_mutex_unlock(&n->mu);
+    }
 }
 
 /* Hands a claimed row to a free slot. `leased_at` is when the claim was sent (monotonic).
@@ -11565,6 +11653,10 @@ static int pgsched__holds_lease(pgsched_node *n, const pgsched_job *j)
         if (n->pending[i].o.token == j->lease && strcmp(n->pending[i].name, j->name) == 0 &&
             strcmp(n->pending[i].key, j->key) == 0)
             return 1;
+    for (i = 0; i < n->nflushing; i++)
+        if (n->flushing[i].o.token == j->lease && strcmp(n->flushing[i].name, j->name) == 0 &&
+            strcmp(n->flushing[i].key, j->key) == 0)
+            return 1;
     return 0;
 }
 
@@ -11572,7 +11664,9 @@ static int pgsched__holds_lease(pgsched_node *n, const pgsched_job *j)
    but that it does not run: a claim or take-back that committed but whose reply was lost
    with the connection, or an outcome lost for want of memory. Otherwise such rows would
    wait for the stall timeout and count an attempt. Dispatcher only (no claim is in flight,
-   so every row this node claimed is in memory). */
+   so every row this node claimed is in memory). The outcome writer starts no batch
+   meanwhile: an outcome committed between the store's answer and the look in memory would
+   be taken for a row held but not run. */
 static void pgsched__give_back_strays(pgsched_node *n)
 {
     pgsched_list_filter f;
@@ -11585,6 +11679,7 @@ static void pgsched__give_back_strays(pgsched_node *n)
     int given = 0;
     pthread_mutex_lock(&n->mu);
     n->strays = 0;
+    pgsched__writer_pause(n, 1);
     pthread_mutex_unlock(&n->mu);
     memset(&f, 0, sizeof f);
     f.status = PGSCHED_STATUS_RUNNING;
@@ -11613,13 +11708,14 @@ static void pgsched__give_back_strays(pgsched_node *n)
         f.after_key = after_key;
     }
     pgsched_job_list_free(&l);
+    pthread_mutex_lock(&n->mu);
+    pgsched__writer_resume(n);
     if (r != PGSCHED_OK) {
-        pthread_mutex_lock(&n->mu);
         n->strays = 1;
         n->strays_retry_at = pgsched__mono(n) + pgsched__retry_delay(n, r);
-        pthread_mutex_unlock(&n->mu);
-        pgsched__store_trouble(n, "looking for rows held but not run", &e);
     }
+    pthread_mutex_unlock(&n->mu);
+    if (r != PGSCHED_OK) pgsched__store_trouble(n, "looking for rows held but not run", &e);
     if (given)
         pgsched__log(n, PGSCHED_LOG_WARN,
                      "%d row%s (%s%s) held by this node in the store but not run here (a reply "
@@ -11693,12 +11789,63 @@ static pgsched_time pgsched__next_fence(pgsched_node *n)
     return t;
 }
 
+/* When the pending outcomes may be written: PGSCHED_NEVER without any. Caller holds mu. */
+static pgsched_time pgsched__outcomes_due(const pgsched_node *n)
+{
+    if (!n->npending) return PGSCHED_NEVER;
+    return n->outcome_retry_at > n->outcome_ready_at ? n->outcome_retry_at : n->outcome_ready_at;
+}
+
+/* The outcome writer: writes outcomes as they come, on a pool connection of its own, while
+   the dispatcher claims and renews leases on another. Outcomes that come while a batch is
+   written make the next batch, so under load the batches grow with the commit time. */
+static void *pgsched__writer_main(void *arg)
+{
+    pgsched_node *n = (pgsched_node *)arg;
+    pgsched__self_mark(n);
+    pthread_mutex_lock(&n->mu);
+    while (!n->writer_stop) {
+        pgsched_time due = pgsched__outcomes_due(n);
+        if (!n->writer_hold && due <= pgsched__mono(n)) {
+            pthread_mutex_unlock(&n->mu);
+            pgsched__flush_outcomes(n);
+            pthread_mutex_lock(&n->mu);
+            continue;
+        }
+        pgsched__wait_until(n, &n->writer_cv, &n->mu, n->writer_hold ? PGSCHED_NEVER : due);
+    }
+    pthread_mutex_unlock(&n->mu);
+    return NULL;
+}
+
+/* Starts the outcome writer; without it the dispatcher writes outcomes itself. */
+static void pgsched__writer_start(pgsched_node *n)
+{
+    pthread_mutex_lock(&n->mu);
+    n->writer_stop = 0;
+    n->writer_started = pthread_create(&n->writer, NULL, pgsched__writer_main, n) == 0;
+    pthread_mutex_unlock(&n->mu);
+}
+
+/* Stops the outcome writer once its batch under way is written. Caller holds mu (released
+   while the writer ends). */
+static void pgsched__writer_stop(pgsched_node *n)
+{
+    if (!n->writer_started) return;
+    n->writer_stop = 1;
+    pthread_cond_signal(&n->writer_cv);
+    pthread_mutex_unlock(&n->mu);
+    pthread_join(n->writer, NULL);
+    pthread_mutex_lock(&n->mu);
+    n->writer_started = 0;
+}
 
 static void *pgsched__dispatcher_main(void *arg)
 {
     pgsched_node *n = (pgsched_node *)arg;
     pgsched_time give_up = 0;
     pgsched__self_mark(n);
+    pgsched__writer_start(n);
     pthread_mutex_lock(&n->mu);
     for (;;) {
         int64_t gen = n->clock_gen; /* read under mu with now: the clock moved before it */
@@ -11722,7 +11869,7 @@ static void *pgsched__dispatcher_main(void *arg)
             n->ahead_paused_until = now + n->cfg.claim_ahead_wait;
             continue;
         }
-        if (stopping && running == 0 && n->npending == 0) break;
+        if (stopping && running == 0 && n->npending == 0 && n->nflushing == 0) break;
         if (stopping && !n->stop_asked && now >= n->stop_ask_at) {
             /* drain mode: the runs had their time to finish; now they are asked to stop */
             pgsched__ask_stop(n);
@@ -11762,7 +11909,7 @@ static void *pgsched__dispatcher_main(void *arg)
             pthread_mutex_lock(&n->mu);
             continue;
         }
-        do_flush = n->npending > 0 && now >= n->outcome_retry_at && now >= n->outcome_ready_at;
+        do_flush = !n->writer_started && pgsched__outcomes_due(n) <= now;
         do_hb = now >= n->next_heartbeat;
         do_cc = !do_hb && (running > 0 || n->nqueued > 0) &&
                 (now >= n->next_cancel_check ||
@@ -11787,7 +11934,8 @@ static void *pgsched__dispatcher_main(void *arg)
             if (do_stall) n->next_stall = now + pgsched__jitter(n, n->cfg.stall_check_period, 80, 120);
             if (do_clean) n->next_cleanup = now + pgsched__jitter(n, n->cfg.cleanup_period, 80, 120);
             pthread_mutex_unlock(&n->mu);
-            /* Outcomes first: they free capacity the claim then fills in the same pass. */
+            /* Outcomes first (without the outcome writer): they free capacity the claim then
+               fills in the same pass. */
             if (do_flush) pgsched__flush_outcomes(n);
             if (do_strays) pgsched__give_back_strays(n);
             if (do_hb || do_cc) pgsched__heartbeat(n, do_hb);
@@ -11798,10 +11946,7 @@ static void *pgsched__dispatcher_main(void *arg)
             continue;
         }
         wake = n->next_heartbeat;
-        if (n->npending)
-            wake = pgsched__min_time(wake, n->outcome_retry_at > n->outcome_ready_at
-                                               ? n->outcome_retry_at
-                                               : n->outcome_ready_at);
+        if (!n->writer_started) wake = pgsched__min_time(wake, pgsched__outcomes_due(n));
         if (n->strays) wake = pgsched__min_time(wake, n->strays_retry_at);
         if (running) {
             wake = pgsched__min_time(wake, n->next_cancel_check);
@@ -11829,7 +11974,10 @@ static void *pgsched__dispatcher_main(void *arg)
             if (n->slots[i].state == PGSCHED__SLOT_RUNNING && n->slots[i].cancel == PGSCHED__CANCEL_NONE)
                 wake = pgsched__min_time(wake, n->slots[i].deadline);
         if (wake > now) {
-            if (n->clock_seen != gen) {
+            /* the outcome writer's part too: no batch under way, none due (its batch's end
+               wakes this thread) */
+            if (n->clock_seen != gen &&
+                (!n->writer_started || (!n->nflushing && pgsched__outcomes_due(n) > now))) {
                 /* everything due at the clock pgsched_clock_moved announced is done */
                 n->clock_seen = gen;
                 pthread_cond_broadcast(&n->done_cv);
@@ -11837,6 +11985,7 @@ static void *pgsched__dispatcher_main(void *arg)
             pgsched__wait_until(n, &n->cv, &n->mu, wake);
         }
     }
+    pgsched__writer_stop(n);
     n->dispatcher_done = 1;
     pthread_cond_broadcast(&n->done_cv);
     if (n->detached) {
@@ -12168,6 +12317,7 @@ static void pgsched__node_wire(pgsched_node *n)
     pgsched__cond_init(&n->cv);
     pgsched__cond_init(&n->done_cv);
     pgsched__cond_init(&n->listen_cv);
+    pgsched__cond_init(&n->writer_cv);
     pthread_mutex_init(&n->cron_mu, NULL);
     pthread_mutex_init(&n->cb_mu, NULL);
     pgsched__cond_init(&n->cb_cv);
@@ -13179,6 +13329,7 @@ PGSCHED_DEF void pgsched_destroy(pgsched_node *n)
     pthread_cond_destroy(&n->cv);
     pthread_cond_destroy(&n->done_cv);
     pthread_cond_destroy(&n->listen_cv);
+    pthread_cond_destroy(&n->writer_cv);
     pthread_mutex_destroy(&n->cron_mu);
     pthread_mutex_destroy(&n->cb_mu);
     pthread_cond_destroy(&n->cb_cv);
@@ -13214,6 +13365,7 @@ PGSCHED_DEF void pgsched_clock_moved(pgsched_node *node)
     gen = ++n->clock_gen;
     pthread_cond_broadcast(&n->cv);
     pthread_cond_broadcast(&n->listen_cv);
+    pthread_cond_broadcast(&n->writer_cv);
     for (i = 0; i < n->nslots; i++) pthread_cond_broadcast(&n->slots[i].cv);
     /* the node's own threads do not wait: the dispatcher may be the caller, or be waiting
        for it (a log line, a store call) */

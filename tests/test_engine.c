@@ -53,6 +53,8 @@
     X(max_retries_defaults_resolved)                                                           \
     X(handlerless_type_scheduled_not_run)                                                      \
     X(once_job_runs_and_completes)                                                             \
+    X(an_outcome_is_written_while_a_claim_is_in_flight)                                        \
+    X(a_claim_is_made_while_an_outcome_write_is_in_flight)                                     \
     X(once_job_at_future_time_runs_on_time)                                                    \
     X(params_per_instance_kept_across_runs)                                                    \
     X(failure_retries_with_exponential_backoff_then_fails)                                     \
