@@ -5,7 +5,7 @@
 #                          store where there is no server (see README.md)
 #   make test              everything below, with one summary ending "N passed, N failed"
 #   make check             the fast loop: the test binaries on the in-memory store only (no
-#                          PostgreSQL, no sanitizers), in about a minute
+#                          PostgreSQL, no sanitizers), about 15 s once built
 #   make unit              the test binaries and tests/test_*.sh against a throwaway cluster
 #   make asan / tsan       the test binaries under clang's ASan+UBSan / TSan
 #   make fuzz              each tests/fuzz/fuzz_*.c for FUZZ_SECONDS (default 60)
