@@ -1187,12 +1187,6 @@ static int cmd_schedule(opts *o)
         pgsched_cron_free(cron);
         return ex;
     }
-    /* the first run is computed on the database's clock, as a node does */
-    r = pgsched_store_now(s, &now, &e);
-    if (r != PGSCHED_OK) {
-        ex = failed("reading the database clock", &e, r);
-        goto done;
-    }
     q.name = o->args[0];
     q.key = o->args[1];
     q.params = o->params;
@@ -1209,13 +1203,23 @@ static int cmd_schedule(opts *o)
     } else {
         q.kind = PGSCHED_SCHEDULE_ONCE;
     }
+    /* The first run is on the database's clock, as a node computes it: the database adds a
+       delay to its own now (--every: one interval; --now: none); only a cron expression's
+       next occurrence needs that clock read here. */
     if (at) q.next_run = at;
-    else if (q.kind == PGSCHED_SCHEDULE_INTERVAL) q.next_run = now + q.every;
-    else if (q.kind == PGSCHED_SCHEDULE_CRON && pgsched_cron_next(cron, now, &q.next_run) != PGSCHED_OK) {
-        fprintf(stderr, "pgschedctl: --cron: the schedule has no run after now\n");
-        ex = EX_REFUSED;
-        goto done;
-    } else if (q.kind == PGSCHED_SCHEDULE_ONCE) q.next_run = now;
+    else if (q.kind == PGSCHED_SCHEDULE_INTERVAL) q.delay = q.every;
+    else if (q.kind == PGSCHED_SCHEDULE_CRON) {
+        r = pgsched_store_now(s, &now, &e);
+        if (r != PGSCHED_OK) {
+            ex = failed("reading the database clock", &e, r);
+            goto done;
+        }
+        if (pgsched_cron_next(cron, now, &q.next_run) != PGSCHED_OK) {
+            fprintf(stderr, "pgschedctl: --cron: the schedule has no run after now\n");
+            ex = EX_REFUSED;
+            goto done;
+        }
+    }
     memset(&out, 0, sizeof out);
     r = pgsched_store_schedule(s, &q, &out, &e);
     if (r != PGSCHED_OK) {

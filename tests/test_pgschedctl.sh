@@ -157,6 +157,11 @@ ctl nothing_written_by_refusals 0 list --json && json nothing_written_by_refusal
 ctl schedule_cron 0 schedule report daily --cron '0 7 * * MON-FRI' --params '{"region":"emea"}' &&
     has schedule_cron "$out" "created report/daily"
 ctl schedule_every 0 schedule tick t1 --every 90s
+# the first run is one interval after the database's now (it adds the delay itself)
+every_in=$("$psql_bin" -X -q -At -d "$PGSCHED_TEST_DSN" -c "SELECT extract(epoch FROM next_run - now())::int \
+    FROM $schema.pgsched_jobs WHERE name = 'tick' AND key = 't1'" 2>&1)
+if [ -n "$every_in" ] && [ "$every_in" -ge 80 ] 2>/dev/null && [ "$every_in" -le 90 ]; then pass; else
+    fail "schedule_every_due_in_one_interval: next_run - now() is [$every_in] s, want 80..90"; fi
 ctl schedule_at 0 schedule mail later --at 2099-01-01T00:00:00Z --max-retries 0
 ctl reschedule 0 schedule tick t1 --every 1h && has reschedule "$out" "rescheduled tick/t1"
 ctl list_table 0 list
