@@ -821,12 +821,14 @@ PGSCHED_DEF void pgsched_run_set_error(pgsched_run *run, const char *fmt, ...)
    S7  Versions come from one store-wide increasing sequence: every change gives the row a
        higher version than any before it (a removed and re-created row included).
    S8  Claims take due pending rows of the given types only, in due order, at most `max`,
-       making them running for the node with attempt + 1 and heartbeat_at = now. A finish
+       making them running for the node with attempt + 1 and heartbeat_at = now (a store
+       that honours `lead` also takes rows due within it, started_at = their due time). A finish
        applies what the engine decided (status, due time or now + retry_delay, attempt rule,
        error text), counts the run (and the failure) and writes one history record.
    S9  Stalls. take_back takes only running rows whose last renewal is older than (not equal
        to) the stall timeout, the longest silent first, at most `max`; the history row of the
-       attempt names the node that ran it; a stall counts as a failed attempt.
+       attempt names the node that ran it; a stall counts as a failed attempt. Its info, when
+       given, is exact: no row left running stalls before next_stall.
    S10 Changes. cancel: running -> CANCEL_REQUESTED; pending one-time -> CANCELLED; pending
        recurring or finished -> NONE. trigger: pending -> due now; running -> RUNNING;
        finished -> NOT_PENDING. remove: deletes a row that is not running; a running row is
@@ -903,6 +905,12 @@ typedef struct pgsched_claim_request {
     const char *const *names;  /* the job types the node runs */
     size_t name_count;
     int max;                   /* at most this many rows */
+    pgsched_duration lead;     /* also rows due within this much after the store's now (0 =
+                                  due rows only; at most 1 s), whose runs wait for their due
+                                  time: a claim sent just before the due time takes its row,
+                                  so the run starts on time rather than a round trip and a
+                                  commit late. A row claimed early gets started_at = its due
+                                  time. A store may ignore it. */
 } pgsched_claim_request;
 
 typedef struct pgsched_claim_info {
@@ -4365,6 +4373,9 @@ PGSCHED_DEF pgsched_result pgsched_store_claim(pgsched_store *s, const pgsched_c
     if (req->max < 1 || req->max > PGSCHED__CLAIM_MAX)
         return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT,
                              "a claim takes 1 to %d rows, not %d", PGSCHED__CLAIM_MAX, req->max);
+    if (req->lead < 0 || req->lead > PGSCHED_SECOND)
+        return pgsched__fail(err, PGSCHED_ERR_DURATION,
+                             "a claim's lead is 0 to 1 s, not %lld us", (long long)req->lead);
     memset(&local, 0, sizeof local);
     if (req->name_count == 0) {
         r = s->methods->now(s, &local.now, err);
@@ -5419,7 +5430,7 @@ static pgsched_result pgsched__mem_claim(pgsched_store *s, const pgsched_claim_r
         pgsched__mrow *row;
         pgsched_job job;
         for (i = 0; i < nt; i++)
-            if (types[i]->heap_n && types[i]->heap[0]->next_run <= now &&
+            if (types[i]->heap_n && types[i]->heap[0]->next_run <= now + q->lead &&
                 (!best || pgsched__heap_less(types[i]->heap[0], best->heap[0])))
                 best = types[i];
         if (!best) break;
@@ -5432,7 +5443,7 @@ static pgsched_result pgsched__mem_claim(pgsched_store *s, const pgsched_claim_r
         row->last_lease = 0; /* a new run: the last one's outcome can no longer be replayed */
         row->attempt++;
         row->cancel_requested = 0;
-        row->started_at = now;
+        row->started_at = row->next_run > now ? row->next_run : now; /* claimed early */
         row->heartbeat_at = now;
         row->updated_at = now;
         pgsched__mem_to_job(row, &job);
@@ -6810,18 +6821,21 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
         "COALESCE(" PGSCHED__PG_US("up.next_run") "::pg_catalog.text, ''))") ")}"
     " FROM up",
 
-    /* CLAIM: $1 node $2 names[] $3 max $4 channel. One row always comes back (the info
-       row); claimed rows fill the job columns. Each type is read through its own
+    /* CLAIM: $1 node $2 names[] $3 max $4 channel $5 lead_us. One row always comes back (the
+       info row); claimed rows fill the job columns. A row claimed before its due time (within
+       the lead) starts at its due time. Each type is read through its own
        (name, next_run) index range, so neither a million future rows nor a backlog of due
        rows of any type makes a claim slower: it touches at most max rows per type. */
     "WITH c AS (SELECT s.name, s.key, s.tid, nextval('{Q}') AS v FROM (SELECT l.name, l.key, "
     "l.tid FROM (SELECT DISTINCT unnest($2::text[]) AS name) n CROSS JOIN LATERAL "
     "(SELECT x.name, x.key, x.next_run, x.ctid AS tid FROM {J} x WHERE x.name = n.name "
-    "AND x.status = 'pending' AND x.next_run <= now() ORDER BY x.next_run "
+    "AND x.status = 'pending' AND x.next_run <= now() + $5::int8 * interval '1 microsecond' "
+    "ORDER BY x.next_run "
     "LIMIT $3::int4 FOR UPDATE SKIP LOCKED) l ORDER BY l.next_run LIMIT $3::int4) s), "
     "u AS (UPDATE {J} j SET status = 'running', owner = $1::text, ran_by = $1::text, "
     "lease = c.v, version = c.v, last_lease = NULL, "
-    "attempt = j.attempt + 1, cancel_requested = false, started_at = now(), "
+    "attempt = j.attempt + 1, cancel_requested = false, started_at = GREATEST(now(), "
+    "j.next_run), "
     "heartbeat_at = now(), updated_at = now() FROM c " PGSCHED__BY_TID("c")
     "RETURNING j.*), "
     /* next_due: the earliest pending row this claim did not take (the statement's snapshot
@@ -8688,8 +8702,8 @@ static pgsched_result pgsched__pg_claim(pgsched_store *s, const pgsched_claim_re
                                         pgsched_error *err)
 {
     pgsched__pg *p = (pgsched__pg *)s;
-    char max[16];
-    const char *vals[4];
+    char max[16], lead[32];
+    const char *vals[5];
     pgsched_error e;
     char *names = pgsched__pg_names_array(p, q->names, q->name_count);
     PGresult *res;
@@ -8701,14 +8715,16 @@ static pgsched_result pgsched__pg_claim(pgsched_store *s, const pgsched_claim_re
     vals[1] = names;
     vals[2] = max;
     vals[3] = p->channel;
-    r = pgsched__pg_run(p, PGSCHED__Q_CLAIM, 4, vals, 0, &res, &e);
+    pgsched__i64(lead, sizeof lead, q->lead);
+    vals[4] = lead;
+    r = pgsched__pg_run(p, PGSCHED__Q_CLAIM, 5, vals, 0, &res, &e);
     if (r != PGSCHED_OK && pgsched__pg_row_error(&e)) {
         /* A due row whose values break the statement for every row of its types: take it
            out, then claim again. */
         char why[PGSCHED_ERROR_MAX + 32];
         snprintf(why, sizeof why, "claiming it failed: %s", e.message);
         if (pgsched__pg_quarantine_due(p, names, q->node_id, why) > 0)
-            r = pgsched__pg_run(p, PGSCHED__Q_CLAIM, 4, vals, 0, &res, &e);
+            r = pgsched__pg_run(p, PGSCHED__Q_CLAIM, 5, vals, 0, &res, &e);
     }
     pgsched__free(&p->alloc, names);
     if (r != PGSCHED_OK) {
@@ -9854,6 +9870,8 @@ struct pgsched_node {
     pgsched_time strays_retry_at;
     pgsched_time outcome_ready_at; /* the earliest not_before of the pending outcomes */
     pgsched_time known_due;  /* store clock; 0 = unknown */
+    int known_due_exact;     /* a claim with its lead left that row: claim at its time */
+    pgsched_duration claim_lead; /* claims take rows due this soon (see pgsched__claim) */
     pgsched_time hint_due;   /* earliest due time learned while a claim was in flight */
     pgsched_duration contended; /* re-claim delay while due rows are locked elsewhere */
     int resync, wake_cancel_check;
@@ -9861,6 +9879,8 @@ struct pgsched_node {
     int idle_defaults; /* poll and heartbeat intervals left to the library (see below) */
     pgsched_time cc_not_before; /* monotonic: no woken cancel check before (see the gap) */
     pgsched_duration offset; /* store clock minus monotonic clock */
+    pgsched_duration offset_rtt; /* the round trip of the call offset came from (mu) */
+    pgsched_time offset_at;      /* when that call returned, monotonic (mu) */
     /* pgsched_clock_moved: calls so far, and the last call the dispatcher has caught up with
        (done what was due at that time and waits again) */
     int64_t clock_gen, clock_seen;
@@ -9994,12 +10014,30 @@ static pgsched_time pgsched__db_now(pgsched_node *n)
     return pgsched__mono(n) + PGSCHED__LOAD(&n->offset);
 }
 
-/* The store clock maps to the monotonic clock at the midpoint of the call that read it. */
+/* The store clock maps to the monotonic clock at the midpoint of the call that read it, to
+   within half its round trip. A call that committed a write waited for the commit (a disk
+   flush with fsync on) after reading the clock, so its midpoint comes late and the node
+   would think the store's clock behind by half a flush: due runs would start that late.
+   So the sample of the quickest call is kept until a new one is as good, counting an old
+   sample's error as growing by 100 us a second (a drift of 100 ppm, more than clocks
+   kept by NTP drift). Caller holds mu. */
+static void pgsched__clock_sample_locked(pgsched_node *n, pgsched_time before,
+                                         pgsched_time after, pgsched_time store_now)
+{
+    pgsched_duration rtt = after > before ? after - before : 0;
+    if (store_now <= 0) return;
+    if (n->offset_at && rtt > n->offset_rtt + (after - n->offset_at) / 5000) return;
+    PGSCHED__STORE(&n->offset, store_now - (before + rtt / 2));
+    n->offset_rtt = rtt;
+    n->offset_at = after;
+}
+
 static void pgsched__clock_sample(pgsched_node *n, pgsched_time before, pgsched_time store_now)
 {
-    pgsched_time mid = before + (pgsched__mono(n) - before) / 2;
-    if (store_now <= 0) return;
-    PGSCHED__STORE(&n->offset, store_now - mid);
+    pgsched_time after = pgsched__mono(n);
+    pthread_mutex_lock(&n->mu);
+    pgsched__clock_sample_locked(n, before, after, store_now);
+    pthread_mutex_unlock(&n->mu);
 }
 
 static const pgsched__type *pgsched__find_type(const pgsched_node *n, const char *name)
@@ -10016,6 +10054,7 @@ static void pgsched__hint_due(pgsched_node *n, pgsched_time t)
 {
     if (!n->known_due || t < n->known_due) {
         n->known_due = t;
+        n->known_due_exact = 0;
         pthread_cond_signal(&n->cv);
     }
     if (!n->hint_due || t < n->hint_due) n->hint_due = t;
@@ -10692,6 +10731,19 @@ static void *pgsched__worker_main(void *arg)
         /* the dispatcher watches the deadlines of running slots only: tell it of this one */
         if (s->deadline != PGSCHED_NEVER) pthread_cond_signal(&n->cv);
         job = &s->job.items[0];
+        /* A row claimed a little before its due time (the claim's lead, at most 1 s) starts
+           at it, unless the node stops or the run is cancelled meanwhile. The node's estimate
+           of the store's clock is off by at most half the round trip it came from (and the
+           drift since): waiting that much longer, the run never starts early. */
+        for (;;) {
+            pgsched_time mono = pgsched__mono(n);
+            pgsched_duration left = job->next_run - (mono + PGSCHED__LOAD(&n->offset)) +
+                                    n->offset_rtt / 2 + (mono - n->offset_at) / 10000;
+            if (left <= 0 || left > PGSCHED_SECOND || n->state >= PGSCHED__STOPPING ||
+                s->cancel != PGSCHED__CANCEL_NONE)
+                break;
+            pgsched__wait_until(n, &s->cv, &n->mu, mono + left);
+        }
         /* A run handed over just as the node began to shut down (or whose lease is already
            gone) does not start: its lease is given back instead. */
         skip = n->state >= PGSCHED__STOPPING || s->cancel == PGSCHED__CANCEL_LEASE_LOST;
@@ -11464,15 +11516,16 @@ static void pgsched__claim(pgsched_node *n)
     pgsched_result r;
     pgsched_time before, due;
     size_t i;
-    int want;
+    int want, exact = 0;
 
+    memset(&q, 0, sizeof q);
     pthread_mutex_lock(&n->mu);
     want = pgsched__claim_room(n);
     n->hint_due = 0; /* due times learned from now on survive this claim's result */
+    q.lead = n->claim_lead;
     pthread_mutex_unlock(&n->mu);
     if (want <= 0 || !n->nrun) return;
     pgsched_job_list_init(&got, &n->alloc);
-    memset(&q, 0, sizeof q);
     q.node_id = n->id;
     q.names = n->run_names;
     q.name_count = n->nrun;
@@ -11486,6 +11539,15 @@ static void pgsched__claim(pgsched_node *n)
         n->counters.claim_latency_max = n->counters.claim_latency_last;
     n->counters.claim_latency_total += n->counters.claim_latency_last;
     pgsched__observe(&n->counters.claim_latency, n->counters.claim_latency_last);
+    /* The next claim goes out this long before a known due time and takes rows due within
+       it, whose runs then wait for their time: twice what a claim takes (its round trip and
+       its commit, a disk flush with fsync on), rising at once after a slow claim and falling
+       an eighth a claim, 1 to 50 ms. */
+    n->claim_lead -= n->claim_lead / 8;
+    if (n->claim_lead < 2 * n->counters.claim_latency_last)
+        n->claim_lead = 2 * n->counters.claim_latency_last;
+    if (n->claim_lead < PGSCHED_MILLISECOND) n->claim_lead = PGSCHED_MILLISECOND;
+    if (n->claim_lead > 50 * PGSCHED_MILLISECOND) n->claim_lead = 50 * PGSCHED_MILLISECOND;
     n->counters.connected = r != PGSCHED_ERR_CONNECTION;
     if (r != PGSCHED_OK) {
         n->claim_retry_at = pgsched__mono(n) + pgsched__retry_delay(n, r);
@@ -11497,7 +11559,7 @@ static void pgsched__claim(pgsched_node *n)
         pgsched_job_list_free(&got);
         return;
     }
-    PGSCHED__STORE(&n->offset, info.now - (before + (pgsched__mono(n) - before) / 2));
+    pgsched__clock_sample_locked(n, before, pgsched__mono(n), info.now);
     /* leases now held: an idle node's long heartbeat period ends here */
     if (got.count && n->next_heartbeat > before + n->cfg.heartbeat_interval)
         n->next_heartbeat = before + n->cfg.heartbeat_interval;
@@ -11519,14 +11581,24 @@ static void pgsched__claim(pgsched_node *n)
         n->contended = n->contended ? n->contended * 2 : 20 * PGSCHED_MILLISECOND;
         if (n->contended > n->cfg.poll_interval) n->contended = n->cfg.poll_interval;
         due = info.now + n->contended;
+    } else if (info.next_due && info.next_due <= info.now + q.lead) {
+        /* due within the lead yet left (locked, or a store that ignores the lead): claim
+           again at its very time, not a lead before it */
+        due = info.next_due;
+        exact = 1;
+        n->contended = 0;
     } else {
         due = info.next_due;
         n->contended = 0;
     }
     /* A schedule or notification that arrived while the claim ran may know an earlier time
        than the claim's snapshot did. */
-    if (n->hint_due && (!due || n->hint_due < due)) due = n->hint_due;
+    if (n->hint_due && (!due || n->hint_due < due)) {
+        due = n->hint_due;
+        exact = 0;
+    }
     n->known_due = due;
+    n->known_due_exact = exact;
     pthread_mutex_unlock(&n->mu);
     for (i = 0; i < got.count; i++)
         pgsched__cb_push(n, got.items[i].name, got.items[i].key, PGSCHED_STATUS_PENDING,
@@ -11564,13 +11636,16 @@ static void pgsched__take_back(pgsched_node *n)
     pgsched_take_back_info info;
     pgsched_error e;
     pgsched_result r;
+    pgsched_time before;
     size_t i;
     pgsched_job_list_init(&got, &n->alloc);
+    before = pgsched__mono(n);
     r = pgsched_store_take_back(n->store, n->id, n->cfg.stall_timeout, PGSCHED__TAKE_BACK_BATCH,
                                 &got, &info, &e);
     if (r == PGSCHED_OK) {
         pgsched_time after = pgsched__mono(n), at;
         pthread_mutex_lock(&n->mu);
+        pgsched__clock_sample_locked(n, before, after, info.now);
         at = pgsched__next_stall_check(n, &info, after);
         if (at) n->next_stall = at;
         pthread_mutex_unlock(&n->mu);
@@ -11840,6 +11915,12 @@ static void pgsched__writer_stop(pgsched_node *n)
     n->writer_started = 0;
 }
 
+/* How long before the known due time the claim goes out. Caller holds mu. */
+static pgsched_duration pgsched__due_lead(const pgsched_node *n)
+{
+    return n->known_due_exact ? 0 : n->claim_lead;
+}
+
 static void *pgsched__dispatcher_main(void *arg)
 {
     pgsched_node *n = (pgsched_node *)arg;
@@ -11916,7 +11997,7 @@ static void *pgsched__dispatcher_main(void *arg)
                  (n->wake_cancel_check && now >= n->cc_not_before));
         do_claim = !stopping && pgsched__claim_room(n) > 0 && n->nrun > 0 && now >= n->claim_retry_at &&
                    (n->resync || now >= n->next_poll ||
-                    (n->known_due && n->known_due <= db_now));
+                    (n->known_due && n->known_due <= db_now + pgsched__due_lead(n)));
         do_stall = !stopping && now >= n->next_stall;
         do_clean = !stopping && now >= n->next_cleanup;
         do_strays = n->strays && now >= n->strays_retry_at;
@@ -11966,7 +12047,8 @@ static void *pgsched__dispatcher_main(void *arg)
             if (pgsched__claim_room(n) > 0 && n->nrun > 0) {
                 pgsched_time due = n->next_poll;
                 if (n->known_due)
-                    due = pgsched__min_time(due, n->known_due - PGSCHED__LOAD(&n->offset));
+                    due = pgsched__min_time(due, n->known_due - pgsched__due_lead(n) -
+                                                     PGSCHED__LOAD(&n->offset));
                 wake = pgsched__min_time(wake, due > n->claim_retry_at ? due : n->claim_retry_at);
             }
         }
