@@ -721,10 +721,11 @@ PGSCHED_DEF pgsched_store *pgsched_node_store(const pgsched_node *node);
    called from a handler or a callback of the same node. */
 PGSCHED_DEF pgsched_result pgsched_shutdown(pgsched_node *node, pgsched_error *err);
 /* Tells the node that its clock (cfg.clock) moved. Wakes every wait of the node on it, then
-   returns once the dispatcher has done what fell due by the new time (heartbeats, claims,
-   cancel and stall checks, cleanup, run timeouts, self-fencing, drain and shutdown steps, each
-   with its store calls) and waits again, or has stopped; handlers in pgsched_run_sleep and
-   the status callbacks are woken, not waited for. A test that moves time in steps shorter
+   returns once the node has done what fell due by the new time (heartbeats, claims,
+   cancel and stall checks, cleanup, run timeouts, self-fencing, drain and shutdown steps,
+   outcome writes, each with its store calls), each run it handed to a worker has started,
+   and it waits again, or has stopped; handlers in pgsched_run_sleep and the status callbacks
+   are woken, not waited for. A test that moves time in steps shorter
    than the intervals it checks sees every heartbeat and check happen at its step. From the
    node's own threads (a handler, a callback, the log) the call only wakes. Harmless with the
    real clock. */
@@ -10730,6 +10731,8 @@ static void *pgsched__worker_main(void *arg)
         s->state = PGSCHED__SLOT_RUNNING;
         /* the dispatcher watches the deadlines of running slots only: tell it of this one */
         if (s->deadline != PGSCHED_NEVER) pthread_cond_signal(&n->cv);
+        /* pgsched_clock_moved waits for handed-over runs to start */
+        if (n->clock_gen) pthread_cond_broadcast(&n->done_cv);
         job = &s->job.items[0];
         /* A row claimed a little before its due time (the claim's lead, at most 1 s) starts
            at it, unless the node stops or the run is cancelled meanwhile. The node's estimate
@@ -13437,6 +13440,15 @@ PGSCHED_DEF pgsched_cancel_reason pgsched_run_cancel_reason(const pgsched_run *r
     return (pgsched_cancel_reason)PGSCHED__LOAD(&s->cancel);
 }
 
+/* Whether a run was handed to a worker that has not started it yet. Caller holds mu. */
+static int pgsched__slots_handed_over(const pgsched_node *n)
+{
+    int i;
+    for (i = 0; i < n->nslots; i++)
+        if (n->slots[i].state == PGSCHED__SLOT_READY) return 1;
+    return 0;
+}
+
 PGSCHED_DEF void pgsched_clock_moved(pgsched_node *node)
 {
     pgsched_node *n = node;
@@ -13452,7 +13464,8 @@ PGSCHED_DEF void pgsched_clock_moved(pgsched_node *node)
     /* the node's own threads do not wait: the dispatcher may be the caller, or be waiting
        for it (a log line, a store call) */
     if (!pgsched__is_node_thread(n))
-        while (n->dispatcher_started && !n->dispatcher_done && n->clock_seen - gen < 0)
+        while (n->dispatcher_started && !n->dispatcher_done &&
+               (n->clock_seen - gen < 0 || pgsched__slots_handed_over(n)))
             pthread_cond_wait(&n->done_cv, &n->mu);
     pthread_mutex_unlock(&n->mu);
     pthread_mutex_lock(&n->cb_mu);
