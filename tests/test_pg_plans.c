@@ -212,7 +212,8 @@ static void claim_reads_only_due_rows_of_its_types_through_the_type_due_index(vo
     int g;
     (void)state;
     for (g = 0; g < 2; g++)
-        assert_indexed(plan(PGSCHED__Q_CLAIM, 4, "'n1', '{mine}', '10', 'plans.pgsched_events'", g),
+        assert_indexed(plan(PGSCHED__Q_CLAIM, 5,
+                            "'n1', '{mine}', '10', 'plans.pgsched_events', '2000'", g),
                        "pgsched_jobs_type_due", g ? "the claim (generic plan)" : "the claim");
 }
 

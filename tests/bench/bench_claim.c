@@ -168,11 +168,11 @@ int main(int argc, char **argv)
     /* The plan of a real claim (rolled back), parameters as the store sends them. */
     add_rows("due", "c", DUE_ROWS, "-1 hour");
     sql("BEGIN");
-    snprintf(explain, sizeof explain, "PREPARE bench_claim_q(text, text, text, text) AS %s",
+    snprintf(explain, sizeof explain, "PREPARE bench_claim_q(text, text, text, text, text) AS %s",
              ((pgsched__pg *)store)->sql[PGSCHED__Q_CLAIM]);
     sql(explain);
     r = PQexec(admin, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE "
-                      "bench_claim_q('bench', '{due}', '100', 'bench_claim.pgsched_events')");
+                      "bench_claim_q('bench', '{due}', '100', 'bench_claim.pgsched_events', '0')");
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         fprintf(stderr, "bench_claim: EXPLAIN: %s", PQerrorMessage(admin));
         return 1;
