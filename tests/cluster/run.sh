@@ -601,8 +601,15 @@ scenario_sigterm() {
     [ "$(q "SELECT count(*) FROM t_runs WHERE label = 'a' AND outcome = 'cancelled'
         AND cancel_reason <> 'shutdown'")" = 0 ] ||
         bad "node a's handlers were stopped for another reason than shutdown"
-    awk -v m="$max" -v s="$STALL_MS" 'BEGIN { exit !(m >= 0 && m < s / 1000) }' ||
-        bad "jobs given back at shutdown took $max s to run again, not less than a stall timeout"
+    # Given back, not taken back: the history shows the interrupted attempts of node a as
+    # released, none as stalled. (How soon they run again also depends on when a worker of the
+    # other nodes, busy with 2 s runs, is free: that delay is reported above, not asserted.)
+    [ "$(q "SELECT count(*) FROM pgsched_runs WHERE outcome = 'stalled'
+        AND node IN (SELECT node_id FROM t_faults WHERE kind = 'sigterm')")" = 0 ] ||
+        bad "runs of node a were taken back after a stall instead of being given back"
+    [ "$(q "SELECT count(*) FROM pgsched_runs WHERE outcome = 'released'
+        AND node IN (SELECT node_id FROM t_faults WHERE kind = 'sigterm')")" -ge "$n" ] ||
+        bad "fewer than the $n runs going at the SIGTERM were given back (released)"
     stop_all
     check_invariants
 }
