@@ -260,9 +260,9 @@ PGSCHED_DEF pgsched_result pgsched_once_next(pgsched_time at, pgsched_time after
 /* Any kind but CUSTOM (which needs its callback): parses s->cron on each call, so hold a
    pgsched_cron instead for repeated use. */
 PGSCHED_DEF pgsched_result pgsched_next_run(const pgsched_schedule *s,
-                                                 const pgsched_cron_options *opts,
-                                                 pgsched_time after, pgsched_time *next,
-                                                 pgsched_error *err);
+                                            const pgsched_cron_options *opts,
+                                            pgsched_time after, pgsched_time *next,
+                                            pgsched_error *err);
 
 /* ============================================================================================
    [pgsched: jobs]
@@ -640,7 +640,8 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
    node's log), default_zone (NULL: UTC, nothing written into cron text), and `pg` all zero
    when the node was given a store. Given to pgsched_create, it makes a node configured the
    same, except for the quieter idle polling, which needs poll_interval and heartbeat_interval
-   both left 0. PGSCHED_ERR_INVALID_ARGUMENT when node or out is NULL. */
+   both left 0. pg.conninfo is as given, password included (pgsched_conninfo_redact before
+   logging it). PGSCHED_ERR_INVALID_ARGUMENT when node or out is NULL. */
 PGSCHED_DEF pgsched_result pgsched_get_config(const pgsched_node *node, pgsched_config *out);
 /* Connects, sets up the schema, registers the node. pgsched_start calls it if you did not. */
 PGSCHED_DEF pgsched_result pgsched_init(pgsched_node *node, pgsched_error *err);
@@ -650,11 +651,12 @@ PGSCHED_DEF pgsched_result pgsched_register(pgsched_node *node, const pgsched_jo
 PGSCHED_DEF pgsched_result pgsched_start(pgsched_node *node, pgsched_error *err);
 
 PGSCHED_DEF pgsched_result pgsched_schedule_job(pgsched_node *node, const pgsched_job_spec *spec,
-                                            pgsched_error *err);
+                                                pgsched_error *err);
 /* The same inside the caller's open transaction on its own libpq connection: the job exists if
    and only if that transaction commits. PostgreSQL store only. */
 PGSCHED_DEF pgsched_result pgsched_schedule_job_tx(pgsched_node *node, struct pg_conn *conn,
-                                               const pgsched_job_spec *spec, pgsched_error *err);
+                                                   const pgsched_job_spec *spec,
+                                                   pgsched_error *err);
 /* Many jobs at once, in one statement per batch of up to PGSCHED_SCHEDULE_BATCH_MAX.
    results[i] (required) is the code pgsched_schedule_job would give specs[i]: a spec that is
    invalid (name, key, params, schedule, type not registered) or refused (a running row without
@@ -678,8 +680,8 @@ PGSCHED_DEF pgsched_result pgsched_schedule_jobs_tx(pgsched_node *node, struct p
 PGSCHED_DEF pgsched_result pgsched_cancel(pgsched_node *node, const char *name, const char *key,
                                           pgsched_change_effect *effect, pgsched_error *err);
 PGSCHED_DEF pgsched_result pgsched_remove(pgsched_node *node, const char *name,
-                                              const char *key, pgsched_change_effect *effect,
-                                              pgsched_error *err);
+                                          const char *key, pgsched_change_effect *effect,
+                                          pgsched_error *err);
 PGSCHED_DEF pgsched_result pgsched_trigger(pgsched_node *node, const char *name, const char *key,
                                            pgsched_error *err);
 /* The instance (name, key), in a single allocation (the job and its strings) made with the
@@ -3327,9 +3329,9 @@ PGSCHED_DEF pgsched_result pgsched_once_next(pgsched_time at, pgsched_time after
 }
 
 PGSCHED_DEF pgsched_result pgsched_next_run(const pgsched_schedule *s,
-                                                 const pgsched_cron_options *opts,
-                                                 pgsched_time after, pgsched_time *next,
-                                                 pgsched_error *err)
+                                            const pgsched_cron_options *opts,
+                                            pgsched_time after, pgsched_time *next,
+                                            pgsched_error *err)
 {
     char ta[PGSCHED_TIME_STRING_MAX], tb[PGSCHED_TIME_STRING_MAX];
     pgsched_result r;
@@ -5719,7 +5721,7 @@ static pgsched_result pgsched__mem_take_back(pgsched_store *s, const char *node_
 /* Locks the store and finds (name, key): the row with the lock held, or NULL with the lock
    released and `err` saying the row does not exist. */
 static pgsched__mrow *pgsched__mem_lock_row(pgsched__mem *m, const char *name, const char *key,
-                                           pgsched_time *now, pgsched_error *err)
+                                            pgsched_time *now, pgsched_error *err)
 {
     pgsched__mrow *r;
     pthread_mutex_lock(&m->mu);
@@ -12992,7 +12994,7 @@ PGSCHED_DEF pgsched_result pgsched_cancel(pgsched_node *n, const char *name, con
 }
 
 PGSCHED_DEF pgsched_result pgsched_remove(pgsched_node *n, const char *name, const char *key,
-                                              pgsched_change_effect *effect, pgsched_error *err)
+                                          pgsched_change_effect *effect, pgsched_error *err)
 {
     pgsched_change_info o;
     pgsched_result r = pgsched__check_usable(n, err);
