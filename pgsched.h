@@ -4881,7 +4881,10 @@ typedef struct pgsched__mlistener {
 
 #define PGSCHED__MTYPE_BUCKETS 64
 #define PGSCHED__MLISTEN_START 64 /* events a listener's queue holds at first */
-#define PGSCHED__MLISTEN_QUEUE 4096 /* and at most */
+/* and at most: room for the events of the largest call (a schedule batch of
+   PGSCHED_SCHEDULE_BATCH_MAX rows is written at once, under the store's lock, so a listener
+   cannot read in between) and then some */
+#define PGSCHED__MLISTEN_QUEUE 8192
 
 typedef struct pgsched__mem {
     pgsched_store base;
@@ -6696,12 +6699,36 @@ enum {
       "created_at, " a "updated_at"
 #define PGSCHED__JOB_NCOLS 24
 
-/* A notification payload: tab-separated, small by construction (names and keys are bounded);
-   a row written by hand through SQL with a huge key still cannot make pg_notify fail the
-   transaction, because anything near the 8000-byte limit is replaced by a resync marker. */
+/* Notifications. An event is one line of tab-separated fields, small by construction (names
+   and keys are bounded):
+     C name key old_status new_status version node next_run_us   a change ('none': no row)
+     X name key version node owner                                a cancel request for owner
+     R                                                            something was missed: poll
+   A payload holds one line or several, separated by newlines (library versions before 3 and
+   the SQL functions of migration 2 send one line each; the listener reads both).
+   PGSCHED__NOTIFY sends the one event of a single-row statement; a row written by hand
+   through SQL with a huge key still cannot make pg_notify fail the transaction, because
+   anything near the 8000-byte limit is replaced by R. */
 #define PGSCHED__NOTIFY(chan, expr)                                                               \
     "pg_catalog.pg_notify(" chan ", CASE WHEN pg_catalog.octet_length(p_.p) "                    \
     "OPERATOR(pg_catalog.<) 7000 THEN p_.p ELSE 'R' END) FROM (SELECT " expr " AS p) p_"
+
+/* The events of a statement that changes many rows, as few notifications as the payload
+   limit allows: `lines` is a query of (p: the event's line, o: its order, the row's version);
+   a line of 1000 bytes or more (only a row written by hand) becomes R. Lines go into chunks
+   by their running byte count, so a payload stays under 6900 + 1000 bytes, below the 8000
+   that pg_notify accepts; the chunks are sent in version order. (OFFSET 0 keeps each line
+   computed once: flattened, its expression would be evaluated for every use.) Its value, the number of
+   notifications, is written as an uncorrelated scalar subquery in the statement's select list:
+   an init plan, evaluated once, and only when the statement returns a row. It may run on the
+   caller's connection (schedule), so every name in it is qualified. */
+#define PGSCHED__NOTIFY_BATCH(chan, lines)                                                        \
+    "(SELECT pg_catalog.count(pg_catalog.pg_notify(" chan ", b_.p)) FROM (SELECT "              \
+    "pg_catalog.string_agg(c_.p, E'\\n' ORDER BY c_.o) AS p FROM (SELECT l_.p, l_.o, "         \
+    "pg_catalog.sum(pg_catalog.octet_length(l_.p) OPERATOR(pg_catalog.+) 1) OVER (ORDER BY "    \
+    "l_.o ROWS UNBOUNDED PRECEDING) OPERATOR(pg_catalog./) 6900 AS k FROM (SELECT CASE WHEN "   \
+    "pg_catalog.octet_length(r_.p) OPERATOR(pg_catalog.<) 1000 THEN r_.p ELSE 'R' END AS p, "   \
+    "r_.o FROM (" lines " OFFSET 0) r_) l_) c_ GROUP BY c_.k ORDER BY c_.k) b_)"
 
 /* The test "the row is running" of the statements that may run on the caller's connection. */
 #define PGSCHED__PG_J_RUNNING "j.status OPERATOR(pg_catalog.=) 'running'"
@@ -6817,11 +6844,12 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "OPERATOR(pg_catalog.=) ANY (SELECT a.name, a.key FROM i a WHERE a.after_run) "
     "RETURNING j.name, j.key, j.status, j.next_run, j.version, j.prev_status) "
     "SELECT up.name, up.key, up.status, up.next_run, up.version, up.prev_status"
-    "{NOTIFY, (SELECT " PGSCHED__NOTIFY(
+    "{NOTIFY, " PGSCHED__NOTIFY_BATCH(
         "$11::pg_catalog.text",
-        "pg_catalog.concat_ws(E'\\t', 'C', up.name, up.key, COALESCE(up.prev_status, 'none'), "
-        "up.status, up.version::pg_catalog.text, COALESCE($10::pg_catalog.text, ''), "
-        "COALESCE(" PGSCHED__PG_US("up.next_run") "::pg_catalog.text, ''))") ")}"
+        "SELECT pg_catalog.concat_ws(E'\\t', 'C', up.name, up.key, "
+        "COALESCE(up.prev_status, 'none'), up.status, up.version::pg_catalog.text, "
+        "COALESCE($10::pg_catalog.text, ''), COALESCE(" PGSCHED__PG_US("up.next_run")
+        "::pg_catalog.text, '')) AS p, up.version AS o FROM up") "}"
     " FROM up",
 
     /* CLAIM: $1 node $2 names[] $3 max $4 channel $5 lead_us. One row always comes back (the
@@ -6848,9 +6876,10 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "WHERE x.name = n.name AND x.status = 'pending' AND NOT EXISTS (SELECT 1 FROM c "
     "WHERE c.name = x.name AND c.key = x.key) ORDER BY x.next_run LIMIT 1) t) AS next_due) "
     "SELECT info.now, info.next_due, " PGSCHED__JOB_COLS("u.")
-    "{NOTIFY, CASE WHEN u.name IS NULL THEN NULL ELSE (SELECT " PGSCHED__NOTIFY(
-        "$4::text", "concat_ws(E'\\t', 'C', u.name, u.key, 'pending', 'running', "
-                    "u.version::text, $1::text, " PGSCHED__PG_US("u.next_run") "::text)") ") END}"
+    "{NOTIFY, " PGSCHED__NOTIFY_BATCH(
+        "$4::text", "SELECT concat_ws(E'\\t', 'C', u.name, u.key, 'pending', 'running', "
+                    "u.version::text, $1::text, " PGSCHED__PG_US("u.next_run") "::text) AS p, "
+                    "u.version AS o FROM u") "}"
     " FROM info LEFT JOIN u ON true ORDER BY u.next_run",
 
     /* HEARTBEAT: $1 node $2 names[] $3 keys[] $4 tokens[] $5 renew. Returns the held leases,
@@ -6911,7 +6940,8 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "error) SELECT nextval('{Q}'), e.name, e.key, e.ran_by, e.attempt, e.started_at, now(), "
     "e.outcome, e.error FROM e), "
     "del AS (DELETE FROM {J} j USING e " PGSCHED__BY_TID("e")
-    "AND e.remove_requested RETURNING e.idx, j.name, nextval('{Q}') AS version, e.outcome), ",
+    "AND e.remove_requested RETURNING e.idx, j.name, nextval('{Q}') AS version, e.outcome, "
+    "j.key, e.node), ",
     /* ... continued in pgsched__pg_template_tail (C99 caps a literal at 4095 bytes) */
 
     /* TAKE_BACK: $1 node $2 stall_us $3 max $4 channel. The stall index hands over the
@@ -6931,9 +6961,10 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "x.status = 'running' AND NOT EXISTS (SELECT 1 FROM c WHERE c.name = x.name AND "
     "c.key = x.key) ORDER BY " PGSCHED__PG_SILENT_SINCE " LIMIT 1) AS oldest) "
     "SELECT info.now, info.oldest, " PGSCHED__JOB_COLS("u.")
-    "{NOTIFY, CASE WHEN u.name IS NULL THEN NULL ELSE (SELECT " PGSCHED__NOTIFY("$4::text",
-                                        "concat_ws(E'\\t', 'C', u.name, u.key, 'running', "
-                                        "'running', u.version::text, $1::text, '')") ") END}"
+    "{NOTIFY, " PGSCHED__NOTIFY_BATCH("$4::text",
+                                      "SELECT concat_ws(E'\\t', 'C', u.name, u.key, 'running', "
+                                      "'running', u.version::text, $1::text, '') AS p, "
+                                      "u.version AS o FROM u") "}"
     " FROM info LEFT JOIN u ON true",
 
     /* CANCEL: $1 name $2 key $3 node $4 channel.
@@ -7116,19 +7147,21 @@ static const char *pgsched__pg_template_tail(int q)
             "cancel_requested = false, version = nextval('{Q}'), updated_at = now() "
             "FROM e " PGSCHED__BY_TID("e")
             "AND NOT e.remove_requested "
-            "RETURNING e.idx, j.status, j.next_run, j.version, e.outcome) "
+            "RETURNING e.idx, j.status, j.next_run, j.version, e.outcome, j.name, j.key, "
+            "e.node) "
             "SELECT o.idx, coalesce(upd.status, CASE WHEN del.name IS NOT NULL THEN 'none' END), "
             "upd.next_run, coalesce(upd.version, del.version), coalesce(upd.outcome, del.outcome), "
             "CASE WHEN upd.idx IS NULL AND del.name IS NULL THEN "
             "CASE WHEN now_.last_lease = o.token OR EXISTS (SELECT 1 FROM e WHERE e.name = o.name "
             "AND e.key = o.key AND e.token = o.token) THEN 'replayed' "
             "WHEN now_.lease = o.token AND now_.running THEN 'busy' END END"
-            "{NOTIFY, CASE WHEN upd.status IS NULL AND del.name IS NULL THEN NULL ELSE (SELECT "
-            PGSCHED__NOTIFY("$13::text", "concat_ws(E'\\t', 'C', o.name, o.key, 'running', "
-                                         "coalesce(upd.status, 'none'), "
-                                         "coalesce(upd.version, del.version)::text, o.node, "
-                                         "coalesce(" PGSCHED__PG_US("upd.next_run") "::text, ''))")
-            ") END}"
+            "{NOTIFY, " PGSCHED__NOTIFY_BATCH(
+                "$13::text", "SELECT concat_ws(E'\\t', 'C', x.name, x.key, 'running', x.status, "
+                             "x.version::text, x.node, coalesce(" PGSCHED__PG_US("x.next_run")
+                             "::text, '')) AS p, x.version AS o FROM (SELECT upd.name, upd.key, "
+                             "upd.status, upd.version, upd.node, upd.next_run FROM upd UNION ALL "
+                             "SELECT del.name, del.key, 'none', del.version, del.node, NULL "
+                             "FROM del) x") "}"
             " FROM o LEFT JOIN upd ON upd.idx = o.idx "
             "LEFT JOIN del ON del.idx = o.idx "
             /* what became of a row this call did not write: looked up by key, and only then */
@@ -9271,6 +9304,8 @@ static pgsched_result pgsched__pg_cleanup(pgsched_store *s, const pgsched_cleanu
 
 typedef struct pgsched__pglistener {
     PGconn *conn;
+    PGnotify *pending; /* a payload whose events are not all handed out yet */
+    size_t pos;        /* where its next line starts */
     int wake_fd[2]; /* a self-pipe: listen_wake writes a byte, poll() sees it */
     int need_resync;
     pgsched_time retry_at; /* monotonic */
@@ -9327,24 +9362,25 @@ static pgsched_result pgsched__pg_listen_open(pgsched_store *s, pgsched_listener
     return pgsched__ok(err);
 }
 
-/* Parses one payload into an event; 0 when it is not ours or malformed (then: resync). */
-static int pgsched__pg_parse_event(const char *payload, pgsched_event *ev)
+/* Parses one line of a payload (len bytes at s) into an event; 0 when it is not ours or
+   malformed (then: resync). */
+static int pgsched__pg_parse_event(const char *s, size_t n, pgsched_event *ev)
 {
     char buf[1200];
     char *f[10];
     int nf = 0;
-    char *s;
-    size_t n = strlen(payload);
+    char *c;
     if (n >= sizeof buf) return 0;
-    memcpy(buf, payload, n + 1);
-    s = buf;
-    f[nf++] = s;
-    while (*s && nf < 10) {
-        if (*s == '\t') {
-            *s = '\0';
-            f[nf++] = s + 1;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    c = buf;
+    f[nf++] = c;
+    while (*c && nf < 10) {
+        if (*c == '\t') {
+            *c = '\0';
+            f[nf++] = c + 1;
         }
-        s++;
+        c++;
     }
     memset(ev, 0, sizeof *ev);
     if (strcmp(f[0], "C") == 0 && nf == 8) {
@@ -9367,6 +9403,34 @@ static int pgsched__pg_parse_event(const char *payload, pgsched_event *ev)
     pgsched__copy_text(ev->name, sizeof ev->name, f[1]);
     pgsched__copy_text(ev->key, sizeof ev->key, f[2]);
     return 1;
+}
+
+/* Hands out the events of the pending payload, one per line, into events[n..cap); returns
+   the new n. A line that is not an event becomes a resync, and so do several in a row (one
+   is enough). The payload is freed once every line is out. */
+static size_t pgsched__pg_take_lines(pgsched__pglistener *l, pgsched_event *events, size_t n,
+                                     size_t cap)
+{
+    while (l->pending && n < cap) {
+        const char *s = l->pending->extra + l->pos;
+        const char *e = strchr(s, '\n');
+        size_t len = e ? (size_t)(e - s) : strlen(s);
+        if (!pgsched__pg_parse_event(s, len, &events[n])) {
+            memset(&events[n], 0, sizeof events[n]);
+            events[n].kind = PGSCHED_EVENT_RESYNC;
+        }
+        if (events[n].kind != PGSCHED_EVENT_RESYNC || n == 0 ||
+            events[n - 1].kind != PGSCHED_EVENT_RESYNC)
+            n++;
+        if (e) {
+            l->pos += len + 1;
+        } else {
+            PQfreemem(l->pending);
+            l->pending = NULL;
+            l->pos = 0;
+        }
+    }
+    return n;
 }
 
 /* Keeps the changes of events[0..n) that the table confirms and drops the others; returns
@@ -9464,9 +9528,11 @@ static pgsched_result pgsched__pg_listen_wait(pgsched_store *s, pgsched_listener
         }
         if (l->conn && n < cap) {
             /* The socket is read only once libpq's queue is drained: a flood of notifications
-               waits in the server's queue, not in this process's memory. */
-            PGnotify *nt = PQnotifies(l->conn);
-            if (!nt) {
+               waits in the server's queue, not in this process's memory. A payload carries
+               one event or many (a line each); what does not fit in events waits in
+               l->pending for the next call. */
+            if (!l->pending) l->pending = PQnotifies(l->conn);
+            if (!l->pending) {
                 if (!PQconsumeInput(l->conn)) {
                     /* The connection is gone; reconnect now, then report a resync. */
                     PQfinish(l->conn);
@@ -9475,18 +9541,13 @@ static pgsched_result pgsched__pg_listen_wait(pgsched_store *s, pgsched_listener
                     l->retry_at = 0;
                     continue;
                 }
-                nt = PQnotifies(l->conn);
+                l->pending = PQnotifies(l->conn);
             }
-            if (nt) {
-                while (nt) {
-                    if (!pgsched__pg_parse_event(nt->extra, &events[n])) {
-                        memset(&events[n], 0, sizeof events[n]);
-                        events[n].kind = PGSCHED_EVENT_RESYNC;
-                    }
-                    n++;
-                    PQfreemem(nt);
-                    nt = n < cap ? PQnotifies(l->conn) : NULL;
-                }
+            if (l->pending) {
+                do {
+                    n = pgsched__pg_take_lines(l, events, n, cap);
+                    if (!l->pending && n < cap) l->pending = PQnotifies(l->conn);
+                } while (l->pending && n < cap);
                 n = pgsched__pg_confirm(p, events, n);
                 /* libpq's queue may hold more than one batch, where poll() cannot see them:
                    look there first (a wake and the deadline still end the wait) */
@@ -9535,6 +9596,7 @@ static void pgsched__pg_listen_close(pgsched_store *s, pgsched_listener *lh)
 {
     pgsched__pg *p = (pgsched__pg *)s;
     pgsched__pglistener *l = (pgsched__pglistener *)(void *)lh;
+    if (l->pending) PQfreemem(l->pending);
     if (l->conn) PQfinish(l->conn);
     close(l->wake_fd[0]);
     close(l->wake_fd[1]);
@@ -9900,9 +9962,14 @@ struct pgsched_node {
     /* callbacks */
     pthread_mutex_t cb_mu;
     pthread_cond_t cb_cv;
+    pthread_cond_t cb_room; /* the queue has room again (the listener waits for it) */
     pgsched__cbev *cbq;
     size_t cb_head, cb_count, cb_cap;
     int cb_stop;
+    int cb_room_waiting;
+    int cb_stuck;           /* on_status took nothing for a second, up to cb_delivered: */
+    uint64_t cb_stuck_mark; /* the listener no longer waits until it takes one */
+    uint64_t cb_delivered;  /* events given to on_status so far */
     int dropped_callbacks; /* allocation failures, logged outside the lock */
     size_t cb_overflow;    /* events dropped because the queue was full (see CBQ_MAX) */
     int cb_ordered; /* deliveries follow the listener (notifications on) */
@@ -10287,7 +10354,8 @@ static pgsched_result pgsched__next_occurrence(pgsched_node *n, const pgsched_jo
    the order the store committed them. */
 #define PGSCHED__REORDER_WINDOW (50 * PGSCHED_MILLISECOND)
 
-/* The most status events waiting for on_status (about 500 bytes each). */
+/* The most status events waiting for on_status (about 500 bytes each); the listener waits
+   for room while on_status makes progress (pgsched__cbq_room). */
 #define PGSCHED__CBQ_MAX 4096
 
 /* Appends to the delivery queue, or with `hold` inserts in version order among the events
@@ -10441,6 +10509,27 @@ static void pgsched__cb_push(pgsched_node *n, const char *name, const char *key,
     pthread_mutex_unlock(&n->cb_mu);
 }
 
+/* Called by the listener only, with cb_mu held: while the queue is full and on_status keeps
+   taking events, waits for room, so that a burst (one statement's events arrive together: a
+   bulk schedule is 5000) reaches on_status whole while the rest waits in the store's queue.
+   An on_status that takes nothing for a second has events dropped (cbq_put), without further
+   waits until it takes one again. */
+static void pgsched__cbq_room(pgsched_node *n)
+{
+    while (n->cb_count >= PGSCHED__CBQ_MAX && !n->cb_stop) {
+        uint64_t before = n->cb_delivered;
+        if (n->cb_stuck && n->cb_stuck_mark == before) return;
+        n->cb_room_waiting++;
+        pgsched__cond_wait_until(&n->cb_room, &n->cb_mu, pgsched__monotonic() + PGSCHED_SECOND);
+        n->cb_room_waiting--;
+        if (n->cb_delivered == before) {
+            n->cb_stuck = 1;
+            n->cb_stuck_mark = before;
+            return;
+        }
+    }
+}
+
 /* A change seen by the listener (any node's, in commit order). */
 static void pgsched__cb_notified(pgsched_node *n, const pgsched_event *v)
 {
@@ -10450,6 +10539,7 @@ static void pgsched__cb_notified(pgsched_node *n, const pgsched_event *v)
     pgsched__cbev_fill(&e, v->name, v->key, v->old_status, v->new_status, v->next_run,
                        v->version, v->node, !own);
     pthread_mutex_lock(&n->cb_mu);
+    pgsched__cbq_room(n);
     if (own && pgsched__own_reserve(n)) {
         pgsched__own *o = pgsched__own_slot(n, v->version);
         if (!o->version) {
@@ -10528,6 +10618,8 @@ static void *pgsched__callback_main(void *arg)
         e = n->cbq[n->cb_head];
         n->cb_head = (n->cb_head + 1) % n->cb_cap;
         n->cb_count--;
+        n->cb_delivered++;
+        if (n->cb_room_waiting) pthread_cond_signal(&n->cb_room);
         pthread_mutex_unlock(&n->cb_mu);
         e.ev.name = e.name;
         e.ev.key = e.key;
@@ -12408,6 +12500,7 @@ static void pgsched__node_wire(pgsched_node *n)
     pthread_mutex_init(&n->cron_mu, NULL);
     pthread_mutex_init(&n->cb_mu, NULL);
     pgsched__cond_init(&n->cb_cv);
+    pgsched__cond_init(&n->cb_room);
     for (i = 0; i < n->nslots; i++) {
         n->slots[i].node = n;
         n->slots[i].index = i;
@@ -13420,6 +13513,7 @@ PGSCHED_DEF void pgsched_destroy(pgsched_node *n)
     pthread_mutex_destroy(&n->cron_mu);
     pthread_mutex_destroy(&n->cb_mu);
     pthread_cond_destroy(&n->cb_cv);
+    pthread_cond_destroy(&n->cb_room);
     {
         pgsched_allocator a = n->alloc;
         pgsched__free(&a, n);

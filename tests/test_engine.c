@@ -139,6 +139,7 @@
     X(status_callback_may_call_node_api)                                                       \
     X(status_callbacks_keep_own_change_when_remote_is_faster)                                  \
     X(status_callbacks_deliver_every_change_in_order)                                          \
+    X(status_callbacks_of_a_5000_job_bulk_schedule_arrive_once_each_in_order)                  \
     X(nodes_never_run_one_instance_at_once)                                                    \
     X(nodes_never_overlap_slow_recurring_job)                                                  \
     X(retention_deletes_finished_once_rows_and_history)                                        \
