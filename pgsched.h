@@ -8091,14 +8091,94 @@ static pgsched_result pgsched__pg_check(PGconn *conn, PGresult *res, const char 
 static const Oid pgsched__pg_text_types[16] = {25, 25, 25, 25, 25, 25, 25, 25,
                                                25, 25, 25, 25, 25, 25, 25, 25};
 
+/* Except the schedule statement's arrays: a bulk schedule's thousands of elements go in
+   PostgreSQL's binary array format (pgsched__pgarr), declared with their array types, so the
+   server neither parses them as text (array_in, and a time's text per element) nor does so
+   twice (a custom plan would also read the text arrays while planning, to count them). Its
+   scalars (node, channel) are text. */
+static const Oid pgsched__pg_schedule_types[16] = {
+    1009 /* text[] */, 1009, 1009, 1009, 1016 /* int8[] */, 1009, 1007 /* int4[] */,
+    1185 /* timestamptz[] */, 1000 /* bool[] */, 25, 25, 1016, 25, 25, 25, 25};
+
+static const Oid *pgsched__pg_param_types(int q)
+{
+    return q == PGSCHED__Q_SCHEDULE ? pgsched__pg_schedule_types : pgsched__pg_text_types;
+}
+
+/* A one-dimensional array in the binary format of array_recv: ndim, has-nulls flag, element
+   type, then the length and lower bound of the dimension, then each element as a 4-byte length
+   (-1: NULL) and its binary value. Integers are big-endian; a timestamptz is int8 microseconds
+   since 2000-01-01 UTC. `count` elements must be put. */
+typedef struct pgsched__pgarr {
+    pgsched__buf b;
+} pgsched__pgarr;
+
+static void pgsched__put_be32(unsigned char *o, uint32_t v)
+{
+    o[0] = (unsigned char)(v >> 24);
+    o[1] = (unsigned char)(v >> 16);
+    o[2] = (unsigned char)(v >> 8);
+    o[3] = (unsigned char)v;
+}
+
+static void pgsched__pgarr_start(pgsched__pgarr *a, pgsched_allocator *al, uint32_t elemtype,
+                                 size_t count)
+{
+    unsigned char h[20];
+    memset(&a->b, 0, sizeof a->b);
+    a->b.a = al;
+    pgsched__put_be32(h, 1);
+    pgsched__put_be32(h + 4, 0); /* the has-nulls flag, set by the first NULL */
+    pgsched__put_be32(h + 8, elemtype);
+    pgsched__put_be32(h + 12, (uint32_t)count);
+    pgsched__put_be32(h + 16, 1);
+    pgsched__buf_add(&a->b, (const char *)h, sizeof h);
+}
+
+/* One element: len bytes at v, or NULL when v is NULL. */
+static void pgsched__pgarr_put(pgsched__pgarr *a, const void *v, size_t len)
+{
+    unsigned char l[4];
+    if (!v) {
+        pgsched__put_be32(l, 0xFFFFFFFFu);
+        pgsched__buf_add(&a->b, (const char *)l, 4);
+        if (!a->b.oom) a->b.p[7] = 1;
+        return;
+    }
+    pgsched__put_be32(l, (uint32_t)len);
+    pgsched__buf_add(&a->b, (const char *)l, 4);
+    if (len) pgsched__buf_add(&a->b, (const char *)v, len);
+}
+
+static void pgsched__pgarr_text(pgsched__pgarr *a, const char *s)
+{
+    pgsched__pgarr_put(a, s, s ? strlen(s) : 0);
+}
+
+static void pgsched__pgarr_int(pgsched__pgarr *a, int64_t v, size_t bytes)
+{
+    unsigned char o[8];
+    size_t i;
+    for (i = 0; i < bytes; i++) o[i] = (unsigned char)((uint64_t)v >> (8 * (bytes - 1 - i)));
+    pgsched__pgarr_put(a, o, bytes);
+}
+
+/* A time (0: NULL) as timestamptz. */
+static void pgsched__pgarr_time(pgsched__pgarr *a, pgsched_time t)
+{
+    if (!t) pgsched__pgarr_put(a, NULL, 0);
+    else pgsched__pgarr_int(a, t - (pgsched_time)946684800 * PGSCHED_SECOND, 8);
+}
+
 /* Runs statement q with text parameters, binary results. A connection found dead before the
    statement is sent is replaced first (see acquire). One that dies with the statement in
    flight leaves its effect unknown: a statement that is safe to repeat is then sent once more
    on a fresh connection; any other is reported as a lost connection whose change may or may
    not have been made. */
-static pgsched_result pgsched__pg_run(pgsched__pg *p, int q, int nparams,
-                                      const char *const *values, int idempotent, PGresult **out,
-                                      pgsched_error *err)
+static pgsched_result pgsched__pg_run_bin(pgsched__pg *p, int q, int nparams,
+                                          const char *const *values, const int *lengths,
+                                          const int *formats, int idempotent, PGresult **out,
+                                          pgsched_error *err)
 {
     int tries;
     pgsched_result r = PGSCHED_OK;
@@ -8112,14 +8192,14 @@ static pgsched_result pgsched__pg_run(pgsched__pg *p, int q, int nparams,
         if (r != PGSCHED_OK) return r;
         if (!(c->prepared & (1u << q))) {
             res = PQprepare(c->conn, pgsched__pg_stmt_names[q], p->sql[q], nparams,
-                            pgsched__pg_text_types);
+                            pgsched__pg_param_types(q));
             r = pgsched__pg_check(c->conn, res, "preparing a statement", err);
             PQclear(res);
             if (r == PGSCHED_OK) c->prepared |= 1u << q;
         }
         if (r == PGSCHED_OK) {
-            res = PQexecPrepared(c->conn, pgsched__pg_stmt_names[q], nparams, values, NULL, NULL,
-                                 1);
+            res = PQexecPrepared(c->conn, pgsched__pg_stmt_names[q], nparams, values, lengths,
+                                 formats, 1);
             r = pgsched__pg_check(c->conn, res, pgsched__pg_stmt_names[q] + 8, err);
             if (r == PGSCHED_OK) *out = res;
             else PQclear(res);
@@ -8142,6 +8222,14 @@ static pgsched_result pgsched__pg_run(pgsched__pg *p, int q, int nparams,
         }
     }
     return r;
+}
+
+/* Runs statement q with text parameters (see pgsched__pg_run_bin). */
+static pgsched_result pgsched__pg_run(pgsched__pg *p, int q, int nparams,
+                                      const char *const *values, int idempotent, PGresult **out,
+                                      pgsched_error *err)
+{
+    return pgsched__pg_run_bin(p, q, nparams, values, NULL, NULL, idempotent, out, err);
 }
 
 static void pgsched__i64(char *buf, size_t n, int64_t v) { snprintf(buf, n, "%lld", (long long)v); }
@@ -8456,6 +8544,7 @@ static int pgsched__pg_ext_known(pgsched__pg *p, PGconn *c, int pid, int forget,
    connection seen before is trusted to keep it; one whose statements the caller deallocated
    fails once, with SQLSTATE 26000, and is prepared again on the next call). */
 static pgsched_result pgsched__pg_ext_run(pgsched__pg *p, PGconn *c, const char *const *vals,
+                                          const int *lengths, const int *formats,
                                           PGresult **out, pgsched_error *err)
 {
     int pid, exists;
@@ -8494,14 +8583,14 @@ static pgsched_result pgsched__pg_ext_run(pgsched__pg *p, PGconn *c, const char 
         if (r != PGSCHED_OK) return r;
         if (!exists) {
             res = PQprepare(c, p->ext_name, p->sql[PGSCHED__Q_SCHEDULE], 12,
-                            pgsched__pg_text_types);
+                            pgsched__pg_schedule_types);
             r = pgsched__pg_check(c, res, "preparing the schedule statement", err);
             PQclear(res);
             if (r != PGSCHED_OK) return r;
         }
         pgsched__pg_ext_known(p, c, pid, 0, 1);
     }
-    res = PQexecPrepared(c, p->ext_name, 12, vals, NULL, NULL, 1);
+    res = PQexecPrepared(c, p->ext_name, 12, vals, lengths, formats, 1);
     r = pgsched__pg_check(c, res, "schedule", err);
     if (r != PGSCHED_OK) {
         const char *code = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
@@ -8513,56 +8602,73 @@ static pgsched_result pgsched__pg_ext_run(pgsched__pg *p, PGconn *c, const char 
     return PGSCHED_OK;
 }
 
+/* Requests in (name, key) order; strcmp compares bytes as unsigned char, as COLLATE "C". */
+static int pgsched__pg_request_cmp(const void *a, const void *b)
+{
+    const pgsched_schedule_request *x = *(const pgsched_schedule_request *const *)a;
+    const pgsched_schedule_request *y = *(const pgsched_schedule_request *const *)b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : strcmp(x->key, y->key);
+}
+
 /* Writes n requests in one statement, on the store's connection or (conn) the caller's. */
 static pgsched_result pgsched__pg_schedule_rows(pgsched__pg *p, PGconn *conn,
                                                 const pgsched_schedule_request *reqs, size_t n,
                                                 pgsched_schedule_info *outs,
                                                 pgsched_result *results, pgsched_error *err)
 {
-    pgsched__buf b[10];
+    /* the element types of $1..$9 and $12 (see pgsched__pg_schedule_types) */
+    static const uint32_t elem[10] = {25, 25, 25, 25, 20, 25, 23, 1184, 16, 20};
+    static const int param[10] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 11};
+    pgsched__pgarr b[10];
     const char *vals[12];
+    int lens[12], fmts[12];
     PGresult *res = NULL;
     pgsched_result r;
     size_t i, k, nslots, *slots;
+    const pgsched_schedule_request **order;
     int row;
-    memset(b, 0, sizeof b);
-    for (k = 0; k < 10; k++) {
-        b[k].a = &p->alloc;
-        pgsched__buf_add(&b[k], "{", 1);
+    /* in (name, key) order, bytewise as the C collation: two batches that overlap lock their
+       common rows in the same order (see SCHEDULE) */
+    order = (const pgsched_schedule_request **)pgsched__malloc(&p->alloc,
+                                                                (n ? n : 1) * sizeof *order);
+    if (!order) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory scheduling");
+    for (i = 0; i < n; i++) order[i] = &reqs[i];
+    qsort(order, n, sizeof *order, pgsched__pg_request_cmp);
+    for (k = 0; k < 10; k++) pgsched__pgarr_start(&b[k], &p->alloc, elem[k], n);
+    for (k = 0; k < n; k++) {
+        const pgsched_schedule_request *q = order[k];
+        char flag = q->apply_after_run ? 1 : 0;
+        pgsched__pgarr_text(&b[0], q->name);
+        pgsched__pgarr_text(&b[1], q->key);
+        pgsched__pgarr_text(&b[2], pgsched__kind_string(q->kind));
+        pgsched__pgarr_text(&b[3], q->cron);
+        if (q->kind == PGSCHED_SCHEDULE_INTERVAL) pgsched__pgarr_int(&b[4], q->every, 8);
+        else pgsched__pgarr_put(&b[4], NULL, 0);
+        pgsched__pgarr_text(&b[5], q->params);
+        pgsched__pgarr_int(&b[6], q->max_retries, 4);
+        pgsched__pgarr_time(&b[7], q->next_run);
+        pgsched__pgarr_put(&b[8], &flag, 1);
+        pgsched__pgarr_int(&b[9], q->delay, 8);
     }
-    for (i = 0; i < n; i++) {
-        const pgsched_schedule_request *q = &reqs[i];
-        char next[PGSCHED_TIME_STRING_MAX];
-        int first = i == 0;
-        pgsched__pg_array_add(&b[0], q->name, first);
-        pgsched__pg_array_add(&b[1], q->key, first);
-        pgsched__pg_array_add(&b[2], pgsched__kind_string(q->kind), first);
-        pgsched__pg_array_add(&b[3], q->cron, first);
-        if (q->kind == PGSCHED_SCHEDULE_INTERVAL) pgsched__pg_array_int(&b[4], q->every, first);
-        else pgsched__pg_array_add(&b[4], NULL, first);
-        pgsched__pg_array_add(&b[5], q->params, first);
-        pgsched__pg_array_int(&b[6], q->max_retries, first);
-        if (q->next_run) pgsched_time_format(q->next_run, 0, 1, next, sizeof next);
-        pgsched__pg_array_add(&b[7], q->next_run ? next : NULL, first);
-        pgsched__buf_puts(&b[8], first ? "" : ",");
-        pgsched__buf_puts(&b[8], q->apply_after_run ? "t" : "f");
-        pgsched__pg_array_int(&b[9], q->delay, first);
-    }
+    pgsched__free(&p->alloc, order);
     r = PGSCHED_OK;
     for (k = 0; k < 10; k++) {
-        pgsched__buf_add(&b[k], "}", 1);
-        if (b[k].oom) r = pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory scheduling");
+        if (b[k].b.oom) r = pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory scheduling");
+        vals[param[k]] = b[k].b.p;
+        lens[param[k]] = (int)b[k].b.n;
+        fmts[param[k]] = 1;
     }
-    for (k = 0; k < 9; k++) vals[k] = b[k].p;
     vals[9] = reqs[0].node_id;
     vals[10] = p->channel;
-    vals[11] = b[9].p;
+    lens[9] = lens[10] = 0;
+    fmts[9] = fmts[10] = 0;
     if (r == PGSCHED_OK) {
-        if (conn) r = pgsched__pg_ext_run(p, conn, vals, &res, err);
+        if (conn) r = pgsched__pg_ext_run(p, conn, vals, lens, fmts, &res, err);
         /* not repeated after a lost reply: the rows may have run and finished meanwhile */
-        else r = pgsched__pg_run(p, PGSCHED__Q_SCHEDULE, 12, vals, 0, &res, err);
+        else r = pgsched__pg_run_bin(p, PGSCHED__Q_SCHEDULE, 12, vals, lens, fmts, 0, &res, err);
     }
-    for (k = 0; k < 10; k++) pgsched__free(&p->alloc, b[k].p);
+    for (k = 0; k < 10; k++) pgsched__free(&p->alloc, b[k].b.p);
     if (r != PGSCHED_OK) return r;
     /* the rows come back in no set order: find each one's request by (name, key) */
     for (nslots = 1; nslots < 2 * n; nslots *= 2) {}
@@ -9717,7 +9823,8 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
         return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory creating a store");
     }
     snprintf(p->ext_name, sizeof p->ext_name, "pgsched_schedule_%016llx",
-             (unsigned long long)pgsched__hash(p->sql[PGSCHED__Q_SCHEDULE], NULL));
+             (unsigned long long)pgsched__hash(p->sql[PGSCHED__Q_SCHEDULE],
+                                               "binary arrays")); /* its parameter types too */
     pgsched__cond_init(&p->cv);
     *out = &p->base;
     return pgsched__ok(err);
