@@ -324,8 +324,10 @@ static void schedule_prepared_on_an_empty_table_looks_rows_up_by_key_at_100k_row
     small = median_schedule_ms(s, "small", 101);
     sql("DEALLOCATE ALL");
     sql("SET plan_cache_mode = auto");
-    snprintf(buf, sizeof buf, "PREPARE sched_q(text, text, text, text, text, text, text, text, "
-             "text, text, text, text) AS %s", ((pgsched__pg *)s)->sql[PGSCHED__Q_SCHEDULE]);
+    /* (the parameter types the store prepares it with: pgsched__pg_schedule_types) */
+    snprintf(buf, sizeof buf, "PREPARE sched_q(text[], text[], text[], text[], int8[], text[], "
+             "int4[], timestamptz[], bool[], text, text, int8[]) AS %s",
+             ((pgsched__pg *)s)->sql[PGSCHED__Q_SCHEDULE]);
     sql(buf);
     for (i = 0; i < 8; i++) {
         snprintf(buf, sizeof buf, "EXECUTE sched_q('{sched}', '{prep%d}', '{once}', '{NULL}', "
