@@ -6936,9 +6936,6 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "CASE WHEN x.cx THEN 0 ELSE o.rule END AS rule "
     "FROM cur JOIN o ON o.idx = cur.idx CROSS JOIN LATERAL (SELECT cur.cancel_requested "
     "AND o.c_status IS NOT NULL AND o.outcome IN ('failure', 'stalled', 'released') AS cx) x), "
-    "hist AS (INSERT INTO {R} (id, name, key, node, attempt, started_at, finished_at, outcome, "
-    "error) SELECT nextval('{Q}'), e.name, e.key, e.ran_by, e.attempt, e.started_at, now(), "
-    "e.outcome, e.error FROM e), "
     "del AS (DELETE FROM {J} j USING e " PGSCHED__BY_TID("e")
     "AND e.remove_requested RETURNING e.idx, j.name, nextval('{Q}') AS version, e.outcome, "
     "j.key, e.node), ",
@@ -7148,12 +7145,21 @@ static const char *pgsched__pg_template_tail(int q)
             "FROM e " PGSCHED__BY_TID("e")
             "AND NOT e.remove_requested "
             "RETURNING e.idx, j.status, j.next_run, j.version, e.outcome, j.name, j.key, "
-            "e.node) "
+            "e.node), "
+            /* History only for the outcomes written: a row locked after a concurrent update
+               committed (a cancel request, a re-schedule) is the newer version, which the
+               statement's snapshot cannot see, so the UPDATE or DELETE by tuple id leaves it
+               alone; that outcome is busy, retried by a later statement, and must not leave a
+               history row behind a row still running. */
+            "w AS (SELECT idx FROM upd UNION ALL SELECT idx FROM del), "
+            "hist AS (INSERT INTO {R} (id, name, key, node, attempt, started_at, finished_at, "
+            "outcome, error) SELECT nextval('{Q}'), e.name, e.key, e.ran_by, e.attempt, "
+            "e.started_at, now(), e.outcome, e.error FROM e WHERE e.idx IN (SELECT idx FROM w)) "
             "SELECT o.idx, coalesce(upd.status, CASE WHEN del.name IS NOT NULL THEN 'none' END), "
             "upd.next_run, coalesce(upd.version, del.version), coalesce(upd.outcome, del.outcome), "
             "CASE WHEN upd.idx IS NULL AND del.name IS NULL THEN "
-            "CASE WHEN now_.last_lease = o.token OR EXISTS (SELECT 1 FROM e WHERE e.name = o.name "
-            "AND e.key = o.key AND e.token = o.token) THEN 'replayed' "
+            "CASE WHEN now_.last_lease = o.token OR EXISTS (SELECT 1 FROM e JOIN w ON w.idx = e.idx "
+            "WHERE e.name = o.name AND e.key = o.key AND e.token = o.token) THEN 'replayed' "
             "WHEN now_.lease = o.token AND now_.running THEN 'busy' END END"
             "{NOTIFY, " PGSCHED__NOTIFY_BATCH(
                 "$13::text", "SELECT concat_ws(E'\\t', 'C', x.name, x.key, 'running', x.status, "
