@@ -6654,7 +6654,8 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
      in casts ::pg_catalog.text, ::pg_catalog.int8, collations pg_catalog."C". Syntax that is
      no name look-up needs nothing: coalesce, CASE WHEN, LEAST/GREATEST, extract(... from ...),
      a typed literal interval '1 second', literals assigned to columns. The shared pieces
-     (PGSCHED__NOTIFY, PGSCHED__PG_US) are qualified, so they may be used anywhere.
+     (PGSCHED__NOTIFY, PGSCHED__NOTIFY_BATCH, PGSCHED__PG_US) are qualified, so they may be
+     used anywhere.
    Why not qualify the pool-only statements too: with the pin, every name in them already
    resolves to pg_catalog and nothing else, and qualifying each operator would make the long
    statements much harder to read and review for no further protection.
