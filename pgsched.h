@@ -5666,7 +5666,13 @@ static void pgsched__mem_take_back_info(pgsched__mem *m, pgsched_time now,
             any = 1;
         }
     info->now = now;
-    info->next_stall = any ? oldest + stall_timeout : 0;
+    /* a stall timeout longer than any age (up to PGSCHED_NEVER) means never: saturate */
+    if (!any)
+        info->next_stall = 0;
+    else if (stall_timeout > PGSCHED_TIME_MAX - oldest)
+        info->next_stall = PGSCHED_TIME_MAX;
+    else
+        info->next_stall = oldest + stall_timeout;
 }
 
 static pgsched_result pgsched__mem_take_back(pgsched_store *s, const char *node_id,
