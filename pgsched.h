@@ -642,7 +642,8 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
    same, except for the quieter idle polling, which needs poll_interval and heartbeat_interval
    both left 0. pg.conninfo is as given, password included (pgsched_conninfo_redact before
    logging it). PGSCHED_ERR_INVALID_ARGUMENT when node or out is NULL. */
-PGSCHED_DEF pgsched_result pgsched_get_config(const pgsched_node *node, pgsched_config *out);
+PGSCHED_DEF pgsched_result pgsched_get_config(const pgsched_node *node, pgsched_config *out,
+                                              pgsched_error *err);
 /* Connects, sets up the schema, registers the node. pgsched_start calls it if you did not. */
 PGSCHED_DEF pgsched_result pgsched_init(pgsched_node *node, pgsched_error *err);
 /* Before start. The type struct is copied; its strings too. */
@@ -12660,9 +12661,12 @@ PGSCHED_DEF pgsched_result pgsched_create(const pgsched_config *cfg, pgsched_nod
     return pgsched__ok(err);
 }
 
-PGSCHED_DEF pgsched_result pgsched_get_config(const pgsched_node *node, pgsched_config *out)
+PGSCHED_DEF pgsched_result pgsched_get_config(const pgsched_node *node, pgsched_config *out,
+                                              pgsched_error *err)
 {
-    if (!node || !out) return PGSCHED_ERR_INVALID_ARGUMENT;
+    if (!node || !out)
+        return pgsched__fail(err, PGSCHED_ERR_INVALID_ARGUMENT,
+                             "pgsched_get_config: the %s is NULL", !node ? "node" : "output");
     *out = node->cfg; /* immutable after pgsched_create; its pointers are the node's */
     return PGSCHED_OK;
 }
