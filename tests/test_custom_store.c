@@ -120,38 +120,19 @@ static void custom_set_clock(void *user, void *instance, pgsched_time now)
     pthread_mutex_unlock(&c->mu);
 }
 
-/* The caller's own connection, in a transaction: what schedule_many_tx takes as `conn`. */
+/* The caller's own connection to the test database, in a transaction. */
 static void *custom_tx_begin(void *user, void *instance, char *why, size_t why_size)
 {
-    PGconn *conn = PQconnectdb(g_custom_dsn);
-    PGresult *r;
     (void)user;
     (void)instance;
-    if (PQstatus(conn) != CONNECTION_OK) {
-        snprintf(why, why_size, "%s", PQerrorMessage(conn));
-        PQfinish(conn);
-        return NULL;
-    }
-    r = PQexec(conn, "BEGIN");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        snprintf(why, why_size, "BEGIN: %s", PQerrorMessage(conn));
-        PQclear(r);
-        PQfinish(conn);
-        return NULL;
-    }
-    PQclear(r);
-    return conn;
+    return store_harness_pg_tx_begin(g_custom_dsn, why, why_size);
 }
 
 static int custom_tx_end(void *user, void *instance, void *conn, int commit)
 {
-    PGresult *r = PQexec((PGconn *)conn, commit ? "COMMIT" : "ROLLBACK");
-    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     (void)user;
     (void)instance;
-    PQclear(r);
-    PQfinish((PGconn *)conn);
-    return ok ? 0 : -1;
+    return store_harness_pg_tx_end(conn, commit);
 }
 
 static void postgresql_is_configured_and_reachable(void **state)

@@ -123,35 +123,16 @@ static void pg_destroy(void *user, void *instance)
 /* The caller's own connection to the test database, in a transaction. */
 static void *pg_tx_begin(void *user, void *instance, char *why, size_t why_size)
 {
-    PGconn *c = PQconnectdb(g_dsn);
-    PGresult *r;
     (void)user;
     (void)instance;
-    if (PQstatus(c) != CONNECTION_OK) {
-        snprintf(why, why_size, "%s", PQerrorMessage(c));
-        PQfinish(c);
-        return NULL;
-    }
-    r = PQexec(c, "BEGIN");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-        snprintf(why, why_size, "BEGIN: %s", PQerrorMessage(c));
-        PQclear(r);
-        PQfinish(c);
-        return NULL;
-    }
-    PQclear(r);
-    return c;
+    return store_harness_pg_tx_begin(g_dsn, why, why_size);
 }
 
 static int pg_tx_end(void *user, void *instance, void *conn, int commit)
 {
-    PGresult *r = PQexec((PGconn *)conn, commit ? "COMMIT" : "ROLLBACK");
-    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     (void)user;
     (void)instance;
-    PQclear(r);
-    PQfinish((PGconn *)conn);
-    return ok ? 0 : -1;
+    return store_harness_pg_tx_end(conn, commit);
 }
 
 static void postgresql_dsn_is_configured(void **state)
