@@ -972,6 +972,10 @@ typedef struct pgsched_finish_request {
        status and due time (0 = now) and a fresh budget instead. */
     pgsched_status cancelled_status;
     pgsched_time cancelled_next_run;
+    /* Nonzero: the attempt never started (a claimed row given back or cancelled while it
+       waited in the node's queue): the row is written as for any outcome, but no history
+       row, which records attempts that ran. */
+    int not_started;
 } pgsched_finish_request;
 
 typedef struct pgsched_finish_info {
@@ -1060,7 +1064,8 @@ struct pgsched_store_methods {
                                 pgsched_lease_state *states, pgsched_time *now,
                                 pgsched_error *err);
 
-    /* Records outcomes, each conditional on its lease token; writes history rows; applies a
+    /* Records outcomes, each conditional on its lease token; writes a history row for each
+       outcome written (none when not_started); applies a
        pending re-schedule or a pending removal. results[i] says what happened to outcome i.
        A CANCELLED outcome (or one the cancel won over) acknowledges a cancel request.
        Rules S1, S2, S3, S5. */
@@ -5592,7 +5597,7 @@ static pgsched_result pgsched__mem_finish(pgsched_store *s, const pgsched_finish
             res[i].code = PGSCHED_ERR_NOMEM;
             continue;
         }
-        pgsched__mem_history(m, r, &e, now);
+        if (!e.not_started) pgsched__mem_history(m, r, &e, now);
         if (e.outcome != PGSCHED_OUTCOME_RELEASED) r->runs++;
         if (failed) r->failures++;
         if (e.attempt_rule == PGSCHED_ATTEMPT_RESET) r->attempt = 0;
@@ -6914,7 +6919,7 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
 
     /* FINISH: $1 names[] $2 keys[] $3 tokens[] $4 outcomes[] $5 statuses[] $6 next_runs[]
        $7 delay_us[] $8 rules[] $9 errors[] $10 nodes[] $11 cancelled_statuses[]
-       $12 cancelled_next_runs[] $13 channel.
+       $12 cancelled_next_runs[] $13 channel $14 not_started[] (no history row).
        `cur` locks the rows whose lease still holds, skipping rows another transaction has
        locked (reported busy, written by a later call); `e` is what each outcome becomes
        (a cancel requested for the run wins over a failure, a stall or a release);
@@ -6923,8 +6928,8 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
        earlier call whose reply was lost: it is reported replayed, not lost. */
     "WITH o AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], "
     "$5::text[], $6::timestamptz[], $7::int8[], $8::int4[], $9::text[], $10::text[], "
-    "$11::text[], $12::timestamptz[]) WITH ORDINALITY AS o(name, key, token, outcome, status, "
-    "next_at, delay_us, rule, error, node, c_status, c_next_at, idx)), "
+    "$11::text[], $12::timestamptz[], $14::bool[]) WITH ORDINALITY AS o(name, key, token, "
+    "outcome, status, next_at, delay_us, rule, error, node, c_status, c_next_at, quiet, idx)), "
     /* a lease named twice in one batch: the first outcome applies, the others replay it */
     "o1 AS (SELECT DISTINCT ON (name, key, token) * FROM o ORDER BY name, key, token, idx), "
     /* one primary-key look-up per outcome (see HEARTBEAT) */
@@ -6936,7 +6941,7 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "FOR UPDATE SKIP LOCKED) j), "
     "e AS (SELECT cur.name, cur.key, cur.tid, cur.attempt, cur.started_at, "
     "cur.remove_requested, cur.idx, coalesce(cur.ran_by, o.node) AS ran_by, "
-    "o.token, o.error, o.node, "
+    "o.token, o.error, o.node, o.quiet, "
     "CASE WHEN x.cx THEN 'cancelled' ELSE o.outcome END AS outcome, "
     "CASE WHEN x.cx THEN o.c_status ELSE o.status END AS status, "
     "CASE WHEN x.cx THEN o.c_next_at ELSE o.next_at END AS next_at, "
@@ -7162,7 +7167,8 @@ static const char *pgsched__pg_template_tail(int q)
             "w AS (SELECT idx FROM upd UNION ALL SELECT idx FROM del), "
             "hist AS (INSERT INTO {R} (id, name, key, node, attempt, started_at, finished_at, "
             "outcome, error) SELECT nextval('{Q}'), e.name, e.key, e.ran_by, e.attempt, "
-            "e.started_at, now(), e.outcome, e.error FROM e WHERE e.idx IN (SELECT idx FROM w)) "
+            "e.started_at, now(), e.outcome, e.error FROM e WHERE e.idx IN (SELECT idx FROM w) "
+            "AND NOT e.quiet) "
             "SELECT o.idx, coalesce(upd.status, CASE WHEN del.name IS NOT NULL THEN 'none' END), "
             "upd.next_run, coalesce(upd.version, del.version), coalesce(upd.outcome, del.outcome), "
             "CASE WHEN upd.idx IS NULL AND del.name IS NULL THEN "
@@ -8977,14 +8983,14 @@ static pgsched_result pgsched__pg_finish_batch(pgsched__pg *p, const pgsched_fin
                                                size_t count, pgsched_finish_info *res_out,
                                                pgsched_error *err)
 {
-    pgsched__buf b[12];
-    const char *vals[13];
+    pgsched__buf b[13]; /* the arrays $1..$12, then $14 */
+    const char *vals[14];
     PGresult *res = NULL;
     pgsched_result r;
     size_t i;
     int k, row, n;
     memset(b, 0, sizeof b);
-    for (k = 0; k < 12; k++) {
+    for (k = 0; k < 13; k++) {
         b[k].a = &p->alloc;
         pgsched__buf_add(&b[k], "{", 1);
     }
@@ -9017,19 +9023,20 @@ static pgsched_result pgsched__pg_finish_batch(pgsched__pg *p, const pgsched_fin
         } else {
             pgsched__pg_array_add(&b[11], NULL, first);
         }
+        pgsched__pg_array_add(&b[12], o[i].not_started ? "t" : "f", first);
         res_out[i].code = PGSCHED_ERR_LEASE_LOST;
     }
     r = PGSCHED_OK;
-    for (k = 0; k < 12; k++) {
+    for (k = 0; k < 13; k++) {
         pgsched__buf_add(&b[k], "}", 1);
         if (b[k].oom) r = pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory recording outcomes");
-        vals[k] = b[k].p;
+        vals[k < 12 ? k : 13] = b[k].p;
     }
     vals[12] = p->channel;
     /* Safe to send again after a lost reply: the lease token fences it, and an outcome
        already recorded comes back as replayed. */
-    if (r == PGSCHED_OK) r = pgsched__pg_run(p, PGSCHED__Q_FINISH, 13, vals, 1, &res, err);
-    for (k = 0; k < 12; k++) pgsched__free(&p->alloc, b[k].p);
+    if (r == PGSCHED_OK) r = pgsched__pg_run(p, PGSCHED__Q_FINISH, 14, vals, 1, &res, err);
+    for (k = 0; k < 13; k++) pgsched__free(&p->alloc, b[k].p);
     if (r != PGSCHED_OK) {
         for (i = 0; i < count; i++) res_out[i].code = r;
         return r;
@@ -11119,6 +11126,7 @@ static void pgsched__queue_end(pgsched_node *n, int i, pgsched_outcome kind)
     memset(&o, 0, sizeof o);
     counter = pgsched__decide(n, job, pgsched__find_type(n, job->name), kind, pgsched__db_now(n),
                               &o);
+    o.not_started = 1; /* queued, never handed to a worker: no history row */
     pgsched__queue_outcome(n, job, &o, NULL,
                            kind == PGSCHED_OUTCOME_RELEASED ? PGSCHED__COUNT_NONE : counter);
     pgsched__queue_drop(n, i);

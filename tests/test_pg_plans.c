@@ -193,10 +193,10 @@ static void heartbeat_cost_follows_its_batch_not_other_nodes_running_rows(void *
 static void finish_cost_follows_its_batch_not_other_nodes_running_rows(void **state)
 {
     (void)state;
-    assert_batch_cost(PGSCHED__Q_FINISH, 13,
+    assert_batch_cost(PGSCHED__Q_FINISH, 14,
                       "'{mine,mine}', '{r1,r2}', '{1,2}', '{success,success}', "
                       "'{completed,completed}', '{NULL,NULL}', '{0,0}', '{0,0}', '{NULL,NULL}', "
-                      "'{n1,n1}', '{NULL,NULL}', '{NULL,NULL}', 'plans.pgsched_events'",
+                      "'{n1,n1}', '{NULL,NULL}', '{NULL,NULL}', 'plans.pgsched_events', '{f,f}'",
                       "finish");
 }
 
@@ -241,9 +241,10 @@ static void outcomes_are_written_by_primary_key(void **state)
     int g;
     (void)state;
     for (g = 0; g < 2; g++)
-        assert_indexed(plan(PGSCHED__Q_FINISH, 13,
+        assert_indexed(plan(PGSCHED__Q_FINISH, 14,
                             "'{mine}', '{r1}', '{1}', '{success}', '{completed}', '{NULL}', '{0}', "
-                            "'{0}', '{NULL}', '{n1}', '{NULL}', '{NULL}', 'plans.pgsched_events'",
+                            "'{0}', '{NULL}', '{n1}', '{NULL}', '{NULL}', 'plans.pgsched_events', "
+                            "'{f}'",
                             g),
                        "pgsched_jobs_pkey", g ? "finish (generic plan)" : "finish");
 }
