@@ -1,4 +1,4 @@
-/* pgsched.h - v0.1.0 - distributed job scheduler for C on PostgreSQL - MIT licensed (see end)
+/* pgsched.h - v1.0.0 - distributed job scheduler for C on PostgreSQL - MIT licensed (see end)
 
    USAGE
      In exactly one C or C++ file:
@@ -44,6 +44,14 @@
      cron, jobs, store author API (the wrappers), stores, engine; then the license.
 
    REVISION HISTORY
+     1.0.0 (2026-12-03) API 1.0, the shape we keep: one pattern per enum (PGSCHED_STATUS_*,
+                        PGSCHED_SCHEDULE_*, PGSCHED_CHANGE_*), outcome = a run's result,
+                        *_request in and *_info out of store methods, remove (was
+                        unschedule), pgsched_next_run (was pgsched_schedule_next), a zeroed
+                        spec is one run due now, schedule.delay in the store's clock,
+                        pgsched_get returns one job, cfg.pg nests the PostgreSQL config,
+                        pgsched_get_config, an injectable engine clock, the store contract
+                        as rules S1..S14 with a conformance harness. Schema version 3.
      0.1.0 (2026-11-26) first release: cron engine with time zones, stores, engine.
 */
 #ifndef PGSCHED_H_INCLUDED
@@ -60,10 +68,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PGSCHED_VERSION_MAJOR 0
-#define PGSCHED_VERSION_MINOR 1
+#define PGSCHED_VERSION_MAJOR 1
+#define PGSCHED_VERSION_MINOR 0
 #define PGSCHED_VERSION_PATCH 0
-#define PGSCHED_VERSION_STRING "0.1.0"
+#define PGSCHED_VERSION_STRING "1.0.0"
 
 #ifndef PGSCHED_DEF
 #ifdef PGSCHED_STATIC
