@@ -9900,6 +9900,10 @@ enum { PGSCHED__SLOT_FREE, PGSCHED__SLOT_READY, PGSCHED__SLOT_RUNNING };
 /* Cancel notifications only wake a read of the node's own leases; whoever floods the channel
    with them (any role that can connect) costs the database at most one such read per gap. */
 #define PGSCHED__CANCEL_WAKE_GAP (10 * PGSCHED_MILLISECOND)
+/* A claim's lead: at most this (a store takes up to 1 s), forgetting a slow claim by half
+   over about 1.4 times PGSCHED__LEAD_MEMORY (see pgsched__claim). */
+#define PGSCHED__LEAD_MAX (500 * PGSCHED_MILLISECOND)
+#define PGSCHED__LEAD_MEMORY (60 * PGSCHED_SECOND)
 
 /* Registered types form a list that only grows (until destroy), prepended with a release
    store: any thread may walk it without the lock, and a type's address never changes. */
@@ -10073,6 +10077,7 @@ struct pgsched_node {
     pgsched_time known_due;  /* store clock; 0 = unknown */
     int known_due_exact;     /* a claim with its lead left that row: claim at its time */
     pgsched_duration claim_lead; /* claims take rows due this soon (see pgsched__claim) */
+    pgsched_time claim_lead_at;  /* when claim_lead was last brought up to date */
     pgsched_time hint_due;   /* earliest due time learned while a claim was in flight */
     pgsched_duration contended; /* re-claim delay while due rows are locked elsewhere */
     int resync, wake_cancel_check;
@@ -11774,14 +11779,23 @@ static void pgsched__claim(pgsched_node *n)
     n->counters.claim_latency_total += n->counters.claim_latency_last;
     pgsched__observe(&n->counters.claim_latency, n->counters.claim_latency_last);
     /* The next claim goes out this long before a known due time and takes rows due within
-       it, whose runs then wait for their time: twice what a claim takes (its round trip and
-       its commit, a disk flush with fsync on), rising at once after a slow claim and falling
-       an eighth a claim, 1 to 50 ms. */
-    n->claim_lead -= n->claim_lead / 8;
+       it, whose runs then wait for their time: twice the slowest recent claim (its round
+       trip and its commit, a disk flush with fsync on), 1 to 500 ms. It rises at once after
+       a slow claim and falls by half in about 80 s (by half at most between two claims,
+       however far apart): a flush that is slow once (a checkpoint, a neighbour's writes) is
+       slow again now and then for a while, and a lead that forgot it within a few claims
+       left a cron job late by the flush at each slow one. */
+    {
+        pgsched_time t = pgsched__mono(n);
+        pgsched_duration since = t - n->claim_lead_at;
+        if (since > PGSCHED__LEAD_MEMORY || since < 0) since = PGSCHED__LEAD_MEMORY;
+        n->claim_lead -= n->claim_lead * since / (2 * PGSCHED__LEAD_MEMORY);
+        n->claim_lead_at = t;
+    }
     if (n->claim_lead < 2 * n->counters.claim_latency_last)
         n->claim_lead = 2 * n->counters.claim_latency_last;
     if (n->claim_lead < PGSCHED_MILLISECOND) n->claim_lead = PGSCHED_MILLISECOND;
-    if (n->claim_lead > 50 * PGSCHED_MILLISECOND) n->claim_lead = 50 * PGSCHED_MILLISECOND;
+    if (n->claim_lead > PGSCHED__LEAD_MAX) n->claim_lead = PGSCHED__LEAD_MAX;
     n->counters.connected = r != PGSCHED_ERR_CONNECTION;
     if (r != PGSCHED_OK) {
         n->claim_retry_at = pgsched__mono(n) + pgsched__retry_delay(n, r);
@@ -12253,8 +12267,10 @@ static void *pgsched__dispatcher_main(void *arg)
                fills in the same pass. */
             if (do_flush) pgsched__flush_outcomes(n);
             if (do_strays) pgsched__give_back_strays(n);
-            if (do_hb || do_cc) pgsched__heartbeat(n, do_hb);
+            /* the claim before the heartbeat: a known due time's claim goes out a claim's
+               lead ahead of it, not also behind a heartbeat's commit */
             if (do_claim) pgsched__claim(n);
+            if (do_hb || do_cc) pgsched__heartbeat(n, do_hb);
             if (do_stall) pgsched__take_back(n);
             if (do_clean) pgsched__cleanup(n);
             pthread_mutex_lock(&n->mu);
