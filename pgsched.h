@@ -6685,6 +6685,7 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
 enum {
     PGSCHED__Q_NOW,
     PGSCHED__Q_SCHEDULE,
+    PGSCHED__Q_SCHEDULE_ONE,
     PGSCHED__Q_CLAIM,
     PGSCHED__Q_HEARTBEAT,
     PGSCHED__Q_FINISH,
@@ -6797,6 +6798,39 @@ enum {
     "WHERE j.ctid = ANY (ARRAY(SELECT " c "_.tid FROM " c " " c "_)) AND j.ctid = " c ".tid "    \
     "AND j.name = " c ".name AND j.key = " c ".key "
 
+/* The upsert's conflict branch, shared by the batch (SCHEDULE) and one-row (SCHEDULE_ONE)
+   statements, so that both write exactly the same thing: a running row keeps what it runs and
+   takes the new schedule as its deferred change (ch_*, applied by its outcome); any other row
+   takes the new schedule at once, a pending row keeping the earlier of its two due times. A
+   re-schedule, deferred or not, wins over an earlier remove of the running row. The version
+   is taken here, after the row lock, not in the proposed row: one taken before waiting for a
+   concurrent writer could be older than the one that writer stored. Each statement follows
+   it with its own WHERE (which rows may change: not a running one, unless apply_after_run). */
+#define PGSCHED__PG_SCHEDULE_UPSERT                                                               \
+    "ON CONFLICT (name, key) DO UPDATE SET "                                                      \
+    "kind = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.kind ELSE EXCLUDED.kind END, "             \
+    "cron = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.cron ELSE EXCLUDED.cron END, "             \
+    "every_us = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.every_us ELSE EXCLUDED.every_us END, " \
+    "params = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.params ELSE EXCLUDED.params END, "       \
+    "max_retries = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.max_retries "                       \
+    "ELSE EXCLUDED.max_retries END, "                                                             \
+    "attempt = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.attempt ELSE 0 END, "                   \
+    "next_run = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.next_run "                             \
+    "WHEN j.status OPERATOR(pg_catalog.=) 'pending' THEN LEAST(j.next_run, EXCLUDED.next_run) "   \
+    "ELSE EXCLUDED.next_run END, "                                                                \
+    "cancel_requested = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.cancel_requested "             \
+    "ELSE false END, "                                                                            \
+    "remove_requested = false, "                                                                  \
+    "ch_kind = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN EXCLUDED.kind END, "                      \
+    "ch_cron = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN EXCLUDED.cron END, "                      \
+    "ch_every_us = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN EXCLUDED.every_us END, "              \
+    "ch_params = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN EXCLUDED.params END, "                  \
+    "ch_max_retries = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN EXCLUDED.max_retries END, "        \
+    "ch_next_run = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN EXCLUDED.next_run END, "              \
+    "status = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.status ELSE 'pending' END, "             \
+    "prev_status = j.status, "                                                                    \
+    "version = pg_catalog.nextval('{Q}'::pg_catalog.regclass), updated_at = pg_catalog.now() "
+
 static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     /* NOW */
     "SELECT now()",
@@ -6835,32 +6869,7 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "(i.delay_us OPERATOR(pg_catalog.*) interval '1 microsecond')), "
     "pg_catalog.nextval('{Q}'::pg_catalog.regclass), pg_catalog.now(), pg_catalog.now() FROM i "
     "ORDER BY i.name COLLATE pg_catalog.\"C\", i.key COLLATE pg_catalog.\"C\" "
-    "ON CONFLICT (name, key) DO UPDATE SET "
-    "kind = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.kind ELSE EXCLUDED.kind END, "
-    "cron = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.cron ELSE EXCLUDED.cron END, "
-    "every_us = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.every_us ELSE EXCLUDED.every_us END, "
-    "params = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.params ELSE EXCLUDED.params END, "
-    "max_retries = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.max_retries "
-    "ELSE EXCLUDED.max_retries END, "
-    "attempt = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.attempt ELSE 0 END, "
-    "next_run = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.next_run "
-    "WHEN j.status OPERATOR(pg_catalog.=) 'pending' THEN LEAST(j.next_run, EXCLUDED.next_run) "
-    "ELSE EXCLUDED.next_run END, "
-    "cancel_requested = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.cancel_requested "
-    "ELSE false END, "
-    /* a re-schedule, deferred or not, wins over an earlier remove of the running row */
-    "remove_requested = false, "
-    "ch_kind = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN EXCLUDED.kind END, "
-    "ch_cron = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN EXCLUDED.cron END, "
-    "ch_every_us = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN EXCLUDED.every_us END, "
-    "ch_params = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN EXCLUDED.params END, "
-    "ch_max_retries = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN EXCLUDED.max_retries END, "
-    "ch_next_run = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN EXCLUDED.next_run END, "
-    "status = CASE WHEN " PGSCHED__PG_J_RUNNING " THEN j.status ELSE 'pending' END, "
-    "prev_status = j.status, "
-    /* nextval here, after the row lock, not in the proposed row: a version taken before
-       waiting for a concurrent writer could be older than the one that writer stored */
-    "version = pg_catalog.nextval('{Q}'::pg_catalog.regclass), updated_at = pg_catalog.now() "
+    PGSCHED__PG_SCHEDULE_UPSERT
     "WHERE j.status OPERATOR(pg_catalog.<>) 'running' OR ROW(j.name, j.key) "
     "OPERATOR(pg_catalog.=) ANY (SELECT a.name, a.key FROM i a WHERE a.after_run) "
     "RETURNING j.name, j.key, j.status, j.next_run, j.version, j.prev_status) "
@@ -6871,6 +6880,34 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
         "COALESCE(up.prev_status, 'none'), up.status, up.version::pg_catalog.text, "
         "COALESCE($10::pg_catalog.text, ''), COALESCE(" PGSCHED__PG_US("up.next_run")
         "::pg_catalog.text, '')) AS p, up.version AS o FROM up") "}"
+    " FROM up",
+
+    /* SCHEDULE_ONE: the one-request form of SCHEDULE (pgsched_schedule_job and _job_tx):
+       $1 name $2 key $3 kind $4 cron $5 every_us $6 params $7 max_retries $8 next_run
+       (NULL = now + delay) $9 apply_after_run $10 node $11 channel $12 delay_us, scalars
+       (types in pgsched__pg_schedule_one_types). Same upsert, same row back, the same event;
+       without SCHEDULE's arrays, sort, materialised requests and batched notification, which
+       cost a single call several times what its write does. Its only look-up of the table is
+       the conflict check through the primary key (no plan can turn it into a scan), and every
+       name is qualified: it is also sent on the caller's connection. */
+    "WITH up AS (INSERT INTO {J} AS j (name, key, status, kind, cron, every_us, params, "
+    "max_retries, attempt, next_run, version, created_at, updated_at) "
+    "VALUES ($1::pg_catalog.text, $2::pg_catalog.text, 'pending', $3::pg_catalog.text, "
+    "$4::pg_catalog.text, $5::pg_catalog.int8, $6::pg_catalog.text::pg_catalog.json, "
+    "$7::pg_catalog.int4, 0, COALESCE($8::pg_catalog.timestamptz, pg_catalog.now() "
+    "OPERATOR(pg_catalog.+) ($12::pg_catalog.int8 OPERATOR(pg_catalog.*) "
+    "interval '1 microsecond')), pg_catalog.nextval('{Q}'::pg_catalog.regclass), "
+    "pg_catalog.now(), pg_catalog.now()) "
+    PGSCHED__PG_SCHEDULE_UPSERT
+    "WHERE j.status OPERATOR(pg_catalog.<>) 'running' OR $9::pg_catalog.bool "
+    "RETURNING j.name, j.key, j.status, j.next_run, j.version, j.prev_status) "
+    "SELECT up.name, up.key, up.status, up.next_run, up.version, up.prev_status"
+    "{NOTIFY, (SELECT " PGSCHED__NOTIFY(
+        "$11::pg_catalog.text",
+        "pg_catalog.concat_ws(E'\\t', 'C', up.name, up.key, "
+        "COALESCE(up.prev_status, 'none'), up.status, up.version::pg_catalog.text, "
+        "COALESCE($10::pg_catalog.text, ''), COALESCE(" PGSCHED__PG_US("up.next_run")
+        "::pg_catalog.text, ''))") ")}"
     " FROM up",
 
     /* CLAIM: $1 node $2 names[] $3 max $4 channel $5 lead_us. One row always comes back (the
@@ -7201,8 +7238,8 @@ static const char *pgsched__pg_template_tail(int q)
 }
 
 static const char *const pgsched__pg_stmt_names[PGSCHED__Q_COUNT] = {
-    "pgsched_now", "pgsched_schedule", "pgsched_claim", "pgsched_heartbeat",
-    "pgsched_finish", "pgsched_take_back", "pgsched_cancel", "pgsched_trigger",
+    "pgsched_now", "pgsched_schedule", "pgsched_schedule_one", "pgsched_claim",
+    "pgsched_heartbeat", "pgsched_finish", "pgsched_take_back", "pgsched_cancel", "pgsched_trigger",
     "pgsched_remove", "pgsched_get", "pgsched_list", "pgsched_history",
     "pgsched_next_due", "pgsched_node_register", "pgsched_node_unregister",
     "pgsched_cleanup", "pgsched_quarantine", "pgsched_quarantine_due", "pgsched_confirm",
@@ -7632,13 +7669,15 @@ typedef struct pgsched__pg {
     char lock_key[160];
     char names_sql[5][160]; /* quoted names: jobs, runs, nodes, seq, version */
     char *sql[PGSCHED__Q_COUNT];
-    /* Callers' connections on which the schedule statement is prepared, as ext_name (which
-       hashes its text, so two stores or two versions never share a name), newest first. */
+    /* Callers' connections on which the schedule statements are prepared, newest first, with
+       which ones (bit 0: SCHEDULE as ext_name[0], bit 1: SCHEDULE_ONE as ext_name[1]; each
+       name hashes its text, so two stores or two versions never share a name). */
     struct {
         const void *conn;
         int pid;
+        unsigned stmts;
     } ext[16];
-    char ext_name[40];
+    char ext_name[2][40];
     int notify, no_create;
     void (*log)(void *user, int level, const char *message);
     void *log_user;
@@ -8128,9 +8167,17 @@ static const Oid pgsched__pg_schedule_types[16] = {
     1009 /* text[] */, 1009, 1009, 1009, 1016 /* int8[] */, 1009, 1007 /* int4[] */,
     1185 /* timestamptz[] */, 1000 /* bool[] */, 25, 25, 1016, 25, 25, 25, 25};
 
+/* SCHEDULE_ONE's: its numbers, time and flag go in binary (no text to print or parse), the
+   rest as text. */
+static const Oid pgsched__pg_schedule_one_types[16] = {
+    25, 25, 25, 25, 20 /* int8 */, 25, 23 /* int4 */, 1184 /* timestamptz */, 16 /* bool */,
+    25, 25, 20, 25, 25, 25, 25};
+
 static const Oid *pgsched__pg_param_types(int q)
 {
-    return q == PGSCHED__Q_SCHEDULE ? pgsched__pg_schedule_types : pgsched__pg_text_types;
+    return q == PGSCHED__Q_SCHEDULE       ? pgsched__pg_schedule_types
+           : q == PGSCHED__Q_SCHEDULE_ONE ? pgsched__pg_schedule_one_types
+                                          : pgsched__pg_text_types;
 }
 
 /* A one-dimensional array in the binary format of array_recv: ndim, has-nulls flag, element
@@ -8544,38 +8591,47 @@ static pgsched_result pgsched__pg_now(pgsched_store *s, pgsched_time *now, pgsch
     return pgsched__ok(err);
 }
 
-/* Whether the schedule statement is prepared on the caller's connection c (backend pid):
-   `forget` drops it from the list, `add` puts it first. */
-static int pgsched__pg_ext_known(pgsched__pg *p, PGconn *c, int pid, int forget, int add)
+/* Whether schedule statement `bit` (see ext) is prepared on the caller's connection c
+   (backend pid): `forget` drops the connection from the list, `add` marks the statement and
+   puts the connection first. */
+static int pgsched__pg_ext_known(pgsched__pg *p, PGconn *c, int pid, unsigned bit, int forget,
+                                 int add)
 {
     size_t n = sizeof p->ext / sizeof p->ext[0], i, k;
+    unsigned stmts = 0;
     int found = 0;
     pthread_mutex_lock(&p->mu);
     for (i = 0; i < n && !(p->ext[i].conn == c && p->ext[i].pid == pid); i++) {}
     found = i < n;
+    if (found) stmts = p->ext[i].stmts;
     if (found && forget) {
         for (k = i; k + 1 < n; k++) p->ext[k] = p->ext[k + 1];
         p->ext[n - 1].conn = NULL;
+        p->ext[n - 1].stmts = 0;
     } else if (add) {
         for (k = found ? i : n - 1; k > 0; k--) p->ext[k] = p->ext[k - 1];
         p->ext[0].conn = c;
         p->ext[0].pid = pid;
+        p->ext[0].stmts = (found ? stmts : 0) | bit;
     }
     pthread_mutex_unlock(&p->mu);
-    return found;
+    return found && (stmts & bit);
 }
 
-/* Runs the schedule statement on the caller's connection, inside whatever transaction it has
-   open. An error there would abort that transaction, so nothing that can fail is sent before
-   the write itself: a connection already in a failed transaction is refused untouched, and the
-   statement is prepared only after the catalogue says it is not (once per connection: a
-   connection seen before is trusted to keep it; one whose statements the caller deallocated
-   fails once, with SQLSTATE 26000, and is prepared again on the next call). */
-static pgsched_result pgsched__pg_ext_run(pgsched__pg *p, PGconn *c, const char *const *vals,
-                                          const int *lengths, const int *formats,
-                                          PGresult **out, pgsched_error *err)
+/* Runs schedule statement q (SCHEDULE or SCHEDULE_ONE) on the caller's connection, inside
+   whatever transaction it has open. An error there would abort that transaction, so nothing
+   that can fail is sent before the write itself: a connection already in a failed transaction
+   is refused untouched, and the statement is prepared only after the catalogue says it is not
+   (once per connection: a connection seen before is trusted to keep it; one whose statements
+   the caller deallocated fails once, with SQLSTATE 26000, and is prepared again on the next
+   call). */
+static pgsched_result pgsched__pg_ext_run(pgsched__pg *p, PGconn *c, int q, int nparams,
+                                          const char *const *vals, const int *lengths,
+                                          const int *formats, PGresult **out, pgsched_error *err)
 {
     int pid, exists;
+    unsigned bit = q == PGSCHED__Q_SCHEDULE_ONE ? 2u : 1u;
+    const char *name = p->ext_name[bit == 2u];
     PGresult *res;
     pgsched_result r;
     *out = NULL;
@@ -8598,9 +8654,9 @@ static pgsched_result pgsched__pg_ext_run(pgsched__pg *p, PGconn *c, const char 
                              "the caller's connection is in pipeline mode; leave it first");
 #endif
     pid = PQbackendPID(c);
-    if (!pgsched__pg_ext_known(p, c, pid, 0, 0)) {
+    if (!pgsched__pg_ext_known(p, c, pid, bit, 0, 0)) {
         const char *v[1];
-        v[0] = p->ext_name;
+        v[0] = name;
         res = PQexecParams(c,
                            "SELECT 1 FROM pg_catalog.pg_prepared_statements WHERE name "
                            "OPERATOR(pg_catalog.=) $1::pg_catalog.text",
@@ -8610,24 +8666,30 @@ static pgsched_result pgsched__pg_ext_run(pgsched__pg *p, PGconn *c, const char 
         PQclear(res);
         if (r != PGSCHED_OK) return r;
         if (!exists) {
-            res = PQprepare(c, p->ext_name, p->sql[PGSCHED__Q_SCHEDULE], 12,
-                            pgsched__pg_schedule_types);
+            res = PQprepare(c, name, p->sql[q], nparams, pgsched__pg_param_types(q));
             r = pgsched__pg_check(c, res, "preparing the schedule statement", err);
             PQclear(res);
             if (r != PGSCHED_OK) return r;
         }
-        pgsched__pg_ext_known(p, c, pid, 0, 1);
+        pgsched__pg_ext_known(p, c, pid, bit, 0, 1);
     }
-    res = PQexecPrepared(c, p->ext_name, 12, vals, lengths, formats, 1);
+    res = PQexecPrepared(c, name, nparams, vals, lengths, formats, 1);
     r = pgsched__pg_check(c, res, "schedule", err);
     if (r != PGSCHED_OK) {
         const char *code = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-        if (code && strcmp(code, "26000") == 0) pgsched__pg_ext_known(p, c, pid, 1, 0);
+        if (code && strcmp(code, "26000") == 0) pgsched__pg_ext_known(p, c, pid, bit, 1, 0);
         PQclear(res);
         return r;
     }
     *out = res;
     return PGSCHED_OK;
+}
+
+/* v as `bytes` big-endian bytes: an int8, int4 (or timestamptz, as int8) in binary format. */
+static void pgsched__pg_be(unsigned char *o, int64_t v, size_t bytes)
+{
+    size_t i;
+    for (i = 0; i < bytes; i++) o[i] = (unsigned char)((uint64_t)v >> (8 * (bytes - 1 - i)));
 }
 
 /* Requests in (name, key) order; strcmp compares bytes as unsigned char, as COLLATE "C". */
@@ -8656,48 +8718,89 @@ static pgsched_result pgsched__pg_schedule_rows(pgsched__pg *p, PGconn *conn,
     size_t i, k, nslots, *slots;
     const pgsched_schedule_request **order;
     int row;
-    /* in (name, key) order, bytewise as the C collation: two batches that overlap lock their
-       common rows in the same order (see SCHEDULE) */
-    order = (const pgsched_schedule_request **)pgsched__malloc(&p->alloc,
-                                                                (n ? n : 1) * sizeof *order);
-    if (!order) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory scheduling");
-    for (i = 0; i < n; i++) order[i] = &reqs[i];
-    qsort(order, n, sizeof *order, pgsched__pg_request_cmp);
-    for (k = 0; k < 10; k++) pgsched__pgarr_start(&b[k], &p->alloc, elem[k], n);
-    for (k = 0; k < n; k++) {
-        const pgsched_schedule_request *q = order[k];
-        char flag = q->apply_after_run ? 1 : 0;
-        pgsched__pgarr_text(&b[0], q->name);
-        pgsched__pgarr_text(&b[1], q->key);
-        pgsched__pgarr_text(&b[2], pgsched__kind_string(q->kind));
-        pgsched__pgarr_text(&b[3], q->cron);
-        if (q->kind == PGSCHED_SCHEDULE_INTERVAL) pgsched__pgarr_int(&b[4], q->every, 8);
-        else pgsched__pgarr_put(&b[4], NULL, 0);
-        pgsched__pgarr_text(&b[5], q->params);
-        pgsched__pgarr_int(&b[6], q->max_retries, 4);
-        pgsched__pgarr_time(&b[7], q->next_run);
-        pgsched__pgarr_put(&b[8], &flag, 1);
-        pgsched__pgarr_int(&b[9], q->delay, 8);
+    if (n == 1) {
+        /* one request: the lean statement (see SCHEDULE_ONE), in one round trip */
+        const pgsched_schedule_request *q = &reqs[0];
+        unsigned char every[8], retries[4], next[8], delay[8], flag;
+        pgsched__pg_be(every, q->every, 8);
+        pgsched__pg_be(retries, q->max_retries, 4);
+        pgsched__pg_be(next, q->next_run - (pgsched_time)946684800 * PGSCHED_SECOND, 8);
+        pgsched__pg_be(delay, q->delay, 8);
+        flag = q->apply_after_run ? 1 : 0;
+        vals[0] = q->name;
+        vals[1] = q->key;
+        vals[2] = pgsched__kind_string(q->kind);
+        vals[3] = q->cron;
+        vals[4] = q->kind == PGSCHED_SCHEDULE_INTERVAL ? (const char *)every : NULL;
+        vals[5] = q->params;
+        vals[6] = (const char *)retries;
+        vals[7] = q->next_run ? (const char *)next : NULL; /* NULL: now + delay */
+        vals[8] = (const char *)&flag;
+        vals[9] = q->node_id;
+        vals[10] = p->channel;
+        vals[11] = (const char *)delay;
+        for (k = 0; k < 12; k++) lens[k] = fmts[k] = 0;
+        lens[4] = lens[7] = lens[11] = 8;
+        lens[6] = 4;
+        lens[8] = 1;
+        fmts[4] = fmts[6] = fmts[7] = fmts[8] = fmts[11] = 1;
+        if (conn)
+            r = pgsched__pg_ext_run(p, conn, PGSCHED__Q_SCHEDULE_ONE, 12, vals, lens, fmts, &res,
+                                    err);
+        /* not repeated after a lost reply: the row may have run and finished meanwhile */
+        else
+            r = pgsched__pg_run_bin(p, PGSCHED__Q_SCHEDULE_ONE, 12, vals, lens, fmts, 0, &res,
+                                    err);
+        if (r != PGSCHED_OK) return r;
+    } else {
+        /* in (name, key) order, bytewise as the C collation: two batches that overlap lock
+           their common rows in the same order (see SCHEDULE) */
+        order = (const pgsched_schedule_request **)pgsched__malloc(
+            &p->alloc, (n ? n : 1) * sizeof *order);
+        if (!order) return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory scheduling");
+        for (i = 0; i < n; i++) order[i] = &reqs[i];
+        qsort(order, n, sizeof *order, pgsched__pg_request_cmp);
+        for (k = 0; k < 10; k++) pgsched__pgarr_start(&b[k], &p->alloc, elem[k], n);
+        for (k = 0; k < n; k++) {
+            const pgsched_schedule_request *q = order[k];
+            char flag = q->apply_after_run ? 1 : 0;
+            pgsched__pgarr_text(&b[0], q->name);
+            pgsched__pgarr_text(&b[1], q->key);
+            pgsched__pgarr_text(&b[2], pgsched__kind_string(q->kind));
+            pgsched__pgarr_text(&b[3], q->cron);
+            if (q->kind == PGSCHED_SCHEDULE_INTERVAL) pgsched__pgarr_int(&b[4], q->every, 8);
+            else pgsched__pgarr_put(&b[4], NULL, 0);
+            pgsched__pgarr_text(&b[5], q->params);
+            pgsched__pgarr_int(&b[6], q->max_retries, 4);
+            pgsched__pgarr_time(&b[7], q->next_run);
+            pgsched__pgarr_put(&b[8], &flag, 1);
+            pgsched__pgarr_int(&b[9], q->delay, 8);
+        }
+        pgsched__free(&p->alloc, order);
+        r = PGSCHED_OK;
+        for (k = 0; k < 10; k++) {
+            if (b[k].b.oom)
+                r = pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory scheduling");
+            vals[param[k]] = b[k].b.p;
+            lens[param[k]] = (int)b[k].b.n;
+            fmts[param[k]] = 1;
+        }
+        vals[9] = reqs[0].node_id;
+        vals[10] = p->channel;
+        lens[9] = lens[10] = 0;
+        fmts[9] = fmts[10] = 0;
+        if (r == PGSCHED_OK) {
+            if (conn)
+                r = pgsched__pg_ext_run(p, conn, PGSCHED__Q_SCHEDULE, 12, vals, lens, fmts,
+                                        &res, err);
+            /* not repeated after a lost reply: the rows may have run and finished meanwhile */
+            else
+                r = pgsched__pg_run_bin(p, PGSCHED__Q_SCHEDULE, 12, vals, lens, fmts, 0, &res,
+                                        err);
+        }
+        for (k = 0; k < 10; k++) pgsched__free(&p->alloc, b[k].b.p);
+        if (r != PGSCHED_OK) return r;
     }
-    pgsched__free(&p->alloc, order);
-    r = PGSCHED_OK;
-    for (k = 0; k < 10; k++) {
-        if (b[k].b.oom) r = pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory scheduling");
-        vals[param[k]] = b[k].b.p;
-        lens[param[k]] = (int)b[k].b.n;
-        fmts[param[k]] = 1;
-    }
-    vals[9] = reqs[0].node_id;
-    vals[10] = p->channel;
-    lens[9] = lens[10] = 0;
-    fmts[9] = fmts[10] = 0;
-    if (r == PGSCHED_OK) {
-        if (conn) r = pgsched__pg_ext_run(p, conn, vals, lens, fmts, &res, err);
-        /* not repeated after a lost reply: the rows may have run and finished meanwhile */
-        else r = pgsched__pg_run_bin(p, PGSCHED__Q_SCHEDULE, 12, vals, lens, fmts, 0, &res, err);
-    }
-    for (k = 0; k < 10; k++) pgsched__free(&p->alloc, b[k].b.p);
-    if (r != PGSCHED_OK) return r;
     /* the rows come back in no set order: find each one's request by (name, key) */
     for (nslots = 1; nslots < 2 * n; nslots *= 2) {}
     slots = (size_t *)pgsched__malloc(&p->alloc, nslots * sizeof *slots);
@@ -9851,9 +9954,11 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
         pgsched__free(&a, p);
         return pgsched__fail(err, PGSCHED_ERR_NOMEM, "out of memory creating a store");
     }
-    snprintf(p->ext_name, sizeof p->ext_name, "pgsched_schedule_%016llx",
+    snprintf(p->ext_name[0], sizeof p->ext_name[0], "pgsched_schedule_%016llx",
              (unsigned long long)pgsched__hash(p->sql[PGSCHED__Q_SCHEDULE],
                                                "binary arrays")); /* its parameter types too */
+    snprintf(p->ext_name[1], sizeof p->ext_name[1], "pgsched_schedule1_%016llx",
+             (unsigned long long)pgsched__hash(p->sql[PGSCHED__Q_SCHEDULE_ONE], "binary"));
     pgsched__cond_init(&p->cv);
     *out = &p->base;
     return pgsched__ok(err);

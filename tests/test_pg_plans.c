@@ -301,16 +301,63 @@ static double median_schedule_ms(pgsched_store *s, const char *tag, int n)
     return t[i / 2];
 }
 
+/* PREPAREs `name` (parameter `types`) as `text`, then EXECUTEs it 8 times (past the 5 custom
+   plans) with `args`, in which %s is a new key each time. */
+static void prepare_past_custom_plans(const char *name, const char *types, const char *text,
+                                      const char *args)
+{
+    char buf[16384], a[512], key[32];
+    int i;
+    snprintf(buf, sizeof buf, "PREPARE %s(%s) AS %s", name, types, text);
+    sql(buf);
+    for (i = 0; i < 8; i++) {
+        snprintf(key, sizeof key, "prep-%s-%d", name, i);
+        snprintf(a, sizeof a, args, key);
+        snprintf(buf, sizeof buf, "EXECUTE %s(%s)", name, a);
+        sql(buf);
+    }
+}
+
+/* The plan of prepared statement `name` (a schedule statement) for the key big5: no read of
+   the jobs table other than the upsert's conflict check through the primary key, and it is
+   the generic plan. Deallocates it. */
+static void assert_schedule_plan(const char *name, const char *args)
+{
+    char buf[16384], a[512], q[1024];
+    const char *p;
+    PGresult *r;
+    int i;
+    snprintf(a, sizeof a, args, "big5");
+    snprintf(q, sizeof q, "EXPLAIN (COSTS OFF) EXECUTE %s(%s)", name, a);
+    r = PQexec(admin, q);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("%s", PQerrorMessage(admin));
+    buf[0] = '\0';
+    for (i = 0; i < PQntuples(r); i++) {
+        strncat(buf, PQgetvalue(r, i, 0), sizeof buf - strlen(buf) - 2);
+        strcat(buf, "\n");
+    }
+    PQclear(r);
+    if (strstr(buf, "Seq Scan on pgsched_jobs") || strstr(buf, "Index Scan") ||
+        strstr(buf, "Bitmap Heap Scan on pgsched_jobs"))
+        fail_msg("%s reads the jobs table other than through its upsert:\n%s", name, buf);
+    p = strstr(buf, "Conflict Arbiter Indexes: pgsched_jobs_pkey");
+    if (!p) fail_msg("%s's upsert is not checked by primary key:\n%s", name, buf);
+    snprintf(q, sizeof q, "SELECT generic_plans FROM pg_prepared_statements WHERE name = '%s'",
+             name);
+    r = PQexec(admin, q);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || atoi(PQgetvalue(r, 0, 0)) < 1)
+        fail_msg("the test never reached the generic plan of %s", name);
+    PQclear(r);
+    snprintf(q, sizeof q, "DEALLOCATE %s", name);
+    sql(q);
+}
+
 static void schedule_prepared_on_an_empty_table_looks_rows_up_by_key_at_100k_rows(void **state)
 {
     pgsched_pg_config pc;
     pgsched_store *s;
     pgsched_error e;
-    char buf[16384];
-    const char *p;
-    PGresult *r;
     double small, big;
-    int i;
     (void)state;
     sql("DROP SCHEMA IF EXISTS plans_sched CASCADE");
     memset(&pc, 0, sizeof pc);
@@ -325,40 +372,27 @@ static void schedule_prepared_on_an_empty_table_looks_rows_up_by_key_at_100k_row
     small = median_schedule_ms(s, "small", 101);
     sql("DEALLOCATE ALL");
     sql("SET plan_cache_mode = auto");
-    /* (the parameter types the store prepares it with: pgsched__pg_schedule_types) */
-    snprintf(buf, sizeof buf, "PREPARE sched_q(text[], text[], text[], text[], int8[], text[], "
-             "int4[], timestamptz[], bool[], text, text, int8[]) AS %s",
-             ((pgsched__pg *)s)->sql[PGSCHED__Q_SCHEDULE]);
-    sql(buf);
-    for (i = 0; i < 8; i++) {
-        snprintf(buf, sizeof buf, "EXECUTE sched_q('{sched}', '{prep%d}', '{once}', '{NULL}', "
-                 "'{NULL}', '{\"{}\"}', '{3}', '{NULL}', '{f}', 'n1', 'c', '{0}')", i);
-        sql(buf);
-    }
+    /* both statements: the batch one and the one-row one of single calls, with the parameter
+       types the store prepares them with (pgsched__pg_schedule_types, _schedule_one_types) */
+    prepare_past_custom_plans("sched_q", "text[], text[], text[], text[], int8[], text[], int4[], "
+                              "timestamptz[], bool[], text, text, int8[]",
+                              ((pgsched__pg *)s)->sql[PGSCHED__Q_SCHEDULE],
+                              "'{sched}', '{%s}', '{once}', '{NULL}', '{NULL}', '{\"{}\"}', "
+                              "'{3}', '{NULL}', '{f}', 'n1', 'c', '{0}'");
+    prepare_past_custom_plans("sched_one_q", "text, text, text, text, int8, text, int4, "
+                              "timestamptz, bool, text, text, int8",
+                              ((pgsched__pg *)s)->sql[PGSCHED__Q_SCHEDULE_ONE],
+                              "'sched', '%s', 'once', NULL, NULL, '{}', 3, NULL, false, 'n1', "
+                              "'c', 0");
     sql("INSERT INTO plans_sched.pgsched_jobs (name, key, status, kind, params, max_retries, "
         "next_run, version) SELECT 'sched', 'big' || g, 'pending', 'once', '{}', 0, "
         "now() + interval '1 day', nextval('plans_sched.pgsched_seq') "
         "FROM generate_series(1, 100000) g");
-    r = PQexec(admin, "EXPLAIN (COSTS OFF) EXECUTE sched_q('{sched}', '{big5}', '{once}', "
-                      "'{NULL}', '{NULL}', '{\"{}\"}', '{3}', '{NULL}', '{f}', 'n1', 'c', '{0}')");
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("%s", PQerrorMessage(admin));
-    buf[0] = '\0';
-    for (i = 0; i < PQntuples(r); i++) {
-        strncat(buf, PQgetvalue(r, i, 0), sizeof buf - strlen(buf) - 2);
-        strcat(buf, "\n");
-    }
-    PQclear(r);
-    if (strstr(buf, "Seq Scan on pgsched_jobs") || strstr(buf, "Index Scan") ||
-        strstr(buf, "Bitmap Heap Scan on pgsched_jobs"))
-        fail_msg("the schedule statement reads the jobs table other than through its upsert:\n%s",
-                 buf);
-    p = strstr(buf, "Conflict Arbiter Indexes: pgsched_jobs_pkey");
-    if (!p) fail_msg("the schedule statement's upsert is not checked by primary key:\n%s", buf);
-    r = PQexec(admin, "SELECT generic_plans FROM pg_prepared_statements WHERE name = 'sched_q'");
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || atoi(PQgetvalue(r, 0, 0)) < 1)
-        fail_msg("the test never reached the generic plan");
-    PQclear(r);
-    sql("DEALLOCATE sched_q");
+    assert_schedule_plan("sched_q",
+                         "'{sched}', '{%s}', '{once}', '{NULL}', '{NULL}', '{\"{}\"}', '{3}', "
+                         "'{NULL}', '{f}', 'n1', 'c', '{0}'");
+    assert_schedule_plan("sched_one_q",
+                         "'sched', '%s', 'once', NULL, NULL, '{}', 3, NULL, false, 'n1', 'c', 0");
     /* and a single schedule costs what it cost on the empty table: a scan of 100,000 rows
        would take several milliseconds more per call */
     big = median_schedule_ms(s, "more", 101);
