@@ -10064,6 +10064,17 @@ static void pgsched__observe(pgsched_histogram *h, pgsched_duration d)
     h->sum += d;
 }
 
+/* One claimed row with its strings in one block it owns: a slot's run, a queued row. A row
+   moves from the claim's list to the queue, to a slot, and on to its pending outcome without
+   a copy, so that workers neither allocate nor free: with glibc, each thread that calls
+   malloc or free gets a malloc arena of its own, whose memory stays with the process (about
+   100 kB a worker, more as freed blocks drift between arenas). */
+typedef struct pgsched__held {
+    pgsched_job items[1]; /* items[0] while count is 1 */
+    size_t count;
+    void *block; /* the strings of items[0] */
+} pgsched__held;
+
 /* One run slot; the public run context comes first so a pgsched_run * is a slot pointer. */
 typedef struct pgsched__slot {
     pgsched_run run;
@@ -10071,7 +10082,7 @@ typedef struct pgsched__slot {
     int index;
     int state;
     int cancel;          /* PGSCHED__CANCEL_*; read by handlers without the lock */
-    pgsched_job_list job;
+    pgsched__held job;
     const pgsched__type *type;
     pgsched_time deadline;      /* monotonic; PGSCHED_NEVER without a timeout */
     pgsched_time renewed;       /* monotonic: when a claim or heartbeat that renewed the lease
@@ -10087,6 +10098,7 @@ typedef struct pgsched__slot {
 typedef struct pgsched__pending {
     pgsched_finish_request o;
     char *name, *key, *error;
+    void *block; /* non-NULL: name and key point into this block (the run's row), not copies */
     int counter;      /* which counter to bump when written */
     int lost_counted; /* its run was already counted as lease_lost (self-fencing) */
     pgsched_time not_before;     /* monotonic: its row was locked by another transaction */
@@ -10095,7 +10107,7 @@ typedef struct pgsched__pending {
 
 /* A row claimed ahead of a free worker. Its lease is renewed like a running one's. */
 typedef struct pgsched__queued {
-    pgsched_job_list one; /* the row (one item) */
+    pgsched__held one; /* the row */
     pgsched_time renewed; /* monotonic: when its lease was last known renewed */
     pgsched_time queued_at; /* monotonic */
 } pgsched__queued;
@@ -10181,7 +10193,11 @@ struct pgsched_node {
     size_t npending, pending_cap;
     /* the batch being written: taken out of `pending`, its leases still held */
     const pgsched__pending *flushing;
-    size_t nflushing;
+    size_t nflushing, flushing_cap;
+    /* the array of the last batch written, kept to become `pending` again (no worker needs
+       to grow a fresh one after each batch) */
+    pgsched__pending *pending_spare;
+    size_t spare_cap;
     /* claimed ahead, waiting for a free worker, oldest first */
     pgsched__queued *queue; /* entries queue[qhead .. qhead + nqueued - 1] */
     int qhead, nqueued, queue_cap;
@@ -11019,11 +11035,57 @@ static int pgsched__decide_kind(pgsched_node *n, const pgsched_job *job, const p
 
 static void pgsched__feed(pgsched_node *n);
 
+/* ---- held rows (see pgsched__held) ---- */
+
+/* Moves row i of a claim's list into h (empty), taking its block when the list allocates
+   as the node does, copying it otherwise (a store of the caller's may fill the list with an
+   allocator of its own). Returns 0 when out of memory. */
+static int pgsched__held_take(pgsched_node *n, pgsched__held *h, pgsched_job_list *from,
+                              size_t i)
+{
+    const pgsched_job *job = &from->items[i];
+    char *cur;
+    size_t total;
+    h->items[0] = *job;
+    if (from->alloc.malloc_fn == n->alloc.malloc_fn && from->alloc.free_fn == n->alloc.free_fn &&
+        from->alloc.user == n->alloc.user) {
+        h->block = from->blocks[i];
+        from->blocks[i] = NULL; /* freeing NULL is a no-op when the list is freed */
+        h->count = 1;
+        return 1;
+    }
+    total = pgsched__slen(job->name) + pgsched__slen(job->key) + pgsched__slen(job->cron) +
+            pgsched__slen(job->params) + pgsched__slen(job->owner) +
+            pgsched__slen(job->last_error);
+    h->block = pgsched__malloc(&n->alloc, total);
+    if (!h->block) return 0;
+    cur = (char *)h->block;
+    h->items[0].name = pgsched__block_put(&cur, job->name);
+    h->items[0].key = pgsched__block_put(&cur, job->key);
+    h->items[0].cron = pgsched__block_put(&cur, job->cron);
+    h->items[0].params = pgsched__block_put(&cur, job->params);
+    h->items[0].owner = pgsched__block_put(&cur, job->owner);
+    h->items[0].last_error = pgsched__block_put(&cur, job->last_error);
+    h->count = 1;
+    return 1;
+}
+
+static void pgsched__held_clear(pgsched_node *n, pgsched__held *h)
+{
+    pgsched__free(&n->alloc, h->block);
+    h->block = NULL;
+    h->count = 0;
+}
+
 /* Queues an outcome to be written (by the outcome writer, or the dispatcher without one);
-   takes ownership of `error`. Returns 0 when it was lost for want of memory (counted in
+   takes ownership of `error`, and of `block` (may be NULL: name and key are copied) when
+   job's name and key point into it. The pending array has room for a batch's worth of
+   outcomes (see pgsched__take_outcomes), so a worker grows it only when more pile up while
+   a batch is written. Returns 0 when it was lost for want of memory (counted in
    lost_outcomes). Caller holds mu. */
-static int pgsched__queue_outcome(pgsched_node *n, const pgsched_job *job,
-                                  const pgsched_finish_request *o, char *error, int counter)
+static int pgsched__queue_outcome_owned(pgsched_node *n, const pgsched_job *job, void *block,
+                                        const pgsched_finish_request *o, char *error,
+                                        int counter)
 {
     pgsched__pending *p;
     if (n->npending == n->pending_cap) {
@@ -11034,6 +11096,7 @@ static int pgsched__queue_outcome(pgsched_node *n, const pgsched_job *job,
             /* The lease expires and the row is taken back: the run counts as stalled. */
             n->lost_outcomes++;
             pgsched__free(&n->alloc, error);
+            pgsched__free(&n->alloc, block);
             return 0;
         }
         n->pending = np;
@@ -11041,14 +11104,23 @@ static int pgsched__queue_outcome(pgsched_node *n, const pgsched_job *job,
     }
     p = &n->pending[n->npending];
     p->o = *o;
-    p->name = pgsched__strdup(&n->alloc, job->name);
-    p->key = pgsched__strdup(&n->alloc, job->key);
+    p->block = block;
+    if (block) {
+        p->name = (char *)job->name;
+        p->key = (char *)job->key;
+    } else {
+        p->name = pgsched__strdup(&n->alloc, job->name);
+        p->key = pgsched__strdup(&n->alloc, job->key);
+    }
     p->error = error;
     p->counter = counter;
     p->lost_counted = 0;
     if (!p->name || !p->key) {
-        pgsched__free(&n->alloc, p->name);
-        pgsched__free(&n->alloc, p->key);
+        if (!block) {
+            pgsched__free(&n->alloc, p->name);
+            pgsched__free(&n->alloc, p->key);
+        }
+        pgsched__free(&n->alloc, block);
         pgsched__free(&n->alloc, error);
         n->lost_outcomes++;
         return 0;
@@ -11067,10 +11139,31 @@ static int pgsched__queue_outcome(pgsched_node *n, const pgsched_job *job,
     return 1;
 }
 
+static int pgsched__queue_outcome(pgsched_node *n, const pgsched_job *job,
+                                  const pgsched_finish_request *o, char *error, int counter)
+{
+    return pgsched__queue_outcome_owned(n, job, NULL, o, error, counter);
+}
+
+/* The same for a held row, whose block goes with the outcome (h is left empty). */
+static int pgsched__queue_outcome_held(pgsched_node *n, pgsched__held *h,
+                                       const pgsched_finish_request *o, char *error,
+                                       int counter)
+{
+    void *block = h->block;
+    h->block = NULL;
+    h->count = 0;
+    return pgsched__queue_outcome_owned(n, &h->items[0], block, o, error, counter);
+}
+
 static void pgsched__pending_free(pgsched_node *n, pgsched__pending *p)
 {
-    pgsched__free(&n->alloc, p->name);
-    pgsched__free(&n->alloc, p->key);
+    if (p->block) {
+        pgsched__free(&n->alloc, p->block);
+    } else {
+        pgsched__free(&n->alloc, p->name);
+        pgsched__free(&n->alloc, p->key);
+    }
     pgsched__free(&n->alloc, p->error);
 }
 
@@ -11173,11 +11266,11 @@ static void *pgsched__worker_main(void *arg)
             pthread_mutex_unlock(&n->mu);
             counter = pgsched__decide(n, job, s->type, kind, end, &o);
             pthread_mutex_lock(&n->mu);
-            if (pgsched__queue_outcome(n, job, &o, error, counter) &&
+            if (pgsched__queue_outcome_held(n, &s->job, &o, error, counter) &&
                 cancel == PGSCHED__CANCEL_LEASE_LOST)
                 n->pending[n->npending - 1].lost_counted = 1; /* counted when it was lost */
         }
-        pgsched_job_list_clear(&s->job);
+        pgsched__held_clear(n, &s->job); /* empty already unless nothing was written */
         s->state = PGSCHED__SLOT_FREE;
         s->cancel = PGSCHED__CANCEL_NONE;
         n->free_slots++;
@@ -11219,8 +11312,10 @@ static pgsched__slot *pgsched__find_slot(pgsched_node *n, const char *name, cons
 
 #define PGSCHED__QUEUED(n, i) (&(n)->queue[(n)->qhead + (i)])
 
-/* Appends a claimed row; 0 when it cannot be held (out of memory). */
-static int pgsched__queue_push(pgsched_node *n, const pgsched_job *job, pgsched_time renewed)
+/* Appends row i of a claim's list (taken out of it); 0 when it cannot be held (out of
+   memory). */
+static int pgsched__queue_push(pgsched_node *n, pgsched_job_list *got, size_t i,
+                               pgsched_time renewed)
 {
     pgsched__queued *q;
     if (n->qhead + n->nqueued == n->queue_cap) {
@@ -11237,11 +11332,7 @@ static int pgsched__queue_push(pgsched_node *n, const pgsched_job *job, pgsched_
         }
     }
     q = &n->queue[n->qhead + n->nqueued];
-    pgsched_job_list_init(&q->one, &n->alloc);
-    if (pgsched_job_list_push(&q->one, job) != PGSCHED_OK) {
-        pgsched_job_list_free(&q->one);
-        return 0;
-    }
+    if (!pgsched__held_take(n, &q->one, got, i)) return 0;
     q->renewed = renewed;
     q->queued_at = pgsched__mono(n);
     n->nqueued++;
@@ -11251,7 +11342,7 @@ static int pgsched__queue_push(pgsched_node *n, const pgsched_job *job, pgsched_
 /* Forgets queued row i. */
 static void pgsched__queue_drop(pgsched_node *n, int i)
 {
-    pgsched_job_list_free(&PGSCHED__QUEUED(n, i)->one);
+    pgsched__held_clear(n, &PGSCHED__QUEUED(n, i)->one);
     if (i == 0) n->qhead++;
     else
         memmove(PGSCHED__QUEUED(n, i), PGSCHED__QUEUED(n, i + 1),
@@ -11263,15 +11354,16 @@ static void pgsched__queue_drop(pgsched_node *n, int i)
    like a run's. */
 static void pgsched__queue_end(pgsched_node *n, int i, pgsched_outcome kind)
 {
-    const pgsched_job *job = &PGSCHED__QUEUED(n, i)->one.items[0];
+    pgsched__held *h = &PGSCHED__QUEUED(n, i)->one;
+    const pgsched_job *job = &h->items[0];
     pgsched_finish_request o;
     int counter;
     memset(&o, 0, sizeof o);
     counter = pgsched__decide(n, job, pgsched__find_type(n, job->name), kind, pgsched__db_now(n),
                               &o);
     o.not_started = 1; /* queued, never handed to a worker: no history row */
-    pgsched__queue_outcome(n, job, &o, NULL,
-                           kind == PGSCHED_OUTCOME_RELEASED ? PGSCHED__COUNT_NONE : counter);
+    pgsched__queue_outcome_held(n, h, &o, NULL,
+                                kind == PGSCHED_OUTCOME_RELEASED ? PGSCHED__COUNT_NONE : counter);
     pgsched__queue_drop(n, i);
 }
 
@@ -11379,19 +11471,34 @@ static pgsched_time pgsched__min_time(pgsched_time a, pgsched_time b) { return a
    over. NULL when there is nothing to write yet. Caller holds mu. */
 static pgsched__pending *pgsched__take_outcomes(pgsched_node *n, pgsched_time now, size_t *count)
 {
-    pgsched__pending *batch;
-    size_t i, waiting = 0;
+    pgsched__pending *batch, *w;
+    size_t i, waiting = 0, batch_cap, want, w_cap;
     *count = n->npending;
     if (!*count || now < n->outcome_retry_at || now < n->outcome_ready_at || n->writer_hold)
         return NULL;
     batch = n->pending;
-    n->pending = NULL;
-    n->npending = n->pending_cap = 0;
+    batch_cap = n->pending_cap;
+    /* The next outcomes go to the spare array: room for as many as this batch and one a
+       worker, so that workers seldom grow it; a spare far larger than that (after a burst)
+       is given back rather than kept. */
+    want = *count + (size_t)n->nslots;
+    if (want < 16) want = 16;
+    if (n->pending_spare && n->spare_cap >= want && n->spare_cap <= 4 * want) {
+        w = n->pending_spare;
+        w_cap = n->spare_cap;
+    } else {
+        pgsched__free(&n->alloc, n->pending_spare);
+        w = (pgsched__pending *)pgsched__malloc(&n->alloc, want * sizeof *w);
+        w_cap = w ? want : 0;
+    }
+    n->pending_spare = NULL;
+    n->spare_cap = 0;
+    n->pending = w;
+    n->pending_cap = w_cap;
+    n->npending = 0;
     for (i = 0; i < *count; i++)
         if (batch[i].not_before > now) waiting++;
     if (waiting) {
-        pgsched__pending *w =
-            (pgsched__pending *)pgsched__malloc(&n->alloc, waiting * sizeof *w);
         if (w) {
             size_t k = 0, m = 0;
             pgsched_time ready_at = PGSCHED_NEVER;
@@ -11403,18 +11510,19 @@ static pgsched__pending *pgsched__take_outcomes(pgsched_node *n, pgsched_time no
                     batch[m++] = batch[i];
                 }
             }
-            n->pending = w;
-            n->npending = n->pending_cap = waiting;
+            n->npending = waiting;
             n->outcome_ready_at = ready_at;
             *count = m;
         } /* else: written early, which is harmless */
     }
     if (!*count) {
-        pgsched__free(&n->alloc, batch);
+        n->pending_spare = batch;
+        n->spare_cap = batch_cap;
         return NULL;
     }
     n->flushing = batch;
     n->nflushing = *count;
+    n->flushing_cap = batch_cap;
     return batch;
 }
 
@@ -11526,19 +11634,21 @@ static void pgsched__count_outcome(pgsched_node *n, pgsched__pending *p,
 static void pgsched__keep_outcomes(pgsched_node *n, pgsched__pending *batch, size_t count,
                                    const pgsched_finish_info *rs, size_t kept, pgsched_result r)
 {
-    size_t total = kept + n->npending, k = 0, i;
+    size_t total = kept + n->npending, k = 0, i, cap = total + (size_t)n->nslots;
     pgsched__pending *merged =
-        (pgsched__pending *)pgsched__malloc(&n->alloc, (total ? total : 1) * sizeof *merged);
+        (pgsched__pending *)pgsched__malloc(&n->alloc, cap * sizeof *merged);
     if (merged) {
         for (i = 0; i < count; i++)
             if (!rs || rs[i].code == PGSCHED__KEEP) {
                 merged[k++] = batch[i];
                 batch[i].name = batch[i].key = batch[i].error = NULL; /* moved */
+                batch[i].block = NULL;
             }
         for (i = 0; i < n->npending; i++) merged[k++] = n->pending[i];
         pgsched__free(&n->alloc, n->pending);
         n->pending = merged;
-        n->npending = n->pending_cap = total;
+        n->npending = total;
+        n->pending_cap = cap;
         n->outcome_ready_at = PGSCHED_NEVER;
         for (i = 0; i < total; i++)
             n->outcome_ready_at = pgsched__min_time(n->outcome_ready_at, merged[i].not_before);
@@ -11556,12 +11666,13 @@ static void pgsched__flush_outcomes(pgsched_node *n)
     pgsched_finish_request *os;
     pgsched_finish_info *rs;
     pgsched_error e;
-    size_t count, i, kept = 0;
+    size_t count, i, kept = 0, batch_cap;
     pgsched_result r;
     int busy_long = 0;
 
     pthread_mutex_lock(&n->mu);
     batch = pgsched__take_outcomes(n, pgsched__mono(n), &count);
+    batch_cap = n->flushing_cap;
     pthread_mutex_unlock(&n->mu);
     if (!batch) return;
 
@@ -11598,6 +11709,13 @@ static void pgsched__flush_outcomes(pgsched_node *n)
                          batch[i].name, batch[i].key);
     }
     for (i = 0; i < count; i++) pgsched__pending_free(n, &batch[i]);
+    pthread_mutex_lock(&n->mu);
+    if (!n->pending_spare) { /* the next batch's array (see pgsched__take_outcomes) */
+        n->pending_spare = batch;
+        n->spare_cap = batch_cap;
+        batch = NULL;
+    }
+    pthread_mutex_unlock(&n->mu);
     pgsched__free(&n->alloc, batch);
     pgsched__free(&n->alloc, os);
     pgsched__free(&n->alloc, rs);
@@ -11799,18 +11917,21 @@ done:
     }
 }
 
-/* Hands a claimed row to a free slot. `leased_at` is when the claim was sent (monotonic).
-   Returns 0 when the row cannot be held (out of memory): it is ours in the store but will
-   not run here, so it is given back (see pgsched__give_back_strays). Caller holds mu. */
-static int pgsched__assign(pgsched_node *n, const pgsched_job *job, pgsched_time leased_at)
+/* Hands a held row to a free slot (h is left empty, the row moved, not copied: a worker
+   feeding itself from the queue allocates nothing). `leased_at` is when the claim was sent
+   (monotonic). Returns 0 when there is no free slot (cannot happen: a claim never asks for
+   more than the free slots, and the queue feeds free slots only). Caller holds mu. */
+static int pgsched__assign(pgsched_node *n, pgsched__held *h, pgsched_time leased_at)
 {
     int i;
     for (i = 0; i < n->nslots; i++) {
         pgsched__slot *s = &n->slots[i];
         if (s->state != PGSCHED__SLOT_FREE) continue;
-        pgsched_job_list_clear(&s->job);
-        if (pgsched_job_list_push(&s->job, job) != PGSCHED_OK) return 0;
-        s->type = pgsched__find_type(n, job->name);
+        pgsched__held_clear(n, &s->job);
+        s->job = *h;
+        h->block = NULL;
+        h->count = 0;
+        s->type = pgsched__find_type(n, s->job.items[0].name);
         s->run.name = s->job.items[0].name;
         s->run.key = s->job.items[0].key;
         s->run.params = s->job.items[0].params ? s->job.items[0].params : "{}";
@@ -11834,7 +11955,7 @@ static int pgsched__assign(pgsched_node *n, const pgsched_job *job, pgsched_time
         pthread_cond_signal(&s->cv);
         return 1;
     }
-    return 0; /* no free slot: cannot happen, a claim never asks for more than the free slots */
+    return 0;
 }
 
 /* Hands queued rows to free workers, oldest first. A row whose lease has not been renewed
@@ -11846,7 +11967,7 @@ static void pgsched__feed(pgsched_node *n)
     while (n->free_slots > 0 && n->nqueued > 0 && n->state < PGSCHED__STOPPING) {
         pgsched__queued *q = PGSCHED__QUEUED(n, 0);
         if (now - q->renewed > PGSCHED__FENCE(n)) n->counters.lease_lost++;
-        else if (!pgsched__assign(n, &q->one.items[0], q->renewed)) n->lost_outcomes++;
+        else if (!pgsched__assign(n, &q->one, q->renewed)) n->lost_outcomes++;
         pgsched__queue_drop(n, 0);
         n->queue_moved = now;
     }
@@ -11864,12 +11985,24 @@ static pgsched_time pgsched__queue_stuck_at(const pgsched_node *n)
     return since + n->cfg.claim_ahead_wait;
 }
 
+/* Outcomes waiting to be written (or being written) hold their leases: a node whose
+   writes fall behind its runs (a slow disk, rows locked by others) claims no more while
+   this many wait, so that what it holds (the leases every heartbeat renews, the memory of
+   the waiting outcomes, the size of the next batch) stays bounded by its configuration
+   rather than growing with the backlog. Twice the rows it may hold otherwise: claims still
+   go out while a batch of that size is written. Caller holds mu. */
+static size_t pgsched__backlog_max(const pgsched_node *n)
+{
+    return 2 * ((size_t)n->nslots + (size_t)n->claim_ahead);
+}
+
 /* How many rows a claim may take now: the free workers plus the room in the queue, once the
    queue has run down to half (so that a busy node claims in batches, not a row at a time);
    only the free workers while claiming ahead is paused (see pgsched__queue_stuck). Caller
    holds mu. */
 static int pgsched__claim_room(const pgsched_node *n)
 {
+    if (n->npending + n->nflushing >= pgsched__backlog_max(n)) return 0;
     if (n->ahead_paused_until && pgsched__mono(n) < n->ahead_paused_until)
         return n->nqueued ? 0 : n->free_slots;
     if (n->nqueued > n->claim_ahead / 2) return 0;
@@ -11883,7 +12016,7 @@ static void pgsched__claim(pgsched_node *n)
     pgsched_job_list got;
     pgsched_error e;
     pgsched_result r;
-    pgsched_time before, due;
+    pgsched_time before, after, due;
     size_t i;
     int want, exact = 0;
 
@@ -11901,9 +12034,15 @@ static void pgsched__claim(pgsched_node *n)
     q.max = want;
     before = pgsched__mono(n);
     r = pgsched_store_claim(n->store, &q, &got, &info, &e);
+    after = pgsched__mono(n);
+    /* Said before the rows go to workers and the queue, which take their strings (a row may
+       have run and its outcome be written before this thread looks at it again). */
+    for (i = 0; r == PGSCHED_OK && i < got.count; i++)
+        pgsched__cb_push(n, got.items[i].name, got.items[i].key, PGSCHED_STATUS_PENDING,
+                         PGSCHED_STATUS_RUNNING, 0, got.items[i].version, n->id, 0);
     pthread_mutex_lock(&n->mu);
     n->counters.polls++;
-    n->counters.claim_latency_last = pgsched__mono(n) - before;
+    n->counters.claim_latency_last = after - before;
     if (n->counters.claim_latency_last > n->counters.claim_latency_max)
         n->counters.claim_latency_max = n->counters.claim_latency_last;
     n->counters.claim_latency_total += n->counters.claim_latency_last;
@@ -11937,14 +12076,22 @@ static void pgsched__claim(pgsched_node *n)
         pgsched_job_list_free(&got);
         return;
     }
-    pgsched__clock_sample_locked(n, before, pgsched__mono(n), info.now);
+    pgsched__clock_sample_locked(n, before, after, info.now);
     /* leases now held: an idle node's long heartbeat period ends here */
     if (got.count && n->next_heartbeat > before + n->cfg.heartbeat_interval)
         n->next_heartbeat = before + n->cfg.heartbeat_interval;
     for (i = 0; i < got.count; i++) {
-        int held = n->free_slots > 0 && n->nqueued == 0
-                       ? pgsched__assign(n, &got.items[i], before)
-                       : pgsched__queue_push(n, &got.items[i], before);
+        int held;
+        if (n->free_slots > 0 && n->nqueued == 0) {
+            pgsched__held h;
+            held = pgsched__held_take(n, &h, &got, i);
+            if (held && !pgsched__assign(n, &h, before)) {
+                pgsched__held_clear(n, &h);
+                held = 0;
+            }
+        } else {
+            held = pgsched__queue_push(n, &got, i, before);
+        }
         if (!held) n->lost_outcomes++;
     }
     pgsched__feed(n);
@@ -11978,9 +12125,6 @@ static void pgsched__claim(pgsched_node *n)
     n->known_due = due;
     n->known_due_exact = exact;
     pthread_mutex_unlock(&n->mu);
-    for (i = 0; i < got.count; i++)
-        pgsched__cb_push(n, got.items[i].name, got.items[i].key, PGSCHED_STATUS_PENDING,
-                         PGSCHED_STATUS_RUNNING, 0, got.items[i].version, n->id, 0);
     pgsched_job_list_free(&got);
 }
 
@@ -12789,7 +12933,6 @@ static void pgsched__node_wire(pgsched_node *n)
         n->slots[i].index = i;
         n->slots[i].run.node = n;
         pgsched__cond_init(&n->slots[i].cv);
-        pgsched_job_list_init(&n->slots[i].job, &n->alloc);
     }
     n->free_slots = n->nslots;
     pgsched__make_id(n);
@@ -13759,13 +13902,14 @@ PGSCHED_DEF void pgsched_destroy(pgsched_node *n)
     }
     for (k = 0; k < n->nslots; k++) {
         if (n->slots[k].thread_started) pthread_join(n->slots[k].thread, NULL);
-        pgsched_job_list_free(&n->slots[k].job);
+        pgsched__held_clear(n, &n->slots[k].job);
         pgsched__free(&n->alloc, n->slots[k].error);
         pthread_cond_destroy(&n->slots[k].cv);
     }
     for (i = 0; i < n->npending; i++) pgsched__pending_free(n, &n->pending[i]);
+    pgsched__free(&n->alloc, n->pending_spare);
     pgsched__free(&n->alloc, n->pending);
-    for (k = 0; k < n->nqueued; k++) pgsched_job_list_free(&n->queue[k].one);
+    for (k = 0; k < n->nqueued; k++) pgsched__held_clear(n, &PGSCHED__QUEUED(n, k)->one);
     pgsched__free(&n->alloc, n->queue);
     if (n->owns_store) pgsched_store_destroy(n->store);
     while (n->types) {

@@ -55,6 +55,7 @@
     X(once_job_runs_and_completes)                                                             \
     X(an_outcome_is_written_while_a_claim_is_in_flight)                                        \
     X(a_claim_is_made_while_an_outcome_write_is_in_flight)                                     \
+    X(a_node_claims_no_more_while_its_unwritten_outcomes_reach_the_bound)                      \
     X(once_job_at_future_time_runs_on_time)                                                    \
     X(params_per_instance_kept_across_runs)                                                    \
     X(failure_retries_with_exponential_backoff_then_fails)                                     \
