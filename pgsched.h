@@ -11270,6 +11270,9 @@ static void *pgsched__worker_main(void *arg)
             memset(&o, 0, sizeof o);
             pthread_mutex_unlock(&n->mu);
             counter = pgsched__decide(n, job, s->type, kind, end, &o);
+            /* handed over as the node began to stop, never started: like a queued row given
+               back, it leaves no history row (the history records attempts that ran) */
+            o.not_started = skip;
             pthread_mutex_lock(&n->mu);
             if (pgsched__queue_outcome_held(n, &s->job, &o, error, counter) &&
                 cancel == PGSCHED__CANCEL_LEASE_LOST)
