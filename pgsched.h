@@ -10087,6 +10087,7 @@ typedef struct pgsched__slot {
     int index;
     int state;
     int cancel;          /* PGSCHED__CANCEL_*; read by handlers without the lock */
+    int lost_counted;    /* its lease was counted lost (heartbeat or self-fencing): once */
     pgsched__held job;
     const pgsched__type *type;
     pgsched_time deadline;      /* monotonic; PGSCHED_NEVER without a timeout */
@@ -11274,8 +11275,7 @@ static void *pgsched__worker_main(void *arg)
                back, it leaves no history row (the history records attempts that ran) */
             o.not_started = skip;
             pthread_mutex_lock(&n->mu);
-            if (pgsched__queue_outcome_held(n, &s->job, &o, error, counter) &&
-                cancel == PGSCHED__CANCEL_LEASE_LOST)
+            if (pgsched__queue_outcome_held(n, &s->job, &o, error, counter) && s->lost_counted)
                 n->pending[n->npending - 1].lost_counted = 1; /* counted when it was lost */
         }
         pgsched__held_clear(n, &s->job); /* empty already unless nothing was written */
@@ -11891,8 +11891,12 @@ static void pgsched__heartbeat(pgsched_node *n, int renew)
         if (renew && st[i].busy) pgsched__heartbeat_soon(n);
         if (st[i].lost) {
             if (s) {
-                n->counters.lease_lost++;
-                PGSCHED__TC_ADD(s->type, lease_lost, 1);
+                /* every heartbeat until the handler returns says so: one run, counted once */
+                if (!s->lost_counted) {
+                    s->lost_counted = 1;
+                    n->counters.lease_lost++;
+                    PGSCHED__TC_ADD(s->type, lease_lost, 1);
+                }
                 pgsched__cancel_slot(s, PGSCHED__CANCEL_LEASE_LOST);
             } else {
                 /* an outcome waiting to be written: its write says whether it was lost or
@@ -11949,6 +11953,7 @@ static int pgsched__assign(pgsched_node *n, pgsched__held *h, pgsched_time lease
         s->run.user = s->type ? s->type->t.user : NULL;
         s->cancel = s->job.items[0].cancel_requested ? PGSCHED__CANCEL_REQUESTED
                                                      : PGSCHED__CANCEL_NONE;
+        s->lost_counted = 0;
         s->renewed = leased_at;
         s->started_mono = pgsched__mono(n);
         s->deadline = s->type && s->type->t.timeout > 0 && s->type->t.timeout != PGSCHED_NEVER
@@ -12362,7 +12367,7 @@ static int pgsched__still_going(pgsched_node *n, char *buf, size_t size)
 /* Whether a slot holds a lease that self-fencing watches. Caller holds n->mu. */
 static int pgsched__slot_fenceable(const pgsched__slot *s)
 {
-    return s->state != PGSCHED__SLOT_FREE && s->cancel != PGSCHED__CANCEL_LEASE_LOST;
+    return s->state != PGSCHED__SLOT_FREE && !s->lost_counted;
 }
 
 /* Stops the runs whose lease is too old. Caller holds n->mu; returns how many. */
@@ -12373,6 +12378,7 @@ static int pgsched__self_fence(pgsched_node *n, pgsched_time now)
         pgsched__slot *s = &n->slots[i];
         if (pgsched__slot_fenceable(s) && now - s->renewed > PGSCHED__FENCE(n)) {
             pgsched__cancel_slot(s, PGSCHED__CANCEL_LEASE_LOST);
+            s->lost_counted = 1;
             n->counters.lease_lost++;
             PGSCHED__TC_ADD(s->type, lease_lost, 1);
             fenced++;
