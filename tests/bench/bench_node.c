@@ -242,15 +242,104 @@ static int mode_node(const char *schema, int workers)
     if (pgsched_start(n, &e) != PGSCHED_OK) die("start", e.message);
     sigwait(&set, &sig);
     pgsched_get_counters(n, &c);
-    printf("NODE succeeded=%lld polls=%lld hwm_kb=%ld rss_kb=%ld warnings=%ld\n",
+    printf("NODE succeeded=%lld polls=%lld hwm_kb=%ld rss_kb=%ld warnings=%ld cpu_s=%.3f\n",
            (long long)c.succeeded, (long long)c.polls, status_kb("VmHWM"), status_kb("VmRSS"),
-           warnings);
+           warnings, cpu_s());
     fflush(stdout);
     pgsched_destroy(n);
     return 0;
 }
 
 /* ---- throughput ---------------------------------------------------------------------------- */
+
+/* utime + stime of /proc/PID/stat in seconds (with cutime + cstime, the children it waited for,
+   when `children`); -1 when unreadable. */
+static double proc_cpu_s(long pid, int children, long *ppid)
+{
+    char path[64], buf[1024], *p;
+    unsigned long ut = 0, st = 0;
+    long cut = 0, cst = 0, pp = 0;
+    size_t len;
+    FILE *f;
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    f = fopen(path, "r");
+    if (!f) return -1;
+    len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = 0;
+    p = strrchr(buf, ')'); /* the command may hold spaces */
+    if (!p || sscanf(p + 2, "%*c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %ld %ld", &pp, &ut,
+                     &st, &cut, &cst) != 5)
+        return -1;
+    if (ppid) *ppid = pp;
+    return (double)(ut + st + (children ? (unsigned long)(cut + cst) : 0)) /
+           (double)sysconf(_SC_CLK_TCK);
+}
+
+/* The CPU seconds the whole server used so far: the postmaster with the backends it reaped,
+   plus every process it still runs. Needs the server on this machine; -1 otherwise. */
+static double server_cpu_s(void)
+{
+    static long postmaster;
+    double total;
+    char path[64];
+    FILE *d;
+    long pid;
+    if (!postmaster) {
+        long self = (long)q_double("SELECT pg_backend_pid()", 0, NULL), pp = 0;
+        if (proc_cpu_s(self, 0, &pp) < 0) return -1;
+        postmaster = pp;
+    }
+    total = proc_cpu_s(postmaster, 1, NULL);
+    if (total < 0) return -1;
+    /* its live children: every /proc entry whose parent is the postmaster */
+    d = popen("ls /proc", "r");
+    if (!d) return -1;
+    while (fgets(path, sizeof path, d)) {
+        long pp = 0;
+        double c;
+        pid = atol(path);
+        if (pid <= 0) continue;
+        c = proc_cpu_s(pid, 0, &pp);
+        if (c >= 0 && pp == postmaster) total += c;
+    }
+    pclose(d);
+    return total;
+}
+
+/* server_cpu_s() less what the backend `pid` used (this program's, polling for the end). */
+static double server_cpu_less(long pid)
+{
+    double all = server_cpu_s(), own = proc_cpu_s(pid, 0, NULL);
+    return all < 0 || own < 0 ? -1 : all - own;
+}
+
+/* With BENCH_PSS set and pg_stat_statements loaded: resets its figures (before) or prints the
+   statements of the run per 1,000 jobs with their mean times (after). */
+static void pss_report(long jobs, int after)
+{
+    PGresult *r;
+    int i;
+    if (!getenv("BENCH_PSS")) return;
+    if (q_double("SELECT count(*) FROM pg_settings WHERE name = 'shared_preload_libraries' "
+                 "AND setting LIKE '%pg_stat_statements%'", 0, NULL) == 0)
+        return;
+    exec_sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements");
+    if (!after) {
+        exec_sql("SELECT pg_stat_statements_reset()");
+        return;
+    }
+    r = q("SELECT calls, total_exec_time / calls, rows::float8 / calls, "
+          "regexp_replace(left(query, 90), '\\s+', ' ', 'g') FROM pg_stat_statements "
+          "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+          "AND query NOT LIKE '%pg_stat_statements%' ORDER BY total_exec_time DESC LIMIT 14",
+          0, NULL);
+    for (i = 0; i < PQntuples(r); i++)
+        printf("#   pss %8.1f calls/1k jobs  %7.3f ms mean  %7.1f rows/call  %s\n",
+               atof(PQgetvalue(r, i, 0)) * 1000.0 / (double)jobs, atof(PQgetvalue(r, i, 1)),
+               atof(PQgetvalue(r, i, 2)), PQgetvalue(r, i, 3));
+    PQclear(r);
+}
 
 static char self_path[4096];
 
@@ -261,6 +350,8 @@ static int mode_throughput(const char *schema, int nodes, int workers, long jobs
     const char *fs = fsync_label();
     double t0, secs, done;
     long hwm = 0, warn = 0, succeeded = 0;
+    double srv0, srv1, node_cpu = 0;
+    long admin_pid = (long)q_double("SELECT pg_backend_pid()", 0, NULL);
     int i, timed_out = 0;
     char sql[512];
     if (nodes < 1 || nodes > MAX_NODES || workers < nodes) die("throughput", "bad NODES/WORKERS");
@@ -270,7 +361,9 @@ static int mode_throughput(const char *schema, int nodes, int workers, long jobs
              "SELECT EXISTS (SELECT 1 FROM \"%s\".pgsched_jobs WHERE status = 'pending') OR "
              "EXISTS (SELECT 1 FROM \"%s\".pgsched_jobs WHERE status = 'running')",
              schema, schema);
+    pss_report(jobs, 0);
     fflush(stdout);
+    srv0 = server_cpu_less(admin_pid);
     t0 = mono_s();
     for (i = 0; i < nodes; i++) {
         int fd[2];
@@ -308,6 +401,7 @@ static int mode_throughput(const char *schema, int nodes, int workers, long jobs
         sleep_ms(10);
     }
     secs = mono_s() - t0;
+    srv1 = server_cpu_less(admin_pid);
     for (i = 0; i < nodes; i++) kill(pid[i], SIGTERM);
     for (i = 0; i < nodes; i++) {
         char buf[512];
@@ -319,6 +413,7 @@ static int mode_throughput(const char *schema, int nodes, int workers, long jobs
             if (h && atol(h + 7) > hwm) hwm = atol(h + 7);
             if (w) warn += atol(w + 9);
             if (s) succeeded += atol(s + 10);
+            if (strstr(buf, "cpu_s=")) node_cpu += atof(strstr(buf, "cpu_s=") + 6);
             printf("#   node %d: %s", i + 1, buf);
         }
         if (f) fclose(f);
@@ -334,6 +429,15 @@ static int mode_throughput(const char *schema, int nodes, int workers, long jobs
     if (timed_out || (long)done != jobs) die("throughput", "not every job completed in 300 s");
     printf("BENCH throughput.fsync_%s.nodes_%d %.0f\n", fs, nodes, (double)jobs / secs);
     printf("BENCH memory.peak_rss_kb.fsync_%s.nodes_%d %ld\n", fs, nodes, hwm);
+    if (srv0 >= 0 && srv1 >= 0) {
+        /* CPU per job: robust to the machine's other load, unlike the wall time */
+        printf("# cpu per 1,000 jobs: nodes %.3f s, server %.3f s, total %.3f s\n",
+               node_cpu * 1000.0 / (double)jobs, (srv1 - srv0) * 1000.0 / (double)jobs,
+               (node_cpu + srv1 - srv0) * 1000.0 / (double)jobs);
+        printf("BENCH cpu_ms_per_job.fsync_%s.nodes_%d %.4f\n", fs, nodes,
+               (node_cpu + srv1 - srv0) / (double)jobs * 1000.0);
+    }
+    pss_report(jobs, 1);
     snprintf(sql, sizeof sql, "DROP SCHEMA \"%s\" CASCADE", schema);
     exec_sql(sql);
     return 0;
