@@ -6816,6 +6816,13 @@ enum {
     "WHERE j.ctid = ANY (ARRAY(SELECT " c "_.tid FROM " c " " c "_)) AND j.ctid = " c ".tid "    \
     "AND j.name = " c ".name AND j.key = " c ".key "
 
+/* The same for a batch whose size the planner never sees (FINISH: it guesses a few rows, in
+   custom and generic plans alike), so that it looks each row up by its tuple id in a nested
+   loop. Without the array of PGSCHED__BY_TID: in a nested loop, that array would be searched
+   through for every row, a cost that grows with the square of the batch. */
+#define PGSCHED__BY_OWN_TID(c)                                                                    \
+    "WHERE j.ctid = " c ".tid AND j.name = " c ".name AND j.key = " c ".key "
+
 /* The upsert's conflict branch, shared by the batch (SCHEDULE) and one-row (SCHEDULE_ONE)
    statements, so that both write exactly the same thing: a running row keeps what it runs and
    takes the new schedule as its deferred change (ch_*, applied by its outcome); any other row
@@ -7001,9 +7008,14 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
        everything else derives from it, so a stale token changes nothing, history included.
        An outcome that finds its lease already finished (last_lease) was recorded by an
        earlier call whose reply was lost: it is reported replayed, not lost. */
-    "WITH o AS (SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::text[], "
-    "$5::text[], $6::timestamptz[], $7::int8[], $8::int4[], $9::text[], $10::text[], "
-    "$11::text[], $12::timestamptz[], $14::bool[]) WITH ORDINALITY AS o(name, key, token, "
+    /* The arrays reach unnest through a subquery kept apart (OFFSET 0): a custom plan then
+       guesses the batch as small as a generic plan does, instead of counting a large one and
+       choosing to read the whole table for the UPDATE and DELETE below. */
+    "WITH o AS (SELECT o.* FROM (SELECT $1::text[] a, $2::text[] b, $3::int8[] c, "
+    "$4::text[] d, $5::text[] e, $6::timestamptz[] f, $7::int8[] g, $8::int4[] h, $9::text[] i, "
+    "$10::text[] k, $11::text[] l, $12::timestamptz[] m, $14::bool[] n OFFSET 0) p "
+    "CROSS JOIN LATERAL unnest(p.a, p.b, p.c, p.d, p.e, p.f, p.g, p.h, p.i, p.k, p.l, p.m, p.n) "
+    "WITH ORDINALITY AS o(name, key, token, "
     "outcome, status, next_at, delay_us, rule, error, node, c_status, c_next_at, quiet, idx)), "
     /* a lease named twice in one batch: the first outcome applies, the others replay it */
     "o1 AS (SELECT DISTINCT ON (name, key, token) * FROM o ORDER BY name, key, token, idx), "
@@ -7024,7 +7036,7 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "CASE WHEN x.cx THEN 0 ELSE o.rule END AS rule "
     "FROM cur JOIN o ON o.idx = cur.idx CROSS JOIN LATERAL (SELECT cur.cancel_requested "
     "AND o.c_status IS NOT NULL AND o.outcome IN ('failure', 'stalled', 'released') AS cx) x), "
-    "del AS (DELETE FROM {J} j USING e " PGSCHED__BY_TID("e")
+    "del AS (DELETE FROM {J} j USING e " PGSCHED__BY_OWN_TID("e")
     "AND e.remove_requested RETURNING e.idx, j.name, nextval('{Q}') AS version, e.outcome, "
     "j.key, e.node), ",
     /* ... continued in pgsched__pg_template_tail (C99 caps a literal at 4095 bytes) */
@@ -7230,7 +7242,7 @@ static const char *pgsched__pg_template_tail(int q)
             "finished_at = now(), owner = NULL, lease = NULL, last_lease = e.token, "
             "heartbeat_at = NULL, "
             "cancel_requested = false, version = nextval('{Q}'), updated_at = now() "
-            "FROM e " PGSCHED__BY_TID("e")
+            "FROM e " PGSCHED__BY_OWN_TID("e")
             "AND NOT e.remove_requested "
             "RETURNING e.idx, j.status, j.next_run, j.version, e.outcome, j.name, j.key, "
             "e.node), "
