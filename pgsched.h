@@ -7731,6 +7731,7 @@ typedef struct pgsched__pg {
     pgsched_time retry_at;   /* monotonic: no connection attempt before this */
     pgsched_duration backoff;
     char last_conn_error[256];
+    long confirm_statements; /* CONFIRM statements run so far (under mu; the tests read it) */
 } pgsched__pg;
 
 enum { PGSCHED__PGN_JOBS, PGSCHED__PGN_RUNS, PGSCHED__PGN_NODES, PGSCHED__PGN_SEQ,
@@ -9597,6 +9598,7 @@ typedef struct pgsched__pglistener {
     size_t pos;        /* where its next line starts */
     int wake_fd[2]; /* a self-pipe: listen_wake writes a byte, poll() sees it */
     int need_resync;
+    int hints_only; /* change events handed out unconfirmed (pgsched__pg_listen_hints_only) */
     pgsched_time retry_at; /* monotonic */
     pgsched_duration backoff;
 } pgsched__pglistener;
@@ -9757,6 +9759,9 @@ static size_t pgsched__pg_confirm(pgsched__pg *p, pgsched_event *events, size_t 
     if (flags && !bn.oom && !bk.oom) {
         vals[0] = bn.p;
         vals[1] = bk.p;
+        pthread_mutex_lock(&p->mu);
+        p->confirm_statements++;
+        pthread_mutex_unlock(&p->mu);
         ok = pgsched__pg_run(p, PGSCHED__Q_CONFIRM, 2, vals, 1, &res, NULL) == PGSCHED_OK;
     }
     rows = ok ? PQntuples(res) : 0;
@@ -9837,7 +9842,7 @@ static pgsched_result pgsched__pg_listen_wait(pgsched_store *s, pgsched_listener
                     n = pgsched__pg_take_lines(l, events, n, cap);
                     if (!l->pending && n < cap) l->pending = PQnotifies(l->conn);
                 } while (l->pending && n < cap);
-                n = pgsched__pg_confirm(p, events, n);
+                if (!l->hints_only) n = pgsched__pg_confirm(p, events, n);
                 /* libpq's queue may hold more than one batch, where poll() cannot see them:
                    look there first (a wake and the deadline still end the wait) */
                 if (n == 0) {
@@ -9935,6 +9940,18 @@ static const pgsched_store_methods pgsched__pg_methods = {
     pgsched__pg_schedule_many,
     pgsched__pg_schedule_many_tx,
 };
+
+/* For a node that reads change events only as hints (no on_status: a pending row's due time
+   wakes its dispatcher, whose claim then reads the table): this store's listener hands them
+   out without confirming them against the table. Each confirmation is a statement, and every
+   node receives every change of the cluster, so with N nodes the cluster would run N of them
+   per batch of changes, a cost per job that grows with the number of nodes. A forged hint
+   costs a claim that finds nothing, as a forged one that survived confirmation would.
+   Other stores' listeners are left as they are. */
+static void pgsched__pg_listen_hints_only(pgsched_store *s, pgsched_listener *lh)
+{
+    if (s->methods == &pgsched__pg_methods) ((pgsched__pglistener *)(void *)lh)->hints_only = 1;
+}
 
 PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
                                                    pgsched_store **out, pgsched_error *err)
@@ -13141,6 +13158,9 @@ static pgsched_result pgsched__start_prepare(pgsched_node *n, pgsched_error *err
     if (n->notifications) {
         r = pgsched_store_listen_open(n->store, &n->listen, err);
         if (r != PGSCHED_OK) return r;
+#ifndef PGSCHED_NO_LIBPQ
+        if (!n->cfg.on_status) pgsched__pg_listen_hints_only(n->store, n->listen);
+#endif
     }
     return PGSCHED_OK;
 }

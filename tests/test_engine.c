@@ -181,6 +181,7 @@
     X(schedule_in_caller_transaction)                                                          \
     X(schedule_jobs_in_caller_transaction)                                                     \
     X(a_delay_in_the_callers_transaction_counts_from_its_now)                                  \
+    X(a_node_without_on_status_takes_notifications_as_hints_without_reading_their_rows)     \
     X(conninfo_node_owns_few_connections_and_closes_them)                                      \
     X(a_node_store_takes_pg_allocator_and_log_when_given)                                      \
     X(connections_are_named_pgsched_unless_conninfo_names_them)                                \
