@@ -6923,12 +6923,13 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
        $1 name $2 key $3 kind $4 cron $5 every_us $6 params $7 max_retries $8 next_run
        (NULL = now + delay) $9 apply_after_run $10 node $11 channel $12 delay_us, scalars
        (types in pgsched__pg_schedule_one_types). Same upsert, same row back, the same event;
-       without SCHEDULE's arrays, sort, materialised requests and batched notification, which
-       cost a single call several times what its write does. Its only look-up of the table is
-       the conflict check through the primary key (no plan can turn it into a scan), and every
-       name is qualified: it is also sent on the caller's connection. */
-    "WITH up AS (INSERT INTO {J} AS j (name, key, status, kind, cron, every_us, params, "
-    "max_retries, attempt, next_run, version, created_at, updated_at) "
+       without SCHEDULE's arrays, sort, materialised requests, CTE and batched notification,
+       which made one request cost the server a third more (0.081 ms against 0.058, measured
+       in turns). Its only look-up of the table is the conflict check through the primary key
+       (no plan can turn it into a scan), and every name is qualified: it is also sent on the
+       caller's connection. */
+    "INSERT INTO {J} AS j (name, key, status, kind, cron, every_us, params, max_retries, "
+    "attempt, next_run, version, created_at, updated_at) "
     "VALUES ($1::pg_catalog.text, $2::pg_catalog.text, 'pending', $3::pg_catalog.text, "
     "$4::pg_catalog.text, $5::pg_catalog.int8, $6::pg_catalog.text::pg_catalog.json, "
     "$7::pg_catalog.int4, 0, COALESCE($8::pg_catalog.timestamptz, pg_catalog.now() "
@@ -6937,15 +6938,14 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "pg_catalog.now(), pg_catalog.now()) "
     PGSCHED__PG_SCHEDULE_UPSERT
     "WHERE j.status OPERATOR(pg_catalog.<>) 'running' OR $9::pg_catalog.bool "
-    "RETURNING j.name, j.key, j.status, j.next_run, j.version, j.prev_status) "
-    "SELECT up.name, up.key, up.status, up.next_run, up.version, up.prev_status"
+    "RETURNING j.name, j.key, j.status, j.next_run, j.version, j.prev_status"
+    /* (in RETURNING: evaluated for the row written, and only then) */
     "{NOTIFY, (SELECT " PGSCHED__NOTIFY(
         "$11::pg_catalog.text",
-        "pg_catalog.concat_ws(E'\\t', 'C', up.name, up.key, "
-        "COALESCE(up.prev_status, 'none'), up.status, up.version::pg_catalog.text, "
-        "COALESCE($10::pg_catalog.text, ''), COALESCE(" PGSCHED__PG_US("up.next_run")
-        "::pg_catalog.text, ''))") ")}"
-    " FROM up",
+        "pg_catalog.concat_ws(E'\\t', 'C', j.name, j.key, "
+        "COALESCE(j.prev_status, 'none'), j.status, j.version::pg_catalog.text, "
+        "COALESCE($10::pg_catalog.text, ''), COALESCE(" PGSCHED__PG_US("j.next_run")
+        "::pg_catalog.text, ''))") ")}",
 
     /* CLAIM: $1 node $2 names[] $3 max $4 channel $5 lead_us. One row always comes back (the
        info row); claimed rows fill the job columns. A row claimed before its due time (within

@@ -10,10 +10,15 @@
          JOBS over the time from starting the processes until no row is pending or running
          (polled every 10 ms). Also each node's peak RSS.
      bench_node node SCHEMA WORKERS           one node until SIGTERM, then prints its report
-     bench_node schedule SCHEMA COUNT BULK    COUNT single pgsched_schedule_job calls, then (where
+     bench_node schedule SCHEMA COUNT BULK [ROWS]
+                                              COUNT single pgsched_schedule_job calls, then (where
                                               the header has them) BULK jobs in one
                                               pgsched_schedule_jobs call and BULK in one
-                                              pgsched_schedule_jobs_tx call (BEGIN to COMMIT)
+                                              pgsched_schedule_jobs_tx call (BEGIN to COMMIT).
+                                              ROWS: first 100 single calls (their statement is
+                                              prepared and past its custom plans on a near-empty
+                                              table), then ROWS future rows of another type
+                                              written by SQL, then the figures
      bench_node latency SCHEMA COUNT INTERVAL_MS on|off
          an idle node (notifications on or off); another process (`produce` mode) schedules
          COUNT jobs INTERVAL_MS apart; latency = the run's start minus the job's creation,
@@ -445,7 +450,7 @@ static int mode_throughput(const char *schema, int nodes, int workers, long jobs
 
 /* ---- scheduling ---------------------------------------------------------------------------- */
 
-static int mode_schedule(const char *schema, long count, long bulk)
+static int mode_schedule(const char *schema, long count, long bulk, long rows)
 {
     pgsched_job_type t;
     pgsched_job_spec s;
@@ -464,6 +469,21 @@ static int mode_schedule(const char *schema, long count, long bulk)
     s.key = key;
     s.schedule.kind = PGSCHED_SCHEDULE_ONCE;
     s.schedule.at = pgsched_now() + PGSCHED_DAY; /* never runs: no node runs noop here */
+    if (rows > 0) {
+        /* the table grows after the statement was prepared (see the mode's description) */
+        char sql[512];
+        for (i = 0; i < 100; i++) {
+            snprintf(key, sizeof key, "warm-%ld", i);
+            if (pgsched_schedule_job(n, &s, &e) != PGSCHED_OK) die("schedule", e.message);
+        }
+        snprintf(sql, sizeof sql, "INSERT INTO \"%s\".pgsched_jobs (name, key, status, kind, "
+                 "params, max_retries, next_run, version) SELECT 'other', 'k' || g, 'pending', "
+                 "'once', '{}', 0, now() + interval '1 day', nextval('\"%s\".pgsched_seq') "
+                 "FROM generate_series(1, %ld) g", schema, schema, rows);
+        exec_sql(sql); /* (not analysed here: the plan made on the small table may stay) */
+        printf("# schedule: %ld rows in the table, written after the statement was prepared\n",
+               rows + 100);
+    }
     {
         /* What one commit costs here: one client inserting one row per transaction with a
            prepared statement (pgbench's simplest write), in turns with the single calls so
@@ -864,8 +884,8 @@ int main(int argc, char **argv)
     if (strcmp(mode, "node") == 0 && argc == 4) return mode_node(argv[2], atoi(argv[3]));
     if (strcmp(mode, "throughput") == 0 && argc == 6)
         return mode_throughput(argv[2], atoi(argv[3]), atoi(argv[4]), atol(argv[5]));
-    if (strcmp(mode, "schedule") == 0 && argc == 5)
-        return mode_schedule(argv[2], atol(argv[3]), atol(argv[4]));
+    if (strcmp(mode, "schedule") == 0 && (argc == 5 || argc == 6))
+        return mode_schedule(argv[2], atol(argv[3]), atol(argv[4]), argc == 6 ? atol(argv[5]) : 0);
     if (strcmp(mode, "produce") == 0 && argc == 5)
         return mode_produce(argv[2], atol(argv[3]), atof(argv[4]));
     if (strcmp(mode, "latency") == 0 && argc == 6)
