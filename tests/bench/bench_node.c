@@ -18,7 +18,8 @@
                                               ROWS: first 100 single calls (their statement is
                                               prepared and past its custom plans on a near-empty
                                               table), then ROWS future rows of another type
-                                              written by SQL, then the figures
+                                              written by SQL, then the single calls (figures
+                                              schedule.*.rows_ROWS.*; no bulk calls)
      bench_node latency SCHEMA COUNT INTERVAL_MS on|off
          an idle node (notifications on or off); another process (`produce` mode) schedules
          COUNT jobs INTERVAL_MS apart; latency = the run's start minus the job's creation,
@@ -529,6 +530,12 @@ static int mode_schedule(const char *schema, long count, long bulk, long rows)
                "commits in %.3f s (%.3f ms each), in turns on one thread each\n",
                fs, count, t_lib, t_lib * 1e3 / (double)count, ins, t_ins,
                t_ins * 1e3 / (double)ins);
+        if (rows > 0) { /* figures of their own; no bulk calls */
+            printf("BENCH schedule.single.rows_%ld.fsync_%s %.0f\n", rows, fs, (double)count / secs);
+            printf("BENCH schedule.commit_ceiling.rows_%ld.fsync_%s %.0f\n", rows, fs,
+                   (double)ins / t_ins);
+            return 0;
+        }
         printf("BENCH schedule.single.fsync_%s %.0f\n", fs, (double)count / secs);
         printf("BENCH schedule.commit_ceiling.fsync_%s %.0f\n", fs, (double)ins / t_ins);
     }

@@ -112,6 +112,8 @@ for fs in $modes; do
     done
     step "scheduling: $SCHEDULES single calls; $JOBS in one bulk call, fsync $fs" \
         "$B/bench_node" schedule bench_sched "$SCHEDULES" "$JOBS"
+    step "scheduling: $SCHEDULES single calls once the table grew to $BIG rows, fsync $fs" \
+        "$B/bench_node" schedule bench_sched "$SCHEDULES" 1 "$BIG"
     if [ "$fs" != on ]; then
         step "memory: $MEM_JOBS runs on one node" "$B/bench_node" memory bench_mem "$MEM_JOBS"
     fi
@@ -230,6 +232,13 @@ peer_or() { # PEERKEY FALLBACK FALLBACK_LABEL -> "value|label"
             row "scheduling: single calls vs one-row INSERT commits (1 client each, in turns), fsync $fs" \
                 "${V[schedule.single.fsync_$fs]:-}" " jobs/s" 0 "${V[schedule.commit_ceiling.fsync_$fs]}" \
                 "tps (the ceiling of one thread)" "about 1x"
+        fi
+        if [ -n "${V[schedule.single.rows_$BIG.fsync_$fs]:-}" ]; then
+            row "scheduling: single calls once the table grew to $(fmt "$BIG" 0) rows, fsync $fs" \
+                "${V[schedule.single.rows_$BIG.fsync_$fs]}" " jobs/s" 0 3000 "(issue 8 target, fsync on)" ">= 1x"
+            row "scheduling: the same vs one-row INSERT commits (in turns), fsync $fs" \
+                "${V[schedule.single.rows_$BIG.fsync_$fs]}" " jobs/s" 0 \
+                "${V[schedule.commit_ceiling.rows_$BIG.fsync_$fs]:-}" "tps (the ceiling of one thread)" "about 1x"
         fi
         for kind in bulk bulk_tx; do
             [ -n "${V[schedule.$kind.fsync_$fs]:-}" ] || continue
