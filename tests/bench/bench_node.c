@@ -9,6 +9,10 @@
          (this program in `node` mode) with WORKERS workers between them run them; jobs/s is
          JOBS over the time from starting the processes until no row is pending or running
          (polled every 10 ms). Also each node's peak RSS.
+         Also the CPU it took per 1,000 jobs: the node processes' (getrusage) and the
+         server's (/proc, when the server runs on this machine). BENCH_PSS=1: the statements
+         of the run per 1,000 jobs with their mean times (pg_stat_statements, when loaded).
+         BENCH_CLAIM_AHEAD=N: each node's claim_ahead (default: the library's).
      bench_node node SCHEMA WORKERS           one node until SIGTERM, then prints its report
      bench_node schedule SCHEMA COUNT BULK [ROWS]
                                               COUNT single pgsched_schedule_job calls, then (where
@@ -205,6 +209,7 @@ static pgsched_node *make_node(const char *conninfo, const char *schema, int wor
     cfg.pg.schema = schema;
     cfg.max_concurrent = workers;
     cfg.no_notifications = !notifications;
+    if (getenv("BENCH_CLAIM_AHEAD")) cfg.claim_ahead = atoi(getenv("BENCH_CLAIM_AHEAD"));
     cfg.log = count_log;
     if (pgsched_create(&cfg, &n, &e) != PGSCHED_OK) die("create", e.message);
     if (pgsched_register(n, type, &e) != PGSCHED_OK) die("register", e.message);
