@@ -396,9 +396,10 @@ static void prepare_past_custom_plans(const char *name, const char *types, const
 }
 
 /* The plan of prepared statement `name` (a schedule statement) for the key big5: no read of
-   the jobs table other than the upsert's conflict check through the primary key, and it is
-   the generic plan. Deallocates it. */
-static void assert_schedule_plan(const char *name, const char *args)
+   the jobs table other than the upsert's conflict check through the primary key (`upsert`),
+   or none at all but the insert's own unique check (a plain insert), and it is the generic
+   plan. Deallocates it. */
+static void assert_schedule_plan(const char *name, int upsert, const char *args)
 {
     char buf[16384], a[512], q[1024];
     const char *p;
@@ -418,7 +419,9 @@ static void assert_schedule_plan(const char *name, const char *args)
         strstr(buf, "Bitmap Heap Scan on pgsched_jobs"))
         fail_msg("%s reads the jobs table other than through its upsert:\n%s", name, buf);
     p = strstr(buf, "Conflict Arbiter Indexes: pgsched_jobs_pkey");
-    if (!p) fail_msg("%s's upsert is not checked by primary key:\n%s", name, buf);
+    if (upsert && !p) fail_msg("%s's upsert is not checked by primary key:\n%s", name, buf);
+    if (!upsert && (strstr(buf, "Conflict") || !strstr(buf, "Insert on pgsched_jobs")))
+        fail_msg("%s is not a plain insert:\n%s", name, buf);
     snprintf(q, sizeof q, "SELECT generic_plans FROM pg_prepared_statements WHERE name = '%s'",
              name);
     r = PQexec(admin, q);
@@ -456,6 +459,11 @@ static void schedule_prepared_on_an_empty_table_looks_rows_up_by_key_at_100k_row
                               ((pgsched__pg *)s)->sql[PGSCHED__Q_SCHEDULE],
                               "'{sched}', '{%s}', '{once}', '{NULL}', '{NULL}', '{\"{}\"}', "
                               "'{3}', '{NULL}', '{f}', 'n1', 'c', '{0}'");
+    prepare_past_custom_plans("sched_new_q", "text[], text[], text[], text[], int8[], text[], "
+                              "int4[], timestamptz[], bool[], text, text, int8[]",
+                              ((pgsched__pg *)s)->sql[PGSCHED__Q_SCHEDULE_NEW],
+                              "'{sched}', '{%s}', '{once}', '{NULL}', '{NULL}', '{\"{}\"}', "
+                              "'{3}', '{NULL}', '{f}', 'n1', 'c', '{0}'");
     prepare_past_custom_plans("sched_one_q", "text, text, text, text, int8, text, int4, "
                               "timestamptz, bool, text, text, int8",
                               ((pgsched__pg *)s)->sql[PGSCHED__Q_SCHEDULE_ONE],
@@ -465,10 +473,13 @@ static void schedule_prepared_on_an_empty_table_looks_rows_up_by_key_at_100k_row
         "next_run, version) SELECT 'sched', 'big' || g, 'pending', 'once', '{}', 0, "
         "now() + interval '1 day', nextval('plans_sched.pgsched_seq') "
         "FROM generate_series(1, 100000) g");
-    assert_schedule_plan("sched_q",
+    assert_schedule_plan("sched_q", 1,
                          "'{sched}', '{%s}', '{once}', '{NULL}', '{NULL}', '{\"{}\"}', '{3}', "
                          "'{NULL}', '{f}', 'n1', 'c', '{0}'");
-    assert_schedule_plan("sched_one_q",
+    assert_schedule_plan("sched_new_q", 0,
+                         "'{sched}', '{%s}', '{once}', '{NULL}', '{NULL}', '{\"{}\"}', '{3}', "
+                         "'{NULL}', '{f}', 'n1', 'c', '{0}'");
+    assert_schedule_plan("sched_one_q", 1,
                          "'sched', '%s', 'once', NULL, NULL, '{}', 3, NULL, false, 'n1', 'c', 0");
     /* and a single schedule costs what it cost on the empty table: a scan of 100,000 rows
        would take several milliseconds more per call */
