@@ -12,7 +12,18 @@
 # or runs no test at all counts as a failure, and so does a run with nothing to run (no binary
 # and no script), or with no NAMEs and no test binary in BUILD_DIR (nothing was built).
 #
+# The tests run PGSCHED_TEST_JOBS at a time (most of their time is spent waiting, not
+# computing), the longest first; each one's output is printed whole when it ends, followed by
+# its "-- NAME: N passed, N failed (Ns)" line, so the log reads the same as one at a time.
+# When more than one runs at once and PostgreSQL is used, each gets a database of its own on
+# the server (PGSCHED_TEST_DSN with dbname=pgsched_t<pid>_<name>), created before it starts
+# and dropped after it: a few tests assume that they alone use their database (they count or
+# terminate the connections named `pgsched` in it).
+#
 #   --no-scripts            binaries only (the sanitizer runs use this)
+#   PGSCHED_TEST_JOBS       tests at once: default 2 with a cluster of our own or
+#                           PGSCHED_TEST_SKIP_PG=1, 1 on a server at PGSCHED_TEST_DSN (more
+#                           than 1 there needs the right to create databases)
 #   PGSCHED_TEST_TIMEOUT    seconds per binary or script before it is killed (default 600)
 #   PGSCHED_TEST_ENV        extra NAME=VALUE words put into every test's environment
 #   PGSCHED_TEST_SKIP_PG=1  start no cluster; the binaries run their in-memory groups only
@@ -50,15 +61,22 @@ read -r -a extra_env <<<"${PGSCHED_TEST_ENV:-}"
 
 tmp=$(mktemp -d)
 own_cluster=
-child=
+# The tests running now: indexes into `items` (see below).
+active=()
 
 cleanup() {
-    # Stop a test still running (Ctrl-C, TERM): timeout passes the signal on to it.
-    if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
-        kill -TERM "$child" 2>/dev/null
-        local deadline=$((SECONDS + 15))
-        while kill -0 "$child" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.05; done
-    fi
+    # Stop the tests still running (Ctrl-C, TERM): timeout passes the signal on to them.
+    local i pid deadline
+    for i in ${active[@]+"${active[@]}"}; do
+        pid=$(cat "$tmp/$i.pid" 2>/dev/null)
+        [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
+    done
+    deadline=$((SECONDS + 15))
+    for i in ${active[@]+"${active[@]}"}; do
+        while kill -0 "${job_pid[$i]}" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
+            sleep 0.05
+        done
+    done
     [ -n "$own_cluster" ] && bash "$here/pgcluster.sh" stop "$own_cluster" >/dev/null 2>&1
     rm -rf "$tmp"
 }
@@ -108,31 +126,47 @@ signal_name() {
     n=$(kill -l "$1" 2>/dev/null) && echo "SIG$n" || echo "signal $1"
 }
 
-# Runs one binary or script with a timeout, its output both shown and kept in $log; sets rc.
-# In the background with `wait`, so that a signal to us interrupts the wait at once.
-run_one() { # LOG COMMAND...
-    local log=$1
-    shift
-    : >"$tmp/rc"
+# Starts item I (a binary or a script) in the background with a timeout, its output kept in
+# $tmp/I.log; its exit status goes to $tmp/I.rc, the timeout process's pid (what must be
+# signalled to stop the test) to $tmp/I.pid. With a database per test, makes it first and
+# drops it afterwards.
+start_item() { # I
+    local i=$1 db= dsn=${PGSCHED_TEST_DSN:-} dsn_env=()
+    local path=${items[$i]#*:} cmd=()
+    if [ "${items[$i]%%:*}" = sh ]; then cmd=(bash "$path"); else cmd=("$path"); fi
+    if [ $per_db = 1 ]; then
+        db=pgsched_t$$_$(echo "${path##*/}" | tr -c 'a-z0-9\n' _)
+        case $dsn in
+        postgres://* | postgresql://*)
+            case $dsn in *\?*) dsn="$dsn&dbname=$db" ;; *) dsn="$dsn?dbname=$db" ;; esac ;;
+        *) dsn="$dsn dbname=$db" ;;
+        esac
+        dsn_env=(PGSCHED_TEST_DSN="$dsn")
+        # the examples' own variable, where it names the same server (pgcluster.sh sets both)
+        [ "${PGSCHED_DSN:-}" = "${PGSCHED_TEST_DSN:-}" ] && dsn_env+=(PGSCHED_DSN="$dsn")
+    fi
+    : >"$tmp/$i.log"
+    rm -f "$tmp/$i.rc" "$tmp/$i.pid"
     (
+        trap - EXIT INT TERM HUP
         cd "$repo" || exit 1
-        env ${extra_env[@]+"${extra_env[@]}"} timeout -k 10 "$timeout_s" "$@" </dev/null 2>&1 &
-        echo $! >"$tmp/pid"
+        if [ -n "$db" ] && ! admin_sql "CREATE DATABASE \"$db\"" >>"$tmp/$i.log" 2>&1; then
+            echo "run_tests.sh: could not create database $db for ${path##*/}" >>"$tmp/$i.log"
+            echo 1 >"$tmp/$i.rc"
+            exit 1
+        fi
+        env ${extra_env[@]+"${extra_env[@]}"} ${dsn_env[@]+"${dsn_env[@]}"} \
+            timeout -k 10 "$timeout_s" "${cmd[@]}" </dev/null >>"$tmp/$i.log" 2>&1 &
+        echo $! >"$tmp/$i.pid"
         wait $! 2>/dev/null
-        echo $? >"$tmp/rc"
-    ) | tee "$log" &
-    local pipe=$!
-    # The timeout process is what must be signalled to stop the test; wait for its pid file.
-    local deadline=$((SECONDS + 10))
-    while [ ! -s "$tmp/pid" ] && [ $SECONDS -lt $deadline ] && kill -0 "$pipe" 2>/dev/null; do
-        sleep 0.01
-    done
-    child=$(cat "$tmp/pid" 2>/dev/null)
-    wait "$pipe"
-    child=
-    rm -f "$tmp/pid"
-    rc=$(cat "$tmp/rc")
-    rc=${rc:-1}
+        echo $? >"$tmp/$i.rc"
+        # a cluster of our own goes as a whole; on another server, clean up after ourselves
+        if [ -n "$db" ] && [ -z "$own_cluster" ]; then
+            admin_sql "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1
+        fi
+    ) &
+    job_pid[$i]=$!
+    job_t0[$i]=$SECONDS
 }
 
 # Turns an exit status into words for the report ("" for 0).
@@ -174,10 +208,8 @@ count_progress() { # LOG
 
 max() { echo $(($1 > $2 ? $1 : $2)); }
 
-run_binary() { # PATH
-    local bin=$1 name=${1##*/} log="$tmp/${1##*/}.log" t0=$SECONDS p f s pp pf ps grp note=
-    echo "== $name"
-    run_one "$log" "$bin"
+finish_binary() { # NAME LOG SECONDS
+    local name=$1 log=$2 secs=$3 p f s pp pf ps grp note=
     read -r pp pf ps < <(count_progress "$log")
     # The group summaries agree with the progress lines when the binary runs to its end; when
     # it does not, the progress lines know more.
@@ -201,13 +233,11 @@ run_binary() { # PATH
         fi
     fi
     [ "$grp" = 0 ] || note="${note:+$note, }$grp group setup/teardown failure(s)"
-    report "$name" "$p" "$f" "$s" $((SECONDS - t0)) "$note"
+    report "$name" "$p" "$f" "$s" "$secs" "$note"
 }
 
-run_script() { # PATH
-    local sh=$1 name=${1##*/} log="$tmp/${1##*/}.log" t0=$SECONDS line p=0 f=0 note=
-    echo "== $name"
-    run_one "$log" bash "$sh"
+finish_script() { # NAME LOG SECONDS
+    local name=$1 log=$2 secs=$3 line p=0 f=0 note=
     line=$(grep -oE '[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
     note=$(why_exit "$rc")
     if [ -z "$line" ]; then
@@ -221,7 +251,22 @@ run_script() { # PATH
             f=1
         fi
     fi
-    report "$name" "$p" "$f" 0 $((SECONDS - t0)) "$note"
+    report "$name" "$p" "$f" 0 "$secs" "$note"
+}
+
+# Item I has ended: prints its output whole and its result line, and counts it.
+finish_item() { # I
+    local i=$1 path=${items[$1]#*:} secs=$((SECONDS - job_t0[$1]))
+    wait "${job_pid[$i]}" 2>/dev/null
+    rc=$(cat "$tmp/$i.rc" 2>/dev/null)
+    rc=${rc:-1}
+    echo "== ${path##*/}"
+    cat "$tmp/$i.log"
+    if [ "${items[$i]%%:*}" = sh ]; then
+        finish_script "${path##*/}" "$tmp/$i.log" "$secs"
+    else
+        finish_binary "${path##*/}" "$tmp/$i.log" "$secs"
+    fi
 }
 
 echo "run_tests.sh: ${#bins[@]} test binaries in ${build}, ${#shs[@]} test scripts"
@@ -238,8 +283,80 @@ if [ $((${#bins[@]} + ${#shs[@]})) -gt 0 ] && [ -z "${PGSCHED_TEST_DSN:-}" ] &&
 fi
 [ -n "${PGSCHED_TEST_DSN:-}" ] && echo "run_tests.sh: PGSCHED_TEST_DSN='$PGSCHED_TEST_DSN'"
 
-for b in ${bins[@]+"${bins[@]}"}; do run_binary "$b"; done
-for s in ${shs[@]+"${shs[@]}"}; do run_script "$s"; done
+jobs=${PGSCHED_TEST_JOBS:-}
+if [ -z "$jobs" ]; then
+    jobs=1
+    [ -n "$own_cluster" ] || [ "${PGSCHED_TEST_SKIP_PG:-}" = 1 ] && jobs=2
+fi
+case $jobs in
+'' | *[!0-9]* | 0*)
+    echo "run_tests.sh: PGSCHED_TEST_JOBS must be a whole number from 1 up, not '$jobs'" >&2
+    echo "TOTAL: 0 passed, 1 failed"
+    exit 1
+    ;;
+esac
+per_db=0
+if [ "$jobs" -gt 1 ] && [ -n "${PGSCHED_TEST_DSN:-}" ] && [ "${PGSCHED_TEST_SKIP_PG:-}" != 1 ]; then
+    per_db=1
+    psql=$(command -v psql 2>/dev/null)
+    [ -z "$psql" ] && [ -n "${PGSCHED_PG_BINDIR:-}" ] && psql=$PGSCHED_PG_BINDIR/psql
+    [ -z "$psql" ] && for d in /usr/lib/postgresql/*/bin; do [ -x "$d/psql" ] && psql=$d/psql; done
+    if [ ! -x "${psql:-}" ]; then
+        echo "run_tests.sh: no psql to make a database per test; running one test at a time"
+        jobs=1
+        per_db=0
+    fi
+fi
+admin_sql() { # SQL: on the server's database named by PGSCHED_TEST_DSN
+    PGAPPNAME=pgsched_test_admin "$psql" -X -q -v ON_ERROR_STOP=1 -d "$PGSCHED_TEST_DSN" -c "$1"
+}
+
+# The longest first (measured: test_engine, test_store, test_search_path.sh, which runs the
+# store suite again, and test_custom_store take a minute or more each; the rest seconds),
+# then the others in the order given, so that the last to end is a short one.
+items=()
+long_first="test_engine test_store test_search_path.sh test_custom_store test_examples.sh"
+for n in $long_first; do
+    for b in ${bins[@]+"${bins[@]}"}; do [ "${b##*/}" = "$n" ] && items+=("bin:$b"); done
+    for sh in ${shs[@]+"${shs[@]}"}; do [ "${sh##*/}" = "$n" ] && items+=("sh:$sh"); done
+done
+for b in ${bins[@]+"${bins[@]}"}; do
+    case " $long_first " in *" ${b##*/} "*) ;; *) items+=("bin:$b") ;; esac
+done
+for sh in ${shs[@]+"${shs[@]}"}; do
+    case " $long_first " in *" ${sh##*/} "*) ;; *) items+=("sh:$sh") ;; esac
+done
+if [ "$jobs" != 1 ]; then
+    note=
+    [ $per_db = 1 ] && note=", each in a database of its own"
+    echo "run_tests.sh: $jobs tests at a time$note"
+fi
+
+job_pid=()
+job_t0=()
+next=0
+while [ $next -lt ${#items[@]} ] || [ ${#active[@]} -gt 0 ]; do
+    while [ ${#active[@]} -lt "$jobs" ] && [ $next -lt ${#items[@]} ]; do
+        start_item $next
+        active+=("$next")
+        next=$((next + 1))
+    done
+    ended=
+    for i in "${!active[@]}"; do
+        if ! kill -0 "${job_pid[${active[$i]}]}" 2>/dev/null; then
+            ended=$i
+            break
+        fi
+    done
+    if [ -z "$ended" ]; then
+        sleep 0.05
+        continue
+    fi
+    i=${active[$ended]}
+    unset 'active[ended]'
+    active=(${active[@]+"${active[@]}"})
+    finish_item "$i"
+done
 
 for n in ${missing[@]+"${missing[@]}"}; do
     echo "-- $n: not found in ${build} (not built?)"
