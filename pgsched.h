@@ -527,7 +527,9 @@ typedef struct pgsched_config {
     int claim_ahead;             /* due rows claimed beyond the free workers and queued here
                                     until one is free (leases renewed, cancels honoured,
                                     given back at shutdown); 0 = 256; PGSCHED_NO_CLAIM_AHEAD =
-                                    none; at most 10000 */
+                                    none; at most 10000. While 2 x (max_concurrent +
+                                    claim_ahead) outcomes wait behind the batch being
+                                    written, the node claims nothing. */
     pgsched_duration claim_ahead_wait; /* a queue in which no row reached a worker for this
                                     long (every worker busy with long runs) is given back, no
                                     attempt counted, so that idle nodes run its rows; then
@@ -12099,12 +12101,14 @@ static pgsched_time pgsched__queue_stuck_at(const pgsched_node *n)
     return since + n->cfg.claim_ahead_wait;
 }
 
-/* Outcomes waiting to be written (or being written) hold their leases: a node whose
-   writes fall behind its runs (a slow disk, rows locked by others) claims no more while
-   this many wait, so that what it holds (the leases every heartbeat renews, the memory of
-   the waiting outcomes, the size of the next batch) stays bounded by its configuration
-   rather than growing with the backlog. Twice the rows it may hold otherwise: claims still
-   go out while a batch of that size is written. Caller holds mu. */
+/* Outcomes waiting to be written hold their leases: a node whose writes fall behind its
+   runs (a slow disk, rows locked by others) claims no more while this many wait behind the
+   batch being written, so that what it holds (the leases every heartbeat renews, the memory
+   of the waiting outcomes, the size of the next batch) stays bounded by its configuration
+   rather than growing with the backlog: twice the rows it may hold otherwise. The batch
+   being written does not count, so claims go on while it is written (counting it, with
+   fsync on under load, a node sat idle for a quarter of its time waiting for writes, and
+   ran 10-30 % fewer jobs a second). Caller holds mu. */
 static size_t pgsched__backlog_max(const pgsched_node *n)
 {
     return 2 * ((size_t)n->nslots + (size_t)n->claim_ahead);
@@ -12116,7 +12120,7 @@ static size_t pgsched__backlog_max(const pgsched_node *n)
    holds mu. */
 static int pgsched__claim_room(const pgsched_node *n)
 {
-    if (n->npending + n->nflushing >= pgsched__backlog_max(n)) return 0;
+    if (n->npending >= pgsched__backlog_max(n)) return 0;
     if (n->ahead_paused_until && pgsched__mono(n) < n->ahead_paused_until)
         return n->nqueued ? 0 : n->free_slots;
     if (n->nqueued > n->claim_ahead / 2) return 0;
