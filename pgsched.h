@@ -12142,7 +12142,19 @@ static void pgsched__claim(pgsched_node *n)
     pthread_mutex_lock(&n->mu);
     want = pgsched__claim_room(n);
     n->hint_due = 0; /* due times learned from now on survive this claim's result */
-    q.lead = n->claim_lead;
+    /* Rows due within the lead are taken only for free workers, where they start at their
+       due time: a node whose workers are busy does not pull rows due soon into its queue,
+       where they would wait for its workers while other nodes are idle. So a claim with
+       rows known due already takes due rows only (its queue's share), and a claim ahead of
+       a known due time takes at most one row per free worker (a full one is followed by
+       another claim at once, as for any full batch). */
+    if (n->free_slots == 0 ||
+        (n->known_due && n->known_due <= pgsched__mono(n) + PGSCHED__LOAD(&n->offset))) {
+        q.lead = 0;
+    } else {
+        q.lead = n->claim_lead;
+        if (want > n->free_slots) want = n->free_slots;
+    }
     pthread_mutex_unlock(&n->mu);
     if (want <= 0 || !n->nrun) return;
     pgsched_job_list_init(&got, &n->alloc);
