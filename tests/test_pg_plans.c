@@ -92,17 +92,20 @@ static int teardown(void **state)
 static char *plan(int q, int nparams, const char *args, int generic)
 {
     static char out[16384];
-    char buf[16384], types[128] = "";
+    char buf[16384], types[128] = "", *cmd;
+    size_t o = 0, size = strlen(args) + 64; /* the arguments of a large batch are long */
     PGresult *r;
     int i;
-    size_t o = 0;
     for (i = 0; i < nparams; i++) strcat(types, i ? ", text" : "text"); /* as the store does */
     snprintf(buf, sizeof buf, "PREPARE plan_q(%s) AS %s", types, ((pgsched__pg *)store)->sql[q]);
     sql("DEALLOCATE ALL");
     sql(generic ? "SET plan_cache_mode = force_generic_plan" : "SET plan_cache_mode = auto");
     sql(buf);
-    snprintf(buf, sizeof buf, "EXPLAIN (COSTS OFF) EXECUTE plan_q(%s)", args);
-    r = PQexec(admin, buf);
+    cmd = (char *)malloc(size);
+    assert_non_null(cmd);
+    snprintf(cmd, size, "EXPLAIN (COSTS OFF) EXECUTE plan_q(%s)", args);
+    r = PQexec(admin, cmd);
+    free(cmd);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         PQclear(r);
         fail_msg("%s", PQerrorMessage(admin));
@@ -292,12 +295,11 @@ static void finish_of_a_large_batch_looks_each_row_up_once(void **state)
     char *tokens = sql_text("SELECT array_agg(1000 + g ORDER BY g)::text "
                             "FROM generate_series(1, 2000) g");
     size_t size = strlen(keys) + strlen(tokens) + 4096;
-    char *args = malloc(size), *cmd = malloc(size + 512);
+    char *args = malloc(size);
     const char *p;
-    int g, i;
+    int g;
     (void)state;
     assert_non_null(args);
-    assert_non_null(cmd);
     snprintf(args, size,
              "array_fill('mine'::text, ARRAY[2000]), '%s', '%s', "
              "array_fill('success'::text, ARRAY[2000]), array_fill('completed'::text, ARRAY[2000]), "
@@ -308,26 +310,7 @@ static void finish_of_a_large_batch_looks_each_row_up_once(void **state)
              "array_fill(false, ARRAY[2000])",
              keys, tokens);
     for (g = 0; g < 2; g++) {
-        char types[128] = "", prep[16384], out[16384];
-        PGresult *r;
-        size_t o = 0;
-        for (i = 0; i < 14; i++) strcat(types, i ? ", text" : "text");
-        snprintf(prep, sizeof prep, "PREPARE plan_q(%s) AS %s", types,
-                 ((pgsched__pg *)store)->sql[PGSCHED__Q_FINISH]);
-        sql("DEALLOCATE ALL");
-        sql(g ? "SET plan_cache_mode = force_generic_plan" : "SET plan_cache_mode = auto");
-        sql(prep);
-        snprintf(cmd, size + 512, "EXPLAIN (COSTS OFF) EXECUTE plan_q(%s)", args);
-        r = PQexec(admin, cmd);
-        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            PQclear(r);
-            fail_msg("%s", PQerrorMessage(admin));
-        }
-        out[0] = '\0';
-        for (i = 0; i < PQntuples(r); i++)
-            o += (size_t)snprintf(out + o, sizeof out - o, "%s\n", PQgetvalue(r, i, 0));
-        PQclear(r);
-        sql("DEALLOCATE plan_q");
+        const char *out = plan(PGSCHED__Q_FINISH, 14, args, g);
         assert_indexed(out, "pgsched_jobs_pkey", g ? "finish of 2,000 (generic plan)"
                                                    : "finish of 2,000");
         for (p = strstr(out, "Filter:"); p; p = strstr(p + 1, "Filter:")) {
@@ -340,7 +323,6 @@ static void finish_of_a_large_batch_looks_each_row_up_once(void **state)
     free(keys);
     free(tokens);
     free(args);
-    free(cmd);
 }
 
 static void take_back_reads_running_rows_by_heartbeat_age(void **state)
