@@ -12149,7 +12149,7 @@ static void pgsched__claim(pgsched_node *n)
        a known due time takes at most one row per free worker (a full one is followed by
        another claim at once, as for any full batch). */
     if (n->free_slots == 0 ||
-        (n->known_due && n->known_due <= pgsched__mono(n) + PGSCHED__LOAD(&n->offset))) {
+        (n->known_due && n->known_due <= pgsched__db_now(n))) {
         q.lead = 0;
     } else {
         q.lead = n->claim_lead;
