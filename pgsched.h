@@ -1014,6 +1014,10 @@ typedef struct pgsched_node_record {
     int64_t pid;
     const char *const *names;   /* job types the node has registered */
     size_t name_count;
+    int status_events;          /* nonzero: the node wants every change of the cluster as an
+                                   event (it has on_status); a store may then announce the
+                                   changes that only tell of a status (claims, outcomes that
+                                   end a run) only while some node wants them */
 } pgsched_node_record;
 
 /* What maintenance to do; a duration of PGSCHED_NEVER skips that part. */
@@ -6651,7 +6655,7 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
 #include <fcntl.h>
 
 /* The schema version this library writes and reads. Migration n takes version n-1 to n. */
-#define PGSCHED__PG_SCHEMA_VERSION 3
+#define PGSCHED__PG_SCHEMA_VERSION 4
 
 /* Statements. Each is generated once per store from a template in which {J} {R} {N} {Q} stand
    for the quoted, schema-qualified jobs, runs, nodes tables and sequence, and {NOTIFY...}
@@ -6772,6 +6776,19 @@ enum {
     "(pg_catalog.max(pg_catalog.octet_length(x_.p)) OPERATOR(pg_catalog.+) 1) AS per FROM l_ x_) " \
     "m_ GROUP BY (l_.o OPERATOR(pg_catalog.-) m_.v0) OPERATOR(pg_catalog./) m_.per ORDER BY "    \
     "(l_.o OPERATOR(pg_catalog.-) m_.v0) OPERATOR(pg_catalog./) m_.per) b_)"
+
+/* Whether a running node wants every change of the cluster announced (it has on_status; a
+   record of a library before version 4 counts as one). Only then do a claim, a take-back and
+   an outcome that ends a run announce their changes: those events tell of a status, not of
+   due work, and no other node reads them. Without this, each job made three commits that
+   NOTIFY, and PostgreSQL lets one such commit at a time through a database-wide lock held
+   across its flush; every listener of the cluster also read every event. What announces due
+   work (a schedule, a trigger, a retry or next run, a cancel request) is always sent. A node
+   that crashed counts until its record is cleaned up (node retention): announcing too much
+   only costs time. Evaluated once per statement (an uncorrelated sub-select); only in
+   statements of the library's own connections. */
+#define PGSCHED__PG_WATCHED                                                                       \
+    "EXISTS (SELECT 1 FROM {N} w_ WHERE w_.status_events AND w_.stopped_at IS NULL)"
 
 /* The test "the row is running" of the statements that may run on the caller's connection. */
 #define PGSCHED__PG_J_RUNNING "j.status OPERATOR(pg_catalog.=) 'running'"
@@ -7002,7 +7019,7 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "{NOTIFY, " PGSCHED__NOTIFY_BATCH(
         "$4::text", "SELECT concat_ws(E'\\t', 'C', u.name, u.key, 'pending', 'running', "
                     "u.version::text, $1::text, " PGSCHED__PG_US("u.next_run") "::text) AS p, "
-                    "u.version AS o FROM u") "}"
+                    "u.version AS o FROM u WHERE " PGSCHED__PG_WATCHED) "}"
     " FROM info LEFT JOIN u ON true ORDER BY u.next_run",
 
     /* HEARTBEAT: $1 node $2 names[] $3 keys[] $4 tokens[] $5 renew. Returns the held leases,
@@ -7089,7 +7106,7 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "{NOTIFY, " PGSCHED__NOTIFY_BATCH("$4::text",
                                       "SELECT concat_ws(E'\\t', 'C', u.name, u.key, 'running', "
                                       "'running', u.version::text, $1::text, '') AS p, "
-                                      "u.version AS o FROM u") "}"
+                                      "u.version AS o FROM u WHERE " PGSCHED__PG_WATCHED) "}"
     " FROM info LEFT JOIN u ON true",
 
     /* CANCEL: $1 name $2 key $3 node $4 channel.
@@ -7162,11 +7179,12 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "(SELECT x.next_run FROM {J} x WHERE x.name = n.name AND x.status = 'pending' "
     "ORDER BY x.next_run LIMIT 1) t)",
 
-    /* NODE_REGISTER: $1 id $2 host $3 pid $4 names[] */
-    "INSERT INTO {N} (id, host, pid, names, started_at, last_seen) "
-    "VALUES ($1::text, $2::text, $3::int8, $4::text[], now(), now()) ON CONFLICT (id) DO UPDATE "
+    /* NODE_REGISTER: $1 id $2 host $3 pid $4 names[] $5 status_events */
+    "INSERT INTO {N} (id, host, pid, names, started_at, last_seen, status_events) "
+    "VALUES ($1::text, $2::text, $3::int8, $4::text[], now(), now(), $5::bool) "
+    "ON CONFLICT (id) DO UPDATE "
     "SET host = EXCLUDED.host, pid = EXCLUDED.pid, names = EXCLUDED.names, last_seen = now(), "
-    "stopped_at = NULL",
+    "stopped_at = NULL, status_events = EXCLUDED.status_events",
 
     /* NODE_UNREGISTER: $1 id. The row stays (with its types) until CLEAN_NODES: a type that
        a node registered recently is not an orphan, however briefly no node is up. */
@@ -7296,7 +7314,7 @@ static const char *pgsched__pg_template_tail(int q)
                              "::text, '')) AS p, x.version AS o FROM (SELECT upd.name, upd.key, "
                              "upd.status, upd.version, upd.node, upd.next_run FROM upd UNION ALL "
                              "SELECT del.name, del.key, 'none', del.version, del.node, NULL "
-                             "FROM del) x") "}"
+                             "FROM del) x WHERE x.status = 'pending' OR " PGSCHED__PG_WATCHED) "}"
             " FROM o LEFT JOIN upd ON upd.idx = o.idx "
             "LEFT JOIN del ON del.idx = o.idx "
             /* what became of a row this call did not write: looked up by key, and only then */
@@ -7710,6 +7728,16 @@ static const char *const pgsched__pg_functions[] = {
 static const char *const pgsched__pg_migration_3 =
     "ALTER FUNCTION {S}.{I:unschedule}(text, text) RENAME TO {I:remove};";
 
+/* Migration 4 (every schema change after version 3 goes here).
+   status_events: the node wants every change of the cluster announced (PGSCHED__PG_WATCHED).
+   Records written before (nodes of earlier libraries, which cannot say) count as wanting
+   them; the partial index keeps the look-up to the nodes that want them, however many
+   stopped nodes' records the table holds. */
+static const char *const pgsched__pg_migration_4 =
+    "ALTER TABLE {N} ADD COLUMN IF NOT EXISTS status_events boolean NOT NULL DEFAULT true;"
+    "CREATE INDEX IF NOT EXISTS {I:nodes_status} ON {N} (id) "
+    "WHERE status_events AND stopped_at IS NULL;";
+
 /* The SQL that takes the schema from version v-1 to v. */
 static const char *pgsched__pg_migration(int v)
 {
@@ -7717,6 +7745,7 @@ static const char *pgsched__pg_migration(int v)
     case 1: return pgsched__pg_migration_1;
     case 2: return pgsched__pg_migration_2;
     case 3: return pgsched__pg_migration_3;
+    case 4: return pgsched__pg_migration_4;
     }
     return NULL;
 }
@@ -7799,24 +7828,35 @@ static void pgsched__buf_add(pgsched__buf *b, const char *s, size_t n)
 static void pgsched__buf_puts(pgsched__buf *b, const char *s) { pgsched__buf_add(b, s, strlen(s)); }
 
 /* Expands {J} {R} {N} {Q} {V} {S}, {I:suffix} (an index name) and {NOTIFY...} (kept only when
-   notifications are on; may not nest braces). */
+   notifications are on; it may hold the other forms, but no brace of its own). */
 static char *pgsched__pg_expand(pgsched__pg *p, const char *t)
 {
     pgsched__buf b;
+    int in_notify = 0; /* inside a kept {NOTIFY...}: its closing brace is dropped */
     memset(&b, 0, sizeof b);
     b.a = &p->alloc;
     while (*t) {
-        if (*t != '{') {
-            const char *e = strchr(t, '{');
-            size_t n = e ? (size_t)(e - t) : strlen(t);
+        if (*t != '{' && !(in_notify && *t == '}')) {
+            size_t n = strcspn(t, in_notify ? "{}" : "{");
             pgsched__buf_add(&b, t, n);
             t += n;
             continue;
         }
-        if (strncmp(t, "{NOTIFY", 7) == 0) {
-            const char *e = strchr(t, '}');
-            if (p->notify) pgsched__buf_add(&b, t + 7, (size_t)(e - t - 7));
-            t = e + 1;
+        if (*t == '}') {
+            in_notify = 0;
+            t++;
+        } else if (strncmp(t, "{NOTIFY", 7) == 0) {
+            if (p->notify) {
+                in_notify = 1;
+                t += 7;
+            } else { /* skip it, with the forms inside */
+                int depth = 0;
+                for (; *t; t++) {
+                    if (*t == '{') depth++;
+                    else if (*t == '}' && --depth == 0) break;
+                }
+                if (*t) t++;
+            }
         } else if (strncmp(t, "{I:", 3) == 0) {
             const char *e = strchr(t, '}');
             pgsched__buf_puts(&b, "\"");
@@ -9594,7 +9634,7 @@ static pgsched_result pgsched__pg_node_register(pgsched_store *s, const pgsched_
                                                 pgsched_error *err)
 {
     pgsched__pg *p = (pgsched__pg *)s;
-    const char *vals[4];
+    const char *vals[5];
     char pid[32];
     char *arr = pgsched__pg_names_array(p, rec->names, rec->name_count);
     pgsched_result r;
@@ -9604,7 +9644,8 @@ static pgsched_result pgsched__pg_node_register(pgsched_store *s, const pgsched_
     vals[1] = rec->host ? rec->host : "";
     vals[2] = pid;
     vals[3] = arr;
-    r = pgsched__pg_command(p, PGSCHED__Q_NODE_REGISTER, 4, vals, err);
+    vals[4] = rec->status_events ? "true" : "false";
+    r = pgsched__pg_command(p, PGSCHED__Q_NODE_REGISTER, 5, vals, err);
     pgsched__free(&p->alloc, arr);
     return r;
 }
@@ -12340,6 +12381,7 @@ static void pgsched__register_node(pgsched_node *n)
     rec.pid = (int64_t)getpid();
     rec.names = n->all_names;
     rec.name_count = n->ntypes;
+    rec.status_events = n->cfg.on_status && n->notifications;
     if (pgsched_store_node_register(n->store, &rec, &e) != PGSCHED_OK)
         pgsched__store_trouble(n, "registering the node", &e);
 }
@@ -13233,7 +13275,6 @@ static pgsched_result pgsched__start_prepare(pgsched_node *n, pgsched_error *err
                      n->store->methods->name ? n->store->methods->name : "(unnamed)");
         n->notifications = 0;
     }
-    pgsched__register_node(n);
     if (n->notifications) {
         r = pgsched_store_listen_open(n->store, &n->listen, err);
         if (r != PGSCHED_OK) return r;
@@ -13241,6 +13282,9 @@ static pgsched_result pgsched__start_prepare(pgsched_node *n, pgsched_error *err
         if (!n->cfg.on_status) pgsched__pg_listen_hints_only(n->store, n->listen);
 #endif
     }
+    /* Listening first: once the record says this node wants status events, a change that
+       announces them because of it (see pgsched_node_record) reaches its listener. */
+    pgsched__register_node(n);
     return PGSCHED_OK;
 }
 
