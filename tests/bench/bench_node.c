@@ -499,7 +499,7 @@ static int mode_schedule(const char *schema, long count, long bulk, long rows)
         PGresult *r;
         char sql[256];
         const char *p[1];
-        double t_lib = 0, t_ins = 0;
+        double t_lib = 0, t_ins = 0, t_row = 0;
         long done = 0, ins = 0, chunk = count / 4 > 0 ? count / 4 : 1;
         if (PQstatus(c) != CONNECTION_OK) die("connect", PQerrorMessage(c));
         snprintf(sql, sizeof sql, "CREATE TABLE \"%s\".commit_ceiling (id bigserial PRIMARY KEY, "
@@ -507,6 +507,18 @@ static int mode_schedule(const char *schema, long count, long bulk, long rows)
         exec_sql(sql);
         snprintf(sql, sizeof sql, "INSERT INTO \"%s\".commit_ceiling (k) VALUES ($1)", schema);
         r = PQprepare(c, "ins", sql, 1, NULL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) die("prepare", PQerrorMessage(c));
+        PQclear(r);
+        /* and what writing the row itself costs: a bare INSERT of the same one-time job into
+           a copy of the jobs table (its columns, constraints and indexes), no upsert, no
+           event, as a third turn */
+        snprintf(sql, sizeof sql, "CREATE TABLE \"%s\".jobs_copy (LIKE \"%s\".pgsched_jobs "
+                 "INCLUDING ALL)", schema, schema);
+        exec_sql(sql);
+        snprintf(sql, sizeof sql, "INSERT INTO \"%s\".jobs_copy (name, key, status, kind, params, "
+                 "max_retries, next_run, version) VALUES ('noop', $1, 'pending', 'once', '{}', 0, "
+                 "now() + interval '1 day', nextval('\"%s\".pgsched_seq'))", schema, schema);
+        r = PQprepare(c, "row", sql, 1, NULL);
         if (PQresultStatus(r) != PGRES_COMMAND_OK) die("prepare", PQerrorMessage(c));
         PQclear(r);
         p[0] = key;
@@ -527,6 +539,14 @@ static int mode_schedule(const char *schema, long count, long bulk, long rows)
                 ins++;
             }
             t_ins += mono_s() - t0;
+            t0 = mono_s();
+            for (m = done; m < end; m++) {
+                snprintf(key, sizeof key, "row-%ld", m);
+                r = PQexecPrepared(c, "row", 1, p, NULL, NULL, 0);
+                if (PQresultStatus(r) != PGRES_COMMAND_OK) die("insert", PQerrorMessage(c));
+                PQclear(r);
+            }
+            t_row += mono_s() - t0;
             done = end;
         }
         PQfinish(c);
@@ -535,6 +555,9 @@ static int mode_schedule(const char *schema, long count, long bulk, long rows)
                "commits in %.3f s (%.3f ms each), in turns on one thread each\n",
                fs, count, t_lib, t_lib * 1e3 / (double)count, ins, t_ins,
                t_ins * 1e3 / (double)ins);
+        printf("# schedule fsync=%s: %ld bare one-row INSERTs of the same job into a copy of the "
+               "jobs table in %.3f s (%.3f ms each)\n",
+               fs, ins, t_row, t_row * 1e3 / (double)ins);
         if (rows > 0) { /* figures of their own; no bulk calls */
             printf("BENCH schedule.single.rows_%ld.fsync_%s %.0f\n", rows, fs, (double)count / secs);
             printf("BENCH schedule.commit_ceiling.rows_%ld.fsync_%s %.0f\n", rows, fs,
@@ -543,6 +566,7 @@ static int mode_schedule(const char *schema, long count, long bulk, long rows)
         }
         printf("BENCH schedule.single.fsync_%s %.0f\n", fs, (double)count / secs);
         printf("BENCH schedule.commit_ceiling.fsync_%s %.0f\n", fs, (double)ins / t_ins);
+        printf("BENCH schedule.row_ceiling.fsync_%s %.0f\n", fs, (double)ins / t_row);
     }
 #ifdef PGSCHED_SCHEDULE_BATCH_MAX /* the bulk calls exist */
     {

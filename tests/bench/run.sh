@@ -233,6 +233,11 @@ peer_or() { # PEERKEY FALLBACK FALLBACK_LABEL -> "value|label"
                 "${V[schedule.single.fsync_$fs]:-}" " jobs/s" 0 "${V[schedule.commit_ceiling.fsync_$fs]}" \
                 "tps (the ceiling of one thread)" "about 1x"
         fi
+        if [ -n "${V[schedule.row_ceiling.fsync_$fs]:-}" ]; then
+            row "scheduling: single calls vs bare one-row INSERTs of the same job into a copy of the jobs table (in turns), fsync $fs" \
+                "${V[schedule.single.fsync_$fs]:-}" " jobs/s" 0 "${V[schedule.row_ceiling.fsync_$fs]}" \
+                "tps (the row's own cost)" "about 1x"
+        fi
         if [ -n "${V[schedule.single.rows_$BIG.fsync_$fs]:-}" ]; then
             row "scheduling: single calls once the table grew to $(fmt "$BIG" 0) rows, fsync $fs" \
                 "${V[schedule.single.rows_$BIG.fsync_$fs]}" " jobs/s" 0 3000 "(issue 8 target, fsync on)" ">= 1x"
