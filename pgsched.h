@@ -6876,9 +6876,25 @@ enum {
     "prev_status = j.status, "                                                                    \
     "version = pg_catalog.nextval('{Q}'::pg_catalog.regclass), updated_at = pg_catalog.now() "
 
+/* Rule S7 for a row created again: the version of an inserted row is computed before the
+   insert looks for a conflicting row, so one computed before waiting for a concurrent remove
+   of the (name, key) would be older than the remove's. So the schedule statements first lock
+   the requests' existing rows FOR KEY SHARE (lk, through the function {P}lock_keys of
+   migration 4: it waits for a pending DELETE, and a later DELETE waits for it; claims,
+   outcomes and other schedules are not held up, as no update of a non-key column conflicts
+   with it), and the rows to insert are computed from lk's result, which is only there once
+   every lock is taken. (A row that the statement's snapshot cannot see yet, created and
+   removed by two others meanwhile, is not covered.) The look-up is in a function because there
+   it is planned without sequential scans: written in the statement, a generic plan made while
+   the table was small keeps scanning it for each request once it has grown (a scan of 100,000
+   rows per single call), and the upsert's arbiter cannot be used to lock without inserting. */
+#define PGSCHED__PG_SCHEDULE_LOCK_KEYS                                                            \
+    "WITH lk AS (SELECT {S}.{I:lock_keys}($1::pg_catalog.text[], $2::pg_catalog.text[]) AS n), "
+
 /* SCHEDULE's and SCHEDULE_NEW's insert of the requests' rows (see SCHEDULE). */
 #define PGSCHED__PG_SCHEDULE_ROWS                                                                  \
-    "WITH up AS (INSERT INTO {J} AS j (name, key, status, kind, cron, every_us, params, "          \
+    PGSCHED__PG_SCHEDULE_LOCK_KEYS                                                                 \
+    "up AS (INSERT INTO {J} AS j (name, key, status, kind, cron, every_us, params, "               \
     "max_retries, attempt, next_run, version, created_at, updated_at) "                            \
     "SELECT i.name, i.key, 'pending', i.kind, i.cron, i.every_us, i.params::pg_catalog.json, "     \
     "i.max_retries, 0, COALESCE(i.next_run, pg_catalog.now() OPERATOR(pg_catalog.+) "              \
@@ -6892,7 +6908,7 @@ enum {
     "pg_catalog.unnest($6::pg_catalog.text[]) AS params, "                                         \
     "pg_catalog.unnest($7::pg_catalog.int4[]) AS max_retries, "                                    \
     "pg_catalog.unnest($8::pg_catalog.timestamptz[]) AS next_run, "                                \
-    "pg_catalog.unnest($12::pg_catalog.int8[]) AS delay_us) i "
+    "pg_catalog.unnest($12::pg_catalog.int8[]) AS delay_us) i, lk "
 
 /* What SCHEDULE and SCHEDULE_NEW return and announce: the rows written, their events. */
 #define PGSCHED__PG_SCHEDULE_BACK                                                                  \
@@ -6923,8 +6939,9 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
          under the caller's search path: every name in it is qualified (see the convention
          above).
        - The upsert's conflict check through the primary key is its only look-up of the
-         table, so no plan, generic or custom, made when the table held nothing or millions
-         of rows, can turn it into a scan. The status the row had comes out of the upsert
+         table besides lk's (in {P}lock_keys, planned without scans: see
+         PGSCHED__PG_SCHEDULE_LOCK_KEYS), so no plan, generic or custom, made when the table
+         held nothing or millions of rows, can turn it into a scan. The status the row had comes out of the upsert
          itself (prev_status; NULL when inserted), read under the row lock.
        - Rows are inserted in (name, key) order: two batches that overlap lock their common
          rows in the same order and cannot deadlock. The caller sends the arrays sorted
@@ -6944,8 +6961,8 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "OPERATOR(pg_catalog.=) ANY (SELECT a.name, a.key FROM (SELECT "
     "pg_catalog.unnest($1::pg_catalog.text[]) AS name, "
     "pg_catalog.unnest($2::pg_catalog.text[]) AS key, "
-    "pg_catalog.unnest($9::pg_catalog.bool[]) AS after_run) a WHERE a.after_run) "
-    PGSCHED__PG_SCHEDULE_BACK,
+    "pg_catalog.unnest($9::pg_catalog.bool[]) AS after_run) a WHERE a.after_run) ",
+    /* ... continued (PGSCHED__PG_SCHEDULE_BACK) in pgsched__pg_template_tail */
 
     /* SCHEDULE_NEW: SCHEDULE as a plain INSERT, for a batch of rows that do not exist yet (its
        parameters are SCHEDULE's). pgsched__pg_schedule_rows sends it first on the store's own
@@ -6955,7 +6972,7 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
        index's look-up before the insert and the speculative insertion lock, is a fifth of
        SCHEDULE's server time; for rows that do not exist both write the same rows, versions,
        result rows and events. (Never on the caller's connection: the failure would abort the
-       caller's transaction.) Its only look-up of the table is the unique check of the
+       caller's transaction.) Its look-ups of the table are lk's and the unique check of the
        insert itself. */
     PGSCHED__PG_SCHEDULE_ROWS
     PGSCHED__PG_SCHEDULE_BACK,
@@ -6966,17 +6983,19 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
        (types in pgsched__pg_schedule_one_types). Same upsert, same row back, the same event;
        without SCHEDULE's arrays, CTE and batched notification (SCHEDULE as version 1.0.0 had
        it took 0.081 ms of server time for one request, this 0.058: pg_stat_statements, in
-       turns). Its only look-up of the table is the conflict check through the primary key
-       (no plan can turn it into a scan), and every name is qualified: it is also sent on the
-       caller's connection. */
+       turns). Its look-ups of the table are lk's (see PGSCHED__PG_SCHEDULE_LOCK_KEYS) and the
+       conflict check through the primary key (no plan can turn either into a scan), and every
+       name is qualified: it is also sent on the caller's connection. */
+    "WITH lk AS (SELECT {S}.{I:lock_keys}(ARRAY[$1::pg_catalog.text], "
+    "ARRAY[$2::pg_catalog.text]) AS n) "
     "INSERT INTO {J} AS j (name, key, status, kind, cron, every_us, params, max_retries, "
     "attempt, next_run, version, created_at, updated_at) "
-    "VALUES ($1::pg_catalog.text, $2::pg_catalog.text, 'pending', $3::pg_catalog.text, "
+    "SELECT $1::pg_catalog.text, $2::pg_catalog.text, 'pending', $3::pg_catalog.text, "
     "$4::pg_catalog.text, $5::pg_catalog.int8, $6::pg_catalog.text::pg_catalog.json, "
     "$7::pg_catalog.int4, 0, COALESCE($8::pg_catalog.timestamptz, pg_catalog.now() "
     "OPERATOR(pg_catalog.+) ($12::pg_catalog.int8 OPERATOR(pg_catalog.*) "
     "interval '1 microsecond')), pg_catalog.nextval('{Q}'::pg_catalog.regclass), "
-    "pg_catalog.now(), pg_catalog.now()) "
+    "pg_catalog.now(), pg_catalog.now() FROM lk "
     PGSCHED__PG_SCHEDULE_UPSERT
     "WHERE j.status OPERATOR(pg_catalog.<>) 'running' OR $9::pg_catalog.bool "
     "RETURNING j.name, j.key, j.status, j.next_run, j.version, j.prev_status"
@@ -7260,6 +7279,7 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
 static const char *pgsched__pg_template_tail(int q)
 {
     switch (q) {
+    case PGSCHED__Q_SCHEDULE: return PGSCHED__PG_SCHEDULE_BACK;
     case PGSCHED__Q_FINISH:
         return
             "upd AS (UPDATE {J} j SET "
@@ -7732,11 +7752,31 @@ static const char *const pgsched__pg_migration_3 =
    status_events: the node wants every change of the cluster announced (PGSCHED__PG_WATCHED).
    Records written before (nodes of earlier libraries, which cannot say) count as wanting
    them; the partial index keeps the look-up to the nodes that want them, however many
-   stopped nodes' records the table holds. */
+   stopped nodes' records the table holds.
+   {P}lock_keys locks the existing rows of the given (name, key) pairs FOR KEY SHARE, in the
+   order given, and returns how many it found: the first step of every schedule statement (see
+   PGSCHED__PG_SCHEDULE_LOCK_KEYS), also on the caller's connection, so EXECUTE stays granted
+   to PUBLIC (it locks only what the caller may lock: FOR KEY SHARE needs UPDATE on the table).
+   Its one query is planned with sequential and bitmap scans off: one primary-key probe per
+   pair whatever the table held when the plan was made. And planned once per connection: its
+   custom plans, made for the one pair of a single call, would otherwise look cheaper than the
+   generic one (planned for 10 pairs) forever, and the query would be planned again at every
+   call (a single schedule took 0.1 ms longer). */
 static const char *const pgsched__pg_migration_4 =
     "ALTER TABLE {N} ADD COLUMN IF NOT EXISTS status_events boolean NOT NULL DEFAULT true;"
     "CREATE INDEX IF NOT EXISTS {I:nodes_status} ON {N} (id) "
-    "WHERE status_events AND stopped_at IS NULL;";
+    "WHERE status_events AND stopped_at IS NULL;\n"
+    "CREATE OR REPLACE FUNCTION {S}.{I:lock_keys}(names text[], keys text[]) RETURNS bigint\n"
+    "LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp\n"
+    "SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan\n"
+    "AS $f$\n"
+    "DECLARE n bigint;\n"
+    "BEGIN\n"
+    "  SELECT count(*) INTO n FROM (SELECT unnest(names) AS name, unnest(keys) AS key) a\n"
+    "    CROSS JOIN LATERAL (SELECT 1 FROM {J} x WHERE x.name = a.name AND x.key = a.key\n"
+    "    FOR KEY SHARE OF x) z;\n"
+    "  RETURN n;\n"
+    "END $f$;\n";
 
 /* The SQL that takes the schema from version v-1 to v. */
 static const char *pgsched__pg_migration(int v)
