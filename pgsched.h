@@ -6986,8 +6986,7 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
        turns). Its look-ups of the table are lk's (see PGSCHED__PG_SCHEDULE_LOCK_KEYS) and the
        conflict check through the primary key (no plan can turn either into a scan), and every
        name is qualified: it is also sent on the caller's connection. */
-    "WITH lk AS (SELECT {S}.{I:lock_keys}(ARRAY[$1::pg_catalog.text], "
-    "ARRAY[$2::pg_catalog.text]) AS n) "
+    "WITH lk AS (SELECT {S}.{I:lock_keys}($1::pg_catalog.text, $2::pg_catalog.text) AS n) "
     "INSERT INTO {J} AS j (name, key, status, kind, cron, every_us, params, max_retries, "
     "attempt, next_run, version, created_at, updated_at) "
     "SELECT $1::pg_catalog.text, $2::pg_catalog.text, 'pending', $3::pg_catalog.text, "
@@ -7761,7 +7760,8 @@ static const char *const pgsched__pg_migration_3 =
    pair whatever the table held when the plan was made. And planned once per connection: its
    custom plans, made for the one pair of a single call, would otherwise look cheaper than the
    generic one (planned for 10 pairs) forever, and the query would be planned again at every
-   call (a single schedule took 0.1 ms longer). */
+   call (a single schedule took 0.1 ms longer). Its form for one pair (SCHEDULE_ONE's) is the
+   index scan alone, without the arrays, the nested loop and the count around it. */
 static const char *const pgsched__pg_migration_4 =
     "ALTER TABLE {N} ADD COLUMN IF NOT EXISTS status_events boolean NOT NULL DEFAULT true;"
     "CREATE INDEX IF NOT EXISTS {I:nodes_status} ON {N} (id) "
@@ -7776,6 +7776,14 @@ static const char *const pgsched__pg_migration_4 =
     "    CROSS JOIN LATERAL (SELECT 1 FROM {J} x WHERE x.name = a.name AND x.key = a.key\n"
     "    FOR KEY SHARE OF x) z;\n"
     "  RETURN n;\n"
+    "END $f$;\n"
+    "CREATE OR REPLACE FUNCTION {S}.{I:lock_keys}(name text, key text) RETURNS bigint\n"
+    "LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, pg_temp\n"
+    "SET enable_seqscan = off SET enable_bitmapscan = off SET plan_cache_mode = force_generic_plan\n"
+    "AS $f$\n"
+    "BEGIN\n"
+    "  PERFORM FROM {J} x WHERE x.name = $1 AND x.key = $2 FOR KEY SHARE OF x;\n"
+    "  RETURN CASE WHEN FOUND THEN 1 ELSE 0 END;\n"
     "END $f$;\n";
 
 /* The SQL that takes the schema from version v-1 to v. */
