@@ -831,7 +831,10 @@ PGSCHED_DEF void pgsched_run_set_error(pgsched_run *run, const char *fmt, ...)
        take-back, cancel, trigger, remove) reaches every open listener as a CHANGE event, in
        version order per instance, with the node that made it; a cancel of a running row also
        raises CANCEL for its owner. A listener that cannot keep up gets RESYNC instead of
-       losing events silently. Clean-up deletions raise none.
+       losing events silently. Clean-up deletions raise none. A store may leave out the
+       changes that only tell of a status (a claim, a take-back, a finish that does not make
+       the row pending) while no registered, running node has status_events set
+       (pgsched_node_record); the PostgreSQL store does, the in-memory store does not.
    S7  Versions come from one store-wide increasing sequence: every change gives the row a
        higher version than any before it (a removed and re-created row included).
    S8  Claims take due pending rows of the given types only, in due order, at most `max`,
@@ -1129,7 +1132,7 @@ struct pgsched_store_methods {
 
     /* Events: every change made through any node sharing the store reaches every listener
        (deletions by cleanup excepted: retention and orphan clean-up raise no events). Rule
-       S6. */
+       S6, with its exception for status-only changes while no node wants them. */
     pgsched_result (*listen_open)(pgsched_store *s, pgsched_listener **out, pgsched_error *err);
     /* Waits up to `timeout` for events; writes at most `cap`, sets *count (0 on timeout). */
     pgsched_result (*listen_wait)(pgsched_store *s, pgsched_listener *l,
@@ -6880,11 +6883,13 @@ enum {
    insert looks for a conflicting row, so one computed before waiting for a concurrent remove
    of the (name, key) would be older than the remove's. So the schedule statements first lock
    the requests' existing rows FOR KEY SHARE (lk, through the function {P}lock_keys of
-   migration 4: it waits for a pending DELETE, and a later DELETE waits for it; claims,
-   outcomes and other schedules are not held up, as no update of a non-key column conflicts
-   with it), and the rows to insert are computed from lk's result, which is only there once
-   every lock is taken. (A row that the statement's snapshot cannot see yet, created and
-   removed by two others meanwhile, is not covered.) The look-up is in a function because there
+   migration 4: it waits for a pending DELETE, and a later DELETE waits for it; other
+   schedules are not held up, and the FOR UPDATE SKIP LOCKED of claims, heartbeats, outcomes
+   and take-backs skips such a row for the moment, as it skipped a row under the upsert's
+   own lock before), and the rows to insert are computed from lk's result, which is only
+   there once every lock is taken. (A row that the statement's snapshot cannot see yet,
+   created and removed by two others meanwhile, is not covered.) The look-up is in a function
+   because there
    it is planned without sequential scans: written in the statement, a generic plan made while
    the table was small keeps scanning it for each request once it has grown (a scan of 100,000
    rows per single call), and the upsert's arbiter cannot be used to lock without inserting. */
@@ -8513,8 +8518,9 @@ static char *pgsched__pg_migration_text(pgsched__pg *p, int v)
 /* The privileges a node's statements need, checked at setup so that a role missing one fails
    pgsched_start with a sentence naming it, instead of starting and failing every statement:
    USAGE on the schema; SELECT, INSERT, UPDATE, DELETE on jobs and nodes; SELECT, INSERT,
-   DELETE on runs; SELECT on schema_version; USAGE (or UPDATE) on the sequence (nextval).
-   The README's security section lists the same grants. */
+   DELETE on runs; SELECT on schema_version; USAGE (or UPDATE) on the sequence (nextval);
+   EXECUTE on both forms of {P}lock_keys (every schedule statement calls one: PUBLIC has it
+   unless a DBA revoked it). The README's security section lists the same grants. */
 static pgsched_result pgsched__pg_check_privileges(pgsched__pg *p, PGconn *c, pgsched_error *err)
 {
     static const char *const sql =
@@ -8526,21 +8532,30 @@ static pgsched_result pgsched__pg_check_privileges(pgsched__pg *p, PGconn *c, pg
         "(8, 'DELETE', 'table', $3::text), "
         "(9, 'SELECT', 'table', $4::text), (10, 'INSERT', 'table', $4::text), "
         "(11, 'UPDATE', 'table', $4::text), (12, 'DELETE', 'table', $4::text), "
-        "(13, 'SELECT', 'table', $5::text), (14, 'USAGE', 'sequence', $6::text)) "
+        "(13, 'SELECT', 'table', $5::text), (14, 'USAGE', 'sequence', $6::text), "
+        "(15, 'EXECUTE', 'function', $7::text), (16, 'EXECUTE', 'function', $8::text)) "
         "AS k(n, priv, kind, obj) WHERE NOT CASE WHEN k.kind = 'schema' "
         "THEN has_schema_privilege(k.obj, k.priv) WHEN k.kind = 'table' "
-        "THEN has_table_privilege(k.obj, k.priv) "
+        "THEN has_table_privilege(k.obj, k.priv) WHEN k.kind = 'function' "
+        "THEN has_function_privilege(k.obj, k.priv) "
         "ELSE has_sequence_privilege(k.obj, 'USAGE, UPDATE') END";
-    const char *vals[6];
+    const char *vals[8];
+    char lock_many[160], lock_one[160];
     PGresult *res;
     pgsched_result r;
+    snprintf(lock_many, sizeof lock_many, "\"%s\".\"%slock_keys\"(text[], text[])", p->schema,
+             p->prefix);
+    snprintf(lock_one, sizeof lock_one, "\"%s\".\"%slock_keys\"(text, text)", p->schema,
+             p->prefix);
     vals[0] = p->schema;
     vals[1] = p->names_sql[PGSCHED__PGN_JOBS];
     vals[2] = p->names_sql[PGSCHED__PGN_RUNS];
     vals[3] = p->names_sql[PGSCHED__PGN_NODES];
     vals[4] = p->names_sql[PGSCHED__PGN_VERSION];
     vals[5] = p->names_sql[PGSCHED__PGN_SEQ];
-    res = PQexecParams(c, sql, 6, NULL, vals, NULL, NULL, 0);
+    vals[6] = lock_many;
+    vals[7] = lock_one;
+    res = PQexecParams(c, sql, 8, NULL, vals, NULL, NULL, 0);
     r = pgsched__pg_check(c, res, "checking the role's privileges", err);
     if (r == PGSCHED_OK && !PQgetisnull(res, 0, 1))
         r = pgsched__fail(err, PGSCHED_ERR_DATABASE,
@@ -12419,10 +12434,11 @@ static void pgsched__take_back(pgsched_node *n)
     pgsched_job_list_free(&got);
 }
 
-static void pgsched__register_node(pgsched_node *n)
+static pgsched_result pgsched__register_node(pgsched_node *n, pgsched_error *err)
 {
     pgsched_node_record rec;
     pgsched_error e;
+    pgsched_result r;
     memset(&rec, 0, sizeof rec);
     rec.id = n->id;
     rec.host = n->host;
@@ -12430,8 +12446,12 @@ static void pgsched__register_node(pgsched_node *n)
     rec.names = n->all_names;
     rec.name_count = n->ntypes;
     rec.status_events = n->cfg.on_status && n->notifications;
-    if (pgsched_store_node_register(n->store, &rec, &e) != PGSCHED_OK)
+    r = pgsched_store_node_register(n->store, &rec, &e);
+    if (r != PGSCHED_OK) {
         pgsched__store_trouble(n, "registering the node", &e);
+        if (err) *err = e;
+    }
+    return r;
 }
 
 static void pgsched__cleanup(pgsched_node *n)
@@ -12441,7 +12461,7 @@ static void pgsched__cleanup(pgsched_node *n)
     pgsched_error e;
     /* Re-registering keeps the node's row (and so its types) alive even if it was deleted
        while this node was cut off from the database. */
-    pgsched__register_node(n);
+    pgsched__register_node(n, NULL);
     memset(&q, 0, sizeof q);
     q.node_id = n->id;
     q.finished_retention = n->cfg.finished_retention;
@@ -13331,8 +13351,24 @@ static pgsched_result pgsched__start_prepare(pgsched_node *n, pgsched_error *err
 #endif
     }
     /* Listening first: once the record says this node wants status events, a change that
-       announces them because of it (see pgsched_node_record) reaches its listener. */
-    pgsched__register_node(n);
+       announces them because of it (see pgsched_node_record) reaches its listener. A node
+       with on_status that cannot say so would hear no other node's claims and outcomes (and
+       its own only late, after PGSCHED__OWN_WAIT): its start fails instead. Other nodes
+       start all the same and register again at their next clean-up. */
+    {
+        pgsched_error e;
+        r = pgsched__register_node(n, &e);
+        if (r != PGSCHED_OK && n->cfg.on_status && n->notifications) {
+            if (n->listen) {
+                pgsched_store_listen_close(n->store, n->listen);
+                n->listen = NULL;
+            }
+            return pgsched__fail(err, r,
+                                 "registering the node, which has on_status and needs its "
+                                 "record to hear other nodes' changes: %s",
+                                 e.message);
+        }
+    }
     return PGSCHED_OK;
 }
 

@@ -136,6 +136,7 @@
     X(remote_cancel_without_notifications_within_check_period)                                 \
     X(status_callbacks_exact_sequence_of_once_success)                                         \
     X(status_callbacks_work_without_notifications)                                             \
+    X(a_node_with_on_status_that_cannot_register_fails_to_start)                               \
     X(status_callbacks_report_other_nodes_changes)                                             \
     X(status_callback_may_call_node_api)                                                       \
     X(status_callbacks_keep_own_change_when_remote_is_faster)                                  \
