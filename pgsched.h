@@ -8495,17 +8495,51 @@ static pgsched_result pgsched__pg_exec_simple(PGconn *c, const char *sql, const 
     return r;
 }
 
+/* Migration 4 also replaces {P}schedule (rule S7): migration 2's function as it is but for
+   one line, a lock of the job's row through {P}lock_keys right after its checks. The upsert
+   that follows is a statement of its own, so its version and its `prev` status are read
+   after any removal the lock waited for (before, a job created again while its removal
+   waited got the older version, and was announced pending -> pending). Taken from migration
+   2's text rather than written out a second time; CREATE OR REPLACE keeps its grants. */
+static void pgsched__pg_schedule_function_v4(pgsched__buf *b)
+{
+    static const char head[] = "CREATE OR REPLACE FUNCTION {S}.{I:schedule}(";
+    static const char check[] = "  PERFORM {S}.{I:check_job}($1, $2);\n";
+    static const char end[] = "END $f$;\n";
+    pgsched__buf all;
+    const char *s, *c = NULL, *e = NULL;
+    size_t i;
+    memset(&all, 0, sizeof all);
+    all.a = b->a;
+    for (i = 0; pgsched__pg_functions[i]; i++) pgsched__buf_puts(&all, pgsched__pg_functions[i]);
+    s = all.oom ? NULL : strstr(all.p, head);
+    if (s) c = strstr(s, check);
+    if (c) e = strstr(c, end);
+    if (!e) {
+        b->oom = 1; /* (cannot happen: migration 2's text is fixed) */
+    } else {
+        c += strlen(check);
+        pgsched__buf_add(b, s, (size_t)(c - s));
+        pgsched__buf_puts(b, "  PERFORM {S}.{I:lock_keys}($1, $2);\n");
+        pgsched__buf_add(b, c, (size_t)(e + strlen(end) - c));
+    }
+    pgsched__free(b->a, all.p);
+}
+
 /* Migration v expanded for this store; NULL when out of memory. */
 static char *pgsched__pg_migration_text(pgsched__pg *p, int v)
 {
     pgsched__buf b;
     char *q;
     size_t i;
-    if (v != 2) return pgsched__pg_expand(p, pgsched__pg_migration(v));
+    if (v != 2 && v != 4) return pgsched__pg_expand(p, pgsched__pg_migration(v));
     memset(&b, 0, sizeof b);
     b.a = &p->alloc;
     pgsched__buf_puts(&b, pgsched__pg_migration(v));
-    for (i = 0; pgsched__pg_functions[i]; i++) pgsched__buf_puts(&b, pgsched__pg_functions[i]);
+    if (v == 4)
+        pgsched__pg_schedule_function_v4(&b);
+    else
+        for (i = 0; pgsched__pg_functions[i]; i++) pgsched__buf_puts(&b, pgsched__pg_functions[i]);
     if (b.oom) {
         pgsched__free(&p->alloc, b.p);
         return NULL;
