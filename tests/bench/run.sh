@@ -268,7 +268,7 @@ peer_or() { # PEERKEY FALLBACK FALLBACK_LABEL -> "value|label"
                     row "latency schedule-to-start $p, notifications on, fsync $lfs" "$v" " ms" 2 "$gb" "$gl" "<= 1x"
                     fl=${V[latency.schedule_call_${p}_ms.fsync_$lfs]:-}
                     [ -n "$fl" ] && row "latency schedule-to-start $p vs the schedule call's own round trip $p (its commit: the floor), fsync $lfs" \
-                        "$v" " ms" 2 "$fl" "ms (the producer's calls, same run)" "about 1x"
+                        "$v" " ms" 2 "$fl" "(the producer's calls, same run)" "about 1x"
                 else
                     row "latency schedule-to-start $p, notifications off (polling), fsync $lfs" "$v" " ms" 1 1000 "(the poll interval)" "<= 1x"
                 fi
