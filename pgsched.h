@@ -8164,16 +8164,24 @@ static PGconn *pgsched__pg_connect(pgsched__pg *p, char *why, size_t why_size)
        No JIT compilation (PostgreSQL 11 and later): the planner's guess of a large outcome
        batch can pass jit_above_cost, and compiling the statement then costs the server
        seconds of CPU (measured: 1.3 s and 11.6 s for one statement each) for a statement that
-       runs in milliseconds. */
+       runs in milliseconds.
+       No sequential scan where an index serves (enable_seqscan = off only makes the planner
+       take another path when there is one): a prepared statement keeps the generic plan it
+       made while the table was nearly empty, where a scan looked cheapest, until the table is
+       analysed again; a cancel, trigger, remove or get of one job then read every row
+       (test_pg_plans). Every statement here is written for its indexes; the few with no
+       index to use (clean-up of node records, a migration's repair) still scan. */
     {
         PGresult *r = PQexec(c, PQserverVersion(c) >= 110000
                                     ? "SET search_path = pg_catalog, pg_temp; "
                                       "SET lock_timeout = '5s'; "
                                       "SET default_transaction_isolation = 'read committed'; "
+                                      "SET enable_seqscan = off; "
                                       "SET jit = off"
                                     : "SET search_path = pg_catalog, pg_temp; "
                                       "SET lock_timeout = '5s'; "
-                                      "SET default_transaction_isolation = 'read committed'");
+                                      "SET default_transaction_isolation = 'read committed'; "
+                                      "SET enable_seqscan = off");
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             const char *m = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
             char msg[300];

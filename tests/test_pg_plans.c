@@ -495,6 +495,86 @@ static void schedule_prepared_on_an_empty_table_looks_rows_up_by_key_at_100k_row
     sql("DROP SCHEMA plans_sched CASCADE");
 }
 
+/* The plan of prepared statement `name` for `args`: no sequential or bitmap scan of the jobs
+   table, and it is the generic plan. Deallocates it. */
+static void assert_keyed_plan(const char *name, const char *args)
+{
+    char buf[16384], q[1024];
+    PGresult *r;
+    int i;
+    snprintf(q, sizeof q, "EXPLAIN (COSTS OFF) EXECUTE %s(%s)", name, args);
+    r = PQexec(admin, q);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("%s", PQerrorMessage(admin));
+    buf[0] = '\0';
+    for (i = 0; i < PQntuples(r); i++) {
+        strncat(buf, PQgetvalue(r, i, 0), sizeof buf - strlen(buf) - 2);
+        strcat(buf, "\n");
+    }
+    PQclear(r);
+    if (strstr(buf, "Seq Scan on pgsched_jobs") || strstr(buf, "Bitmap Heap Scan on pgsched_jobs"))
+        fail_msg("%s scans the jobs table:\n%s", name, buf);
+    snprintf(q, sizeof q, "SELECT generic_plans FROM pg_prepared_statements WHERE name = '%s'",
+             name);
+    r = PQexec(admin, q);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || atoi(PQgetvalue(r, 0, 0)) < 1)
+        fail_msg("the test never reached the generic plan of %s", name);
+    PQclear(r);
+    snprintf(q, sizeof q, "DEALLOCATE %s", name);
+    sql(q);
+}
+
+/* Cancel, trigger, remove and get of one job, prepared on a connection of the store (its
+   session settings) while the table was nearly empty, their generic plans made then, still
+   find the row by its key once the table holds 100,000 rows, before any ANALYZE: a scan per
+   call otherwise. */
+static void changes_prepared_on_an_empty_table_look_rows_up_by_key_at_100k_rows(void **state)
+{
+    static const struct {
+        int q;
+        const char *name, *types, *args;
+    } st[] = {
+        {PGSCHED__Q_CANCEL, "cancel_q", "text, text, text, text", "'sched', '%s', 'n1', 'c'"},
+        {PGSCHED__Q_TRIGGER, "trigger_q", "text, text, text, text", "'sched', '%s', 'n1', 'c'"},
+        {PGSCHED__Q_REMOVE, "remove_q", "text, text, text, text", "'sched', '%s', 'n1', 'c'"},
+        {PGSCHED__Q_GET, "get_q", "text, text", "'sched', '%s'"},
+    };
+    pgsched_pg_config pc;
+    pgsched_store *s;
+    pgsched_error e;
+    pgsched_job_list l;
+    PGconn *saved = admin;
+    char a[256];
+    size_t i;
+    (void)state;
+    sql("DROP SCHEMA IF EXISTS plans_keyed CASCADE");
+    memset(&pc, 0, sizeof pc);
+    pc.conninfo = getenv("PGSCHED_TEST_DSN");
+    pc.schema = "plans_keyed";
+    if (pgsched_pg_store_create(&pc, &s, &e) != PGSCHED_OK ||
+        pgsched_store_setup(s, &e) != PGSCHED_OK)
+        fail_msg("store: %s", e.message);
+    sql("VACUUM ANALYZE plans_keyed.pgsched_jobs"); /* statistics: an empty table */
+    memset(&l, 0, sizeof l);
+    pgsched_store_get(s, "sched", "none", &l, &e); /* (connects the pool: NOT_FOUND) */
+    pgsched_job_list_free(&l);
+    if (!((pgsched__pg *)s)->conns[0].conn) fail_msg("the store's pool has no connection");
+    admin = ((pgsched__pg *)s)->conns[0].conn; /* what follows runs on it */
+    for (i = 0; i < sizeof st / sizeof st[0]; i++)
+        prepare_past_custom_plans(st[i].name, st[i].types, ((pgsched__pg *)s)->sql[st[i].q],
+                                  st[i].args);
+    sql("INSERT INTO plans_keyed.pgsched_jobs (name, key, status, kind, params, max_retries, "
+        "next_run, version) SELECT 'sched', 'big' || g, 'pending', 'once', '{}', 0, "
+        "now() + interval '1 day', nextval('plans_keyed.pgsched_seq') "
+        "FROM generate_series(1, 100000) g");
+    for (i = 0; i < sizeof st / sizeof st[0]; i++) {
+        snprintf(a, sizeof a, st[i].args, "big5");
+        assert_keyed_plan(st[i].name, a);
+    }
+    admin = saved;
+    pgsched_store_destroy(s);
+    sql("DROP SCHEMA plans_keyed CASCADE");
+}
+
 #include "test_filter.h"
 
 int main(int argc, char **argv)
@@ -511,6 +591,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(finish_of_a_large_batch_looks_each_row_up_once),
         cmocka_unit_test(take_back_cost_follows_its_batch_not_other_nodes_running_rows),
         cmocka_unit_test(schedule_prepared_on_an_empty_table_looks_rows_up_by_key_at_100k_rows),
+        cmocka_unit_test(changes_prepared_on_an_empty_table_look_rows_up_by_key_at_100k_rows),
     };
     test_filter_from(argc, argv);
     return cmocka_run_group_tests_name("pg_plans", tests, setup, teardown);
