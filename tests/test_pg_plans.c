@@ -394,35 +394,28 @@ static void prepare_past_custom_plans(const char *name, const char *types, const
     }
 }
 
-/* The plan of prepared statement `name` (a schedule statement) for the key big5: no read of
-   the jobs table other than the upsert's conflict check through the primary key (`upsert`),
-   or none at all but the insert's own unique check (a plain insert), and it is the generic
-   plan. (Its first step, the lock of the requests' existing rows, runs in the function
-   {P}lock_keys, planned there without sequential scans; the single-call timings below at
-   100,000 rows would show a scan.) Deallocates it. */
-static void assert_schedule_plan(const char *name, int upsert, const char *args)
+/* EXPLAIN of prepared statement `name` EXECUTEd with `args`, into buf. */
+static void explain_prepared(const char *name, const char *args, char *buf, size_t size)
 {
-    char buf[16384], a[512], q[1024];
-    const char *p;
+    char q[1024];
     PGresult *r;
     int i;
-    snprintf(a, sizeof a, args, "big5");
-    snprintf(q, sizeof q, "EXPLAIN (COSTS OFF) EXECUTE %s(%s)", name, a);
+    snprintf(q, sizeof q, "EXPLAIN (COSTS OFF) EXECUTE %s(%s)", name, args);
     r = PQexec(admin, q);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("%s", PQerrorMessage(admin));
     buf[0] = '\0';
     for (i = 0; i < PQntuples(r); i++) {
-        strncat(buf, PQgetvalue(r, i, 0), sizeof buf - strlen(buf) - 2);
+        strncat(buf, PQgetvalue(r, i, 0), size - strlen(buf) - 2);
         strcat(buf, "\n");
     }
     PQclear(r);
-    if (strstr(buf, "Seq Scan on pgsched_jobs") || strstr(buf, "Index Scan") ||
-        strstr(buf, "Bitmap Heap Scan on pgsched_jobs"))
-        fail_msg("%s reads the jobs table other than through its upsert:\n%s", name, buf);
-    p = strstr(buf, "Conflict Arbiter Indexes: pgsched_jobs_pkey");
-    if (upsert && !p) fail_msg("%s's upsert is not checked by primary key:\n%s", name, buf);
-    if (!upsert && (strstr(buf, "Conflict") || !strstr(buf, "Insert on pgsched_jobs")))
-        fail_msg("%s is not a plain insert:\n%s", name, buf);
+}
+
+/* Fails unless prepared statement `name` has reached its generic plan; then deallocates it. */
+static void assert_generic_and_deallocate(const char *name)
+{
+    char q[256];
+    PGresult *r;
     snprintf(q, sizeof q, "SELECT generic_plans FROM pg_prepared_statements WHERE name = '%s'",
              name);
     r = PQexec(admin, q);
@@ -431,6 +424,28 @@ static void assert_schedule_plan(const char *name, int upsert, const char *args)
     PQclear(r);
     snprintf(q, sizeof q, "DEALLOCATE %s", name);
     sql(q);
+}
+
+/* The plan of prepared statement `name` (a schedule statement) for the key big5: no read of
+   the jobs table other than the upsert's conflict check through the primary key (`upsert`),
+   or none at all but the insert's own unique check (a plain insert), and it is the generic
+   plan. (Its first step, the lock of the requests' existing rows, runs in the function
+   {P}lock_keys, planned there without sequential scans; the single-call timings below at
+   100,000 rows would show a scan.) Deallocates it. */
+static void assert_schedule_plan(const char *name, int upsert, const char *args)
+{
+    char buf[16384], a[512];
+    const char *p;
+    snprintf(a, sizeof a, args, "big5");
+    explain_prepared(name, a, buf, sizeof buf);
+    if (strstr(buf, "Seq Scan on pgsched_jobs") || strstr(buf, "Index Scan") ||
+        strstr(buf, "Bitmap Heap Scan on pgsched_jobs"))
+        fail_msg("%s reads the jobs table other than through its upsert:\n%s", name, buf);
+    p = strstr(buf, "Conflict Arbiter Indexes: pgsched_jobs_pkey");
+    if (upsert && !p) fail_msg("%s's upsert is not checked by primary key:\n%s", name, buf);
+    if (!upsert && (strstr(buf, "Conflict") || !strstr(buf, "Insert on pgsched_jobs")))
+        fail_msg("%s is not a plain insert:\n%s", name, buf);
+    assert_generic_and_deallocate(name);
 }
 
 static void schedule_prepared_on_an_empty_table_looks_rows_up_by_key_at_100k_rows(void **state)
@@ -499,28 +514,11 @@ static void schedule_prepared_on_an_empty_table_looks_rows_up_by_key_at_100k_row
    table, and it is the generic plan. Deallocates it. */
 static void assert_keyed_plan(const char *name, const char *args)
 {
-    char buf[16384], q[1024];
-    PGresult *r;
-    int i;
-    snprintf(q, sizeof q, "EXPLAIN (COSTS OFF) EXECUTE %s(%s)", name, args);
-    r = PQexec(admin, q);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("%s", PQerrorMessage(admin));
-    buf[0] = '\0';
-    for (i = 0; i < PQntuples(r); i++) {
-        strncat(buf, PQgetvalue(r, i, 0), sizeof buf - strlen(buf) - 2);
-        strcat(buf, "\n");
-    }
-    PQclear(r);
+    char buf[16384];
+    explain_prepared(name, args, buf, sizeof buf);
     if (strstr(buf, "Seq Scan on pgsched_jobs") || strstr(buf, "Bitmap Heap Scan on pgsched_jobs"))
         fail_msg("%s scans the jobs table:\n%s", name, buf);
-    snprintf(q, sizeof q, "SELECT generic_plans FROM pg_prepared_statements WHERE name = '%s'",
-             name);
-    r = PQexec(admin, q);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || atoi(PQgetvalue(r, 0, 0)) < 1)
-        fail_msg("the test never reached the generic plan of %s", name);
-    PQclear(r);
-    snprintf(q, sizeof q, "DEALLOCATE %s", name);
-    sql(q);
+    assert_generic_and_deallocate(name);
 }
 
 /* Cancel, trigger, remove and get of one job, prepared on a connection of the store (its
