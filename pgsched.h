@@ -6889,10 +6889,10 @@ enum {
    own lock before), and the rows to insert are computed from lk's result, which is only
    there once every lock is taken. (A row that the statement's snapshot cannot see yet,
    created and removed by two others meanwhile, is not covered.) The look-up is in a function
-   because there
-   it is planned without sequential scans: written in the statement, a generic plan made while
-   the table was small keeps scanning it for each request once it has grown (a scan of 100,000
-   rows per single call), and the upsert's arbiter cannot be used to lock without inserting. */
+   because there it is planned without sequential scans, also on the caller's connection:
+   written in the statement, a generic plan made while the table was small keeps scanning it
+   for each request once it has grown (a scan of 100,000 rows per single call), and the
+   upsert's arbiter cannot be used to lock without inserting. */
 #define PGSCHED__PG_SCHEDULE_LOCK_KEYS                                                            \
     "WITH lk AS (SELECT {S}.{I:lock_keys}($1::pg_catalog.text[], $2::pg_catalog.text[]) AS n), "
 
@@ -6946,8 +6946,9 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
        - The upsert's conflict check through the primary key is its only look-up of the
          table besides lk's (in {P}lock_keys, planned without scans: see
          PGSCHED__PG_SCHEDULE_LOCK_KEYS), so no plan, generic or custom, made when the table
-         held nothing or millions of rows, can turn it into a scan. The status the row had comes out of the upsert
-         itself (prev_status; NULL when inserted), read under the row lock.
+         held nothing or millions of rows, can turn it into a scan. The status the row had
+         comes out of the upsert itself (prev_status; NULL when inserted), read under the
+         row lock.
        - Rows are inserted in (name, key) order: two batches that overlap lock their common
          rows in the same order and cannot deadlock. The caller sends the arrays sorted
          (pgsched__pg_schedule_rows) and the rows are inserted straight from the arrays,
