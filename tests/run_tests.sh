@@ -24,7 +24,9 @@
 #   PGSCHED_TEST_JOBS       tests at once: default 2 with a cluster of our own or
 #                           PGSCHED_TEST_SKIP_PG=1, 1 on a server at PGSCHED_TEST_DSN (more
 #                           than 1 there needs the right to create databases)
-#   PGSCHED_TEST_TIMEOUT    seconds per binary or script before it is killed (default 600)
+#   PGSCHED_TEST_TIMEOUT    seconds per binary or script before it is killed (default 600);
+#                           15 s before, a test still running has the server's busy sessions
+#                           and (with gdb) its threads' stacks written to its log
 #   PGSCHED_TEST_ENV        extra NAME=VALUE words put into every test's environment
 #   PGSCHED_TEST_SKIP_PG=1  start no cluster; the binaries run their in-memory groups only
 #   PGSCHED_TEST_FILTER     a glob: each binary runs only the tests it matches (a binary
@@ -157,9 +159,29 @@ start_item() { # I
         fi
         env ${extra_env[@]+"${extra_env[@]}"} ${dsn_env[@]+"${dsn_env[@]}"} \
             timeout -k 10 "$timeout_s" "${cmd[@]}" </dev/null >>"$tmp/$i.log" 2>&1 &
-        echo $! >"$tmp/$i.pid"
-        wait $! 2>/dev/null
+        local tpid=$! dog=
+        echo $tpid >"$tmp/$i.pid"
+        # Shortly before the timeout kills a test that hangs, its log gets what it waits for:
+        # the server's busy sessions and, where gdb is installed, every thread's stack.
+        if [ "$timeout_s" -gt 30 ]; then
+            (
+                sleep $((timeout_s - 15))
+                kill -0 "$tpid" 2>/dev/null || exit 0
+                {
+                    echo "run_tests.sh: ${path##*/} still runs after $((timeout_s - 15))s; what it waits for:"
+                    q=${psql:-$(command -v psql 2>/dev/null)}
+                    [ -n "$q" ] && [ -n "$dsn" ] && PGAPPNAME=pgsched_test_admin "$q" -X -d "$dsn" -c \
+                        "SELECT pid, application_name, state, wait_event_type, wait_event, now() - query_start AS running_for, left(query, 160) AS query FROM pg_stat_activity WHERE state <> 'idle' AND pid <> pg_backend_pid()"
+                    child=$(pgrep -P "$tpid" 2>/dev/null | head -n 1)
+                    [ -n "$child" ] && command -v gdb >/dev/null 2>&1 &&
+                        timeout 60 gdb -p "$child" -batch -ex "thread apply all bt" 2>&1 | head -n 400
+                } >>"$tmp/$i.log" 2>&1 || true
+            ) </dev/null >/dev/null 2>&1 & # (its sleep, left behind, holds no pipe open)
+            dog=$!
+        fi
+        wait $tpid 2>/dev/null
         echo $? >"$tmp/$i.rc"
+        [ -n "$dog" ] && kill "$dog" 2>/dev/null
         # a cluster of our own goes as a whole; on another server, clean up after ourselves
         if [ -n "$db" ] && [ -z "$own_cluster" ]; then
             admin_sql "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1
