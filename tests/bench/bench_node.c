@@ -16,9 +16,10 @@
      bench_node node SCHEMA WORKERS           one node until SIGTERM, then prints its report
      bench_node schedule SCHEMA COUNT BULK [ROWS]
                                               COUNT single pgsched_schedule_job calls, then (where
-                                              the header has them) BULK jobs in one
-                                              pgsched_schedule_jobs call and BULK in one
-                                              pgsched_schedule_jobs_tx call (BEGIN to COMMIT).
+                                              the header has them) three turns of BULK
+                                              jobs in one pgsched_schedule_jobs call and BULK
+                                              in one pgsched_schedule_jobs_tx call (BEGIN to
+                                              COMMIT), new rows each (run.sh: the median).
                                               ROWS: first 100 single calls (their statement is
                                               prepared and past its custom plans on a near-empty
                                               table), then ROWS future rows of another type
@@ -575,14 +576,15 @@ static int mode_schedule(const char *schema, long count, long bulk, long rows)
         pgsched_result *res = calloc((size_t)bulk, sizeof *res);
         char *keys = malloc((size_t)bulk * 32);
         PGconn *conn = PQconnectdb(dsn);
-        int tx;
+        int tx, turn;
         if (!specs || !res || !keys) die("schedule", "out of memory");
         if (PQstatus(conn) != CONNECTION_OK) die("connect", PQerrorMessage(conn));
-        for (tx = 0; tx < 2; tx++) {
+        for (turn = 0; turn < 6; turn++) { /* bulk and _tx in turns, three each */
+            tx = turn % 2;
             for (i = 0; i < bulk; i++) {
                 specs[i] = s;
                 specs[i].key = keys + i * 32;
-                snprintf(keys + i * 32, 32, "%s-%ld", tx ? "bulk-tx" : "bulk", i);
+                snprintf(keys + i * 32, 32, "%s-%d-%ld", tx ? "bulk-tx" : "bulk", turn / 2, i);
             }
             t0 = mono_s();
             if (tx) {
