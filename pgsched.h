@@ -6705,7 +6705,10 @@ enum {
     PGSCHED__Q_REMOVE,
     PGSCHED__Q_GET,
     PGSCHED__Q_LIST,
+    PGSCHED__Q_LIST_ALL,
     PGSCHED__Q_HISTORY,
+    PGSCHED__Q_HISTORY_NAME,
+    PGSCHED__Q_HISTORY_ALL,
     PGSCHED__Q_NEXT_DUE,
     PGSCHED__Q_NODE_REGISTER,
     PGSCHED__Q_NODE_UNREGISTER,
@@ -7188,15 +7191,25 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     /* GET: $1 name $2 key */
     "SELECT " PGSCHED__JOB_COLS("") " FROM {J} WHERE name = $1::text AND key = $2::text",
 
-    /* LIST: $1 name|NULL $2 status|NULL $3 after_name|NULL $4 after_key $5 limit */
-    "SELECT " PGSCHED__JOB_COLS("") " FROM {J} WHERE ($1::text IS NULL OR name = $1::text) "
-    "AND ($2::text IS NULL OR status = $2::text) "
-    "AND ($3::text IS NULL OR (name, key) > ($3::text COLLATE \"C\", $4::text COLLATE \"C\")) "
-    "ORDER BY name, key LIMIT $5::int8",
+    /* LIST: $1 name $2 status|NULL $3 after_name $4 after_key ('' and '': from the start;
+       after_name without after_key: from the next name) $5 limit. LIST_ALL: the same for
+       every name ($1 unused). A statement for each shape of the filter, rather than one
+       with "$1 IS NULL OR ...", so that each one's generic plan (the sessions force it, see
+       pgsched__pg_connect) reads its index by the conditions given. */
+    "SELECT " PGSCHED__JOB_COLS("") " FROM {J} WHERE name = $1::text "
+    "AND (name, key) > ($3::text COLLATE \"C\", $4::text COLLATE \"C\") "
+    "AND ($2::text IS NULL OR status = $2::text) ORDER BY name, key LIMIT $5::int8",
+    "SELECT " PGSCHED__JOB_COLS("") " FROM {J} "
+    "WHERE (name, key) > ($3::text COLLATE \"C\", $4::text COLLATE \"C\") "
+    "AND ($2::text IS NULL OR status = $2::text) ORDER BY name, key LIMIT $5::int8",
 
-    /* HISTORY: $1 name|NULL $2 key|NULL $3 limit */
+    /* HISTORY: $1 name $2 key $3 limit; HISTORY_NAME: every key of name $1 ($2 unused);
+       HISTORY_ALL: every run ($1, $2 unused). (One statement per shape: see LIST.) */
     "SELECT id, name, key, node, attempt, started_at, finished_at, outcome, error FROM {R} "
-    "WHERE ($1::text IS NULL OR (name = $1::text AND ($2::text IS NULL OR key = $2::text))) "
+    "WHERE name = $1::text AND key = $2::text ORDER BY id DESC LIMIT $3::int8",
+    "SELECT id, name, key, node, attempt, started_at, finished_at, outcome, error FROM {R} "
+    "WHERE name = $1::text ORDER BY id DESC LIMIT $3::int8",
+    "SELECT id, name, key, node, attempt, started_at, finished_at, outcome, error FROM {R} "
     "ORDER BY id DESC LIMIT $3::int8",
 
     /* NEXT_DUE: $1 names[] */
@@ -7355,7 +7368,8 @@ static const char *const pgsched__pg_stmt_names[PGSCHED__Q_COUNT] = {
     "pgsched_now", "pgsched_schedule", "pgsched_schedule_new", "pgsched_schedule_one",
     "pgsched_claim",
     "pgsched_heartbeat", "pgsched_finish", "pgsched_take_back", "pgsched_cancel", "pgsched_trigger",
-    "pgsched_remove", "pgsched_get", "pgsched_list", "pgsched_history",
+    "pgsched_remove", "pgsched_get", "pgsched_list", "pgsched_list_all", "pgsched_history",
+    "pgsched_history_name", "pgsched_history_all",
     "pgsched_next_due", "pgsched_node_register", "pgsched_node_unregister",
     "pgsched_cleanup", "pgsched_quarantine", "pgsched_quarantine_due", "pgsched_confirm",
 };
@@ -8175,18 +8189,23 @@ static PGconn *pgsched__pg_connect(pgsched__pg *p, char *why, size_t why_size)
        made while the table was nearly empty, where a scan looked cheapest, until the table is
        analysed again; a cancel, trigger, remove or get of one job then read every row
        (test_pg_plans). Every statement here is written for its indexes; the few with no
-       index to use (clean-up of node records, a migration's repair) still scan. */
+       index to use (clean-up of node records, a migration's repair) still scan.
+       Generic plans only (PostgreSQL 12 and later): the claim's custom plan was cheaper than
+       its generic one by the planner's reckoning (it knows the claim's LIMIT and the names'
+       count), so every claim was planned anew, and half the outcome batches: in a run of
+       20,000 jobs on 4 nodes, 290 ms of planning against 1.3 s of server CPU in all. No
+       statement depends on a custom plan: each filter shape has a statement of its own
+       (LIST, HISTORY). */
     {
-        PGresult *r = PQexec(c, PQserverVersion(c) >= 110000
-                                    ? "SET search_path = pg_catalog, pg_temp; "
-                                      "SET lock_timeout = '5s'; "
-                                      "SET default_transaction_isolation = 'read committed'; "
-                                      "SET enable_seqscan = off; "
-                                      "SET jit = off"
-                                    : "SET search_path = pg_catalog, pg_temp; "
-                                      "SET lock_timeout = '5s'; "
-                                      "SET default_transaction_isolation = 'read committed'; "
-                                      "SET enable_seqscan = off");
+#define PGSCHED__PG_SESSION                                                                  \
+    "SET search_path = pg_catalog, pg_temp; SET lock_timeout = '5s'; "                         \
+    "SET default_transaction_isolation = 'read committed'; SET enable_seqscan = off"
+        int v = PQserverVersion(c);
+        PGresult *r = PQexec(c, v >= 120000   ? PGSCHED__PG_SESSION "; SET jit = off; "
+                                                "SET plan_cache_mode = force_generic_plan"
+                                : v >= 110000 ? PGSCHED__PG_SESSION "; SET jit = off"
+                                              : PGSCHED__PG_SESSION);
+#undef PGSCHED__PG_SESSION
         if (PQresultStatus(r) != PGRES_COMMAND_OK) {
             const char *m = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
             char msg[300];
@@ -9763,10 +9782,11 @@ static pgsched_result pgsched__pg_list(pgsched_store *s, const pgsched_list_filt
     pgsched__i64(limit, sizeof limit, (int64_t)(f->limit > (size_t)INT64_MAX ? INT64_MAX : (int64_t)f->limit));
     vals[0] = f->name;
     vals[1] = f->status ? pgsched_status_string(f->status) : NULL;
-    vals[2] = f->after_name;
-    vals[3] = f->after_key;
+    vals[2] = f->after_name ? f->after_name : ""; /* ('', ''): below every row */
+    vals[3] = f->after_name ? f->after_key : "";
     vals[4] = limit;
-    r = pgsched__pg_run(p, PGSCHED__Q_LIST, 5, vals, 1, &res, err);
+    r = pgsched__pg_run(p, f->name ? PGSCHED__Q_LIST : PGSCHED__Q_LIST_ALL, 5, vals, 1, &res,
+                        err);
     if (r != PGSCHED_OK) return r;
     return pgsched__pg_jobs_out(res, out, err);
 }
@@ -9785,7 +9805,11 @@ static pgsched_result pgsched__pg_history(pgsched_store *s, const char *name, co
     vals[0] = name;
     vals[1] = key;
     vals[2] = lim;
-    r = pgsched__pg_run(p, PGSCHED__Q_HISTORY, 3, vals, 1, &res, err);
+    r = pgsched__pg_run(p,
+                        !name ? PGSCHED__Q_HISTORY_ALL
+                        : !key ? PGSCHED__Q_HISTORY_NAME
+                               : PGSCHED__Q_HISTORY,
+                        3, vals, 1, &res, err);
     if (r != PGSCHED_OK) return r;
     n = PQntuples(res);
     for (i = 0; i < n; i++) {

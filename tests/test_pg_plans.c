@@ -573,6 +573,76 @@ static void changes_prepared_on_an_empty_table_look_rows_up_by_key_at_100k_rows(
     sql("DROP SCHEMA plans_keyed CASCADE");
 }
 
+/* ---- list and history: one statement per filter shape ------------------------------------
+   The store's sessions use generic plans only (pgsched__pg_connect), made here while both
+   tables were empty: with 100,000 jobs and 100,000 runs each statement still reads the index
+   its filter names, never a whole table. */
+static void list_and_history_made_on_empty_tables_read_their_indexes_at_100k_rows(void **state)
+{
+    static const struct {
+        int q;
+        const char *name, *types, *args, *index, *cond;
+    } st[] = {
+        {PGSCHED__Q_LIST, "list_q", "text, text, text, text, text", "'sched', NULL, '', '', '10'",
+         "pgsched_jobs_pkey", "(name = $1)"},
+        {PGSCHED__Q_LIST_ALL, "list_all_q", "text, text, text, text, text",
+         "NULL, NULL, 'sched', 'big5', '10'", "pgsched_jobs_pkey", "Index Cond: (ROW(name, key) > "},
+        {PGSCHED__Q_HISTORY, "hist_q", "text, text, text", "'sched', 'big5', '10'",
+         "pgsched_runs_job", "Index Cond: ((name = $1) AND (key = $2))"},
+        {PGSCHED__Q_HISTORY_NAME, "hist_name_q", "text, text, text", "'sched', NULL, '10'",
+         "pgsched_runs", NULL},
+        {PGSCHED__Q_HISTORY_ALL, "hist_all_q", "text, text, text", "NULL, NULL, '10'",
+         "pgsched_runs_pkey", NULL},
+    };
+    pgsched_pg_config pc;
+    pgsched_store *s;
+    pgsched_error e;
+    pgsched_job_list l;
+    PGconn *saved = admin;
+    char buf[16384], q[1024];
+    size_t i;
+    (void)state;
+    sql("DROP SCHEMA IF EXISTS plans_list CASCADE");
+    memset(&pc, 0, sizeof pc);
+    pc.conninfo = getenv("PGSCHED_TEST_DSN");
+    pc.schema = "plans_list";
+    if (pgsched_pg_store_create(&pc, &s, &e) != PGSCHED_OK ||
+        pgsched_store_setup(s, &e) != PGSCHED_OK)
+        fail_msg("store: %s", e.message);
+    sql("VACUUM ANALYZE plans_list.pgsched_jobs");
+    sql("VACUUM ANALYZE plans_list.pgsched_runs");
+    memset(&l, 0, sizeof l);
+    pgsched_store_get(s, "sched", "none", &l, &e); /* (connects the pool: NOT_FOUND) */
+    pgsched_job_list_free(&l);
+    if (!((pgsched__pg *)s)->conns[0].conn) fail_msg("the store's pool has no connection");
+    admin = ((pgsched__pg *)s)->conns[0].conn; /* what follows runs on it */
+    for (i = 0; i < sizeof st / sizeof st[0]; i++) {
+        snprintf(q, sizeof q, "PREPARE %s(%s) AS %s", st[i].name, st[i].types,
+                 ((pgsched__pg *)s)->sql[st[i].q]);
+        sql(q);
+        explain_prepared(st[i].name, st[i].args, buf, sizeof buf); /* planned now, empty */
+    }
+    sql("INSERT INTO plans_list.pgsched_jobs (name, key, status, kind, params, max_retries, "
+        "next_run, version) SELECT 'sched', 'big' || g, 'pending', 'once', '{}', 0, "
+        "now() + interval '1 day', nextval('plans_list.pgsched_seq') "
+        "FROM generate_series(1, 100000) g");
+    sql("INSERT INTO plans_list.pgsched_runs (id, name, key, node, attempt, finished_at, "
+        "outcome) SELECT g, CASE WHEN g % 2 = 0 THEN 'sched' ELSE 'other' END, 'big' || (g % 1000), "
+        "'n1', 1, now(), 'success' FROM generate_series(1, 100000) g");
+    for (i = 0; i < sizeof st / sizeof st[0]; i++) {
+        explain_prepared(st[i].name, st[i].args, buf, sizeof buf);
+        if (strstr(buf, "Seq Scan") || strstr(buf, "Bitmap Heap Scan"))
+            fail_msg("%s reads a whole table:\n%s", st[i].name, buf);
+        if (!strstr(buf, st[i].index)) fail_msg("%s does not use %s:\n%s", st[i].name, st[i].index, buf);
+        if (st[i].cond && !strstr(buf, st[i].cond))
+            fail_msg("%s does not look its rows up by %s:\n%s", st[i].name, st[i].cond, buf);
+        assert_generic_and_deallocate(st[i].name);
+    }
+    admin = saved;
+    pgsched_store_destroy(s);
+    sql("DROP SCHEMA plans_list CASCADE");
+}
+
 #include "test_filter.h"
 
 int main(int argc, char **argv)
@@ -590,6 +660,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(take_back_cost_follows_its_batch_not_other_nodes_running_rows),
         cmocka_unit_test(schedule_prepared_on_an_empty_table_looks_rows_up_by_key_at_100k_rows),
         cmocka_unit_test(changes_prepared_on_an_empty_table_look_rows_up_by_key_at_100k_rows),
+        cmocka_unit_test(list_and_history_made_on_empty_tables_read_their_indexes_at_100k_rows),
     };
     test_filter_from(argc, argv);
     return cmocka_run_group_tests_name("pg_plans", tests, setup, teardown);
