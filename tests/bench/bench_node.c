@@ -4,7 +4,7 @@
    the summary table) and its details as lines starting with "#". The database comes from
    $PGSCHED_TEST_DSN (or $PGSCHED_DSN); each mode works in a schema of its own, dropped first.
 
-     bench_node throughput SCHEMA NODES WORKERS JOBS
+     bench_node throughput SCHEMA NODES WORKERS JOBS [started]
          JOBS no-op one-time jobs, all due, written in one INSERT; then NODES node processes
          (this program in `node` mode) with WORKERS workers between them run them; jobs/s is
          JOBS over the time from starting the processes until no row is pending or running
@@ -13,6 +13,10 @@
          server's (/proc, when the server runs on this machine). BENCH_PSS=1: the statements
          of the run per 1,000 jobs with their mean times (pg_stat_statements, when loaded).
          BENCH_CLAIM_AHEAD=N: each node's claim_ahead (default: the library's).
+         `started`: the jobs are due 3 s after they are written; the nodes start meanwhile,
+         and the time runs from the due time (every node registered by then) until no row is
+         pending or running: the rate of nodes already up, without their start
+         (figure throughput_started.*; no RSS or CPU figure).
      bench_node node SCHEMA WORKERS           one node until SIGTERM, then prints its report
      bench_node schedule SCHEMA COUNT BULK [ROWS]
                                               COUNT single pgsched_schedule_job calls, then (where
@@ -355,7 +359,22 @@ static void pss_report(long jobs, int after)
 
 static char self_path[4096];
 
-static int mode_throughput(const char *schema, int nodes, int workers, long jobs)
+/* The jobs of a started run: due `lead_s` seconds from the database's now (see mode_throughput). */
+static void insert_due_later(const char *schema, const char *name, long jobs, double lead_s)
+{
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO \"%s\".pgsched_jobs (name, key, status, kind, params, max_retries, "
+             "next_run, version) SELECT '%s', 'k' || g, 'pending', 'once', '{}', 0, "
+             "now() + %f * interval '1 second' + g * interval '1 microsecond', "
+             "nextval('\"%s\".pgsched_seq') FROM generate_series(1, %ld) g",
+             schema, name, lead_s, schema, jobs);
+    exec_sql(sql);
+    snprintf(sql, sizeof sql, "VACUUM ANALYZE \"%s\".pgsched_jobs", schema);
+    exec_sql(sql);
+}
+
+static int mode_throughput(const char *schema, int nodes, int workers, long jobs, int started)
 {
     pid_t pid[MAX_NODES];
     int out[MAX_NODES];
@@ -366,9 +385,11 @@ static int mode_throughput(const char *schema, int nodes, int workers, long jobs
     long admin_pid = (long)q_double("SELECT pg_backend_pid()", 0, NULL);
     int i, timed_out = 0;
     char sql[512];
+    const char *label = started ? "throughput_started" : "throughput";
     if (nodes < 1 || nodes > MAX_NODES || workers < nodes) die("throughput", "bad NODES/WORKERS");
     fresh_schema(schema);
-    insert_due(schema, "noop", jobs);
+    if (started) insert_due_later(schema, "noop", jobs, 3.0);
+    else insert_due(schema, "noop", jobs);
     snprintf(sql, sizeof sql,
              "SELECT EXISTS (SELECT 1 FROM \"%s\".pgsched_jobs WHERE status = 'pending') OR "
              "EXISTS (SELECT 1 FROM \"%s\".pgsched_jobs WHERE status = 'running')",
@@ -400,6 +421,30 @@ static int mode_throughput(const char *schema, int nodes, int workers, long jobs
         }
         close(fd[1]);
         out[i] = fd[0];
+    }
+    if (started) {
+        /* every node registered (its start done: connections, set-up, listener), then the
+           clock starts at the jobs' due time */
+        double until;
+        snprintf(sql, sizeof sql,
+                 "SELECT count(*) FROM \"%s\".pgsched_nodes WHERE stopped_at IS NULL", schema);
+        while (q_double(sql, 0, NULL) < nodes) {
+            if (mono_s() - t0 > 60) die("throughput", "the nodes did not start in 60 s");
+            sleep_ms(5);
+        }
+        snprintf(sql, sizeof sql,
+                 "SELECT extract(epoch from min(next_run) - now()) FROM \"%s\".pgsched_jobs",
+                 schema);
+        until = q_double(sql, 0, NULL);
+        printf("# %d node(s) up %.3f s after their start, %.3f s before the jobs are due\n",
+               nodes, mono_s() - t0, until);
+        if (until <= 0.05) die("throughput", "the nodes took longer to start than the lead");
+        t0 = mono_s() + until;
+        srv0 = -1; /* (the CPU figure covers a run from the start only) */
+        snprintf(sql, sizeof sql,
+                 "SELECT EXISTS (SELECT 1 FROM \"%s\".pgsched_jobs WHERE status = 'pending') OR "
+                 "EXISTS (SELECT 1 FROM \"%s\".pgsched_jobs WHERE status = 'running')",
+                 schema, schema);
     }
     for (;;) {
         PGresult *r = q(sql, 0, NULL);
@@ -439,8 +484,8 @@ static int mode_throughput(const char *schema, int nodes, int workers, long jobs
            "outcomes counted by nodes %ld, warnings %ld\n",
            fs, nodes, workers, jobs, secs, done, succeeded, warn);
     if (timed_out || (long)done != jobs) die("throughput", "not every job completed in 300 s");
-    printf("BENCH throughput.fsync_%s.nodes_%d %.0f\n", fs, nodes, (double)jobs / secs);
-    printf("BENCH memory.peak_rss_kb.fsync_%s.nodes_%d %ld\n", fs, nodes, hwm);
+    printf("BENCH %s.fsync_%s.nodes_%d %.0f\n", label, fs, nodes, (double)jobs / secs);
+    if (!started) printf("BENCH memory.peak_rss_kb.fsync_%s.nodes_%d %ld\n", fs, nodes, hwm);
     if (srv0 >= 0 && srv1 >= 0) {
         /* CPU per job: robust to the machine's other load, unlike the wall time */
         printf("# cpu per 1,000 jobs: nodes %.3f s, server %.3f s, total %.3f s\n",
@@ -938,8 +983,9 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     connect_admin();
     if (strcmp(mode, "node") == 0 && argc == 4) return mode_node(argv[2], atoi(argv[3]));
-    if (strcmp(mode, "throughput") == 0 && argc == 6)
-        return mode_throughput(argv[2], atoi(argv[3]), atoi(argv[4]), atol(argv[5]));
+    if (strcmp(mode, "throughput") == 0 && (argc == 6 || argc == 7))
+        return mode_throughput(argv[2], atoi(argv[3]), atoi(argv[4]), atol(argv[5]),
+                               argc == 7 && strcmp(argv[6], "started") == 0);
     if (strcmp(mode, "schedule") == 0 && (argc == 5 || argc == 6))
         return mode_schedule(argv[2], atol(argv[3]), atol(argv[4]), argc == 6 ? atol(argv[5]) : 0);
     if (strcmp(mode, "produce") == 0 && argc == 5)
