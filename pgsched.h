@@ -7827,6 +7827,19 @@ typedef struct pgsched__pgc {
     int busy;
 } pgsched__pgc;
 
+/* The statements sent on a caller's connection (pgsched__pg_ext_exec): the three schedule
+   statements, and around a plain insert in a transaction block its savepoint's. */
+enum {
+    PGSCHED__PG_EXT_SCHEDULE,
+    PGSCHED__PG_EXT_SCHEDULE_ONE,
+    PGSCHED__PG_EXT_SCHEDULE_NEW,
+    PGSCHED__PG_EXT_COUNT_SAVEPOINTS,
+    PGSCHED__PG_EXT_SAVEPOINT,
+    PGSCHED__PG_EXT_RELEASE,
+    PGSCHED__PG_EXT_ROLLBACK,
+    PGSCHED__PG_EXT_COUNT
+};
+
 typedef struct pgsched__pg {
     pgsched_store base;
     pgsched_allocator alloc;
@@ -7839,17 +7852,15 @@ typedef struct pgsched__pg {
     char names_sql[5][160]; /* quoted names: jobs, runs, nodes, seq, version */
     char *sql[PGSCHED__Q_COUNT];
     /* Callers' connections on which the schedule statements are prepared, newest first, with
-       which ones (bit 0: SCHEDULE as ext_name[0], bit 1: SCHEDULE_ONE as ext_name[1], bit 2:
-       SCHEDULE_NEW as ext_name[2]; each
+       which ones (bit i: statement i of PGSCHED__PG_EXT_*, as ext_name[i]; each
        name hashes its text, so two stores or two versions never share a name). */
     struct {
         const void *conn;
         int pid;
         unsigned stmts;
-        int64_t xact;   /* the transaction of the last plain insert's savepoint there */
-        int savepoints; /* how many such savepoints that transaction has had */
     } ext[16];
-    char ext_name[3][40];
+    char ext_name[PGSCHED__PG_EXT_COUNT][48];
+    char ext_sql[PGSCHED__PG_EXT_COUNT][400]; /* the savepoint statements' text (see ext) */
     int notify, no_create;
     void (*log)(void *user, int level, const char *message);
     void *log_user;
@@ -8860,24 +8871,21 @@ static int pgsched__pg_ext_known(pgsched__pg *p, PGconn *c, int pid, unsigned bi
         p->ext[n - 1].conn = NULL;
         p->ext[n - 1].stmts = 0;
     } else if (add) {
-        int64_t xact = found ? p->ext[i].xact : 0;
-        int savepoints = found ? p->ext[i].savepoints : 0;
         for (k = found ? i : n - 1; k > 0; k--) p->ext[k] = p->ext[k - 1];
         p->ext[0].conn = c;
         p->ext[0].pid = pid;
         p->ext[0].stmts = (found ? stmts : 0) | bit;
-        p->ext[0].xact = xact;
-        p->ext[0].savepoints = savepoints;
     }
     pthread_mutex_unlock(&p->mu);
     return found && (stmts & bit);
 }
 
-/* The smallest batch sent as a plain insert (SCHEDULE_NEW) on the caller's connection: in a
-   transaction block its savepoint's round trips and subtransaction cost more than the
-   upsert's extra work on a smaller batch (in one transaction, 128-row batches ran no faster
-   as plain inserts; 5,000-row ones took a fifth less time). */
-#define PGSCHED__PG_EXT_NEW_MIN 500
+/* The smallest batch sent as a plain insert (SCHEDULE_NEW) on the caller's connection. In a
+   transaction block it takes three more round trips (the count, the savepoint, its release)
+   and a subtransaction: in one transaction 128-row batches ran no faster as plain inserts,
+   5,000-row ones took a fifth less time; with a remote server's round trips a batch must be
+   larger still to gain. */
+#define PGSCHED__PG_EXT_NEW_MIN 1000
 /* At most this many of those savepoints in one transaction of the caller's (see
    pgsched__pg_ext_savepoint_allowed); later batches in it go as the upsert. */
 #define PGSCHED__PG_EXT_SAVEPOINTS 32
@@ -8907,73 +8915,27 @@ static pgsched_result pgsched__pg_ext_ready(PGconn *c, pgsched_error *err)
     return PGSCHED_OK;
 }
 
-/* Runs one savepoint statement (no parameters, the unnamed statement) on the caller's
-   connection; `what` names it in an error. */
-static pgsched_result pgsched__pg_ext_savepoint(PGconn *c, const char *sql, const char *what,
-                                                pgsched_error *err)
+/* Prepares statement `which` (PGSCHED__PG_EXT_*) on the caller's connection, inside whatever
+   transaction it has open, where an error aborts that transaction: it is prepared under its
+   own name only after the catalogue says it is not (once per connection: a connection seen
+   before is trusted to keep it; one whose statements the caller deallocated fails once, with
+   SQLSTATE 26000, and is prepared again on the next call). No statement goes unnamed: the
+   caller's unnamed statement is never replaced but by that first look-up. */
+static pgsched_result pgsched__pg_ext_prepare(pgsched__pg *p, PGconn *c, int which, int nparams,
+                                              pgsched_error *err)
 {
-    PGresult *res = PQexecParams(c, sql, 0, NULL, NULL, NULL, NULL, 0);
-    pgsched_result r = pgsched__pg_check(c, res, what, err);
-    PQclear(res);
-    return r;
-}
-
-/* Whether (*allowed) the caller's open transaction may take one more savepoint for a plain
-   insert: at most PGSCHED__PG_EXT_SAVEPOINTS in one transaction (told apart by its top-level
-   id, which this assigns if it had none: the batch is about to write anyway), so that the
-   library never pushes it past PostgreSQL's cache of 64 subtransactions per backend, beyond
-   which every other session's snapshots cost more until it ends. */
-static pgsched_result pgsched__pg_ext_savepoint_allowed(pgsched__pg *p, PGconn *c, int *allowed,
-                                                        pgsched_error *err)
-{
-    size_t n = sizeof p->ext / sizeof p->ext[0], i;
-    PGresult *res = PQexecParams(c, "SELECT pg_catalog.txid_current()", 0, NULL, NULL, NULL,
-                                 NULL, 0);
-    pgsched_result r = pgsched__pg_check(c, res, "reading the caller's transaction id", err);
-    int64_t xact;
-    int pid = PQbackendPID(c);
-    *allowed = 0;
-    if (r != PGSCHED_OK) {
-        PQclear(res);
-        return r;
-    }
-    xact = (int64_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    PQclear(res);
-    pgsched__pg_ext_known(p, c, pid, 0u, 0, 1); /* (an entry of its own, first) */
-    pthread_mutex_lock(&p->mu);
-    for (i = 0; i < n && !(p->ext[i].conn == c && p->ext[i].pid == pid); i++) {}
-    if (i < n) { /* (else pushed out meanwhile by other connections: no savepoint) */
-        if (p->ext[i].xact != xact) {
-            p->ext[i].xact = xact;
-            p->ext[i].savepoints = 0;
-        }
-        *allowed = p->ext[i].savepoints < PGSCHED__PG_EXT_SAVEPOINTS;
-        if (*allowed) p->ext[i].savepoints++;
-    }
-    pthread_mutex_unlock(&p->mu);
-    return PGSCHED_OK;
-}
-
-/* Runs schedule statement q (SCHEDULE, SCHEDULE_NEW or SCHEDULE_ONE) on the caller's
-   connection, inside whatever transaction it has open. An error there would abort that transaction, so nothing
-   that can fail is sent before the write itself: a connection already in a failed transaction
-   is refused untouched, and the statement is prepared only after the catalogue says it is not
-   (once per connection: a connection seen before is trusted to keep it; one whose statements
-   the caller deallocated fails once, with SQLSTATE 26000, and is prepared again on the next
-   call). */
-static pgsched_result pgsched__pg_ext_run(pgsched__pg *p, PGconn *c, int q, int nparams,
-                                          const char *const *vals, const int *lengths,
-                                          const int *formats, PGresult **out, pgsched_error *err)
-{
-    int pid, exists, which = q == PGSCHED__Q_SCHEDULE_ONE ? 1 : q == PGSCHED__Q_SCHEDULE_NEW ? 2 : 0;
+    int pid = PQbackendPID(c), exists;
     unsigned bit = 1u << which;
     const char *name = p->ext_name[which];
+    const char *sql = which == PGSCHED__PG_EXT_SCHEDULE       ? p->sql[PGSCHED__Q_SCHEDULE]
+                      : which == PGSCHED__PG_EXT_SCHEDULE_ONE ? p->sql[PGSCHED__Q_SCHEDULE_ONE]
+                      : which == PGSCHED__PG_EXT_SCHEDULE_NEW ? p->sql[PGSCHED__Q_SCHEDULE_NEW]
+                                                              : p->ext_sql[which];
+    const Oid *types = which == PGSCHED__PG_EXT_SCHEDULE_ONE
+                           ? pgsched__pg_param_types(PGSCHED__Q_SCHEDULE_ONE)
+                           : pgsched__pg_param_types(PGSCHED__Q_SCHEDULE);
     PGresult *res;
-    pgsched_result r;
-    *out = NULL;
-    r = pgsched__pg_ext_ready(c, err);
-    if (r != PGSCHED_OK) return r;
-    pid = PQbackendPID(c);
+    pgsched_result r = PGSCHED_OK;
     if (!pgsched__pg_ext_known(p, c, pid, bit, 0, 0)) {
         const char *v[1];
         v[0] = name;
@@ -8986,15 +8948,43 @@ static pgsched_result pgsched__pg_ext_run(pgsched__pg *p, PGconn *c, int q, int 
         PQclear(res);
         if (r != PGSCHED_OK) return r;
         if (!exists) {
-            res = PQprepare(c, name, p->sql[q], nparams, pgsched__pg_param_types(q));
+            res = PQprepare(c, name, sql, nparams, nparams ? types : NULL);
             r = pgsched__pg_check(c, res, "preparing the schedule statement", err);
             PQclear(res);
             if (r != PGSCHED_OK) return r;
         }
         pgsched__pg_ext_known(p, c, pid, bit, 0, 1);
     }
+    return r;
+}
+
+/* Runs statement `which` (see pgsched__pg_ext_prepare); PGSCHED__PG_EXT_ROLLBACK only in a
+   failed transaction, prepared beforehand (in a failed transaction nothing else can run). */
+static pgsched_result pgsched__pg_ext_exec(pgsched__pg *p, PGconn *c, int which, int nparams,
+                                           const char *const *vals, const int *lengths,
+                                           const int *formats, PGresult **out,
+                                           pgsched_error *err)
+{
+    int pid;
+    unsigned bit = 1u << which;
+    const char *name = p->ext_name[which], *what;
+    PGresult *res;
+    pgsched_result r;
+    what = which <= PGSCHED__PG_EXT_SCHEDULE_NEW ? "schedule"
+           : which == PGSCHED__PG_EXT_COUNT_SAVEPOINTS
+               ? "counting the schedule's savepoints in the caller's transaction"
+           : which == PGSCHED__PG_EXT_SAVEPOINT ? "opening the schedule's savepoint"
+           : which == PGSCHED__PG_EXT_RELEASE   ? "releasing the schedule's savepoint"
+                                                : "rolling back to the schedule's savepoint";
+    *out = NULL;
+    if (which != PGSCHED__PG_EXT_ROLLBACK) {
+        r = pgsched__pg_ext_ready(c, err);
+        if (r == PGSCHED_OK) r = pgsched__pg_ext_prepare(p, c, which, nparams, err);
+        if (r != PGSCHED_OK) return r;
+    }
+    pid = PQbackendPID(c);
     res = PQexecPrepared(c, name, nparams, vals, lengths, formats, 1);
-    r = pgsched__pg_check(c, res, "schedule", err);
+    r = pgsched__pg_check(c, res, what, err);
     if (r != PGSCHED_OK) {
         const char *code = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
         if (code && strcmp(code, "26000") == 0) pgsched__pg_ext_known(p, c, pid, bit, 1, 0);
@@ -9002,6 +8992,39 @@ static pgsched_result pgsched__pg_ext_run(pgsched__pg *p, PGconn *c, int q, int 
         return r;
     }
     *out = res;
+    return PGSCHED_OK;
+}
+
+/* A savepoint statement (PGSCHED__PG_EXT_SAVEPOINT, _RELEASE, _ROLLBACK) on the caller's
+   connection. */
+static pgsched_result pgsched__pg_ext_savepoint(pgsched__pg *p, PGconn *c, int which,
+                                                pgsched_error *err)
+{
+    PGresult *res;
+    pgsched_result r = pgsched__pg_ext_exec(p, c, which, 0, NULL, NULL, NULL, &res, err);
+    PQclear(res);
+    return r;
+}
+
+/* Whether (*allowed) the caller's open transaction may take one more savepoint for a plain
+   insert: at most PGSCHED__PG_EXT_SAVEPOINTS in one transaction, counted in a setting local to
+   that transaction (so that every store on the connection counts, a savepoint of the caller's
+   rolled back takes its count back with it, and the count ends with the transaction). The
+   library thus never takes more than half of PostgreSQL's cache of 64 subtransactions per
+   backend, beyond which every other session's snapshots cost more until the transaction
+   ends. */
+static pgsched_result pgsched__pg_ext_savepoint_allowed(pgsched__pg *p, PGconn *c, int *allowed,
+                                                        pgsched_error *err)
+{
+    PGresult *res;
+    pgsched_result r = pgsched__pg_ext_exec(p, c, PGSCHED__PG_EXT_COUNT_SAVEPOINTS, 0, NULL, NULL,
+                                            NULL, &res, err);
+    *allowed = 0;
+    if (r != PGSCHED_OK) return r;
+    /* (text, in the binary format too) */
+    *allowed = PQntuples(res) == 1 &&
+               atoi(PQgetvalue(res, 0, 0)) <= PGSCHED__PG_EXT_SAVEPOINTS;
+    PQclear(res);
     return PGSCHED_OK;
 }
 
@@ -9066,7 +9089,7 @@ static pgsched_result pgsched__pg_schedule_rows(pgsched__pg *p, PGconn *conn,
         lens[8] = 1;
         fmts[4] = fmts[6] = fmts[7] = fmts[8] = fmts[11] = 1;
         if (conn)
-            r = pgsched__pg_ext_run(p, conn, PGSCHED__Q_SCHEDULE_ONE, 12, vals, lens, fmts, &res,
+            r = pgsched__pg_ext_exec(p, conn, PGSCHED__PG_EXT_SCHEDULE_ONE, 12, vals, lens, fmts, &res,
                                     err);
         /* not repeated after a lost reply: the row may have run and finished meanwhile */
         else
@@ -9120,45 +9143,48 @@ static pgsched_result pgsched__pg_schedule_rows(pgsched__pg *p, PGconn *conn,
                back to if it meets an existing row, so that the caller's transaction goes on
                (any other error leaves that transaction failed, as the upsert's would). */
             int upsert, block = conn && PQtransactionStatus(conn) == PQTRANS_INTRANS;
-            pthread_mutex_lock(&p->mu);
-            upsert = p->batch_upsert || (conn && n < PGSCHED__PG_EXT_NEW_MIN);
-            pthread_mutex_unlock(&p->mu);
+            /* whether this batch may go as the plain insert, and so may set or clear the
+               store's batch_upsert */
+            int plain = !conn || n >= PGSCHED__PG_EXT_NEW_MIN;
+            upsert = !plain;
+            if (plain) {
+                pthread_mutex_lock(&p->mu);
+                upsert = p->batch_upsert;
+                pthread_mutex_unlock(&p->mu);
+            }
             if (!upsert && block) { /* (a savepoint more in the caller's transaction?) */
                 int allowed = 0;
-                r = pgsched__pg_ext_ready(conn, err);
-                if (r == PGSCHED_OK) r = pgsched__pg_ext_savepoint_allowed(p, conn, &allowed, err);
+                r = pgsched__pg_ext_savepoint_allowed(p, conn, &allowed, err);
+                plain = r == PGSCHED_OK && allowed;
                 upsert = r == PGSCHED_OK && !allowed; /* (on an error, neither is sent) */
             }
             if (r == PGSCHED_OK && !upsert) {
                 pgsched_error e;
                 memset(&e, 0, sizeof e);
-                r = block ? pgsched__pg_ext_savepoint(conn, "SAVEPOINT pgsched_schedule",
-                                                      "opening the schedule's savepoint", &e)
+                /* (its roll-back prepared first: in the failed transaction nothing else can) */
+                r = block ? pgsched__pg_ext_prepare(p, conn, PGSCHED__PG_EXT_ROLLBACK, 0, &e)
                           : PGSCHED_OK;
+                if (r == PGSCHED_OK && block)
+                    r = pgsched__pg_ext_savepoint(p, conn, PGSCHED__PG_EXT_SAVEPOINT, &e);
                 if (r == PGSCHED_OK)
-                    r = conn ? pgsched__pg_ext_run(p, conn, PGSCHED__Q_SCHEDULE_NEW, 12, vals,
-                                                   lens, fmts, &res, &e)
+                    r = conn ? pgsched__pg_ext_exec(p, conn, PGSCHED__PG_EXT_SCHEDULE_NEW, 12,
+                                                    vals, lens, fmts, &res, &e)
                              : pgsched__pg_run_bin(p, PGSCHED__Q_SCHEDULE_NEW, 12, vals, lens,
                                                    fmts, 0, &res, &e);
                 /* (pgsched__pg_check names the SQLSTATE of a failure) */
                 upsert = r == PGSCHED_ERR_DATABASE &&
                          strstr(e.message, "(SQLSTATE 23505)") != NULL;
                 if (r == PGSCHED_OK && block) {
-                    r = pgsched__pg_ext_savepoint(conn, "RELEASE SAVEPOINT pgsched_schedule",
-                                                  "releasing the schedule's savepoint", &e);
+                    r = pgsched__pg_ext_savepoint(p, conn, PGSCHED__PG_EXT_RELEASE, &e);
                     if (r != PGSCHED_OK) {
                         PQclear(res);
                         res = NULL;
                     }
                 }
                 if (upsert && block) {
-                    r = pgsched__pg_ext_savepoint(conn, "ROLLBACK TO SAVEPOINT pgsched_schedule",
-                                                  "rolling back to the schedule's savepoint",
-                                                  &e);
+                    r = pgsched__pg_ext_savepoint(p, conn, PGSCHED__PG_EXT_ROLLBACK, &e);
                     if (r == PGSCHED_OK)
-                        r = pgsched__pg_ext_savepoint(conn,
-                                                      "RELEASE SAVEPOINT pgsched_schedule",
-                                                      "releasing the schedule's savepoint", &e);
+                        r = pgsched__pg_ext_savepoint(p, conn, PGSCHED__PG_EXT_RELEASE, &e);
                     if (r != PGSCHED_OK) upsert = 0;
                 }
                 if (r != PGSCHED_OK && !upsert && err) *err = e;
@@ -9169,11 +9195,11 @@ static pgsched_result pgsched__pg_schedule_rows(pgsched__pg *p, PGconn *conn,
                 }
             }
             if (upsert) {
-                r = conn ? pgsched__pg_ext_run(p, conn, PGSCHED__Q_SCHEDULE, 12, vals, lens, fmts,
-                                               &res, err)
+                r = conn ? pgsched__pg_ext_exec(p, conn, PGSCHED__PG_EXT_SCHEDULE, 12, vals, lens,
+                                                fmts, &res, err)
                          : pgsched__pg_run_bin(p, PGSCHED__Q_SCHEDULE, 12, vals, lens, fmts, 0,
                                                &res, err);
-                if (r == PGSCHED_OK) {
+                if (r == PGSCHED_OK && plain) {
                     int all_new = PQntuples(res) == (int)n;
                     for (row = 0; all_new && row < PQntuples(res); row++)
                         all_new = PQgetisnull(res, row, 5);
@@ -10371,6 +10397,29 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
     snprintf(p->ext_name[2], sizeof p->ext_name[2], "pgsched_schedulen_%016llx",
              (unsigned long long)pgsched__hash(p->sql[PGSCHED__Q_SCHEDULE_NEW],
                                                "binary arrays"));
+    {
+        /* The savepoint's name is the store's own (no caller picks it, so a caller's ROLLBACK
+           TO SAVEPOINT never lands on it), its statements are named like the others. */
+        static const char *const kind[PGSCHED__PG_EXT_COUNT] = {"", "", "", "c", "s", "r", "b"};
+        unsigned long long h = (unsigned long long)pgsched__hash(
+            p->sql[PGSCHED__Q_SCHEDULE_NEW], "savepoint");
+        for (i = PGSCHED__PG_EXT_COUNT_SAVEPOINTS; i < PGSCHED__PG_EXT_COUNT; i++)
+            snprintf(p->ext_name[i], sizeof p->ext_name[i], "pgsched_schedule%s_%016llx",
+                     kind[i], h);
+        snprintf(p->ext_sql[PGSCHED__PG_EXT_COUNT_SAVEPOINTS],
+                 sizeof p->ext_sql[PGSCHED__PG_EXT_COUNT_SAVEPOINTS],
+                 "SELECT pg_catalog.set_config('pgsched.schedule_savepoints', ((CASE WHEN "
+                 "pg_catalog.current_setting('pgsched.schedule_savepoints', true) "
+                 "OPERATOR(pg_catalog.<>) '' THEN "
+                 "pg_catalog.current_setting('pgsched.schedule_savepoints', true) ELSE '0' "
+                 "END)::pg_catalog.int4 OPERATOR(pg_catalog.+) 1)::pg_catalog.text, true)");
+        snprintf(p->ext_sql[PGSCHED__PG_EXT_SAVEPOINT], sizeof p->ext_sql[0],
+                 "SAVEPOINT pgsched_schedule_%016llx", h);
+        snprintf(p->ext_sql[PGSCHED__PG_EXT_RELEASE], sizeof p->ext_sql[0],
+                 "RELEASE SAVEPOINT pgsched_schedule_%016llx", h);
+        snprintf(p->ext_sql[PGSCHED__PG_EXT_ROLLBACK], sizeof p->ext_sql[0],
+                 "ROLLBACK TO SAVEPOINT pgsched_schedule_%016llx", h);
+    }
     pgsched__cond_init(&p->cv);
     *out = &p->base;
     return pgsched__ok(err);
