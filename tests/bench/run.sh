@@ -108,6 +108,8 @@ for fs in $modes; do
         for n in $NODES; do
             step "throughput: $JOBS jobs, $n node(s), $WORKERS workers, fsync $fs, round $r/$ROUNDS" \
                 "$B/bench_node" throughput bench_tput "$n" "$WORKERS" "$JOBS"
+            step "throughput once started: $JOBS jobs due after $n node(s) are up, fsync $fs, round $r/$ROUNDS" \
+                "$B/bench_node" throughput bench_tput "$n" "$WORKERS" "$JOBS" started
         done
     done
     step "scheduling: $SCHEDULES single calls; $JOBS in one bulk call, fsync $fs" \
@@ -217,6 +219,17 @@ peer_or() { # PEERKEY FALLBACK FALLBACK_LABEL -> "value|label"
             [ "$n" = 1 ] && continue
             row "throughput, $n nodes vs 1 node, fsync $fs" "${V[throughput.fsync_$fs.nodes_$n]:-}" " jobs/s" 0 \
                 "${V[throughput.fsync_$fs.nodes_1]:-}" "(1 node)" ">= 1.0x"
+        done
+        for n in $NODES; do
+            nn="$n nodes"; [ "$n" = 1 ] && nn="1 node"
+            row "throughput once started (jobs due after every node is up), $nn, fsync $fs" \
+                "${V[throughput_started.fsync_$fs.nodes_$n]:-}" " jobs/s" 0 "" "" "-"
+        done
+        for n in $NODES; do
+            [ "$n" = 1 ] && continue
+            row "throughput once started, $n nodes vs 1 node, fsync $fs" \
+                "${V[throughput_started.fsync_$fs.nodes_$n]:-}" " jobs/s" 0 \
+                "${V[throughput_started.fsync_$fs.nodes_1]:-}" "(1 node, once started)" ">= 1.0x"
         done
         if [ "$fs" = on ]; then fb=8857; else fb=12550; fi
         IFS='|' read -r gb gl <<<"$(peer_or "gw.tput.500.$fs" "$fb" "(issue 8)")"
