@@ -521,6 +521,37 @@ static void assert_keyed_plan(const char *name, const char *args)
     assert_generic_and_deallocate(name);
 }
 
+
+/* A PostgreSQL store in a new schema `schema`, its tables empty and analysed, its pool
+   connected: what follows runs on that pool connection (admin, which the caller restores),
+   with the session settings the store gives it. */
+static pgsched_store *pool_store(const char *schema)
+{
+    pgsched_pg_config pc;
+    pgsched_store *s;
+    pgsched_error e;
+    pgsched_job_list l;
+    char q[256];
+    snprintf(q, sizeof q, "DROP SCHEMA IF EXISTS %s CASCADE", schema);
+    sql(q);
+    memset(&pc, 0, sizeof pc);
+    pc.conninfo = getenv("PGSCHED_TEST_DSN");
+    pc.schema = schema;
+    if (pgsched_pg_store_create(&pc, &s, &e) != PGSCHED_OK ||
+        pgsched_store_setup(s, &e) != PGSCHED_OK)
+        fail_msg("store: %s", e.message);
+    snprintf(q, sizeof q, "VACUUM ANALYZE %s.pgsched_jobs", schema); /* statistics: empty */
+    sql(q);
+    snprintf(q, sizeof q, "VACUUM ANALYZE %s.pgsched_runs", schema);
+    sql(q);
+    memset(&l, 0, sizeof l);
+    pgsched_store_get(s, "sched", "none", &l, &e); /* (connects the pool: NOT_FOUND) */
+    pgsched_job_list_free(&l);
+    if (!((pgsched__pg *)s)->conns[0].conn) fail_msg("the store's pool has no connection");
+    admin = ((pgsched__pg *)s)->conns[0].conn;
+    return s;
+}
+
 /* Cancel, trigger, remove and get of one job, prepared on a connection of the store (its
    session settings) while the table was nearly empty, their generic plans made then, still
    find the row by its key once the table holds 100,000 rows, before any ANALYZE: a scan per
@@ -536,27 +567,11 @@ static void changes_prepared_on_an_empty_table_look_rows_up_by_key_at_100k_rows(
         {PGSCHED__Q_REMOVE, "remove_q", "text, text, text, text", "'sched', '%s', 'n1', 'c'"},
         {PGSCHED__Q_GET, "get_q", "text, text", "'sched', '%s'"},
     };
-    pgsched_pg_config pc;
-    pgsched_store *s;
-    pgsched_error e;
-    pgsched_job_list l;
     PGconn *saved = admin;
+    pgsched_store *s = pool_store("plans_keyed");
     char a[256];
     size_t i;
     (void)state;
-    sql("DROP SCHEMA IF EXISTS plans_keyed CASCADE");
-    memset(&pc, 0, sizeof pc);
-    pc.conninfo = getenv("PGSCHED_TEST_DSN");
-    pc.schema = "plans_keyed";
-    if (pgsched_pg_store_create(&pc, &s, &e) != PGSCHED_OK ||
-        pgsched_store_setup(s, &e) != PGSCHED_OK)
-        fail_msg("store: %s", e.message);
-    sql("VACUUM ANALYZE plans_keyed.pgsched_jobs"); /* statistics: an empty table */
-    memset(&l, 0, sizeof l);
-    pgsched_store_get(s, "sched", "none", &l, &e); /* (connects the pool: NOT_FOUND) */
-    pgsched_job_list_free(&l);
-    if (!((pgsched__pg *)s)->conns[0].conn) fail_msg("the store's pool has no connection");
-    admin = ((pgsched__pg *)s)->conns[0].conn; /* what follows runs on it */
     for (i = 0; i < sizeof st / sizeof st[0]; i++)
         prepare_past_custom_plans(st[i].name, st[i].types, ((pgsched__pg *)s)->sql[st[i].q],
                                   st[i].args);
@@ -594,28 +609,11 @@ static void list_and_history_made_on_empty_tables_read_their_indexes_at_100k_row
         {PGSCHED__Q_HISTORY_ALL, "hist_all_q", "text, text, text", "NULL, NULL, '10'",
          "pgsched_runs_pkey", NULL},
     };
-    pgsched_pg_config pc;
-    pgsched_store *s;
-    pgsched_error e;
-    pgsched_job_list l;
     PGconn *saved = admin;
+    pgsched_store *s = pool_store("plans_list");
     char buf[16384], q[1024];
     size_t i;
     (void)state;
-    sql("DROP SCHEMA IF EXISTS plans_list CASCADE");
-    memset(&pc, 0, sizeof pc);
-    pc.conninfo = getenv("PGSCHED_TEST_DSN");
-    pc.schema = "plans_list";
-    if (pgsched_pg_store_create(&pc, &s, &e) != PGSCHED_OK ||
-        pgsched_store_setup(s, &e) != PGSCHED_OK)
-        fail_msg("store: %s", e.message);
-    sql("VACUUM ANALYZE plans_list.pgsched_jobs");
-    sql("VACUUM ANALYZE plans_list.pgsched_runs");
-    memset(&l, 0, sizeof l);
-    pgsched_store_get(s, "sched", "none", &l, &e); /* (connects the pool: NOT_FOUND) */
-    pgsched_job_list_free(&l);
-    if (!((pgsched__pg *)s)->conns[0].conn) fail_msg("the store's pool has no connection");
-    admin = ((pgsched__pg *)s)->conns[0].conn; /* what follows runs on it */
     for (i = 0; i < sizeof st / sizeof st[0]; i++) {
         snprintf(q, sizeof q, "PREPARE %s(%s) AS %s", st[i].name, st[i].types,
                  ((pgsched__pg *)s)->sql[st[i].q]);
