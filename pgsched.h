@@ -9044,7 +9044,6 @@ static int pgsched__pg_request_cmp(const void *a, const void *b)
     return c ? c : strcmp(x->key, y->key);
 }
 
-
 /* Writes n requests in one statement, on the store's connection or (conn) the caller's. */
 static pgsched_result pgsched__pg_schedule_rows(pgsched__pg *p, PGconn *conn,
                                                 const pgsched_schedule_request *reqs, size_t n,
@@ -9089,8 +9088,8 @@ static pgsched_result pgsched__pg_schedule_rows(pgsched__pg *p, PGconn *conn,
         lens[8] = 1;
         fmts[4] = fmts[6] = fmts[7] = fmts[8] = fmts[11] = 1;
         if (conn)
-            r = pgsched__pg_ext_exec(p, conn, PGSCHED__PG_EXT_SCHEDULE_ONE, 12, vals, lens, fmts, &res,
-                                    err);
+            r = pgsched__pg_ext_exec(p, conn, PGSCHED__PG_EXT_SCHEDULE_ONE, 12, vals, lens,
+                                     fmts, &res, err);
         /* not repeated after a lost reply: the row may have run and finished meanwhile */
         else
             r = pgsched__pg_run_bin(p, PGSCHED__Q_SCHEDULE_ONE, 12, vals, lens, fmts, 0, &res,

@@ -601,7 +601,8 @@ static void list_and_history_made_on_empty_tables_read_their_indexes_at_100k_row
         {PGSCHED__Q_LIST, "list_q", "text, text, text, text, text", "'sched', NULL, '', '', '10'",
          "pgsched_jobs_pkey", "(name = $1)"},
         {PGSCHED__Q_LIST_ALL, "list_all_q", "text, text, text, text, text",
-         "NULL, NULL, 'sched', 'big5', '10'", "pgsched_jobs_pkey", "Index Cond: (ROW(name, key) > "},
+         "NULL, NULL, 'sched', 'big5', '10'", "pgsched_jobs_pkey",
+         "Index Cond: (ROW(name, key) > "},
         {PGSCHED__Q_HISTORY, "hist_q", "text, text, text", "'sched', 'big5', '10'",
          "pgsched_runs_job", "Index Cond: ((name = $1) AND (key = $2))"},
         {PGSCHED__Q_HISTORY_NAME, "hist_name_q", "text, text, text", "'sched', NULL, '10'",
@@ -625,13 +626,14 @@ static void list_and_history_made_on_empty_tables_read_their_indexes_at_100k_row
         "now() + interval '1 day', nextval('plans_list.pgsched_seq') "
         "FROM generate_series(1, 100000) g");
     sql("INSERT INTO plans_list.pgsched_runs (id, name, key, node, attempt, finished_at, "
-        "outcome) SELECT g, CASE WHEN g % 2 = 0 THEN 'sched' ELSE 'other' END, 'big' || (g % 1000), "
-        "'n1', 1, now(), 'success' FROM generate_series(1, 100000) g");
+        "outcome) SELECT g, CASE WHEN g % 2 = 0 THEN 'sched' ELSE 'other' END, "
+        "'big' || (g % 1000), 'n1', 1, now(), 'success' FROM generate_series(1, 100000) g");
     for (i = 0; i < sizeof st / sizeof st[0]; i++) {
         explain_prepared(st[i].name, st[i].args, buf, sizeof buf);
         if (strstr(buf, "Seq Scan") || strstr(buf, "Bitmap Heap Scan"))
             fail_msg("%s reads a whole table:\n%s", st[i].name, buf);
-        if (!strstr(buf, st[i].index)) fail_msg("%s does not use %s:\n%s", st[i].name, st[i].index, buf);
+        if (!strstr(buf, st[i].index))
+            fail_msg("%s does not use %s:\n%s", st[i].name, st[i].index, buf);
         if (st[i].cond && !strstr(buf, st[i].cond))
             fail_msg("%s does not look its rows up by %s:\n%s", st[i].name, st[i].cond, buf);
         assert_generic_and_deallocate(st[i].name);
