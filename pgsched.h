@@ -8203,8 +8203,8 @@ static PGconn *pgsched__pg_connect(pgsched__pg *p, char *why, size_t why_size)
        index to use (clean-up of node records, a migration's repair) still scan.
        Generic plans only (PostgreSQL 12 and later): the claim's custom plan was cheaper than
        its generic one by the planner's reckoning (it knows the claim's LIMIT and the names'
-       count), so every claim was planned anew, and half the outcome batches: in a run of
-       20,000 jobs on 4 nodes, 290 ms of planning against 1.3 s of server CPU in all. No
+       count), so every claim was planned anew, and half the outcome batches: in runs of
+       20,000 jobs on 4 nodes, 190-290 ms of planning against 1.3 s of server CPU in all. No
        statement depends on a custom plan: each filter shape has a statement of its own
        (LIST, HISTORY). */
     {
