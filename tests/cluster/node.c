@@ -20,6 +20,7 @@
 
    Job types (params {"ms": N, "fail": N}):
      ok        waits ms (pgsched_run_sleep: a cancel cuts it short) and succeeds
+     ok_LABEL  as ok, registered only by the node labelled LABEL
      flaky     fails while attempt <= fail, then as ok
      sleep     as ok; a cancelled run records "cancelled" and fails
      stubborn  waits ms with nanosleep, ignoring any cancel, then succeeds
@@ -299,6 +300,19 @@ static int cmd_run(int argc, char **argv)
         t.name = types[i].name;
         t.handler = handler;
         t.user = (void *)(intptr_t)types[i].kind;
+        t.max_retries = 5;
+        if (pgsched_register(node, &t, &e) != PGSCHED_OK) die("register: %s", e.message);
+    }
+    {
+        /* ok_LABEL: as ok, but no other node runs it (a scenario gives one node work that a
+           faster node cannot take first) */
+        pgsched_job_type t;
+        char own[64];
+        snprintf(own, sizeof own, "ok_%s", opt_label);
+        memset(&t, 0, sizeof t);
+        t.name = own;
+        t.handler = handler;
+        t.user = (void *)(intptr_t)K_OK;
         t.max_retries = 5;
         if (pgsched_register(node, &t, &e) != PGSCHED_OK) die("register: %s", e.message);
     }
