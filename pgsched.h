@@ -8797,11 +8797,40 @@ static pgsched_result pgsched__pg_apply_migrations(pgsched__pg *p, PGconn *conn,
     return r;
 }
 
-/* Creates or migrates the tables in one transaction under the migration lock. */
+/* Whether (*current) the tables exist at this library's version, read without the migration
+   lock: a migration commits its tables and its version row together, so a version read here
+   is one whose tables are all there. */
+static pgsched_result pgsched__pg_schema_current(pgsched__pg *p, PGconn *conn, int *current,
+                                                 pgsched_error *err)
+{
+    PGresult *res;
+    pgsched_result r;
+    int version = 0;
+    const char *vals[1];
+    *current = 0;
+    vals[0] = p->names_sql[PGSCHED__PGN_VERSION];
+    res = PQexecParams(conn, "SELECT pg_catalog.to_regclass($1::pg_catalog.text) IS NOT NULL", 1,
+                       NULL, vals, NULL, NULL, 0);
+    r = pgsched__pg_check(conn, res, "checking the schema", err);
+    if (r == PGSCHED_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
+        PQclear(res);
+        res = NULL;
+        r = pgsched__pg_read_version(p, conn, &version, err);
+        *current = r == PGSCHED_OK && version == PGSCHED__PG_SCHEMA_VERSION;
+    }
+    PQclear(res);
+    return r;
+}
+
+/* Creates or migrates the tables in one transaction under the migration lock; tables already
+   at this version are left alone without taking the lock (nodes starting together do not
+   queue behind each other for it). */
 static pgsched_result pgsched__pg_migrate(pgsched__pg *p, PGconn *conn, pgsched_error *err)
 {
     pgsched_result r;
-    int version = 0;
+    int version = 0, current = 0;
+    r = pgsched__pg_schema_current(p, conn, &current, err);
+    if (r == PGSCHED_OK && current) return PGSCHED_OK;
     r = pgsched__pg_migration_lock(p, conn, err);
     if (r == PGSCHED_OK) r = pgsched__pg_create_version_table(p, conn, err);
     if (r == PGSCHED_OK) r = pgsched__pg_read_version(p, conn, &version, err);
