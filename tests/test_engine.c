@@ -177,7 +177,8 @@
     X(a_busy_lease_is_renewed_again_soon_and_its_run_goes_on)                                  \
     X(an_outcome_whose_row_was_locked_is_written_again_within_milliseconds)                   \
     X(a_cron_job_stays_on_time_when_claims_are_slow_now_and_then)                             \
-    X(a_claim_takes_rows_before_their_due_time_only_for_free_workers)
+    X(a_claim_takes_rows_before_their_due_time_only_for_free_workers)                         \
+    X(a_node_with_every_worker_busy_sends_no_claim_ahead_of_a_due_time)
 
 #define PG_TESTS(X)                                                                            \
     X(schedule_in_caller_transaction)                                                          \
