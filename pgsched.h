@@ -7195,8 +7195,15 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
        after_name without after_key: from the next name) $5 limit. LIST_ALL: the same for
        every name ($1 unused). A statement for each shape of the filter, rather than one
        with "$1 IS NULL OR ...", so that each one's generic plan (the sessions force it, see
-       pgsched__pg_connect) reads its index by the conditions given. */
+       pgsched__pg_connect) reads its index by the conditions given.
+       In LIST the index scan starts at the cursor through the key bound: with name = $1 the
+       row comparison alone only filters the name's index entries from its first one, so a
+       page deep into a large type read every entry before it (430 index pages for 50 rows
+       75,000 keys in). The bound is '' from the start, NULL (nothing) for "from the next
+       name"; a cursor past the name reads nothing. */
     "SELECT " PGSCHED__JOB_COLS("") " FROM {J} WHERE name = $1::text "
+    "AND key >= (CASE WHEN $3::text = $1::text THEN $4::text ELSE '' END) COLLATE \"C\" "
+    "AND $3::text COLLATE \"C\" <= $1::text COLLATE \"C\" "
     "AND (name, key) > ($3::text COLLATE \"C\", $4::text COLLATE \"C\") "
     "AND ($2::text IS NULL OR status = $2::text) ORDER BY name, key LIMIT $5::int8",
     "SELECT " PGSCHED__JOB_COLS("") " FROM {J} "

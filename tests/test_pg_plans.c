@@ -132,22 +132,16 @@ static void assert_indexed(const char *p, const char *index, const char *what)
     if (!found) fail_msg("%s does not use %s:\n%s", what, index, p);
 }
 
-/* The most buffers any node of statement q's executed plan touched (the top nodes count
-   their children's), run in a transaction that is rolled back. */
-static long buffers(int q, int nparams, const char *args, int generic)
+/* The most buffers any node of prepared statement `name`'s plan touched, executed with
+   `args` (the top nodes count their children's). */
+static long executed_buffers(const char *name, const char *args)
 {
-    char buf[16384], types[128] = "";
+    char buf[1024];
     PGresult *r;
     long most = 0;
     int i;
-    for (i = 0; i < nparams; i++) strcat(types, i ? ", text" : "text");
-    sql("DEALLOCATE ALL");
-    sql(generic ? "SET plan_cache_mode = force_generic_plan" : "SET plan_cache_mode = auto");
-    snprintf(buf, sizeof buf, "PREPARE plan_q(%s) AS %s", types, ((pgsched__pg *)store)->sql[q]);
-    sql(buf);
-    sql("BEGIN");
-    snprintf(buf, sizeof buf, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) EXECUTE plan_q(%s)",
-             args);
+    snprintf(buf, sizeof buf, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) EXECUTE %s(%s)",
+             name, args);
     r = PQexec(admin, buf);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         PQclear(r);
@@ -165,6 +159,23 @@ static long buffers(int q, int nparams, const char *args, int generic)
         }
     }
     PQclear(r);
+    return most;
+}
+
+/* The most buffers any node of statement q's executed plan touched, run in a transaction
+   that is rolled back. */
+static long buffers(int q, int nparams, const char *args, int generic)
+{
+    char buf[16384], types[128] = "";
+    long most;
+    int i;
+    for (i = 0; i < nparams; i++) strcat(types, i ? ", text" : "text");
+    sql("DEALLOCATE ALL");
+    sql(generic ? "SET plan_cache_mode = force_generic_plan" : "SET plan_cache_mode = auto");
+    snprintf(buf, sizeof buf, "PREPARE plan_q(%s) AS %s", types, ((pgsched__pg *)store)->sql[q]);
+    sql(buf);
+    sql("BEGIN");
+    most = executed_buffers("plan_q", args);
     sql("ROLLBACK");
     sql("DEALLOCATE plan_q");
     return most;
@@ -654,6 +665,38 @@ static void list_and_history_made_on_empty_tables_read_their_indexes_at_100k_row
             if (st[i].cond && !strstr(buf, st[i].cond))
                 fail_msg("%s does not look its rows up by %s (%s):\n%s", st[i].name, st[i].cond,
                          when[pass], buf);
+        }
+    }
+    {
+        /* A page deep into a large type starts at its cursor (its index pages and its rows'
+           heap pages: a few dozen buffers), and every form of the cursor means what it says */
+        static const struct {
+            const char *args, *first;
+            int rows;
+        } page[] = {
+            {"'sched', NULL, 'sched', 'big77777', '10'", "big77778", 10},
+            {"'sched', NULL, '', '', '10'", "big1", 10},
+            {"'sched', NULL, 'other', 'zzz', '10'", "big1", 10},
+            {"'sched', NULL, 'sched', NULL, '10'", NULL, 0},
+            {"'sched', NULL, 'scheduled', '', '10'", NULL, 0},
+            {"'sched', NULL, 'sched', 'big99999', '10'", NULL, 0},
+        };
+        long b = executed_buffers("list_q", page[0].args);
+        if (b > 60)
+            fail_msg("a page of 10 after 'big77777' touched %ld buffers: the scan did not start "
+                     "at the cursor",
+                     b);
+        for (i = 0; i < sizeof page / sizeof page[0]; i++) {
+            PGresult *r;
+            snprintf(q, sizeof q, "EXECUTE list_q(%s)", page[i].args);
+            r = PQexec(admin, q);
+            if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("%s", PQerrorMessage(admin));
+            if (PQntuples(r) != page[i].rows ||
+                (page[i].first && strcmp(PQgetvalue(r, 0, 1), page[i].first) != 0))
+                fail_msg("list_q(%s): %d rows, first %s; expected %d, first %s", page[i].args,
+                         PQntuples(r), PQntuples(r) ? PQgetvalue(r, 0, 1) : "-", page[i].rows,
+                         page[i].first ? page[i].first : "-");
+            PQclear(r);
         }
     }
     for (i = 0; i < sizeof st / sizeof st[0]; i++) assert_generic_and_deallocate(st[i].name);
