@@ -7198,8 +7198,8 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
        pgsched__pg_connect) reads its index by the conditions given.
        In LIST the index scan starts at the cursor through the key bound: with name = $1 the
        row comparison alone only filters the name's index entries from its first one, so a
-       page deep into a large type read every entry before it (430 index pages for 50 rows
-       75,000 keys in). The bound is '' from the start, NULL (nothing) for "from the next
+       page deep into a large type read every entry before it (424 buffers for 10 rows 75,000
+       keys in; 13 since). The bound is '' from the start, NULL (nothing) for "from the next
        name"; a cursor past the name reads nothing. */
     "SELECT " PGSCHED__JOB_COLS("") " FROM {J} WHERE name = $1::text "
     "AND key >= (CASE WHEN $3::text = $1::text THEN $4::text ELSE '' END) COLLATE \"C\" "
@@ -12939,9 +12939,8 @@ static void pgsched__writer_stop(pgsched_node *n)
 
 /* How long before the known due time the claim goes out. None while every worker is busy:
    such a claim takes due rows only (see pgsched__claim), so one sent ahead came back empty,
-   and the next went out at once while the row stayed within the lead (a node with its
-   workers busy sent 90 empty claims in 0.8 s, a fifth of the server's time). Caller holds
-   mu. */
+   and the next went out at once while the row stayed within the lead (in a 20,000-job run
+   on 4 nodes, 349 of 437 claims came back empty; 15 of 105 since). Caller holds mu. */
 static pgsched_duration pgsched__due_lead(const pgsched_node *n)
 {
     return n->known_due_exact || n->free_slots == 0 ? 0 : n->claim_lead;
