@@ -7199,7 +7199,7 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
        In LIST the index scan starts at the cursor through the key bound: with name = $1 the
        row comparison alone only filters the name's index entries from its first one, so a
        page deep into a large type read every entry before it (424 buffers for 10 rows 75,000
-       keys in; 13 since). The bound is '' from the start, NULL (nothing) for "from the next
+       keys in; 6 since). The bound is '' from the start, NULL (nothing) for "from the next
        name"; a cursor past the name reads nothing. */
     "SELECT " PGSCHED__JOB_COLS("") " FROM {J} WHERE name = $1::text "
     "AND key >= (CASE WHEN $3::text = $1::text THEN $4::text ELSE '' END) COLLATE \"C\" "
