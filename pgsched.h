@@ -8677,27 +8677,39 @@ static pgsched_result pgsched__pg_read_version(pgsched__pg *p, PGconn *conn, int
     return r;
 }
 
+/* The version of the tables (*version), read without the migration lock, or -1 when they do
+   not exist: a migration commits its tables and its version row together, so a version read
+   here is one whose tables are all there. */
+static pgsched_result pgsched__pg_existing_version(pgsched__pg *p, PGconn *conn, int *version,
+                                                   pgsched_error *err)
+{
+    PGresult *res;
+    pgsched_result r;
+    int exists;
+    const char *vals[1];
+    *version = -1;
+    vals[0] = p->names_sql[PGSCHED__PGN_VERSION];
+    res = PQexecParams(conn, "SELECT pg_catalog.to_regclass($1::pg_catalog.text) IS NOT NULL", 1,
+                       NULL, vals, NULL, NULL, 0);
+    r = pgsched__pg_check(conn, res, "checking the schema", err);
+    exists = r == PGSCHED_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
+    if (r != PGSCHED_OK || !exists) return r;
+    return pgsched__pg_read_version(p, conn, version, err);
+}
+
 /* no_create_schema: only check that the tables exist at this library's version. A role with
    row privileges (and USAGE on the sequence) must be able to run a node. */
 static pgsched_result pgsched__pg_check_version(pgsched__pg *p, PGconn *conn, pgsched_error *err)
 {
-    PGresult *res;
     pgsched_result r;
-    int version = 0, exists;
-    const char *vals[1];
-    vals[0] = p->names_sql[PGSCHED__PGN_VERSION];
-    res = PQexecParams(conn, "SELECT to_regclass($1::text) IS NOT NULL", 1, NULL, vals, NULL,
-                       NULL, 0);
-    r = pgsched__pg_check(conn, res, "checking the schema", err);
-    exists = r == PGSCHED_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-    PQclear(res);
-    if (r != PGSCHED_OK) return r;
-    if (!exists)
+    int version = 0;
+    if ((r = pgsched__pg_existing_version(p, conn, &version, err)) != PGSCHED_OK) return r;
+    if (version < 0)
         return pgsched__fail(err, PGSCHED_ERR_SCHEMA_VERSION,
                              "the pgsched tables do not exist in schema \"%s\" with prefix "
                              "\"%s\", and schema creation is off",
                              p->schema, p->prefix);
-    if ((r = pgsched__pg_read_version(p, conn, &version, err)) != PGSCHED_OK) return r;
     if (version != PGSCHED__PG_SCHEMA_VERSION)
         return pgsched__fail(err, PGSCHED_ERR_SCHEMA_VERSION,
                              "the schema is at version %d; this library needs version %d%s",
@@ -8804,40 +8816,15 @@ static pgsched_result pgsched__pg_apply_migrations(pgsched__pg *p, PGconn *conn,
     return r;
 }
 
-/* Whether (*current) the tables exist at this library's version, read without the migration
-   lock: a migration commits its tables and its version row together, so a version read here
-   is one whose tables are all there. */
-static pgsched_result pgsched__pg_schema_current(pgsched__pg *p, PGconn *conn, int *current,
-                                                 pgsched_error *err)
-{
-    PGresult *res;
-    pgsched_result r;
-    int version = 0;
-    const char *vals[1];
-    *current = 0;
-    vals[0] = p->names_sql[PGSCHED__PGN_VERSION];
-    res = PQexecParams(conn, "SELECT pg_catalog.to_regclass($1::pg_catalog.text) IS NOT NULL", 1,
-                       NULL, vals, NULL, NULL, 0);
-    r = pgsched__pg_check(conn, res, "checking the schema", err);
-    if (r == PGSCHED_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
-        PQclear(res);
-        res = NULL;
-        r = pgsched__pg_read_version(p, conn, &version, err);
-        *current = r == PGSCHED_OK && version == PGSCHED__PG_SCHEMA_VERSION;
-    }
-    PQclear(res);
-    return r;
-}
-
 /* Creates or migrates the tables in one transaction under the migration lock; tables already
    at this version are left alone without taking the lock (nodes starting together do not
    queue behind each other for it). */
 static pgsched_result pgsched__pg_migrate(pgsched__pg *p, PGconn *conn, pgsched_error *err)
 {
     pgsched_result r;
-    int version = 0, current = 0;
-    r = pgsched__pg_schema_current(p, conn, &current, err);
-    if (r == PGSCHED_OK && current) return PGSCHED_OK;
+    int version = 0;
+    r = pgsched__pg_existing_version(p, conn, &version, err);
+    if (r == PGSCHED_OK && version == PGSCHED__PG_SCHEMA_VERSION) return PGSCHED_OK;
     r = pgsched__pg_migration_lock(p, conn, err);
     if (r == PGSCHED_OK) r = pgsched__pg_create_version_table(p, conn, err);
     if (r == PGSCHED_OK) r = pgsched__pg_read_version(p, conn, &version, err);
