@@ -8825,6 +8825,7 @@ static pgsched_result pgsched__pg_migrate(pgsched__pg *p, PGconn *conn, pgsched_
     int version = 0;
     r = pgsched__pg_existing_version(p, conn, &version, err);
     if (r == PGSCHED_OK && version == PGSCHED__PG_SCHEMA_VERSION) return PGSCHED_OK;
+    /* (a look that failed is made again, and reported, under the lock) */
     r = pgsched__pg_migration_lock(p, conn, err);
     if (r == PGSCHED_OK) r = pgsched__pg_create_version_table(p, conn, err);
     if (r == PGSCHED_OK) r = pgsched__pg_read_version(p, conn, &version, err);

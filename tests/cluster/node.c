@@ -261,6 +261,19 @@ static void base_config(pgsched_config *cfg)
     cfg->log_level = PGSCHED_LOG_WARN;
 }
 
+/* A type this node runs with `handler`, as `kind`. */
+static void register_type(pgsched_node *node, const char *name, enum kind kind)
+{
+    pgsched_job_type t;
+    pgsched_error e;
+    memset(&t, 0, sizeof t);
+    t.name = name;
+    t.handler = handler;
+    t.user = (void *)(intptr_t)kind;
+    t.max_retries = 5;
+    if (pgsched_register(node, &t, &e) != PGSCHED_OK) die("register: %s", e.message);
+}
+
 static int cmd_run(int argc, char **argv)
 {
     static const struct {
@@ -275,7 +288,7 @@ static int cmd_run(int argc, char **argv)
     sigset_t set;
     size_t i;
     int sig = 0;
-    char pid[16];
+    char pid[16], own[64];
     long stall_ms = num(argc, argv, "stall_ms", 3000);
 
     /* Signals go to sigwait here, never to a scheduler thread (created after this). */
@@ -294,28 +307,12 @@ static int cmd_run(int argc, char **argv)
     cfg.retry_base = 100 * PGSCHED_MILLISECOND;
     cfg.retry_cap = 500 * PGSCHED_MILLISECOND;
     if (pgsched_create(&cfg, &node, &e) != PGSCHED_OK) die("create: %s", e.message);
-    for (i = 0; i < sizeof types / sizeof types[0]; i++) {
-        pgsched_job_type t;
-        memset(&t, 0, sizeof t);
-        t.name = types[i].name;
-        t.handler = handler;
-        t.user = (void *)(intptr_t)types[i].kind;
-        t.max_retries = 5;
-        if (pgsched_register(node, &t, &e) != PGSCHED_OK) die("register: %s", e.message);
-    }
-    {
-        /* ok_LABEL: as ok, but no other node runs it (a scenario gives one node work that a
-           faster node cannot take first) */
-        pgsched_job_type t;
-        char own[64];
-        snprintf(own, sizeof own, "ok_%s", opt_label);
-        memset(&t, 0, sizeof t);
-        t.name = own;
-        t.handler = handler;
-        t.user = (void *)(intptr_t)K_OK;
-        t.max_retries = 5;
-        if (pgsched_register(node, &t, &e) != PGSCHED_OK) die("register: %s", e.message);
-    }
+    for (i = 0; i < sizeof types / sizeof types[0]; i++)
+        register_type(node, types[i].name, types[i].kind);
+    /* ok_LABEL: as ok, but no other node runs it (a scenario gives one node work that a
+       faster node cannot take first) */
+    snprintf(own, sizeof own, "ok_%s", opt_label);
+    register_type(node, own, K_OK);
     if (pgsched_start(node, &e) != PGSCHED_OK) die("start: %s", e.message);
     snprintf(node_id, sizeof node_id, "%s", pgsched_node_id(node));
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
