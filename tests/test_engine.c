@@ -132,6 +132,7 @@
     X(idle_nodes_sleep_without_using_the_cpu)                                                  \
     X(due_time_learned_while_a_claim_is_in_flight_is_kept)                                     \
     X(notification_starts_job_on_other_node_at_once)                                           \
+    X(a_batch_scheduled_on_another_node_starts_each_job_at_its_due_time)                       \
     X(trigger_and_cancel_reach_other_node_without_debounce)                                    \
     X(remote_cancel_without_notifications_within_check_period)                                 \
     X(status_callbacks_exact_sequence_of_once_success)                                         \

@@ -491,6 +491,17 @@ static void schedule_prepared_on_an_empty_table_looks_rows_up_by_key_at_100k_row
                               ((pgsched__pg *)s)->sql[PGSCHED__Q_SCHEDULE_NEW],
                               "'{sched}', '{%s}', '{once}', '{NULL}', '{NULL}', '{\"{}\"}', "
                               "'{3}', '{NULL}', '{f}', 'n1', 'c', '{0}'");
+    /* and their forms for the caller's connection (PGSCHED__PG_EXT_SCHEDULE, _NEW) */
+    prepare_past_custom_plans("sched_tx_q", "text[], text[], text[], text[], int8[], text[], "
+                              "int4[], timestamptz[], bool[], text, text, int8[], bool",
+                              ((pgsched__pg *)s)->sql[PGSCHED__Q_SCHEDULE_TX],
+                              "'{sched}', '{%s}', '{once}', '{NULL}', '{NULL}', '{\"{}\"}', "
+                              "'{3}', '{NULL}', '{f}', 'n1', 'c', '{0}', true");
+    prepare_past_custom_plans("sched_new_tx_q", "text[], text[], text[], text[], int8[], "
+                              "text[], int4[], timestamptz[], bool[], text, text, int8[], bool",
+                              ((pgsched__pg *)s)->sql[PGSCHED__Q_SCHEDULE_NEW_TX],
+                              "'{sched}', '{%s}', '{once}', '{NULL}', '{NULL}', '{\"{}\"}', "
+                              "'{3}', '{NULL}', '{f}', 'n1', 'c', '{0}', false");
     prepare_past_custom_plans("sched_one_q", "text, text, text, text, int8, text, int4, "
                               "timestamptz, bool, text, text, int8",
                               ((pgsched__pg *)s)->sql[PGSCHED__Q_SCHEDULE_ONE],
@@ -506,6 +517,12 @@ static void schedule_prepared_on_an_empty_table_looks_rows_up_by_key_at_100k_row
     assert_schedule_plan("sched_new_q", 0,
                          "'{sched}', '{%s}', '{once}', '{NULL}', '{NULL}', '{\"{}\"}', '{3}', "
                          "'{NULL}', '{f}', 'n1', 'c', '{0}'");
+    assert_schedule_plan("sched_tx_q", 1,
+                         "'{sched}', '{%s}', '{once}', '{NULL}', '{NULL}', '{\"{}\"}', '{3}', "
+                         "'{NULL}', '{f}', 'n1', 'c', '{0}', true");
+    assert_schedule_plan("sched_new_tx_q", 0,
+                         "'{sched}', '{%s}', '{once}', '{NULL}', '{NULL}', '{\"{}\"}', '{3}', "
+                         "'{NULL}', '{f}', 'n1', 'c', '{0}', false");
     assert_schedule_plan("sched_one_q", 1,
                          "'sched', '%s', 'once', NULL, NULL, '{}', 3, NULL, false, 'n1', 'c', 0");
     /* and a single schedule costs what it cost on the empty table: a scan of 100,000 rows
