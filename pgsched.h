@@ -672,8 +672,9 @@ PGSCHED_DEF pgsched_result pgsched_schedule_job_tx(pgsched_node *node, struct pg
    results[i] (required) is the code pgsched_schedule_job would give specs[i]: a spec that is
    invalid (name, key, params, schedule, type not registered) or refused (a running row without
    apply_after_run: PGSCHED_ERR_RUNNING) fails alone and writes nothing; every other one is
-   written with the same semantics, events and status callbacks as one pgsched_schedule_job,
-   and a spec repeating an earlier (name, key) applies after it. Returns PGSCHED_OK when every
+   written with the same semantics and status callbacks as one pgsched_schedule_job (and the
+   same events, but while no node has on_status: then one per job type of each batch, with its
+   earliest due time), and a spec repeating an earlier (name, key) applies after it. Returns PGSCHED_OK when every
    spec is OK, else the code of the first spec that failed, with `err` naming its index and why
    (and how many failed). A store error (connection, database) fails the specs it reached:
    with several batches, those of earlier batches may be written (their results say so). */
@@ -884,7 +885,7 @@ typedef struct pgsched_event {
     pgsched_event_kind kind;
     pgsched_status old_status;   /* CHANGE: before (NONE = created) */
     pgsched_status new_status;   /* CHANGE: after (NONE = removed) */
-    pgsched_time next_run;       /* CHANGE to PENDING: the due time */
+    pgsched_time next_run;       /* CHANGE to PENDING, DUE: the due time */
     int64_t version;             /* the row's version after the change */
     char name[PGSCHED_NAME_MAX + 1];
     char key[PGSCHED_KEY_MAX + 1];
@@ -1137,7 +1138,8 @@ struct pgsched_store_methods {
 
     /* Events: every change made through any node sharing the store reaches every listener
        (deletions by cleanup excepted: retention and orphan clean-up raise no events). Rule
-       S6, with its exception for status-only changes while no node wants them. */
+       S6, with its exceptions while no node wants status events: status-only changes, and a
+       batch's changes as one DUE event per job type. */
     pgsched_result (*listen_open)(pgsched_store *s, pgsched_listener **out, pgsched_error *err);
     /* Waits up to `timeout` for events; writes at most `cap`, sets *count (0 on timeout). */
     pgsched_result (*listen_wait)(pgsched_store *s, pgsched_listener *l,
@@ -4265,8 +4267,10 @@ static void pgsched__store_batch(pgsched_store *s, void *conn, int tx,
     }
 }
 
-/* How many batches of one call may be written at once, each on a connection of its own: the
-   PostgreSQL store's pool size, at most PGSCHED__LANES_MAX; 1 for other stores. */
+/* How many batches of one call may be written at once, each on a connection of its own: for
+   the PostgreSQL store, one fewer than its pool's connections (at most PGSCHED__LANES_MAX), so
+   that one is always left to the node's claims, heartbeats and outcomes: a batch may wait on
+   row locks for as long as someone's transaction holds them. 1 for other stores. */
 #define PGSCHED__LANES_MAX 4
 static size_t pgsched__store_lanes(pgsched_store *s);
 
@@ -4289,12 +4293,13 @@ static void *pgsched__lane_main(void *arg)
 }
 
 /* Writes n requests of one round in batches of up to PGSCHED_SCHEDULE_BATCH_MAX; outside a
-   caller's transaction, up to pgsched__store_lanes of them at once, each batch in a thread
+   caller's transaction, up to pgsched__store_lanes of them at once (n holds that many at most), each batch in a thread
    and a transaction of its own (the calling thread writes the first). The requests of a round
    name each (name, key) once, so batches written at once touch no row in common; each writes
    its rows in (name, key) order, so they cannot deadlock with each other or with anyone who
-   does the same. On 2 cores, a call of 20,000 jobs took 0.8 of its time one batch after the
-   other (each statement 47 ms instead of 37: they share the table's pages and the cores).
+   does the same. On 2 cores, with a pool of 3, a call of 20,000 jobs took 0.85 of its time
+   one batch after the other (each statement 47 ms instead of 37: they share the table's pages
+   and the cores).
    A thread that cannot be started leaves its batch to the calling thread. */
 static void pgsched__store_batches(pgsched_store *s, void *conn, int tx,
                                    const pgsched_schedule_request *reqs, const size_t *at,
@@ -7064,9 +7069,9 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
        be a nested loop in a generic plan, which estimates one row per array); a request
        without its row was refused: a running row, apply_after_run false. No (name, key)
        comes twice (the wrapper sees to it), so the caller matches rows by (name, key).
-       - It is also sent on the caller's connection (pgsched_schedule_job_tx and _jobs_tx),
+       - Its form for the caller's connection, SCHEDULE_TX (pgsched_schedule_jobs_tx), runs
          under the caller's search path: every name in it is qualified (see the convention
-         above).
+         above), in the part shared with SCHEDULE too.
        - The upsert's conflict check through the primary key is its only look-up of the
          table besides lk's (in {P}lock_keys, planned without scans: see
          PGSCHED__PG_SCHEDULE_LOCK_KEYS), so no plan, generic or custom, made when the table
@@ -7103,8 +7108,9 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     /* ... continued (PGSCHED__PG_SCHEDULE_BACK_OWN) in pgsched__pg_template_tail */
 
     /* SCHEDULE_TX and SCHEDULE_NEW_TX: SCHEDULE and SCHEDULE_NEW as sent on the caller's
-       connection (pgsched__pg_ext_prepare): the same but for their events, a change line per
-       row whoever watches (the caller's role need not read the nodes table). */
+       connection (pgsched__pg_ext_prepare): the same but for how their events learn whether a
+       node watches: from $13 (see PGSCHED__PG_SCHEDULE_BACK), as the caller's role need not
+       read the nodes table. */
     PGSCHED__PG_SCHEDULE_HEAD,
     PGSCHED__PG_SCHEDULE_ROWS,
     /* ... each continued (PGSCHED__PG_SCHEDULE_BACK) in pgsched__pg_template_tail */
@@ -8604,6 +8610,38 @@ static void pgsched__pgarr_time(pgsched__pgarr *a, pgsched_time t)
     else pgsched__pgarr_int(a, t - (pgsched_time)946684800 * PGSCHED_SECOND, 8);
 }
 
+/* Runs statement q on pool connection c (taken), preparing it there first if needed; binary
+   results. A connection the server said goodbye on is closed (release then frees its slot). */
+static pgsched_result pgsched__pg_exec_on(pgsched__pg *p, pgsched__pgc *c, int q, int nparams,
+                                          const char *const *values, const int *lengths,
+                                          const int *formats, PGresult **out, pgsched_error *err)
+{
+    PGresult *res;
+    pgsched_result r = PGSCHED_OK;
+    *out = NULL;
+    if (!(c->prepared & (1u << q))) {
+        res = PQprepare(c->conn, pgsched__pg_stmt_names[q], p->sql[q], nparams,
+                        pgsched__pg_param_types(q));
+        r = pgsched__pg_check(c->conn, res, "preparing a statement", err);
+        PQclear(res);
+        if (r == PGSCHED_OK) c->prepared |= 1u << q;
+    }
+    if (r == PGSCHED_OK) {
+        res = PQexecPrepared(c->conn, pgsched__pg_stmt_names[q], nparams, values, lengths,
+                             formats, 1);
+        r = pgsched__pg_check(c->conn, res, pgsched__pg_stmt_names[q] + 8, err);
+        if (r == PGSCHED_OK) *out = res;
+        else PQclear(res);
+    }
+    if (r == PGSCHED_ERR_CONNECTION && c->conn && PQstatus(c->conn) == CONNECTION_OK) {
+        /* The server said it is going away while the socket still looks fine. */
+        PQfinish(c->conn);
+        c->conn = NULL;
+        c->prepared = 0;
+    }
+    return r;
+}
+
 /* Runs statement q with text parameters, binary results. A connection found dead before the
    statement is sent is replaced first (see acquire). One that dies with the statement in
    flight leaves its effect unknown: a statement that is safe to repeat is then sent once more
@@ -8621,29 +8659,9 @@ static pgsched_result pgsched__pg_run_bin(pgsched__pg *p, int q, int nparams,
        pg_terminate_backend): it tries each, then a fresh one. */
     for (tries = 0; tries <= p->nconns; tries++) {
         pgsched__pgc *c;
-        PGresult *res;
         r = pgsched__pg_acquire(p, &c, err);
         if (r != PGSCHED_OK) return r;
-        if (!(c->prepared & (1u << q))) {
-            res = PQprepare(c->conn, pgsched__pg_stmt_names[q], p->sql[q], nparams,
-                            pgsched__pg_param_types(q));
-            r = pgsched__pg_check(c->conn, res, "preparing a statement", err);
-            PQclear(res);
-            if (r == PGSCHED_OK) c->prepared |= 1u << q;
-        }
-        if (r == PGSCHED_OK) {
-            res = PQexecPrepared(c->conn, pgsched__pg_stmt_names[q], nparams, values, lengths,
-                                 formats, 1);
-            r = pgsched__pg_check(c->conn, res, pgsched__pg_stmt_names[q] + 8, err);
-            if (r == PGSCHED_OK) *out = res;
-            else PQclear(res);
-        }
-        if (r == PGSCHED_ERR_CONNECTION && c->conn && PQstatus(c->conn) == CONNECTION_OK) {
-            /* The server said it is going away while the socket still looks fine. */
-            PQfinish(c->conn);
-            c->conn = NULL;
-            c->prepared = 0;
-        }
+        r = pgsched__pg_exec_on(p, c, q, nparams, values, lengths, formats, out, err);
         pgsched__pg_release(p, c);
         if (r != PGSCHED_ERR_CONNECTION) break;
         if (!idempotent) {
@@ -9193,6 +9211,33 @@ static void pgsched__pg_be(unsigned char *o, int64_t v, size_t bytes)
     for (i = 0; i < bytes; i++) o[i] = (unsigned char)((uint64_t)v >> (8 * (bytes - 1 - i)));
 }
 
+/* Whether a node watches (Q_WATCHED), for a batch in the caller's transaction (see
+   PGSCHED__PG_SCHEDULE_BACK), asked on a pool connection that is free and connected now: 1
+   (announce each row's change) when there is none or the question fails. It never waits for
+   a connection: the caller's open transaction may hold the row locks that the statements
+   holding them wait for. */
+static int pgsched__pg_watched_now(pgsched__pg *p)
+{
+    pgsched__pgc *c = NULL;
+    PGresult *w = NULL;
+    int i, watched = 1;
+    pthread_mutex_lock(&p->mu);
+    for (i = 0; i < p->nconns && !c; i++)
+        if (!p->conns[i].busy && p->conns[i].conn && pgsched__pg_idle_alive(p->conns[i].conn)) {
+            c = &p->conns[i];
+            c->busy = 1;
+        }
+    pthread_mutex_unlock(&p->mu);
+    if (!c) return 1;
+    if (pgsched__pg_exec_on(p, c, PGSCHED__Q_WATCHED, 0, NULL, NULL, NULL, &w, NULL) ==
+            PGSCHED_OK &&
+        PQntuples(w) == 1 && !PQgetisnull(w, 0, 0))
+        watched = pgsched__pg_bool(w, 0, 0);
+    PQclear(w);
+    pgsched__pg_release(p, c);
+    return watched;
+}
+
 /* Requests in (name, key) order; strcmp compares bytes as unsigned char, as COLLATE "C". */
 static int pgsched__pg_request_cmp(const void *a, const void *b)
 {
@@ -9291,15 +9336,7 @@ static pgsched_result pgsched__pg_schedule_rows(pgsched__pg *p, PGconn *conn,
         vals[12] = "t"; /* (the _TX forms: announce each row's change, unless nobody watches) */
         lens[9] = lens[10] = lens[12] = 0;
         fmts[9] = fmts[10] = fmts[12] = 0;
-        if (r == PGSCHED_OK && conn && p->notify) {
-            /* Whether a node watches, asked on the store's own connection (see
-               PGSCHED__PG_SCHEDULE_BACK); if that cannot be asked, each row's change goes. */
-            PGresult *w = NULL;
-            if (pgsched__pg_run(p, PGSCHED__Q_WATCHED, 0, NULL, 1, &w, NULL) == PGSCHED_OK &&
-                PQntuples(w) == 1 && !PQgetisnull(w, 0, 0) && !pgsched__pg_bool(w, 0, 0))
-                vals[12] = "f";
-            PQclear(w);
-        }
+        if (r == PGSCHED_OK && conn && p->notify && !pgsched__pg_watched_now(p)) vals[12] = "f";
         if (r == PGSCHED_OK) {
             /* As a plain insert while batches create rows (see SCHEDULE_NEW); after one met an
                existing row, as the upsert until a batch creates all its rows again. Neither is
@@ -10565,12 +10602,12 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
     }
     snprintf(p->ext_name[0], sizeof p->ext_name[0], "pgsched_schedule_%016llx",
              (unsigned long long)pgsched__hash(p->sql[PGSCHED__Q_SCHEDULE_TX],
-                                               "binary arrays")); /* its parameter types too */
+                                               "binary arrays, 13")); /* its parameters too */
     snprintf(p->ext_name[1], sizeof p->ext_name[1], "pgsched_schedule1_%016llx",
              (unsigned long long)pgsched__hash(p->sql[PGSCHED__Q_SCHEDULE_ONE], "binary"));
     snprintf(p->ext_name[2], sizeof p->ext_name[2], "pgsched_schedulen_%016llx",
              (unsigned long long)pgsched__hash(p->sql[PGSCHED__Q_SCHEDULE_NEW_TX],
-                                               "binary arrays"));
+                                               "binary arrays, 13"));
     {
         /* The savepoint's name is the store's own (no caller picks it, so a caller's ROLLBACK
            TO SAVEPOINT never lands on it), its statements are named like the others. */
@@ -10606,7 +10643,7 @@ static size_t pgsched__store_lanes(pgsched_store *s)
 #ifndef PGSCHED_NO_LIBPQ
     if (s->methods == &pgsched__pg_methods) {
         size_t n = (size_t)((pgsched__pg *)s)->nconns;
-        return n < 1 ? 1 : n > PGSCHED__LANES_MAX ? PGSCHED__LANES_MAX : n;
+        return n <= 2 ? 1 : n - 1 > PGSCHED__LANES_MAX ? PGSCHED__LANES_MAX : n - 1;
     }
 #else
     PGSCHED__UNUSED(s);

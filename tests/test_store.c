@@ -82,6 +82,8 @@ static pgsched_result pg_open(const char *schema, pgsched_store **out, pgsched_e
     cfg.conninfo = g_dsn;
     cfg.schema = schema;
     cfg.prefix = FX_PG_PREFIX;
+    cfg.pool_size = 3; /* so that a bulk schedule writes two batches at once (the suite's
+                          batches of 10,000 rows go through both lanes) */
     return pgsched_pg_store_create(&cfg, out, err);
 }
 

@@ -23,7 +23,9 @@
                                               the header has them) three turns of BULK
                                               jobs in one pgsched_schedule_jobs call and BULK
                                               in one pgsched_schedule_jobs_tx call (BEGIN to
-                                              COMMIT), new rows each (run.sh: the median).
+                                              COMMIT), new rows each (run.sh: the median);
+                                              then three turns of pgsched_schedule_jobs from a
+                                              node with pg.pool_size 3 (two batches at once).
                                               ROWS: first 100 single calls (their statement is
                                               prepared and past its custom plans on a near-empty
                                               table), then ROWS future rows of another type
@@ -202,6 +204,9 @@ static void count_log(void *user, pgsched_log_level level, const char *message)
         fprintf(stderr, "# node %ld: %s\n", (long)getpid(), message);
 }
 
+/* The pg.pool_size of the nodes make_node makes (0: the default). */
+static int g_pool_size;
+
 /* A node on SCHEMA that runs `type` (handler may be NULL: schedule only). Not started. */
 static pgsched_node *make_node(const char *conninfo, const char *schema, int workers,
                                int notifications, const pgsched_job_type *type)
@@ -213,6 +218,7 @@ static pgsched_node *make_node(const char *conninfo, const char *schema, int wor
     cfg.pg.conninfo = conninfo;
     cfg.pg.schema = schema;
     cfg.max_concurrent = workers;
+    cfg.pg.pool_size = g_pool_size;
     cfg.no_notifications = !notifications;
     if (getenv("BENCH_CLAIM_AHEAD")) cfg.claim_ahead = atoi(getenv("BENCH_CLAIM_AHEAD"));
     cfg.log = count_log;
@@ -649,6 +655,29 @@ static int mode_schedule(const char *schema, long count, long bulk, long rows)
                    secs);
             printf("BENCH schedule.%s.fsync_%s %.0f\n", tx ? "bulk_tx" : "bulk", fs,
                    (double)bulk / secs);
+        }
+        /* and the same bulk calls from a node with a pool of 3: two batches at once */
+        {
+            pgsched_node *n3;
+            pgsched_error e3;
+            g_pool_size = 3;
+            n3 = make_node(dsn, schema, 1, 1, &t);
+            g_pool_size = 0;
+            for (turn = 0; turn < 3; turn++) {
+                for (i = 0; i < bulk; i++) {
+                    specs[i] = s;
+                    specs[i].key = keys + i * 32;
+                    snprintf(keys + i * 32, 32, "bulk3-%d-%ld", turn, i);
+                }
+                t0 = mono_s();
+                if (pgsched_schedule_jobs(n3, specs, (size_t)bulk, res, &e3) != PGSCHED_OK)
+                    die("schedule_jobs (pool of 3)", e3.message);
+                secs = mono_s() - t0;
+                printf("# schedule fsync=%s: %ld jobs in one pgsched_schedule_jobs call, pool of 3, "
+                       "in %.3f s\n", fs, bulk, secs);
+                printf("BENCH schedule.bulk_pool3.fsync_%s %.0f\n", fs, (double)bulk / secs);
+            }
+            pgsched_destroy(n3);
         }
         PQfinish(conn);
         free(specs);

@@ -258,11 +258,12 @@ peer_or() { # PEERKEY FALLBACK FALLBACK_LABEL -> "value|label"
                 "${V[schedule.single.rows_$BIG.fsync_$fs]}" " jobs/s" 0 \
                 "${V[schedule.commit_ceiling.rows_$BIG.fsync_$fs]:-}" "tps (the ceiling of one thread)" "about 1x"
         fi
-        for kind in bulk bulk_tx; do
+        for kind in bulk bulk_tx bulk_pool3; do
             [ -n "${V[schedule.$kind.fsync_$fs]:-}" ] || continue
             if [ "$fs" = on ]; then fb=142000; else fb=158000; fi
             IFS='|' read -r gb gl <<<"$(peer_or "gw.add_jobs.$fs" "$fb" "(issue 8)")"
             label="pgsched_schedule_jobs"; [ $kind = bulk_tx ] && label="pgsched_schedule_jobs_tx, in the caller's transaction"
+            [ $kind = bulk_pool3 ] && label="pgsched_schedule_jobs with pg.pool_size 3 (two batches at once)"
             row "scheduling: $label, fsync $fs, vs Graphile Worker add_jobs()" "${V[schedule.$kind.fsync_$fs]}" " jobs/s" 0 \
                 "$gb" "$gl" ">= 1x"
         done
