@@ -674,7 +674,15 @@ static void list_and_history_made_on_empty_tables_read_their_indexes_at_100k_row
         }
         for (i = 0; i < sizeof st / sizeof st[0]; i++) {
             explain_prepared(st[i].name, st[i].args, buf, sizeof buf);
-            if (strstr(buf, "Seq Scan") || strstr(buf, "Bitmap Heap Scan"))
+            /* The generic plan made on the empty tables is kept until something invalidates
+               it, and that may happen at any time (a reset of the session's caches, after
+               other sessions' catalogue changes overflowed its queue of invalidations: one CI
+               run in several, with another test's database busy beside it). Re-planned before
+               the first ANALYZE, with rows but no column statistics, the list statement may
+               read the name's index entries past the cursor in a bitmap scan and sort them:
+               still through the index, never the whole table. Once analyzed it is an ordered
+               index scan that stops at the page's end. */
+            if (strstr(buf, "Seq Scan") || (pass == 1 && strstr(buf, "Bitmap Heap Scan")))
                 fail_msg("%s reads a whole table (%s):\n%s", st[i].name, when[pass], buf);
             if (!strstr(buf, st[i].index))
                 fail_msg("%s does not use %s (%s):\n%s", st[i].name, st[i].index, when[pass],
