@@ -563,10 +563,12 @@ scenario_skew() {
     nodes_up 3 || return
     schedule type=ok prefix=ok count=600 ms=5 delay_ms=1000 spread_ms=15000
     schedule type=sleep prefix=sleep count=60 ms=500 delay_ms=1000 spread_ms=15000
-    # Work that only the skewed nodes may take: the node with the true clock wakes first at most
-    # due times and could otherwise take every shared job (one run had the node behind run none)
+    # Work that only one node may take, for each node: whichever node wakes first at most due
+    # times could otherwise take every shared job (one run had the node behind run none, a
+    # later one the node with the true clock)
     schedule type=ok_ahead prefix=oa count=40 ms=5 delay_ms=1000 spread_ms=15000
     schedule type=ok_behind prefix=ob count=40 ms=5 delay_ms=1000 spread_ms=15000
+    schedule type=ok_true prefix=ot count=40 ms=5 delay_ms=1000 spread_ms=15000
     ticks 5
     wait_for "$(once_done) AND now() > (SELECT max(started_at) FROM t_nodes) + interval '17 s'" 90 \
         "the one-time jobs" || return
