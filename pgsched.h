@@ -433,7 +433,8 @@ typedef struct pgsched_pg_config {
     const char *prefix;          /* table name prefix, at most 49 bytes; NULL = "pgsched_" */
     int no_create_schema;        /* nonzero: never create or migrate, only check the version */
     int no_notifications;        /* nonzero: send no NOTIFY */
-    int pool_size;               /* connections for statements; 0 = 2; at most 64 */
+    int pool_size;               /* connections for statements; 0 = 2; at most 64 (a bulk
+                                    schedule writes up to pool_size - 1 batches at once) */
     pgsched_duration reconnect_min; /* backoff after a lost connection; 0 = 100 ms */
     pgsched_duration reconnect_max; /* 0 = 10 s (or reconnect_min if that is more); given
                                        both, at least reconnect_min */
@@ -4310,7 +4311,8 @@ static void pgsched__store_batches(pgsched_store *s, void *conn, int tx,
     pthread_t th[PGSCHED__LANES_MAX];
     int started[PGSCHED__LANES_MAX];
     size_t nb = (n + PGSCHED_SCHEDULE_BATCH_MAX - 1) / PGSCHED_SCHEDULE_BATCH_MAX, b;
-    if (nb <= 1 || tx || conn || nb > PGSCHED__LANES_MAX) {
+    PGSCHED_ASSERT(nb <= PGSCHED__LANES_MAX); /* (the caller groups at most that many) */
+    if (nb <= 1 || tx || conn) {
         pgsched__store_batch(s, conn, tx, reqs, at, n, outs, results, m);
         return;
     }
