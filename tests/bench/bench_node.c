@@ -137,11 +137,15 @@ static double q_double(const char *sql, int nparams, const char *const *params)
     return v;
 }
 
-static void connect_admin(void)
+/* Reads the DSN and, unless `node_only`, opens the admin connection. A node process of a
+   throughput run opens none: a node's backends are all its own, as in an application (an
+   extra backend per node process would add its start to every node's start). */
+static void connect_admin(int node_only)
 {
     dsn = getenv("PGSCHED_TEST_DSN");
     if (!dsn) dsn = getenv("PGSCHED_DSN");
     if (!dsn) die("no database", "set PGSCHED_TEST_DSN (make bench starts a cluster)");
+    if (node_only) return;
     admin = PQconnectdb(dsn);
     if (PQstatus(admin) != CONNECTION_OK) die("connect", PQerrorMessage(admin));
     PQsetNoticeProcessor(admin, pgsched__pg_quiet, NULL);
@@ -1010,7 +1014,7 @@ int main(int argc, char **argv)
     if (len <= 0) die("readlink /proc/self/exe", strerror(errno));
     self_path[len] = 0;
     setvbuf(stdout, NULL, _IOLBF, 0);
-    connect_admin();
+    connect_admin(strcmp(mode, "node") == 0);
     if (strcmp(mode, "node") == 0 && argc == 4) return mode_node(argv[2], atoi(argv[3]));
     if (strcmp(mode, "throughput") == 0 && (argc == 6 || argc == 7))
         return mode_throughput(argv[2], atoi(argv[3]), atoi(argv[4]), atol(argv[5]),
