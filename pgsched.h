@@ -837,9 +837,10 @@ PGSCHED_DEF void pgsched_run_set_error(pgsched_run *run, const char *fmt, ...)
        changes that only tell of a status (a claim, a take-back, a finish that does not make
        the row pending) while no registered, running node has status_events set
        (pgsched_node_record); the PostgreSQL store does, the in-memory store does not.
-       Then too, the changes of a schedule_many or schedule_many_tx batch may go as one DUE
-       event per job type of the batch, with the earliest due time of its rows left pending
-       (the PostgreSQL store does so; a node learns the later due times from its claims).
+       Then too, the changes of a schedule_many or schedule_many_tx batch, and those of a
+       finish batch that make rows pending again (retries, next runs), may go as one DUE event
+       per job type of the batch, with the earliest due time of its rows left pending (the
+       PostgreSQL store does so; a node learns the later due times from its claims).
    S7  Versions come from one store-wide increasing sequence: every change gives the row a
        higher version than any before it (a removed and re-created row included).
    S8  Claims take due pending rows of the given types only, in due order, at most `max`,
@@ -1140,7 +1141,7 @@ struct pgsched_store_methods {
     /* Events: every change made through any node sharing the store reaches every listener
        (deletions by cleanup excepted: retention and orphan clean-up raise no events). Rule
        S6, with its exceptions while no node wants status events: status-only changes, and a
-       batch's changes as one DUE event per job type. */
+       batch's due work (schedule_many, finish) as one DUE event per job type. */
     pgsched_result (*listen_open)(pgsched_store *s, pgsched_listener **out, pgsched_error *err);
     /* Waits up to `timeout` for events; writes at most `cap`, sets *count (0 on timeout). */
     pgsched_result (*listen_wait)(pgsched_store *s, pgsched_listener *l,
@@ -7242,7 +7243,7 @@ static const char *const pgsched__pg_templates[PGSCHED__Q_COUNT] = {
     "del AS (DELETE FROM {J} j USING e " PGSCHED__BY_OWN_TID("e")
     "AND e.remove_requested RETURNING e.idx, j.name, nextval('{Q}') AS version, e.outcome, "
     "j.key, e.node), ",
-    /* ... continued in pgsched__pg_template_tail (C99 caps a literal at 4095 bytes) */
+    /* ... continued in pgsched__pg_template_tail and _end (C99 caps a literal at 4095 bytes) */
 
     /* TAKE_BACK: $1 node $2 stall_us $3 max $4 channel. The stall index hands over the
        running rows oldest heartbeat first (a running row without a heartbeat time, written by
@@ -7484,20 +7485,40 @@ static const char *pgsched__pg_template_tail(int q)
             "hist AS (INSERT INTO {R} (id, name, key, node, attempt, started_at, finished_at, "
             "outcome, error) SELECT nextval('{Q}'), e.name, e.key, e.ran_by, e.attempt, "
             "e.started_at, now(), e.outcome, e.error FROM e WHERE e.idx IN (SELECT idx FROM w) "
-            "AND NOT e.quiet) "
+            "AND NOT e.quiet) ";
+    }
+    return "";
+}
+
+/* The end of a statement whose tail would pass C99's 4095 bytes (see pgsched__pg_template_tail):
+   FINISH's result and events. "" for every other statement. */
+static const char *pgsched__pg_template_end(int q)
+{
+    switch (q) {
+    case PGSCHED__Q_FINISH:
+        return
             "SELECT o.idx, coalesce(upd.status, CASE WHEN del.name IS NOT NULL THEN 'none' END), "
             "upd.next_run, coalesce(upd.version, del.version), coalesce(upd.outcome, del.outcome), "
             "CASE WHEN upd.idx IS NULL AND del.name IS NULL THEN "
             "CASE WHEN now_.last_lease = o.token OR EXISTS (SELECT 1 FROM e JOIN w ON w.idx = e.idx "
             "WHERE e.name = o.name AND e.key = o.key AND e.token = o.token) THEN 'replayed' "
             "WHEN now_.lease = o.token AND now_.running THEN 'busy' END END"
-            "{NOTIFY, " PGSCHED__NOTIFY_BATCH(
+            /* While a node watches, a change line for every row written; else only what
+               tells of due work: a due line per job type for the rows pending again (retries,
+               next runs of cron and interval jobs), with the earliest of their due times, as
+               SCHEDULE does (PGSCHED__PG_SCHEDULE_DUE). (Both CASE branches are init plans;
+               only the one taken runs.) */
+            "{NOTIFY, CASE WHEN " PGSCHED__PG_WATCHED " THEN " PGSCHED__NOTIFY_BATCH(
                 "$13::text", "SELECT concat_ws(E'\\t', 'C', x.name, x.key, 'running', x.status, "
                              "x.version::text, x.node, coalesce(" PGSCHED__PG_US("x.next_run")
                              "::text, '')) AS p, x.version AS o FROM (SELECT upd.name, upd.key, "
                              "upd.status, upd.version, upd.node, upd.next_run FROM upd UNION ALL "
                              "SELECT del.name, del.key, 'none', del.version, del.node, NULL "
-                             "FROM del) x WHERE x.status = 'pending' OR " PGSCHED__PG_WATCHED) "}"
+                             "FROM del) x") " ELSE " PGSCHED__NOTIFY_BATCH(
+                "$13::text", "SELECT concat_ws(E'\\t', 'D', upd.name, coalesce(min(upd.node), ''), "
+                             PGSCHED__PG_US("min(upd.next_run)") "::text) AS p, "
+                             "min(upd.version) AS o FROM upd WHERE upd.status = 'pending' "
+                             "GROUP BY upd.name") " END}"
             " FROM o LEFT JOIN upd ON upd.idx = o.idx "
             "LEFT JOIN del ON del.idx = o.idx "
             /* what became of a row this call did not write: looked up by key, and only then */
@@ -10585,14 +10606,18 @@ PGSCHED_DEF pgsched_result pgsched_pg_store_create(const pgsched_pg_config *cfg,
     for (i = 0; i < PGSCHED__Q_COUNT && r == PGSCHED_OK; i++) {
         char *head = pgsched__pg_expand(p, pgsched__pg_templates[i]);
         char *tail = pgsched__pg_expand(p, pgsched__pg_template_tail(i));
-        p->sql[i] = head && tail ? (char *)pgsched__malloc(&p->alloc, strlen(head) + strlen(tail) + 1)
-                                 : NULL;
+        char *end = pgsched__pg_expand(p, pgsched__pg_template_end(i));
+        p->sql[i] = head && tail && end ? (char *)pgsched__malloc(&p->alloc, strlen(head) +
+                                                                  strlen(tail) + strlen(end) + 1)
+                                        : NULL;
         if (p->sql[i]) {
             memcpy(p->sql[i], head, strlen(head));
-            memcpy(p->sql[i] + strlen(head), tail, strlen(tail) + 1);
+            memcpy(p->sql[i] + strlen(head), tail, strlen(tail));
+            memcpy(p->sql[i] + strlen(head) + strlen(tail), end, strlen(end) + 1);
         }
         pgsched__free(&p->alloc, head);
         pgsched__free(&p->alloc, tail);
+        pgsched__free(&p->alloc, end);
         if (!p->sql[i]) r = PGSCHED_ERR_NOMEM;
     }
     if (r != PGSCHED_OK || pthread_mutex_init(&p->mu, NULL) != 0) {
