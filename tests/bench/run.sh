@@ -20,6 +20,11 @@
 #   BENCH_MEMORY_JOBS    runs of the memory figure                             [100000 | 20000]
 #   BENCH_FIRINGS        firings of the precision figure (= idle seconds)      [60 | 15]
 #   BENCH_LATENCY_JOBS   jobs of the latency figures, 5 ms apart               [500 | 200]
+#   BENCH_HUGE_PAGES=N   (as root, Linux) reserve N huge pages (vm.nr_hugepages) for the
+#                        throwaway server and start it with huge_pages = on; the reservation
+#                        is put back as it was at the end. 160 covers the default 128 MB of
+#                        shared_buffers. A new backend then maps the server's shared memory in
+#                        2 MB pages instead of faulting it in 4 kB at a time [unset: off]
 #   BENCH_SUMMARY_ONLY=1 measure nothing: print the table again from the last run's raw figures
 #                        (BUILD_DIR/bench/results.txt), e.g. with another BENCH_PEER
 #   BENCH_PEER           a file with the output of the peer scripts (Graphile Worker's
@@ -66,13 +71,24 @@ else # measure
 t_start=$SECONDS
 load_before=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
 
-own_cluster=0
+own_cluster=0 huge_conf= huge_before=
+if [ -n "${BENCH_HUGE_PAGES:-}" ]; then
+    [ -z "${PGSCHED_TEST_DSN:-}" ] || { echo "run.sh: BENCH_HUGE_PAGES needs the bench's own server (unset PGSCHED_TEST_DSN)" >&2; exit 1; }
+    case $BENCH_HUGE_PAGES in '' | *[!0-9]*) echo "run.sh: BENCH_HUGE_PAGES=$BENCH_HUGE_PAGES is not a number of pages" >&2; exit 1 ;; esac
+    huge_before=$(cat /proc/sys/vm/nr_hugepages 2>/dev/null) &&
+        echo "$BENCH_HUGE_PAGES" >/proc/sys/vm/nr_hugepages 2>/dev/null ||
+        { echo "run.sh: BENCH_HUGE_PAGES: cannot set vm.nr_hugepages (root on Linux only)" >&2; exit 1; }
+    echo "run.sh: vm.nr_hugepages $huge_before -> $(cat /proc/sys/vm/nr_hugepages) (put back at the end)"
+    huge_conf="huge_pages = on"
+fi
+put_back_huge() { [ -z "$huge_before" ] || echo "$huge_before" >/proc/sys/vm/nr_hugepages; }
 if [ -z "${PGSCHED_TEST_DSN:-}" ]; then
     out=$(PGSCHED_PG_CONF="shared_preload_libraries = 'pg_stat_statements'
-${PGSCHED_PG_CONF:-}" bash "$repo/tests/pgcluster.sh" start) || exit 1
+$huge_conf
+${PGSCHED_PG_CONF:-}" bash "$repo/tests/pgcluster.sh" start) || { put_back_huge; exit 1; }
     eval "$out"
     own_cluster=1
-    trap 'bash "$repo/tests/pgcluster.sh" stop "$PGSCHED_CLUSTER_DIR"' EXIT
+    trap 'bash "$repo/tests/pgcluster.sh" stop "$PGSCHED_CLUSTER_DIR"; put_back_huge' EXIT
     trap 'exit 130' INT TERM
 fi
 
@@ -140,8 +156,9 @@ load_after=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
 elapsed=$((SECONDS - t_start))
 server=$("$B/bench_node" version 2>/dev/null || echo '?')
 when=$(date -u '+%Y-%m-%d %H:%M UTC')
+huge=${BENCH_HUGE_PAGES:-}
 for v in ROUNDS JOBS WORKERS NODES BASE_S SCHEDULES BIG MEM_JOBS FIRINGS LAT_N load_before \
-    load_after elapsed server when; do
+    load_after elapsed server when huge; do
     printf '%s=%q\n' "$v" "${!v}"
 done >"$RUNINFO"
 fi # measure
@@ -199,7 +216,7 @@ peer_or() { # PEERKEY FALLBACK FALLBACK_LABEL -> "value|label"
 
 {
     echo "pgsched \`make bench\`, $when, $(nproc) cores, load average $load_before before / $load_after after, $elapsed s;"
-    echo "PostgreSQL $server;" \
+    echo "PostgreSQL $server${huge:+, its shared memory on huge pages (BENCH_HUGE_PAGES=$huge)};" \
         "throughput: median of $ROUNDS round(s) of $(fmt "$JOBS" 0) no-op jobs, $WORKERS workers in total split over the nodes."
     [ -n "$PEER" ] && echo "Peer figures (Graphile Worker, pgbench) from $(basename "$PEER"), run in the same sitting." ||
         echo "No BENCH_PEER file: Graphile Worker baselines are the figures recorded in issue 8 (an earlier sitting)."
