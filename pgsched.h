@@ -7518,7 +7518,7 @@ static const char *pgsched__pg_template_end(int q)
                 "$13::text", "SELECT concat_ws(E'\\t', 'D', upd.name, coalesce(min(upd.node), ''), "
                              PGSCHED__PG_US("min(upd.next_run)") "::text) AS p, "
                              "min(upd.version) AS o FROM upd WHERE upd.status = 'pending' "
-                             "GROUP BY upd.name") " END}"
+                             "AND upd.next_run IS NOT NULL GROUP BY upd.name") " END}"
             " FROM o LEFT JOIN upd ON upd.idx = o.idx "
             "LEFT JOIN del ON del.idx = o.idx "
             /* what became of a row this call did not write: looked up by key, and only then */

@@ -82,6 +82,8 @@ if [ -n "${BENCH_HUGE_PAGES:-}" ]; then
     huge_conf="huge_pages = on"
 fi
 put_back_huge() { [ -z "$huge_before" ] || echo "$huge_before" >/proc/sys/vm/nr_hugepages; }
+trap put_back_huge EXIT # (until the cluster is up: then its stop comes first)
+trap 'exit 130' INT TERM
 if [ -z "${PGSCHED_TEST_DSN:-}" ]; then
     out=$(PGSCHED_PG_CONF="shared_preload_libraries = 'pg_stat_statements'
 $huge_conf
