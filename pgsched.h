@@ -7020,6 +7020,18 @@ enum {
     "COALESCE($10::pg_catalog.text, ''), COALESCE(" PGSCHED__PG_US("up.next_run")                  \
     "::pg_catalog.text, '')) AS p, up.version AS o FROM up")
 
+/* The due lines (D, see PGSCHED__NOTIFY) of the rows of `r` (name, status, next_run,
+   version) left pending: one per job type, with its earliest due time, `node` the node named
+   (an expression). A row without a due time (only one written by hand) hints nothing: left
+   out, as its NULL would drop the line's last field. As the `lines` of PGSCHED__NOTIFY_BATCH
+   and PGSCHED__NOTIFY_BY_VERSION; every name qualified (it also runs on the caller's
+   connection). Used by SCHEDULE and FINISH. */
+#define PGSCHED__PG_DUE_LINES(r, node)                                                             \
+    "SELECT pg_catalog.concat_ws(E'\\t', 'D', " r ".name, " node ", "                              \
+    PGSCHED__PG_US("pg_catalog.min(" r ".next_run)") "::pg_catalog.text) AS p, "                   \
+    "pg_catalog.min(" r ".version) AS o FROM " r " WHERE " r ".status OPERATOR(pg_catalog.=) "     \
+    "'pending' AND " r ".next_run IS NOT NULL GROUP BY " r ".name"
+
 /* Their events while no node wants status events (PGSCHED__PG_WATCHED): then nobody reads them
    but as hints of due work, so one due line per job type of the batch, with its earliest due
    time among the rows left pending (D, see PGSCHED__NOTIFY), stands for the rows' change
@@ -7027,12 +7039,8 @@ enum {
    5,000 lines that each listening backend forwarded and each node parsed, over a quarter of a
    bulk schedule's time on 2 cores. */
 #define PGSCHED__PG_SCHEDULE_DUE                                                                   \
-    PGSCHED__NOTIFY_BY_VERSION(                                                                    \
-    "$11::pg_catalog.text",                                                                        \
-    "SELECT pg_catalog.concat_ws(E'\\t', 'D', up.name, COALESCE($10::pg_catalog.text, ''), "      \
-    PGSCHED__PG_US("pg_catalog.min(up.next_run)") "::pg_catalog.text) AS p, "                      \
-    "pg_catalog.min(up.version) AS o FROM up WHERE up.status OPERATOR(pg_catalog.=) 'pending' "   \
-    "GROUP BY up.name")
+    PGSCHED__NOTIFY_BY_VERSION("$11::pg_catalog.text",                                             \
+                               PGSCHED__PG_DUE_LINES("up", "COALESCE($10::pg_catalog.text, '')"))
 
 /* SCHEDULE's and SCHEDULE_NEW's (the store's own connections): the change lines while a node
    watches, else the due lines. (Both CASE branches are init plans; only the one taken runs.) */
@@ -7506,7 +7514,7 @@ static const char *pgsched__pg_template_end(int q)
             /* While a node watches, a change line for every row written; else only what
                tells of due work: a due line per job type for the rows pending again (retries,
                next runs of cron and interval jobs), with the earliest of their due times, as
-               SCHEDULE does (PGSCHED__PG_SCHEDULE_DUE). (Both CASE branches are init plans;
+               SCHEDULE sends them (PGSCHED__PG_DUE_LINES). (Both CASE branches are init plans;
                only the one taken runs.) */
             "{NOTIFY, CASE WHEN " PGSCHED__PG_WATCHED " THEN " PGSCHED__NOTIFY_BATCH(
                 "$13::text", "SELECT concat_ws(E'\\t', 'C', x.name, x.key, 'running', x.status, "
@@ -7515,10 +7523,7 @@ static const char *pgsched__pg_template_end(int q)
                              "upd.status, upd.version, upd.node, upd.next_run FROM upd UNION ALL "
                              "SELECT del.name, del.key, 'none', del.version, del.node, NULL "
                              "FROM del) x") " ELSE " PGSCHED__NOTIFY_BATCH(
-                "$13::text", "SELECT concat_ws(E'\\t', 'D', upd.name, coalesce(min(upd.node), ''), "
-                             PGSCHED__PG_US("min(upd.next_run)") "::text) AS p, "
-                             "min(upd.version) AS o FROM upd WHERE upd.status = 'pending' "
-                             "AND upd.next_run IS NOT NULL GROUP BY upd.name") " END}"
+                "$13::text", PGSCHED__PG_DUE_LINES("upd", "coalesce(pg_catalog.min(upd.node), '')")) " END}"
             " FROM o LEFT JOIN upd ON upd.idx = o.idx "
             "LEFT JOIN del ON del.idx = o.idx "
             /* what became of a row this call did not write: looked up by key, and only then */
